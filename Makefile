@@ -1,0 +1,43 @@
+# The two commands: `make demo` (run dynadex on the embedded default) and
+# `make test` (run the test suite). Both create or reuse .venv and install
+# what they need; the second run skips the install (stamp file).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dynadex-installed
+
+.PHONY: demo test test-slow test-all bench lock clean
+
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=24" "setuptools==84.2.1"
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m dynadex.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+# Re-resolve the pins (needs PyPI): edit the direct list below, then commit requirements.txt.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q "apache-airflow==3.3.2" "apache-airflow-providers-amazon[aiobotocore]==9.39.0" boto3 pyarrow \
+	  "duckdb==1.5.5" "duckdb-extension-ducklake==1.5.5" "duckdb-extension-sqlite==1.5.5" \
+	  "duckdb-extension-postgres==1.5.5" "duckdb-extension-httpfs==1.5.5" amazon-ion "moto[server]"
+	{ sed -n '1,4p' requirements.txt; .venv-lock/bin/pip freeze --exclude-editable; } > requirements.txt.new
+	mv requirements.txt.new requirements.txt && rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .dynadex .demo .pytest_cache .hypothesis

@@ -1,0 +1,27 @@
+"""boto3 clients configured from the usual AWS settings.
+
+Invariant: with no AWS settings at all, clients point nowhere surprising:
+the endpoint comes from ``AWS_ENDPOINT_URL`` (boto3 reads it itself) or from
+an explicit ``endpoint_url``; the region defaults to ``us-east-1``. Retries
+use botocore's adaptive mode so throttling is retried with backoff before an
+error surfaces. Credentials are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def client(service: str, *, endpoint_url: str | None = None, region: str | None = None, **kwargs: Any):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, **kwargs.pop("config_kwargs", {}))
+    return boto3.session.Session().client(
+        service,
+        endpoint_url=endpoint_url or None,
+        region_name=region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
+        config=config,
+        **kwargs,
+    )

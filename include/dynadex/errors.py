@@ -1,0 +1,51 @@
+"""The errors dynadex raises for bad input.
+
+Invariant: every error raised for bad input is a ``DynadexError`` whose
+message names what is wrong and where (file, line, attribute path), and
+carries no credential. The CLI prints the message and exits 1.
+"""
+
+from __future__ import annotations
+
+
+class DynadexError(Exception):
+    """Base of every error dynadex raises for bad input or a failed check."""
+
+
+class ExportError(DynadexError, ValueError):
+    """An export that cannot be read or does not verify.
+
+    ``where`` names the file (an ``s3://`` URL or a local path) and, for a
+    data line, ``line`` its 1-based number.
+    """
+
+    def __init__(self, where: str, reason: str, line: int | None = None):
+        self.where = where
+        self.reason = reason
+        self.line = line
+        at = f"{where} line {line}" if line is not None else where
+        super().__init__(f"{at}: {reason}")
+
+
+class ManifestError(ExportError):
+    """A manifest that is missing, malformed or inconsistent."""
+
+
+class MissingFileError(ExportError):
+    """A file the manifest names is not there (or access was denied)."""
+
+
+class ChecksumMismatch(ExportError):
+    """A file whose bytes do not match the checksum the manifest gives."""
+
+
+class ItemCountMismatch(ExportError):
+    """A data file (or the whole export) whose item count disagrees with the manifest."""
+
+
+class CorruptDataFile(ExportError):
+    """A data file that is not valid gzip, or is truncated."""
+
+
+class MalformedLine(ExportError):
+    """A data line that is not a valid export record."""

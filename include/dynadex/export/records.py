@@ -1,0 +1,104 @@
+"""One data line of an export -> one record.
+
+Invariant: a full-export line yields the item (canonical DynamoDB JSON) and
+nothing else; an incremental line yields its keys, its new image (``None``
+for a delete) and its write time in microseconds. DYNAMODB_JSON and ION lines
+of the same item yield equal records. A line that is not a valid record
+raises ``MalformedLine`` naming the file, the line number and, for a bad
+attribute, its path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from dynadex.errors import MalformedLine
+from dynadex.types import AttributeValueError, canonical_item, item_from_ion
+
+
+@dataclass(frozen=True)
+class Record:
+    item: dict | None  # canonical new image / item; None for a delete
+    keys: dict | None = None  # incremental exports only
+    write_micros: int | None = None  # incremental exports only
+    old_image: dict | None = None
+
+
+def _write_micros(meta: object, where: str, line: int) -> int:
+    if not isinstance(meta, dict) or "WriteTimestampMicros" not in meta:
+        raise MalformedLine(where, "Metadata.WriteTimestampMicros is missing", line)
+    value = meta["WriteTimestampMicros"]
+    if isinstance(value, dict) and set(value) == {"N"}:
+        value = value["N"]
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        micros = int(Decimal(str(value)))
+    except Exception:
+        raise MalformedLine(where, f"WriteTimestampMicros {value!r} is not a number", line) from None
+    return micros
+
+
+def _from_obj(obj: object, where: str, line: int, ion: bool = False) -> Record:
+    convert = (lambda v: item_from_ion(v)) if ion else canonical_item
+    if not isinstance(obj, dict):
+        raise MalformedLine(where, "a line must hold one object", line)
+    try:
+        if "Item" in obj:
+            if len(obj) != 1:
+                extra = sorted(k for k in obj if k != "Item")
+                raise MalformedLine(where, f"unexpected field(s) {extra} beside Item", line)
+            return Record(item=convert(obj["Item"]))
+        if "Keys" in obj:
+            micros = _write_micros(obj.get("Metadata"), where, line)
+            new = obj.get("NewImage")
+            old = obj.get("OldImage")
+            return Record(
+                item=convert(new) if new is not None else None,
+                keys=convert(obj["Keys"]),
+                write_micros=micros,
+                old_image=convert(old) if old is not None else None,
+            )
+    except AttributeValueError as exc:
+        raise MalformedLine(where, str(exc), line) from None
+    raise MalformedLine(where, f"expected 'Item' or 'Keys', got fields {sorted(obj)}", line)
+
+
+def parse_json_line(text: str | bytes, where: str, line: int) -> Record:
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "msg", str(exc))
+        raise MalformedLine(where, f"not valid JSON: {reason}", line) from None
+    return _from_obj(obj, where, line)
+
+
+def parse_ion_line(text: str | bytes, where: str, line: int) -> Record:
+    from amazon.ion import simpleion
+
+    try:
+        obj = simpleion.loads(text, single_value=True)
+    except Exception as exc:  # amazon-ion raises several unrelated types
+        raise MalformedLine(where, f"not valid Ion: {exc}", line) from None
+    return _from_obj(_ion_fields(obj, where, line), where, line, ion=True)
+
+
+def _ion_fields(obj: object, where: str, line: int) -> dict:
+    from amazon.ion.core import IonType
+
+    if getattr(obj, "ion_type", None) is not IonType.STRUCT:
+        raise MalformedLine(where, "a line must hold one Ion struct", line)
+    out = {}
+    for k, v in obj.items():
+        if k == "Metadata":
+            meta = {mk: (str(mv) if getattr(mv, "ion_type", None) is not None else mv) for mk, mv in v.items()}
+            out[k] = meta
+        else:
+            out[k] = v
+    return out
+
+
+def parser_for(output_format: str):
+    return parse_ion_line if output_format == "ION" else parse_json_line

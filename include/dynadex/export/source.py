@@ -1,0 +1,141 @@
+"""Where an export lies: an S3 bucket, or a local folder laid out like one.
+
+Invariant: every key is relative to the bucket root, exactly as AWS writes it
+in the manifests (``dataFileS3Key`` is never rebuilt), and every error names
+the object by its full location (``s3://bucket/key`` or the local path).
+Reads stream: ``open`` never loads a whole data file into memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import urlparse
+
+from dynadex.errors import ManifestError, MissingFileError
+
+SUMMARY_NAME = "manifest-summary.json"
+
+
+class ExportSource(Protocol):
+    def url(self, key: str) -> str: ...
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def read(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """A folder standing for a bucket root."""
+
+    root: Path
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents and path != self.root.resolve():
+            raise ManifestError(str(self.root), f"key {key!r} escapes the export folder")
+        return path
+
+    def url(self, key: str) -> str:
+        return str(self.root / key)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path(key), "rb")
+        except FileNotFoundError:
+            raise MissingFileError(self.url(key), "file not found") from None
+        except PermissionError:
+            raise MissingFileError(self.url(key), "permission denied") from None
+
+    def read(self, key: str) -> bytes:
+        with self.open(key) as f:
+            return f.read()
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+
+@dataclass
+class S3Source:
+    """An S3 bucket, read with boto3 (endpoint and credentials from the usual AWS settings)."""
+
+    bucket: str
+    client: object = None
+
+    def __post_init__(self) -> None:
+        if self.client is None:
+            from dynadex.aws import client
+
+            self.client = client("s3")
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _call(self, key: str, fn, **kwargs):
+        from botocore.exceptions import ClientError
+
+        try:
+            return fn(Bucket=self.bucket, Key=key, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise MissingFileError(self.url(key), "object not found") from None
+            if code in ("NoSuchBucket",):
+                raise MissingFileError(self.url(key), f"bucket {self.bucket!r} does not exist") from None
+            if code in ("AccessDenied", "403", "Forbidden"):
+                raise MissingFileError(self.url(key), "access denied") from None
+            raise MissingFileError(self.url(key), f"S3 error {code}") from None
+
+    def open(self, key: str) -> BinaryIO:
+        return self._call(key, self.client.get_object)["Body"]
+
+    def read(self, key: str) -> bytes:
+        body = self.open(key)
+        try:
+            return body.read()
+        finally:
+            body.close()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(key, self.client.head_object)
+            return True
+        except MissingFileError:
+            return False
+
+
+@dataclass(frozen=True)
+class SummaryLocation:
+    """The source holding an export and the key of its ``manifest-summary.json``."""
+
+    source: ExportSource
+    summary_key: str
+
+
+def locate(location: str) -> SummaryLocation:
+    """Resolve ``SOURCE`` of ``inspect-export``: an s3:// URL or a local path.
+
+    A local path may name the summary file itself or the folder holding it;
+    its bucket root is found later from ``manifestFilesS3Key`` (see
+    ``manifest.read_export``). Here the bucket root is provisionally the
+    summary's folder.
+    """
+    if location.startswith("s3://"):
+        parsed = urlparse(location)
+        key = parsed.path.lstrip("/")
+        if not parsed.netloc:
+            raise ManifestError(location, "an s3:// location needs a bucket name")
+        if not key or key.endswith("/"):
+            key = f"{key}{SUMMARY_NAME}"
+        return SummaryLocation(S3Source(parsed.netloc), key)
+    path = Path(os.path.expanduser(location))
+    if path.is_dir():
+        path = path / SUMMARY_NAME
+    if not path.is_file():
+        raise MissingFileError(str(path), "manifest summary not found")
+    return SummaryLocation(LocalSource(path.parent), path.name)
