@@ -52,6 +52,128 @@ def _cmd_inspect_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open(args, read_only: bool = True):
+    from dynadex.store import Store
+
+    return Store(args.store, data_path=getattr(args, "data_path", None), read_only=read_only)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from dynadex.store.reads import jsonable
+
+    with _open(args) as st:
+        columns, rows = st.query(args.sql)
+    if args.json:
+        for row in rows:
+            print(json.dumps({c: jsonable(v) for c, v in zip(columns, row)}, ensure_ascii=False))
+        return 0
+    _print_table(columns, rows)
+    return 0
+
+
+def _print_table(columns: list[str], rows: list[tuple]) -> None:
+    from dynadex.store.reads import jsonable
+
+    def cell(v) -> str:
+        if v is None:
+            return "NULL"
+        v = jsonable(v)
+        return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [min(60, max([len(c)] + [len(r[i]) for r in text])) for i, c in enumerate(columns)]
+    print(" | ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for r in text:
+        print(" | ".join((v if len(v) <= w else v[: w - 1] + "…").ljust(w) for v, w in zip(r, widths)))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    with _open(args) as st:
+        item = st.get(args.table, args.key)
+    if item is None:
+        print(f"dynadex: no item with key {args.key} in {args.table}", file=sys.stderr)
+        return 1
+    print(item)
+    return 0
+
+
+def _cmd_find(args: argparse.Namespace) -> int:
+    with _open(args) as st:
+        items = st.find(args.table, args.expression, args.limit)
+    for item in items:
+        print(item if args.json else _brief(item))
+    if not args.json:
+        print(f"({len(items)} item{'s' if len(items) != 1 else ''})", file=sys.stderr)
+    return 0
+
+
+def _brief(item: str) -> str:
+    return item if len(item) <= 200 else item[:199] + "…"
+
+
+def _cmd_dump(args: argparse.Namespace) -> int:
+    with _open(args) as st:
+        out = sys.stdout
+        for item in st.dump(args.table):
+            out.write(item)
+            out.write("\n")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    with _open(args) as st:
+        doc = st.status(args.table)
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    print(f"store      {doc['store']} (snapshot {doc['snapshot']})")
+    if not doc["tables"]:
+        print("no tables indexed yet")
+    for t in doc["tables"]:
+        print(f"\ntable      {t['table']}  key {t['key']}")
+        print(f"items      {t['items']}  ({t['files']} data files, {t['bytes']} bytes)")
+        print(f"export     {t['export_arn'] or '-'} at {t['export_time'] or '-'}")
+        print(f"stream     {t['stream_arn'] or '-'}")
+        print(f"changes    last change {t['last_change_time'] or '-'}, applied {t['last_applied_at'] or '-'}, "
+              f"lag {t['lag_seconds'] if t['lag_seconds'] is not None else '-'} s")
+        for cp in t["checkpoints"]:
+            print(f"  shard {cp['shard_id']}  at {cp['sequence_number'] or 'start'}{'  (ended)' if cp['ended'] else ''}")
+        for ev in t["recent_events"][:5]:
+            print(f"  event {ev['at']}  {ev['kind']}  {json.dumps(ev['detail'])}")
+    return 0
+
+
+def _cmd_ingest_export(args: argparse.Namespace) -> int:
+    from dynadex.ingest import ingest_export
+
+    result = ingest_export(args.source, args.table, args.key, store=args.store, data_path=args.data_path,
+                           workers=args.workers, chunk_target_mb=args.chunk_target_mb)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    pub = result["publish"]
+    state = "published" if pub["published"] else f"not published ({pub.get('reason')})"
+    print(f"{result['table']}: {result['items']} items from {result['chunks']} chunks, {state}")
+    return 0
+
+
+def _cmd_maintain(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    with _open(args, read_only=False) as st:
+        compacted = st.compact()
+        expired = st.expire(dt.timedelta(seconds=args.keep_seconds))
+    print(json.dumps({**compacted, **expired}))
+    return 0
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", help="store folder or Postgres URI (default: $DYNADEX_STORE or ./.dynadex)")
+    p.add_argument("--data-path", help="data files location for a Postgres catalog (local or s3://)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dynadex",
@@ -70,6 +192,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON document")
     p.add_argument("--no-decode", action="store_true", help="check MD5 and counts only, do not decode items")
     p.set_defaults(func=_cmd_inspect_export)
+
+    p = sub.add_parser("ingest-export", help="index a full export into the store (plan, build chunks, publish)")
+    p.add_argument("source", metavar="SOURCE", help="manifest-summary.json location, as for inspect-export")
+    p.add_argument("--table", required=True, help="name of the indexed table in the store")
+    p.add_argument("--key", required=True, help="key attributes: NAME[:S|N|B][,NAME[:S|N|B]] (type defaults to S)")
+    p.add_argument("--workers", type=int, default=1, help="chunk builder processes (default 1)")
+    p.add_argument("--chunk-target-mb", type=float, default=256, help="target chunk size in MB of gzip (default 256)")
+    p.add_argument("--json", action="store_true")
+    _store_args(p)
+    p.set_defaults(func=_cmd_ingest_export)
+
+    p = sub.add_parser("query", help="run a read-only SQL query (tables: T, row_index.T, inverted_index.T)")
+    p.add_argument("sql", metavar="SQL")
+    p.add_argument("--json", action="store_true", help="print JSON lines")
+    _store_args(p)
+    p.set_defaults(func=_cmd_query)
+
+    p = sub.add_parser("get", help="print one item by key, exactly, as DynamoDB JSON")
+    p.add_argument("table", metavar="TABLE")
+    p.add_argument("key", metavar="KEY", help='key in DynamoDB JSON, e.g. \'{"pk":{"S":"a"}}\'')
+    _store_args(p)
+    p.set_defaults(func=_cmd_get)
+
+    p = sub.add_parser("find", help="items whose PATH holds VALUE, through the inverted index")
+    p.add_argument("table", metavar="TABLE")
+    p.add_argument("expression", metavar="PATH=VALUE", help="VALUE is text (matched as S, N, BOOL or null) "
+                   'or a DynamoDB JSON value like {"N":"1.5"}')
+    p.add_argument("--limit", type=int)
+    p.add_argument("--json", action="store_true", help="print whole items as JSON lines")
+    _store_args(p)
+    p.set_defaults(func=_cmd_find)
+
+    p = sub.add_parser("dump", help="every live item, one canonical DynamoDB JSON line each, ordered by key")
+    p.add_argument("table", metavar="TABLE")
+    _store_args(p)
+    p.set_defaults(func=_cmd_dump)
+
+    p = sub.add_parser("status", help="items, snapshot, export, stream checkpoints and lag")
+    p.add_argument("table", metavar="TABLE", nargs="?")
+    p.add_argument("--json", action="store_true")
+    _store_args(p)
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("maintain", help="compact small files and expire old snapshots")
+    p.add_argument("--keep-seconds", type=float, default=3600, help="keep snapshots younger than this (default 3600)")
+    _store_args(p)
+    p.set_defaults(func=_cmd_maintain)
     return parser
 
 

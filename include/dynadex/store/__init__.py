@@ -1,0 +1,85 @@
+"""The converged index on DuckLake: row, column and inverted indexes plus sync state.
+
+``Store`` is the Python API; the CLI and the Airflow tasks use nothing else.
+See ``names`` for what each index is called in SQL, ``registry`` for the
+type-conflict rule, ``publish`` and ``changes`` for the two ways data gets in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dynadex.store import maintenance, reads
+from dynadex.store.changes import Change, Checkpoint, apply_changes
+from dynadex.store.lake import Lake
+from dynadex.store.location import StoreError, StoreLocation, resolve
+from dynadex.store.publish import PublishRefused, PublishSpec, publish
+from dynadex.store.reads import QueryError
+from dynadex.store.segments import SegmentWriter
+
+
+class Store:
+    """A store opened for reading (default) or writing."""
+
+    def __init__(self, spec: str | StoreLocation | None = None, *, data_path: str | None = None,
+                 read_only: bool = True, threads: int | None = None):
+        self.location = spec if isinstance(spec, StoreLocation) else resolve(spec, data_path)
+        self.lake = Lake(self.location, read_only=read_only, threads=threads)
+
+    def close(self) -> None:
+        self.lake.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # reads
+    def query(self, sql: str):
+        return reads.query(self.lake, sql)
+
+    def get(self, table: str, key_json: str) -> str | None:
+        return reads.get(self.lake, table, key_json)
+
+    def find(self, table: str, expression: str, limit: int | None = None) -> list[str]:
+        return reads.find(self.lake, table, expression, limit)
+
+    def dump(self, table: str):
+        return reads.dump(self.lake, table)
+
+    def status(self, table: str | None = None) -> dict:
+        return reads.status(self.lake, table)
+
+    def tables(self) -> list[str]:
+        return self.lake.source_tables()
+
+    # writes
+    def segment_writer(self, table: str, build_id: str, chunk_id: str, key_names, key_types, **kw) -> SegmentWriter:
+        return SegmentWriter(self.location, table, build_id, chunk_id, tuple(key_names), tuple(key_types), **kw)
+
+    def publish(self, spec: PublishSpec) -> dict:
+        return publish(self.lake, spec)
+
+    def apply(self, table: str, changes: list[Change], checkpoints=(), *, event=None) -> dict:
+        return apply_changes(self.lake, table, changes, list(checkpoints), event=event)
+
+    def compact(self) -> dict:
+        return maintenance.compact(self.lake)
+
+    def expire(self, keep: dt.timedelta = dt.timedelta(hours=1)) -> dict:
+        return maintenance.expire(self.lake, keep)
+
+
+__all__ = [
+    "Change",
+    "Checkpoint",
+    "PublishRefused",
+    "PublishSpec",
+    "QueryError",
+    "SegmentWriter",
+    "Store",
+    "StoreError",
+    "StoreLocation",
+    "resolve",
+]

@@ -1,0 +1,173 @@
+"""Applying a batch of changes (upserts and deletes) with its checkpoints, in one transaction.
+
+Invariants:
+
+* ONE DuckLake transaction holds the batch's effect on the three indexes,
+  the new shard checkpoints and the table's last-change time: a crash at any
+  instant leaves either all of it or none of it.
+* Within a batch, the last change of a key wins (changes come in sequence
+  order). Across batches, a change whose version is older than the stored
+  one is ignored: a stale version never overwrites a newer one (equal
+  versions apply, so same-second stream records keep their order).
+* New attributes and kinds add columns (registry rule), never rewrite files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from dynadex.store.lake import Lake
+from dynadex.store.names import KEY_COLUMN, STATE_SCHEMA, column_table, inverted_table, quote, row_table
+from dynadex.store.registry import Registry
+from dynadex.store.segments import KIND_ARROW, inverted_arrow, rows_arrow
+from dynadex.store.shape import NUMERIC_KINDS, NumberStats, Shaped, key_text, number_fits
+
+
+@dataclass(frozen=True)
+class Change:
+    keys: dict  # canonical key attributes
+    item: dict | None  # canonical new image; None deletes
+    version: int  # change time in microseconds
+    origin: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    shard_id: str
+    sequence_number: str | None
+    parent_shard_id: str | None = None
+    ended: bool = False
+
+
+def _table_keys(state: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(json.loads(state["key_names"])), tuple(json.loads(state["key_types"]))
+
+
+def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: list[Checkpoint] = (),
+                  *, event: tuple[str, dict] | None = None) -> dict:
+    """Apply ``changes`` and store ``checkpoints`` atomically; return counts."""
+    state = lake.require_table(table)
+    key_names, key_types = _table_keys(state)
+    last: dict[str, Change] = {}
+    for ch in changes:
+        last[key_text(ch.keys, key_names)] = ch  # later wins
+    con = lake.con
+    applied = {"upserts": 0, "deletes": 0, "stale": 0, "columns_added": 0}
+    newest = max((c.version for c in changes), default=None)
+    with lake.transaction():
+        if last:
+            batch_keys = pa.table({"key": pa.array(list(last), pa.string())})
+            con.register("dynadex_batch_keys", batch_keys)
+            stored = dict(
+                con.execute(
+                    f"SELECT r.key, r.version FROM {row_table(table)} r JOIN dynadex_batch_keys b ON r.key = b.key"
+                ).fetchall()
+            )
+            con.unregister("dynadex_batch_keys")
+            winners = {}
+            for key, ch in last.items():
+                old = stored.get(key)
+                if old is not None and ch.version < old:
+                    applied["stale"] += 1
+                    continue
+                winners[key] = ch
+            if winners:
+                con.register("dynadex_apply_keys", pa.table({"key": pa.array(list(winners), pa.string())}))
+                con.execute(f"DELETE FROM {row_table(table)} WHERE key IN (SELECT key FROM dynadex_apply_keys)")
+                con.execute(
+                    f"DELETE FROM {column_table(table)} WHERE {quote(KEY_COLUMN)} IN (SELECT key FROM dynadex_apply_keys)"
+                )
+                con.execute(f"DELETE FROM {inverted_table(table)} WHERE key IN (SELECT key FROM dynadex_apply_keys)")
+                con.unregister("dynadex_apply_keys")
+                shaped = Shaped()
+                for ch in winners.values():
+                    if ch.item is None:
+                        applied["deletes"] += 1
+                    else:
+                        shaped.add(ch.item, key_names, ch.version, ch.origin, key_types)
+                        applied["upserts"] += 1
+                if len(shaped):
+                    applied["columns_added"] = _insert(lake, table, key_types, shaped)
+        for cp in checkpoints:
+            con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ? AND shard_id = ?", [table, cp.shard_id])
+            con.execute(
+                f"INSERT INTO {STATE_SCHEMA}.checkpoints VALUES (?, ?, ?, ?, ?, now())",
+                [table, cp.shard_id, cp.parent_shard_id, cp.sequence_number, cp.ended],
+            )
+        if newest is not None:
+            con.execute(
+                f"UPDATE {STATE_SCHEMA}.tables SET last_change_micros = greatest(coalesce(last_change_micros, 0), ?), "
+                "last_applied_at = now() WHERE table_name = ?",
+                [newest, table],
+            )
+        if event is not None:
+            con.execute(f"INSERT INTO {STATE_SCHEMA}.events VALUES (?, now(), ?, ?)", [table, event[0], json.dumps(event[1])])
+    return applied
+
+
+def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped) -> int:
+    con = lake.con
+    registry = Registry.load(con, table)
+    shaped.pad()
+    n = len(shaped)
+    # route each (path, kind) to its column, overflowing numbers that do not fit
+    out: dict[str, tuple[object, list]] = {}  # column name -> (Column, values)
+    new_columns = []
+    for (path, kind), values in sorted(shaped.columns.items()):
+        stats = shaped.number_stats.get((path, kind))
+        column, is_new = registry.column_for(path, kind, stats)
+        if is_new:
+            new_columns.append(column)
+        if kind in NUMERIC_KINDS and not column.sql_type.startswith("DOUBLE"):
+            base = column.sql_type.removesuffix("[]")
+            main_vals, over_vals = [None] * n, [None] * n
+            overflowed = False
+            for i, v in enumerate(values):
+                if v is None:
+                    continue
+                fits = number_fits(base, v) if kind == "N" else all(number_fits(base, x) for x in v)
+                if fits:
+                    main_vals[i] = v
+                else:
+                    over_vals[i] = v
+                    overflowed = True
+            out[column.name] = (column, main_vals)
+            if overflowed:
+                over, over_new = registry.overflow_for(column)
+                if over_new:
+                    new_columns.append(over)
+                out[over.name] = (over, over_vals)
+        else:
+            out[column.name] = (column, values)
+    for column in new_columns:
+        con.execute(f"ALTER TABLE {column_table(table)} ADD COLUMN {quote(column.name)} {column.sql_type}")
+    registry.save_new(con, table, new_columns)
+
+    con.register("dynadex_rows", rows_arrow(shaped, key_types))
+    key_cols = "key, pk" + (", sk" if len(key_types) > 1 else "")
+    con.execute(f"INSERT INTO {row_table(table)} ({key_cols}, item, version, origin) "
+                f"SELECT {key_cols}, item, version, origin FROM dynadex_rows")
+    con.unregister("dynadex_rows")
+
+    arrays = {KEY_COLUMN: pa.array(shaped.keys, pa.string())}
+    staged = []
+    for i, (name, (column, values)) in enumerate(out.items()):
+        alias = f"c{i}"
+        arrays[alias] = pa.array(values, KIND_ARROW[column.base_kind])
+        staged.append((name, alias, column.sql_type))
+    con.register("dynadex_cols", pa.table(arrays))
+    names = [quote(KEY_COLUMN)] + [quote(name) for name, _, _ in staged]
+    select = [quote(KEY_COLUMN)] + [f"CAST({alias} AS {t})" for _, alias, t in staged]
+    con.execute(f"INSERT INTO {column_table(table)} ({', '.join(names)}) SELECT {', '.join(select)} FROM dynadex_cols")
+    con.unregister("dynadex_cols")
+
+    con.register("dynadex_inv", inverted_arrow(shaped))
+    con.execute(f"INSERT INTO {inverted_table(table)} SELECT path, kind, value, key FROM dynadex_inv")
+    con.unregister("dynadex_inv")
+    return len(new_columns)
+
+
+__all__ = ["Change", "Checkpoint", "apply_changes", "NumberStats"]

@@ -1,0 +1,62 @@
+"""DuckDB connections that load extensions from their pip packages only.
+
+Invariant: no connection made here downloads anything. Extensions come from
+the ``duckdb-extension-*`` wheels pinned to the DuckDB version; we lay out a
+private extension directory with the names DuckDB expects (see
+docs/decisions/0002) and turn auto-install off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import duckdb
+
+# pip package -> the extension's own name (its entry point)
+PACKAGES = {
+    "duckdb_extension_ducklake": "ducklake",
+    "duckdb_extension_sqlite": "sqlite_scanner",
+    "duckdb_extension_postgres": "postgres_scanner",
+    "duckdb_extension_httpfs": "httpfs",
+}
+
+
+@lru_cache(maxsize=1)
+def extension_directory() -> str:
+    version = duckdb.__version__
+    platform = duckdb.connect().sql("PRAGMA platform").fetchone()[0]
+    base = Path(os.environ.get("DYNADEX_EXTENSION_DIR") or Path(tempfile.gettempdir()) / f"dynadex-duckdb-ext-{os.getuid()}")
+    target = base / f"v{version}" / platform
+    target.mkdir(parents=True, exist_ok=True)
+    for package, name in PACKAGES.items():
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            continue
+        files = list(Path(module.__file__).parent.glob(f"extensions/v{version}/*.duckdb_extension"))
+        if not files:
+            continue
+        link = target / f"{name}.duckdb_extension"
+        if link.is_symlink() and Path(os.readlink(link)) == files[0]:
+            continue
+        tmp = target / f".{name}.{os.getpid()}.tmp"
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(files[0])
+        os.replace(tmp, link)
+    return str(base)
+
+
+def connect(database: str = ":memory:", *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    config = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": True,
+        "extension_directory": extension_directory(),
+    }
+    if threads:
+        config["threads"] = threads
+    return duckdb.connect(database, read_only=read_only, config=config)

@@ -1,0 +1,150 @@
+"""One DuckDB connection attached to a store's DuckLake catalog.
+
+Invariants:
+
+* Every change goes through ``transaction()``: one DuckLake snapshot,
+  all or nothing. Readers in any process see either the snapshot before or
+  the snapshot after, never half of it.
+* A read-only Lake attaches the catalog READ_ONLY, so nothing it runs can
+  write, whatever the SQL.
+* The sync-state tables (schema ``dynadex``) live in the same catalog as the
+  data, so state and data commit together.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import duckdb
+
+from dynadex.store.extensions import connect
+from dynadex.store.location import StoreError, StoreLocation
+from dynadex.store.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
+
+STATE_DDL = [
+    f"CREATE SCHEMA IF NOT EXISTS {ROW_SCHEMA}",
+    f"CREATE SCHEMA IF NOT EXISTS {INVERTED_SCHEMA}",
+    f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (
+        table_name VARCHAR, key_names VARCHAR, key_types VARCHAR, build_id VARCHAR,
+        export_arn VARCHAR, export_time VARCHAR, export_time_micros BIGINT,
+        stream_arn VARCHAR, stream_start_micros BIGINT, published_at TIMESTAMPTZ,
+        last_change_micros BIGINT, last_applied_at TIMESTAMPTZ)""",
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.checkpoints (
+        table_name VARCHAR, shard_id VARCHAR, parent_shard_id VARCHAR,
+        sequence_number VARCHAR, ended BOOLEAN, updated_at TIMESTAMPTZ)""",
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.chunks (
+        table_name VARCHAR, build_id VARCHAR, chunk_id VARCHAR, items BIGINT,
+        files VARCHAR, published_at TIMESTAMPTZ)""",
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.columns (
+        table_name VARCHAR, path VARCHAR, kind VARCHAR, column_name VARCHAR, sql_type VARCHAR)""",
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.events (
+        table_name VARCHAR, happened_at TIMESTAMPTZ, kind VARCHAR, detail VARCHAR)""",
+]
+
+ALIAS = "lake"
+
+
+def _s3_secret(con: duckdb.DuckDBPyConnection) -> None:
+    """Give DuckDB's httpfs the same S3 settings boto3 would use (env only; never logged)."""
+    con.execute("LOAD httpfs")
+    parts = ["TYPE s3"]
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        parts += [f"KEY_ID {literal(key)}", f"SECRET {literal(secret)}"]
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            parts.append(f"SESSION_TOKEN {literal(os.environ['AWS_SESSION_TOKEN'])}")
+    else:
+        parts.append("PROVIDER credential_chain")
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    parts.append(f"REGION {literal(region)}")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        url = urlparse(endpoint)
+        parts += [f"ENDPOINT {literal(url.netloc)}", "URL_STYLE 'path'", f"USE_SSL {'true' if url.scheme == 'https' else 'false'}"]
+    con.execute(f"CREATE OR REPLACE SECRET dynadex_s3 ({', '.join(parts)})")
+
+
+class Lake:
+    def __init__(self, location: StoreLocation, *, read_only: bool = False, threads: int | None = None):
+        self.location = location
+        self.read_only = read_only
+        root = location.local_root
+        if root is not None:
+            if read_only and not (root / "catalog.sqlite").exists():
+                raise StoreError(f"no store at {location.display} (nothing has been indexed there yet)")
+            if not read_only:
+                root.mkdir(parents=True, exist_ok=True)
+                if not location.is_s3:
+                    Path(location.data_path).mkdir(parents=True, exist_ok=True)
+        self.con = connect(threads=threads)
+        if location.is_s3:
+            _s3_secret(self.con)
+        options = [f"DATA_PATH {literal(location.data_path)}"]
+        if read_only:
+            options.append("READ_ONLY")
+        try:
+            self.con.execute(f"ATTACH {literal('ducklake:' + location.catalog)} AS {ALIAS} ({', '.join(options)})")
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open store {location.display}: {str(exc).splitlines()[0]}") from None
+        self.con.execute(f"USE {ALIAS}")
+        if not read_only:
+            with self.transaction():
+                for ddl in STATE_DDL:
+                    self.con.execute(ddl)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Lake":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self):
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def execute(self, sql: str, params=None):
+        return self.con.execute(sql, params or [])
+
+    def table_exists(self, schema: str, name: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+            [ALIAS, schema, name],
+        ).fetchone()
+        return bool(row[0])
+
+    def source_tables(self) -> list[str]:
+        if not self.table_exists(STATE_SCHEMA, "tables"):
+            return []
+        return [r[0] for r in self.con.execute(f"SELECT table_name FROM {STATE_SCHEMA}.tables ORDER BY 1").fetchall()]
+
+    def table_state(self, table: str) -> dict | None:
+        if not self.table_exists(STATE_SCHEMA, "tables"):
+            return None
+        cur = self.con.execute(f"SELECT * FROM {STATE_SCHEMA}.tables WHERE table_name = ?", [table])
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row))
+
+    def require_table(self, table: str) -> dict:
+        state = self.table_state(table)
+        if state is None:
+            known = ", ".join(self.source_tables()) or "none"
+            raise StoreError(f"unknown table {table!r} in store {self.location.display} (known: {known})")
+        return state
+
+    def qualified(self, schema: str, table: str) -> str:
+        return f"{quote(schema)}.{quote(table)}"

@@ -1,0 +1,69 @@
+"""Where a store lives: its DuckLake catalog, its data files, its chunk staging area.
+
+Invariant: one store spec maps to exactly one catalog and one data path.
+``--store DIR`` (or ``DYNADEX_STORE``, default ``./.dynadex``) keeps the
+catalog in ``DIR/catalog.sqlite`` and data under ``DIR/data/``. A Postgres
+URI (``postgresql://…`` or ``postgres:dbname=…``) keeps the catalog in
+Postgres and needs a data path (``--data-path`` or ``DYNADEX_DATA_PATH``),
+local or ``s3://``. ``display`` never shows a password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynadex.errors import DynadexError
+
+DEFAULT_STORE = "./.dynadex"
+
+
+class StoreError(DynadexError, ValueError):
+    """A store that cannot be opened or used as asked."""
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    catalog: str  # what follows 'ducklake:' in ATTACH
+    data_path: str  # DuckLake DATA_PATH, ends with '/'
+    staging: str  # chunk segments before publish, ends with '/'
+    display: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.data_path.startswith("s3://")
+
+    @property
+    def local_root(self) -> Path | None:
+        if self.catalog.startswith("sqlite:"):
+            return Path(self.catalog[len("sqlite:") :]).parent
+        return None
+
+
+def _slash(path: str) -> str:
+    return path if path.endswith("/") else path + "/"
+
+
+def _mask(spec: str) -> str:
+    spec = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", spec)
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", spec, flags=re.I)
+
+
+def resolve(spec: str | None = None, data_path: str | None = None) -> StoreLocation:
+    spec = spec or os.environ.get("DYNADEX_STORE") or DEFAULT_STORE
+    data_path = data_path or os.environ.get("DYNADEX_DATA_PATH")
+    if spec.startswith(("postgresql://", "postgres://", "postgres:")):
+        conn = spec[len("postgres:") :] if spec.startswith("postgres:") and not spec.startswith("postgres://") else spec
+        if not data_path:
+            raise StoreError(f"store {_mask(spec)}: a Postgres catalog needs a data path (--data-path or DYNADEX_DATA_PATH)")
+        data = _slash(data_path if data_path.startswith("s3://") else str(Path(data_path).resolve()))
+        return StoreLocation(f"postgres:{conn}", data, data + "staging/", _mask(spec))
+    if "://" in spec:
+        raise StoreError(f"store {_mask(spec)}: expected a folder or a Postgres URI")
+    root = Path(os.path.expanduser(spec)).resolve()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"store {root} is not a folder")
+    data = _slash(data_path if data_path and data_path.startswith("s3://") else str(Path(data_path).resolve()) if data_path else str(root / "data"))
+    return StoreLocation(f"sqlite:{root / 'catalog.sqlite'}", data, _slash(str(root / "staging")) if not data.startswith("s3://") else data + "staging/", str(root))

@@ -1,0 +1,69 @@
+"""Names in SQL: quoting, the three indexes of a source table, and column names.
+
+Invariants:
+
+* Every identifier that comes from data is quoted with ``quote`` (double
+  quotes doubled); values never enter SQL text, they are bound parameters
+  or registered Arrow tables.
+* For source table ``T``: the column index is ``main."T"`` (so ``SELECT …
+  FROM "T"`` works), the row index ``row_index."T"``, the inverted index
+  ``inverted_index."T"``; sync state lives in schema ``dynadex``.
+* A flattened attribute path is its map keys joined with ``.``. The first
+  DynamoDB kind seen at a path owns the plain name; another kind at the same
+  path gets ``path:KIND`` (``price:S``); a number the path's numeric column
+  cannot hold exactly goes to ``path:double``. Names already taken get
+  ``#2``, ``#3``… The registry in ``dynadex.columns`` makes the mapping stable.
+"""
+
+from __future__ import annotations
+
+import json
+
+ROW_SCHEMA = "row_index"
+INVERTED_SCHEMA = "inverted_index"
+COLUMN_SCHEMA = "main"
+STATE_SCHEMA = "dynadex"
+KEY_COLUMN = "_key"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A SQL string literal (for the few places DuckDB takes no parameter, e.g. ATTACH)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def column_table(table: str) -> str:
+    return f"{quote(COLUMN_SCHEMA)}.{quote(table)}"
+
+
+def row_table(table: str) -> str:
+    return f"{quote(ROW_SCHEMA)}.{quote(table)}"
+
+
+def inverted_table(table: str) -> str:
+    return f"{quote(INVERTED_SCHEMA)}.{quote(table)}"
+
+
+def path_text(path: tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+def staging_name(path: tuple[str, ...], kind: str) -> str:
+    """Unambiguous column name used inside chunk segments (never shown to users)."""
+    return json.dumps([*path, kind], ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_staging_name(name: str) -> tuple[tuple[str, ...], str]:
+    parts = json.loads(name)
+    return tuple(parts[:-1]), parts[-1]
+
+
+def unique_name(wanted: str, taken: set[str]) -> str:
+    name, n = wanted, 1
+    while name in taken:
+        n += 1
+        name = f"{wanted}#{n}"
+    return name

@@ -1,0 +1,226 @@
+"""Reading the store: SQL queries, get by key, find by value, dump, status.
+
+Invariants:
+
+* Reads never write: the catalog is attached READ_ONLY and ``query``
+  accepts only SELECT-like statements (anything else is refused before it
+  runs, with a message saying so).
+* ``get`` and ``dump`` return items exactly as stored: canonical DynamoDB
+  JSON, so ``dump`` compares byte for byte with a canonicalised Scan.
+* ``find`` is served by the inverted index (path/value filter on data
+  sorted by path and value), then fetches the items from the row index.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+from decimal import Decimal
+
+import duckdb
+
+from dynadex.errors import DynadexError
+from dynadex.store.lake import Lake
+from dynadex.store.names import STATE_SCHEMA, inverted_table, row_table
+from dynadex.store.shape import key_text
+from dynadex.types import AttributeValueError, canonical, canonical_item, canonical_number
+
+
+class QueryError(DynadexError, ValueError):
+    """A query refused or failed; nothing was changed."""
+
+
+READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"query does not parse: {str(exc).splitlines()[0]}") from None
+    if not statements:
+        raise QueryError("empty query")
+    for st in statements:
+        kind = st.type.name if hasattr(st.type, "name") else str(st.type)
+        if kind not in READ_STATEMENTS:
+            raise QueryError(
+                f"dynadex query is read-only: {kind} statements are refused (the index changes only through"
+                " ingest and sync)"
+            )
+
+
+def jsonable(value):
+    if isinstance(value, Decimal):
+        return format(value, "f") if value == value.to_integral_value() and abs(value) < 2**53 else str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return value
+
+
+def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple]]:
+    check_read_only(lake.con, sql)
+    try:
+        cur = lake.con.execute(sql)
+        rows = cur.fetchall()
+    except duckdb.Error as exc:
+        raise QueryError(f"query failed: {str(exc).strip()}") from None
+    return [d[0] for d in cur.description or []], rows
+
+
+def _key_names(state: dict) -> tuple[str, ...]:
+    return tuple(json.loads(state["key_names"]))
+
+
+def parse_key(lake: Lake, table: str, key_json: str) -> str:
+    state = lake.require_table(table)
+    names = _key_names(state)
+    try:
+        key = json.loads(key_json)
+    except json.JSONDecodeError as exc:
+        raise QueryError(f"key is not valid JSON ({exc.msg} at character {exc.pos}); "
+                         f'write it in DynamoDB JSON, e.g. {{"{names[0]}":{{"S":"a"}}}}') from None
+    if not isinstance(key, dict):
+        raise QueryError("key must be a JSON object of attribute values")
+    if set(key) != set(names):
+        raise QueryError(f"table {table} has key {list(names)}, the key given has {sorted(key)}")
+    try:
+        key = canonical_item(key)
+    except AttributeValueError as exc:
+        raise QueryError(f"key: {exc}") from None
+    return key_text(key, names)
+
+
+def get(lake: Lake, table: str, key_json: str) -> str | None:
+    key = parse_key(lake, table, key_json)
+    row = lake.con.execute(f"SELECT item FROM {row_table(table)} WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def _value_candidates(value: str) -> list[tuple[str, str | None]]:
+    """What ``PATH=VALUE`` may mean: a DynamoDB JSON value, or text read as S/N/BOOL/NULL."""
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            av = canonical(json.loads(text), "value")
+        except (json.JSONDecodeError, AttributeValueError) as exc:
+            raise QueryError(f"value {value!r} is neither plain text nor a DynamoDB JSON value: {exc}") from None
+        ((tag, v),) = av.items()
+        if tag in ("S", "N", "B"):
+            return [(tag, v)]
+        if tag == "BOOL":
+            return [("BOOL", "true" if v else "false")]
+        if tag == "NULL":
+            return [("NULL", None)]
+        raise QueryError(f"find matches scalar values and set/list members, not {tag}")
+    out = [("S", value)]
+    try:
+        out.append(("N", canonical_number(value)))
+    except AttributeValueError:
+        pass
+    if value in ("true", "false"):
+        out.append(("BOOL", value))
+    if value == "null":
+        out.append(("NULL", None))
+    return out
+
+
+def find(lake: Lake, table: str, expression: str, limit: int | None = None) -> list[str]:
+    lake.require_table(table)
+    if "=" not in expression:
+        raise QueryError(f"expected PATH=VALUE, got {expression!r}")
+    path, value = expression.split("=", 1)
+    if not path:
+        raise QueryError("PATH is empty in PATH=VALUE")
+    conds, params = [], [path]
+    for kind, v in _value_candidates(value):
+        if v is None:
+            conds.append("(kind = ? AND value IS NULL)")
+            params.append(kind)
+        else:
+            conds.append("(kind = ? AND value = ?)")
+            params += [kind, v]
+    sql = (
+        f"WITH hits AS (SELECT DISTINCT key FROM {inverted_table(table)} WHERE path = ? AND ({' OR '.join(conds)})) "
+        f"SELECT r.item FROM {row_table(table)} r JOIN hits h ON r.key = h.key ORDER BY r.key"
+    )
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return [r[0] for r in lake.con.execute(sql, params).fetchall()]
+
+
+def dump(lake: Lake, table: str):
+    lake.require_table(table)
+    cur = lake.con.execute(f"SELECT item FROM {row_table(table)} ORDER BY key")
+    while True:
+        rows = cur.fetchmany(10_000)
+        if not rows:
+            break
+        for (item,) in rows:
+            yield item
+
+
+def _micros_iso(micros: int | None) -> str | None:
+    if micros is None:
+        return None
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def status(lake: Lake, table: str | None = None) -> dict:
+    tables = [table] if table else lake.source_tables()
+    snapshot = lake.con.execute("SELECT * FROM lake.current_snapshot()").fetchone()
+    info = {}
+    try:
+        for row in lake.con.execute("SELECT schema_name, table_name, file_count, file_size_bytes, delete_file_count "
+                                    "FROM ducklake_table_info('lake')").fetchall():
+            info[(row[0], row[1])] = row[2:]
+    except duckdb.Error:
+        pass
+    out = {"store": lake.location.display, "snapshot": snapshot[0] if snapshot else None, "tables": []}
+    now_micros = int(time.time() * 1e6)
+    for name in tables:
+        state = lake.require_table(name)
+        items = lake.con.execute(f"SELECT count(*) FROM {row_table(name)}").fetchone()[0]
+        files = sum((info.get((s, name)) or (0, 0, 0))[0] for s in ("main", "row_index", "inverted_index"))
+        size = sum((info.get((s, name)) or (0, 0, 0))[1] for s in ("main", "row_index", "inverted_index"))
+        cps = lake.con.execute(
+            f"SELECT shard_id, parent_shard_id, sequence_number, ended, updated_at FROM {STATE_SCHEMA}.checkpoints "
+            "WHERE table_name = ? ORDER BY shard_id",
+            [name],
+        ).fetchall()
+        events = lake.con.execute(
+            f"SELECT happened_at, kind, detail FROM {STATE_SCHEMA}.events WHERE table_name = ? ORDER BY happened_at DESC LIMIT 10", [name]
+        ).fetchall()
+        last = state["last_change_micros"]
+        out["tables"].append(
+            {
+                "table": name,
+                "items": items,
+                "bytes": size,
+                "files": files,
+                "key": json.loads(state["key_names"]),
+                "build_id": state["build_id"],
+                "export_arn": state["export_arn"],
+                "export_time": state["export_time"],
+                "stream_arn": state["stream_arn"],
+                "published_at": jsonable(state["published_at"]),
+                "last_change_time": _micros_iso(last),
+                "last_applied_at": jsonable(state["last_applied_at"]),
+                "lag_seconds": round((now_micros - last) / 1e6, 3) if last and state["stream_arn"] else None,
+                "checkpoints": [
+                    {"shard_id": s, "parent_shard_id": p, "sequence_number": q, "ended": e, "updated_at": jsonable(u)}
+                    for s, p, q, e, u in cps
+                ],
+                "recent_events": [{"at": jsonable(a), "kind": k, "detail": json.loads(d) if d else None} for a, k, d in events],
+            }
+        )
+    return out

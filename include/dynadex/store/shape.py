@@ -1,0 +1,249 @@
+"""How one item is laid out in the three indexes.
+
+Input is an item in canonical DynamoDB JSON (``dynadex.types.canonical_item``).
+
+* Row index: the canonical key text, the typed key attributes, the
+  canonical item text (lossless), a version and an origin.
+* Column index: one value per (path, kind); maps are flattened into paths,
+  NULL is SQL NULL, sets and lists become SQL lists. Numbers travel as their
+  exact canonical text and are cast to the column's type in SQL, so the only
+  rounding is into a DOUBLE column, which the row index backs exactly.
+* Inverted index: (path, kind, value text) for every scalar leaf, every set
+  member and every list element (maps inside lists are walked further).
+
+Invariant: these functions are pure; the same item always gives the same rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+from dynadex.errors import DynadexError
+from dynadex.types import canonical_json
+
+SCALAR_SQL = {"S": "VARCHAR", "B": "BLOB", "BOOL": "BOOLEAN", "SS": "VARCHAR[]", "BS": "BLOB[]", "L": "VARCHAR[]"}
+NUMERIC_KINDS = ("N", "NS")
+
+
+class KeyError_(DynadexError, ValueError):
+    """An item without its key attributes, or with a key of the wrong type."""
+
+
+def key_text(item: dict, key_names: tuple[str, ...]) -> str:
+    try:
+        return canonical_json({k: item[k] for k in key_names}, validated=True)
+    except KeyError as exc:
+        raise KeyError_(f"item has no key attribute {exc.args[0]!r}") from None
+
+
+def key_value(av: dict, name: str, expected: str | None = None):
+    """A key attribute as stored in the row index: S -> str, N -> exact text, B -> bytes."""
+    ((tag, value),) = av.items()
+    if expected is not None and tag != expected:
+        raise KeyError_(f"key attribute {name!r} has type {tag}, the table's key type is {expected}")
+    if tag in ("S", "N"):
+        return value
+    if tag == "B":
+        return base64.b64decode(value)
+    raise KeyError_(f"key attribute {name!r} has type {tag}; keys are S, N or B")
+
+
+def _plain(av: dict):
+    """One list element as text for a VARCHAR[] column."""
+    ((tag, value),) = av.items()
+    if tag in ("S", "N", "B"):
+        return value
+    if tag == "BOOL":
+        return "true" if value else "false"
+    if tag == "NULL":
+        return None
+    return json.dumps(av, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def columns_of(item: dict) -> dict[tuple[tuple[str, ...], str], object]:
+    """(path, kind) -> column value (numbers as canonical text, binaries as bytes)."""
+    out: dict = {}
+
+    def walk(prefix: tuple[str, ...], m: dict) -> None:
+        for name, av in m.items():
+            path = prefix + (name,)
+            ((tag, value),) = av.items()
+            if tag == "M":
+                walk(path, value)
+            elif tag in ("S", "N", "BOOL", "SS", "NS"):
+                out[(path, tag)] = value
+            elif tag == "B":
+                out[(path, tag)] = base64.b64decode(value)
+            elif tag == "BS":
+                out[(path, tag)] = [base64.b64decode(v) for v in value]
+            elif tag == "L":
+                out[(path, tag)] = [_plain(v) for v in value]
+            # NULL: SQL NULL, no column needed
+
+    walk((), item)
+    return out
+
+
+def inverted_of(item: dict) -> list[tuple[str, str, str | None]]:
+    """(path text, kind, value text) entries of one item."""
+    out: list = []
+
+    def leaf(path: str, av: dict) -> None:
+        ((tag, value),) = av.items()
+        if tag == "M":
+            for k, v in value.items():
+                leaf(f"{path}.{k}", v)
+        elif tag == "L":
+            for v in value:
+                leaf(path, v)
+        elif tag in ("SS", "NS", "BS"):
+            kind = tag[0]
+            for v in value:
+                out.append((path, kind, v))
+        elif tag == "BOOL":
+            out.append((path, tag, "true" if value else "false"))
+        elif tag == "NULL":
+            out.append((path, tag, None))
+        else:
+            out.append((path, tag, value))
+
+    for name, av in item.items():
+        leaf(name, av)
+    return out
+
+
+# ------------------------------------------------------------------ numbers
+
+
+@dataclass
+class NumberStats:
+    """What the numbers seen at one (path, N|NS) say about a fitting SQL type."""
+
+    integral: bool = True
+    int_digits: int = 0
+    scale: int = 0
+
+    def add(self, text: str) -> None:
+        body = text[1:] if text[0] == "-" else text
+        if "." in body:
+            ip, frac = body.split(".", 1)
+            self.integral = False
+            if len(frac) > self.scale:
+                self.scale = len(frac)
+            digits = 0 if ip == "0" else len(ip)
+        else:
+            digits = len(body)
+        if digits > self.int_digits:
+            self.int_digits = digits
+
+    def merge(self, other: "NumberStats") -> None:
+        self.integral = self.integral and other.integral
+        self.int_digits = max(self.int_digits, other.int_digits)
+        self.scale = max(self.scale, other.scale)
+
+    def to_dict(self) -> dict:
+        return {"integral": self.integral, "int_digits": self.int_digits, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NumberStats":
+        return cls(bool(d["integral"]), int(d["int_digits"]), int(d["scale"]))
+
+
+def number_sql_type(stats: NumberStats) -> str:
+    """The SQL type a numeric column gets when it is created."""
+    if stats.integral and stats.int_digits <= 18:
+        return "BIGINT"
+    if stats.integral and stats.int_digits <= 38:
+        return "DECIMAL(38,0)"
+    if stats.scale <= 9 and stats.int_digits <= 29:
+        return "DECIMAL(38,9)"
+    if stats.scale + stats.int_digits <= 38:
+        return f"DECIMAL(38,{stats.scale})"
+    return "DOUBLE"
+
+
+def number_fits(sql_type: str, text: str) -> bool:
+    """True when ``text`` (canonical) converts to ``sql_type`` without rounding."""
+    if sql_type == "DOUBLE":
+        return True
+    s = NumberStats()
+    s.add(text)
+    if sql_type == "BIGINT":
+        return s.integral and s.int_digits <= 18
+    scale = int(sql_type[len("DECIMAL(38,") : -1])
+    return s.scale <= scale and s.int_digits <= 38 - scale
+
+
+def sql_type_for(kind: str, stats: NumberStats | None) -> str:
+    if kind == "N":
+        return number_sql_type(stats or NumberStats())
+    if kind == "NS":
+        return number_sql_type(stats or NumberStats()) + "[]"
+    return SCALAR_SQL[kind]
+
+
+@dataclass
+class Shaped:
+    """The three indexes' rows for a batch of items, before any SQL type is decided."""
+
+    keys: list = field(default_factory=list)
+    pk: list = field(default_factory=list)
+    sk: list = field(default_factory=list)
+    items: list = field(default_factory=list)
+    versions: list = field(default_factory=list)
+    origins: list = field(default_factory=list)
+    columns: dict = field(default_factory=dict)  # (path, kind) -> list aligned with keys (None where absent)
+    number_stats: dict = field(default_factory=dict)  # (path, kind) -> NumberStats
+    inv_path: list = field(default_factory=list)
+    inv_kind: list = field(default_factory=list)
+    inv_value: list = field(default_factory=list)
+    inv_key: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, item: dict, key_names: tuple[str, ...], version: int, origin: str,
+            key_types: tuple[str, ...] = ()) -> str:
+        key = key_text(item, key_names)
+        pk = key_value(item[key_names[0]], key_names[0], key_types[0] if key_types else None)
+        sk = key_value(item[key_names[1]], key_names[1], key_types[1] if len(key_types) > 1 else None) if len(key_names) > 1 else None
+        row = len(self.keys)
+        self.keys.append(key)
+        self.pk.append(pk)
+        if len(key_names) > 1:
+            self.sk.append(sk)
+        self.items.append(canonical_json(item, validated=True))
+        self.versions.append(version)
+        self.origins.append(origin)
+        columns = self.columns
+        for ck, value in columns_of(item).items():
+            col = columns.get(ck)
+            if col is None:
+                col = columns[ck] = [None] * row
+            elif len(col) < row:
+                col.extend([None] * (row - len(col)))
+            col.append(value)
+            kind = ck[1]
+            if kind in NUMERIC_KINDS:
+                stats = self.number_stats.get(ck)
+                if stats is None:
+                    stats = self.number_stats[ck] = NumberStats()
+                if kind == "N":
+                    stats.add(value)
+                else:
+                    for v in value:
+                        stats.add(v)
+        for path, kind, value in inverted_of(item):
+            self.inv_path.append(path)
+            self.inv_kind.append(kind)
+            self.inv_value.append(value)
+            self.inv_key.append(key)
+        return key
+
+    def pad(self) -> None:
+        n = len(self.keys)
+        for col in self.columns.values():
+            if len(col) < n:
+                col.extend([None] * (n - len(col)))
