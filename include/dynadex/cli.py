@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("find", help="items whose PATH holds VALUE, through the inverted index")
     p.add_argument("table", metavar="TABLE")
-    p.add_argument("expression", metavar="PATH=VALUE", help="VALUE is text (matched as S, N, BOOL or null) "
+    p.add_argument("expression", metavar="PATH=VALUE", help="VALUE is text (matched as S, N, BOOL, null or base64 B) "
                    'or a DynamoDB JSON value like {"N":"1.5"}')
     p.add_argument("--limit", type=int)
     p.add_argument("--json", action="store_true", help="print whole items as JSON lines")

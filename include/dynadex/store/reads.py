@@ -107,7 +107,7 @@ def get(lake: Lake, table: str, key_json: str) -> str | None:
 
 
 def _value_candidates(value: str) -> list[tuple[str, str | None]]:
-    """What ``PATH=VALUE`` may mean: a DynamoDB JSON value, or text read as S/N/BOOL/NULL."""
+    """What ``PATH=VALUE`` may mean: a DynamoDB JSON value, or text read as S, N, BOOL, NULL or base64 B."""
     text = value.strip()
     if text.startswith("{"):
         try:
@@ -129,6 +129,11 @@ def _value_candidates(value: str) -> list[tuple[str, str | None]]:
         pass
     if value in ("true", "false"):
         out.append(("BOOL", value))
+    try:
+        if base64.b64encode(base64.b64decode(value, validate=True)).decode() == value and value:
+            out.append(("B", value))
+    except ValueError:
+        pass
     if value == "null":
         out.append(("NULL", None))
     return out

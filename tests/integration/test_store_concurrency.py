@@ -1,0 +1,97 @@
+"""Readers in other processes while a writer commits: they always see whole snapshots.
+
+Two real processes share one SQLite-catalogued DuckLake store. The writer
+alternates full publishes (each build has a different item count and a
+build tag on every item) with change batches that move value between two
+items (the total stays constant). The reader checks, on every query, that
+what it sees is one whole snapshot: one build tag, the build's item count in
+all three indexes, and the constant total.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time, random
+    from dynadex.store import Store, PublishSpec, Change
+    from dynadex.types import canonical_item
+    store = sys.argv[1]
+    rnd = random.Random(7)
+    def item(i, build, x):
+        return canonical_item({"pk": {"S": f"k{i:05d}"}, "build": {"N": str(build)}, "x": {"N": str(x)},
+                               "tag": {"S": f"b{build}"}})
+    with Store(store, read_only=False) as st:
+        deadline = time.time() + float(sys.argv[2])
+        build = 0
+        while time.time() < deadline:
+            build += 1
+            n = 200 + 37 * (build % 5)          # item count differs per build
+            w = st.segment_writer("T", f"b{build}", "c0", ("pk",), ("S",))
+            for i in range(n):
+                w.add(item(i, build, 100), build * 1000, "bulk")   # total = 100 * n
+            w.finish()
+            st.publish(PublishSpec("T", f"b{build}", ["c0"], ("pk",), ("S",), total_items=n))
+            xs = [100] * n
+            for step in range(5):                 # value moves between two items per batch
+                a, b = rnd.sample(range(n), 2)
+                amount = rnd.randint(1, 50)
+                xs[a] -= amount; xs[b] += amount
+                v = build * 1000 + step + 1
+                st.apply("T", [Change({"pk": {"S": f"k{a:05d}"}}, item(a, build, xs[a]), v, "s"),
+                               Change({"pk": {"S": f"k{b:05d}"}}, item(b, build, xs[b]), v, "s")])
+        print(json.dumps({"builds": build}) if False else build)
+    """
+)
+
+READER = textwrap.dedent(
+    """
+    import sys, time, json
+    from dynadex.store import Store
+    store = sys.argv[1]
+    deadline = time.time() + float(sys.argv[2])
+    checks = 0
+    seen_builds = set()
+    while time.time() < deadline:
+        try:
+            st = Store(store)
+        except Exception as exc:     # store not created yet
+            time.sleep(0.05); continue
+        with st:
+            if "T" not in st.tables():
+                time.sleep(0.05); continue
+            cols, rows = st.query(
+                "SELECT (SELECT count(*) FROM T), (SELECT count(DISTINCT build) FROM T), (SELECT min(build) FROM T),"
+                " (SELECT sum(x) FROM T), (SELECT count(*) FROM row_index.T),"
+                " (SELECT count(*) FROM inverted_index.T WHERE path = 'tag'),"
+                " (SELECT count(DISTINCT value) FROM inverted_index.T WHERE path = 'tag')")
+            n, builds, build, total, rows_n, inv_n, inv_tags = rows[0]
+            expected = 200 + 37 * (build % 5)
+            assert builds == 1, f"mixed builds visible: {builds}"
+            assert n == expected == rows_n == inv_n, (n, expected, rows_n, inv_n)
+            assert inv_tags == 1, inv_tags
+            assert total == 100 * n, (total, n)
+            checks += 1
+            seen_builds.add(build)
+    print(json.dumps({"checks": checks, "builds": len(seen_builds)}))
+    """
+)
+
+
+def test_reader_process_sees_only_whole_snapshots_while_writer_commits(tmp_path):
+    store = str(tmp_path / "store")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, store, "12"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen([sys.executable, "-c", READER, store, "12"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    r_out, r_err = reader.communicate(timeout=120)
+    w_out, w_err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, w_err[-3000:]
+    assert reader.returncode == 0, r_err[-3000:]
+    result = json.loads(r_out.strip().splitlines()[-1])
+    builds_written = int(w_out.strip().splitlines()[-1])
+    assert builds_written >= 3
+    assert result["checks"] >= 5, result
+    assert result["builds"] >= 2, result  # the reader really saw the snapshot change under it

@@ -1,0 +1,241 @@
+"""The converged index on real DuckLake files: types, schema growth, conflicts, versions, publish, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from dynadex.store import Change, Checkpoint, PublishRefused, PublishSpec, QueryError, Store, StoreError
+from dynadex.types import canonical_item, canonical_json
+
+EVERY_TYPE = {
+    "pk": {"S": "k1"},
+    "s": {"S": "héllo ☃"},
+    "empty": {"S": ""},
+    "int": {"N": "42"},
+    "dec": {"N": "-12.5"},
+    "big": {"N": "12345678901234567890123456789012345678"},
+    "tiny": {"N": "1E-130"},
+    "huge": {"N": "9.9999999999999999999999999999999999999E+125"},
+    "bin": {"B": "AAEC/w=="},
+    "yes": {"BOOL": True},
+    "nil": {"NULL": True},
+    "ss": {"SS": ["b", "a"]},
+    "ns": {"NS": ["3", "1.5"]},
+    "bs": {"BS": ["Yg==", "YQ=="]},
+    "list": {"L": [{"S": "x"}, {"N": "2"}, {"BOOL": False}, {"NULL": True}, {"M": {"q": {"S": "in list"}}}]},
+    "map": {"M": {"inner": {"M": {"deep": {"N": "7"}}}, "flag": {"BOOL": False}}},
+}
+
+
+def publish_items(store_dir, table, items, *, key=("pk",), types=("S",), build="b1", chunks=1, version=1):
+    with Store(str(store_dir), read_only=False) as st:
+        ids = []
+        for c in range(chunks):
+            w = st.segment_writer(table, build, f"c{c}", key, types)
+            for item in items[c::chunks]:
+                w.add(canonical_item(item), version, "test")
+            w.finish()
+            ids.append(f"c{c}")
+        return st.publish(PublishSpec(table, build, ids, key, types, total_items=len(items)))
+
+
+def cli(store_dir, *args):
+    return subprocess.run([sys.executable, "-m", "dynadex.cli", *args, "--store", str(store_dir)],
+                          capture_output=True, text=True)
+
+
+def test_every_type_round_trips_through_each_index(tmp_path):
+    publish_items(tmp_path, "T", [EVERY_TYPE, {"pk": {"S": "k2"}, "int": {"N": "1"}}])
+    with Store(str(tmp_path)) as st:
+        # row index: exact
+        assert st.get("T", '{"pk":{"S":"k1"}}') == canonical_json(EVERY_TYPE)
+        assert list(st.dump("T"))[0] == canonical_json(EVERY_TYPE)
+        # column index: typed columns
+        cols, rows = st.query('SELECT s, empty, "int", dec, big, bin, yes, ss, ns, bs, list, "map.inner.deep", '
+                              '"map.flag", tiny, huge FROM T WHERE pk = \'k1\'')
+        row = dict(zip(cols, rows[0]))
+        assert row["s"] == "héllo ☃" and row["empty"] == ""
+        assert row["int"] == 42 and row["dec"] == Decimal("-12.5")
+        assert row["big"] == Decimal("12345678901234567890123456789012345678")
+        assert row["bin"] == b"\x00\x01\x02\xff" and row["yes"] is True
+        assert row["ss"] == ["a", "b"] and row["ns"] == [Decimal("1.5"), Decimal("3")]
+        assert row["bs"] == [b"a", b"b"]
+        assert row["list"] == ["x", "2", "false", None, '{"M":{"q":{"S":"in list"}}}']
+        assert row["map.inner.deep"] == 7 and row["map.flag"] is False
+        # a path that only ever held NULL has no column (NULL is SQL NULL in whatever column a path has)
+        assert "nil" not in [r[0] for r in st.query("SELECT column_name FROM dynadex.columns")[1]]
+        types = dict(st.query("SELECT column_name, sql_type FROM dynadex.columns WHERE table_name = 'T'")[1])
+        assert types["int"] == "BIGINT" and types["big"] == "DECIMAL(38,0)" and types["dec"] == "DECIMAL(38,9)"
+        assert types["tiny"] == "DOUBLE" and types["huge"] == "DOUBLE"  # beyond DECIMAL(38): approximate column ...
+        assert row["tiny"] == pytest.approx(1e-130)
+        assert '"tiny":{"N":"0.' + "0" * 129 + '1"}' in st.get("T", '{"pk":{"S":"k1"}}')  # ... exact row index
+        # inverted index: scalars, set members, list elements, nested paths
+        assert st.find("T", "s=héllo ☃") == [canonical_json(EVERY_TYPE)]
+        assert st.find("T", "ss=a") == st.find("T", "ns=1.5") == st.find("T", "ns=1.50") == [canonical_json(EVERY_TYPE)]
+        assert st.find("T", "bs=YQ==") == st.find("T", "list=x") == st.find("T", "list.q=in list") != []
+        assert st.find("T", "map.inner.deep=7") == st.find("T", 'map.inner.deep={"N":"7.0"}') != []
+        assert st.find("T", "yes=true") != [] and st.find("T", "nil=null") != []
+        assert len(st.find("T", "int=42")) == 1 and len(st.find("T", "int=1")) == 1
+        assert st.find("T", "s=nobody") == []
+        inv = st.query("SELECT path, kind, value FROM inverted_index.T WHERE key = '{\"pk\":{\"S\":\"k1\"}}' ORDER BY ALL")[1]
+        assert ("empty", "S", "") in inv and ("bin", "B", "AAEC/w==") in inv and ("nil", "NULL", None) in inv
+
+
+def test_hostile_attribute_and_table_names(tmp_path):
+    names = ['a.b', 'sp ace', 'quo"te', "ap'os", "select", "--comment", "semi;colon", "日本語", "x; DROP TABLE T; --", "_key"]
+    item = {"pk": {"S": "p"}, **{n: {"S": f"v-{i}"} for i, n in enumerate(names)}, "a": {"M": {"b": {"S": "nested"}}}}
+    table = "we-ird.Table_1"
+    publish_items(tmp_path, table, [item])
+    with Store(str(tmp_path)) as st:
+        reg = dict(st.query(f"SELECT column_name, path FROM dynadex.columns WHERE table_name = '{table}'")[1])
+        # every attribute got its own column; the flattened collision a.b got '#2', _key did not clash
+        assert len(reg) == len(names) + 2
+        assert {"a.b", "a.b#2", "_key#2"} <= set(reg)
+        for i, n in enumerate(names):
+            col = next(c for c, p in reg.items() if json.loads(p) == [n])
+            q = '"' + col.replace('"', '""') + '"'
+            assert st.query(f'SELECT {q} FROM "{table}"')[1] == [(f"v-{i}",)]
+            assert st.find(table, f"{n}=v-{i}") == [canonical_json(item)]
+        assert st.get(table, '{"pk":{"S":"p"}}') == canonical_json(item)
+
+
+def test_schema_growth_and_type_conflicts_never_fail(tmp_path):
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "price": {"N": "10"}}, {"pk": {"S": "b"}, "price": {"N": "11"}}])
+    with Store(str(tmp_path), read_only=False) as st:
+        r = st.apply("T", [
+            Change({"pk": {"S": "c"}}, canonical_item({"pk": {"S": "c"}, "price": {"S": "n/a"}, "new": {"N": "1"}}), 2, "s"),
+            Change({"pk": {"S": "d"}}, canonical_item({"pk": {"S": "d"}, "price": {"N": "1.25"}}), 2, "s"),
+            Change({"pk": {"S": "e"}}, canonical_item({"pk": {"S": "e"}, "price": {"M": {"amount": {"N": "3"}}}}), 2, "s"),
+        ])
+        assert r["upserts"] == 3 and r["columns_added"] == 4
+        cols, rows = st.query('SELECT pk, price, "price:S", "price:double", new, "price.amount" FROM T ORDER BY pk')
+        assert rows == [
+            ("a", 10, None, None, None, None),
+            ("b", 11, None, None, None, None),
+            ("c", None, "n/a", None, 1, None),
+            ("d", None, None, 1.25, None, None),  # a decimal in a BIGINT column overflows to price:double
+            ("e", None, None, None, None, 3),
+        ]
+        assert json.loads(st.get("T", '{"pk":{"S":"d"}}'))["price"] == {"N": "1.25"}  # exact in the row index
+    # old data files were not rewritten: the first snapshot's files are still referenced
+    with Store(str(tmp_path)) as st:
+        assert st.query("SELECT count(*) FROM T")[1] == [(5,)]
+
+
+def test_stale_versions_never_overwrite_newer(tmp_path):
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}], version=100)
+    with Store(str(tmp_path), read_only=False) as st:
+        r = st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "v": {"N": "0"}}), 99, "old")])
+        assert r["stale"] == 1 and r["upserts"] == 0
+        assert st.apply("T", [Change({"pk": {"S": "a"}}, None, 50, "old delete")])["stale"] == 1
+        r = st.apply("T", [
+            Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "v": {"N": "2"}}), 100, "same time"),
+            Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "v": {"N": "3"}}), 101, "newer"),
+        ])
+        assert r["upserts"] == 1
+        assert json.loads(st.get("T", '{"pk":{"S":"a"}}'))["v"] == {"N": "3"}
+        assert st.query("SELECT version, origin FROM row_index.T")[1] == [(101, "newer")]
+        assert st.query("SELECT v FROM T")[1] == [(3,)]
+        assert st.find("T", "v=3") and not st.find("T", "v=1")
+        st.apply("T", [Change({"pk": {"S": "a"}}, None, 102, "delete")], [Checkpoint("shard-1", "77")])
+        assert st.get("T", '{"pk":{"S":"a"}}') is None
+        assert st.query("SELECT count(*) FROM T")[1] == [(0,)] and not st.find("T", "v=3")
+        assert st.status("T")["tables"][0]["checkpoints"][0]["sequence_number"] == "77"
+
+
+def test_failed_batch_commits_nothing(tmp_path):
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
+    with Store(str(tmp_path), read_only=False) as st:
+        bad = Change({"pk": {"S": "b"}}, canonical_item({"pk": {"N": "1"}, "v": {"N": "1"}}), 5, "wrong key type")
+        good = Change({"pk": {"S": "a"}}, None, 5, "delete")
+        with pytest.raises(ValueError, match="key"):
+            st.apply("T", [good, bad], [Checkpoint("shard-1", "9")])
+        assert st.get("T", '{"pk":{"S":"a"}}') is not None
+        assert st.status("T")["tables"][0]["checkpoints"] == []
+
+
+def test_publish_refuses_and_changes_nothing(tmp_path):
+    publish_items(tmp_path, "T", [{"pk": {"S": "old"}}], build="b0")
+    with Store(str(tmp_path), read_only=False) as st:
+        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
+        w.add(canonical_item({"pk": {"S": "a"}}), 1, "t")
+        w.finish()
+        with pytest.raises(PublishRefused, match="chunk\\(s\\) not built: c1"):
+            st.publish(PublishSpec("T", "b1", ["c0", "c1"], ("pk",), ("S",)))
+        with pytest.raises(PublishRefused, match="c0 holds 1 items, expected 2"):
+            st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), expected_items={"c0": 2}))
+        with pytest.raises(PublishRefused, match="the export has 5"):
+            st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=5))
+        w = st.segment_writer("T", "b1", "c1", ("pk",), ("S",))
+        w.add(canonical_item({"pk": {"S": "a"}}), 1, "t")
+        w.finish()
+        with pytest.raises(PublishRefused, match="appears 2 times"):
+            st.publish(PublishSpec("T", "b1", ["c0", "c1"], ("pk",), ("S",)))
+        assert [json.loads(i)["pk"] for i in st.dump("T")] == [{"S": "old"}]
+        # a chunk re-run replaces its segment: c1 now holds another key, publish succeeds
+        w = st.segment_writer("T", "b1", "c1", ("pk",), ("S",))
+        w.add(canonical_item({"pk": {"S": "b"}}), 1, "t")
+        w.finish()
+        assert st.publish(PublishSpec("T", "b1", ["c0", "c1"], ("pk",), ("S",), total_items=2))["published"]
+        assert [json.loads(i)["pk"]["S"] for i in st.dump("T")] == ["a", "b"]
+        again = st.publish(PublishSpec("T", "b1", ["c0", "c1"], ("pk",), ("S",), total_items=2))
+        assert again == {"published": False, "reason": "already published", "build_id": "b1"}
+        assert st.query("SELECT count(*) FROM row_index.T")[1] == [(2,)]
+
+
+def test_segment_without_manifest_is_not_published(tmp_path):
+    with Store(str(tmp_path), read_only=False) as st:
+        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",), part_items=1)
+        w.add(canonical_item({"pk": {"S": "a"}}), 1, "t")
+        w.add(canonical_item({"pk": {"S": "b"}}), 1, "t")  # flushed a part, then "crashed"
+        with pytest.raises(PublishRefused, match="not built: c0"):
+            st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",)))
+
+
+def test_query_is_read_only_and_bad_input_is_clear(tmp_path):
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "n": {"N": "1"}}])
+    for sql in ["DELETE FROM T", "INSERT INTO T (_key) VALUES ('x')", "DROP TABLE T", "CREATE TABLE x (a INT)",
+                "SELECT 1; DELETE FROM T", "UPDATE row_index.T SET item = 'x'", "ATTACH 'x.db' AS y", "COPY T TO 'x.csv'"]:
+        done = cli(tmp_path, "query", sql)
+        assert done.returncode == 1, sql
+        assert "read-only" in done.stderr, (sql, done.stderr)
+    with Store(str(tmp_path)) as st:
+        assert st.query("SELECT count(*) FROM T")[1] == [(1,)]
+        with pytest.raises(QueryError, match="does not parse"):
+            st.query("SELEC nonsense")
+        with pytest.raises(QueryError, match="query failed"):
+            st.query("SELECT * FROM no_such_table")
+        with pytest.raises(StoreError, match="unknown table 'Nope'.*known: T"):
+            st.get("Nope", '{"pk":{"S":"a"}}')
+        with pytest.raises(QueryError, match="not valid JSON"):
+            st.get("T", '{"pk":')
+        with pytest.raises(QueryError, match="has key \\['pk'\\]"):
+            st.get("T", '{"id":{"S":"a"}}')
+        with pytest.raises(QueryError, match="unknown type tag"):
+            st.get("T", '{"pk":{"Q":"a"}}')
+    assert cli(tmp_path, "get", "T", '{"pk":{"S":"zz"}}').returncode == 1
+    done = cli(tmp_path, "query", "SELECT pk, n FROM T", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout) == {"pk": "a", "n": 1}
+    assert cli(tmp_path, "dump", "T").stdout == '{"n":{"N":"1"},"pk":{"S":"a"}}\n'
+    assert cli(tmp_path / "nothing-here", "status").returncode == 1
+    status = json.loads(cli(tmp_path, "status", "--json").stdout)
+    assert status["tables"][0]["items"] == 1 and status["tables"][0]["build_id"] == "b1"
+
+
+def test_number_and_binary_keys(tmp_path):
+    items = [{"id": {"N": "10"}, "ts": {"B": "AQ=="}, "v": {"S": "x"}}, {"id": {"N": "9.5"}, "ts": {"B": "Ag=="}}]
+    publish_items(tmp_path, "K", items, key=("id", "ts"), types=("N", "B"))
+    with Store(str(tmp_path)) as st:
+        assert st.get("K", '{"ts":{"B":"AQ=="},"id":{"N":"10.0"}}') == canonical_json(items[0])
+        assert st.query("SELECT pk, sk FROM row_index.K ORDER BY pk")[1] == [("10", b"\x01"), ("9.5", b"\x02")]
+    with Store(str(tmp_path), read_only=False) as st:
+        w = st.segment_writer("K", "b2", "c0", ("id", "ts"), ("N", "B"))
+        with pytest.raises(ValueError, match="key attribute 'id' has type S"):
+            w.add(canonical_item({"id": {"S": "x"}, "ts": {"B": "AQ=="}}), 1, "t")
+        with pytest.raises(ValueError, match="no key attribute 'ts'"):
+            w.add(canonical_item({"id": {"N": "1"}}), 1, "t")
