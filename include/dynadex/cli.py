@@ -169,6 +169,17 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_local_aws(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from dynadex.local_aws.config import Knobs
+    from dynadex.local_aws.server import serve
+
+    knobs = Knobs.from_env(**{f.name: getattr(args, f.name) for f in fields(Knobs)})
+    serve(args.host, args.port, knobs)
+    return 0
+
+
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="store folder or Postgres URI (default: $DYNADEX_STORE or ./.dynadex)")
     p.add_argument("--data-path", help="data files location for a Postgres catalog (local or s3://)")
@@ -234,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _store_args(p)
     p.set_defaults(func=_cmd_status)
+
+    from dataclasses import fields as _fields
+
+    from dynadex.local_aws.config import Knobs
+
+    p = sub.add_parser("local-aws", help="run the bundled AWS emulator (DynamoDB, Streams, S3) in the foreground")
+    p.add_argument("--port", type=int, default=4566, help="port (0 picks a free one; default 4566)")
+    p.add_argument("--host", default="127.0.0.1")
+    for f in _fields(Knobs):
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=float, default=None,
+                       help=f"default {f.default} (env DYNADEX_LOCAL_AWS_{f.name.upper()})")
+    p.set_defaults(func=_cmd_local_aws)
 
     p = sub.add_parser("maintain", help="compact small files and expire old snapshots")
     p.add_argument("--keep-seconds", type=float, default=3600, help="keep snapshots younger than this (default 3600)")

@@ -1,0 +1,198 @@
+"""The bundled AWS emulator: moto's server with DynamoDB exports, streams and TTL made to behave like AWS.
+
+We hook moto's classes from here (no fork, no vendored copy):
+
+* ``Table.set_stream_specification`` -> every table gets a ``ChangeFeed``
+  (write history + our multi-shard ``Stream``);
+* the DynamoDB handler's ExportTableToPointInTime / DescribeExport /
+  ListExports -> ``ExportEngine``;
+* the DynamoDB Streams handler -> ``StreamRegistry``;
+* a TTL sweeper thread deletes expired items as the service would.
+
+Invariant: one lock serialises requests, the sweeper and export snapshots,
+so the history, the stream and moto's tables never disagree.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from dynadex.local_aws.config import Knobs
+from dynadex.local_aws.exports import ExportEngine
+from dynadex.local_aws.feed import LOCK, ChangeFeed, service_delete
+from dynadex.local_aws.streams import Stream, StreamRegistry
+
+_installed: dict = {}
+
+
+def feed_of(table) -> ChangeFeed:
+    return table.stream_shard if isinstance(table.stream_shard, ChangeFeed) else table._dynadex_feed
+
+
+def install(knobs: Knobs) -> tuple[ExportEngine, StreamRegistry]:
+    """Patch moto in this process (idempotent; knobs of the first call win)."""
+    if _installed:
+        return _installed["engine"], _installed["streams"]
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    engine = ExportEngine(knobs)
+    registry = StreamRegistry(knobs)
+    original_set_stream = Table.set_stream_specification
+
+    def set_stream_specification(self, streams):
+        original_set_stream(self, streams)
+        feed = getattr(self, "_dynadex_feed", None)
+        if feed is None:
+            feed = self._dynadex_feed = ChangeFeed(self, knobs)
+        spec = self.stream_specification or {}
+        if spec.get("StreamEnabled"):
+            if feed.stream is None or feed.stream.label != self.latest_stream_label:
+                if feed.stream is not None:
+                    feed.stream.enabled = False
+                feed.stream = Stream(self, spec.get("StreamViewType", "NEW_AND_OLD_IMAGES"), self.latest_stream_label,
+                                     knobs, self.region_name)
+                registry.register(feed.stream)
+        elif feed.stream is not None:
+            feed.stream.enabled = False
+        self.stream_shard = feed
+
+    Table.set_stream_specification = set_stream_specification
+
+    def export_table_to_point_in_time(self):
+        export = engine.start(self.dynamodb_backend, self.body, feed_of)
+        return ActionResult({"ExportDescription": export.describe()})
+
+    def describe_export(self):
+        return ActionResult({"ExportDescription": engine.describe(self.body.get("ExportArn", "")).describe()})
+
+    def list_exports(self):
+        exports = engine.list(self.body.get("TableArn"))
+        return ActionResult({"ExportSummaries": [
+            {"ExportArn": e.arn, "ExportStatus": e.status, "ExportType": e.export_type} for e in exports]})
+
+    DynamoHandler.export_table_to_point_in_time = export_table_to_point_in_time
+    DynamoHandler.describe_export = describe_export
+    DynamoHandler.list_exports = list_exports
+
+    def describe_stream(self):
+        return ActionResult({"StreamDescription": registry.describe_stream(
+            self._get_param("StreamArn"), self._get_param("Limit"), self._get_param("ExclusiveStartShardId"))})
+
+    def get_shard_iterator(self):
+        seq = self._get_param("SequenceNumber")
+        return ActionResult({"ShardIterator": registry.get_shard_iterator(
+            self._get_param("StreamArn"), self._get_param("ShardId"), self._get_param("ShardIteratorType"),
+            None if seq is None else str(seq))})
+
+    def get_records(self):
+        return ActionResult(registry.get_records(self._get_param("ShardIterator"), self._get_param("Limit")))
+
+    def list_streams(self):
+        table_name = self._get_param("TableName")
+        with LOCK:
+            streams = [
+                {"StreamArn": s.arn, "TableName": s.table.name, "StreamLabel": s.label}
+                for s in registry.streams.values()
+                if s.enabled and (table_name is None or s.table.name == table_name)
+            ]
+        return ActionResult({"Streams": streams})
+
+    DynamoDBStreamsHandler.describe_stream = describe_stream
+    DynamoDBStreamsHandler.get_shard_iterator = get_shard_iterator
+    DynamoDBStreamsHandler.get_records = get_records
+    DynamoDBStreamsHandler.list_streams = list_streams
+
+    _installed.update(engine=engine, streams=registry, knobs=knobs)
+    return engine, registry
+
+
+def sweep_ttl_once() -> int:
+    """Delete every expired item of every TTL-enabled table; return how many."""
+    from decimal import Decimal
+
+    from moto.core.base_backend import BackendDict  # noqa: F401  (import order)
+    from moto.dynamodb.models import dynamodb_backends
+
+    deleted = 0
+    t = time.time()
+    with LOCK:
+        for account in list(dynamodb_backends.keys()):
+            for region, backend in list(dynamodb_backends[account].items()):
+                for table in list(backend.tables.values()):
+                    if table.ttl.get("TimeToLiveStatus") != "ENABLED":
+                        continue
+                    attr = table.ttl.get("AttributeName")
+                    expired = []
+                    for item in table.all_items():
+                        av = item.to_json()["Attributes"].get(attr)
+                        if av and "N" in av:
+                            try:
+                                if Decimal(av["N"]) <= Decimal(t):
+                                    expired.append(item)
+                            except ArithmeticError:
+                                continue
+                    for item in expired:
+                        with service_delete():
+                            table.delete_item(item.hash_key, item.range_key)
+                        deleted += 1
+    return deleted
+
+
+def _sweeper(interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            sweep_ttl_once()
+        except Exception as exc:  # pragma: no cover - keep sweeping
+            print(f"local-aws: TTL sweep failed: {exc}", file=sys.stderr)
+
+
+class LockedApp:
+    """WSGI middleware serialising requests (moto's backends are not thread-safe)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        with LOCK:
+            body = self.app(environ, start_response)
+            return list(body)
+
+
+def make_app(knobs: Knobs):
+    install(knobs)
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return LockedApp(DomainDispatcherApplication(create_backend_app))
+
+
+def serve(host: str, port: int, knobs: Knobs) -> None:
+    """Run in the foreground; print ``ready http://HOST:PORT`` once accepting; stop on SIGINT/SIGTERM."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    app = make_app(knobs)
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    stop = threading.Event()
+    sweeper = threading.Thread(target=_sweeper, args=(knobs.ttl_interval_seconds, stop), daemon=True)
+    sweeper.start()
+
+    def shutdown(signum, frame):
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    actual_port = server.server_port
+    print(f"ready http://{host}:{actual_port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        stop.set()
+        server.server_close()
+    print("local-aws: stopped", flush=True)

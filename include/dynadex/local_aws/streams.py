@@ -1,0 +1,289 @@
+"""DynamoDB Streams as AWS runs them: several shards, rollover with lineage, retention, expiring iterators.
+
+Invariants:
+
+* An item's records always go to the same shard lineage (key hash), so per
+  item they are in write order; a lineage's shards are parent -> child.
+* Sequence numbers are decimal strings, strictly increasing within a shard
+  (and from parent to child), of different lengths per lineage (21 to 40
+  digits, as AWS's vary): compare them as integers.
+* Rollover closes a shard (EndingSequenceNumber) and opens its child
+  (ParentShardId). Records older than the retention are trimmed; a closed
+  shard whose records are all trimmed vanishes from DescribeStream.
+* Asking for a trimmed position -> TrimmedDataAccessException; an iterator
+  older than its lifetime -> ExpiredIteratorException; a closed shard read
+  to its end returns no NextShardIterator.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+import zlib
+from dataclasses import dataclass, field
+
+from moto.core.exceptions import JsonRESTError
+
+from dynadex.local_aws.feed import LOCK, now
+
+SERVICE_IDENTITY = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
+MAX_RECORDS = 1000
+MAX_BYTES = 1 << 20
+
+
+def _error(code: str, message: str) -> JsonRESTError:
+    err = JsonRESTError(code, message)
+    err.code = 400
+    return err
+
+
+@dataclass
+class Record:
+    seq: int
+    created: float
+    body: dict
+    size: int
+
+
+@dataclass
+class Shard:
+    shard_id: str
+    lineage: int
+    start_seq: int
+    created: float
+    parent_id: str | None = None
+    end_seq: int | None = None
+    closed_at: float | None = None
+    records: list[Record] = field(default_factory=list)
+    trimmed_before: int = 0  # positions below this were trimmed
+
+    def describe(self) -> dict:
+        rng = {"StartingSequenceNumber": str(self.start_seq)}
+        if self.end_seq is not None:
+            rng["EndingSequenceNumber"] = str(self.end_seq)
+        d = {"ShardId": self.shard_id, "SequenceNumberRange": rng}
+        if self.parent_id:
+            d["ParentShardId"] = self.parent_id
+        return d
+
+
+@dataclass
+class Iterator:
+    label: str
+    shard_id: str
+    position: int  # next sequence number to return (>=)
+    issued: float
+
+
+class Stream:
+    def __init__(self, table, view_type: str, label: str, knobs, region: str):
+        self.table = table
+        self.view_type = view_type
+        self.label = label
+        self.knobs = knobs
+        self.region = region
+        self.enabled = True
+        self.created = now()
+        self.shards: list[Shard] = []
+        self.current: dict[int, Shard] = {}
+        self.counters: dict[int, int] = {}
+        self.rnd = random.Random(zlib.crc32(label.encode()))
+        for lineage in range(max(1, knobs.stream_shards)):
+            self.counters[lineage] = (lineage + 1) * 10 ** (20 + (lineage * 4) % 20)
+            self._open(lineage, None)
+
+    @property
+    def arn(self) -> str:
+        return f"{self.table.table_arn}/stream/{self.label}"
+
+    def _shard_id(self) -> str:
+        return f"shardId-{int(now() * 1000):020d}-{uuid.uuid4().hex[:8]}"
+
+    def _next_seq(self, lineage: int) -> int:
+        self.counters[lineage] += self.rnd.randint(1, 5000)
+        return self.counters[lineage]
+
+    def _open(self, lineage: int, parent: Shard | None) -> Shard:
+        shard = Shard(self._shard_id(), lineage, self._next_seq(lineage), now(), parent.shard_id if parent else None)
+        self.shards.append(shard)
+        self.current[lineage] = shard
+        return shard
+
+    def _close(self, shard: Shard) -> None:
+        shard.end_seq = shard.records[-1].seq if shard.records else shard.start_seq
+        shard.closed_at = now()
+        self._open(shard.lineage, shard)
+
+    def maintain(self) -> None:
+        """Time-based rollover and retention trimming (run before every read and write)."""
+        t = now()
+        for lineage, shard in list(self.current.items()):
+            if self.knobs.rollover_seconds and t - shard.created >= self.knobs.rollover_seconds:
+                self._close(shard)
+        horizon = t - self.knobs.retention_seconds
+        for shard in self.shards:
+            cut = 0
+            while cut < len(shard.records) and shard.records[cut].created < horizon:
+                cut += 1
+            if cut:
+                shard.trimmed_before = shard.records[cut - 1].seq + 1
+                del shard.records[:cut]
+        self.shards = [
+            s for s in self.shards if not (s.closed_at is not None and s.closed_at < horizon and not s.records)
+        ]
+
+    def append(self, keys: dict, old: dict | None, new: dict | None, t: float, service: bool) -> None:
+        self.maintain()
+        lineage = zlib.crc32(json.dumps(keys, sort_keys=True).encode()) % len(self.current)
+        shard = self.current[lineage]
+        if self.knobs.rollover_records and len(shard.records) >= self.knobs.rollover_records and shard.records:
+            self._close(shard)
+            shard = self.current[lineage]
+        seq = shard.start_seq if not shard.records and shard.trimmed_before == 0 else self._next_seq(lineage)
+        event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+        dyn = {"ApproximateCreationDateTime": float(int(t)), "Keys": keys}
+        if new is not None and self.view_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+            dyn["NewImage"] = new
+        if old is not None and self.view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
+            dyn["OldImage"] = old
+        dyn["SequenceNumber"] = str(seq)
+        dyn["SizeBytes"] = len(json.dumps(dyn.get("NewImage") or dyn.get("OldImage") or keys))
+        dyn["StreamViewType"] = self.view_type
+        body = {
+            "eventID": uuid.uuid4().hex,
+            "eventName": event,
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": self.region,
+            "dynamodb": dyn,
+        }
+        if service and event == "REMOVE":
+            body["userIdentity"] = dict(SERVICE_IDENTITY)
+        shard.records.append(Record(seq, t, body, len(json.dumps(body))))
+
+    # ------------------------------------------------------------------ API
+    def describe(self, limit: int | None, exclusive_start: str | None) -> dict:
+        self.maintain()
+        shards = self.shards
+        if exclusive_start:
+            ids = [s.shard_id for s in shards]
+            shards = shards[ids.index(exclusive_start) + 1 :] if exclusive_start in ids else []
+        limit = min(limit or 100, 100)
+        page = shards[:limit]
+        d = {
+            "StreamArn": self.arn,
+            "StreamLabel": self.label,
+            "StreamStatus": "ENABLED" if self.enabled else "DISABLED",
+            "StreamViewType": self.view_type,
+            "CreationRequestDateTime": self.created,
+            "TableName": self.table.name,
+            "KeySchema": self.table.schema,
+            "Shards": [s.describe() for s in page],
+        }
+        if len(shards) > limit:
+            d["LastEvaluatedShardId"] = page[-1].shard_id
+        return d
+
+    def shard(self, shard_id: str) -> Shard:
+        for s in self.shards:
+            if s.shard_id == shard_id:
+                return s
+        raise _error("ResourceNotFoundException", f"Requested resource not found: Shard {shard_id} does not exist")
+
+    def iterator(self, shard_id: str, kind: str, seq: str | None) -> Iterator:
+        self.maintain()
+        shard = self.shard(shard_id)
+        first = shard.records[0].seq if shard.records else None
+        if kind == "TRIM_HORIZON":
+            position = max(shard.trimmed_before, shard.start_seq)
+        elif kind == "LATEST":
+            position = (shard.records[-1].seq + 1) if shard.records else max(shard.trimmed_before, shard.start_seq)
+        elif kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+            if seq is None:
+                raise _error("ValidationException", f"SequenceNumber is required for {kind}")
+            try:
+                n = int(seq)
+            except ValueError:
+                raise _error("ValidationException", f"Invalid SequenceNumber {seq}") from None
+            position = n + 1 if kind == "AFTER_SEQUENCE_NUMBER" else n
+            if position < shard.trimmed_before and (first is None or position < first):
+                raise _error(
+                    "TrimmedDataAccessException",
+                    f"The sequence number {seq} of shard {shard_id} is beyond the trim horizon (records trimmed)",
+                )
+            if shard.end_seq is not None and n > shard.end_seq:
+                raise _error("ValidationException", f"Invalid SequenceNumber {seq} for shard {shard_id}")
+        else:
+            raise _error("ValidationException", f"Invalid ShardIteratorType {kind}")
+        return Iterator(self.label, shard_id, position, now())
+
+    def read(self, it: Iterator, limit: int) -> tuple[list[dict], Iterator | None]:
+        self.maintain()
+        shard = self.shard(it.shard_id)
+        if it.position < shard.trimmed_before:
+            raise _error("TrimmedDataAccessException", f"Records of shard {it.shard_id} at this iterator were trimmed")
+        out, size, last = [], 0, None
+        for rec in shard.records:
+            if rec.seq < it.position:
+                continue
+            if len(out) >= limit or (out and size + rec.size > MAX_BYTES):
+                break
+            out.append(rec.body)
+            size += rec.size
+            last = rec.seq
+        position = last + 1 if last is not None else it.position
+        if shard.end_seq is not None and (not shard.records or position > shard.records[-1].seq):
+            return out, None
+        return out, Iterator(self.label, it.shard_id, position, now())
+
+
+class StreamRegistry:
+    """All streams and live iterators of the emulator."""
+
+    def __init__(self, knobs):
+        self.knobs = knobs
+        self.iterators: dict[str, Iterator] = {}
+        self.streams: dict[str, Stream] = {}  # arn -> stream
+
+    def register(self, stream: Stream) -> None:
+        self.streams[stream.arn] = stream
+
+    def stream(self, arn: str) -> Stream:
+        s = self.streams.get(arn)
+        if s is None:
+            raise _error("ResourceNotFoundException", f"Requested resource not found: Stream: {arn} not found")
+        return s
+
+    def issue(self, stream: Stream, it: Iterator) -> str:
+        token = f"{stream.arn}|1|{uuid.uuid4().hex}{uuid.uuid4().hex}"
+        self.iterators[token] = it
+        if len(self.iterators) > 100_000:  # forget the oldest
+            for k in list(self.iterators)[:50_000]:
+                del self.iterators[k]
+        return token
+
+    def describe_stream(self, arn: str, limit=None, exclusive_start=None) -> dict:
+        with LOCK:
+            return self.stream(arn).describe(limit, exclusive_start)
+
+    def get_shard_iterator(self, arn: str, shard_id: str, kind: str, seq: str | None) -> str:
+        with LOCK:
+            stream = self.stream(arn)
+            return self.issue(stream, stream.iterator(shard_id, kind, seq))
+
+    def get_records(self, token: str, limit: int | None) -> dict:
+        with LOCK:
+            it = self.iterators.get(token)
+            if it is None:
+                raise _error("ValidationException", "Invalid ShardIterator")
+            if now() - it.issued > self.knobs.iterator_seconds:
+                raise _error("ExpiredIteratorException", "Iterator expired. The iterator was created more than "
+                             f"{self.knobs.iterator_seconds:g} seconds ago")
+            stream = self.stream(token.split("|", 1)[0])
+            limit = max(1, min(int(limit or MAX_RECORDS), MAX_RECORDS))
+            records, nxt = stream.read(it, limit)
+            out = {"Records": records}
+            if nxt is not None:
+                out["NextShardIterator"] = self.issue(stream, nxt)
+            return out
