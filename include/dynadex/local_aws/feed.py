@@ -16,6 +16,7 @@ DynamoDB returns them) and are copies, never shared with moto's live items.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from typing import Any
@@ -44,6 +45,21 @@ def in_service_delete() -> bool:
     return getattr(_service, "active", False)
 
 
+def plain(av):
+    """moto's attribute JSON -> DynamoDB JSON (moto keeps B values as raw bytes)."""
+    if isinstance(av, dict):
+        return {k: plain(v) for k, v in av.items()}
+    if isinstance(av, list):
+        return [plain(v) for v in av]
+    if isinstance(av, (bytes, bytearray)):
+        return base64.b64encode(bytes(av)).decode("ascii")
+    return av
+
+
+def image_of(moto_item) -> dict:
+    return canonical_item(plain(moto_item.to_json()["Attributes"]))
+
+
 def key_of(table, image: dict) -> tuple[str, dict]:
     keys = {table.hash_key_attr: image[table.hash_key_attr]}
     if table.range_key_attr:
@@ -67,8 +83,8 @@ class ChangeFeed:
     def add(self, old, new) -> None:
         with LOCK:
             t = now()
-            old_img = canonical_item(old.to_json()["Attributes"]) if old is not None else None
-            new_img = canonical_item(new.to_json()["Attributes"]) if new is not None else None
+            old_img = image_of(old) if old is not None else None
+            new_img = image_of(new) if new is not None else None
             key, keys = key_of(self.table, new_img or old_img)
             self.keys[key] = keys
             hist = self.history.setdefault(key, [])
