@@ -25,3 +25,23 @@ def client(service: str, *, endpoint_url: str | None = None, region: str | None 
         config=config,
         **kwargs,
     )
+
+
+def from_client(value):
+    """boto3 low-level client shapes -> DynamoDB JSON (the client hands B values as raw bytes)."""
+    import base64
+
+    if isinstance(value, dict):
+        return {k: from_client(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_client(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+def error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return response.get("Error", {}).get("Code")
+    return None

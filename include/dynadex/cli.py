@@ -180,6 +180,44 @@ def _cmd_local_aws(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aws_clients():
+    from dynadex.aws import client
+
+    return client("dynamodb"), client("dynamodbstreams"), client("s3")
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    import logging
+
+    from dynadex.store import Store
+    from dynadex.stream import sync_table
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ddb, streams, s3 = _aws_clients()
+    with Store(args.store, data_path=args.data_path, read_only=False) as st:
+        stats = sync_table(st, args.table, ddb, streams, s3, seconds=0 if args.once else args.seconds)
+    print(json.dumps(stats, default=str))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from dynadex.stream.verify import verify
+
+    ddb, _, _ = _aws_clients()
+    with _open(args) as st:
+        report = verify(st, args.table, ddb, max_rcu=args.max_rcu)
+    for text in report.missing:
+        print(f"missing from the index: {text}")
+    for text in report.extra:
+        print(f"extra in the index:     {text}")
+    for table_text, index_text in report.different:
+        print(f"different:\n  table: {table_text}\n  index: {index_text}")
+    verdict = "OK" if report.ok else "DIFFERENT"
+    print(f"{args.table}: {report.table_items} items in the table, {report.index_items} in the index: {verdict} "
+          f"({len(report.missing)} missing, {len(report.extra)} extra, {len(report.different)} different)")
+    return 0 if report.ok else 1
+
+
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="store folder or Postgres URI (default: $DYNADEX_STORE or ./.dynadex)")
     p.add_argument("--data-path", help="data files location for a Postgres catalog (local or s3://)")
@@ -257,6 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{f.name.replace('_', '-')}", type=float, default=None,
                        help=f"default {f.default} (env DYNADEX_LOCAL_AWS_{f.name.upper()})")
     p.set_defaults(func=_cmd_local_aws)
+
+    p = sub.add_parser("sync", help="follow the table's stream into the store (gaps recovered by incremental export)")
+    p.add_argument("table", metavar="TABLE")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--once", action="store_true", help="sync until caught up, then stop (the default)")
+    g.add_argument("--for", dest="seconds", type=float, default=0, metavar="SECONDS", help="sync for this long")
+    _store_args(p)
+    p.set_defaults(func=_cmd_sync)
+
+    p = sub.add_parser("verify", help="compare the live table with the index, item by item; exit 1 on any difference")
+    p.add_argument("table", metavar="TABLE")
+    p.add_argument("--max-rcu", type=float, help="read capacity units per second the scan may use")
+    _store_args(p)
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("maintain", help="compact small files and expire old snapshots")
     p.add_argument("--keep-seconds", type=float, default=3600, help="keep snapshots younger than this (default 3600)")

@@ -76,7 +76,7 @@ def _build_one(args) -> dict:
 
 def ingest_export(source: str, table: str, key: str, *, store: str | None = None, data_path: str | None = None,
                   workers: int = 1, chunk_target_mb: float = 256, stream_arn: str | None = None,
-                  checkpoints: list[dict] | None = None) -> dict:
+                  stream_start_micros: int | None = None, checkpoints: list[dict] | None = None) -> dict:
     key_names, key_types = parse_key_spec(key)
     p = plan(source, chunk_target_mb)
     location: StoreLocation = resolve(store, data_path)
@@ -104,7 +104,11 @@ def ingest_export(source: str, table: str, key: str, *, store: str | None = None
                 export_time=s.export_time,
                 export_time_micros=iso_to_micros(s.export_time),
                 stream_arn=stream_arn,
+                stream_start_micros=min(stream_start_micros, iso_to_micros(s.export_time))
+                if stream_start_micros else iso_to_micros(s.export_time),
                 checkpoints=checkpoints or [],
+                export_bucket=s.s3_bucket if source.startswith("s3://") else None,
+                export_prefix=s.s3_prefix,
             )
         )
     return {

@@ -229,10 +229,11 @@ def _rebase_local(location: SummaryLocation, summary: ExportSummary) -> tuple[Lo
     return LocalSource(root), posixpath.join(key_dir, location.summary_key) if key_dir else location.summary_key
 
 
-def read_export(location: str | SummaryLocation, *, check_sidecars: bool = True, stat_files: bool = True) -> Export:
-    """Read and check both manifests of the export at ``location``."""
+def read_export(location: str | SummaryLocation, *, check_sidecars: bool = True, stat_files: bool = True,
+                s3_client=None) -> Export:
+    """Read and check both manifests of the export at ``location`` (an S3 client may be given for s3:// URLs)."""
     if isinstance(location, str):
-        location = locate(location)
+        location = locate(location, s3_client)
     where = location.source.url(location.summary_key)
     data = location.source.read(location.summary_key)
     summary = parse_summary(data, where)

@@ -117,7 +117,7 @@ class SummaryLocation:
     summary_key: str
 
 
-def locate(location: str) -> SummaryLocation:
+def locate(location: str, s3_client=None) -> SummaryLocation:
     """Resolve ``SOURCE`` of ``inspect-export``: an s3:// URL or a local path.
 
     A local path may name the summary file itself or the folder holding it;
@@ -132,7 +132,7 @@ def locate(location: str) -> SummaryLocation:
             raise ManifestError(location, "an s3:// location needs a bucket name")
         if not key or key.endswith("/"):
             key = f"{key}{SUMMARY_NAME}"
-        return SummaryLocation(S3Source(parsed.netloc), key)
+        return SummaryLocation(S3Source(parsed.netloc, s3_client), key)
     path = Path(os.path.expanduser(location))
     if path.is_dir():
         path = path / SUMMARY_NAME

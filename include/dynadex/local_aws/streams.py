@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import uuid
@@ -30,6 +31,21 @@ from dynadex.local_aws.feed import LOCK, now
 SERVICE_IDENTITY = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
 MAX_RECORDS = 1000
 MAX_BYTES = 1 << 20
+
+
+def wire(av):
+    """DynamoDB JSON -> what moto's response serializer expects: raw bytes for B and BS (it base64-encodes blobs)."""
+    if isinstance(av, dict):
+        if len(av) == 1:
+            ((tag, v),) = av.items()
+            if tag == "B" and isinstance(v, str):
+                return {"B": base64.b64decode(v)}
+            if tag == "BS" and isinstance(v, list):
+                return {"BS": [base64.b64decode(x) for x in v]}
+        return {k: wire(v) for k, v in av.items()}
+    if isinstance(av, list):
+        return [wire(v) for v in av]
+    return av
 
 
 def _error(code: str, message: str) -> JsonRESTError:
@@ -142,13 +158,13 @@ class Stream:
             shard = self.current[lineage]
         seq = shard.start_seq if not shard.records and shard.trimmed_before == 0 else self._next_seq(lineage)
         event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
-        dyn = {"ApproximateCreationDateTime": float(int(t)), "Keys": keys}
+        dyn = {"ApproximateCreationDateTime": float(int(t)), "Keys": wire(keys)}
         if new is not None and self.view_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
-            dyn["NewImage"] = new
+            dyn["NewImage"] = wire(new)
         if old is not None and self.view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
-            dyn["OldImage"] = old
+            dyn["OldImage"] = wire(old)
         dyn["SequenceNumber"] = str(seq)
-        dyn["SizeBytes"] = len(json.dumps(dyn.get("NewImage") or dyn.get("OldImage") or keys))
+        dyn["SizeBytes"] = len(json.dumps(new or old or keys))
         dyn["StreamViewType"] = self.view_type
         body = {
             "eventID": uuid.uuid4().hex,
@@ -160,7 +176,7 @@ class Stream:
         }
         if service and event == "REMOVE":
             body["userIdentity"] = dict(SERVICE_IDENTITY)
-        shard.records.append(Record(seq, t, body, len(json.dumps(body))))
+        shard.records.append(Record(seq, t, body, dyn["SizeBytes"] + 200))
 
     # ------------------------------------------------------------------ API
     def describe(self, limit: int | None, exclusive_start: str | None) -> dict:

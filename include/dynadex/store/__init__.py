@@ -61,8 +61,22 @@ class Store:
     def publish(self, spec: PublishSpec) -> dict:
         return publish(self.lake, spec)
 
-    def apply(self, table: str, changes: list[Change], checkpoints=(), *, event=None) -> dict:
-        return apply_changes(self.lake, table, changes, list(checkpoints), event=event)
+    def apply(self, table: str, changes: list[Change], checkpoints=(), *, event=None, force: bool = False,
+              state_updates: dict | None = None, replace_checkpoints: bool = False) -> dict:
+        return apply_changes(self.lake, table, changes, list(checkpoints), event=event, force=force,
+                             state_updates=state_updates, replace_checkpoints=replace_checkpoints)
+
+    def checkpoints(self, table: str) -> dict[str, dict]:
+        from dynadex.store.names import STATE_SCHEMA
+
+        rows = self.lake.con.execute(
+            f"SELECT shard_id, parent_shard_id, sequence_number, ended FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?",
+            [table],
+        ).fetchall()
+        return {s: {"parent_shard_id": p, "sequence_number": q, "ended": bool(e)} for s, p, q, e in rows}
+
+    def table_state(self, table: str) -> dict:
+        return self.lake.require_table(table)
 
     def compact(self) -> dict:
         return maintenance.compact(self.lake)

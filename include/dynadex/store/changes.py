@@ -47,8 +47,14 @@ def _table_keys(state: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: list[Checkpoint] = (),
-                  *, event: tuple[str, dict] | None = None) -> dict:
-    """Apply ``changes`` and store ``checkpoints`` atomically; return counts."""
+                  *, event: tuple[str, dict] | None = None, force: bool = False,
+                  state_updates: dict | None = None, replace_checkpoints: bool = False) -> dict:
+    """Apply ``changes`` and store ``checkpoints`` atomically; return counts.
+
+    ``force`` applies without the version check (recovery images are authoritative as of their window's
+    end); ``state_updates`` sets columns of the table's sync state in the same transaction;
+    ``replace_checkpoints`` drops every other checkpoint of the table (a new stream after recovery).
+    """
     state = lake.require_table(table)
     key_names, key_types = _table_keys(state)
     last: dict[str, Change] = {}
@@ -70,7 +76,7 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
             winners = {}
             for key, ch in last.items():
                 old = stored.get(key)
-                if old is not None and ch.version < old:
+                if old is not None and ch.version < old and not force:
                     applied["stale"] += 1
                     continue
                 winners[key] = ch
@@ -91,6 +97,8 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                         applied["upserts"] += 1
                 if len(shaped):
                     applied["columns_added"] = _insert(lake, table, key_types, shaped)
+        if replace_checkpoints:
+            con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?", [table])
         for cp in checkpoints:
             con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ? AND shard_id = ?", [table, cp.shard_id])
             con.execute(
@@ -103,6 +111,12 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                 "last_applied_at = now() WHERE table_name = ?",
                 [newest, table],
             )
+        allowed = {"stream_arn", "stream_start_micros", "last_change_micros", "export_bucket", "export_prefix"}
+        for column, value in (state_updates or {}).items():
+            if column not in allowed:
+                raise ValueError(f"cannot update sync state column {column!r}")
+            con.execute(f"UPDATE {STATE_SCHEMA}.tables SET {column} = ? WHERE table_name = ?", [value, table])
+        con.execute(f"UPDATE {STATE_SCHEMA}.tables SET synced_at = now() WHERE table_name = ?", [table])
         if event is not None:
             con.execute(f"INSERT INTO {STATE_SCHEMA}.events VALUES (?, now(), ?, ?)", [table, event[0], json.dumps(event[1])])
     return applied

@@ -32,7 +32,8 @@ STATE_DDL = [
         table_name VARCHAR, key_names VARCHAR, key_types VARCHAR, build_id VARCHAR,
         export_arn VARCHAR, export_time VARCHAR, export_time_micros BIGINT,
         stream_arn VARCHAR, stream_start_micros BIGINT, published_at TIMESTAMPTZ,
-        last_change_micros BIGINT, last_applied_at TIMESTAMPTZ)""",
+        last_change_micros BIGINT, last_applied_at TIMESTAMPTZ, export_bucket VARCHAR, export_prefix VARCHAR,
+        synced_at TIMESTAMPTZ)""",
     f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.checkpoints (
         table_name VARCHAR, shard_id VARCHAR, parent_shard_id VARCHAR,
         sequence_number VARCHAR, ended BOOLEAN, updated_at TIMESTAMPTZ)""",

@@ -54,6 +54,8 @@ class PublishSpec:
     stream_arn: str | None = None
     stream_start_micros: int | None = None
     checkpoints: list[dict] = field(default_factory=list)  # shard_id, parent_shard_id, sequence_number
+    export_bucket: str | None = None  # where recovery's incremental exports go
+    export_prefix: str | None = None
     keep_staging: bool = False
 
 
@@ -161,7 +163,7 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
             con.execute(f"DELETE FROM {STATE_SCHEMA}.{t} WHERE table_name = ?", [spec.table])
         registry.save_new(con, spec.table, registry.columns)
         con.execute(
-            f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, NULL)",
+            f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, NULL, ?, ?, now())",
             [
                 spec.table,
                 json.dumps(list(spec.key_names)),
@@ -173,6 +175,8 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
                 spec.stream_arn,
                 spec.stream_start_micros,
                 spec.export_time_micros,
+                spec.export_bucket,
+                spec.export_prefix,
             ],
         )
         for cp in spec.checkpoints:

@@ -1,0 +1,189 @@
+"""The bootstrap's control-plane steps, as plain functions over boto3 clients.
+
+The ``dynamodb_ingest`` DAG calls these (through thin Airflow tasks); so can
+anyone without Airflow. Invariants:
+
+* ``validate_params`` and ``validate_table`` fail with a message saying what
+  to change, before anything is started.
+* ``pin_stream_start`` records the stream ARN and T0 *before* the export is
+  requested, and the export is asked for ExportTime = T0, so snapshot +
+  stream (read from the trim horizon, records older than T0 - overlap
+  skipped) covers every change.
+* ``start_export`` sends a ClientToken derived from the run, table and T0:
+  a retry or a cleared task gets the same export back, never a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+
+from dynadex.errors import DynadexError
+
+FORMATS = ("DYNAMODB_JSON", "ION")
+TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+
+
+class BootstrapError(DynadexError, ValueError):
+    """A table, parameter or export that cannot be bootstrapped as asked."""
+
+
+PARAMS_SCHEMA = {
+    "table_name": {"type": "string", "pattern": TABLE_NAME.pattern, "description": "DynamoDB table to index"},
+    "s3_bucket": {"type": ["null", "string"], "description": "bucket the export is written to (not needed with export_manifest)"},
+    "s3_prefix": {"type": "string", "description": "key prefix of the export"},
+    "export_format": {"type": "string", "enum": list(FORMATS)},
+    "chunk_target_mb": {"type": "number", "minimum": 0.001, "maximum": 100000},
+    "store": {"type": ["null", "string"], "description": "store folder or Postgres URI (default: $DYNADEX_STORE or ./.dynadex)"},
+    "aws_conn_id": {"type": "string"},
+    "export_arn": {"type": ["null", "string"], "description": "index this existing export instead of starting one"},
+    "export_manifest": {"type": ["null", "string"], "description": "s3:// URL of an existing export's manifest-summary.json"},
+}
+
+
+def validate_params(params: dict) -> dict:
+    """Check the run's params again at run time (the UI form checks them too)."""
+    problems = []
+    name = params.get("table_name")
+    if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
+        problems.append(f"table_name {name!r} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
+    fmt = params.get("export_format", "DYNAMODB_JSON")
+    if fmt not in FORMATS:
+        problems.append(f"export_format {fmt!r} must be one of {', '.join(FORMATS)}")
+    target = params.get("chunk_target_mb", 256)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.001 <= target <= 100000:
+        problems.append(f"chunk_target_mb {target!r} must be a number from 0.001 to 100000")
+    manifest, arn, bucket = params.get("export_manifest"), params.get("export_arn"), params.get("s3_bucket")
+    if manifest and not str(manifest).startswith("s3://"):
+        problems.append(f"export_manifest {manifest!r} must be an s3:// URL of a manifest-summary.json")
+    if arn and not re.fullmatch(r"arn:aws[a-z\-]*:dynamodb:[^:]*:\d*:table/[^/]+/export/\d{14}-[0-9a-f]{8}", str(arn)):
+        problems.append(f"export_arn {arn!r} is not a DynamoDB export ARN")
+    if not manifest and not arn and not (isinstance(bucket, str) and BUCKET.fullmatch(bucket)):
+        problems.append(f"s3_bucket {bucket!r} is not a bucket name (needed unless export_arn or export_manifest is given)")
+    if problems:
+        raise BootstrapError("bad parameters: " + "; ".join(problems))
+    return params
+
+
+@dataclass
+class TableInfo:
+    name: str
+    arn: str
+    key_names: tuple[str, ...]
+    key_types: tuple[str, ...]
+    stream_arn: str
+    view_type: str
+    items_estimate: int
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "key_names": list(self.key_names), "key_types": list(self.key_types)}
+
+
+def validate_table(ddb, table_name: str) -> TableInfo:
+    try:
+        table = ddb.describe_table(TableName=table_name)["Table"]
+    except ddb.exceptions.ResourceNotFoundException:
+        raise BootstrapError(f"table {table_name!r} does not exist (in this account and region)") from None
+    problems = []
+    backups = ddb.describe_continuous_backups(TableName=table_name)["ContinuousBackupsDescription"]
+    if backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") != "ENABLED":
+        problems.append(
+            "point-in-time recovery is off; turn it on: aws dynamodb update-continuous-backups "
+            f"--table-name {table_name} --point-in-time-recovery-specification PointInTimeRecoveryEnabled=true"
+        )
+    spec = table.get("StreamSpecification") or {}
+    view = spec.get("StreamViewType")
+    if not spec.get("StreamEnabled") or not table.get("LatestStreamArn"):
+        problems.append(
+            f"DynamoDB Streams is off; turn it on with new images: aws dynamodb update-table --table-name {table_name} "
+            "--stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
+        )
+    elif view not in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+        problems.append(
+            f"the stream's view type is {view}, which carries no new images; recreate the stream with "
+            "StreamViewType NEW_IMAGE or NEW_AND_OLD_IMAGES"
+        )
+    if problems:
+        raise BootstrapError(f"table {table_name} cannot be indexed: " + "; ".join(problems))
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    keys = sorted(table["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+    return TableInfo(
+        name=table_name,
+        arn=table["TableArn"],
+        key_names=tuple(k["AttributeName"] for k in keys),
+        key_types=tuple(types[k["AttributeName"]] for k in keys),
+        stream_arn=table["LatestStreamArn"],
+        view_type=view,
+        items_estimate=int(table.get("ItemCount") or 0),
+    )
+
+
+def pin_stream_start(info: TableInfo) -> dict:
+    """The stream position the sync will start from, taken before the export: stream ARN and T0."""
+    return {"stream_arn": info.stream_arn, "t0": round(time.time(), 3)}
+
+
+def client_token(*parts: str) -> str:
+    return "dynadex-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:48]
+
+
+def start_export(ddb, info: TableInfo, *, bucket: str, prefix: str, export_format: str, export_time: float,
+                 token: str) -> str:
+    kwargs = dict(TableArn=info.arn, ExportTime=export_time, S3Bucket=bucket, ExportFormat=export_format,
+                  ExportType="FULL_EXPORT", ClientToken=token)
+    if prefix:
+        kwargs["S3Prefix"] = prefix.strip("/")
+    try:
+        return ddb.export_table_to_point_in_time(**kwargs)["ExportDescription"]["ExportArn"]
+    except Exception as exc:  # botocore ClientError: keep AWS's code and message
+        err = getattr(exc, "response", {}).get("Error", {})
+        if err:
+            raise BootstrapError(f"export of {info.name} refused by AWS: {err.get('Code')}: {err.get('Message')}") from None
+        raise
+
+
+def describe_export(ddb, export_arn: str) -> dict:
+    return ddb.describe_export(ExportArn=export_arn)["ExportDescription"]
+
+
+def manifest_url(description: dict) -> str:
+    """s3:// URL of a COMPLETED export's manifest-summary.json."""
+    if description.get("ExportStatus") != "COMPLETED":
+        raise BootstrapError(
+            f"export {description.get('ExportArn')} is {description.get('ExportStatus')}"
+            + (f": {description.get('FailureCode')}: {description.get('FailureMessage')}" if description.get("FailureCode") else "")
+        )
+    return f"s3://{description['S3Bucket']}/{description['ExportManifest']}"
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
+def run(ddb, table_name: str, *, bucket: str, prefix: str = "dynadex", export_format: str = "DYNAMODB_JSON",
+        store: str | None = None, chunk_target_mb: float = 256, workers: int = 1, poll_seconds: float = 5,
+        timeout_seconds: float = 6 * 3600, token_parts: tuple[str, ...] = ()) -> dict:
+    """The whole bootstrap in one process (what the DAG does, task by task): validate, pin, export, wait, index."""
+    from dynadex.ingest import ingest_export
+
+    info = validate_table(ddb, table_name)
+    pinned = pin_stream_start(info)
+    token = client_token("dynadex-run", table_name, str(pinned["t0"]), *token_parts)
+    arn = start_export(ddb, info, bucket=bucket, prefix=prefix, export_format=export_format,
+                       export_time=pinned["t0"], token=token)
+    deadline = time.time() + timeout_seconds
+    while True:
+        description = describe_export(ddb, arn)
+        if description["ExportStatus"] != "IN_PROGRESS":
+            break
+        if time.time() > deadline:
+            raise BootstrapError(f"export {arn} still IN_PROGRESS after {timeout_seconds:g}s")
+        time.sleep(poll_seconds)
+    manifest = manifest_url(description)
+    key = ",".join(f"{n}:{t}" for n, t in zip(info.key_names, info.key_types))
+    return ingest_export(manifest, table_name, key, store=store, workers=workers, chunk_target_mb=chunk_target_mb,
+                         stream_arn=pinned["stream_arn"], stream_start_micros=int(pinned["t0"] * 1_000_000))

@@ -1,0 +1,270 @@
+"""The stream sync loop: from the stored checkpoints to now, exactly once.
+
+Invariants (ARCHITECTURE.md 1, 2 and 4):
+
+* Shards are read parents before children; each shard resumes
+  AFTER_SEQUENCE_NUMBER of its checkpoint (TRIM_HORIZON when it has none).
+* Records older than ``stream_start - overlap`` are skipped (the snapshot
+  already holds them); the others become changes (INSERT/MODIFY upsert the
+  NewImage, REMOVE deletes; TTL removes are counted as such).
+* A batch (at most ``batch_records`` records or ``batch_seconds``) and the
+  checkpoints of the shards it read commit in ONE store transaction, so a
+  crash at any instant neither loses nor repeats a change.
+* A gap is never silent: a trimmed checkpoint (TrimmedDataAccessException),
+  a checkpointed shard that vanished, a stream ARN that changed, or a sync
+  that last ran longer ago than the retention, triggers recovery through
+  incremental exports (``recover``); beyond PITR, ``NeedsBootstrap``.
+* Expired iterators are renewed from the checkpoint; throttling backs off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+
+from dynadex.aws import error_code, from_client
+from dynadex.store import Change, Checkpoint, Store
+from dynadex.stream.recover import NeedsBootstrap, recover
+from dynadex.stream.shards import ShardInfo, describe_all
+from dynadex.types import canonical_item
+
+log = logging.getLogger("dynadex.sync")
+
+THROTTLED = {"LimitExceededException", "ThrottlingException", "ProvisionedThroughputExceededException",
+             "RequestLimitExceeded", "InternalServerError"}
+
+
+def _env(name: str, default: float) -> float:
+    return float(os.environ.get(f"DYNADEX_{name}", default))
+
+
+@dataclass
+class SyncSettings:
+    overlap_seconds: float = field(default_factory=lambda: _env("OVERLAP_SECONDS", 300))
+    batch_records: int = field(default_factory=lambda: int(_env("BATCH_RECORDS", 5000)))
+    batch_seconds: float = field(default_factory=lambda: _env("BATCH_SECONDS", 0.5))
+    retention_seconds: float = field(default_factory=lambda: _env("STREAM_RETENTION_SECONDS", 24 * 3600))
+    min_window_seconds: float = field(default_factory=lambda: _env("MIN_INCREMENTAL_SECONDS", 15 * 60))
+    max_window_seconds: float = field(default_factory=lambda: _env("MAX_INCREMENTAL_SECONDS", 24 * 3600))
+    pitr_window_seconds: float = field(default_factory=lambda: _env("PITR_WINDOW_SECONDS", 35 * 86400))
+    export_poll_seconds: float = field(default_factory=lambda: _env("EXPORT_POLL_SECONDS", 10))
+    export_timeout_seconds: float = field(default_factory=lambda: _env("EXPORT_TIMEOUT_SECONDS", 6 * 3600))
+    idle_min_seconds: float = 0.05
+    idle_max_seconds: float = field(default_factory=lambda: _env("IDLE_MAX_SECONDS", 1.0))
+    max_backoff_attempts: int = 8
+
+
+class Gap(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _call(fn, settings: SyncSettings, **kwargs):
+    """Call AWS, backing off on throttling (beyond botocore's own retries)."""
+    for attempt in range(settings.max_backoff_attempts):
+        try:
+            return fn(**kwargs)
+        except Exception as exc:
+            if error_code(exc) not in THROTTLED or attempt == settings.max_backoff_attempts - 1:
+                raise
+            delay = min(5.0, 0.1 * 2**attempt) * (0.5 + random.random())
+            log.info("throttled (%s); retrying in %.2fs", error_code(exc), delay)
+            time.sleep(delay)
+
+
+def record_change(record: dict, shard_id: str) -> tuple[Change, bool]:
+    """One stream record -> a change (and whether it is a TTL delete)."""
+    dyn = record["dynamodb"]
+    when = dyn["ApproximateCreationDateTime"]
+    seconds = when.timestamp() if hasattr(when, "timestamp") else float(when)
+    # Creation times are whole seconds: version a record by the END of its second, so it applies over
+    # snapshot or recovery images taken within that second (stream order then decides).
+    version = int(seconds) * 1_000_000 + 999_999
+    keys = canonical_item(from_client(dyn["Keys"]))
+    seq = dyn["SequenceNumber"]
+    if record["eventName"] == "REMOVE":
+        ident = {k.lower(): v for k, v in (record.get("userIdentity") or {}).items()}
+        ttl = str(ident.get("principalid", "")).lower() == "dynamodb.amazonaws.com" and str(ident.get("type", "")).lower() == "service"
+        return Change(keys, None, version, f"{'ttl' if ttl else 'stream'}:{shard_id}:{seq}"), ttl
+    if "NewImage" not in dyn:
+        raise NeedsBootstrap(f"stream record {seq} has no NewImage: the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
+    return Change(keys, canonical_item(from_client(dyn["NewImage"])), version, f"stream:{shard_id}:{seq}"), False
+
+
+@dataclass
+class ShardCursor:
+    info: ShardInfo
+    sequence_number: str | None
+    ended: bool
+    iterator: str | None = None
+
+
+class TableSync:
+    def __init__(self, store: Store, table: str, ddb, streams, s3, settings: SyncSettings):
+        self.store, self.table, self.ddb, self.streams, self.s3 = store, table, ddb, streams, s3
+        self.settings = settings
+        self.cursors: dict[str, ShardCursor] = {}
+        self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
+                      "expired_iterators": 0}
+
+    # ------------------------------------------------------------- discovery
+    def refresh(self) -> None:
+        state = self.store.table_state(self.table)
+        described = self.ddb.describe_table(TableName=self.table)["Table"]
+        current = described.get("LatestStreamArn")
+        spec = described.get("StreamSpecification") or {}
+        if not spec.get("StreamEnabled") or not current:
+            raise NeedsBootstrap(f"{self.table}: DynamoDB Streams is off; turn it on and bootstrap again")
+        if spec.get("StreamViewType") not in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+            raise NeedsBootstrap(f"{self.table}: stream view type {spec.get('StreamViewType')} carries no new images")
+        if state["stream_arn"] != current:
+            raise Gap(f"stream ARN changed from {state['stream_arn']} to {current}")
+        synced = state.get("synced_at") or state.get("published_at")
+        if synced is not None and time.time() - synced.timestamp() > self.settings.retention_seconds:
+            raise Gap(f"last sync {synced} is older than the stream retention ({self.settings.retention_seconds:g}s)")
+        _, shards = _call(describe_all, self.settings, streams=self.streams, stream_arn=current)
+        listed = {s.shard_id for s in shards}
+        stored = self.store.checkpoints(self.table)
+        for shard_id, cp in stored.items():
+            if not cp["ended"] and shard_id not in listed:
+                raise Gap(f"shard {shard_id} was pruned before it was read to its end")
+        cursors = {}
+        for s in shards:
+            old = self.cursors.get(s.shard_id)
+            if old is not None:
+                old.info = s
+                cursors[s.shard_id] = old
+                continue
+            cp = stored.get(s.shard_id, {})
+            cursors[s.shard_id] = ShardCursor(s, cp.get("sequence_number"), bool(cp.get("ended")))
+        self.cursors = cursors
+        self.stream_arn = current
+        self.skip_before = (state["stream_start_micros"] or 0) - int(self.settings.overlap_seconds * 1e6)
+
+    def readable(self) -> list[ShardCursor]:
+        out = []
+        for c in self.cursors.values():
+            if c.ended:
+                continue
+            parent = c.info.parent_id
+            if parent and parent in self.cursors and not self.cursors[parent].ended:
+                continue
+            out.append(c)
+        return out
+
+    # ---------------------------------------------------------------- reading
+    def _iterator(self, c: ShardCursor) -> str:
+        kwargs = {"StreamArn": self.stream_arn, "ShardId": c.info.shard_id}
+        if c.sequence_number:
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=c.sequence_number)
+        else:
+            kwargs.update(ShardIteratorType="TRIM_HORIZON")
+        try:
+            return _call(self.streams.get_shard_iterator, self.settings, **kwargs)["ShardIterator"]
+        except Exception as exc:
+            if error_code(exc) == "TrimmedDataAccessException":
+                raise Gap(f"checkpoint {c.sequence_number} of shard {c.info.shard_id} was trimmed") from None
+            if error_code(exc) == "ResourceNotFoundException":
+                raise Gap(f"shard {c.info.shard_id} vanished") from None
+            raise
+
+    def read(self, c: ShardCursor) -> tuple[list[dict], bool]:
+        """One GetRecords on a shard: (records, shard finished)."""
+        if c.iterator is None:
+            c.iterator = self._iterator(c)
+        try:
+            page = _call(self.streams.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
+        except Exception as exc:
+            code = error_code(exc)
+            if code == "ExpiredIteratorException":
+                self.stats["expired_iterators"] += 1
+                c.iterator = self._iterator(c)
+                page = _call(self.streams.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
+            elif code == "TrimmedDataAccessException":
+                raise Gap(f"records of shard {c.info.shard_id} after {c.sequence_number} were trimmed") from None
+            else:
+                raise
+        c.iterator = page.get("NextShardIterator")
+        return page.get("Records", []), c.iterator is None
+
+    # --------------------------------------------------------------- the loop
+    def run(self, until: float, until_caught_up: bool = False) -> dict:
+        """Sync until ``until`` (epoch seconds), or, with ``until_caught_up``, until a pass finds nothing new."""
+        idle = self.settings.idle_min_seconds
+        self.refresh()
+        last_refresh = time.time()
+        while True:
+            changes: list[Change] = []
+            touched: dict[str, ShardCursor] = {}
+            ttl = 0
+            batch_started = time.time()
+            progressed = False
+            while len(changes) < self.settings.batch_records and time.time() - batch_started < self.settings.batch_seconds:
+                pass_records = 0
+                for c in self.readable():
+                    records, finished = self.read(c)
+                    for rec in records:
+                        change, is_ttl = record_change(rec, c.info.shard_id)
+                        self.stats["records"] += 1
+                        c.sequence_number = rec["dynamodb"]["SequenceNumber"]
+                        if change.version < self.skip_before:
+                            self.stats["skipped_old"] += 1
+                            continue
+                        changes.append(change)
+                        ttl += is_ttl
+                    if records or finished:
+                        touched[c.info.shard_id] = c
+                        progressed = True
+                    if finished:
+                        c.ended = True
+                    pass_records += len(records)
+                if not pass_records:
+                    break
+            if touched:
+                cps = [Checkpoint(c.info.shard_id, c.sequence_number, c.info.parent_id, c.ended) for c in touched.values()]
+                result = self.store.apply(self.table, changes, cps,
+                                          event=("ttl_deletes", {"count": ttl}) if ttl else None)
+                self.stats["applied"] += result["upserts"] + result["deletes"]
+                self.stats["ttl_deletes"] += ttl
+                self.stats["batches"] += 1
+            now = time.time()
+            if until_caught_up and not progressed:
+                self.refresh()
+                if not any(c.iterator is None for c in self.readable()):  # every readable shard read to its tip
+                    return self.stats
+            elif not until_caught_up and now >= until:
+                return self.stats
+            if progressed:
+                idle = self.settings.idle_min_seconds
+            elif not until_caught_up:
+                time.sleep(min(idle, max(0.0, until - now)))
+                idle = min(self.settings.idle_max_seconds, idle * 2)
+            if time.time() - last_refresh > 10 or any(c.ended for c in touched.values()) or not self.readable():
+                self.refresh()
+                last_refresh = time.time()
+
+
+def sync_table(store: Store, table: str, ddb, streams, s3, *, seconds: float = 0.0, settings: SyncSettings | None = None) -> dict:
+    """Sync ``table`` for ``seconds`` (0 or less: until caught up). Recovers gaps; raises NeedsBootstrap."""
+    settings = settings or SyncSettings()
+    until = time.time() + seconds
+    once = seconds <= 0
+    stats: dict = {}
+    for _ in range(3):
+        sync = TableSync(store, table, ddb, streams, s3, settings)
+        try:
+            result = sync.run(until, until_caught_up=once)
+            for k, v in result.items():
+                stats[k] = stats.get(k, 0) + v
+            return stats
+        except Gap as gap:
+            for k, v in sync.stats.items():
+                stats[k] = stats.get(k, 0) + v
+            log.warning("%s: gap detected: %s", table, gap.reason)
+            stats["recoveries"] = stats.get("recoveries", 0) + 1
+            stats.setdefault("recovered", []).append(recover(store, table, ddb, s3, reason=gap.reason, settings=settings))
+    raise NeedsBootstrap(f"{table}: gaps keep appearing after recovery; a fresh bootstrap is needed")

@@ -1,0 +1,103 @@
+"""Bodies of the dynamodb_ingest tasks: each one call into include/dynadex, plus logging.
+
+Every task is safe to retry and to clear: validation and planning are pure
+reads, start_export is idempotent by ClientToken, a chunk rebuild replaces its
+segment, and publish is one transaction that is a no-op once done.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dynadex import bootstrap
+from dynadex.export.build import build_chunk as build_one
+from dynadex.export.manifest import read_export
+from dynadex.export.plan import ChunkSpec, makespan_ratio, plan_chunks
+from dynadex.ingest import iso_to_micros
+from dynadex.export.build import snapshot_version
+from dynadex.store import PublishSpec, Store, resolve
+from dynadex_airflow.hooks import client, export_aws_env
+
+log = logging.getLogger("dynadex.ingest")
+
+
+def validate(params: dict) -> dict:
+    bootstrap.validate_params(params)
+    info = bootstrap.validate_table(client("dynamodb", params["aws_conn_id"]), params["table_name"])
+    log.info("table %s: key %s, stream %s (%s)", info.name, info.key_names, info.stream_arn, info.view_type)
+    return info.to_dict()
+
+
+def pin(table: dict) -> dict:
+    info = bootstrap.TableInfo(**{**table, "key_names": tuple(table["key_names"]), "key_types": tuple(table["key_types"])})
+    pinned = bootstrap.pin_stream_start(info)
+    log.info("stream pinned: %s from T0=%s", pinned["stream_arn"], pinned["t0"])
+    return pinned
+
+
+def _full_export(manifest: str, params: dict):
+    export = read_export(manifest, s3_client=client("s3", params["aws_conn_id"]))
+    if export.summary.export_type != "FULL_EXPORT":
+        raise bootstrap.BootstrapError(f"{manifest} is an {export.summary.export_type}; the bootstrap needs a full export")
+    return export
+
+
+def describe(manifest: str, params: dict) -> dict:
+    """What publish needs to know about the export (small; XCom)."""
+    s = _full_export(manifest, params).summary
+    micros = iso_to_micros(s.export_time)
+    return {
+        "manifest": manifest,
+        "build_id": s.export_id,
+        "export_arn": s.export_arn,
+        "export_time": s.export_time,
+        "export_time_micros": micros,
+        "version": snapshot_version(micros),
+        "total_items": s.item_count,
+        "format": s.output_format,
+    }
+
+
+def plan(manifest: str, params: dict) -> list[dict]:
+    """Balanced chunk specs (keys, sizes, counts, checksums only)."""
+    export = _full_export(manifest, params)
+    chunks = plan_chunks(export.files, int(float(params["chunk_target_mb"]) * 1_000_000))
+    log.info("%d files, %d items, %d bytes -> %d chunks (largest/mean %.3f)", len(export.files),
+             export.summary.item_count, sum(f.size or 0 for f in export.files), len(chunks), makespan_ratio(chunks))
+    return [c.to_dict() for c in chunks]
+
+
+def build(spec: dict, meta: dict, table: dict, params: dict) -> dict:
+    chunk = ChunkSpec.from_dict(spec)
+    export_aws_env(params["aws_conn_id"])
+    export = read_export(meta["manifest"], check_sidecars=False, stat_files=False,
+                         s3_client=client("s3", params["aws_conn_id"]))
+    result = build_one(export, chunk, resolve(params.get("store")), table["name"], meta["build_id"],
+                       tuple(table["key_names"]), tuple(table["key_types"]), meta["version"])
+    log.info("%s: %d items, %.1f MB gzip / %.1f MB JSON in %.1fs (%.1f MB/s)", chunk.label(), result.items,
+             result.gzip_bytes / 1e6, result.json_bytes / 1e6, result.seconds, result.json_bytes / 1e6 / max(result.seconds, 1e-9))
+    return result.to_dict()
+
+
+def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, params: dict) -> dict:
+    export_aws_env(params["aws_conn_id"])
+    spec = PublishSpec(
+        table=table["name"],
+        build_id=meta["build_id"],
+        chunk_ids=[c["chunk_id"] for c in chunks],
+        key_names=tuple(table["key_names"]),
+        key_types=tuple(table["key_types"]),
+        expected_items={c["chunk_id"]: c["items"] for c in chunks},
+        total_items=meta["total_items"],
+        export_arn=meta["export_arn"],
+        export_time=meta["export_time"],
+        export_time_micros=meta["export_time_micros"],
+        stream_arn=(pinned or {}).get("stream_arn") or table.get("stream_arn"),
+        # the stream must be read from no later than the export time (an existing export may be older than T0)
+        stream_start_micros=min(int(float(pinned["t0"]) * 1_000_000), meta["export_time_micros"])
+        if pinned else meta["export_time_micros"],
+    )
+    with Store(params.get("store"), read_only=False) as st:
+        result = st.publish(spec)
+    log.info("publish %s: %s", table["name"], result)
+    return result
