@@ -22,6 +22,8 @@ from dynadex_airflow.operators import DynamoDBExportSensor, DynamoDBStartExportO
 MAX_ACTIVE_CHUNKS = int(os.environ.get("DYNADEX_MAX_ACTIVE_CHUNKS", "16"))
 EXPORT_POLL_SECONDS = float(os.environ.get("DYNADEX_EXPORT_POLL_SECONDS", "30"))
 EXPORT_TIMEOUT_SECONDS = float(os.environ.get("DYNADEX_EXPORT_TIMEOUT_SECONDS", str(6 * 3600)))
+RETRIES = int(os.environ.get("DYNADEX_TASK_RETRIES", "2"))
+RETRY_DELAY = pendulum.duration(seconds=float(os.environ.get("DYNADEX_RETRY_DELAY_SECONDS", "60")))
 
 
 def _param(name: str, default, **extra) -> Param:
@@ -48,6 +50,7 @@ def _param(name: str, default, **extra) -> Param:
         "export_manifest": _param("export_manifest", None, title="Existing export manifest (s3://…)"),
     },
     render_template_as_native_obj=True,
+    default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY, "retry_exponential_backoff": True},
 )
 def dynamodb_ingest():
     @task
@@ -66,7 +69,7 @@ def dynamodb_ingest():
     def plan_chunks(manifest: str, params=None) -> list:
         return ingest_tasks.plan(manifest, params)
 
-    @task(max_active_tis_per_dagrun=MAX_ACTIVE_CHUNKS, retries=2,
+    @task(max_active_tis_per_dagrun=MAX_ACTIVE_CHUNKS,
           map_index_template="{{ dynadex_chunk_label }}")
     def build_chunk(spec: dict, meta: dict, table: dict, params=None) -> dict:
         from dynadex.export.plan import ChunkSpec
@@ -74,7 +77,7 @@ def dynamodb_ingest():
         get_current_context()["dynadex_chunk_label"] = ChunkSpec.from_dict(spec).label()
         return ingest_tasks.build(spec, meta, table, params)
 
-    @task(retries=2)
+    @task
     def publish(meta: dict, chunks: list, table: dict, pinned: dict, built: list, params=None) -> dict:
         return ingest_tasks.publish(meta, chunks, table, pinned, params)
 
@@ -90,7 +93,6 @@ def dynamodb_ingest():
         export_arn="{{ params.export_arn or '' }}",
         export_manifest="{{ params.export_manifest or '' }}",
         aws_conn_id="{{ params.aws_conn_id }}",
-        retries=3,
     ).output
     manifest = DynamoDBExportSensor(
         task_id="wait_export",

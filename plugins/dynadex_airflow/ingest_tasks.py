@@ -55,6 +55,8 @@ def describe(manifest: str, params: dict) -> dict:
         "version": snapshot_version(micros),
         "total_items": s.item_count,
         "format": s.output_format,
+        "bucket": manifest.split("/")[2] if manifest.startswith("s3://") else None,
+        "prefix": s.s3_prefix,
     }
 
 
@@ -92,6 +94,8 @@ def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, pa
         export_arn=meta["export_arn"],
         export_time=meta["export_time"],
         export_time_micros=meta["export_time_micros"],
+        export_bucket=meta.get("bucket") or params.get("s3_bucket"),
+        export_prefix=meta.get("prefix") or params.get("s3_prefix"),
         stream_arn=(pinned or {}).get("stream_arn") or table.get("stream_arn"),
         # the stream must be read from no later than the export time (an existing export may be older than T0)
         stream_start_micros=min(int(float(pinned["t0"]) * 1_000_000), meta["export_time_micros"])

@@ -250,7 +250,10 @@ def test_ion_and_incremental_exports(aws, monkeypatch):
     assert e.summary.export_type == "INCREMENTAL_EXPORT" and e.summary.output_view == "NEW_AND_OLD_IMAGES"
     assert all(f.key.startswith("inc/AWSDynamoDB/data/") for f in e.files)
     recs = {canonical_json(r.keys): r for f in e.files for r in iter_records(e, f)}
-    assert set(recs) == {'{"pk":{"S":"a"},"sk":{"N":"1"}}', '{"pk":{"S":"b"},"sk":{"N":"-3.25"}}'}  # 'gone' came and went
+    assert set(recs) == {'{"pk":{"S":"a"},"sk":{"N":"1"}}', '{"pk":{"S":"b"},"sk":{"N":"-3.25"}}',
+                         '{"pk":{"S":"gone"},"sk":{"N":"2"}}'}
+    gone = recs['{"pk":{"S":"gone"},"sk":{"N":"2"}}']  # came and went inside the window: a delete, no images
+    assert gone.item is None and gone.old_image is None
     a = recs['{"pk":{"S":"a"},"sk":{"N":"1"}}']
     assert a.item["x"] == {"L": [{"NULL": True}, {"BOOL": True}]} and a.item["ns"] == {"NS": ["1.5", "2"]}
     assert a.item["b"] == {"B": "aGk="} and a.item["m"]["M"]["bin"] == {"B": "AP8="}

@@ -370,7 +370,7 @@ class ExportEngine:
         billed = 0
         for keys, image, line in records:
             parts[zlib.crc32(canonical_json(keys).encode()) % n].append(line)
-            billed += item_size(image)
+            billed += item_size(image or keys)
         rnd = random.Random(export.export_id)
         ext = "ion.gz" if export.export_format == "ION" else "json.gz"
         data_dir = f"{export.base}/data" if export.export_type == "INCREMENTAL_EXPORT" else f"{export.base}/{export.export_id}/data"

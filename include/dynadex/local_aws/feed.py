@@ -127,7 +127,6 @@ class ChangeFeed:
                         break
                     before = img
                 after = in_window[-1][1]
-                if before is None and after is None:
-                    continue  # created and deleted inside the window
+                # an item created and deleted inside the window still gets its (Keys only) record
                 out.append((self.keys[key], before, after, in_window[-1][0]))
             return out

@@ -64,6 +64,19 @@ def install(knobs: Knobs) -> tuple[ExportEngine, StreamRegistry]:
 
     Table.set_stream_specification = set_stream_specification
 
+    from moto.dynamodb.exceptions import StreamAlreadyEnabledException
+    from moto.dynamodb.models import DynamoDBBackend
+
+    def update_table_streams(self, table, stream_specification):
+        # AWS refuses to enable a stream that is enabled, but lets a disabled one be enabled again
+        # (with a new stream ARN); moto refuses as soon as any stream ever existed.
+        enabling = stream_specification.get("StreamEnabled") or stream_specification.get("StreamViewType")
+        if enabling and (table.stream_specification or {}).get("StreamEnabled"):
+            raise StreamAlreadyEnabledException
+        table.set_stream_specification(stream_specification)
+
+    DynamoDBBackend.update_table_streams = update_table_streams
+
     def export_table_to_point_in_time(self):
         export = engine.start(self.dynamodb_backend, self.body, feed_of)
         return ActionResult({"ExportDescription": export.describe()})

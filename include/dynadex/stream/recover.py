@@ -74,14 +74,21 @@ def recover(store: Store, table: str, ddb, s3, *, reason: str, settings) -> dict
     earliest = earliest.timestamp() if hasattr(earliest, "timestamp") else float(earliest or 0)
     if pitr_desc.get("PointInTimeRecoveryStatus") != "ENABLED":
         raise NeedsBootstrap(f"{table}: gap ({reason}) and point-in-time recovery is off: a fresh bootstrap is needed")
-    end = now - 1
-    if min(start, end - settings.min_window_seconds) < max(earliest, now - settings.pitr_window_seconds):
+    floor = max(earliest, now - settings.pitr_window_seconds)  # the oldest instant an export may start at
+    if last < floor:
         raise NeedsBootstrap(f"{table}: gap ({reason}) reaches back beyond the point-in-time recovery window: "
                              "a fresh bootstrap is needed")
+    start = max(start, floor)  # the overlap is a safety margin; PITR cannot go before its window
+    end = time.time() - 1
+    if end - floor < settings.min_window_seconds:  # PITR too young for the shortest window AWS takes: wait
+        time.sleep(settings.min_window_seconds - (end - floor) + 0.1)
+        end = time.time() - 1
+    start = min(start, end - settings.min_window_seconds)
+    start = max(start, floor)
     bucket, prefix = state.get("export_bucket"), state.get("export_prefix") or "dynadex"
     if not bucket:
         raise NeedsBootstrap(f"{table}: gap ({reason}) but no export bucket is recorded for incremental exports")
-    plan = windows(start, end, settings.min_window_seconds, settings.max_window_seconds)
+    plan = windows(start, end, settings.min_window_seconds, settings.max_window_seconds)  # start..end >= min window
     log.warning("%s: gap (%s); recovering through %d incremental export(s) from %.3f to %.3f", table, reason, len(plan), plan[0][0], end)
     key_names = tuple(json.loads(state["key_names"]))
     applied = {"windows": len(plan), "upserts": 0, "deletes": 0}

@@ -1,0 +1,238 @@
+"""Stream sync against the emulator over HTTP: convergence, rollover, expiry, crashes, gaps and their recovery."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from dynadex import bootstrap
+from dynadex.aws import client
+from dynadex.local_aws import running
+from dynadex.store import Store
+from dynadex.stream import NeedsBootstrap, SyncSettings, sync_table
+from dynadex.stream.recover import windows
+from dynadex.stream.verify import verify
+
+
+def new_table(aws, name, *, ttl=False):
+    ddb = aws.client("dynamodb")
+    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    if ttl:
+        ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+    return ddb
+
+
+class Writer:
+    """Puts, updates, deletes (and TTL-expiring puts) against a table in a background thread."""
+
+    def __init__(self, ddb, table, seed=1, keys=300):
+        self.ddb, self.table, self.rnd, self.keys = ddb, table, random.Random(seed), keys
+        self.stop = threading.Event()
+        self.count = 0
+        self.thread = threading.Thread(target=self.run)
+
+    def one(self):
+        k = f"k{self.rnd.randrange(self.keys)}"
+        op = self.rnd.random()
+        if op < 0.5:
+            self.ddb.put_item(TableName=self.table, Item={"pk": {"S": k}, "n": {"N": str(self.count)},
+                                                          "s": {"SS": ["a", f"v{self.count % 7}"]}, "b": {"B": bytes([self.count % 256])}})
+        elif op < 0.75:
+            self.ddb.update_item(TableName=self.table, Key={"pk": {"S": k}}, UpdateExpression="SET m = :m, n2 = :n",
+                                 ExpressionAttributeValues={":m": {"M": {"c": {"N": f"{self.count}.5"}}}, ":n": {"N": "-1E+20"}})
+        elif op < 0.9:
+            self.ddb.delete_item(TableName=self.table, Key={"pk": {"S": k}})
+        else:
+            self.ddb.put_item(TableName=self.table, Item={"pk": {"S": k}, "expires": {"N": str(int(time.time()) - 5)}})
+        self.count += 1
+
+    def run(self):
+        while not self.stop.is_set():
+            self.one()
+            time.sleep(0.002)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def clients():
+    return client("dynamodb"), client("dynamodbstreams"), client("s3")
+
+
+@pytest.fixture(scope="module")
+def aws():
+    with running(export_seconds=0.5, export_files=3, stream_shards=3, rollover_records=40, iterator_seconds=1.5,
+                 ttl_interval_seconds=0.3, min_incremental_seconds=1) as a:
+        saved = dict(os.environ)
+        os.environ.update(a.env())
+        a.client("s3").create_bucket(Bucket="dynadex-exports")
+        yield a
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def converge(store, table, settings=None, rounds=8):
+    ddb, streams, s3 = clients()
+    total: dict = {}
+    for _ in range(rounds):
+        with Store(store, read_only=False) as st:
+            stats = sync_table(st, table, ddb, streams, s3, seconds=0, settings=settings)
+        for k, v in stats.items():
+            if isinstance(v, (int, float)):
+                total[k] = total.get(k, 0) + v
+        with Store(store) as st:
+            report = verify(st, table, ddb)
+        if report.ok:
+            break
+    return total, report
+
+
+def test_writes_during_and_after_export_converge_with_rollover_ttl_and_expiry(aws, tmp_path):
+    ddb = new_table(aws, "Live", ttl=True)
+    store = str(tmp_path / "store")
+    for i in range(200):
+        ddb.put_item(TableName="Live", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+    with Writer(ddb, "Live") as w:
+        result = bootstrap.run(ddb, "Live", bucket="dynadex-exports", store=store, poll_seconds=0.1)
+        assert result["publish"]["published"]
+        time.sleep(0.5)
+    # keep syncing while writes go on: a long-lived sync whose idle polls outlive the 1.5 s iterators
+    settings = SyncSettings(idle_max_seconds=2.5, batch_records=200)
+    ddb2, streams, s3 = clients()
+    with Writer(ddb, "Live", seed=2) as w2:
+        with Store(store, read_only=False) as st:
+            stats = sync_table(st, "Live", ddb2, streams, s3, seconds=3, settings=settings)
+    time.sleep(3.5)  # idle longer than the iterator lifetime
+    with Store(store, read_only=False) as st:
+        more = sync_table(st, "Live", ddb2, streams, s3, seconds=4, settings=settings)
+    stats2, report = converge(store, "Live")
+    assert report.ok, (report.missing[:2], report.extra[:2], report.different[:2])
+    assert w.count + w2.count > 100
+    assert stats["records"] > 0 and stats["batches"] >= 2
+    assert more["expired_iterators"] >= 1  # iterators expired and were renewed from the checkpoint
+    with Store(store) as st:
+        status = st.status("Live")["tables"][0]
+        shards = status["checkpoints"]
+        assert any(c["parent_shard_id"] for c in shards)  # rolled over into child shards
+        assert any(c["ended"] for c in shards)
+        assert st.query("SELECT count(*) = count(DISTINCT key) FROM row_index.Live")[1] == [(True,)]
+        ttl_events = [e for e in st.query("SELECT kind FROM dynadex.events WHERE table_name = 'Live'")[1] if e[0] == "ttl_deletes"]
+        assert ttl_events  # TTL deletes were applied and recorded as such
+
+
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(aws, tmp_path):
+    ddb = new_table(aws, "Crashy")
+    store = str(tmp_path / "store")
+    for i in range(100):
+        ddb.put_item(TableName="Crashy", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+    bootstrap.run(ddb, "Crashy", bucket="dynadex-exports", store=store, poll_seconds=0.1)
+    rnd = random.Random(20261127)
+    env = {**os.environ, "DYNADEX_BATCH_RECORDS": "25", "DYNADEX_BATCH_SECONDS": "0.05"}
+    killed = 0
+    with Writer(ddb, "Crashy", seed=3, keys=150):
+        for trial in range(20):
+            proc = subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", "Crashy", "--for", "30", "--store", store],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            time.sleep(rnd.uniform(0.8, 2.5))  # startup takes ~1 s: kills land before, during and after batches
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+            proc.wait()
+    assert killed >= 18
+    _, report = converge(store, "Crashy")
+    assert report.ok, (report.missing[:2], report.extra[:2], report.different[:2])
+    with Store(store) as st:
+        assert st.query("SELECT count(*) = count(DISTINCT key) FROM row_index.Crashy")[1] == [(True,)]
+        assert st.query("SELECT count(*) FROM Crashy")[1] == st.query("SELECT count(*) FROM row_index.Crashy")[1]
+
+
+def test_recovery_windows_cover_the_gap():
+    assert windows(0, 100, 15, 40) == [(0, 100 / 3), (100 / 3, 200 / 3), (200 / 3, 100)]
+    assert windows(90, 100, 15, 40) == [(85, 100)]  # shorter than AWS's minimum: starts earlier
+    for a, b in windows(0, 10 * 86400 + 7, 900, 86400):
+        assert 900 <= b - a <= 86400
+
+
+@pytest.fixture
+def short_lived(tmp_path):
+    """An emulator whose stream keeps records 3 s and whose PITR reaches back 12 s."""
+    with running(export_seconds=0.3, export_files=2, stream_shards=2, retention_seconds=3, min_incremental_seconds=1,
+                 pitr_window_seconds=12) as a:
+        saved = dict(os.environ)
+        os.environ.update(a.env())
+        os.environ.update(DYNADEX_STREAM_RETENTION_SECONDS="3", DYNADEX_MIN_INCREMENTAL_SECONDS="1",
+                          DYNADEX_PITR_WINDOW_SECONDS="12", DYNADEX_EXPORT_POLL_SECONDS="0.1", DYNADEX_OVERLAP_SECONDS="1")
+        a.client("s3").create_bucket(Bucket="dynadex-exports")
+        yield a
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_gap_after_retention_recovered_by_incremental_export(short_lived, tmp_path):
+    ddb = new_table(short_lived, "Gappy")
+    store = str(tmp_path / "store")
+    for i in range(50):
+        ddb.put_item(TableName="Gappy", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+    bootstrap.run(ddb, "Gappy", bucket="dynadex-exports", store=store, poll_seconds=0.1)
+    stats, report = converge(store, "Gappy")
+    assert report.ok
+    # sync stops; changes happen; the stream trims them (retention 3 s)
+    for i in range(30):
+        ddb.put_item(TableName="Gappy", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(1000 + i)}})
+    ddb.delete_item(TableName="Gappy", Key={"pk": {"S": "k49"}})
+    time.sleep(4.5)
+    ddb.put_item(TableName="Gappy", Item={"pk": {"S": "after"}, "n": {"N": "1"}})
+    stats, report = converge(store, "Gappy")
+    assert stats["recoveries"] >= 1
+    assert report.ok, (report.missing[:2], report.extra[:2], report.different[:2])
+    with Store(store) as st:
+        kinds = [r[0] for r in st.query("SELECT kind FROM dynadex.events WHERE table_name = 'Gappy'")[1]]
+        assert "recovery" in kinds  # visible in status
+        assert any(e["kind"] == "recovery" for e in st.status("Gappy")["tables"][0]["recent_events"])
+
+
+def test_changed_stream_arn_is_a_gap(short_lived, tmp_path):
+    ddb = new_table(short_lived, "Restream")
+    store = str(tmp_path / "store")
+    ddb.put_item(TableName="Restream", Item={"pk": {"S": "a"}})
+    bootstrap.run(ddb, "Restream", bucket="dynadex-exports", store=store, poll_seconds=0.1)
+    ddb.update_table(TableName="Restream", StreamSpecification={"StreamEnabled": False})
+    ddb.put_item(TableName="Restream", Item={"pk": {"S": "while-off"}})
+    ddb.update_table(TableName="Restream", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    ddb.put_item(TableName="Restream", Item={"pk": {"S": "b"}})
+    stats, report = converge(store, "Restream")
+    assert stats["recoveries"] >= 1 and report.ok
+    with Store(store) as st:
+        assert st.table_state("Restream")["stream_arn"] == ddb.describe_table(TableName="Restream")["Table"]["LatestStreamArn"]
+
+
+def test_gap_beyond_pitr_window_needs_a_fresh_bootstrap(short_lived, tmp_path):
+    ddb = new_table(short_lived, "Ancient")
+    store = str(tmp_path / "store")
+    ddb.put_item(TableName="Ancient", Item={"pk": {"S": "a"}})
+    bootstrap.run(ddb, "Ancient", bucket="dynadex-exports", store=store, poll_seconds=0.1)
+    ddb.put_item(TableName="Ancient", Item={"pk": {"S": "b"}})
+    time.sleep(13)  # beyond the 12 s PITR window and the 3 s retention
+    ddb.put_item(TableName="Ancient", Item={"pk": {"S": "c"}})
+    d, streams, s3 = clients()
+    with Store(store, read_only=False) as st:
+        with pytest.raises(NeedsBootstrap, match="beyond the point-in-time recovery window"):
+            sync_table(st, "Ancient", d, streams, s3, seconds=0)
+    bootstrap.run(ddb, "Ancient", bucket="dynadex-exports", store=store, poll_seconds=0.1)  # the re-bootstrap
+    _, report = converge(store, "Ancient")
+    assert report.ok and report.table_items == 3
