@@ -183,20 +183,19 @@ def _micros_iso(micros: int | None) -> str | None:
 def status(lake: Lake, table: str | None = None) -> dict:
     tables = [table] if table else lake.source_tables()
     snapshot = lake.con.execute("SELECT * FROM lake.current_snapshot()").fetchone()
-    info = {}
-    try:
-        for row in lake.con.execute("SELECT schema_name, table_name, file_count, file_size_bytes, delete_file_count "
-                                    "FROM ducklake_table_info('lake')").fetchall():
-            info[(row[0], row[1])] = row[2:]
-    except duckdb.Error:
-        pass
     out = {"store": lake.location.display, "snapshot": snapshot[0] if snapshot else None, "tables": []}
     now_micros = int(time.time() * 1e6)
     for name in tables:
         state = lake.require_table(name)
         items = lake.con.execute(f"SELECT count(*) FROM {row_table(name)}").fetchone()[0]
-        files = sum((info.get((s, name)) or (0, 0, 0))[0] for s in ("main", "row_index", "inverted_index"))
-        size = sum((info.get((s, name)) or (0, 0, 0))[1] for s in ("main", "row_index", "inverted_index"))
+        files = size = 0
+        for schema in ("main", "row_index", "inverted_index"):
+            n, b = lake.con.execute(
+                "SELECT count(*), coalesce(sum(data_file_size_bytes), 0) FROM ducklake_list_files('lake', ?, schema => ?)",
+                [name, schema],
+            ).fetchone()
+            files += n
+            size += int(b)
         cps = lake.con.execute(
             f"SELECT shard_id, parent_shard_id, sequence_number, ended, updated_at FROM {STATE_SCHEMA}.checkpoints "
             "WHERE table_name = ? ORDER BY shard_id",
