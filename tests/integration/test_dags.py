@@ -6,6 +6,7 @@ import base64
 import gzip
 import hashlib
 import json
+import os
 import threading
 import time
 
@@ -21,14 +22,16 @@ from tests.integration import airflow_support as af
 
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory):
+    saved = dict(os.environ)
     af.prepare(tmp_path_factory.mktemp("airflow"))
     with running(export_seconds=1.5, export_files=8, stream_shards=2, rollover_records=200,
                  min_incremental_seconds=1) as a:
         af.use_emulator(a.endpoint)
         a.client("s3").create_bucket(Bucket="dynadex-exports")
-        for k, v in a.env().items():
-            __import__("os").environ[k] = v
+        os.environ.update(a.env())
         yield a
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def make_table(aws, name, *, pitr=True, stream="NEW_AND_OLD_IMAGES"):

@@ -1,0 +1,114 @@
+"""Chunk build throughput vs a naive loader and vs DuckDB's read_json, on the same generated export.
+
+Prints items/s and MB/s (of uncompressed DynamoDB JSON) for, in one run:
+  (a) naive: gzip + json + boto3 TypeDeserializer, one process;
+  (b) DuckDB read_json of the same files into a raw table (parse only);
+  (c) dynadex chunk build of all three index segments, one process (peak RSS of that process);
+  (d) dynadex plan + build + publish with 2 worker processes (the whole ingest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gen_export import generate  # noqa: E402
+
+
+def naive(export) -> tuple[int, float]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    des = TypeDeserializer()
+    n = 0
+    t = time.perf_counter()
+    for f in export.files:
+        with gzip.open(export.source.path(f.key), "rt") as fh:
+            for line in fh:
+                item = json.loads(line)["Item"]
+                {k: des.deserialize(v) for k, v in item.items()}
+                n += 1
+    return n, time.perf_counter() - t
+
+
+def duckdb_parse(export) -> tuple[int, float]:
+    import duckdb
+
+    files = [str(export.source.path(f.key)) for f in export.files]
+    con = duckdb.connect()
+    t = time.perf_counter()
+    con.execute("CREATE TABLE raw AS SELECT * FROM read_json(?, format = 'newline_delimited', compression = 'gzip', "
+                "columns = {'Item': 'JSON'})", [files])
+    n = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    return n, time.perf_counter() - t
+
+
+BUILD_ONE = """
+import json, resource, sys, time
+from dynadex.export import read_export
+from dynadex.export.plan import plan_chunks
+from dynadex.export.build import build_chunk
+from dynadex.store import resolve
+export = read_export(sys.argv[1])
+[spec] = plan_chunks(export.files, 10**15)
+t = time.perf_counter()
+r = build_chunk(export, spec, resolve(sys.argv[2]), "Bench", "b", ("pk", "sk"), ("S", "N"), 1)
+print(json.dumps({"items": r.items, "seconds": time.perf_counter() - t,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=1_000_000)
+    ap.add_argument("--files", type=int, default=16)
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="dynadex-bench-"))
+    summary_path = work / "bench" / "AWSDynamoDB" / "01700000000000-0badcafe" / "manifest-summary.json"
+    if not summary_path.exists() or json.loads(summary_path.read_text())["itemCount"] != a.items:
+        shutil.rmtree(work / "bench", ignore_errors=True)
+        t = time.time()
+        generate(work, a.items, a.files)
+        print(f"generated {a.items} items in {a.files} files in {time.time() - t:.0f}s")
+    from dynadex.export import read_export
+
+    export = read_export(str(summary_path))
+    raw = sum(len(gzip.decompress(export.source.path(f.key).read_bytes())) for f in export.files)
+    gz = sum(f.size for f in export.files)
+    print(f"export: {a.items} items, {gz / 1e6:.0f} MB gzip, {raw / 1e6:.0f} MB DynamoDB JSON, {a.files} files")
+
+    def line(name, n, s, extra=""):
+        print(f"{name:<46} {n / s:>10,.0f} items/s {raw / s / 1e6:>7.1f} MB/s {s:>7.1f} s {extra}")
+        return n / s
+
+    n, s = naive(export)
+    base = line("(a) naive: gzip+json+TypeDeserializer, 1 proc", n, s)
+    n, s = duckdb_parse(export)
+    duck = line("(b) DuckDB read_json, parse only", n, s)
+    store = work / "store1"
+    shutil.rmtree(store, ignore_errors=True)
+    out = subprocess.run([sys.executable, "-c", BUILD_ONE, str(summary_path), str(store)], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    ours = line("(c) dynadex build_chunk, 3 indexes, 1 proc", r["items"], r["seconds"], f"peak RSS {r['peak_mb']:.0f} MB")
+    store2 = work / "store2"
+    shutil.rmtree(store2, ignore_errors=True)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dynadex.cli", "ingest-export", str(summary_path), "--table", "Bench",
+                    "--key", "pk:S,sk:N", "--workers", "2", "--chunk-target-mb", str(gz / 1e6 / 8), "--store", str(store2)],
+                   check=True, capture_output=True)
+    whole = line("(d) dynadex ingest-export, 2 workers, + publish", a.items, time.perf_counter() - t)
+    print(f"ratios: (c)/(a) = {ours / base:.2f}x   (c)/(b) = {ours / duck:.2f}x   (d)/(a) = {whole / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

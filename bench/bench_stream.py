@@ -1,0 +1,116 @@
+"""Stream sync: apply throughput from recorded GetRecords pages, and freshness lag against the emulator.
+
+apply:     records shaped exactly as boto3 hands GetRecords pages (datetimes, bytes) are converted and
+           applied in batches of 5000 with their checkpoints (one transaction each), DuckDB on 1 thread.
+freshness: a writer puts items at a steady rate; `dynadex sync` follows the stream in another process;
+           a reader polls the store; lag = first poll that sees a write minus the moment the write was acked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from dynadex.store import Checkpoint, PublishSpec, Store
+from dynadex.stream.sync import record_change
+from dynadex.types import canonical_item
+
+
+def page_record(i: int, key: int, rnd: random.Random) -> dict:
+    image = {"pk": {"S": f"k{key:07d}"}, "n": {"N": str(i)}, "city": {"S": rnd.choice(["Paris", "Rome", "Oslo"])},
+             "b": {"B": rnd.randbytes(6)}, "tags": {"SS": ["a", f"t{i % 9}"]}, "m": {"M": {"x": {"N": f"{i}.25"}}}}
+    remove = rnd.random() < 0.1
+    return {"eventID": f"{i:032x}", "eventName": "REMOVE" if remove else "MODIFY", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "dynamodb": {"ApproximateCreationDateTime": dt.datetime.fromtimestamp(1_800_000_000 + i // 1000, dt.timezone.utc),
+                         "Keys": {"pk": image["pk"]}, **({} if remove else {"NewImage": image}),
+                         "SequenceNumber": str(10**20 + i), "SizeBytes": 120, "StreamViewType": "NEW_IMAGE"}}
+
+
+def apply_bench(records: int, keys: int) -> None:
+    rnd = random.Random(5)
+    store = tempfile.mkdtemp(prefix="dynadex-apply-")
+    with Store(store, read_only=False, threads=1) as st:
+        w = st.segment_writer("S", "b", "c0", ("pk",), ("S",))
+        for k in range(keys):
+            w.add(canonical_item({"pk": {"S": f"k{k:07d}"}, "n": {"N": "0"}}), 0, "bulk")
+        w.finish()
+        st.publish(PublishSpec("S", "b", ["c0"], ("pk",), ("S",)))
+        pages = [[page_record(i, rnd.randrange(keys), rnd) for i in range(p, p + 1000)] for p in range(0, records, 1000)]
+        t = time.perf_counter()
+        for start in range(0, len(pages), 5):
+            batch = [r for page in pages[start:start + 5] for r in page]
+            changes = [record_change(r, "shard-1")[0] for r in batch]
+            st.apply("S", changes, [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])])
+        s = time.perf_counter() - t
+    print(f"apply: {records:,} records onto {keys:,} items in {s:.1f}s = {records / s:,.0f} records/s (1 core, batches of 5000)")
+
+
+def freshness_bench(seconds: float, rate: float) -> None:
+    from dynadex import bootstrap
+    from dynadex.local_aws import running
+
+    with running(export_seconds=1, stream_shards=2) as aws:
+        os.environ.update(aws.env())
+        ddb = aws.client("dynamodb")
+        aws.client("s3").create_bucket(Bucket="dynadex-exports")
+        ddb.create_table(TableName="Fresh", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+        ddb.update_continuous_backups(TableName="Fresh", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        store = tempfile.mkdtemp(prefix="dynadex-fresh-")
+        ddb.put_item(TableName="Fresh", Item={"pk": {"S": "seed"}, "w": {"N": "0"}})
+        bootstrap.run(ddb, "Fresh", bucket="dynadex-exports", store=store, poll_seconds=0.2)
+        env = {**os.environ, "DYNADEX_BATCH_SECONDS": "0.1", "DYNADEX_IDLE_MAX_SECONDS": "0.2"}
+        sync = subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", "Fresh", "--for", str(seconds + 15),
+                                 "--store", store], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(4)
+        acked: dict[int, float] = {}
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                ddb.put_item(TableName="Fresh", Item={"pk": {"S": f"w{i}"}, "w": {"N": str(i)}})
+                acked[i] = time.time()
+                time.sleep(1 / rate)
+
+        th = threading.Thread(target=writer)
+        th.start()
+        seen: dict[int, float] = {}
+        deadline = time.time() + seconds
+        with Store(store) as reader:
+            while time.time() < deadline + 5:
+                top = reader.query('SELECT max(w) FROM "Fresh"')[1][0][0] or 0
+                now = time.time()
+                for i in range(len(seen) + 1, int(top) + 1):
+                    seen.setdefault(i, now)
+                if time.time() > deadline:
+                    stop.set()
+                time.sleep(0.05)
+        th.join()
+        sync.terminate()
+        sync.wait()
+        lags = sorted(seen[i] - acked[i] for i in seen if i in acked)
+        print(f"freshness: {len(lags)} writes at {rate:g}/s over {seconds:g}s: lag p50 {lags[len(lags) // 2]:.2f}s "
+              f"p99 {lags[int(len(lags) * 0.99)]:.2f}s max {lags[-1]:.2f}s")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--keys", type=int, default=50_000)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--rate", type=float, default=20)
+    a = ap.parse_args()
+    apply_bench(a.records, a.keys)
+    freshness_bench(a.seconds, a.rate)

@@ -1,0 +1,17 @@
+"""`make bench`: every benchmark, at the sizes the README reports (override with the scripts' flags)."""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+here = Path(__file__).parent
+work = tempfile.mkdtemp(prefix="dynadex-bench-")
+for cmd in (
+    [sys.executable, str(here / "bench_planner.py")],
+    [sys.executable, str(here / "bench_build.py"), "--items", "1000000", "--workdir", work],
+    [sys.executable, str(here / "bench_store.py"), "--store", f"{work}/store2"],
+    [sys.executable, str(here / "bench_stream.py")],
+):
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True)
