@@ -28,13 +28,15 @@ from gen_export import generate  # noqa: E402
 def naive(export) -> tuple[int, float]:
     from boto3.dynamodb.types import TypeDeserializer
 
+    from dynadex.aws import to_client  # TypeDeserializer wants B as bytes: base64-decode first
+
     des = TypeDeserializer()
     n = 0
     t = time.perf_counter()
     for f in export.files:
         with gzip.open(export.source.path(f.key), "rt") as fh:
             for line in fh:
-                item = json.loads(line)["Item"]
+                item = to_client(json.loads(line)["Item"])
                 {k: des.deserialize(v) for k, v in item.items()}
                 n += 1
     return n, time.perf_counter() - t

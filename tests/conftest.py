@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from dynadex.aws import from_client, to_client  # noqa: F401  (used by tests)
+
 from dynadex.demo import SAMPLES
 
 GENUINE_ROOT = SAMPLES / "export-full-2024"
@@ -77,28 +79,3 @@ def genuine_export(tmp_path: Path) -> ExportCopy:
         p.chmod(0o755 if p.is_dir() else 0o644)
     return ExportCopy(root, GENUINE_DIR_KEY)
 
-
-def to_client(av):
-    """DynamoDB JSON -> the shapes boto3's low-level client takes (B values as raw bytes)."""
-    if isinstance(av, dict):
-        if len(av) == 1:
-            ((tag, v),) = av.items()
-            if tag == "B":
-                return {"B": base64.b64decode(v)}
-            if tag == "BS":
-                return {"BS": [base64.b64decode(x) for x in v]}
-        return {k: to_client(v) for k, v in av.items()}
-    if isinstance(av, list):
-        return [to_client(v) for v in av]
-    return av
-
-
-def from_client(av):
-    """boto3's low-level client shapes -> DynamoDB JSON (bytes -> base64)."""
-    if isinstance(av, dict):
-        return {k: from_client(v) for k, v in av.items()}
-    if isinstance(av, list):
-        return [from_client(v) for v in av]
-    if isinstance(av, (bytes, bytearray)):
-        return base64.b64encode(bytes(av)).decode()
-    return av

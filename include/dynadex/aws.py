@@ -40,6 +40,23 @@ def from_client(value):
     return value
 
 
+def to_client(value):
+    """DynamoDB JSON -> boto3 low-level client shapes (B and BS members as raw bytes)."""
+    import base64
+
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((tag, v),) = value.items()
+            if tag == "B" and isinstance(v, str):
+                return {"B": base64.b64decode(v)}
+            if tag == "BS" and isinstance(v, list):
+                return {"BS": [base64.b64decode(x) if isinstance(x, str) else x for x in v]}
+        return {k: to_client(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_client(v) for v in value]
+    return value
+
+
 def error_code(exc: BaseException) -> str | None:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):

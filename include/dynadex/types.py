@@ -54,8 +54,11 @@ MIN_EXPONENT = -130  # adjusted exponent of the smallest magnitude, 1E-130
 MAX_EXPONENT = 125  # adjusted exponent of the largest magnitude, 9.99..E+125
 
 _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-# Already canonical integers need no Decimal work: the common case in exports.
+# Already canonical numbers need no Decimal work: the common case in exports (DynamoDB writes them so).
+# Integers up to 38 digits, and decimals with at most 38 significant digits, no trailing zero and a
+# magnitude well inside the range (at most 38 integer digits; at least 1E-92 as a fraction).
 _PLAIN_INT = re.compile(r"-?[1-9]\d{0,37}|0")
+_PLAIN_DEC = re.compile(r"-?(?:[1-9]\d{0,36}\.\d{0,36}[1-9]|0\.0{0,90}[1-9](?:\d{0,35}[1-9])?)")
 
 
 class AttributeValueError(DynadexError, ValueError):
@@ -135,9 +138,15 @@ def format_number(value: Decimal) -> str:
 
 def canonical_number(text: Any, path: str = "") -> str:
     """Validate a DynamoDB number and return its canonical text."""
-    if type(text) is str and _PLAIN_INT.fullmatch(text):
+    if type(text) is str and (_PLAIN_INT.fullmatch(text) or (_PLAIN_DEC.fullmatch(text) and _digits_ok(text))):
         return text
     return format(parse_number(text, path), "f")
+
+
+def _digits_ok(text: str) -> bool:
+    """At most 38 significant digits (the regex bounds the parts, not their sum)."""
+    body = text.lstrip("-").replace(".", "").lstrip("0")
+    return len(body) <= MAX_DIGITS
 
 
 # ---------------------------------------------------------------------- binary
@@ -305,7 +314,36 @@ def canonical(av: Any, path: str = "") -> dict:
         if type(value) is not list:
             raise AttributeValueError(path, f"L must be a list, got {_describe(value)}")
         return {"L": [canonical(v, f"{path}[{i}]") for i, v in enumerate(value)]}
-    if tag in ("BOOL", "NULL", "SS", "NS", "BS", "B"):
+    if tag == "SS":
+        members = _set_members(value, tag, path)
+        for m in members:
+            if type(m) is not str:
+                raise AttributeValueError(path, f"SS member {_describe(m)} is not a string")
+        ordered = sorted(members)
+        for a, b in zip(ordered, ordered[1:]):
+            if a == b:
+                raise AttributeValueError(path, f"SS {_describe(members)} holds duplicate members")
+        return {"SS": ordered}
+    if tag == "NS":
+        members = _set_members(value, tag, path)
+        texts = [canonical_number(m, path) for m in members]
+        ordered = sorted(texts, key=Decimal)
+        for a, b in zip(ordered, ordered[1:]):
+            if a == b:
+                raise AttributeValueError(path, f"NS {_describe(members)} holds duplicate members")
+        return {"NS": ordered}
+    if tag == "B":
+        raw = _b64decode(value, path)
+        return av if len(value) % 4 == 0 and base64.b64encode(raw).decode("ascii") == value else {"B": _b64encode(raw)}
+    if tag == "BOOL":
+        if type(value) is not bool:
+            raise AttributeValueError(path, f"BOOL must be true or false, got {_describe(value)}")
+        return av
+    if tag == "NULL":
+        if value is not True:
+            raise AttributeValueError(path, f"NULL must be true, got {_describe(value)}")
+        return av
+    if tag == "BS":
         return encode(decode(av, path), path)
     raise AttributeValueError(path, f"unknown type tag {tag!r} (expected one of {', '.join(TYPE_TAGS)})")
 

@@ -255,3 +255,15 @@ def test_number_text_round_trip_is_exact(d):
     assert "E" not in text and "e" not in text
     assert canonical_number(text) == text
     assert parse_number(text) == d
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"-?[0-9]{1,40}(\.[0-9]{0,40})?", fullmatch=True))
+def test_fast_path_agrees_with_the_exact_path(text):
+    try:
+        slow = format(parse_number(text), "f")
+    except AttributeValueError:
+        with pytest.raises(AttributeValueError):
+            canonical_number(text)
+        return
+    assert canonical_number(text) == slow

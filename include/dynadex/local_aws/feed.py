@@ -16,11 +16,11 @@ DynamoDB returns them) and are copies, never shared with moto's live items.
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from typing import Any
 
+from dynadex.aws import from_client
 from dynadex.types import canonical, canonical_item, canonical_json
 
 LOCK = threading.RLock()  # one lock for the emulator's state (moto requests run in threads)
@@ -45,19 +45,9 @@ def in_service_delete() -> bool:
     return getattr(_service, "active", False)
 
 
-def plain(av):
-    """moto's attribute JSON -> DynamoDB JSON (moto keeps B values as raw bytes)."""
-    if isinstance(av, dict):
-        return {k: plain(v) for k, v in av.items()}
-    if isinstance(av, list):
-        return [plain(v) for v in av]
-    if isinstance(av, (bytes, bytearray)):
-        return base64.b64encode(bytes(av)).decode("ascii")
-    return av
-
-
 def image_of(moto_item) -> dict:
-    return canonical_item(plain(moto_item.to_json()["Attributes"]))
+    """moto keeps B values as raw bytes; DynamoDB JSON wants base64 text."""
+    return canonical_item(from_client(moto_item.to_json()["Attributes"]))
 
 
 def key_of(table, image: dict) -> tuple[str, dict]:

@@ -17,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import uuid
@@ -26,26 +25,12 @@ from dataclasses import dataclass, field
 
 from moto.core.exceptions import JsonRESTError
 
+from dynadex.aws import to_client  # moto's serializer base64-encodes raw bytes itself
 from dynadex.local_aws.feed import LOCK, now
 
 SERVICE_IDENTITY = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
 MAX_RECORDS = 1000
 MAX_BYTES = 1 << 20
-
-
-def wire(av):
-    """DynamoDB JSON -> what moto's response serializer expects: raw bytes for B and BS (it base64-encodes blobs)."""
-    if isinstance(av, dict):
-        if len(av) == 1:
-            ((tag, v),) = av.items()
-            if tag == "B" and isinstance(v, str):
-                return {"B": base64.b64decode(v)}
-            if tag == "BS" and isinstance(v, list):
-                return {"BS": [base64.b64decode(x) for x in v]}
-        return {k: wire(v) for k, v in av.items()}
-    if isinstance(av, list):
-        return [wire(v) for v in av]
-    return av
 
 
 def _error(code: str, message: str) -> JsonRESTError:
@@ -158,11 +143,11 @@ class Stream:
             shard = self.current[lineage]
         seq = shard.start_seq if not shard.records and shard.trimmed_before == 0 else self._next_seq(lineage)
         event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
-        dyn = {"ApproximateCreationDateTime": float(int(t)), "Keys": wire(keys)}
+        dyn = {"ApproximateCreationDateTime": float(int(t)), "Keys": to_client(keys)}
         if new is not None and self.view_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
-            dyn["NewImage"] = wire(new)
+            dyn["NewImage"] = to_client(new)
         if old is not None and self.view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
-            dyn["OldImage"] = wire(old)
+            dyn["OldImage"] = to_client(old)
         dyn["SequenceNumber"] = str(seq)
         dyn["SizeBytes"] = len(json.dumps(new or old or keys))
         dyn["StreamViewType"] = self.view_type

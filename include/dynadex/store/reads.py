@@ -81,9 +81,16 @@ def _key_names(state: dict) -> tuple[str, ...]:
     return tuple(json.loads(state["key_names"]))
 
 
+def _cached_key_names(lake: Lake, table: str) -> tuple[str, ...]:
+    """A table's key never changes, so a reader looks it up once."""
+    cache = lake.__dict__.setdefault("_key_names", {})
+    if table not in cache:
+        cache[table] = _key_names(lake.require_table(table))
+    return cache[table]
+
+
 def parse_key(lake: Lake, table: str, key_json: str) -> str:
-    state = lake.require_table(table)
-    names = _key_names(state)
+    names = _cached_key_names(lake, table)
     try:
         key = json.loads(key_json)
     except json.JSONDecodeError as exc:
@@ -139,28 +146,43 @@ def _value_candidates(value: str) -> list[tuple[str, str | None]]:
     return out
 
 
+FETCH_BY_LIST = 2000  # up to this many hits, fetch items with an IN list (pruned by the key-sorted files)
+
+
 def find(lake: Lake, table: str, expression: str, limit: int | None = None) -> list[str]:
-    lake.require_table(table)
+    _cached_key_names(lake, table)
     if "=" not in expression:
         raise QueryError(f"expected PATH=VALUE, got {expression!r}")
     path, value = expression.split("=", 1)
     if not path:
         raise QueryError("PATH is empty in PATH=VALUE")
-    conds, params = [], [path]
+    # one plain equality query per candidate kind: each is pushed down to the (path, value)-sorted files
+    parts, params = [], []
     for kind, v in _value_candidates(value):
         if v is None:
-            conds.append("(kind = ? AND value IS NULL)")
-            params.append(kind)
+            parts.append(f"SELECT key FROM {inverted_table(table)} WHERE path = ? AND kind = ? AND value IS NULL")
+            params += [path, kind]
         else:
-            conds.append("(kind = ? AND value = ?)")
-            params += [kind, v]
-    sql = (
-        f"WITH hits AS (SELECT DISTINCT key FROM {inverted_table(table)} WHERE path = ? AND ({' OR '.join(conds)})) "
-        f"SELECT r.item FROM {row_table(table)} r JOIN hits h ON r.key = h.key ORDER BY r.key"
-    )
+            parts.append(f"SELECT key FROM {inverted_table(table)} WHERE path = ? AND value = ? AND kind = ?")
+            params += [path, v, kind]
+    keys = sorted({r[0] for r in lake.con.execute(" UNION ALL ".join(parts), params).fetchall()})
     if limit:
-        sql += f" LIMIT {int(limit)}"
-    return [r[0] for r in lake.con.execute(sql, params).fetchall()]
+        keys = keys[: int(limit)]
+    if not keys:
+        return []
+    if len(keys) <= FETCH_BY_LIST:
+        marks = ", ".join("?" for _ in keys)
+        rows = lake.con.execute(f"SELECT item FROM {row_table(table)} WHERE key IN ({marks}) ORDER BY key", keys).fetchall()
+    else:
+        import pyarrow as pa
+
+        lake.con.register("dynadex_find_keys", pa.table({"key": pa.array(keys, pa.string())}))
+        try:
+            rows = lake.con.execute(f"SELECT r.item FROM {row_table(table)} r JOIN dynadex_find_keys k ON r.key = k.key "
+                                    "ORDER BY r.key").fetchall()
+        finally:
+            lake.con.unregister("dynadex_find_keys")
+    return [r[0] for r in rows]
 
 
 def dump(lake: Lake, table: str):
