@@ -1,7 +1,7 @@
 """Stream sync: apply throughput from recorded GetRecords pages, and freshness lag against the emulator.
 
 apply:     records shaped exactly as boto3 hands GetRecords pages (datetimes, bytes) are converted and
-           applied in batches of 5000 with their checkpoints (one transaction each), DuckDB on 1 thread.
+           applied in batches of 10 000 with their checkpoints (one transaction each), DuckDB on 1 thread.
 freshness: a writer puts items at a steady rate; `dynadex sync` follows the stream in another process;
            a reader polls the store; lag = first poll that sees a write minus the moment the write was acked.
 """
@@ -35,6 +35,9 @@ def page_record(i: int, key: int, rnd: random.Random) -> dict:
                          "SequenceNumber": str(10**20 + i), "SizeBytes": 120, "StreamViewType": "NEW_IMAGE"}}
 
 
+BATCH_PAGES = 10  # the sync's default batch: 10 000 records (DYNADEX_BATCH_RECORDS)
+
+
 def apply_bench(records: int, keys: int) -> None:
     rnd = random.Random(5)
     store = tempfile.mkdtemp(prefix="dynadex-apply-")
@@ -46,12 +49,12 @@ def apply_bench(records: int, keys: int) -> None:
         st.publish(PublishSpec("S", "b", ["c0"], ("pk",), ("S",)))
         pages = [[page_record(i, rnd.randrange(keys), rnd) for i in range(p, p + 1000)] for p in range(0, records, 1000)]
         t = time.perf_counter()
-        for start in range(0, len(pages), 5):
-            batch = [r for page in pages[start:start + 5] for r in page]
+        for start in range(0, len(pages), BATCH_PAGES):
+            batch = [r for page in pages[start:start + BATCH_PAGES] for r in page]
             changes = [record_change(r, "shard-1")[0] for r in batch]
             st.apply("S", changes, [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])])
         s = time.perf_counter() - t
-    print(f"apply: {records:,} records onto {keys:,} items in {s:.1f}s = {records / s:,.0f} records/s (1 core, batches of 5000)")
+    print(f"apply: {records:,} records onto {keys:,} items in {s:.1f}s = {records / s:,.0f} records/s (1 core, batches of 10 000)")
 
 
 def freshness_bench(seconds: float, rate: float) -> None:

@@ -28,16 +28,28 @@ def client(service: str, *, endpoint_url: str | None = None, region: str | None 
 
 
 def from_client(value):
-    """boto3 low-level client shapes -> DynamoDB JSON (the client hands B values as raw bytes)."""
+    """An attribute map (item, keys, image) in boto3 client shapes -> DynamoDB JSON.
+
+    The client hands B values as raw bytes; only B and BS values are rebuilt (base64), everything
+    else is passed through as it is (no copy).
+    """
     import base64
 
-    if isinstance(value, dict):
-        return {k: from_client(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_client(v) for v in value]
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return value
+    def av(v):
+        if type(v) is not dict or len(v) != 1:
+            return v
+        ((tag, x),) = v.items()
+        if tag == "B" and isinstance(x, (bytes, bytearray)):
+            return {"B": base64.b64encode(bytes(x)).decode("ascii")}
+        if tag == "BS":
+            return {"BS": [base64.b64encode(bytes(m)).decode("ascii") if isinstance(m, (bytes, bytearray)) else m for m in x]}
+        if tag == "M" and type(x) is dict:
+            return {"M": {k: av(m) for k, m in x.items()}}
+        if tag == "L" and type(x) is list:
+            return {"L": [av(m) for m in x]}
+        return v
+
+    return {k: av(v) for k, v in value.items()}
 
 
 def to_client(value):

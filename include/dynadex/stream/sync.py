@@ -44,7 +44,7 @@ def _env(name: str, default: float) -> float:
 @dataclass
 class SyncSettings:
     overlap_seconds: float = field(default_factory=lambda: _env("OVERLAP_SECONDS", 300))
-    batch_records: int = field(default_factory=lambda: int(_env("BATCH_RECORDS", 5000)))
+    batch_records: int = field(default_factory=lambda: int(_env("BATCH_RECORDS", 10000)))
     batch_seconds: float = field(default_factory=lambda: _env("BATCH_SECONDS", 0.5))
     retention_seconds: float = field(default_factory=lambda: _env("STREAM_RETENTION_SECONDS", 24 * 3600))
     min_window_seconds: float = field(default_factory=lambda: _env("MIN_INCREMENTAL_SECONDS", 15 * 60))
