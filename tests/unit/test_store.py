@@ -70,7 +70,7 @@ def test_every_type_round_trips_through_each_index(tmp_path):
         # a path that only ever held NULL has no column (NULL is SQL NULL in whatever column a path has)
         assert "nil" not in [r[0] for r in st.query("SELECT column_name FROM dynadex.columns")[1]]
         types = dict(st.query("SELECT column_name, sql_type FROM dynadex.columns WHERE table_name = 'T'")[1])
-        assert types["int"] == "BIGINT" and types["big"] == "DECIMAL(38,0)" and types["dec"] == "DECIMAL(38,9)"
+        assert types["int"] == "BIGINT" and types["big"] == "DECIMAL(38,0)" and types["dec"] == "DECIMAL(18,9)"
         assert types["tiny"] == "DOUBLE" and types["huge"] == "DOUBLE"  # beyond DECIMAL(38): approximate column ...
         assert row["tiny"] == pytest.approx(1e-130)
         assert '"tiny":{"N":"0.' + "0" * 129 + '1"}' in st.get("T", '{"pk":{"S":"k1"}}')  # ... exact row index

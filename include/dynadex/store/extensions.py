@@ -59,4 +59,6 @@ def connect(database: str = ":memory:", *, read_only: bool = False, threads: int
     }
     if threads:
         config["threads"] = threads
+    # bounded memory whatever the data size: DuckDB spills sorts and joins to disk beyond this
+    config["memory_limit"] = os.environ.get("DYNADEX_DUCKDB_MEMORY", "1500MB")
     return duckdb.connect(database, read_only=read_only, config=config)

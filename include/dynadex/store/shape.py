@@ -157,6 +157,8 @@ def number_sql_type(stats: NumberStats) -> str:
         return "BIGINT"
     if stats.integral and stats.int_digits <= 38:
         return "DECIMAL(38,0)"
+    if stats.scale <= 9 and stats.int_digits <= 9:
+        return "DECIMAL(18,9)"  # stored as 64-bit integers: fast to scan and sum
     if stats.scale <= 9 and stats.int_digits <= 29:
         return "DECIMAL(38,9)"
     if stats.scale + stats.int_digits <= 38:
@@ -172,8 +174,8 @@ def number_fits(sql_type: str, text: str) -> bool:
     s.add(text)
     if sql_type == "BIGINT":
         return s.integral and s.int_digits <= 18
-    scale = int(sql_type[len("DECIMAL(38,") : -1])
-    return s.scale <= scale and s.int_digits <= 38 - scale
+    precision, scale = (int(x) for x in sql_type[len("DECIMAL(") : -1].split(","))
+    return s.scale <= scale and s.int_digits <= precision - scale
 
 
 def sql_type_for(kind: str, stats: NumberStats | None) -> str:
