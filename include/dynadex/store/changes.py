@@ -42,10 +42,6 @@ class Checkpoint:
     ended: bool = False
 
 
-def _table_keys(state: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    return tuple(json.loads(state["key_names"])), tuple(json.loads(state["key_types"]))
-
-
 def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: list[Checkpoint] = (),
                   *, event: tuple[str, dict] | None = None, force: bool = False,
                   state_updates: dict | None = None, replace_checkpoints: bool = False) -> dict:
@@ -55,8 +51,7 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
     end); ``state_updates`` sets columns of the table's sync state in the same transaction;
     ``replace_checkpoints`` drops every other checkpoint of the table (a new stream after recovery).
     """
-    state = lake.require_table(table)
-    key_names, key_types = _table_keys(state)
+    key_names, key_types = lake.key_spec(table)
     last: dict[str, Change] = {}
     for ch in changes:
         last[key_text(ch.keys, key_names)] = ch  # later wins
@@ -99,24 +94,33 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                     applied["columns_added"] = _insert(lake, table, key_types, shaped)
         if replace_checkpoints:
             con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?", [table])
-        for cp in checkpoints:
-            con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ? AND shard_id = ?", [table, cp.shard_id])
-            con.execute(
-                f"INSERT INTO {STATE_SCHEMA}.checkpoints VALUES (?, ?, ?, ?, ?, now())",
-                [table, cp.shard_id, cp.parent_shard_id, cp.sequence_number, cp.ended],
-            )
-        if newest is not None:
-            con.execute(
-                f"UPDATE {STATE_SCHEMA}.tables SET last_change_micros = greatest(coalesce(last_change_micros, 0), ?), "
-                "last_applied_at = now() WHERE table_name = ?",
-                [newest, table],
-            )
+        if checkpoints:
+            con.register("dynadex_cps", pa.table({
+                "shard_id": pa.array([c.shard_id for c in checkpoints], pa.string()),
+                "parent_shard_id": pa.array([c.parent_shard_id for c in checkpoints], pa.string()),
+                "sequence_number": pa.array([c.sequence_number for c in checkpoints], pa.string()),
+                "ended": pa.array([c.ended for c in checkpoints], pa.bool_()),
+            }))
+            con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ? "
+                        "AND shard_id IN (SELECT shard_id FROM dynadex_cps)", [table])
+            con.execute(f"INSERT INTO {STATE_SCHEMA}.checkpoints SELECT ?, shard_id, parent_shard_id, sequence_number, "
+                        "ended, now() FROM dynadex_cps", [table])
+            con.unregister("dynadex_cps")
         allowed = {"stream_arn", "stream_start_micros", "last_change_micros", "export_bucket", "export_prefix"}
+        sets, values = ["synced_at = now()"], []
+        if newest is not None:
+            sets += ["last_change_micros = greatest(coalesce(last_change_micros, 0), ?)", "last_applied_at = now()"]
+            values.append(newest)
         for column, value in (state_updates or {}).items():
             if column not in allowed:
                 raise ValueError(f"cannot update sync state column {column!r}")
-            con.execute(f"UPDATE {STATE_SCHEMA}.tables SET {column} = ? WHERE table_name = ?", [value, table])
-        con.execute(f"UPDATE {STATE_SCHEMA}.tables SET synced_at = now() WHERE table_name = ?", [table])
+            if column == "last_change_micros":
+                sets = [x for x in sets if not x.startswith("last_change_micros")]
+                if newest is not None:
+                    values.pop(0)
+            sets.append(f"{column} = ?")
+            values.append(value)
+        con.execute(f"UPDATE {STATE_SCHEMA}.tables SET {', '.join(sets)} WHERE table_name = ?", [*values, table])
         if event is not None:
             con.execute(f"INSERT INTO {STATE_SCHEMA}.events VALUES (?, now(), ?, ?)", [table, event[0], json.dumps(event[1])])
     return applied

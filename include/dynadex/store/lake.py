@@ -156,5 +156,15 @@ class Lake:
             raise StoreError(f"unknown table {table!r} in store {self.location.display} (known: {known})")
         return state
 
+    def key_spec(self, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(key names, key types) of a table; cached, since a table's key never changes."""
+        cache = self.__dict__.setdefault("_key_specs", {})
+        if table not in cache:
+            import json
+
+            state = self.require_table(table)
+            cache[table] = (tuple(json.loads(state["key_names"])), tuple(json.loads(state["key_types"])))
+        return cache[table]
+
     def qualified(self, schema: str, table: str) -> str:
         return f"{quote(schema)}.{quote(table)}"

@@ -83,10 +83,7 @@ def _key_names(state: dict) -> tuple[str, ...]:
 
 def _cached_key_names(lake: Lake, table: str) -> tuple[str, ...]:
     """A table's key never changes, so a reader looks it up once."""
-    cache = lake.__dict__.setdefault("_key_names", {})
-    if table not in cache:
-        cache[table] = _key_names(lake.require_table(table))
-    return cache[table]
+    return lake.key_spec(table)[0]
 
 
 def parse_key(lake: Lake, table: str, key_json: str) -> str:
