@@ -33,10 +33,11 @@ bench: $(STAMP)
 # Re-resolve the pins (needs PyPI): edit the direct list below, then commit requirements.txt.
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install -q "apache-airflow==3.3.2" "apache-airflow-providers-amazon[aiobotocore]==9.39.0" boto3 pyarrow \
+	.venv-lock/bin/pip install -q "apache-airflow[postgres]==3.3.2" "apache-airflow-providers-amazon[aiobotocore]==9.39.0" boto3 pyarrow \
 	  "duckdb==1.5.5" "duckdb-extension-ducklake==1.5.5" "duckdb-extension-sqlite==1.5.5" \
-	  "duckdb-extension-postgres==1.5.5" "duckdb-extension-httpfs==1.5.5" amazon-ion "moto[server]"
-	{ sed -n '1,4p' requirements.txt; .venv-lock/bin/pip freeze --exclude-editable; } > requirements.txt.new
+	  "duckdb-extension-postgres==1.5.5" "duckdb-extension-httpfs==1.5.5" amazon-ion "moto[server]" \
+	  "apache-airflow-providers-celery" "celery<5.7" psycopg2-binary
+	{ sed -n '1,5p' requirements.txt; .venv-lock/bin/pip freeze --exclude-editable; } > requirements.txt.new
 	mv requirements.txt.new requirements.txt && rm -rf .venv-lock
 
 clean:

@@ -7,13 +7,8 @@ throw-away cluster on a free port. Without the server binaries the test is skipp
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
@@ -22,46 +17,9 @@ from dynadex.store import Change, PublishSpec, Store
 from dynadex.types import canonical_item
 
 
-def _bin(name: str) -> str | None:
-    for candidate in [shutil.which(name), *sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))]:
-        if candidate and Path(candidate).exists():
-            return str(candidate)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def postgres():
-    initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    as_user = [] if os.getuid() else ["runuser", "-u", "postgres", "--"]
-    base = Path(tempfile.mkdtemp(prefix="dynadex-pg-"))
-    data = base / "data"
-    if os.getuid() == 0:
-        shutil.chown(base, "postgres")
-    port = _free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
-                    "-l", str(base / "log"), "-w", "start"], check=True, capture_output=True)
-    try:
-        for _ in range(50):
-            done = subprocess.run([_bin("psql") or "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c",
-                                   "CREATE DATABASE dynadex"], capture_output=True, text=True)
-            if done.returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(done.stderr)
-        yield f"postgresql://postgres@127.0.0.1:{port}/dynadex"
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+def postgres(postgres_server):
+    return postgres_server.database("dynadex")
 
 
 def test_postgres_catalog_with_s3_data(postgres):

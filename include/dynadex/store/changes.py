@@ -23,7 +23,7 @@ from dynadex.store.lake import Lake
 from dynadex.store.names import KEY_COLUMN, STATE_SCHEMA, column_table, inverted_table, quote, row_table
 from dynadex.store.registry import Registry
 from dynadex.store.segments import KIND_ARROW, inverted_arrow, rows_arrow
-from dynadex.store.shape import NUMERIC_KINDS, NumberStats, Shaped, key_text, number_fits
+from dynadex.store.shape import NUMERIC_KINDS, KeyError_, NumberStats, Shaped, key_text, number_fits
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,13 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                 con.execute(f"DELETE FROM {inverted_table(table)} WHERE key IN (SELECT key FROM dynadex_apply_keys)")
                 con.unregister("dynadex_apply_keys")
                 shaped = Shaped()
-                for ch in winners.values():
+                for key, ch in winners.items():
                     if ch.item is None:
                         applied["deletes"] += 1
                     else:
-                        shaped.add(ch.item, key_names, ch.version, ch.origin, key_types)
+                        if any(ch.item.get(k) != ch.keys.get(k) for k in key_names):
+                            raise KeyError_(f"change for key {key} carries an item with another key")
+                        shaped.add(ch.item, key_names, ch.version, ch.origin, key_types, key=key)
                         applied["upserts"] += 1
                 if len(shaped):
                     applied["columns_added"] = _insert(lake, table, key_types, shaped)

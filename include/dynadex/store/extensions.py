@@ -61,4 +61,5 @@ def connect(database: str = ":memory:", *, read_only: bool = False, threads: int
         config["threads"] = threads
     # bounded memory whatever the data size: DuckDB spills sorts and joins to disk beyond this
     config["memory_limit"] = os.environ.get("DYNADEX_DUCKDB_MEMORY", "1500MB")
+    config["temp_directory"] = os.environ.get("DYNADEX_DUCKDB_TEMP") or str(Path(tempfile.gettempdir()) / "dynadex-duckdb-spill")
     return duckdb.connect(database, read_only=read_only, config=config)

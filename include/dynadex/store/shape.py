@@ -207,8 +207,9 @@ class Shaped:
         return len(self.keys)
 
     def add(self, item: dict, key_names: tuple[str, ...], version: int, origin: str,
-            key_types: tuple[str, ...] = ()) -> str:
-        key = key_text(item, key_names)
+            key_types: tuple[str, ...] = (), key: str | None = None) -> str:
+        if key is None:
+            key = key_text(item, key_names)
         pk = key_value(item[key_names[0]], key_names[0], key_types[0] if key_types else None)
         sk = key_value(item[key_names[1]], key_names[1], key_types[1] if len(key_types) > 1 else None) if len(key_names) > 1 else None
         row = len(self.keys)

@@ -1,0 +1,140 @@
+"""docker-compose.yaml's configuration, without Docker: Airflow 3 on the CeleryExecutor with
+PostgreSQL (metadata DB and DuckLake catalog), Redis (broker), the emulator, and S3 data files.
+
+Real processes, as the compose file runs them: api-server, scheduler, dag-processor, triggerer
+and a Celery worker. The test triggers `dynamodb_ingest` through the Airflow CLI and waits for the
+scheduler to run it to the end; the export wait is deferred to the triggerer.
+Slow (about 3 minutes on 2 cores): `make test-slow`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dynadex.local_aws import running
+from dynadex.store import Store
+from dynadex.stream.verify import verify
+from tests.integration.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    binary = shutil.which("redis-server")
+    if not binary:
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+def airflow(*args: str, env: dict, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode:
+        raise AssertionError(f"airflow {' '.join(args)}: {done.stderr[-3000:]}")
+    return done
+
+
+def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis_url):
+    home = Path(tempfile.mkdtemp(prefix="dynadex-celery-"))
+    meta = postgres_server.database("airflow")
+    store = postgres_server.database("dynadex")
+    api_port = free_port()
+    with running(export_seconds=120, export_files=4) as aws:  # long enough that wait_export defers
+        ddb = aws.client("dynamodb")
+        for bucket in ("dynadex-exports", "dynadex-lake"):
+            aws.client("s3").create_bucket(Bucket=bucket)
+        ddb.create_table(TableName="Orders", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        ddb.update_continuous_backups(TableName="Orders", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        for i in range(0, 1000, 25):
+            ddb.batch_write_item(RequestItems={"Orders": [{"PutRequest": {"Item": {"pk": {"S": f"k{j}"}, "n": {"N": str(j)}}}}
+                                                          for j in range(i, i + 25)]})
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))},
+            # what docker-compose.yaml sets (x-airflow-common), with this machine's addresses
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta.replace("postgresql://", "postgresql+psycopg2://"),
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta,
+            "AIRFLOW__CELERY__BROKER_URL": redis_url,
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "false",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "PYTHONPATH": str(ROOT / "plugins"),
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "local", "password": "local",
+                                                    "extra": {"endpoint_url": aws.endpoint, "region_name": "us-east-1"}}),
+            "DYNADEX_STORE": store,
+            "DYNADEX_DATA_PATH": "s3://dynadex-lake/data/",
+            "DYNADEX_EXPORT_POLL_SECONDS": "2",
+            "DYNADEX_TASK_RETRIES": "0",
+        }
+        airflow("db", "migrate", env=env, timeout=300)
+        logs = home / "proc-logs"
+        logs.mkdir()
+        procs = []
+        for name, args in [("api-server", ["api-server", "--port", str(api_port)]), ("scheduler", ["scheduler"]),
+                           ("dag-processor", ["dag-processor"]), ("triggerer", ["triggerer"]),
+                           ("worker", ["celery", "worker", "--concurrency", "2"])]:
+            out = open(logs / f"{name}.log", "w")
+            procs.append(subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=out, stderr=subprocess.STDOUT))
+        try:
+            deadline = time.time() + 180
+            while "dynamodb_ingest" not in airflow("dags", "list", "-o", "plain", env=env, check=False).stdout:
+                assert time.time() < deadline, "the dag-processor did not parse the DAGs"
+                time.sleep(3)
+            conf = {"table_name": "Orders", "chunk_target_mb": 0.005}
+            airflow("dags", "trigger", "dynamodb_ingest", "--conf", json.dumps(conf), env=env)
+            deadline = time.time() + 300
+            state = None
+            while time.time() < deadline:
+                out = airflow("dags", "list-runs", "dynamodb_ingest", "-o", "json", env=env).stdout
+                runs = json.loads(next((l for l in out.splitlines() if l.startswith("[")), "[]"))
+                state = runs[0]["state"] if runs else None
+                if state in ("success", "failed"):
+                    break
+                time.sleep(3)
+            details = {p.name: p.read_text()[-1500:] for p in logs.iterdir()} if state != "success" else {}
+            assert state == "success", details
+            task_logs = [p for p in (home / "logs").rglob("*") if p.is_file() and "task_id=wait_export" in str(p)]
+            text = "\n".join(p.read_text(errors="replace") for p in task_logs)
+            assert "DynamoDBExportTrigger" in text, text[-3000:]  # the wait was deferred to the triggerer
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        os.environ.update({"AWS_ENDPOINT_URL": aws.endpoint, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+                           "AWS_DEFAULT_REGION": "us-east-1"})
+        try:
+            with Store(store, data_path="s3://dynadex-lake/data/") as st:
+                report = verify(st, "Orders", ddb)
+                assert report.ok and report.table_items == 1000
+                assert st.query("SELECT count(*) FROM dynadex.chunks WHERE table_name = 'Orders'")[1][0][0] >= 2
+        finally:
+            for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+                os.environ.pop(k, None)
