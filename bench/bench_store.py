@@ -61,7 +61,7 @@ def main() -> None:
     lake_res, t_lake = timed(lambda: con.execute(q.format(f'"{a.table}"')).fetchall())
     plain = duckdb.connect()
     plain.execute("ATTACH ':memory:' AS mem")
-    arrow = con.execute(f'SELECT city, total, qty FROM "{a.table}"').fetch_arrow_table()
+    arrow = con.execute(f'SELECT city, total, qty FROM "{a.table}"').to_arrow_table()
     plain.register("src", arrow)
     plain.execute("CREATE TABLE plain AS SELECT * FROM src")
     plain_res, t_plain = timed(lambda: plain.execute(q.format("plain")).fetchall())
