@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -239,3 +240,21 @@ def test_number_and_binary_keys(tmp_path):
             w.add(canonical_item({"id": {"S": "x"}, "ts": {"B": "AQ=="}}), 1, "t")
         with pytest.raises(ValueError, match="no key attribute 'ts'"):
             w.add(canonical_item({"id": {"N": "1"}}), 1, "t")
+
+
+def test_maintenance_compacts_and_expires_without_changing_answers(tmp_path):
+    publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "n": {"N": str(i)}} for i in range(50)])
+    with Store(str(tmp_path), read_only=False) as st:
+        for round_ in range(6):  # many small commits: many small files and snapshots
+            st.apply("T", [Change({"pk": {"S": f"k{i}"}}, canonical_item({"pk": {"S": f"k{i}"}, "n": {"N": str(100 * round_ + i)}}),
+                                  10 + round_, "s") for i in range(0, 50, 3)])
+        before = sorted(st.dump("T"))
+        snapshots = st.query("SELECT count(*) FROM lake.snapshots()")[1][0][0]
+        st.compact()
+        expired = st.expire(dt.timedelta(seconds=0))
+        assert expired["expired_snapshots"] >= snapshots - 2
+        assert sorted(st.dump("T")) == before
+        assert st.query("SELECT count(*) FROM lake.snapshots()")[1][0][0] < snapshots
+        assert st.find("T", "n=503") == [canonical_json({"pk": {"S": "k3"}, "n": {"N": "503"}})]
+    done = cli(tmp_path, "maintain", "--keep-seconds", "0")
+    assert done.returncode == 0 and json.loads(done.stdout)["compacted"] is True
