@@ -298,7 +298,10 @@ def encode_item(item: dict) -> dict:
 
 
 def canonical(av: Any, path: str = "") -> dict:
-    """Validate one attribute value and return its canonical form."""
+    """Validate one attribute value and return its canonical form.
+
+    B and BS values may also be raw bytes (boto3's client shape); the result is always DynamoDB JSON.
+    """
     tag, value = _one_tag(av, path)
     if tag == "S":
         if type(value) is not str:
@@ -333,6 +336,8 @@ def canonical(av: Any, path: str = "") -> dict:
                 raise AttributeValueError(path, f"NS {_describe(members)} holds duplicate members")
         return {"NS": ordered}
     if tag == "B":
+        if isinstance(value, (bytes, bytearray)):  # boto3 client shape: raw bytes
+            return {"B": _b64encode(bytes(value))}
         raw = _b64decode(value, path)
         return av if len(value) % 4 == 0 and base64.b64encode(raw).decode("ascii") == value else {"B": _b64encode(raw)}
     if tag == "BOOL":
@@ -344,7 +349,9 @@ def canonical(av: Any, path: str = "") -> dict:
             raise AttributeValueError(path, f"NULL must be true, got {_describe(value)}")
         return av
     if tag == "BS":
-        return encode(decode(av, path), path)
+        if type(value) is list and any(isinstance(m, (bytes, bytearray)) for m in value):  # boto3 client shape
+            value = [_b64encode(bytes(m)) if isinstance(m, (bytes, bytearray)) else m for m in value]
+        return encode(decode({"BS": value}, path), path)
     raise AttributeValueError(path, f"unknown type tag {tag!r} (expected one of {', '.join(TYPE_TAGS)})")
 
 

@@ -267,3 +267,8 @@ def test_fast_path_agrees_with_the_exact_path(text):
             canonical_number(text)
         return
     assert canonical_number(text) == slow
+
+
+def test_canonical_takes_boto3_client_shapes():
+    client_item = {"b": {"B": b"\x00\xff"}, "bs": {"BS": [b"y", b"x"]}, "m": {"M": {"n": {"B": b"hi"}}}}
+    assert canonical_item(client_item) == {"b": {"B": "AP8="}, "bs": {"BS": ["eA==", "eQ=="]}, "m": {"M": {"n": {"B": "aGk="}}}}

@@ -62,56 +62,68 @@ def _plain(av: dict):
     return json.dumps(av, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def columns_of(item: dict) -> dict[tuple[tuple[str, ...], str], object]:
-    """(path, kind) -> column value (numbers as canonical text, binaries as bytes)."""
-    out: dict = {}
+def _inverted_leaf(out: list, path: str, av: dict) -> None:
+    """Inverted entries of one value inside a list (maps walked further, lists flattened)."""
+    ((tag, value),) = av.items()
+    if tag == "M":
+        for k, v in value.items():
+            _inverted_leaf(out, f"{path}.{k}", v)
+    elif tag == "L":
+        for v in value:
+            _inverted_leaf(out, path, v)
+    elif tag in ("SS", "NS", "BS"):
+        kind = tag[0]
+        out.extend((path, kind, v) for v in value)
+    elif tag == "BOOL":
+        out.append((path, tag, "true" if value else "false"))
+    elif tag == "NULL":
+        out.append((path, tag, None))
+    else:
+        out.append((path, tag, value))
 
-    def walk(prefix: tuple[str, ...], m: dict) -> None:
+
+def shape_item(item: dict) -> tuple[dict, list]:
+    """One walk of an item: its column values and its inverted entries.
+
+    Columns: (path, kind) -> value (numbers as canonical text, binaries as bytes, sets and lists as
+    lists; NULL has no column). Inverted: (path text, kind, value text) for every scalar leaf, set
+    member and list element.
+    """
+    columns: dict = {}
+    inverted: list = []
+
+    def walk(prefix: tuple[str, ...], prefix_text: str, m: dict) -> None:
         for name, av in m.items():
             path = prefix + (name,)
+            text = f"{prefix_text}.{name}" if prefix_text else name
             ((tag, value),) = av.items()
             if tag == "M":
-                walk(path, value)
-            elif tag in ("S", "N", "BOOL", "SS", "NS"):
-                out[(path, tag)] = value
+                walk(path, text, value)
+            elif tag == "S" or tag == "N":
+                columns[(path, tag)] = value
+                inverted.append((text, tag, value))
+            elif tag == "BOOL":
+                columns[(path, tag)] = value
+                inverted.append((text, tag, "true" if value else "false"))
+            elif tag == "NULL":
+                inverted.append((text, tag, None))
             elif tag == "B":
-                out[(path, tag)] = base64.b64decode(value)
+                columns[(path, tag)] = base64.b64decode(value)
+                inverted.append((text, tag, value))
+            elif tag == "SS" or tag == "NS":
+                columns[(path, tag)] = value
+                kind = tag[0]
+                inverted.extend((text, kind, v) for v in value)
             elif tag == "BS":
-                out[(path, tag)] = [base64.b64decode(v) for v in value]
+                columns[(path, tag)] = [base64.b64decode(v) for v in value]
+                inverted.extend((text, "B", v) for v in value)
             elif tag == "L":
-                out[(path, tag)] = [_plain(v) for v in value]
-            # NULL: SQL NULL, no column needed
+                columns[(path, tag)] = [_plain(v) for v in value]
+                for v in value:
+                    _inverted_leaf(inverted, text, v)
 
-    walk((), item)
-    return out
-
-
-def inverted_of(item: dict) -> list[tuple[str, str, str | None]]:
-    """(path text, kind, value text) entries of one item."""
-    out: list = []
-
-    def leaf(path: str, av: dict) -> None:
-        ((tag, value),) = av.items()
-        if tag == "M":
-            for k, v in value.items():
-                leaf(f"{path}.{k}", v)
-        elif tag == "L":
-            for v in value:
-                leaf(path, v)
-        elif tag in ("SS", "NS", "BS"):
-            kind = tag[0]
-            for v in value:
-                out.append((path, kind, v))
-        elif tag == "BOOL":
-            out.append((path, tag, "true" if value else "false"))
-        elif tag == "NULL":
-            out.append((path, tag, None))
-        else:
-            out.append((path, tag, value))
-
-    for name, av in item.items():
-        leaf(name, av)
-    return out
+    walk((), "", item)
+    return columns, inverted
 
 
 # ------------------------------------------------------------------ numbers
@@ -221,7 +233,8 @@ class Shaped:
         self.versions.append(version)
         self.origins.append(origin)
         columns = self.columns
-        for ck, value in columns_of(item).items():
+        item_columns, item_inverted = shape_item(item)
+        for ck, value in item_columns.items():
             col = columns.get(ck)
             if col is None:
                 col = columns[ck] = [None] * row
@@ -238,11 +251,11 @@ class Shaped:
                 else:
                     for v in value:
                         stats.add(v)
-        for path, kind, value in inverted_of(item):
+        for path, kind, value in item_inverted:
             self.inv_path.append(path)
             self.inv_kind.append(kind)
             self.inv_value.append(value)
-            self.inv_key.append(key)
+        self.inv_key.extend([key] * len(item_inverted))
         return key
 
     def pad(self) -> None:

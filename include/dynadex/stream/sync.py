@@ -25,7 +25,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from dynadex.aws import error_code, from_client
+from dynadex.aws import error_code
 from dynadex.store import Change, Checkpoint, Store
 from dynadex.stream.recover import NeedsBootstrap, recover
 from dynadex.stream.shards import ShardInfo, describe_all
@@ -84,7 +84,7 @@ def record_change(record: dict, shard_id: str) -> tuple[Change, bool]:
     # Creation times are whole seconds: version a record by the END of its second, so it applies over
     # snapshot or recovery images taken within that second (stream order then decides).
     version = int(seconds) * 1_000_000 + 999_999
-    keys = canonical_item(from_client(dyn["Keys"]))
+    keys = canonical_item(dyn["Keys"])  # canonical() takes boto3's raw-bytes B values as they are
     seq = dyn["SequenceNumber"]
     if record["eventName"] == "REMOVE":
         ident = {k.lower(): v for k, v in (record.get("userIdentity") or {}).items()}
@@ -92,7 +92,7 @@ def record_change(record: dict, shard_id: str) -> tuple[Change, bool]:
         return Change(keys, None, version, f"{'ttl' if ttl else 'stream'}:{shard_id}:{seq}"), ttl
     if "NewImage" not in dyn:
         raise NeedsBootstrap(f"stream record {seq} has no NewImage: the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
-    return Change(keys, canonical_item(from_client(dyn["NewImage"])), version, f"stream:{shard_id}:{seq}"), False
+    return Change(keys, canonical_item(dyn["NewImage"]), version, f"stream:{shard_id}:{seq}"), False
 
 
 @dataclass
