@@ -76,13 +76,16 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                     continue
                 winners[key] = ch
             if winners:
-                con.register("dynadex_apply_keys", pa.table({"key": pa.array(list(winners), pa.string())}))
-                con.execute(f"DELETE FROM {row_table(table)} WHERE key IN (SELECT key FROM dynadex_apply_keys)")
-                con.execute(
-                    f"DELETE FROM {column_table(table)} WHERE {quote(KEY_COLUMN)} IN (SELECT key FROM dynadex_apply_keys)"
-                )
-                con.execute(f"DELETE FROM {inverted_table(table)} WHERE key IN (SELECT key FROM dynadex_apply_keys)")
-                con.unregister("dynadex_apply_keys")
+                # only keys the index holds have rows to remove (the three indexes are always written together)
+                present = [k for k in winners if k in stored]
+                if present:
+                    con.register("dynadex_apply_keys", pa.table({"key": pa.array(present, pa.string())}))
+                    con.execute(f"DELETE FROM {row_table(table)} WHERE key IN (SELECT key FROM dynadex_apply_keys)")
+                    con.execute(
+                        f"DELETE FROM {column_table(table)} WHERE {quote(KEY_COLUMN)} IN (SELECT key FROM dynadex_apply_keys)"
+                    )
+                    con.execute(f"DELETE FROM {inverted_table(table)} WHERE key IN (SELECT key FROM dynadex_apply_keys)")
+                    con.unregister("dynadex_apply_keys")
                 shaped = Shaped()
                 for key, ch in winners.items():
                     if ch.item is None:

@@ -226,8 +226,11 @@ class TableSync:
                     break
             if touched:
                 cps = [Checkpoint(c.info.shard_id, c.sequence_number, c.info.parent_id, c.ended) for c in touched.values()]
+                t_apply = time.time()
                 result = self.store.apply(self.table, changes, cps,
                                           event=("ttl_deletes", {"count": ttl}) if ttl else None)
+                log.debug("batch of %d changes from %d shards: read %.3fs, applied in %.3fs", len(changes), len(touched),
+                          t_apply - batch_started, time.time() - t_apply)
                 self.stats["applied"] += result["upserts"] + result["deletes"]
                 self.stats["ttl_deletes"] += ttl
                 self.stats["batches"] += 1
