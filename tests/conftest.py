@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from dynadex.aws import from_client, to_client  # noqa: F401  (used by tests)
 
 from dynadex.demo import SAMPLES
 

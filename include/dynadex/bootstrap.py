@@ -16,7 +16,6 @@ anyone without Airflow. Invariants:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -159,9 +158,6 @@ def manifest_url(description: dict) -> str:
         )
     return f"s3://{description['S3Bucket']}/{description['ExportManifest']}"
 
-
-def dumps(obj) -> str:
-    return json.dumps(obj, sort_keys=True)
 
 
 def run(ddb, table_name: str, *, bucket: str, prefix: str = "dynadex", export_format: str = "DYNAMODB_JSON",

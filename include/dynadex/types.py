@@ -177,6 +177,16 @@ def _one_tag(av: Any, path: str) -> tuple[str, Any]:
     return tag, value
 
 
+def _check_bool(value: Any, path: str) -> None:
+    if type(value) is not bool:
+        raise AttributeValueError(path, f"BOOL must be true or false, got {_describe(value)}")
+
+
+def _check_null(value: Any, path: str) -> None:
+    if value is not True:
+        raise AttributeValueError(path, f"NULL must be true, got {_describe(value)}")
+
+
 def _set_members(value: Any, tag: str, path: str) -> list:
     if type(value) is not list:
         raise AttributeValueError(path, f"{tag} must be a list, got {_describe(value)}")
@@ -203,12 +213,10 @@ def decode(av: Any, path: str = "") -> Any:
             raise AttributeValueError(path, f"L must be a list, got {_describe(value)}")
         return [decode(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if tag == "BOOL":
-        if type(value) is not bool:
-            raise AttributeValueError(path, f"BOOL must be true or false, got {_describe(value)}")
+        _check_bool(value, path)
         return value
     if tag == "NULL":
-        if value is not True:
-            raise AttributeValueError(path, f"NULL must be true, got {_describe(value)}")
+        _check_null(value, path)
         return None
     if tag == "B":
         return _b64decode(value, path)
@@ -341,12 +349,10 @@ def canonical(av: Any, path: str = "") -> dict:
         raw = _b64decode(value, path)
         return av if len(value) % 4 == 0 and base64.b64encode(raw).decode("ascii") == value else {"B": _b64encode(raw)}
     if tag == "BOOL":
-        if type(value) is not bool:
-            raise AttributeValueError(path, f"BOOL must be true or false, got {_describe(value)}")
+        _check_bool(value, path)
         return av
     if tag == "NULL":
-        if value is not True:
-            raise AttributeValueError(path, f"NULL must be true, got {_describe(value)}")
+        _check_null(value, path)
         return av
     if tag == "BS":
         if type(value) is list and any(isinstance(m, (bytes, bytearray)) for m in value):  # boto3 client shape

@@ -14,10 +14,11 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from dynadex.aws import from_client, to_client
 from dynadex.export import iter_records, read_export
 from dynadex.local_aws import running
 from dynadex.types import canonical_item, canonical_json
-from tests.conftest import GENUINE_DIR_KEY, GENUINE_ROOT, from_client, to_client
+from tests.conftest import GENUINE_DIR_KEY, GENUINE_ROOT
 
 
 def make_table(aws, name, *, stream=True, pitr=True, range_key=False, view="NEW_AND_OLD_IMAGES"):
@@ -214,7 +215,7 @@ def _check_export_at(ddb, s3, t, log, stop, th):
 
 
 def test_ion_and_incremental_exports(aws, monkeypatch):
-    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
+    ddb = aws.client("dynamodb")
     for k, v in aws.env().items():
         monkeypatch.setenv(k, v)
     t = make_table(aws, "Incr", range_key=True)

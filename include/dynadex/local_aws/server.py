@@ -129,7 +129,6 @@ def sweep_ttl_once() -> int:
     """Delete every expired item of every TTL-enabled table; return how many."""
     from decimal import Decimal
 
-    from moto.core.base_backend import BackendDict  # noqa: F401  (import order)
     from moto.dynamodb.models import dynamodb_backends
 
     deleted = 0

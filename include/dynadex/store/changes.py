@@ -23,7 +23,7 @@ from dynadex.store.lake import Lake
 from dynadex.store.names import KEY_COLUMN, STATE_SCHEMA, column_table, inverted_table, quote, row_table
 from dynadex.store.registry import Registry
 from dynadex.store.segments import KIND_ARROW, inverted_arrow, rows_arrow
-from dynadex.store.shape import NUMERIC_KINDS, KeyError_, NumberStats, Shaped, key_text, number_fits
+from dynadex.store.shape import NUMERIC_KINDS, KeyError_, Shaped, key_text, number_fits
 
 
 @dataclass(frozen=True)
@@ -192,5 +192,3 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped) 
     con.unregister("dynadex_inv")
     return len(new_columns)
 
-
-__all__ = ["Change", "Checkpoint", "apply_changes", "NumberStats"]

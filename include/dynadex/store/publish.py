@@ -20,15 +20,14 @@ from dataclasses import dataclass, field
 from dynadex.errors import DynadexError
 from dynadex.store.lake import Lake
 from dynadex.store.names import (
-    INVERTED_SCHEMA,
     KEY_COLUMN,
-    ROW_SCHEMA,
     STATE_SCHEMA,
     column_table,
     inverted_table,
     parse_staging_name,
     quote,
     row_table,
+    staging_name,
 )
 from dynadex.store.registry import Registry
 from dynadex.store.segments import read_manifest, remove_build
@@ -142,8 +141,6 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
         col_defs = [f"{quote(KEY_COLUMN)} VARCHAR"] + [f"{quote(c.name)} {c.sql_type}" for c in registry.columns]
         con.execute(f"CREATE TABLE {column_table(spec.table)} ({', '.join(col_defs)})")
         if cols:
-            from dynadex.store.names import staging_name
-
             select = [quote(KEY_COLUMN)] + [
                 f"CAST({quote(staging_name(c.path, c.kind))} AS {c.sql_type})" for c in registry.columns
             ]
@@ -199,5 +196,3 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
     return {"published": True, "build_id": spec.build_id, "items": total, "chunks": len(manifests),
             "columns": len(registry.columns)}
 
-
-__all__ = ["PublishRefused", "PublishSpec", "publish", "row_index_ddl", "ROW_SCHEMA", "INVERTED_SCHEMA"]

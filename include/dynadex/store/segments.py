@@ -26,7 +26,7 @@ from pyarrow import fs as pafs
 
 from dynadex.store.location import StoreError, StoreLocation
 from dynadex.store.names import KEY_COLUMN, staging_name
-from dynadex.store.shape import NUMERIC_KINDS, NumberStats, Shaped
+from dynadex.store.shape import NumberStats, Shaped
 
 MANIFEST = "segment.json"
 _SAFE = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
@@ -208,5 +208,3 @@ def remove_build(location: StoreLocation, table: str, build_id: str) -> None:
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
 
-
-__all__ = ["SegmentWriter", "read_manifest", "remove_build", "NUMERIC_KINDS"]
