@@ -19,7 +19,7 @@ import threading
 import time
 
 from dynadex.store import Checkpoint, PublishSpec, Store
-from dynadex.stream.sync import record_change
+from dynadex.stream.sync import record_changes
 from dynadex.types import canonical_item
 
 
@@ -50,7 +50,7 @@ def apply_bench(records: int, keys: int) -> None:
         t = time.perf_counter()
         for start in range(0, len(pages), BATCH_PAGES):
             batch = [r for page in pages[start:start + BATCH_PAGES] for r in page]
-            changes = [record_change(r, "shard-1")[0] for r in batch]
+            changes = [ch for ch, _ in record_changes(batch, "shard-1")]
             st.apply("S", changes, [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])])
         s = time.perf_counter() - t
     print(f"apply: {records:,} records onto {keys:,} items in {s:.1f}s = {records / s:,.0f} records/s (1 core, batches of 10 000)")

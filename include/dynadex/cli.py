@@ -193,7 +193,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from dynadex.store import Store
     from dynadex.stream import sync_table
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=os.environ.get("DYNADEX_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # never log request bodies or credentials
     ddb, streams, s3 = _aws_clients()
     with Store(args.store, data_path=args.data_path, read_only=False) as st:
         stats = sync_table(st, args.table, ddb, streams, s3, seconds=0 if args.once else args.seconds)

@@ -305,26 +305,57 @@ def encode_item(item: dict) -> dict:
 # ------------------------------------------------------------------- canonical
 
 
+def _join(key: str, sub: str) -> str:
+    """``key`` followed by the path below it, as ``child_path`` would have built it."""
+    if not sub:
+        return key
+    return f"{key}{sub}" if sub.startswith("[") else f"{key}.{sub}"
+
+
+def _suffix(sub: str) -> str:
+    if not sub:
+        return ""
+    return sub if sub.startswith("[") else f".{sub}"
+
+
 def canonical(av: Any, path: str = "") -> dict:
     """Validate one attribute value and return its canonical form.
 
     B and BS values may also be raw bytes (boto3's client shape); the result is always DynamoDB JSON.
+    Values already canonical are returned as they are (the common case costs one type test).
     """
-    tag, value = _one_tag(av, path)
+    if type(av) is not dict or len(av) != 1:
+        _one_tag(av, path)  # raises
+    for tag, value in av.items():
+        pass
     if tag == "S":
         if type(value) is not str:
             raise AttributeValueError(path, f"S must be a string, got {_describe(value)}")
         return av
     if tag == "N":
+        if type(value) is str and (_PLAIN_INT.fullmatch(value) or (_PLAIN_DEC.fullmatch(value) and _digits_ok(value))):
+            return av
         return {"N": canonical_number(value, path)}
     if tag == "M":
         if type(value) is not dict:
             raise AttributeValueError(path, f"M must be an object, got {_describe(value)}")
-        return {"M": {k: canonical(v, child_path(path, k)) for k, v in value.items()}}
+        out = {}
+        try:
+            for k, v in value.items():
+                out[k] = canonical(v)
+        except AttributeValueError as exc:  # name the full path; computed only when something is wrong
+            raise AttributeValueError(child_path(path, _join(k, exc.path)), exc.reason) from None
+        return {"M": out}
     if tag == "L":
         if type(value) is not list:
             raise AttributeValueError(path, f"L must be a list, got {_describe(value)}")
-        return {"L": [canonical(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+        out_list = []
+        try:
+            for v in value:
+                out_list.append(canonical(v))
+        except AttributeValueError as exc:
+            raise AttributeValueError(f"{path}[{len(out_list)}]" + _suffix(exc.path), exc.reason) from None
+        return {"L": out_list}
     if tag == "SS":
         members = _set_members(value, tag, path)
         for m in members:
@@ -372,7 +403,11 @@ def canonical_json(item: dict, *, validated: bool = False) -> str:
     """The canonical DynamoDB JSON text of an item (sorted keys, compact)."""
     if not validated:
         item = canonical_item(item)
-    return json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL_ENCODE(item)
+
+
+# json.dumps with options builds a new encoder per call; one shared encoder does the same work
+_CANONICAL_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 # ------------------------------------------------------------------------- ION

@@ -272,3 +272,24 @@ def test_fast_path_agrees_with_the_exact_path(text):
 def test_canonical_takes_boto3_client_shapes():
     client_item = {"b": {"B": b"\x00\xff"}, "bs": {"BS": [b"y", b"x"]}, "m": {"M": {"n": {"B": b"hi"}}}}
     assert canonical_item(client_item) == {"b": {"B": "AP8="}, "bs": {"BS": ["eA==", "eQ=="]}, "m": {"M": {"n": {"B": "aGk="}}}}
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=8), st.sampled_from(["S", "N", "B"]), st.text(max_size=12)),
+                min_size=1, max_size=2, unique_by=lambda t: t[0]))
+def test_key_text_is_canonical_json_of_the_key(attrs):
+    """key_text builds the key string without the encoder; it must be byte-identical to canonical_json."""
+    from dynadex.store.shape import key_text
+
+    key = {name: {tag: value} for name, tag, value in attrs}
+    assert key_text(key, tuple(key)) == canonical_json(key, validated=True)
+    assert key_text(key, tuple(reversed(tuple(key)))) == canonical_json(key, validated=True)
+
+
+def test_nested_error_paths_are_built_on_the_way_out():
+    bad = {"a": {"M": {"b": {"L": [{"S": "x"}, {"M": {"c": {"N": "1e999"}}}]}}}}
+    with pytest.raises(AttributeValueError) as err:
+        canonical_item(bad)
+    assert err.value.path == "a.b[1].c"
+    with pytest.raises(AttributeValueError) as err:
+        canonical_item({"a": {"L": [{"L": [{"S": 5}]}]}})
+    assert err.value.path == "a[0][0]"

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from dynadex.gcpause import settle
+
 from dynadex.store.lake import Lake
 from dynadex.store.names import KEY_COLUMN, STATE_SCHEMA, column_table, inverted_table, quote, row_table
 from dynadex.store.registry import Registry
@@ -51,6 +53,7 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
     end); ``state_updates`` sets columns of the table's sync state in the same transaction;
     ``replace_checkpoints`` drops every other checkpoint of the table (a new stream after recovery).
     """
+    settle()
     key_names, key_types = lake.key_spec(table)
     last: dict[str, Change] = {}
     for ch in changes:
@@ -80,11 +83,10 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                 present = [k for k in winners if k in stored]
                 if present:
                     con.register("dynadex_apply_keys", pa.table({"key": pa.array(present, pa.string())}))
-                    con.execute(f"DELETE FROM {row_table(table)} WHERE key IN (SELECT key FROM dynadex_apply_keys)")
-                    con.execute(
-                        f"DELETE FROM {column_table(table)} WHERE {quote(KEY_COLUMN)} IN (SELECT key FROM dynadex_apply_keys)"
-                    )
-                    con.execute(f"DELETE FROM {inverted_table(table)} WHERE key IN (SELECT key FROM dynadex_apply_keys)")
+                    con.execute(f"DELETE FROM {row_table(table)} AS t USING dynadex_apply_keys k WHERE t.key = k.key")
+                    con.execute(f"DELETE FROM {column_table(table)} AS t USING dynadex_apply_keys k "
+                                f"WHERE t.{quote(KEY_COLUMN)} = k.key")
+                    con.execute(f"DELETE FROM {inverted_table(table)} AS t USING dynadex_apply_keys k WHERE t.key = k.key")
                     con.unregister("dynadex_apply_keys")
                 shaped = Shaped()
                 for key, ch in winners.items():

@@ -17,8 +17,8 @@ Invariant: these functions are pure; the same item always gives the same rows.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _json_str  # what json.dumps(ensure_ascii=False) does to a str
 
 from dynadex.errors import DynadexError
 from dynadex.types import canonical_json
@@ -32,10 +32,21 @@ class KeyError_(DynadexError, ValueError):
 
 
 def key_text(item: dict, key_names: tuple[str, ...]) -> str:
+    """The canonical key string: exactly ``canonical_json`` of the key attributes, built without the encoder."""
+    parts = []
     try:
-        return canonical_json({k: item[k] for k in key_names}, validated=True)
+        for name in sorted(key_names) if len(key_names) > 1 else key_names:
+            av = item[name]
+            if type(av) is not dict or len(av) != 1:
+                return canonical_json({k: item[k] for k in key_names}, validated=True)
+            for tag, value in av.items():
+                pass
+            if type(value) is not str:
+                return canonical_json({k: item[k] for k in key_names}, validated=True)
+            parts.append(f"{_json_str(name)}:{{{_json_str(tag)}:{_json_str(value)}}}")
     except KeyError as exc:
         raise KeyError_(f"item has no key attribute {exc.args[0]!r}") from None
+    return "{" + ",".join(parts) + "}"
 
 
 def key_value(av: dict, name: str, expected: str | None = None):
@@ -59,7 +70,7 @@ def _plain(av: dict):
         return "true" if value else "false"
     if tag == "NULL":
         return None
-    return json.dumps(av, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(av, validated=True)
 
 
 def _inverted_leaf(out: list, path: str, av: dict) -> None:

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from dynadex.aws import error_code
+from dynadex.gcpause import settle
 from dynadex.store import Change, Checkpoint, Store
 from dynadex.stream.recover import NeedsBootstrap, recover
 from dynadex.stream.shards import ShardInfo, describe_all
@@ -93,6 +94,12 @@ def record_change(record: dict, shard_id: str) -> tuple[Change, bool]:
     if "NewImage" not in dyn:
         raise NeedsBootstrap(f"stream record {seq} has no NewImage: the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
     return Change(keys, canonical_item(dyn["NewImage"]), version, f"stream:{shard_id}:{seq}"), False
+
+
+def record_changes(records: list[dict], shard_id: str) -> list[tuple[Change, bool]]:
+    """A page of stream records -> (change, TTL delete?) pairs, in order."""
+    settle()
+    return [record_change(r, shard_id) for r in records]
 
 
 @dataclass
@@ -207,8 +214,7 @@ class TableSync:
                 pass_records = 0
                 for c in self.readable():
                     records, finished = self.read(c)
-                    for rec in records:
-                        change, is_ttl = record_change(rec, c.info.shard_id)
+                    for rec, (change, is_ttl) in zip(records, record_changes(records, c.info.shard_id)):
                         self.stats["records"] += 1
                         c.sequence_number = rec["dynamodb"]["SequenceNumber"]
                         if change.version < self.skip_before:
