@@ -3,7 +3,8 @@
 Prints items/s and MB/s (of uncompressed DynamoDB JSON) for, in one run:
   (a) naive: gzip + json + boto3 TypeDeserializer, one process;
   (b) DuckDB read_json of the same files into a raw table (parse only);
-  (c) dynadex chunk build of all three index segments, one process (peak RSS of that process);
+  (c) dynadex chunk build of all three index segments, one process (DuckDB path, 2 threads; peak RSS);
+  (c') the same chunk through the exact Python path (DYNADEX_BUILD=python), the path before DuckDB;
   (d) dynadex plan + build + publish with 2 worker processes (the whole ingest).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -72,6 +74,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=16)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--skip-python", action="store_true", help="skip (c'), the slow Python path")
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="dynadex-bench-"))
     summary_path = work / "bench" / "AWSDynamoDB" / "01700000000000-0badcafe" / "manifest-summary.json"
@@ -100,6 +103,13 @@ def main() -> None:
     out = subprocess.run([sys.executable, "-c", BUILD_ONE, str(summary_path), str(store)], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     ours = line("(c) dynadex build_chunk, 3 indexes, 1 proc", r["items"], r["seconds"], f"peak RSS {r['peak_mb']:.0f} MB")
+    py_rate = None
+    if not a.skip_python:
+        shutil.rmtree(store, ignore_errors=True)
+        out = subprocess.run([sys.executable, "-c", BUILD_ONE, str(summary_path), str(store)], capture_output=True, text=True,
+                             check=True, env={**os.environ, "DYNADEX_BUILD": "python"})
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        py_rate = line("(c') the same, exact Python path", r["items"], r["seconds"], f"peak RSS {r['peak_mb']:.0f} MB")
     store2 = work / "store2"
     shutil.rmtree(store2, ignore_errors=True)
     t = time.perf_counter()
@@ -107,7 +117,8 @@ def main() -> None:
                     "--key", "pk:S,sk:N", "--workers", "2", "--chunk-target-mb", str(gz / 1e6 / 8), "--store", str(store2)],
                    check=True, capture_output=True)
     whole = line("(d) dynadex ingest-export, 2 workers, + publish", a.items, time.perf_counter() - t)
-    print(f"ratios: (c)/(a) = {ours / base:.2f}x   (c)/(b) = {ours / duck:.2f}x   (d)/(a) = {whole / base:.2f}x")
+    print(f"ratios: (c)/(a) = {ours / base:.2f}x   (c)/(b) = {ours / duck:.2f}x   (d)/(a) = {whole / base:.2f}x"
+          + (f"   (c)/(c') = {ours / py_rate:.2f}x" if py_rate else ""))
 
 
 if __name__ == "__main__":

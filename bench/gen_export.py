@@ -19,11 +19,16 @@ from pathlib import Path
 EXPORT_ID = "01700000000000-0badcafe"
 
 
+def number(text: str) -> str:
+    """As DynamoDB stores and exports numbers: no trailing fractional zeros ("12.50" -> "12.5", "3.00" -> "3")."""
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def item(i: int, rnd: random.Random) -> dict:
     return {
         "pk": {"S": f"customer#{i:09d}"}, "sk": {"N": str(i % 1000)},
         "city": {"S": rnd.choice(["Paris", "Rome", "Oslo", "Lima", "Kyoto", "Accra", "Quito", "Hanoi"])},
-        "total": {"N": f"{rnd.randint(1, 99999)}.{rnd.randint(0, 99):02d}"}, "qty": {"N": str(rnd.randint(1, 50))},
+        "total": {"N": number(f"{rnd.randint(1, 99999)}.{rnd.randint(0, 99):02d}")}, "qty": {"N": str(rnd.randint(1, 50))},
         "paid": {"BOOL": rnd.random() < 0.8}, "note": {"NULL": True} if i % 7 == 0 else {"S": f"order number {i}"},
         "tags": {"SS": sorted({rnd.choice(["gift", "express", "fragile", "bulk", "eco"]) for _ in range(2)})},
         "sizes": {"NS": sorted({str(rnd.randint(36, 46)) for _ in range(2)})},

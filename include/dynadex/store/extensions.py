@@ -51,7 +51,8 @@ def extension_directory() -> str:
     return str(base)
 
 
-def connect(database: str = ":memory:", *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(database: str = ":memory:", *, read_only: bool = False, threads: int | None = None,
+            memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     config = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": True,
@@ -60,6 +61,6 @@ def connect(database: str = ":memory:", *, read_only: bool = False, threads: int
     if threads:
         config["threads"] = threads
     # bounded memory whatever the data size: DuckDB spills sorts and joins to disk beyond this
-    config["memory_limit"] = os.environ.get("DYNADEX_DUCKDB_MEMORY", "1500MB")
+    config["memory_limit"] = os.environ.get("DYNADEX_DUCKDB_MEMORY") or memory_limit or "1500MB"
     config["temp_directory"] = os.environ.get("DYNADEX_DUCKDB_TEMP") or str(Path(tempfile.gettempdir()) / "dynadex-duckdb-spill")
     return duckdb.connect(database, read_only=read_only, config=config)

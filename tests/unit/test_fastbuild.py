@@ -1,0 +1,205 @@
+"""The DuckDB chunk build writes exactly what the Python path writes, and steps aside outside its domain."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from dynadex.export import read_export
+from dynadex.export.build import build_chunk
+from dynadex.export.fastbuild import build_chunk_fast
+from dynadex.export.plan import plan_chunks
+from dynadex.store import resolve
+from dynadex.store.segments import read_manifest
+
+EXPORT_ID = "01700000000001-0fa57b1d"
+KEY = (("pk", "sk"), ("S", "N"))
+
+
+def write_export(root: Path, files: list[list[str]]) -> str:
+    """A full export in the real layout from raw data lines (so tests control the exact bytes)."""
+    folder = root / "b" / "AWSDynamoDB" / EXPORT_ID
+    (folder / "data").mkdir(parents=True)
+    manifest = []
+    for n, lines in enumerate(files):
+        body = gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0)
+        key = f"b/AWSDynamoDB/{EXPORT_ID}/data/{n:026d}.json.gz"
+        (root / key).write_bytes(body)
+        manifest.append({"itemCount": len(lines), "md5Checksum": base64.b64encode(hashlib.md5(body).digest()).decode(),
+                         "etag": "x", "dataFileS3Key": key})
+    (folder / "manifest-files.json").write_text("".join(json.dumps(m) + "\n" for m in manifest))
+    summary = {"version": "2020-06-30", "exportArn": f"arn:aws:dynamodb:us-east-1:123456789012:table/T/export/{EXPORT_ID}",
+               "startTime": "2024-01-01T00:00:00.000Z", "endTime": "2024-01-01T00:05:00.000Z",
+               "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/T", "tableId": "t",
+               "exportTime": "2024-01-01T00:00:00.000Z", "s3Bucket": "b", "s3Prefix": "b", "s3SseAlgorithm": "AES256",
+               "s3SseKmsKeyId": None, "manifestFilesS3Key": f"b/AWSDynamoDB/{EXPORT_ID}/manifest-files.json",
+               "billedSizeBytes": 0, "itemCount": sum(len(f) for f in files), "outputFormat": "DYNAMODB_JSON"}
+    (folder / "manifest-summary.json").write_text(json.dumps(summary))
+    return str(folder / "manifest-summary.json")
+
+
+def rich_item(i: int, rnd: random.Random) -> dict:
+    """Every type, nested maps and lists, sparse and oddly named attributes, awkward strings and numbers."""
+    b = lambda n: base64.b64encode(rnd.randbytes(n)).decode()  # noqa: E731
+    item = {
+        "pk": {"S": rnd.choice([f"user#{i}", f"Zoë ✓ {i}", f"quote\" back\\slash {i}", f"tab\there\nnew {i}", f"/slash/{i}"])},
+        "sk": {"N": str(rnd.choice([i, -i, 10**37 + i]))},
+        "n": {"N": rnd.choice(["0", "-1", "3.25", "-0.001", "12345678901234567890.5", "99999999999999999999999999999999999999", "0.000000000000000000000000000000000001"])},
+        "s": {"S": rnd.choice(["", "plain", "日本語", "emoji 🎉", "é", "a'b"])},
+        "flag": {"BOOL": rnd.random() < 0.5},
+        "nothing": {"NULL": True},
+        "bin": {"B": b(rnd.randint(0, 9))},
+        "ss": {"SS": rnd.sample(["b", "a", "Ä", "z", "é", "10", "9"], rnd.randint(1, 4))},
+        "ns": {"NS": rnd.sample(["10", "9", "-3.5", "0", "100.25", "2"], rnd.randint(1, 4))},
+        "bs": {"BS": list({b(3) for _ in range(rnd.randint(1, 3))})},
+        "m": {"M": {"z": {"S": "last"}, "a": {"N": str(i)}, "inner": {"M": {"deep": {"BOOL": True}, "l": {"L": [{"S": "x"}]}}}}},
+        "l": {"L": [{"S": "s"}, {"N": "1.5"}, {"BOOL": False}, {"NULL": True}, {"B": b(2)},
+                    {"M": {"k": {"S": "v"}, "a": {"NS": ["2", "1"]}}}, {"L": [{"N": "7"}, {"L": []}]}, {"SS": ["y", "x"]}]},
+        "empty_list": {"L": []},
+        "a.dotted name": {"S": "dots"},
+        "naïve \"quoted\"": {"N": "42"},
+    }
+    if i % 3 == 0:
+        item["sparse"] = {"S": "only some"}
+    if i % 5 == 0:
+        item["mixed"] = {"N": "5"}
+    elif i % 5 == 1:
+        item["mixed"] = {"S": "five"}
+    if i == 7:
+        item["rare"] = {"M": {"once": {"BS": [b(4)]}}}  # outside any sample of one line: a refinement round
+    names = list(item)
+    rnd.shuffle(names)  # AWS writes attributes in no particular order
+    return {k: item[k] for k in names}
+
+
+def line(item: dict) -> str:
+    return json.dumps({"Item": item}, ensure_ascii=False, separators=(",", ":"))
+
+
+def rows(location, manifest, kind, sort):
+    tables = [pq.read_table(p.removeprefix("file://")) for p in manifest["parts"][kind]]
+    out = []
+    for t in tables:
+        out.extend(t.to_pylist())
+    # the column set: what the parts hold (union by name), None where a part lacks a column
+    names = sorted({n for t in tables for n in t.column_names})
+    out = [{n: r.get(n) for n in names} for r in out]
+    return sorted(out, key=sort)
+
+
+def build_both(tmp_path, export_lines, monkeypatch):
+    summary = write_export(tmp_path / "export", export_lines)
+    export = read_export(summary)
+    [spec] = plan_chunks(export.files, 10**15)
+    names, types = KEY
+    py_loc, fast_loc = resolve(str(tmp_path / "py")), resolve(str(tmp_path / "fast"))
+    monkeypatch.setenv("DYNADEX_BUILD", "python")
+    build_chunk(export, spec, py_loc, "T", "b1", names, types, 5)
+    monkeypatch.delenv("DYNADEX_BUILD")
+    fast = build_chunk_fast(export, spec, fast_loc, "T", "b1", names, types, 5, f"export:{export.summary.export_id}")
+    return export, spec, (py_loc, read_manifest(py_loc, "T", "b1", spec.chunk_id)), (fast_loc, fast)
+
+
+def test_fast_build_equals_python_build_on_every_type(tmp_path, monkeypatch):
+    rnd = random.Random(11)
+    files = [[line(rich_item(i, rnd)) for i in range(f * 150, f * 150 + 150)] for f in range(3)]
+    _, _, (py_loc, py), (fast_loc, fast) = build_both(tmp_path, files, monkeypatch)
+    assert fast is not None, "the rich export is inside the fast path's domain"
+    assert fast["extra"]["built_by"] == "duckdb"
+    assert fast["items"] == py["items"] == 450
+    assert fast["columns"] == py["columns"]  # kinds, counts and number figures (they decide SQL types)
+    by_key = lambda r: r["key"]  # noqa: E731
+    assert rows(fast_loc, fast, "rows", by_key) == rows(py_loc, py, "rows", by_key)
+    assert rows(fast_loc, fast, "cols", lambda r: r["_key"]) == rows(py_loc, py, "cols", lambda r: r["_key"])
+    inv_sort = lambda r: (r["path"], r["kind"], r["value"] or "", r["key"])  # noqa: E731
+    assert rows(fast_loc, fast, "inv", inv_sort) == rows(py_loc, py, "inv", inv_sort)
+
+
+VALID_BUT_OUTSIDE = [
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1.50"}}}',  # a number DynamoDB would have normalised
+    '{"Item":{"pk":{"S":"caf\\u00e9"},"sk":{"N":"1"}}}',  # a \\u escape
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"t":{"B":"AB=="}}}',  # base64 with stray bits
+    '{"Item": {"pk":{"S":"x"},"sk":{"N":"1"}}}',  # whitespace
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"t":{"M":{}}}}',  # an empty map
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"t":{"NS":["1234567890123456","2"]}}}',  # NS member past 15 digits
+]
+INVALID = {
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"}},"Extra":1}': "unexpected field(s) ['Extra'] beside Item",
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"t":{"SS":["a","a"]}}}': "holds duplicate members",
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"t":{"S":"a","N":"1"}}}': "exactly one type tag",
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"t":{"BOOL":"true"}}}': "BOOL",
+    '{"Item":{"pk":{"N":"1"},"sk":{"N":"1"}}}': "key attribute 'pk' has type N",
+}
+
+
+def _one_odd_line(tmp_path, odd):
+    rnd = random.Random(3)
+    summary = write_export(tmp_path / "export", [[line(rich_item(i, rnd)) for i in range(40)] + [odd]])
+    export = read_export(summary)
+    [spec] = plan_chunks(export.files, 10**15)
+    return export, spec, resolve(str(tmp_path / "store"))
+
+
+@pytest.mark.parametrize("odd", VALID_BUT_OUTSIDE)
+def test_valid_lines_outside_the_domain_are_built_by_the_python_path(tmp_path, odd):
+    export, spec, loc = _one_odd_line(tmp_path, odd)
+    assert build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, "o") is None
+    assert read_manifest(loc, "T", "b1", spec.chunk_id) is None  # nothing staged as complete
+    result = build_chunk(export, spec, loc, "T", "b1", *KEY, 5)  # the dispatcher falls back, exactly
+    assert result.items == 41
+    assert read_manifest(loc, "T", "b1", spec.chunk_id)["extra"].get("built_by") != "duckdb"
+
+
+@pytest.mark.parametrize("odd", list(INVALID))
+def test_invalid_lines_get_the_python_paths_error_with_file_and_line(tmp_path, odd):
+    export, spec, loc = _one_odd_line(tmp_path, odd)
+    assert build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, "o") is None
+    with pytest.raises(Exception) as err:
+        build_chunk(export, spec, loc, "T", "b1", *KEY, 5)
+    assert INVALID[odd] in str(err.value)
+    assert "line 41" in str(err.value) and "00000000000000000000000000.json.gz" in str(err.value)
+    assert read_manifest(loc, "T", "b1", spec.chunk_id) is None
+
+
+@pytest.mark.parametrize("key_type", ["S", "N", "B"])
+def test_fast_build_equals_python_build_for_each_key_type(tmp_path, monkeypatch, key_type):
+    rnd = random.Random(7)
+    value = {"S": lambda i: f"id-{i}", "N": lambda i: str(i * 7 - 100), "B": lambda i: base64.b64encode(i.to_bytes(3, "big")).decode()}
+    lines = [line({"id": {key_type: value[key_type](i)}, "v": {"S": rnd.choice(["a", "b"])}, "w": {"N": str(i)}}) for i in range(200)]
+    summary = write_export(tmp_path / "export", [lines])
+    export = read_export(summary)
+    [spec] = plan_chunks(export.files, 10**15)
+    py_loc, fast_loc = resolve(str(tmp_path / "py")), resolve(str(tmp_path / "fast"))
+    monkeypatch.setenv("DYNADEX_BUILD", "python")
+    build_chunk(export, spec, py_loc, "T", "b1", ("id",), (key_type,), 5)
+    py = read_manifest(py_loc, "T", "b1", spec.chunk_id)
+    fast = build_chunk_fast(export, spec, fast_loc, "T", "b1", ("id",), (key_type,), 5, f"export:{export.summary.export_id}")
+    assert fast is not None and fast["columns"] == py["columns"]
+    for kind, sort in (("rows", lambda r: r["key"]), ("cols", lambda r: r["_key"]),
+                       ("inv", lambda r: (r["path"], r["kind"], r["value"] or "", r["key"]))):
+        assert rows(fast_loc, fast, kind, sort) == rows(py_loc, py, kind, sort)
+
+
+def test_a_gzip_cut_before_its_trailer_is_declined(tmp_path):
+    """DuckDB reads a gzip stream without its trailer silently; the fast path must not take such a file."""
+    rnd = random.Random(9)
+    summary = write_export(tmp_path / "export", [[line(rich_item(i, rnd)) for i in range(30)]])
+    data = sorted((tmp_path / "export").rglob("*.json.gz"))[0]
+    data.write_bytes(data.read_bytes()[:-8])  # no CRC32 / ISIZE trailer; every line still inflates
+    mf = Path(summary).parent / "manifest-files.json"
+    doc = json.loads(mf.read_text())
+    doc["md5Checksum"] = base64.b64encode(hashlib.md5(data.read_bytes()).digest()).decode()
+    mf.write_text(json.dumps(doc) + "\n")
+    export = read_export(summary)
+    [spec] = plan_chunks(export.files, 10**15)
+    loc = resolve(str(tmp_path / "store"))
+    assert build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, "o") is None
+    with pytest.raises(Exception, match="truncated gzip"):
+        build_chunk(export, spec, loc, "T", "b1", *KEY, 5)
