@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -68,10 +69,10 @@ def plan(source: str, chunk_target_mb: float = 256) -> IngestPlan:
 
 
 def _build_one(args) -> dict:
-    source, spec_dict, location, table, build_id, key_names, key_types, version = args
+    source, spec_dict, location, table, build_id, key_names, key_types, version, threads = args
     export = read_export(source, check_sidecars=False, stat_files=False)
     return build_chunk(export, ChunkSpec.from_dict(spec_dict), location, table, build_id, key_names, key_types,
-                       version).to_dict()
+                       version, threads=threads).to_dict()
 
 
 def ingest_export(source: str, table: str, key: str, *, store: str | None = None, data_path: str | None = None,
@@ -80,7 +81,9 @@ def ingest_export(source: str, table: str, key: str, *, store: str | None = None
     key_names, key_types = parse_key_spec(key)
     p = plan(source, chunk_target_mb)
     location: StoreLocation = resolve(store, data_path)
-    jobs = [(source, c.to_dict(), location, table, p.build_id, key_names, key_types, p.version) for c in p.chunks]
+    # the workers share the cores: each chunk's DuckDB gets its share of threads, not all of them
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(p.chunks))))
+    jobs = [(source, c.to_dict(), location, table, p.build_id, key_names, key_types, p.version, threads) for c in p.chunks]
     results: list[dict] = []
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -49,6 +49,12 @@ class BuildResult:
         return self.__dict__.copy()
 
 
+def _env_threads() -> int | None:
+    """DuckDB threads for one chunk build (DYNADEX_BUILD_THREADS; default: all cores)."""
+    value = os.environ.get("DYNADEX_BUILD_THREADS")
+    return int(value) if value else None
+
+
 def snapshot_version(export_time_micros: int, overlap_micros: int = OVERLAP_MICROS) -> int:
     """Version of snapshot items: old enough that every stream record in the overlap applies over them."""
     return export_time_micros - overlap_micros
@@ -56,13 +62,14 @@ def snapshot_version(export_time_micros: int, overlap_micros: int = OVERLAP_MICR
 
 def build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table: str, build_id: str,
                 key_names: tuple[str, ...], key_types: tuple[str, ...], version: int,
-                *, part_items: int = 100_000) -> BuildResult:
+                *, part_items: int = 100_000, threads: int | None = None) -> BuildResult:
     if export.summary.export_type != "FULL_EXPORT":
         raise ValueError("build_chunk takes a full export; incremental exports are applied as changes")
     origin = f"export:{export.summary.export_id}"
     started = time.monotonic()
     if os.environ.get("DYNADEX_BUILD", "auto") != "python":
-        fast = build_chunk_fast(export, spec, location, table, build_id, key_names, key_types, version, origin)
+        fast = build_chunk_fast(export, spec, location, table, build_id, key_names, key_types, version, origin,
+                                threads=threads or _env_threads())
         if fast is not None:
             extra = fast["extra"]
             return BuildResult(spec.chunk_id, fast["items"], extra["gzip_bytes"], extra["json_bytes"], time.monotonic() - started)

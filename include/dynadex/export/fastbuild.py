@@ -44,7 +44,7 @@ from dynadex.export.plan import ChunkSpec
 from dynadex.export.source import LocalSource
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreLocation
-from dynadex.store.names import KEY_COLUMN, parse_staging_name, staging_name
+from dynadex.store.names import KEY_COLUMN, staging_name
 from dynadex.store.segments import MANIFEST, _atomic_write, segment_dir, uri
 
 log = logging.getLogger("dynadex.build")
@@ -63,15 +63,17 @@ NS_DIGITS = 15
 
 
 class _Steps:
-    """Wall time of each step, logged at the end (what a slow chunk spent its time on)."""
+    """Wall time of each step, logged as it ends (progress in the task log) and summed up at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, chunk_id: str) -> None:
+        self.chunk_id = chunk_id
         self.t = time.monotonic()
         self.spent: list = []
 
     def __call__(self, name: str) -> None:
         now = time.monotonic()
         self.spent.append(f"{name} {now - self.t:.1f}s")
+        log.info("%s: %s done in %.1fs", self.chunk_id, name, now - self.t)
         self.t = now
 
 
@@ -298,16 +300,12 @@ def _entry(path_text: str, kind: str, value: str) -> str:
     return f"{{'p': {_lit(path_text)}, 'k': '{kind}', 'v': {value}}}"
 
 
-def _inverted(gen: _Gen, e: str, spec: dict, path_text: str, out: list, in_list: bool = True) -> None:
+def _inverted(gen: _Gen, e: str, spec: dict, path_text: str, out: list) -> None:
     """List expressions (one row's share) of inverted entries {p, k, v} for every scalar leaf, set member
-    and list element of the attribute value ``e`` (an empty list where the value is absent).
-
-    Outside lists (``in_list=False``) only NULL leaves and lists are covered here: the other leaves
-    have a column each, and ``_inverted_from_columns`` reads them from the narrow column table."""
+    and list element of the attribute value ``e`` (an empty list where the value is absent). One list
+    per row, unnested once: 2x faster than one SELECT per leaf, even over the narrow column table."""
     for tag in sorted(spec):
         f = gen.field(e, tag)
-        if not in_list and tag not in ("NULL", "M", "L"):
-            continue
         if tag in ("S", "N", "B"):
             out.append(f"CASE WHEN {f} IS NOT NULL THEN [{_entry(path_text, tag, f)}] ELSE [] END")
         elif tag == "BOOL":
@@ -320,29 +318,15 @@ def _inverted(gen: _Gen, e: str, spec: dict, path_text: str, out: list, in_list:
             out.append(f"coalesce(list_transform({f}, {v} -> {_entry(path_text, tag[0], v)}), [])")
         elif tag == "M":
             for name, child in sorted(spec["M"].items()):
-                _inverted(gen, f"{f}.{_ident(name)}", child, f"{path_text}.{name}" if path_text else name, out, in_list)
+                _inverted(gen, f"{f}.{_ident(name)}", child, f"{path_text}.{name}" if path_text else name, out)
         elif tag == "L":
             elem = spec["L"][0]
             if elem == "NULL":
                 continue
             v = gen.var()
             inner: list = []
-            _inverted(gen, v, elem, path_text, inner, True)
+            _inverted(gen, v, elem, path_text, inner)
             out.append(f"coalesce(flatten(list_transform({f}, {v} -> {_concat(inner)})), [])")
-
-
-def _inverted_from_columns(columns: dict) -> list:
-    """SELECTs of (path, kind, value, key) from the column table, one per scalar or set column."""
-    out = []
-    for name, info in columns.items():
-        path, kind = parse_staging_name(name)
-        pt, c = _lit(".".join(path)), _ident(name)
-        value = {"S": c, "N": c, "B": f"to_base64({c})", "BOOL": f"CASE WHEN {c} THEN 'true' ELSE 'false' END",
-                 "SS": f"unnest({c})", "NS": f"unnest({c})", "BS": f"to_base64(unnest({c}))"}.get(kind)
-        if value is not None:
-            out.append(f"SELECT {pt}, '{kind[0] if kind in _SETS else kind}', {value}, {_ident(KEY_COLUMN)} FROM cols "
-                       f"WHERE {c} IS NOT NULL")
-    return out
 
 
 def _concat(lists: list) -> str:
@@ -398,7 +382,7 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
     con = connect(threads=threads, memory_limit=BUILD_MEMORY)
     try:
         started = time.monotonic()
-        steps = _Steps()
+        steps = _Steps(spec.chunk_id)
         files, isizes = _local_files(export, spec, tmp)
         steps("md5")
         con.execute(
@@ -553,14 +537,10 @@ def _write(con, location, seg_dir, structure, key_names, key_types, version, ori
     # inverted
     lists: list = []
     for name, av in sorted(structure.items()):
-        _inverted(gen, f"{i}.{_ident(name)}", av, name, lists, in_list=False)
-    selects = _inverted_from_columns(columns)
-    if lists:
-        selects.append(f"SELECT p, k, v, key FROM (SELECT unnest(e, recursive := true), key FROM "
-                       f"(SELECT key, {_concat(lists)} AS e FROM typed))")
+        _inverted(gen, f"{i}.{_ident(name)}", av, name, lists)
     inv_path = f"{seg_dir}/inv-00000.parquet"
-    con.execute(f"COPY (SELECT * FROM ({' UNION ALL '.join(selects)}) AS t(path, kind, value, key)) "
-                f"TO {_lit(uri(location, inv_path))} (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY (SELECT p AS path, k AS kind, v AS value, key FROM (SELECT unnest(e, recursive := true), key FROM "
+                f"(SELECT key, {_concat(lists)} AS e FROM typed))) TO {_lit(uri(location, inv_path))} (FORMAT parquet, COMPRESSION zstd)")
     steps("inverted")
     parts = {"rows": [uri(location, rows_path)], "cols": [uri(location, cols_path)], "inv": [uri(location, inv_path)]}
     return parts, columns

@@ -63,4 +63,6 @@ def connect(database: str = ":memory:", *, read_only: bool = False, threads: int
     # bounded memory whatever the data size: DuckDB spills sorts and joins to disk beyond this
     config["memory_limit"] = os.environ.get("DYNADEX_DUCKDB_MEMORY") or memory_limit or "1500MB"
     config["temp_directory"] = os.environ.get("DYNADEX_DUCKDB_TEMP") or str(Path(tempfile.gettempdir()) / "dynadex-duckdb-spill")
-    return duckdb.connect(database, read_only=read_only, config=config)
+    con = duckdb.connect(database, read_only=read_only, config=config)
+    con.execute("SET enable_progress_bar = false")  # it would scribble over task logs
+    return con
