@@ -112,7 +112,7 @@ def test_fast_build_equals_python_build_on_every_type(tmp_path, monkeypatch):
     files = [[line(rich_item(i, rnd)) for i in range(f * 150, f * 150 + 150)] for f in range(3)]
     _, _, (py_loc, py), (fast_loc, fast) = build_both(tmp_path, files, monkeypatch)
     assert fast is not None, "the rich export is inside the fast path's domain"
-    assert fast["extra"]["built_by"] == "duckdb"
+    assert fast["extra"]["built_by"] == "duckdb" and fast["extra"]["python_lines"] == 0
     assert fast["items"] == py["items"] == 450
     assert fast["columns"] == py["columns"]  # kinds, counts and number figures (they decide SQL types)
     by_key = lambda r: r["key"]  # noqa: E731
@@ -147,9 +147,31 @@ def _one_odd_line(tmp_path, odd):
     return export, spec, resolve(str(tmp_path / "store"))
 
 
+def compare(fast_loc, fast, py_loc, py) -> None:
+    assert fast["items"] == py["items"] and fast["columns"] == py["columns"]
+    for kind, sort in (("rows", lambda r: r["key"]), ("cols", lambda r: r["_key"]),
+                       ("inv", lambda r: (r["path"], r["kind"], r["value"] or "", r["key"]))):
+        assert rows(fast_loc, fast, kind, sort) == rows(py_loc, py, kind, sort)
+
+
 @pytest.mark.parametrize("odd", VALID_BUT_OUTSIDE)
-def test_valid_lines_outside_the_domain_are_built_by_the_python_path(tmp_path, odd):
+def test_valid_lines_outside_the_domain_are_shaped_by_python_inside_the_fast_build(tmp_path, monkeypatch, odd):
     export, spec, loc = _one_odd_line(tmp_path, odd)
+    fast = build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, f"export:{export.summary.export_id}")
+    assert fast is not None and fast["extra"]["python_lines"] == 1
+    assert len(fast["parts"]["rows"]) == 2  # the DuckDB part and the Python part
+    py_loc = resolve(str(tmp_path / "py"))
+    monkeypatch.setenv("DYNADEX_BUILD", "python")
+    build_chunk(export, spec, py_loc, "T", "b1", *KEY, 5)
+    compare(loc, fast, py_loc, read_manifest(py_loc, "T", "b1", spec.chunk_id))
+
+
+def test_too_many_lines_outside_the_domain_send_the_chunk_to_the_python_path(tmp_path, monkeypatch):
+    from dynadex.export import fastbuild
+
+    monkeypatch.setattr(fastbuild, "MIXED_MIN_LINES", 0)
+    monkeypatch.setattr(fastbuild, "MIXED_FRACTION", 0.01)
+    export, spec, loc = _one_odd_line(tmp_path, VALID_BUT_OUTSIDE[0])
     assert build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, "o") is None
     assert read_manifest(loc, "T", "b1", spec.chunk_id) is None  # nothing staged as complete
     result = build_chunk(export, spec, loc, "T", "b1", *KEY, 5)  # the dispatcher falls back, exactly
@@ -181,10 +203,8 @@ def test_fast_build_equals_python_build_for_each_key_type(tmp_path, monkeypatch,
     build_chunk(export, spec, py_loc, "T", "b1", ("id",), (key_type,), 5)
     py = read_manifest(py_loc, "T", "b1", spec.chunk_id)
     fast = build_chunk_fast(export, spec, fast_loc, "T", "b1", ("id",), (key_type,), 5, f"export:{export.summary.export_id}")
-    assert fast is not None and fast["columns"] == py["columns"]
-    for kind, sort in (("rows", lambda r: r["key"]), ("cols", lambda r: r["_key"]),
-                       ("inv", lambda r: (r["path"], r["kind"], r["value"] or "", r["key"]))):
-        assert rows(fast_loc, fast, kind, sort) == rows(py_loc, py, kind, sort)
+    assert fast is not None and fast["extra"]["python_lines"] == 0
+    compare(fast_loc, fast, py_loc, py)
 
 
 def test_a_gzip_cut_before_its_trailer_is_declined(tmp_path):
@@ -203,3 +223,16 @@ def test_a_gzip_cut_before_its_trailer_is_declined(tmp_path):
     assert build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, "o") is None
     with pytest.raises(Exception, match="truncated gzip"):
         build_chunk(export, spec, loc, "T", "b1", *KEY, 5)
+
+
+def test_the_genuine_aws_export_takes_the_fast_path_and_matches(genuine_export, tmp_path, monkeypatch):
+    """The ground truth: the export AWS wrote (unsorted attributes and sets) is inside the domain."""
+    export = read_export(str(genuine_export.summary_path))
+    [spec] = plan_chunks(export.files, 10**15)
+    py_loc, fast_loc = resolve(str(tmp_path / "py")), resolve(str(tmp_path / "fast"))
+    monkeypatch.setenv("DYNADEX_BUILD", "python")
+    build_chunk(export, spec, py_loc, "T", "b1", ("id",), ("S",), 5)
+    py = read_manifest(py_loc, "T", "b1", spec.chunk_id)
+    fast = build_chunk_fast(export, spec, fast_loc, "T", "b1", ("id",), ("S",), 5, f"export:{export.summary.export_id}")
+    assert fast is not None and fast["items"] == 3 and fast["extra"]["python_lines"] == 0
+    compare(fast_loc, fast, py_loc, py)

@@ -39,13 +39,17 @@ import shutil
 import tempfile
 import time
 
+import pyarrow.parquet as pq
+
 from dynadex.export.manifest import Export
 from dynadex.export.plan import ChunkSpec
 from dynadex.export.source import LocalSource
+from dynadex.export.records import parse_json_line
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreLocation
 from dynadex.store.names import KEY_COLUMN, staging_name
-from dynadex.store.segments import MANIFEST, _atomic_write, segment_dir, uri
+from dynadex.store.segments import MANIFEST, _atomic_write, columns_arrow, inverted_arrow, rows_arrow, segment_dir, uri
+from dynadex.store.shape import NumberStats, Shaped
 
 log = logging.getLogger("dynadex.build")
 
@@ -53,6 +57,9 @@ SAMPLE_ROWS = 20_000
 # DuckDB's own limit for a chunk build (it spills beyond it): keeps the whole task under 2 GB, measured
 BUILD_MEMORY = "1100MB"
 ROUNDS = 3  # structure refinements from lines the sample did not cover
+# Lines still outside the domain after the refinements are shaped by the exact Python code, as long as they
+# are few; otherwise the whole chunk goes to the Python path.
+MIXED_MIN_LINES, MIXED_FRACTION, MIXED_MAX_LINES = 1_000, 0.10, 200_000
 _SCALAR = {"S": "VARCHAR", "N": "VARCHAR", "B": "VARCHAR", "BOOL": "BOOLEAN", "NULL": "BOOLEAN"}
 _SETS = ("SS", "NS", "BS")
 # canonical numbers, as dynadex.types._PLAIN_INT / _PLAIN_DEC (digit count checked separately)
@@ -116,29 +123,37 @@ def _merge(a, b):
     raise OutsideFastPath(f"conflicting JSON types {a!r} and {b!r}")
 
 
-def _check_av(spec, where: str) -> None:
-    """An attribute-value structure: tag -> structure of its value, each as DynamoDB JSON allows."""
-    if not isinstance(spec, dict) or not spec:
-        raise OutsideFastPath(f"{where}: not an attribute value")
+def _clean_av(spec):
+    """The attribute-value structure with everything DynamoDB JSON does not allow pruned (None if nothing
+    is left). Lines holding a pruned part regenerate shorter than they are, so the guard sends them to
+    Python, which names what is wrong."""
+    if not isinstance(spec, dict):
+        return None
+    out = {}
     for tag, sub in spec.items():
         if tag in _SCALAR:
-            if sub != _SCALAR[tag]:
-                raise OutsideFastPath(f"{where}: {tag} holds {sub}")
+            keep = sub == _SCALAR[tag]
         elif tag in _SETS:
-            if sub != ["VARCHAR"]:
-                raise OutsideFastPath(f"{where}: {tag} holds {sub}")
+            keep = sub == ["VARCHAR"]
         elif tag == "M":
-            if not isinstance(sub, dict) or not sub:
-                raise OutsideFastPath(f"{where}: M holds {sub}")
-            for name, child in sub.items():
-                _check_av(child, f"{where}.{name}")
+            sub = {name: c for name, c in ((name, _clean_av(child)) for name, child in sub.items()) if c} if isinstance(sub, dict) else {}
+            keep = bool(sub)
         elif tag == "L":
-            if not isinstance(sub, list) or len(sub) != 1:
-                raise OutsideFastPath(f"{where}: L holds {sub}")
-            if sub[0] != "NULL":
-                _check_av(sub[0], f"{where}[]")
+            keep = isinstance(sub, list) and len(sub) == 1
+            if keep and sub[0] != "NULL":
+                sub = [_clean_av(sub[0])]
+                keep = sub[0] is not None
         else:
-            raise OutsideFastPath(f"{where}: unknown tag {tag}")
+            keep = False
+        if keep:
+            out[tag] = sub
+    return out or None
+
+
+def _clean(structure) -> dict:
+    if not isinstance(structure, dict):
+        raise OutsideFastPath("no item structure")
+    return {name: c for name, c in ((name, _clean_av(av)) for name, av in structure.items()) if c}
 
 
 def _duck_type(spec):
@@ -402,18 +417,14 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
                 raise OutsideFastPath(f"{f['key']}: gzip trailer size {isize} differs from {size} bytes read")
         total = sum(n for n, _ in counts.values())
         json_bytes = con.execute("SELECT coalesce(sum(strlen(line) + 1), 0) FROM lines").fetchone()[0]
-        structure = "NULL"
         sample = con.execute(
             "SELECT json_group_structure(json_extract(line, '$.Item')) FROM "
             f"((SELECT line FROM lines LIMIT 1000) UNION ALL (SELECT line FROM lines USING SAMPLE {SAMPLE_ROWS} ROWS))"
         ).fetchone()[0]
-        structure = _merge(structure, json.loads(sample) if sample else "NULL")
+        structure = _clean(json.loads(sample) if sample else "NULL")
         steps("sample")
+        bad = 0
         for _round in range(ROUNDS):
-            if not isinstance(structure, dict):
-                raise OutsideFastPath("no item structure")
-            for name, av in structure.items():
-                _check_av(av, name)
             for name, t in zip(key_names, key_types):
                 if t not in structure.get(name, {}):
                     raise OutsideFastPath(f"key {name} never has type {t}")
@@ -422,14 +433,21 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
             if not bad:
                 break
             more = con.execute("SELECT json_group_structure(json_extract(bad_line, '$.Item')) FROM typed WHERE NOT ok").fetchone()[0]
-            merged = _merge(structure, json.loads(more))
+            try:
+                merged = _clean(_merge(structure, json.loads(more)))
+            except OutsideFastPath:
+                break  # what the sample missed is not DynamoDB JSON we can type: those lines go to Python
             if merged == structure:
-                raise OutsideFastPath(f"{bad} lines outside the fast path's domain")
+                break  # the structure covers them; they are outside the domain for another reason
             structure = merged
-        else:
-            raise OutsideFastPath("structure did not settle")
+        if bad > max(MIXED_MIN_LINES, total * MIXED_FRACTION) or bad > MIXED_MAX_LINES:
+            raise OutsideFastPath(f"{bad} lines outside the fast path's domain")
         con.execute("DROP TABLE lines")
         parts, columns = _write(con, location, seg_dir, structure, key_names, key_types, version, origin, steps)
+        if bad:
+            shaped = _python_part(con, fs, location, seg_dir, key_names, key_types, version, origin, parts, columns)
+            steps(f"python part ({shaped} lines)")
+            columns = dict(sorted(columns.items()))
         manifest = {
             "table": table,
             "build_id": build_id,
@@ -439,7 +457,7 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
             "key_types": list(key_types),
             "parts": parts,
             "columns": columns,
-            "extra": {"files": [f["key"] for f in spec.files], "built_by": "duckdb", "json_bytes": int(json_bytes),
+            "extra": {"files": [f["key"] for f in spec.files], "built_by": "duckdb", "python_lines": bad, "json_bytes": int(json_bytes),
                       "gzip_bytes": sum(os.path.getsize(p) for p in files)},
         }
         data = json.dumps(manifest, indent=1).encode()
@@ -496,7 +514,7 @@ def _write(con, location, seg_dir, structure, key_names, key_types, version, ori
         key_cols.append(f"{'from_base64(' + f + ')' if t == 'B' else f} AS {col}")
     rows_path = f"{seg_dir}/rows-00000.parquet"
     con.execute(f"COPY (SELECT key, {', '.join(key_cols)}, item, {int(version)}::BIGINT AS version, {_lit(origin)} AS origin "
-                f"FROM typed) TO {_lit(uri(location, rows_path))} (FORMAT parquet, COMPRESSION zstd)")
+                f"FROM typed WHERE ok) TO {_lit(uri(location, rows_path))} (FORMAT parquet, COMPRESSION zstd)")
     steps("rows")
     # columns (only those some item fills, as SegmentWriter has them)
     cols: list = []
@@ -505,7 +523,7 @@ def _write(con, location, seg_dir, structure, key_names, key_types, version, ori
     by_name = {staging_name(path, kind): (kind, expr) for path, kind, expr in cols}
     names = sorted(by_name)
     con.execute("CREATE TEMP TABLE cols AS SELECT " + ", ".join(
-        [f"key AS {_ident(KEY_COLUMN)}"] + [f"{by_name[n][1]} AS {_ident(n)}" for n in names]) + " FROM typed")
+        [f"key AS {_ident(KEY_COLUMN)}"] + [f"{by_name[n][1]} AS {_ident(n)}" for n in names]) + " FROM typed WHERE ok")
     aggs = []
     for n in names:
         c = _ident(n)
@@ -540,7 +558,34 @@ def _write(con, location, seg_dir, structure, key_names, key_types, version, ori
         _inverted(gen, f"{i}.{_ident(name)}", av, name, lists)
     inv_path = f"{seg_dir}/inv-00000.parquet"
     con.execute(f"COPY (SELECT p AS path, k AS kind, v AS value, key FROM (SELECT unnest(e, recursive := true), key FROM "
-                f"(SELECT key, {_concat(lists)} AS e FROM typed))) TO {_lit(uri(location, inv_path))} (FORMAT parquet, COMPRESSION zstd)")
+                f"(SELECT key, {_concat(lists)} AS e FROM typed WHERE ok))) TO {_lit(uri(location, inv_path))} (FORMAT parquet, COMPRESSION zstd)")
     steps("inverted")
     parts = {"rows": [uri(location, rows_path)], "cols": [uri(location, cols_path)], "inv": [uri(location, inv_path)]}
     return parts, columns
+
+
+def _python_part(con, fs, location, seg_dir, key_names, key_types, version, origin, parts, columns) -> int:
+    """Shape the lines the guard refused with the exact Python code, as one more part of the segment.
+
+    Any error declines the whole chunk (the caller's except): the Python path then reads the chunk and
+    raises its own message, with file and line."""
+    shaped = Shaped()
+    for (text,) in con.execute("SELECT bad_line FROM typed WHERE NOT ok").fetchall():
+        shaped.add(parse_json_line(text, "", 0).item, key_names, version, origin, key_types)
+    if not len(shaped):
+        return 0
+    for kind, table in (("rows", rows_arrow(shaped, key_types)), ("cols", columns_arrow(shaped)), ("inv", inverted_arrow(shaped))):
+        path = f"{seg_dir}/{kind}-00001.parquet"
+        _atomic_write(fs, path, lambda out, t=table: pq.write_table(t, out, compression="zstd"))
+        parts[kind].append(uri(location, path))
+    for (path, kind), values in shaped.columns.items():
+        name = staging_name(path, kind)
+        count = sum(1 for v in values if v is not None)
+        stats = shaped.number_stats.get((path, kind))
+        info = columns.setdefault(name, {"kind": kind, "count": 0, "number": None})
+        info["count"] += count
+        if stats is not None:
+            merged = NumberStats.from_dict(info["number"]) if info["number"] else NumberStats(True, 0, 0)
+            merged.merge(stats)
+            info["number"] = merged.to_dict()
+    return len(shaped)
