@@ -284,3 +284,16 @@ def test_settle_freezes_live_objects_and_still_collects_cycles(monkeypatch):
     gcpause.settle()  # due: unfreeze and collect everything
     assert ref() is None
     gc.unfreeze()
+
+
+def test_local_catalog_is_in_wal_mode_so_readers_never_block_the_writer(tmp_path):
+    """In rollback mode a reader's lock made commits wait a whole second in DuckDB's SQLite busy handler."""
+    import sqlite3
+
+    from dynadex.store import Store
+
+    with Store(str(tmp_path / "s"), read_only=False):
+        pass
+    con = sqlite3.connect(tmp_path / "s" / "catalog.sqlite")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()

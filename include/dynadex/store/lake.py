@@ -13,6 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ import duckdb
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreError, StoreLocation
 from dynadex.store.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
+
+log = logging.getLogger("dynadex.store")
 
 STATE_DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {ROW_SCHEMA}",
@@ -82,6 +85,8 @@ def _wal(catalog: Path) -> None:
     try:
         if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:  # another process has it open: try again at the next open
+        log.warning("catalog %s stays in rollback-journal mode for now: %s", catalog, exc)
     finally:
         con.close()
 
