@@ -216,8 +216,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for table_text, index_text in report.different:
         print(f"different:\n  table: {table_text}\n  index: {index_text}")
     verdict = "OK" if report.ok else "DIFFERENT"
+    shown = len(report.missing) + len(report.extra) + len(report.different)
+    total = report.missing_count + report.extra_count + report.different_count
     print(f"{args.table}: {report.table_items} items in the table, {report.index_items} in the index: {verdict} "
-          f"({len(report.missing)} missing, {len(report.extra)} extra, {len(report.different)} different)")
+          f"({report.missing_count} missing, {report.extra_count} extra, {report.different_count} different"
+          + (f"; the first {shown} shown" if shown < total else "") + ")")
     return 0 if report.ok else 1
 
 

@@ -236,3 +236,34 @@ def test_gap_beyond_pitr_window_needs_a_fresh_bootstrap(short_lived, tmp_path):
     bootstrap.run(ddb, "Ancient", bucket="dynadex-exports", store=store, poll_seconds=0.1)  # the re-bootstrap
     _, report = converge(store, "Ancient")
     assert report.ok and report.table_items == 3
+
+
+def test_verify_reports_every_difference_and_the_cli_exits_1(aws, tmp_path):
+    """Faults injected behind the sync's back: a missing, an extra and a changed item, each reported."""
+    ddb = new_table(aws, "Drift")
+    store = str(tmp_path / "store")
+    for k in range(30):
+        ddb.put_item(TableName="Drift", Item={"pk": {"S": f"k{k:02d}"}, "n": {"N": str(k)}})
+    bootstrap.run(ddb, "Drift", bucket="dynadex-exports", store=store, poll_seconds=0.1)
+    _, report = converge(store, "Drift")
+    assert report.ok and report.table_items == 30
+    # the table moves on while nothing syncs
+    ddb.put_item(TableName="Drift", Item={"pk": {"S": "new"}, "n": {"N": "1"}})  # missing from the index
+    ddb.delete_item(TableName="Drift", Key={"pk": {"S": "k00"}})  # extra in the index
+    ddb.put_item(TableName="Drift", Item={"pk": {"S": "k01"}, "n": {"N": "1.5"}})  # different
+    ddb.put_item(TableName="Drift", Item={"pk": {"S": "k02"}, "n": {"N": "2"}, "x": {"BOOL": True}})  # different
+    with Store(store) as st:
+        report = verify(st, "Drift", ddb, keep=1, batch=7)  # small batches and a short list: counts stay exact
+    assert not report.ok
+    assert (report.table_items, report.index_items) == (30, 30)
+    assert (report.missing_count, report.extra_count, report.different_count) == (1, 1, 2)
+    assert report.missing == ['{"n":{"N":"1"},"pk":{"S":"new"}}']
+    assert report.extra == ['{"n":{"N":"0"},"pk":{"S":"k00"}}']
+    assert report.different == [('{"n":{"N":"1.5"},"pk":{"S":"k01"}}', '{"n":{"N":"1"},"pk":{"S":"k01"}}')]
+    out = subprocess.run([sys.executable, "-m", "dynadex.cli", "verify", "Drift", "--store", store],
+                         capture_output=True, text=True, env={**os.environ})
+    assert out.returncode == 1
+    assert "DIFFERENT (1 missing, 1 extra, 2 different)" in out.stdout
+    assert 'missing from the index: {"n":{"N":"1"},"pk":{"S":"new"}}' in out.stdout
+    _, report = converge(store, "Drift")  # and the sync closes the gap
+    assert report.ok and report.table_items == 30
