@@ -17,6 +17,9 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 from dynadex.store import Checkpoint, PublishSpec, Store
 from dynadex.stream.sync import record_changes
@@ -56,7 +59,23 @@ def apply_bench(records: int, keys: int) -> None:
     print(f"apply: {records:,} records onto {keys:,} items in {s:.1f}s = {records / s:,.0f} records/s (1 core, batches of 10 000)")
 
 
-def freshness_bench(seconds: float, rate: float) -> None:
+def preload(store: str, table: str, items: int) -> None:
+    """Swap in a snapshot of ``items`` generated items that keeps the stream state bootstrap stored, so the
+    sync follows the live stream against an index of that size (the generated items are not in the table)."""
+    from gen_export import generate
+
+    from dynadex.ingest import ingest_export
+
+    with Store(store) as st:
+        state, cps = st.table_state(table), st.checkpoints(table)
+    root = tempfile.mkdtemp(prefix="dynadex-preload-")
+    summary = generate(Path(root), items, max(1, items // 62_500))
+    ingest_export(str(summary), table, "pk:S", store=store, workers=2, chunk_target_mb=64,
+                  stream_arn=state["stream_arn"], stream_start_micros=state["stream_start_micros"],
+                  checkpoints=[{"shard_id": s, **{k: v for k, v in cp.items() if k != "ended"}} for s, cp in cps.items()])
+
+
+def freshness_bench(seconds: float, rate: float, items: int = 0) -> None:
     from dynadex import bootstrap
     from dynadex.local_aws import running
 
@@ -71,6 +90,8 @@ def freshness_bench(seconds: float, rate: float) -> None:
         store = tempfile.mkdtemp(prefix="dynadex-fresh-")
         ddb.put_item(TableName="Fresh", Item={"pk": {"S": "seed"}, "w": {"N": "0"}})
         bootstrap.run(ddb, "Fresh", bucket="dynadex-exports", store=store, poll_seconds=0.2)
+        if items:
+            preload(store, "Fresh", items)
         env = {**os.environ, "DYNADEX_BATCH_SECONDS": "0.1", "DYNADEX_IDLE_MAX_SECONDS": "0.2"}
         sync = subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", "Fresh", "--for", str(seconds + 15),
                                  "--store", store], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,7 +124,8 @@ def freshness_bench(seconds: float, rate: float) -> None:
         sync.terminate()
         sync.wait()
         lags = sorted(seen[i] - acked[i] for i in seen if i in acked)
-        print(f"freshness: {len(lags)} writes at {rate:g}/s over {seconds:g}s: lag p50 {lags[len(lags) // 2]:.2f}s "
+        print(f"freshness: {len(lags)} writes at {rate:g}/s over {seconds:g}s, index of {items + 1:,} items: "
+              f"lag p50 {lags[len(lags) // 2]:.2f}s "
               f"p99 {lags[int(len(lags) * 0.99)]:.2f}s max {lags[-1]:.2f}s")
 
 
@@ -113,6 +135,7 @@ if __name__ == "__main__":
     ap.add_argument("--keys", type=int, default=50_000)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rate", type=float, default=20)
+    ap.add_argument("--index-items", type=int, default=0, help="freshness against an index preloaded with this many items")
     a = ap.parse_args()
     apply_bench(a.records, a.keys)
-    freshness_bench(a.seconds, a.rate)
+    freshness_bench(a.seconds, a.rate, a.index_items)

@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_verify)
 
-    p = sub.add_parser("maintain", help="compact small files and expire old snapshots")
+    p = sub.add_parser("maintain", help="prune superseded inverted entries, compact small files, expire old snapshots")
     p.add_argument("--keep-seconds", type=float, default=3600, help="keep snapshots younger than this (default 3600)")
     _store_args(p)
     p.set_defaults(func=_cmd_maintain)

@@ -5,7 +5,8 @@ alternates full publishes (each build has a different item count and a
 build tag on every item) with change batches that move value between two
 items (the total stays constant). The reader checks, on every query, that
 what it sees is one whole snapshot: one build tag, the build's item count in
-all three indexes, and the constant total.
+all three indexes (current inverted entries: batches append, see
+store/writes.py), and the constant total.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ READER = textwrap.dedent(
             cols, rows = st.query(
                 "SELECT (SELECT count(*) FROM T), (SELECT count(DISTINCT build) FROM T), (SELECT min(build) FROM T),"
                 " (SELECT sum(x) FROM T), (SELECT count(*) FROM row_index.T),"
-                " (SELECT count(*) FROM inverted_index.T WHERE path = 'tag'),"
+                " (SELECT count(*) FROM inverted_index.T i JOIN row_index.T r USING (key)"
+                "  WHERE i.path = 'tag' AND r.write_id IS NOT DISTINCT FROM i.write_id),"  # current entries only
                 " (SELECT count(DISTINCT value) FROM inverted_index.T WHERE path = 'tag')")
             n, builds, build, total, rows_n, inv_n, inv_tags = rows[0]
             expected = 200 + 37 * (build % 5)

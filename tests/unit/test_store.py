@@ -297,3 +297,38 @@ def test_local_catalog_is_in_wal_mode_so_readers_never_block_the_writer(tmp_path
     con = sqlite3.connect(tmp_path / "s" / "catalog.sqlite")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
+
+
+def test_superseded_inverted_entries_never_answer_and_maintain_prunes_them(tmp_path):
+    """Batches only append inverted entries; find keeps the key's current write, even within one second."""
+    item = lambda city, n: canonical_item({"pk": {"S": "a"}, "city": {"S": city}, "n": {"N": str(n)}})  # noqa: E731
+    publish_items(tmp_path, "T", [item("Paris", 0), canonical_item({"pk": {"S": "b"}, "city": {"S": "Paris"}})])
+    with Store(str(tmp_path), read_only=False) as st:
+        # two batches within the same second: same version, so only the write id tells them apart
+        st.apply("T", [Change({"pk": {"S": "a"}}, item("Rome", 1), 7_000_000, "s1")])
+        st.apply("T", [Change({"pk": {"S": "a"}}, item("Oslo", 2), 7_000_000, "s2")])
+        st.apply("T", [Change({"pk": {"S": "b"}}, None, 7_000_000, "s3")])  # a delete leaves entries behind too
+        assert st.find("T", "city=Paris") == [] and st.find("T", "city=Rome") == []
+        assert st.find("T", "city=Oslo") == [canonical_json(item("Oslo", 2))]
+        assert st.find("T", "n=1") == [] and st.find("T", "n=0") == [] and len(st.find("T", "n=2")) == 1
+        assert st.find("T", "city=Oslo", limit=1) == st.find("T", "city=Oslo")
+        raw = st.query("SELECT count(*) FROM inverted_index.T")[1][0][0]
+        assert raw > 3  # the superseded entries are still stored ...
+        answers = {q: st.find("T", q) for q in ("city=Paris", "city=Rome", "city=Oslo", "n=2", "pk=a", "pk=b")}
+        result = st.compact()
+        assert result["stale_inverted_entries_removed"] == raw - 3  # ... until maintenance prunes them
+        assert st.query("SELECT count(*) FROM inverted_index.T")[1][0][0] == 3  # pk, city, n of the one live item
+        assert {q: st.find("T", q) for q in answers} == answers
+
+
+def test_a_store_from_before_write_ids_gets_them_on_the_first_batch(tmp_path):
+    publish_items(tmp_path, "T", [canonical_item({"pk": {"S": "a"}, "city": {"S": "Paris"}}),
+                                  canonical_item({"pk": {"S": "b"}, "city": {"S": "Lima"}})])
+    with Store(str(tmp_path), read_only=False) as st:
+        with st.lake.transaction():
+            st.lake.con.execute("ALTER TABLE row_index.T DROP COLUMN write_id")
+            st.lake.con.execute("ALTER TABLE inverted_index.T DROP COLUMN write_id")
+    with Store(str(tmp_path), read_only=False) as st:
+        st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "city": {"S": "Rome"}}), 9, "s")])
+        assert st.find("T", "city=Lima") != []  # untouched rows and entries: both NULL, still live
+        assert st.find("T", "city=Paris") == [] and st.find("T", "city=Rome") != []

@@ -79,7 +79,7 @@ class Store:
         return self.lake.require_table(table)
 
     def compact(self) -> dict:
-        return maintenance.compact(self.lake)
+        return {**maintenance.prune_stale(self.lake), **maintenance.compact(self.lake)}
 
     def expire(self, keep: dt.timedelta = dt.timedelta(hours=1)) -> dict:
         return maintenance.expire(self.lake, keep)

@@ -5,6 +5,9 @@ Invariants:
 * ONE DuckLake transaction holds the batch's effect on the three indexes,
   the new shard checkpoints and the table's last-change time: a crash at any
   instant leaves either all of it or none of it.
+* A replaced key's inverted entries are not deleted: the new ones carry a
+  new write id and readers keep only entries whose write id is the row's
+  (store/writes.py); ``maintain`` prunes the rest.
 * Within a batch, the last change of a key wins (changes come in sequence
   order). Across batches, a change whose version is older than the stored
   one is ignored: a stale version never overwrites a newer one (equal
@@ -21,11 +24,13 @@ import pyarrow as pa
 
 from dynadex.gcpause import settle
 
-from dynadex.store.lake import Lake
-from dynadex.store.names import KEY_COLUMN, STATE_SCHEMA, column_table, inverted_table, quote, row_table
+from dynadex.store.lake import ALIAS, Lake
+from dynadex.store.names import (INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, STATE_SCHEMA, column_table, inverted_table,
+                                 quote, row_table)
 from dynadex.store.registry import Registry
 from dynadex.store.segments import KIND_ARROW, inverted_arrow, rows_arrow
 from dynadex.store.shape import NUMERIC_KINDS, KeyError_, Shaped, key_text, number_fits
+from dynadex.store.writes import next_write_id
 
 
 @dataclass(frozen=True)
@@ -62,15 +67,9 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
     applied = {"upserts": 0, "deletes": 0, "stale": 0, "columns_added": 0}
     newest = max((c.version for c in changes), default=None)
     with lake.transaction():
+        _ensure_write_ids(lake, table)
         if last:
-            batch_keys = pa.table({"key": pa.array(list(last), pa.string())})
-            con.register("dynadex_batch_keys", batch_keys)
-            stored = dict(
-                con.execute(
-                    f"SELECT r.key, r.version FROM {row_table(table)} r JOIN dynadex_batch_keys b ON r.key = b.key"
-                ).fetchall()
-            )
-            con.unregister("dynadex_batch_keys")
+            stored = dict(_keyed(con, f"SELECT r.key, r.version FROM {row_table(table)} r", "r.key", list(last)))
             winners = {}
             for key, ch in last.items():
                 old = stored.get(key)
@@ -79,15 +78,12 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                     continue
                 winners[key] = ch
             if winners:
-                # only keys the index holds have rows to remove (the three indexes are always written together)
+                # only keys the index holds have rows to remove; their inverted entries stay, superseded by
+                # the new write id (store/writes.py), until maintenance prunes them
                 present = [k for k in winners if k in stored]
                 if present:
-                    con.register("dynadex_apply_keys", pa.table({"key": pa.array(present, pa.string())}))
-                    con.execute(f"DELETE FROM {row_table(table)} AS t USING dynadex_apply_keys k WHERE t.key = k.key")
-                    con.execute(f"DELETE FROM {column_table(table)} AS t USING dynadex_apply_keys k "
-                                f"WHERE t.{quote(KEY_COLUMN)} = k.key")
-                    con.execute(f"DELETE FROM {inverted_table(table)} AS t USING dynadex_apply_keys k WHERE t.key = k.key")
-                    con.unregister("dynadex_apply_keys")
+                    _keyed(con, f"DELETE FROM {row_table(table)} AS t", "t.key", present)
+                    _keyed(con, f"DELETE FROM {column_table(table)} AS t", f"t.{quote(KEY_COLUMN)}", present)
                 shaped = Shaped()
                 for key, ch in winners.items():
                     if ch.item is None:
@@ -98,7 +94,7 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                         shaped.add(ch.item, key_names, ch.version, ch.origin, key_types, key=key)
                         applied["upserts"] += 1
                 if len(shaped):
-                    applied["columns_added"] = _insert(lake, table, key_types, shaped)
+                    applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id())
         if replace_checkpoints:
             con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?", [table])
         if checkpoints:
@@ -133,7 +129,41 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
     return applied
 
 
-def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped) -> int:
+IN_LIST_KEYS = 1000
+
+
+def _keyed(con, statement: str, column: str, keys: list) -> list:
+    """Run ``statement`` restricted to ``column`` in ``keys``; return its rows.
+
+    Few keys go as an IN list, which DuckDB checks against each row group's min/max (the row and column
+    indexes are sorted by key, in small row groups), so only the groups holding them are read: 3x faster
+    than a join at 1 M items. Many keys go as a join with a registered Arrow table."""
+    if len(keys) <= IN_LIST_KEYS:
+        return con.execute(f"{statement} WHERE {column} IN ({', '.join('?' for _ in keys)})", keys).fetchall()
+    con.register("dynadex_keys", pa.table({"key": pa.array(keys, pa.string())}))
+    try:
+        verb = "USING" if statement.startswith("DELETE") else "JOIN"
+        on = "WHERE" if verb == "USING" else "ON"
+        return con.execute(f"{statement} {verb} dynadex_keys k {on} {column} = k.key").fetchall()
+    finally:
+        con.unregister("dynadex_keys")
+
+
+def _ensure_write_ids(lake: Lake, table: str) -> None:
+    """Stores published before write ids existed get the columns (NULL for what is there)."""
+    done = lake.__dict__.setdefault("_write_id_tables", set())
+    if table in done:
+        return
+    for qualified, schema in ((row_table(table), ROW_SCHEMA), (inverted_table(table), INVERTED_SCHEMA)):
+        has = lake.con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ? "
+            "AND column_name = 'write_id'", [ALIAS, schema, table]).fetchone()[0]
+        if not has:
+            lake.con.execute(f"ALTER TABLE {qualified} ADD COLUMN write_id BIGINT")
+    done.add(table)
+
+
+def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, write_id: int) -> int:
     con = lake.con
     registry = Registry.load(con, table)
     shaped.pad()
@@ -173,8 +203,8 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped) 
 
     con.register("dynadex_rows", rows_arrow(shaped, key_types))
     key_cols = "key, pk" + (", sk" if len(key_types) > 1 else "")
-    con.execute(f"INSERT INTO {row_table(table)} ({key_cols}, item, version, origin) "
-                f"SELECT {key_cols}, item, version, origin FROM dynadex_rows")
+    con.execute(f"INSERT INTO {row_table(table)} ({key_cols}, item, version, origin, write_id) "
+                f"SELECT {key_cols}, item, version, origin, ? FROM dynadex_rows", [write_id])
     con.unregister("dynadex_rows")
 
     arrays = {KEY_COLUMN: pa.array(shaped.keys, pa.string())}
@@ -190,7 +220,8 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped) 
     con.unregister("dynadex_cols")
 
     con.register("dynadex_inv", inverted_arrow(shaped))
-    con.execute(f"INSERT INTO {inverted_table(table)} SELECT path, kind, value, key FROM dynadex_inv")
+    con.execute(f"INSERT INTO {inverted_table(table)} (path, kind, value, key, write_id) "
+                f"SELECT path, kind, value, key, ? FROM dynadex_inv", [write_id])
     con.unregister("dynadex_inv")
     return len(new_columns)
 

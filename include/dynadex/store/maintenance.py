@@ -1,4 +1,5 @@
-"""Store upkeep: merge small files, flush inlined rows, expire old snapshots, delete their files.
+"""Store upkeep: prune superseded inverted entries, merge small files, flush inlined rows, expire old
+snapshots, delete their files.
 
 Invariant: maintenance never changes what a query at the current snapshot
 returns; it only rewrites storage. Snapshots younger than ``keep`` stay
@@ -10,6 +11,19 @@ from __future__ import annotations
 import datetime as dt
 
 from dynadex.store.lake import ALIAS, Lake
+from dynadex.store.names import inverted_table, row_table
+from dynadex.store.writes import LIVE
+
+
+def prune_stale(lake: Lake) -> dict:
+    """Delete inverted entries whose key's row is gone or carries another write id (writes.py)."""
+    removed = 0
+    for table in lake.source_tables():
+        with lake.transaction():
+            removed += lake.con.execute(
+                f"DELETE FROM {inverted_table(table)} AS i WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {row_table(table)} AS r WHERE r.key = i.key AND {LIVE})").fetchone()[0]
+    return {"stale_inverted_entries_removed": removed}
 
 
 def compact(lake: Lake) -> dict:

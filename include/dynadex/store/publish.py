@@ -32,6 +32,7 @@ from dynadex.store.names import (
 from dynadex.store.registry import Registry
 from dynadex.store.segments import read_manifest, remove_build
 from dynadex.store.shape import NumberStats
+from dynadex.store.writes import BULK_WRITE_ID
 
 
 class PublishRefused(DynadexError, ValueError):
@@ -65,7 +66,7 @@ def row_index_ddl(table: str, key_types: tuple[str, ...]) -> str:
     cols = ["key VARCHAR", f"pk {sql(key_types[0])}"]
     if len(key_types) > 1:
         cols.append(f"sk {sql(key_types[1])}")
-    cols += ["item VARCHAR", "version BIGINT", "origin VARCHAR"]
+    cols += ["item VARCHAR", "version BIGINT", "origin VARCHAR", "write_id BIGINT"]
     return f"CREATE TABLE {row_table(table)} ({', '.join(cols)})"
 
 
@@ -134,7 +135,7 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
         if rows:
             key_cols = "key, pk" + (", sk" if len(spec.key_types) > 1 else "")
             con.execute(
-                f"INSERT INTO {row_table(spec.table)} SELECT {key_cols}, item, version, origin "
+                f"INSERT INTO {row_table(spec.table)} SELECT {key_cols}, item, version, origin, {BULK_WRITE_ID} "
                 "FROM read_parquet(?) ORDER BY key",
                 [rows],
             )
@@ -149,10 +150,11 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
                 f"FROM read_parquet(?, union_by_name = true) ORDER BY {quote(KEY_COLUMN)}",
                 [cols],
             )
-        con.execute(f"CREATE TABLE {inverted_table(spec.table)} (path VARCHAR, kind VARCHAR, value VARCHAR, key VARCHAR)")
+        con.execute(f"CREATE TABLE {inverted_table(spec.table)} (path VARCHAR, kind VARCHAR, value VARCHAR, key VARCHAR, "
+                    "write_id BIGINT)")
         if inv:
             con.execute(
-                f"INSERT INTO {inverted_table(spec.table)} SELECT path, kind, value, key "
+                f"INSERT INTO {inverted_table(spec.table)} SELECT path, kind, value, key, {BULK_WRITE_ID} "
                 "FROM read_parquet(?) ORDER BY path, value, key",
                 [inv],
             )

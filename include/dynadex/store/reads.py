@@ -157,29 +157,44 @@ def find(lake: Lake, table: str, expression: str, limit: int | None = None) -> l
     parts, params = [], []
     for kind, v in _value_candidates(value):
         if v is None:
-            parts.append(f"SELECT key FROM {inverted_table(table)} WHERE path = ? AND kind = ? AND value IS NULL")
+            parts.append(f"SELECT key, write_id FROM {inverted_table(table)} WHERE path = ? AND kind = ? AND value IS NULL")
             params += [path, kind]
         else:
-            parts.append(f"SELECT key FROM {inverted_table(table)} WHERE path = ? AND value = ? AND kind = ?")
+            parts.append(f"SELECT key, write_id FROM {inverted_table(table)} WHERE path = ? AND value = ? AND kind = ?")
             params += [path, v, kind]
-    keys = sorted({r[0] for r in lake.con.execute(" UNION ALL ".join(parts), params).fetchall()})
-    if limit:
-        keys = keys[: int(limit)]
+    hits: dict = {}  # key -> write ids of its matching entries (superseded ones are dropped below)
+    for key, write_id in lake.con.execute(" UNION ALL ".join(parts), params).fetchall():
+        hits.setdefault(key, set()).add(write_id)
+    keys = sorted(hits)
+    items: list[str] = []
+    want = int(limit) if limit else None
+    # without a limit, many hits are fetched in one join; with one, page by page until it is reached
+    pages = [keys] if want is None else [keys[i:i + FETCH_BY_LIST] for i in range(0, len(keys), FETCH_BY_LIST)]
+    for page in pages:
+        for key, write_id, item in _rows_of(lake, table, page):
+            if write_id in hits[key]:  # the entry belongs to the key's current write (writes.py)
+                items.append(item)
+                if want is not None and len(items) >= want:
+                    return items
+    return items
+
+
+def _rows_of(lake: Lake, table: str, keys: list[str]) -> list:
+    """(key, write_id, item) of the given keys, in key order (an IN list prunes the key-sorted files)."""
     if not keys:
         return []
     if len(keys) <= FETCH_BY_LIST:
         marks = ", ".join("?" for _ in keys)
-        rows = lake.con.execute(f"SELECT item FROM {row_table(table)} WHERE key IN ({marks}) ORDER BY key", keys).fetchall()
-    else:
-        import pyarrow as pa
+        return lake.con.execute(f"SELECT key, write_id, item FROM {row_table(table)} WHERE key IN ({marks}) ORDER BY key",
+                                keys).fetchall()
+    import pyarrow as pa
 
-        lake.con.register("dynadex_find_keys", pa.table({"key": pa.array(keys, pa.string())}))
-        try:
-            rows = lake.con.execute(f"SELECT r.item FROM {row_table(table)} r JOIN dynadex_find_keys k ON r.key = k.key "
-                                    "ORDER BY r.key").fetchall()
-        finally:
-            lake.con.unregister("dynadex_find_keys")
-    return [r[0] for r in rows]
+    lake.con.register("dynadex_find_keys", pa.table({"key": pa.array(keys, pa.string())}))
+    try:
+        return lake.con.execute(f"SELECT r.key, r.write_id, r.item FROM {row_table(table)} r JOIN dynadex_find_keys k "
+                                "ON r.key = k.key ORDER BY r.key").fetchall()
+    finally:
+        lake.con.unregister("dynadex_find_keys")
 
 
 def dump(lake: Lake, table: str):
