@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import random
 import subprocess
@@ -57,6 +58,30 @@ def apply_bench(records: int, keys: int) -> None:
             st.apply("S", changes, [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])])
         s = time.perf_counter() - t
     print(f"apply: {records:,} records onto {keys:,} items in {s:.1f}s = {records / s:,.0f} records/s (1 core, batches of 10 000)")
+
+
+def batch_latency(store: str, table: str, changes: int = 20, batches: int = 6) -> None:
+    """Small change batches (upserts of random existing keys) applied to an existing store, e.g. the one
+    bench_build.py's (d) leaves: what one stream batch costs against an index of that size."""
+    from dynadex.store import Change
+
+    rnd = random.Random(3)
+    with Store(store, read_only=False) as st:
+        names, _ = st.lake.key_spec(table)
+        texts = [r[0] for r in st.query(f'SELECT item FROM row_index."{table}" USING SAMPLE 2000 ROWS')[1]]
+        times = []
+        for b in range(batches):
+            batch = []
+            for text in rnd.sample(texts, changes):
+                item = canonical_item(json.loads(text))
+                item["bench_touch"] = {"N": str(b)}
+                batch.append(Change({k: item[k] for k in names}, item, 4_000_000_000_000_000 + b, "bench"))
+            t = time.perf_counter()
+            st.apply(table, batch)
+            times.append(time.perf_counter() - t)
+        items = st.query(f'SELECT count(*) FROM row_index."{table}"')[1][0][0]
+    print(f"batch latency: {changes} changes per batch onto {items:,} items: "
+          + ", ".join(f"{x:.2f}s" for x in times) + " (the first pays for opening files)")
 
 
 def preload(store: str, table: str, items: int) -> None:
@@ -136,6 +161,11 @@ if __name__ == "__main__":
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rate", type=float, default=20)
     ap.add_argument("--index-items", type=int, default=0, help="freshness against an index preloaded with this many items")
+    ap.add_argument("--batch-store", help="only measure small-batch latency on this existing store (e.g. bench_build's store2)")
+    ap.add_argument("--batch-table", default="Bench")
     a = ap.parse_args()
-    apply_bench(a.records, a.keys)
-    freshness_bench(a.seconds, a.rate, a.index_items)
+    if a.batch_store:
+        batch_latency(a.batch_store, a.batch_table)
+    else:
+        apply_bench(a.records, a.keys)
+        freshness_bench(a.seconds, a.rate, a.index_items)
