@@ -97,11 +97,6 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _json_lit(text: str) -> str:
-    """SQL literal of the JSON text of a string, exactly as Python's json.dumps(ensure_ascii=False)."""
-    return _lit(json.dumps(text, ensure_ascii=False))
-
-
 # ------------------------------------------------------------ the structure
 
 
@@ -136,7 +131,8 @@ def _clean_av(spec):
         elif tag in _SETS:
             keep = sub == ["VARCHAR"]
         elif tag == "M":
-            sub = {name: c for name, c in ((name, _clean_av(child)) for name, child in sub.items()) if c} if isinstance(sub, dict) else {}
+            children = ((name, _clean_av(child)) for name, child in sub.items()) if isinstance(sub, dict) else ()
+            sub = {name: c for name, c in children if c}
             keep = bool(sub)
         elif tag == "L":
             keep = isinstance(sub, list) and len(sub) == 1
@@ -207,7 +203,8 @@ class _Gen:
                 t = f"'{{\"SS\":' || to_json(list_sort({f}))::VARCHAR || '}}'"
             elif tag == "NS":
                 v = self.var()
-                t = f"'{{\"NS\":[' || array_to_string(list_transform({self.ns_sorted(f)}, {v} -> '\"' || {v} || '\"'), ',') || ']}}'"
+                quoted = f"list_transform({self.ns_sorted(f)}, {v} -> '\"' || {v} || '\"')"
+                t = f"'{{\"NS\":[' || array_to_string({quoted}, ',') || ']}}'"
             elif tag == "BS":
                 v = self.var()
                 t = (f"'{{\"BS\":[' || array_to_string(list_transform({self.bs_sorted_blobs(f)}, "
@@ -228,7 +225,8 @@ class _Gen:
         parts = []
         for name in sorted(fields):
             f = f"{e}.{_ident(name)}"
-            parts.append(f"CASE WHEN {f} IS NOT NULL THEN {_lit(json.dumps(name, ensure_ascii=False) + ':')} || {self.text(f, fields[name])} END")
+            label = _lit(json.dumps(name, ensure_ascii=False) + ":")
+            parts.append(f"CASE WHEN {f} IS NOT NULL THEN {label} || {self.text(f, fields[name])} END")
         return "'{' || concat_ws(',', " + ", ".join(parts) + ") || '}'"
 
     def plain(self, e: str, spec: dict) -> str:
@@ -432,7 +430,8 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
             steps("parse+check")
             if not bad:
                 break
-            more = con.execute("SELECT json_group_structure(json_extract(bad_line, '$.Item')) FROM typed WHERE NOT ok").fetchone()[0]
+            more = con.execute(
+                "SELECT json_group_structure(json_extract(bad_line, '$.Item')) FROM typed WHERE NOT ok").fetchone()[0]
             try:
                 merged = _clean(_merge(structure, json.loads(more)))
             except OutsideFastPath:
@@ -457,7 +456,8 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
             "key_types": list(key_types),
             "parts": parts,
             "columns": columns,
-            "extra": {"files": [f["key"] for f in spec.files], "built_by": "duckdb", "python_lines": bad, "json_bytes": int(json_bytes),
+            "extra": {"files": [f["key"] for f in spec.files], "built_by": "duckdb", "python_lines": bad,
+                      "json_bytes": int(json_bytes),
                       "gzip_bytes": sum(os.path.getsize(p) for p in files)},
         }
         data = json.dumps(manifest, indent=1).encode()
@@ -558,7 +558,8 @@ def _write(con, location, seg_dir, structure, key_names, key_types, version, ori
         _inverted(gen, f"{i}.{_ident(name)}", av, name, lists)
     inv_path = f"{seg_dir}/inv-00000.parquet"
     con.execute(f"COPY (SELECT p AS path, k AS kind, v AS value, key FROM (SELECT unnest(e, recursive := true), key FROM "
-                f"(SELECT key, {_concat(lists)} AS e FROM typed WHERE ok))) TO {_lit(uri(location, inv_path))} (FORMAT parquet, COMPRESSION zstd)")
+                f"(SELECT key, {_concat(lists)} AS e FROM typed WHERE ok))) "
+                f"TO {_lit(uri(location, inv_path))} (FORMAT parquet, COMPRESSION zstd)")
     steps("inverted")
     parts = {"rows": [uri(location, rows_path)], "cols": [uri(location, cols_path)], "inv": [uri(location, inv_path)]}
     return parts, columns
@@ -574,7 +575,8 @@ def _python_part(con, fs, location, seg_dir, key_names, key_types, version, orig
         shaped.add(parse_json_line(text, "", 0).item, key_names, version, origin, key_types)
     if not len(shaped):
         return 0
-    for kind, table in (("rows", rows_arrow(shaped, key_types)), ("cols", columns_arrow(shaped)), ("inv", inverted_arrow(shaped))):
+    tables = (("rows", rows_arrow(shaped, key_types)), ("cols", columns_arrow(shaped)), ("inv", inverted_arrow(shaped)))
+    for kind, table in tables:
         path = f"{seg_dir}/{kind}-00001.parquet"
         _atomic_write(fs, path, lambda out, t=table: pq.write_table(t, out, compression="zstd"))
         parts[kind].append(uri(location, path))
