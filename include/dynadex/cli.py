@@ -137,7 +137,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"items      {t['items']}  ({t['files']} data files, {t['bytes']} bytes)")
         print(f"export     {t['export_arn'] or '-'} at {t['export_time'] or '-'}")
         print(f"stream     {t['stream_arn'] or '-'}")
-        print(f"changes    last change {t['last_change_time'] or '-'}, applied {t['last_applied_at'] or '-'}, "
+        print(f"changes    applied through {t['applied_through'] or '-'}, last batch {t['last_applied_at'] or '-'}, "
               f"lag {t['lag_seconds'] if t['lag_seconds'] is not None else '-'} s")
         for cp in t["checkpoints"]:
             print(f"  shard {cp['shard_id']}  at {cp['sequence_number'] or 'start'}{'  (ended)' if cp['ended'] else ''}")

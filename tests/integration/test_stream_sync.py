@@ -267,3 +267,27 @@ def test_verify_reports_every_difference_and_the_cli_exits_1(aws, tmp_path):
     assert 'missing from the index: {"n":{"N":"1"},"pk":{"S":"new"}}' in out.stdout
     _, report = converge(store, "Drift")  # and the sync closes the gap
     assert report.ok and report.table_items == 30
+
+
+def test_idle_table_followed_by_a_running_sync_recovers_a_gap_without_bootstrap(short_lived, tmp_path):
+    """Idle longer than PITR and the retention, but the sync kept finding the stream at its tip: recovery
+    starts from that instant, not from the last change long ago (which would ask for a fresh bootstrap),
+    and the idle sync is not taken for a stale one."""
+    ddb = new_table(short_lived, "Quiet")
+    store = str(tmp_path / "store")
+    ddb.put_item(TableName="Quiet", Item={"pk": {"S": "a"}})
+    bootstrap.run(ddb, "Quiet", bucket="dynadex-exports", store=store, poll_seconds=0.1)
+    d, streams, s3 = clients()
+    settings = SyncSettings(caught_up_note_seconds=0.5)
+    with Store(store, read_only=False) as st:
+        stats = sync_table(st, "Quiet", d, streams, s3, seconds=14, settings=settings)  # beyond PITR (12 s)
+        assert stats.get("recoveries", 0) == 0  # idle, not stale
+        state = st.table_state("Quiet")
+        assert time.time() - state["last_change_micros"] / 1e6 < 3  # applied through a moment ago
+    # now a gap: the stream is switched off and on (a new ARN) while writes go on
+    ddb.update_table(TableName="Quiet", StreamSpecification={"StreamEnabled": False})
+    ddb.put_item(TableName="Quiet", Item={"pk": {"S": "while-off"}})
+    ddb.update_table(TableName="Quiet", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    ddb.put_item(TableName="Quiet", Item={"pk": {"S": "b"}})
+    stats, report = converge(store, "Quiet")  # would raise NeedsBootstrap if recovery began at the last change
+    assert stats["recoveries"] >= 1 and report.ok and report.table_items == 3

@@ -78,6 +78,18 @@ class Store:
     def table_state(self, table: str) -> dict:
         return self.lake.require_table(table)
 
+    def note_caught_up(self, table: str, micros: int) -> None:
+        """The sync found every shard at its tip at ``micros``: every change made before then is applied.
+
+        Recovery then starts from there (minus the overlap) rather than from the last change, so an idle
+        table hit by a gap needs no bootstrap, and the sync is not taken for stale while the table is idle."""
+        from dynadex.store.names import STATE_SCHEMA
+
+        with self.lake.transaction():
+            self.lake.con.execute(
+                f"UPDATE {STATE_SCHEMA}.tables SET synced_at = now(), "
+                "last_change_micros = greatest(coalesce(last_change_micros, 0), ?) WHERE table_name = ?", [micros, table])
+
     def compact(self) -> dict:
         return {**maintenance.prune_stale(self.lake), **maintenance.compact(self.lake)}
 

@@ -251,7 +251,7 @@ def status(lake: Lake, table: str | None = None) -> dict:
                 "export_time": state["export_time"],
                 "stream_arn": state["stream_arn"],
                 "published_at": jsonable(state["published_at"]),
-                "last_change_time": _micros_iso(last),
+                "applied_through": _micros_iso(last),  # every change before this instant is in the index
                 "last_applied_at": jsonable(state["last_applied_at"]),
                 "lag_seconds": round((now_micros - last) / 1e6, 3) if last and state["stream_arn"] else None,
                 "checkpoints": [

@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -61,6 +62,16 @@ def wait_export(ddb, arn: str, timeout: float, poll: float) -> dict:
         time.sleep(poll)
 
 
+def _stream_created(label: str | None) -> float:
+    """Creation time of a stream from its label (ISO 8601, UTC, no offset); 0 when unknown."""
+    if not label:
+        return 0.0
+    try:
+        return dt.datetime.fromisoformat(label).replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def recover(store: Store, table: str, ddb, s3, *, reason: str, settings) -> dict:
     state = store.table_state(table)
     described = ddb.describe_table(TableName=table)["Table"]
@@ -79,6 +90,11 @@ def recover(store: Store, table: str, ddb, s3, *, reason: str, settings) -> dict
         raise NeedsBootstrap(f"{table}: gap ({reason}) reaches back beyond the point-in-time recovery window: "
                              "a fresh bootstrap is needed")
     start = max(start, floor)  # the overlap is a safety margin; PITR cannot go before its window
+    # Writes made before the stream the sync resumes on began are in no stream it will read (a stream switched
+    # off and on): the last window must reach past that stream's creation.
+    must_cover = _stream_created(described.get("LatestStreamLabel"))
+    while time.time() - 1 <= must_cover:
+        time.sleep(min(1.0, must_cover + 1.05 - time.time()))
     end = time.time() - 1
     if end - floor < settings.min_window_seconds:  # PITR too young for the shortest window AWS takes: wait
         time.sleep(settings.min_window_seconds - (end - floor) + 0.1)

@@ -15,6 +15,10 @@ Invariants (ARCHITECTURE.md 1, 2 and 4):
   that last ran longer ago than the retention, triggers recovery through
   incremental exports (``recover``); beyond PITR, ``NeedsBootstrap``.
 * Expired iterators are renewed from the checkpoint; throttling backs off.
+* When a pass finds every readable shard at its tip, the time it started is
+  stored as applied-through (at most once per ``caught_up_note_seconds``):
+  an idle table is neither taken for a stale sync nor, after a gap,
+  recovered from its last change long ago.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class SyncSettings:
     pitr_window_seconds: float = field(default_factory=lambda: _env("PITR_WINDOW_SECONDS", 35 * 86400))
     export_poll_seconds: float = field(default_factory=lambda: _env("EXPORT_POLL_SECONDS", 10))
     export_timeout_seconds: float = field(default_factory=lambda: _env("EXPORT_TIMEOUT_SECONDS", 6 * 3600))
+    caught_up_note_seconds: float = field(default_factory=lambda: _env("CAUGHT_UP_NOTE_SECONDS", 60))
     idle_min_seconds: float = 0.05
     idle_max_seconds: float = field(default_factory=lambda: _env("IDLE_MAX_SECONDS", 1.0))
     max_backoff_attempts: int = 8
@@ -204,15 +209,18 @@ class TableSync:
         idle = self.settings.idle_min_seconds
         self.refresh()
         last_refresh = time.time()
+        last_note = 0.0
         while True:
             changes: list[Change] = []
             touched: dict[str, ShardCursor] = {}
             ttl = 0
             batch_started = time.time()
             progressed = False
+            at_tip = False  # a whole pass over at least one readable shard returned nothing
             while len(changes) < self.settings.batch_records and time.time() - batch_started < self.settings.batch_seconds:
                 pass_records = 0
-                for c in self.readable():
+                readable = self.readable()
+                for c in readable:
                     records, finished = self.read(c)
                     for rec, (change, is_ttl) in zip(records, record_changes(records, c.info.shard_id)):
                         self.stats["records"] += 1
@@ -229,6 +237,7 @@ class TableSync:
                         c.ended = True
                     pass_records += len(records)
                 if not pass_records:
+                    at_tip = bool(readable) and not progressed
                     break
             if touched:
                 cps = [Checkpoint(c.info.shard_id, c.sequence_number, c.info.parent_id, c.ended) for c in touched.values()]
@@ -241,6 +250,10 @@ class TableSync:
                 self.stats["ttl_deletes"] += ttl
                 self.stats["batches"] += 1
             now = time.time()
+            if at_tip and now - last_note >= self.settings.caught_up_note_seconds:
+                # a pass over every readable shard found nothing: all changes before it started are applied
+                self.store.note_caught_up(self.table, int(batch_started * 1e6))
+                last_note = now
             if until_caught_up and not progressed:
                 self.refresh()
                 if not any(c.iterator is None for c in self.readable()):  # every readable shard read to its tip
