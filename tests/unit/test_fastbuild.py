@@ -136,6 +136,10 @@ INVALID = {
     '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"t":{"S":"a","N":"1"}}}': "exactly one type tag",
     '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"t":{"BOOL":"true"}}}': "BOOL",
     '{"Item":{"pk":{"N":"1"},"sk":{"N":"1"}}}': "key attribute 'pk' has type N",
+    # two type confusions whose lengths (and quote counts) cancel out: only the JSON-type check sees them
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"n":{"N":5},"flag":{"BOOL":"true"}}}': "N must be a string",
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"ss":{"SS":["a",7]},"flag":{"BOOL":"false"}}}': "SS member 7 is not a string",
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":1},"flag":{"BOOL":"true"}}}': "N must be a string",
 }
 
 
@@ -179,8 +183,14 @@ def test_too_many_lines_outside_the_domain_send_the_chunk_to_the_python_path(tmp
     assert read_manifest(loc, "T", "b1", spec.chunk_id)["extra"].get("built_by") != "duckdb"
 
 
+@pytest.mark.parametrize("sampled", [True, False], ids=["in the sample", "outside the sample"])
 @pytest.mark.parametrize("odd", list(INVALID))
-def test_invalid_lines_get_the_python_paths_error_with_file_and_line(tmp_path, odd):
+def test_invalid_lines_get_the_python_paths_error_with_file_and_line(tmp_path, monkeypatch, odd, sampled):
+    if not sampled:  # the structure then comes from the other lines: only the per-line guards can see the odd one
+        from dynadex.export import fastbuild
+
+        monkeypatch.setattr(fastbuild, "SAMPLE_HEAD", 5)
+        monkeypatch.setattr(fastbuild, "SAMPLE_ROWS", 0)
     export, spec, loc = _one_odd_line(tmp_path, odd)
     assert build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, "o") is None
     with pytest.raises(Exception) as err:

@@ -16,11 +16,13 @@ every line passes a guard that proves it lies in the domain where that holds:
 * every number is already canonical (DynamoDB writes them so), every binary
   is canonical base64, every set is non-empty with distinct members, every
   NULL is ``true``, the key attributes have the table's key types;
+* every value has its JSON type (strings for S, N, B and set members, true
+  or false for BOOL and NULL), checked on a second parse with JSON leaves;
 * the canonical item text regenerated from the parsed struct is exactly as
-  long as the item text in the line. With numbers and binaries canonical,
-  regeneration can only shorten (sorted keys, sorted sets, fewer escapes),
-  never lengthen, so equal length means nothing was dropped: no attribute
-  outside the structure, no second type tag, no value of the wrong JSON type.
+  long as the item text in the line. With types checked and numbers and
+  binaries canonical, regeneration can only shorten (sorted keys, sorted
+  sets, fewer escapes), never lengthen, so equal length means nothing was
+  dropped: no attribute outside the structure, no second type tag.
 
 Anything else (ION, a line outside the domain, a file DuckDB cannot read, an
 MD5 or item-count mismatch) makes ``build_chunk_fast`` return ``None`` before
@@ -53,7 +55,7 @@ from dynadex.store.shape import NumberStats, Shaped
 
 log = logging.getLogger("dynadex.build")
 
-SAMPLE_ROWS = 20_000
+SAMPLE_HEAD, SAMPLE_ROWS = 1_000, 20_000  # the structure comes from the first lines plus a seeded sample
 # DuckDB's own limit for a chunk build (it spills beyond it): keeps the whole task under 2 GB, measured
 BUILD_MEMORY = "1100MB"
 ROUNDS = 3  # structure refinements from lines the sample did not cover
@@ -161,6 +163,22 @@ def _duck_type(spec):
     return spec
 
 
+def _json_leaves(av: dict) -> dict:
+    """The same attribute-value structure with every scalar and set member typed JSON: a second parse that
+    shows each value's JSON type, which the VARCHAR/BOOLEAN parse converts silently (5 -> '5', "true" -> true)."""
+    out = {}
+    for tag, sub in av.items():
+        if tag in _SCALAR:
+            out[tag] = "JSON"
+        elif tag in _SETS:
+            out[tag] = ["JSON"]
+        elif tag == "M":
+            out[tag] = {name: _json_leaves(child) for name, child in sub.items()}
+        else:
+            out[tag] = ["VARCHAR"] if sub[0] == "NULL" else [_json_leaves(sub[0])]
+    return out
+
+
 # ------------------------------------------------------------- generated SQL
 
 
@@ -243,6 +261,30 @@ class _Gen:
             else:
                 whens.append(f"WHEN {f} IS NOT NULL THEN {self.text(e, {tag: spec[tag]})}")
         return "CASE " + " ".join(whens) + " END"
+
+    def type_guard(self, e: str, spec: dict) -> str:
+        """Over the JSON-typed parse: S, N, B and set members are JSON strings, BOOL is true or false, NULL is
+        true (NULL-safe). Without it a line holding both {"N":5} and {"BOOL":"true"} would regenerate to its
+        own length and pass."""
+        checks = []
+        for tag in sorted(spec):
+            f = self.field(e, tag)
+            if tag in ("S", "N", "B"):
+                checks.append(f"({f} IS NULL OR starts_with({f}::VARCHAR, '\"'))")
+            elif tag == "BOOL":
+                checks.append(f"({f} IS NULL OR {f}::VARCHAR IN ('true', 'false'))")
+            elif tag == "NULL":
+                checks.append(f"({f} IS NULL OR {f}::VARCHAR = 'true')")
+            elif tag in _SETS:
+                v = self.var()
+                checks.append(f"({f} IS NULL OR list_bool_and(list_transform({f}, {v} -> starts_with({v}::VARCHAR, '\"'))))")
+            elif tag == "M":
+                inner = [self.type_guard(f"{f}.{_ident(name)}", child) for name, child in spec["M"].items()]
+                checks.append(f"({f} IS NULL OR ({' AND '.join(inner)}))")
+            elif tag == "L" and spec["L"][0] != "NULL":
+                v = self.var()
+                checks.append(f"({f} IS NULL OR list_bool_and(list_transform({f}, {v} -> {self.type_guard(v, spec['L'][0])})))")
+        return " AND ".join(checks) if checks else "true"
 
     def guard(self, e: str, spec: dict) -> str:
         """TRUE when every number and binary is canonical, sets are proper and NULL is true (NULL-safe)."""
@@ -417,7 +459,8 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
         json_bytes = con.execute("SELECT coalesce(sum(strlen(line) + 1), 0) FROM lines").fetchone()[0]
         sample = con.execute(
             "SELECT json_group_structure(json_extract(line, '$.Item')) FROM "
-            f"((SELECT line FROM lines LIMIT 1000) UNION ALL (SELECT line FROM lines USING SAMPLE {SAMPLE_ROWS} ROWS))"
+            f"((SELECT line FROM lines LIMIT {SAMPLE_HEAD}) UNION ALL "
+            f"(SELECT line FROM lines USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (7)))"
         ).fetchone()[0]
         structure = _clean(json.loads(sample) if sample else "NULL")
         steps("sample")
@@ -482,6 +525,7 @@ def _stage_typed(con, structure: dict, key_names, key_types) -> int:
     i = "j.Item"
     item_text = gen.map_text(i, structure)
     guards = [gen.guard(f"{i}.{_ident(name)}", av) for name, av in sorted(structure.items())]
+    guards += [gen.type_guard(f"jj.Item.{_ident(name)}", av) for name, av in sorted(structure.items())]
     guards = [g for g in guards if g != "true"]
     key_parts = []
     key_checks = []
@@ -499,8 +543,10 @@ def _stage_typed(con, structure: dict, key_names, key_types) -> int:
     con.execute(
         f"CREATE TEMP TABLE typed AS SELECT j, key, item, ok, CASE WHEN NOT ok THEN line END AS bad_line FROM "
         f"(SELECT *, coalesce({ok}, false) AS ok FROM "
-        f"(SELECT j, line, {key_text} AS key, {item_text} AS item FROM "
-        f"(SELECT line, from_json(line, {_lit(json.dumps({'Item': _duck_type(structure)}))}) AS j FROM lines)))")
+        f"(SELECT j, jj, line, {key_text} AS key, {item_text} AS item FROM "
+        f"(SELECT line, from_json(line, {_lit(json.dumps({'Item': _duck_type(structure)}))}) AS j, "
+        f"from_json(line, {_lit(json.dumps({'Item': {n: _json_leaves(av) for n, av in structure.items()}}))}) AS jj "
+        "FROM lines)))")
     return con.execute("SELECT count(*) FROM typed WHERE NOT ok").fetchone()[0]
 
 
