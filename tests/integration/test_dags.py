@@ -256,3 +256,29 @@ def test_bad_params_rejected_by_the_form_and_at_run_time(aws):
         dag.test(run_conf={"table_name": "Everything", "export_format": "CSV"})
     with pytest.raises(bootstrap.BootstrapError, match="table_name 'x' is not a DynamoDB table name.*s3_bucket"):
         bootstrap.validate_params({"table_name": "x", "s3_bucket": "UPPER"})
+
+
+def test_maintenance_dag_prunes_superseded_entries_and_answers_stay(aws, tmp_path):
+    """The daily DAG, run by Airflow: superseded inverted entries go, every answer stays the same."""
+    from dynadex.store import Change, PublishSpec
+    from dynadex.types import canonical_item
+
+    store = str(tmp_path / "store")
+    item = lambda k, city: canonical_item({"pk": {"S": k}, "city": {"S": city}})  # noqa: E731
+    with Store(store, read_only=False) as st:
+        w = st.segment_writer("M", "b1", "c0", ("pk",), ("S",))
+        for k in range(20):
+            w.add(item(f"k{k}", "Paris"), 1, "bulk")
+        w.finish()
+        st.publish(PublishSpec("M", "b1", ["c0"], ("pk",), ("S",)))
+        for n, city in enumerate(["Rome", "Oslo", "Lima"]):
+            st.apply("M", [Change({"pk": {"S": f"k{k}"}}, item(f"k{k}", city), 10 + n, "s") for k in range(10)])
+        before = st.query("SELECT count(*) FROM inverted_index.M")[1][0][0]
+        answers = {c: st.find("M", f"city={c}") for c in ("Paris", "Rome", "Oslo", "Lima")}
+    assert before == 40 + 3 * 20  # 2 entries per item, plus each batch's 10 items
+    run = af.dag("dynadex_maintenance").test(run_conf={"store": store, "keep_hours": 0})
+    assert run.state == "success", af.states(run)
+    with Store(store) as st:
+        assert st.query("SELECT count(*) FROM inverted_index.M")[1][0][0] == 40  # one write per item is current
+        assert {c: st.find("M", f"city={c}") for c in answers} == answers
+        assert len(answers["Lima"]) == 10 and len(answers["Paris"]) == 10 and answers["Rome"] == []
