@@ -55,3 +55,39 @@ def test_postgres_catalog_with_s3_data(postgres):
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+
+def test_duckdb_chunk_build_writes_its_segment_to_s3(postgres, tmp_path):
+    """The DuckDB build path with S3 staging (a distributed deployment): same segment, then a normal publish."""
+    import json as _json
+
+    from dynadex.export import read_export
+    from dynadex.export.build import build_chunk
+    from dynadex.export.plan import plan_chunks
+    from dynadex.store import resolve
+    from dynadex.store.segments import read_manifest
+
+    with running() as aws:
+        saved = dict(os.environ)
+        os.environ.update(aws.env())
+        try:
+            aws.client("s3").create_bucket(Bucket="lake")
+            sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "bench"))
+            from gen_export import generate
+
+            summary = generate(tmp_path, 3000, 3)
+            export = read_export(str(summary))
+            [spec] = plan_chunks(export.files, 10**15)
+            location = resolve(postgres, "s3://lake/data/")
+            result = build_chunk(export, spec, location, "Gen", "b1", ("pk", "sk"), ("S", "N"), 1)
+            manifest = read_manifest(location, "Gen", "b1", spec.chunk_id)
+            assert result.items == 3000 and manifest["extra"]["built_by"] == "duckdb"
+            assert all(p.startswith("s3://lake/") for parts in manifest["parts"].values() for p in parts)
+            with Store(postgres, data_path="s3://lake/data/", read_only=False) as st:
+                assert st.publish(PublishSpec("Gen", "b1", [spec.chunk_id], ("pk", "sk"), ("S", "N"), total_items=3000))["published"]
+                assert st.query('SELECT count(*) FROM "Gen"')[1][0][0] == 3000
+                hit = st.find("Gen", "email=user7@example.com")
+                assert len(hit) == 1 and _json.loads(hit[0])["pk"] == {"S": "customer#000000007"}
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)

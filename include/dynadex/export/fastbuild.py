@@ -48,6 +48,7 @@ from dynadex.export.plan import ChunkSpec
 from dynadex.export.source import LocalSource
 from dynadex.export.records import parse_json_line
 from dynadex.store.extensions import connect
+from dynadex.store.lake import s3_secret
 from dynadex.store.location import StoreLocation
 from dynadex.store.names import KEY_COLUMN, staging_name
 from dynadex.store.segments import MANIFEST, _atomic_write, columns_arrow, inverted_arrow, rows_arrow, segment_dir, uri
@@ -436,6 +437,8 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
     tmp = tempfile.mkdtemp(prefix="dynadex-fast-")
     con = connect(threads=threads, memory_limit=BUILD_MEMORY)
     try:
+        if location.staging.startswith("s3://"):
+            s3_secret(con)  # the segment goes straight to S3, as the Python path's pyarrow writer does
         started = time.monotonic()
         steps = _Steps(spec.chunk_id)
         files, isizes = _local_files(export, spec, tmp)

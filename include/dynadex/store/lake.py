@@ -53,7 +53,7 @@ STATE_DDL = [
 ALIAS = "lake"
 
 
-def _s3_secret(con: duckdb.DuckDBPyConnection) -> None:
+def s3_secret(con: duckdb.DuckDBPyConnection) -> None:
     """Give DuckDB's httpfs the same S3 settings boto3 would use (env only; never logged)."""
     con.execute("LOAD httpfs")
     parts = ["TYPE s3"]
@@ -105,7 +105,7 @@ class Lake:
                     Path(location.data_path).mkdir(parents=True, exist_ok=True)
         self.con = connect(threads=threads)
         if location.is_s3:
-            _s3_secret(self.con)
+            s3_secret(self.con)
         options = [f"DATA_PATH {literal(location.data_path)}"]
         if read_only:
             options.append("READ_ONLY")
