@@ -39,35 +39,44 @@ def item(i: int, rnd: random.Random) -> dict:
     }
 
 
+def write_export(root: Path, files, *, prefix: str = "bench", export_id: str = EXPORT_ID, table: str = "Bench",
+                 export_time: str = "2023-11-14T22:13:20.000Z") -> Path:
+    """A full export of the given data lines (an iterable of one list of lines per file) in the real S3
+    layout under ``root`` (a folder standing for the bucket root); returns the manifest-summary path."""
+    folder = root / prefix / "AWSDynamoDB" / export_id
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    manifest, items = [], 0
+    for f, lines in enumerate(files):
+        body = gzip.compress("".join(line + "\n" for line in lines).encode(), compresslevel=6, mtime=0)
+        key = f"{prefix}/AWSDynamoDB/{export_id}/data/{f:026d}.json.gz"
+        (root / key).write_bytes(body)
+        digest = hashlib.md5(body).digest()
+        manifest.append({"itemCount": len(lines), "md5Checksum": base64.b64encode(digest).decode(),
+                         "etag": hashlib.md5(digest).hexdigest() + "-1", "dataFileS3Key": key})
+        items += len(lines)
+    (folder / "manifest-files.json").write_text("".join(json.dumps(m) + "\n" for m in manifest))
+    arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}"
+    summary = {"version": "2020-06-30", "exportArn": f"{arn}/export/{export_id}",
+               "startTime": export_time, "endTime": export_time, "tableArn": arn, "tableId": table.lower(),
+               "exportTime": export_time, "s3Bucket": prefix, "s3Prefix": prefix, "s3SseAlgorithm": "AES256",
+               "s3SseKmsKeyId": None, "manifestFilesS3Key": f"{prefix}/AWSDynamoDB/{export_id}/manifest-files.json",
+               "billedSizeBytes": 0, "itemCount": items, "outputFormat": "DYNAMODB_JSON"}
+    (folder / "manifest-summary.json").write_text(json.dumps(summary))
+    return folder / "manifest-summary.json"
+
+
 def generate(root: Path, items: int, files: int, sizes: str = "even", seed: int = 1) -> Path:
     rnd = random.Random(seed)
-    folder = root / "bench" / "AWSDynamoDB" / EXPORT_ID
-    (folder / "data").mkdir(parents=True, exist_ok=True)
     weights = [rnd.lognormvariate(0, 1) for _ in range(files)] if sizes == "lognormal" else [1.0] * files
     total_w = sum(weights)
     counts = [int(items * w / total_w) for w in weights]
     counts[0] += items - sum(counts)
-    manifest, n = [], 0
-    for f, count in enumerate(counts):
-        lines = []
-        for _ in range(count):
-            lines.append(json.dumps({"Item": item(n, rnd)}, separators=(",", ":")))
-            n += 1
-        body = gzip.compress(("\n".join(lines) + ("\n" if lines else "")).encode(), compresslevel=6, mtime=0)
-        key = f"bench/AWSDynamoDB/{EXPORT_ID}/data/{f:026d}.json.gz"
-        (root / key).write_bytes(body)
-        digest = hashlib.md5(body).digest()
-        manifest.append({"itemCount": count, "md5Checksum": base64.b64encode(digest).decode(),
-                         "etag": hashlib.md5(digest).hexdigest() + "-1", "dataFileS3Key": key})
-    (folder / "manifest-files.json").write_text("".join(json.dumps(m) + "\n" for m in manifest))
-    summary = {"version": "2020-06-30", "exportArn": f"arn:aws:dynamodb:us-east-1:123456789012:table/Bench/export/{EXPORT_ID}",
-               "startTime": "2023-11-14T22:13:20.000Z", "endTime": "2023-11-14T22:20:00.000Z",
-               "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Bench", "tableId": "bench",
-               "exportTime": "2023-11-14T22:13:20.000Z", "s3Bucket": "bench", "s3Prefix": "bench", "s3SseAlgorithm": "AES256",
-               "s3SseKmsKeyId": None, "manifestFilesS3Key": f"bench/AWSDynamoDB/{EXPORT_ID}/manifest-files.json",
-               "billedSizeBytes": 0, "itemCount": items, "outputFormat": "DYNAMODB_JSON"}
-    (folder / "manifest-summary.json").write_text(json.dumps(summary))
-    return folder / "manifest-summary.json"
+    starts = [sum(counts[:f]) for f in range(files)]
+
+    def file_lines(f: int) -> list[str]:  # one file at a time: memory stays one file's lines
+        return [json.dumps({"Item": item(n, rnd)}, separators=(",", ":")) for n in range(starts[f], starts[f] + counts[f])]
+
+    return write_export(root, (file_lines(f) for f in range(files)))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import random
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,30 +19,17 @@ from dynadex.export.plan import plan_chunks
 from dynadex.store import resolve
 from dynadex.store.segments import read_manifest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import gen_export  # noqa: E402  (the benchmarks' export writer: the real S3 layout)
+
 EXPORT_ID = "01700000000001-0fa57b1d"
 KEY = (("pk", "sk"), ("S", "N"))
 
 
 def write_export(root: Path, files: list[list[str]]) -> str:
     """A full export in the real layout from raw data lines (so tests control the exact bytes)."""
-    folder = root / "b" / "AWSDynamoDB" / EXPORT_ID
-    (folder / "data").mkdir(parents=True)
-    manifest = []
-    for n, lines in enumerate(files):
-        body = gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0)
-        key = f"b/AWSDynamoDB/{EXPORT_ID}/data/{n:026d}.json.gz"
-        (root / key).write_bytes(body)
-        manifest.append({"itemCount": len(lines), "md5Checksum": base64.b64encode(hashlib.md5(body).digest()).decode(),
-                         "etag": "x", "dataFileS3Key": key})
-    (folder / "manifest-files.json").write_text("".join(json.dumps(m) + "\n" for m in manifest))
-    summary = {"version": "2020-06-30", "exportArn": f"arn:aws:dynamodb:us-east-1:123456789012:table/T/export/{EXPORT_ID}",
-               "startTime": "2024-01-01T00:00:00.000Z", "endTime": "2024-01-01T00:05:00.000Z",
-               "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/T", "tableId": "t",
-               "exportTime": "2024-01-01T00:00:00.000Z", "s3Bucket": "b", "s3Prefix": "b", "s3SseAlgorithm": "AES256",
-               "s3SseKmsKeyId": None, "manifestFilesS3Key": f"b/AWSDynamoDB/{EXPORT_ID}/manifest-files.json",
-               "billedSizeBytes": 0, "itemCount": sum(len(f) for f in files), "outputFormat": "DYNAMODB_JSON"}
-    (folder / "manifest-summary.json").write_text(json.dumps(summary))
-    return str(folder / "manifest-summary.json")
+    return str(gen_export.write_export(root, files, prefix="b", export_id=EXPORT_ID, table="T",
+                                       export_time="2024-01-01T00:00:00.000Z"))
 
 
 def rich_item(i: int, rnd: random.Random) -> dict:

@@ -151,7 +151,7 @@ def _keyed(con, statement: str, column: str, keys: list) -> list:
 
 def _ensure_write_ids(lake: Lake, table: str) -> None:
     """Stores published before write ids existed get the columns (NULL for what is there)."""
-    done = lake.__dict__.setdefault("_write_id_tables", set())
+    done = lake.write_id_tables
     if table in done:
         return
     for qualified, schema in ((row_table(table), ROW_SCHEMA), (inverted_table(table), INVERTED_SCHEMA)):

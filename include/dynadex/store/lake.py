@@ -95,6 +95,7 @@ class Lake:
     def __init__(self, location: StoreLocation, *, read_only: bool = False, threads: int | None = None):
         self.location = location
         self.read_only = read_only
+        self.write_id_tables: set[str] = set()  # tables known to have write_id columns (store/changes.py)
         root = location.local_root
         if root is not None:
             if read_only and not (root / "catalog.sqlite").exists():
