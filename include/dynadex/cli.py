@@ -146,8 +146,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logging(default: str) -> None:
+    """Progress logs on stderr at DYNADEX_LOG_LEVEL (botocore kept quiet: it could log request bodies)."""
+    import logging
+
+    logging.basicConfig(level=os.environ.get("DYNADEX_LOG_LEVEL", default).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
 def _cmd_ingest_export(args: argparse.Namespace) -> int:
     from dynadex.ingest import ingest_export
+
+    _logging("WARNING")
 
     result = ingest_export(args.source, args.table, args.key, store=args.store, data_path=args.data_path,
                            workers=args.workers, chunk_target_mb=args.chunk_target_mb)
@@ -188,14 +199,10 @@ def _aws_clients():
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    import logging
-
     from dynadex.store import Store
     from dynadex.stream import sync_table
 
-    logging.basicConfig(level=os.environ.get("DYNADEX_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("botocore").setLevel(logging.WARNING)  # never log request bodies or credentials
+    _logging("INFO")
     ddb, streams, s3 = _aws_clients()
     with Store(args.store, data_path=args.data_path, read_only=False) as st:
         stats = sync_table(st, args.table, ddb, streams, s3, seconds=0 if args.once else args.seconds)

@@ -127,6 +127,14 @@ INVALID = {
     '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"n":{"N":5},"flag":{"BOOL":"true"}}}': "N must be a string",
     '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"ss":{"SS":["a",7]},"flag":{"BOOL":"false"}}}': "SS member 7 is not a string",
     '{"Item":{"pk":{"S":"x"},"sk":{"N":1},"flag":{"BOOL":"true"}}}': "N must be a string",
+    # a map that is no object parses to a struct of NULLs and regenerates as {}: as long as "12" or "[]"
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"m":{"M":12}}}': "M must be an object, got 12",
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"m":{"M":[]}}}': "M must be an object, got []",
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"m":{"M":5} }}': "M must be an object, got 5",
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"l":{"L":5}}}': "L must be a list, got 5",
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"l":{"L":[{"S":"a"},7]}}}': "exactly one type tag, got 7",
+    # whitespace around a colon or a comma hides nothing
+    '{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"ss":{"SS" : ["a", 7 ]},"flag":{"BOOL" : "true"}}}': "SS member 7 is not a string",
 }
 
 

@@ -15,6 +15,8 @@ Invariants:
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass, field
 
 from dynadex.errors import DynadexError
@@ -33,6 +35,9 @@ from dynadex.store.registry import Registry
 from dynadex.store.segments import read_manifest, remove_build
 from dynadex.store.shape import NumberStats
 from dynadex.store.writes import BULK_WRITE_ID
+
+
+log = logging.getLogger("dynadex.publish")
 
 
 class PublishRefused(DynadexError, ValueError):
@@ -128,6 +133,14 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
         if dup:
             raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: key {dup[0]} appears {dup[1]} times")
     registry = Registry.for_publish(_merged_infos(manifests))
+    t = time.monotonic()
+
+    def step(name: str) -> None:
+        nonlocal t
+        now = time.monotonic()
+        log.info("publish %s: %s in %.1fs", spec.table, name, now - t)
+        t = now
+
     with lake.transaction():
         for schema_table in (column_table(spec.table), row_table(spec.table), inverted_table(spec.table)):
             con.execute(f"DROP TABLE IF EXISTS {schema_table}")
@@ -139,6 +152,7 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
                 "FROM read_parquet(?) ORDER BY key",
                 [rows],
             )
+            step("row index")
         col_defs = [f"{quote(KEY_COLUMN)} VARCHAR"] + [f"{quote(c.name)} {c.sql_type}" for c in registry.columns]
         con.execute(f"CREATE TABLE {column_table(spec.table)} ({', '.join(col_defs)})")
         if cols:
@@ -150,14 +164,16 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
                 f"FROM read_parquet(?, union_by_name = true) ORDER BY {quote(KEY_COLUMN)}",
                 [cols],
             )
+            step("column index")
         con.execute(f"CREATE TABLE {inverted_table(spec.table)} (path VARCHAR, kind VARCHAR, value VARCHAR, key VARCHAR, "
                     "write_id BIGINT)")
         if inv:
             con.execute(
                 f"INSERT INTO {inverted_table(spec.table)} SELECT path, kind, value, key, {BULK_WRITE_ID} "
-                "FROM read_parquet(?) ORDER BY path, value, key",
+                "FROM read_parquet(?) ORDER BY path, value",  # find sorts its keys itself
                 [inv],
             )
+            step("inverted index")
         for t in ("columns", "tables", "checkpoints"):
             con.execute(f"DELETE FROM {STATE_SCHEMA}.{t} WHERE table_name = ?", [spec.table])
         registry.save_new(con, spec.table, registry.columns)

@@ -3,8 +3,10 @@
 Invariants:
 
 * A segment is a pure function of its chunk: the same items give the same
-  files at the same paths (``staging/<table>/<build>/<chunk>/``), so
-  re-running a chunk replaces its segment, never adds to it.
+  rows in files at the same paths (``staging/<table>/<build>/<chunk>/``), so
+  re-running a chunk replaces its segment, never adds to it. The order of
+  rows inside a file is not part of it (the DuckDB build writes in parallel);
+  publish sorts.
 * The manifest ``segment.json`` is written last and removed first: a segment
   without a manifest does not exist for publish, so a crash mid-write can
   never be published as a short chunk.
