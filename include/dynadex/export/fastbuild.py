@@ -205,48 +205,46 @@ class _Gen:
         v = self.var()
         return f"list_sort(list_transform({e}, {v} -> from_base64({v})))"
 
-    def text(self, e: str, spec: dict) -> str:
-        """Canonical JSON text of the attribute value (NULL when no tag is set: the length guard catches it)."""
+    def text(self, e: str, spec: dict, label: str | None = None) -> str:
+        """Canonical JSON text of the attribute value, after ``label`` (NULL when no tag is set: the length
+        guard catches it). One concat() per value: chained || copies the growing text at every step."""
         whens = []
         for tag in sorted(spec):
             f = self.field(e, tag)
-            if tag == "S":
-                t = f"'{{\"S\":' || to_json({f})::VARCHAR || '}}'"
-            elif tag in ("N", "B"):
-                t = f"'{{\"{tag}\":\"' || {f} || '\"}}'"
-            elif tag == "BOOL":
-                t = f"CASE WHEN {f} THEN '{{\"BOOL\":true}}' ELSE '{{\"BOOL\":false}}' END"
-            elif tag == "NULL":
-                t = "'{\"NULL\":true}'"
-            elif tag == "SS":
-                t = f"'{{\"SS\":' || to_json(list_sort({f}))::VARCHAR || '}}'"
-            elif tag == "NS":
-                v = self.var()
-                quoted = f"list_transform({self.ns_sorted(f)}, {v} -> '\"' || {v} || '\"')"
-                t = f"'{{\"NS\":[' || array_to_string({quoted}, ',') || ']}}'"
-            elif tag == "BS":
-                v = self.var()
-                t = (f"'{{\"BS\":[' || array_to_string(list_transform({self.bs_sorted_blobs(f)}, "
-                     f"{v} -> '\"' || to_base64({v}) || '\"'), ',') || ']}}'")
-            elif tag == "M":
-                t = "'{\"M\":' || " + self.map_text(f, spec["M"]) + " || '}'"
-            elif tag == "L":
-                elem = spec["L"][0]
-                if elem == "NULL":
-                    t = "'{\"L\":[]}'"
-                else:
-                    v = self.var()
-                    t = f"'{{\"L\":[' || array_to_string(list_transform({f}, {v} -> {self.text(v, elem)}), ',') || ']}}'"
-            whens.append(f"WHEN {f} IS NOT NULL THEN {t}")
+            parts = ([label] if label else []) + self.tag_parts(f, tag, spec[tag])
+            whens.append(f"WHEN {f} IS NOT NULL THEN {parts[0] if len(parts) == 1 else 'concat(' + ', '.join(parts) + ')'}")
         return "CASE " + " ".join(whens) + " END"
 
+    def tag_parts(self, f: str, tag: str, sub) -> list[str]:
+        """SQL pieces whose concatenation is the canonical text of the non-NULL value ``f`` tagged ``tag``.
+        to_json writes a string or a list of strings exactly as the canonical JSON does (parity tests)."""
+        if tag == "S":
+            return ["'{\"S\":'", f"to_json({f})", "'}'"]
+        if tag in ("N", "B"):
+            return [f"'{{\"{tag}\":\"'", f, "'\"}'"]
+        if tag == "BOOL":
+            return [f"CASE WHEN {f} THEN '{{\"BOOL\":true}}' ELSE '{{\"BOOL\":false}}' END"]
+        if tag == "NULL":
+            return ["'{\"NULL\":true}'"]
+        if tag == "SS":
+            return ["'{\"SS\":'", f"to_json(list_sort({f}))", "'}'"]
+        if tag == "NS":
+            return ["'{\"NS\":'", f"to_json({self.ns_sorted(f)})", "'}'"]
+        if tag == "BS":
+            v = self.var()
+            return ["'{\"BS\":'", f"to_json(list_transform({self.bs_sorted_blobs(f)}, {v} -> to_base64({v})))", "'}'"]
+        if tag == "M":
+            return ["'{\"M\":'", self.map_text(f, sub), "'}'"]
+        elem = sub[0]  # L
+        if elem == "NULL":
+            return ["'{\"L\":[]}'"]
+        v = self.var()
+        return ["'{\"L\":['", f"array_to_string(list_transform({f}, {v} -> {self.text(v, elem)}), ',')", "']}'"]
+
     def map_text(self, e: str, fields: dict) -> str:
-        parts = []
-        for name in sorted(fields):
-            f = f"{e}.{_ident(name)}"
-            label = _lit(json.dumps(name, ensure_ascii=False) + ":")
-            parts.append(f"CASE WHEN {f} IS NOT NULL THEN {label} || {self.text(f, fields[name])} END")
-        return "'{' || concat_ws(',', " + ", ".join(parts) + ") || '}'"
+        parts = [self.text(f"{e}.{_ident(name)}", fields[name], _lit(json.dumps(name, ensure_ascii=False) + ":"))
+                 for name in sorted(fields)]
+        return "concat('{', concat_ws(',', " + ", ".join(parts) + "), '}')"
 
     def plain(self, e: str, spec: dict) -> str:
         """One list element as the column index holds it (dynadex.store.shape._plain)."""
@@ -276,7 +274,7 @@ class _Gen:
                 checks.append(f"({f} IS NULL OR {f})")
             elif tag in _SETS:
                 v = self.var()
-                member = {"SS": "true", "NS": f"{_number_ok(v)} AND {_digits(v)} <= {NS_DIGITS}",
+                member = {"SS": "true", "NS": f"{_number_ok(v, NS_DIGITS)}",
                           "BS": f"to_base64(from_base64({v})) = {v}"}[tag]
                 checks.append(f"({f} IS NULL OR (len({f}) > 0 AND len(list_distinct({f})) = len({f}) "
                               f"AND list_bool_and(list_transform({f}, {v} -> {member}))))")
@@ -298,34 +296,36 @@ def _digits(f: str) -> str:
     return f"strlen(ltrim(replace(ltrim({f}, '-'), '.', ''), '0'))"
 
 
-def _number_ok(f: str) -> str:
-    return f"regexp_full_match({f}, {_lit(_NUMBER_RE)}) AND {_digits(f)} <= 38"
+def _number_ok(f: str, digits: int = 38) -> str:
+    """A canonical number of at most ``digits`` significant digits (counted only when the text is longer)."""
+    return f"regexp_full_match({f}, {_lit(_NUMBER_RE)}) AND CASE WHEN strlen({f}) <= {digits} THEN true ELSE {_digits(f)} <= {digits} END"
 
 
 def _columns(gen: _Gen, e: str, spec: dict, path: tuple, out: list) -> None:
-    """(path, kind, value expression) of every column the attribute feeds."""
+    """(path, kind, value expression, field) of every column the attribute feeds; the value is NULL exactly
+    where the field is."""
     for tag in sorted(spec):
         f = gen.field(e, tag)
         if tag == "M":
             for name, child in sorted(spec["M"].items()):
                 _columns(gen, f"{f}.{_ident(name)}", child, path + (name,), out)
         elif tag in ("S", "N", "BOOL"):
-            out.append((path, tag, f))
+            out.append((path, tag, f, f))
         elif tag == "B":
-            out.append((path, tag, f"from_base64({f})"))
+            out.append((path, tag, f"from_base64({f})", f))
         elif tag == "SS":
-            out.append((path, tag, f"list_sort({f})"))
+            out.append((path, tag, f"list_sort({f})", f))
         elif tag == "NS":
-            out.append((path, tag, gen.ns_sorted(f)))
+            out.append((path, tag, gen.ns_sorted(f), f))
         elif tag == "BS":
-            out.append((path, tag, gen.bs_sorted_blobs(f)))
+            out.append((path, tag, gen.bs_sorted_blobs(f), f))
         elif tag == "L":
             elem = spec["L"][0]
             if elem == "NULL":
-                out.append((path, tag, f"CASE WHEN {f} IS NOT NULL THEN []::VARCHAR[] END"))
+                out.append((path, tag, f"CASE WHEN {f} IS NOT NULL THEN []::VARCHAR[] END", f))
             else:
                 v = gen.var()
-                out.append((path, tag, f"list_transform({f}, {v} -> {gen.plain(v, elem)})"))
+                out.append((path, tag, f"list_transform({f}, {v} -> {gen.plain(v, elem)})", f))
 
 
 def _entry(path_text: str, kind: str, value: str) -> str:
@@ -544,25 +544,23 @@ def _write(con, location, seg_dir, structure, key_names, key_types, version, ori
     cols: list = []
     for name, av in sorted(structure.items()):
         _columns(gen, f"{i}.{_ident(name)}", av, (name,), cols)
-    by_name = {staging_name(path, kind): (kind, expr) for path, kind, expr in cols}
+    by_name = {staging_name(path, kind): (kind, expr, f) for path, kind, expr, f in cols}
     names = sorted(by_name)
-    con.execute("CREATE TEMP TABLE cols AS SELECT " + ", ".join(
-        [f"key AS {_ident(KEY_COLUMN)}"] + [f"{by_name[n][1]} AS {_ident(n)}" for n in names]) + " FROM typed WHERE ok")
+    # counts and number figures from the parsed fields (cheap), then one pass that writes the filled columns
     aggs = []
     for n in names:
-        c = _ident(n)
-        aggs.append(f"count({c})")
-        if by_name[n][0] in ("N", "NS"):
-            v = f"unnest({c})" if by_name[n][0] == "NS" else c
+        kind, _expr, f = by_name[n]
+        aggs.append(f"count({f})")
+        if kind in ("N", "NS"):
+            v = f"unnest({f})" if kind == "NS" else f
             body = "ltrim(v, '-')"
             aggs.append(
                 f"(SELECT [coalesce(bool_and(NOT contains(v, '.')), true)::INT, coalesce(max(CASE WHEN contains(v, '.') THEN "
                 f"CASE WHEN split_part({body}, '.', 1) = '0' THEN 0 ELSE strlen(split_part({body}, '.', 1)) END "
                 f"ELSE strlen({body}) END), 0), coalesce(max(CASE WHEN contains(v, '.') THEN strlen(split_part(v, '.', 2)) END), 0)] "
-                f"FROM (SELECT {v} AS v FROM cols))")
-    steps("columns")
-    figures = iter(con.execute("SELECT " + ", ".join(aggs) + " FROM cols").fetchone() if aggs else ())
-    steps("figures")
+                f"FROM (SELECT {v} AS v FROM typed WHERE ok))")
+    figures = iter(con.execute("SELECT " + ", ".join(aggs) + " FROM typed WHERE ok").fetchone() if aggs else ())
+    steps("column figures")
     columns = {}
     for n in names:
         count = next(figures)
@@ -573,8 +571,8 @@ def _write(con, location, seg_dir, structure, key_names, key_types, version, ori
         if count:
             columns[n] = {"kind": by_name[n][0], "count": count, "number": number}
     cols_path = f"{seg_dir}/cols-00000.parquet"
-    con.execute(f"COPY (SELECT {', '.join([_ident(KEY_COLUMN)] + [_ident(n) for n in columns])} FROM cols) "
-                f"TO {_lit(uri(location, cols_path))} (FORMAT parquet, COMPRESSION zstd)")
+    con.execute("COPY (SELECT " + ", ".join([f"key AS {_ident(KEY_COLUMN)}"] + [f"{by_name[n][1]} AS {_ident(n)}" for n in columns])
+                + f" FROM typed WHERE ok) TO {_lit(uri(location, cols_path))} (FORMAT parquet, COMPRESSION zstd)")
     steps("write columns")
     # inverted
     lists: list = []
