@@ -5,6 +5,8 @@ Prints items/s and MB/s (of uncompressed DynamoDB JSON) for, in one run:
   (b) DuckDB read_json of the same files into a raw table (parse only);
   (c) dynadex chunk build of all three index segments, one process (DuckDB path, 2 threads; peak RSS);
   (c') the same chunk through the exact Python path (DYNADEX_BUILD=python), the path before DuckDB;
+  (e) a floor for any DuckDB build: read + parse + write the three segments' data (raw line as item, one
+      entry per leaf in the inverted segment), with no canonical text and no checks at all;
   (d) dynadex plan + build + publish with 2 worker processes (the whole ingest).
 """
 
@@ -52,6 +54,44 @@ def duckdb_parse(export) -> tuple[int, float]:
                 "columns = {'Item': 'JSON'})", [files])
     n = con.execute("SELECT count(*) FROM raw").fetchone()[0]
     return n, time.perf_counter() - t
+
+
+def duckdb_floor(export, work: Path) -> tuple[int, float]:
+    """What DuckDB spends just moving the data into the three segments, with the build's own expressions for
+    columns and inverted entries but no canonical text, no key text and no checks: no DuckDB build can be
+    faster than this on the same box."""
+    from dynadex.export import fastbuild as fb
+    from dynadex.store.extensions import connect
+
+    files = [str(export.source.path(f.key)) for f in export.files]
+    out = work / "floor"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    con = connect(threads=os.cpu_count(), memory_limit=fb.BUILD_MEMORY)
+    con.execute("SET preserve_insertion_order = false")
+    t = time.perf_counter()
+    con.execute("CREATE TEMP TABLE lines AS SELECT line FROM read_csv(?, columns = {'line': 'VARCHAR'}, delim = chr(1), "
+                "quote = '', escape = '', header = false, auto_detect = false, compression = 'gzip', new_line = '\\n')", [files])
+    sample = con.execute(f"SELECT json_group_structure(json_extract(line, '$.Item')) FROM (SELECT line FROM lines "
+                         f"USING SAMPLE reservoir({fb.SAMPLE_ROWS} ROWS) REPEATABLE (7))").fetchone()[0]
+    structure = fb._clean(json.loads(sample))
+    con.execute(f"CREATE TEMP TABLE p AS SELECT from_json(line, {fb._lit(json.dumps({'Item': fb._duck_type(structure)}))}) "
+                "AS j, line FROM lines")
+    con.execute("DROP TABLE lines")
+    con.execute(f"COPY (SELECT j.Item.pk.S AS key, line AS item FROM p) TO '{out}/rows.parquet' (FORMAT parquet, COMPRESSION zstd)")
+    gen, cols, lists = fb._Gen(), [], []
+    for name, av in sorted(structure.items()):
+        fb._columns(gen, f"j.Item.{fb._ident(name)}", av, (name,), cols)
+        fb._inverted(gen, f"j.Item.{fb._ident(name)}", av, name, lists)
+    con.execute("COPY (SELECT j.Item.pk.S AS key, " + ", ".join(f"{expr} AS c{i}" for i, (_, _, expr, _) in enumerate(cols))
+                + f" FROM p) TO '{out}/cols.parquet' (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY (SELECT p AS path, k AS kind, v AS value, key FROM (SELECT unnest(e, recursive := true), key FROM "
+                f"(SELECT j.Item.pk.S AS key, {fb._concat(lists)} AS e FROM p))) TO '{out}/inv.parquet' (FORMAT parquet, COMPRESSION zstd)")
+    n = con.execute("SELECT count(*) FROM p").fetchone()[0]
+    seconds = time.perf_counter() - t
+    con.close()
+    shutil.rmtree(out, ignore_errors=True)
+    return n, seconds
 
 
 BUILD_ONE = """
@@ -110,6 +150,8 @@ def main() -> None:
                              check=True, env={**os.environ, "DYNADEX_BUILD": "python"})
         r = json.loads(out.stdout.strip().splitlines()[-1])
         py_rate = line("(c') the same, exact Python path", r["items"], r["seconds"], f"peak RSS {r['peak_mb']:.0f} MB")
+    n, s = duckdb_floor(export, work)
+    floor = line("(e) floor: DuckDB parse + write, no checks", n, s)
     store2 = work / "store2"
     shutil.rmtree(store2, ignore_errors=True)
     t = time.perf_counter()
@@ -119,6 +161,7 @@ def main() -> None:
     whole = line("(d) dynadex ingest-export, 2 workers, + publish", a.items, time.perf_counter() - t)
     print(f"ratios: (c)/(a) = {ours / base:.2f}x   (c)/(b) = {ours / duck:.2f}x   (d)/(a) = {whole / base:.2f}x"
           + (f"   (c)/(c') = {ours / py_rate:.2f}x" if py_rate else ""))
+    print(f"floor:  (e)/(a) = {floor / base:.2f}x   (e)/(b) = {floor / duck:.2f}x   (c)/(e) = {ours / floor:.2f}x")
 
 
 if __name__ == "__main__":
