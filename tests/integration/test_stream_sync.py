@@ -119,7 +119,9 @@ def test_writes_during_and_after_export_converge_with_rollover_ttl_and_expiry(aw
             stats = sync_table(st, "Live", ddb2, streams, s3, seconds=3, settings=settings)
     time.sleep(3.5)  # idle longer than the iterator lifetime
     with Store(store, read_only=False) as st:
-        more = sync_table(st, "Live", ddb2, streams, s3, seconds=4, settings=settings)
+        # idle polls back off 0.05, 0.1, … 1.6 s: the 1.6 s pause (past the 1.5 s iterators) starts about 1.6 s
+        # in; 6 s leave it room on a loaded machine (with 4 s it was sometimes cut short)
+        more = sync_table(st, "Live", ddb2, streams, s3, seconds=6, settings=settings)
     stats2, report = converge(store, "Live")
     assert report.ok, (report.missing[:2], report.extra[:2], report.different[:2])
     assert w.count + w2.count > 100

@@ -332,3 +332,45 @@ def test_a_store_from_before_write_ids_gets_them_on_the_first_batch(tmp_path):
         st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "city": {"S": "Rome"}}), 9, "s")])
         assert st.find("T", "city=Lima") != []  # untouched rows and entries: both NULL, still live
         assert st.find("T", "city=Paris") == [] and st.find("T", "city=Rome") != []
+
+
+def test_a_batch_outlasts_another_process_holding_the_catalog_lock(tmp_path, monkeypatch, caplog):
+    """Fault: another process holds the SQLite catalog's write lock for a second. The batch's commit fails
+    with "database is locked" (busy wait cut to 50 ms), runs again on a fresh connection, and lands once."""
+    import logging
+
+    from dynadex.store import lake as lake_module
+
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
+    monkeypatch.setattr(lake_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    caplog.set_level(logging.WARNING, logger="dynadex.store")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(1.0); c.execute('ROLLBACK')",
+         str(tmp_path / "catalog.sqlite")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with Store(str(tmp_path), read_only=False) as st:
+            result = st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "v": {"N": "2"}}), 2, "s")],
+                              [Checkpoint("shard-1", "200")])
+    finally:
+        assert holder.wait(timeout=30) == 0
+    assert result["upserts"] == 1
+    assert "database is locked" in caplog.text and "attempt 2 of" in caplog.text
+    with Store(str(tmp_path)) as st:
+        assert st.get("T", '{"pk":{"S":"a"}}') == canonical_json({"pk": {"S": "a"}, "v": {"N": "2"}})
+        assert st.query("SELECT count(*) FROM row_index.T")[1] == [(1,)]
+        assert st.checkpoints("T")["shard-1"]["sequence_number"] == "200"
+
+
+def test_an_error_of_the_batch_itself_is_not_retried(tmp_path, monkeypatch):
+    from dynadex.store.lake import Lake
+    from dynadex.store.shape import KeyError_
+
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
+    reopened = []
+    monkeypatch.setattr(Lake, "reopen", lambda self: reopened.append(1))
+    with Store(str(tmp_path), read_only=False) as st:
+        with pytest.raises(KeyError_):
+            st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "b"}}), 2, "s")])
+    assert reopened == []

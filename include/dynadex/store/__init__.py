@@ -58,13 +58,16 @@ class Store:
     def segment_writer(self, table: str, build_id: str, chunk_id: str, key_names, key_types, **kw) -> SegmentWriter:
         return SegmentWriter(self.location, table, build_id, chunk_id, tuple(key_names), tuple(key_types), **kw)
 
+    # Every write below is idempotent and runs through Lake.retrying: a commit that meets another process's
+    # (the stream sync, maintenance, a publish) runs again instead of failing the task.
     def publish(self, spec: PublishSpec) -> dict:
-        return publish(self.lake, spec)
+        return self.lake.retrying(f"publish of {spec.table}", lambda: publish(self.lake, spec))
 
     def apply(self, table: str, changes: list[Change], checkpoints=(), *, event=None, force: bool = False,
               state_updates: dict | None = None, replace_checkpoints: bool = False) -> dict:
-        return apply_changes(self.lake, table, changes, list(checkpoints), event=event, force=force,
-                             state_updates=state_updates, replace_checkpoints=replace_checkpoints)
+        return self.lake.retrying(f"{table}: batch of {len(changes)} changes", lambda: apply_changes(
+            self.lake, table, changes, list(checkpoints), event=event, force=force, state_updates=state_updates,
+            replace_checkpoints=replace_checkpoints))
 
     def checkpoints(self, table: str) -> dict[str, dict]:
         from dynadex.store.names import STATE_SCHEMA
@@ -85,16 +88,21 @@ class Store:
         table hit by a gap needs no bootstrap, and the sync is not taken for stale while the table is idle."""
         from dynadex.store.names import STATE_SCHEMA
 
-        with self.lake.transaction():
-            self.lake.con.execute(
-                f"UPDATE {STATE_SCHEMA}.tables SET synced_at = now(), "
-                "last_change_micros = greatest(coalesce(last_change_micros, 0), ?) WHERE table_name = ?", [micros, table])
+        def note() -> None:
+            with self.lake.transaction():
+                self.lake.con.execute(
+                    f"UPDATE {STATE_SCHEMA}.tables SET synced_at = now(), "
+                    "last_change_micros = greatest(coalesce(last_change_micros, 0), ?) WHERE table_name = ?",
+                    [micros, table])
+
+        self.lake.retrying(f"{table}: caught up", note)
 
     def compact(self) -> dict:
-        return {**maintenance.prune_stale(self.lake), **maintenance.compact(self.lake)}
+        pruned = self.lake.retrying("maintenance: prune", lambda: maintenance.prune_stale(self.lake))
+        return {**pruned, **self.lake.retrying("maintenance: compact", lambda: maintenance.compact(self.lake))}
 
     def expire(self, keep: dt.timedelta = dt.timedelta(hours=1)) -> dict:
-        return maintenance.expire(self.lake, keep)
+        return self.lake.retrying("maintenance: expire", lambda: maintenance.expire(self.lake, keep))
 
 
 __all__ = [

@@ -9,13 +9,19 @@ Invariants:
   write, whatever the SQL.
 * The sync-state tables (schema ``dynadex``) live in the same catalog as the
   data, so state and data commit together.
+* Writers that meet another process's commit (a stream batch and
+  maintenance, say) do not fail: ``retrying`` runs the whole transaction
+  again on a fresh connection, a few times, after a growing random pause.
+  Every write it wraps is idempotent (same inputs, same effect), so a commit
+  reported as failed that had in fact landed is harmless to repeat.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
+import random
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -51,6 +57,15 @@ STATE_DDL = [
 ]
 
 ALIAS = "lake"
+SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a SQLite catalog statement waits for another process's lock
+# Commit failures that another writer causes and that go away when the transaction runs again: SQLite's
+# lock (its busy handler is skipped when waiting could deadlock) and DuckLake's optimistic conflicts.
+RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction")
+ATTEMPTS = 8
+
+
+def retryable(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.Error) and any(m in str(exc).lower() for m in RETRYABLE)
 
 
 def s3_secret(con: duckdb.DuckDBPyConnection) -> None:
@@ -73,24 +88,6 @@ def s3_secret(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE OR REPLACE SECRET dynadex_s3 ({', '.join(parts)})")
 
 
-def _wal(catalog: Path) -> None:
-    """Put a SQLite catalog in WAL mode (persistent in the file), so readers never block the writer.
-
-    In SQLite's default rollback mode a reader's shared lock makes the writer's commit wait, and the
-    busy handler built into DuckDB's SQLite waits in whole seconds: measured as 1 s stalls in about one
-    stream batch in four while a reader polled. In WAL mode readers see the last committed snapshot
-    and the writer commits without waiting for them.
-    """
-    con = sqlite3.connect(catalog)
-    try:
-        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            con.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.OperationalError as exc:  # another process has it open: try again at the next open
-        log.warning("catalog %s stays in rollback-journal mode for now: %s", catalog, exc)
-    finally:
-        con.close()
-
-
 class Lake:
     def __init__(self, location: StoreLocation, *, read_only: bool = False, threads: int | None = None):
         self.location = location
@@ -104,25 +101,61 @@ class Lake:
                 root.mkdir(parents=True, exist_ok=True)
                 if not location.is_s3:
                     Path(location.data_path).mkdir(parents=True, exist_ok=True)
-        self.con = connect(threads=threads)
+        self._threads = threads
+        self._open()
+        if not read_only:
+            self.retrying("store setup", self._setup)
+
+    def _open(self) -> None:
+        location, root = self.location, self.location.local_root
+        self.con = connect(threads=self._threads)
         if location.is_s3:
             s3_secret(self.con)
         options = [f"DATA_PATH {literal(location.data_path)}"]
-        if read_only:
+        if location.catalog.startswith("sqlite:"):
+            # wait for a concurrent writer's lock instead of failing at once (``retrying`` covers the rest)
+            options.append(f"META_BUSY_TIMEOUT {SQLITE_BUSY_TIMEOUT_MS}")
+            if not self.read_only:
+                # WAL (kept in the file): a reader's lock never makes the writer's commit wait, where the busy
+                # handler of DuckDB's SQLite sleeps in whole seconds (decision 0008). Set by DuckDB's own SQLite:
+                # a second SQLite library in this process (Python's sqlite3) must never open the catalog, since
+                # POSIX locks of one process do not exclude each other and closing its file drops DuckDB's locks.
+                options.append("META_JOURNAL_MODE 'WAL'")
+        if self.read_only:
             options.append("READ_ONLY")
         try:
             self.con.execute(f"ATTACH {literal('ducklake:' + location.catalog)} AS {ALIAS} ({', '.join(options)})")
         except duckdb.Error as exc:
+            self.con.close()
             raise StoreError(f"cannot open store {location.display}: {str(exc).splitlines()[0]}") from None
         self.con.execute(f"USE {ALIAS}")
-        if not read_only:
-            with self.transaction():
-                for ddl in STATE_DDL:
-                    self.con.execute(ddl)
-            self._tune()
-            if root is not None:
-                _wal(root / "catalog.sqlite")  # after ATTACH: a new catalog has its first page only now
-        self._anchor = sqlite3.connect(root / "catalog.sqlite") if root is not None else None
+
+    def _setup(self) -> None:
+        with self.transaction():
+            for ddl in STATE_DDL:
+                self.con.execute(ddl)
+        self._tune()
+
+    def reopen(self) -> None:
+        """A fresh connection: nothing cached from before a failed commit survives."""
+        self.close()
+        self.write_id_tables.clear()
+        self.__dict__.pop("_key_specs", None)
+        self._open()
+
+    def retrying(self, what: str, work):
+        """Run ``work()`` (which opens its own transactions) until it gets past other writers' commits."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return work()
+            except duckdb.Error as exc:
+                if attempt == ATTEMPTS or not retryable(exc):
+                    raise
+                pause = min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5)
+                log.warning("%s: another writer got in the way (%s); attempt %d of %d in %.2fs", what,
+                            " ".join(str(exc).split())[:200], attempt + 1, ATTEMPTS, pause)
+                time.sleep(pause)
+                self.reopen()
 
     def _tune(self) -> None:
         """Small row groups for the row index: a point lookup then reads ~4k rows, not ~120k."""
@@ -134,8 +167,6 @@ class Lake:
 
     def close(self) -> None:
         self.con.close()
-        if self._anchor is not None:
-            self._anchor.close()
 
     def __enter__(self) -> "Lake":
         return self
