@@ -241,3 +241,45 @@ def test_the_genuine_aws_export_takes_the_fast_path_and_matches(genuine_export, 
     fast = build_chunk_fast(export, spec, fast_loc, "T", "b1", ("id",), ("S",), 5, f"export:{export.summary.export_id}")
     assert fast is not None and fast["items"] == 3 and fast["extra"]["python_lines"] == 0
     compare(fast_loc, fast, py_loc, py)
+
+
+def tag_named_item(i: int) -> dict:
+    """Attributes and map fields named like type tags ("S", "N", "BOOL", "L", "SS", "M", "NULL")."""
+    return {"pk": {"S": f"u{i}"}, "sk": {"N": str(i)}, "S": {"S": f"status {i}"}, "N": {"N": str(i * 3)},
+            "BOOL": {"BOOL": i % 2 == 0}, "L": {"L": [{"S": "x"}, {"M": {"S": {"N": "1"}}}]}, "a": {"S": "plain"},
+            "m": {"M": {"SS": {"SS": ["b", "a"]}, "M": {"M": {"NULL": {"NULL": True}}}}}}
+
+
+def test_attributes_named_like_type_tags_stay_on_the_fast_path(tmp_path, monkeypatch):
+    files = [[line(tag_named_item(i)) for i in range(120)]]
+    _, _, (py_loc, py), (fast_loc, fast) = build_both(tmp_path, files, monkeypatch)
+    assert fast is not None and fast["extra"]["python_lines"] == 0  # "S":{ is a name here, not a bad S
+    compare(fast_loc, fast, py_loc, py)
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["in the sample", "outside the sample"])
+@pytest.mark.parametrize("odd, message", [
+    ('{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"a":{"S":{"N":"1"}}}}', "S must be a string"),
+    ('{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"a":{"S" : {"N":"1"}}}}', "S must be a string"),
+    # the object regenerates 6 characters longer ("{\"N\":\"1\"}"), six \/ escapes 6 shorter: same length
+    (r'{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"a":{"S":{"N":"1"}},"S":{"S":"\/\/\/\/\/\/"}}}', "S must be a string"),
+    ('{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"a":{"L":{"S":"x"}}}}', "L must be a list"),
+    ('{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"a":{"BOOL":{}}}}', "BOOL must be true or false"),
+    ('{"Item":{"pk":{"S":"x"},"sk":{"N":"1"},"m":{"M":{"SS":{"SS":{"S":"x"}}}}}}', "SS must be a list"),
+])
+def test_a_tag_holding_an_object_is_refused_where_names_look_like_tags(tmp_path, monkeypatch, odd, message, sampled):
+    """Where "S":{ may be an attribute named S, the regex lets it pass; the count of "S":{ in the line
+    against the regenerated text catches the S tag that holds an object."""
+    from dynadex.export import fastbuild
+
+    if not sampled:
+        monkeypatch.setattr(fastbuild, "SAMPLE_HEAD", 5)
+        monkeypatch.setattr(fastbuild, "SAMPLE_ROWS", 0)
+    summary = write_export(tmp_path / "export", [[line(tag_named_item(i)) for i in range(40)] + [odd]])
+    export = read_export(summary)
+    [spec] = plan_chunks(export.files, 10**15)
+    loc = resolve(str(tmp_path / "store"))
+    assert build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, "o") is None
+    with pytest.raises(Exception) as err:
+        build_chunk(export, spec, loc, "T", "b1", *KEY, 5)
+    assert message in str(err.value) and "line 41" in str(err.value)

@@ -75,14 +75,58 @@ _NUMBER_RE = r"-?[1-9][0-9]{0,37}|0|-?[1-9][0-9]{0,36}\.[0-9]{0,36}[1-9]|-?0\.0{
 # only refuse a good line (it then goes to Python), never admit a bad one.
 _WS = r"[ \t\r]*"
 _STR = r'"(?:[^"\\]|\\.)*"'
-WRONG_JSON_TYPE = "|".join([
-    rf'"(?:S|N|B)"{_WS}:{_WS}[^" \t\r]',  # S, N, B: a string
-    rf'"(?:BOOL|NULL)"{_WS}:{_WS}[^tf \t\r]',  # BOOL, NULL: true or false
-    rf'"M"{_WS}:{_WS}[^{{ \t\r]',  # M: an object
-    rf'"L"{_WS}:{_WS}[^\[ \t\r]',  # L: an array (its elements' types are checked as values)
-    # SS, NS, BS: an array of strings
-    rf'"(?:SS|NS|BS)"{_WS}:{_WS}(?:[^\[ \t\r]|\[{_WS}(?:{_STR}{_WS},{_WS})*(?:[^" \t\r]|{_STR}{_WS}[^, \t\r\]]))',
-])
+_TAGS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
+_STARTS = {"S": '"', "N": '"', "B": '"', "BOOL": "tf", "NULL": "tf", "M": "{", "L": "\\[", "SS": "\\[", "NS": "\\[",
+           "BS": "\\["}
+
+
+def wrong_json_type(names_like_tags: frozenset = frozenset()) -> str:
+    """The RE2 pattern of a tag followed by a value of the wrong JSON type.
+
+    An attribute or map field may be named like a tag ("S", "L", …): ``"S":{`` is then that name, before its
+    attribute value. For such names ``{`` is left out here, and ``_name_counts_equal`` checks instead that
+    the line holds as many ``"S":{`` as its regenerated text, which writes them only for names."""
+    def bad(tag: str) -> str:
+        return "[^" + _STARTS[tag] + ("{" if tag in names_like_tags and tag != "M" else "") + " \\t\\r]"
+
+    parts = [rf'"{tag}"{_WS}:{_WS}{bad(tag)}' for tag in ("S", "N", "B", "BOOL", "NULL", "M", "L")]
+    for tag in ("SS", "NS", "BS"):  # an array of strings
+        parts.append(rf'"{tag}"{_WS}:{_WS}(?:{bad(tag)}|\[{_WS}(?:{_STR}{_WS},{_WS})*(?:[^" \t\r]|{_STR}{_WS}[^, \t\r\]]))')
+    return "|".join(parts)
+
+
+WRONG_JSON_TYPE = wrong_json_type()
+
+
+def _names(structure: dict, out: set) -> set:
+    """Every attribute and map field name of the structure (at any depth, inside lists too)."""
+    for name, av in structure.items():
+        out.add(name)
+        _av_names(av, out)
+    return out
+
+
+def _av_names(av, out: set) -> None:
+    if not isinstance(av, dict):
+        return
+    if isinstance(av.get("M"), dict):
+        _names(av["M"], out)
+    if isinstance(av.get("L"), list) and av["L"] and av["L"][0] != "NULL":
+        _av_names(av["L"][0], out)
+
+
+def _name_counts_equal(tags) -> list[str]:
+    """Per tag named like an attribute: the raw line and the regenerated item hold as many ``"T":{``."""
+    checks = []
+    for tag in sorted(tags):
+        raw_pattern = _lit('"' + tag + '"' + _WS + ":" + _WS + "\\{")
+        raw = f"len(regexp_extract_all(line, {raw_pattern}))"
+        name = _lit('"' + tag + '":{')
+        regen = f"(strlen(item) - strlen(replace(item, {name}, ''))) // {len(tag) + 4}"
+        checks.append(f"{raw} = {regen}")
+    return checks
+
+
 # An NS is sorted by DOUBLE: exact for members of at most 15 significant digits (distinct such decimals
 # are distinct doubles, in the same order); VARCHAR -> DECIMAL casts cost 30x more.
 NS_DIGITS = 15
@@ -515,10 +559,11 @@ def _stage_typed(con, structure: dict, key_names, key_types) -> int:
         key_parts.append(f"{_lit(json.dumps(name, ensure_ascii=False) + ':{' + json.dumps(t) + ':')} || {value} || '}}'")
         key_checks.append(f"{f} IS NOT NULL")
     key_text = "'{' || " + " || ',' || ".join(key_parts) + " || '}'"
+    like_tags = frozenset(_names(structure, set()) & set(_TAGS) - {"M"})
     ok = " AND ".join(
         ["starts_with(line, '{\"Item\":{')", "ends_with(line, '}')", "NOT contains(line, '\\u')",
-         f"NOT regexp_matches(line, {_lit(WRONG_JSON_TYPE)})",
-         "item IS NOT NULL", "strlen(item) = strlen(line) - 9", *key_checks, *guards])
+         f"NOT regexp_matches(line, {_lit(wrong_json_type(like_tags))})",
+         "item IS NOT NULL", "strlen(item) = strlen(line) - 9", *_name_counts_equal(like_tags), *key_checks, *guards])
     con.execute("DROP TABLE IF EXISTS typed")
     con.execute(
         f"CREATE TEMP TABLE typed AS SELECT j, key, item, ok, CASE WHEN NOT ok THEN line END AS bad_line FROM "

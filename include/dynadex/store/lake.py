@@ -107,7 +107,7 @@ class Lake:
             self.retrying("store setup", self._setup)
 
     def _open(self) -> None:
-        location, root = self.location, self.location.local_root
+        location = self.location
         self.con = connect(threads=self._threads)
         if location.is_s3:
             s3_secret(self.con)
