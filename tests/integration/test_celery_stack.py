@@ -89,6 +89,8 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
             "DYNADEX_DATA_PATH": "s3://dynadex-lake/data/",
             "DYNADEX_EXPORT_POLL_SECONDS": "2",
             "DYNADEX_TASK_RETRIES": "0",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+            "DYNADEX_BUILD_THREADS": "2",
         }
         airflow("db", "migrate", env=env, timeout=300)
         logs = home / "proc-logs"
@@ -96,7 +98,7 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
         procs = []
         for name, args in [("api-server", ["api-server", "--port", str(api_port)]), ("scheduler", ["scheduler"]),
                            ("dag-processor", ["dag-processor"]), ("triggerer", ["triggerer"]),
-                           ("worker", ["celery", "worker", "--concurrency", "2"])]:
+                           ("worker", ["celery", "worker"])]:
             out = open(logs / f"{name}.log", "w")
             procs.append(subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=out, stderr=subprocess.STDOUT))
         try:
