@@ -374,3 +374,26 @@ def test_an_error_of_the_batch_itself_is_not_retried(tmp_path, monkeypatch):
         with pytest.raises(KeyError_):
             st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "b"}}), 2, "s")])
     assert reopened == []
+
+
+def test_a_batch_that_briefly_cannot_see_its_table_runs_again(tmp_path, monkeypatch):
+    """Fault: the first read of the table's state comes back empty, as another connection's
+    ducklake_flush_inlined_data can make it (duckdb/ducklake#1413). The batch runs again and lands once."""
+    from dynadex.store.lake import Lake
+
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
+    real = Lake.table_state
+    calls = []
+
+    def flaky(self, table):
+        calls.append(table)
+        return None if len(calls) == 1 else real(self, table)
+
+    monkeypatch.setattr(Lake, "table_state", flaky)
+    with Store(str(tmp_path), read_only=False) as st:
+        st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "v": {"N": "2"}}), 2, "s")])
+    monkeypatch.setattr(Lake, "table_state", real)
+    with Store(str(tmp_path)) as st:
+        assert st.get("T", '{"pk":{"S":"a"}}') == canonical_json({"pk": {"S": "a"}, "v": {"N": "2"}})
+        assert st.query("SELECT count(*) FROM row_index.T")[1] == [(1,)]
+    assert len(calls) >= 2

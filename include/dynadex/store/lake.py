@@ -65,7 +65,18 @@ ATTEMPTS = 8
 
 
 def retryable(exc: BaseException) -> bool:
-    return isinstance(exc, duckdb.Error) and any(m in str(exc).lower() for m in RETRYABLE)
+    """A failure another process's commit causes, gone when the work runs again on a fresh connection.
+
+    Besides lock and conflict errors: while ``ducklake_flush_inlined_data`` (maintenance) commits, another
+    connection can briefly read a catalog table without its inlined rows (duckdb/ducklake#1413, #1305;
+    reproduced with the DuckLake we pin), so a write can find its own table unknown, or a column it
+    registered missing and add it twice. Both stop at once on a fresh connection."""
+    text = str(exc).lower()
+    if isinstance(exc, StoreError):
+        return "unknown table" in text
+    if isinstance(exc, duckdb.CatalogException):
+        return "already exists" in text
+    return isinstance(exc, duckdb.Error) and any(m in text for m in RETRYABLE)
 
 
 def s3_secret(con: duckdb.DuckDBPyConnection) -> None:
@@ -148,7 +159,7 @@ class Lake:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return work()
-            except duckdb.Error as exc:
+            except (duckdb.Error, StoreError) as exc:
                 if attempt == ATTEMPTS or not retryable(exc):
                     raise
                 pause = min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5)
