@@ -70,11 +70,8 @@ def duckdb_floor(export, work: Path) -> tuple[int, float]:
     con = connect(threads=os.cpu_count(), memory_limit=fb.BUILD_MEMORY)
     con.execute("SET preserve_insertion_order = false")
     t = time.perf_counter()
-    con.execute("CREATE TEMP TABLE lines AS SELECT line FROM read_csv(?, columns = {'line': 'VARCHAR'}, delim = chr(1), "
-                "quote = '', escape = '', header = false, auto_detect = false, compression = 'gzip', new_line = '\\n')", [files])
-    sample = con.execute(f"SELECT json_group_structure(json_extract(line, '$.Item')) FROM (SELECT line FROM lines "
-                         f"USING SAMPLE reservoir({fb.SAMPLE_ROWS} ROWS) REPEATABLE (7))").fetchone()[0]
-    structure = fb._clean(json.loads(sample))
+    fb.read_lines(con, files)
+    structure = fb.sampled_structure(con)
     con.execute(f"CREATE TEMP TABLE p AS SELECT from_json(line, {fb._lit(json.dumps({'Item': fb._duck_type(structure)}))}) "
                 "AS j, line FROM lines")
     con.execute("DROP TABLE lines")

@@ -444,6 +444,25 @@ def _local_files(export: Export, spec: ChunkSpec, tmp: str) -> tuple[list[str], 
     return paths, sizes
 
 
+def read_lines(con, files: list[str]) -> None:
+    """Temp table ``lines(line, filename)``: every line of the gzip files, raw (the delimiter chr(1) cannot
+    appear unescaped in valid JSON, so each line is one value)."""
+    con.execute(
+        "CREATE TEMP TABLE lines AS SELECT line, filename FROM read_csv(?, columns = {'line': 'VARCHAR'}, "
+        "delim = chr(1), quote = '', escape = '', header = false, auto_detect = false, compression = 'gzip', "
+        "filename = true, new_line = '\\n')", [files])
+
+
+def sampled_structure(con) -> dict:
+    """The item structure of ``lines`` from its first lines plus a seeded reservoir (deterministic), pruned."""
+    sample = con.execute(
+        "SELECT json_group_structure(json_extract(line, '$.Item')) FROM "
+        f"((SELECT line FROM lines LIMIT {SAMPLE_HEAD}) UNION ALL "
+        f"(SELECT line FROM lines USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (7)))"
+    ).fetchone()[0]
+    return _clean(json.loads(sample) if sample else "NULL")
+
+
 def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, table: str, build_id: str,
                      key_names: tuple[str, ...], key_types: tuple[str, ...], version: int, origin: str,
                      *, threads: int | None = None) -> dict | None:
@@ -464,10 +483,7 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
         steps = _Steps(spec.chunk_id)
         files, isizes = _local_files(export, spec, tmp)
         steps("md5")
-        con.execute(
-            "CREATE TEMP TABLE lines AS SELECT line, filename FROM read_csv(?, columns = {'line': 'VARCHAR'}, "
-            "delim = chr(1), quote = '', escape = '', header = false, auto_detect = false, compression = 'gzip', "
-            "filename = true, new_line = '\\n')", [files])
+        read_lines(con, files)
         steps("read")
         counts = {name: (n, size) for name, n, size in
                   con.execute("SELECT filename, count(*), sum(strlen(line) + 1) FROM lines GROUP BY ALL").fetchall()}
@@ -481,12 +497,7 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
                 raise OutsideFastPath(f"{f['key']}: gzip trailer size {isize} differs from {size} bytes read")
         total = sum(n for n, _ in counts.values())
         json_bytes = con.execute("SELECT coalesce(sum(strlen(line) + 1), 0) FROM lines").fetchone()[0]
-        sample = con.execute(
-            "SELECT json_group_structure(json_extract(line, '$.Item')) FROM "
-            f"((SELECT line FROM lines LIMIT {SAMPLE_HEAD}) UNION ALL "
-            f"(SELECT line FROM lines USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (7)))"
-        ).fetchone()[0]
-        structure = _clean(json.loads(sample) if sample else "NULL")
+        structure = sampled_structure(con)
         steps("sample")
         bad = 0
         for _round in range(ROUNDS):
