@@ -1,7 +1,9 @@
 """dynamodb_ingest: index a DynamoDB table from an Export to S3, then hand over to stream sync.
 
 validate_table -> pin_stream_start -> start_export -> wait_export (deferred) -> describe_export + plan_chunks
--> build_chunk[i] (mapped, one per balanced chunk) -> publish (one transaction) -> start_stream_sync.
+-> build_chunk[i] (mapped, one per balanced chunk: writes the chunk's final index files)
+-> prepare_publish (column types from the chunks' statistics) -> check[j] (mapped: duplicate keys by key range,
+   columns cast where chunks disagree) -> publish (one metadata transaction) -> start_stream_sync.
 
 Wiring only: every task body is in plugins/dynadex_airflow (which calls include/dynadex).
 Re-run a failed chunk by clearing its build_chunk map index; publish then runs again.
@@ -78,7 +80,16 @@ def dynamodb_ingest():
         return ingest_tasks.build(spec, meta, table, params)
 
     @task
-    def publish(meta: dict, chunks: list, table: dict, pinned: dict, built: list, params=None) -> dict:
+    def prepare_publish(meta: dict, chunks: list, table: dict, built: list, params=None) -> list:
+        return ingest_tasks.prepare(meta, chunks, table, params)
+
+    @task(max_active_tis_per_dagrun=MAX_ACTIVE_CHUNKS, map_index_template="{{ dynadex_job_label }}")
+    def check(job: dict, meta: dict, table: dict, params=None) -> dict:
+        get_current_context()["dynadex_job_label"] = job["label"]
+        return ingest_tasks.run_check(job, meta, table, params)
+
+    @task
+    def publish(meta: dict, chunks: list, table: dict, pinned: dict, checked: list, params=None) -> dict:
         return ingest_tasks.publish(meta, chunks, table, pinned, params)
 
     table = validate_table()
@@ -105,7 +116,9 @@ def dynamodb_ingest():
     meta = describe_export(manifest)
     chunks = plan_chunks(manifest)
     built = build_chunk.partial(meta=meta, table=table).expand(spec=chunks)
-    published = publish(meta, chunks, table, pinned, built)
+    jobs = prepare_publish(meta, chunks, table, built)
+    checked = check.partial(meta=meta, table=table).expand(job=jobs)
+    published = publish(meta, chunks, table, pinned, checked)
     start_sync = TriggerDagRunOperator(
         task_id="start_stream_sync",
         trigger_dag_id="dynamodb_stream_sync",
