@@ -7,7 +7,10 @@ We hook moto's classes from here (no fork, no vendored copy):
 * the DynamoDB handler's ExportTableToPointInTime / DescribeExport /
   ListExports -> ``ExportEngine``;
 * the DynamoDB Streams handler -> ``StreamRegistry``;
-* a TTL sweeper thread deletes expired items as the service would.
+* a TTL sweeper thread deletes expired items as the service would;
+* ``strict.install`` wraps the DynamoDB handler's writes and reads so the
+  emulator refuses what DynamoDB refuses (``validate``) and answers numbers
+  as DynamoDB does; ``patches`` holds small named fixes that belong in moto.
 
 Invariant: one lock serialises requests, the sweeper and export snapshots,
 so the history, the stream and moto's tables never disagree.
@@ -41,6 +44,10 @@ def install(knobs: Knobs) -> tuple[ExportEngine, StreamRegistry]:
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
+    from dynadex.local_aws import patches, strict
+
+    patches.apply_all()
+    strict.install()
     engine = ExportEngine(knobs)
     registry = StreamRegistry(knobs)
     original_set_stream = Table.set_stream_specification
