@@ -318,6 +318,13 @@ MALFORMED = [
     ("DeleteItem", {"TableName": "Refuse", "Key": {}}),
     ("BatchWriteItem", {"RequestItems": {"Refuse": [{"PutRequest": {"Item": {"pk": {"N": "x"}}}}]}}),
     ("TransactWriteItems", {"TransactItems": [{"Put": {"TableName": "Refuse", "Item": {"pk": {"S": "a"}, "v": {"SS": "x"}}}}]}),
+    ("GetItem", {"TableName": "Refuse", "Key": {"pk": {"N": "1"}}}),
+    ("GetItem", {"TableName": "Refuse", "Key": {"pk": {"S": "a"}, "zz": {"S": "b"}}}),
+    ("Query", {"TableName": "Refuse", "KeyConditionExpression": "pk = :p"}),
+    ("Query", {"TableName": "Refuse", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "x"}},
+               "ExclusiveStartKey": {"pk": {"NS": []}}}),
+    ("Scan", {"TableName": "Refuse", "ExclusiveStartKey": {"zz": {"S": "a"}}}),
+    ("BatchGetItem", {"RequestItems": {"Refuse": {"Keys": [{"pk": {"S": "a"}, "extra": {"N": "1"}}]}}}),
 ]
 
 

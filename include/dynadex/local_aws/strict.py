@@ -43,7 +43,8 @@ WRITES = {
     "batch_write_item": "BatchWriteItem",
     "transact_write_items": "TransactWriteItems",
 }
-READS = ("get_item", "batch_get_item", "query", "scan", "transact_get_items")
+READS = {"get_item": "GetItem", "batch_get_item": "BatchGetItem", "query": "Query", "scan": "Scan",
+         "transact_get_items": "TransactGetItems"}
 
 
 # ------------------------------------------------------------------ numbers
@@ -254,11 +255,19 @@ def _write(method, action: str):
     return wrapper
 
 
-def _read(method):
+def _read(method, action: str):
     @functools.wraps(method)
     def wrapper(self):
+        validate.check_read_request(action, self.body, self.dynamodb_backend)
         normalise_request(self.body)  # keys and values compared by value, as stored
-        result = method(self)
+        try:
+            result = method(self)
+        except Exception as exc:
+            if isinstance(exc, (JsonRESTError, HTTPException)):
+                raise
+            traceback.print_exc(file=sys.stderr)
+            raise validate.ValidationException(
+                f"The emulator could not run this request ({type(exc).__name__}: {exc})") from None
         normalise_result(getattr(result, "result", None))
         return result
 
@@ -270,8 +279,8 @@ def install() -> None:
 
     for name, action in WRITES.items():
         setattr(DynamoHandler, name, _write(getattr(DynamoHandler, name), action))
-    for name in READS:
-        setattr(DynamoHandler, name, _read(getattr(DynamoHandler, name)))
+    for name, action in READS.items():
+        setattr(DynamoHandler, name, _read(getattr(DynamoHandler, name), action))
 
     original_create = DynamoHandler.create_table
     original_describe = DynamoHandler.describe_table

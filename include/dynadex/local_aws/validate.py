@@ -331,3 +331,27 @@ def check_request(action: str, body: dict, backend) -> None:
                     _check_put(op, backend)
                 elif kind in ("Update", "Delete", "ConditionCheck"):
                     _check_keyed(op, backend)
+
+
+def check_read_request(action: str, body: dict, backend) -> None:
+    """Keys of GetItem, BatchGetItem and TransactGetItems (the table's key attributes, of its types);
+    values of Query and Scan (ExclusiveStartKey, ExpressionAttributeValues)."""
+    keys: list[tuple[str, dict]] = []
+    if action in ("Query", "Scan"):
+        check_attributes(body.get("ExclusiveStartKey"))
+        check_attributes(body.get("ExpressionAttributeValues"), "values")
+    if action == "GetItem":
+        keys.append((body.get("TableName"), body.get("Key")))
+    elif action == "BatchGetItem":
+        for table_name, request in (body.get("RequestItems") or {}).items():
+            keys += [(table_name, k) for k in (request or {}).get("Keys") or []]
+    elif action == "TransactGetItems":
+        keys += [((e.get("Get") or {}).get("TableName"), (e.get("Get") or {}).get("Key"))
+                 for e in body.get("TransactItems") or [] if isinstance(e, dict)]
+    for table_name, key in keys:
+        if not isinstance(key, dict):
+            continue
+        check_attributes(key)
+        table = _table(backend, table_name)
+        if table is not None:
+            check_key(key, table, item=False)
