@@ -278,6 +278,23 @@ def test_refused_write_through_boto3_is_not_retried_and_says_why(aws, refuse_tab
     assert ddb.get_item(TableName="Refuse", Key={"pk": {"S": "seed"}})["Item"]["cnt"] == {"N": "1"}
 
 
+def test_transaction_whose_update_grows_too_large_is_cancelled(aws, refuse_table):
+    """A transaction item that fails once applied (here: over 400 KB) cancels the whole transaction with
+    one reason per item, ValidationError for that item [API TransactWriteItems, CancellationReasons]."""
+    before = state(aws, refuse_table)
+    ddb = aws.client("dynamodb")
+    with pytest.raises(ClientError) as info:
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "Refuse", "Item": {"pk": {"S": "fresh"}}}},
+            {"Update": {"TableName": "Refuse", "Key": {"pk": {"S": "seed"}}, "UpdateExpression": "SET d = :d",
+                        "ExpressionAttributeValues": {":d": {"S": BIG}}}}])
+    err = info.value.response
+    assert err["Error"]["Code"] == "TransactionCanceledException"
+    assert [r["Code"] for r in err["CancellationReasons"]] == ["None", "ValidationError"]
+    assert err["CancellationReasons"][1]["Message"] == "Item size to update has exceeded the maximum allowed size"
+    assert state(aws, refuse_table) == before
+
+
 def test_accepted_at_the_limits(aws):
     """The limits themselves are accepted: 38 digits, 9.99..E+125, 1E-130, 32 levels, 400 KB exactly [DG-limits]."""
     t = make_table(aws, "Limits")

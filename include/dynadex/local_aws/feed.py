@@ -113,12 +113,16 @@ class Pending:
         self.entries.clear()
 
     def commit(self, check) -> None:
-        """Check every final image (``check(raw_image)`` raises to refuse), then record the writes."""
+        """Check every final image (``check(raw_image, entry)`` raises to refuse), then record the writes."""
         finals = []
         for entry in self.entries.values():
             raw = raw_image_of(entry.new) if entry.new is not None else None
             if raw is not None:
-                check(raw)
+                try:
+                    check(raw, entry)
+                except Exception as exc:
+                    exc.dynadex_entry = entry  # which item was refused (TransactWriteItems names it)
+                    raise
             finals.append((entry, canonical_item(raw) if raw is not None else None))
         for entry, new_img in finals:
             if new_img == entry.old_img:

@@ -219,6 +219,41 @@ def _reattach_feeds(backend) -> None:
                 feed.stream.table = table
 
 
+def _matches(op_kind: str, op, entry) -> bool:
+    """Is this TransactItem the one that wrote ``entry``'s item?"""
+    from dynadex.aws import from_client
+    from dynadex.local_aws.feed import key_of
+
+    if not isinstance(op, dict) or op.get("TableName") != entry.feed.table.name:
+        return False
+    try:
+        return key_of(entry.feed.table, from_client(op.get("Item") if op_kind == "Put" else op.get("Key")))[0] == entry.key
+    except Exception:
+        return False
+
+
+def _is_update(action: str, body: dict, entry) -> bool:
+    if action == "UpdateItem":
+        return True
+    if action == "TransactWriteItems":
+        return any(kind == "Update" and _matches(kind, op, entry)
+                   for e in body.get("TransactItems") or [] for kind, op in e.items())
+    return False
+
+
+def _cancelled(body: dict, refused, exc):
+    """AWS refuses a transaction whose item fails a check as TransactionCanceledException, one reason per
+    TransactItem (ValidationError for the refused one, None for the others)."""
+    from moto.dynamodb.exceptions import TransactionCanceledException
+
+    message = getattr(exc, "message", str(exc))
+    errors = []
+    for entry in body.get("TransactItems") or []:
+        ((kind, op),) = entry.items()
+        errors.append(("ValidationError", message, None) if _matches(kind, op, refused) else (None, None, None))
+    return TransactionCanceledException(errors)
+
+
 def _write(method, action: str):
     @functools.wraps(method)
     def wrapper(self):
@@ -235,12 +270,16 @@ def _write(method, action: str):
             request = feedmod.begin(action)
             try:
                 result = method(self)
-                request.commit(lambda raw: validate.check_image(raw, update=action in ("UpdateItem",)))
+                request.commit(lambda raw, entry: validate.check_image(
+                    raw, update=_is_update(action, self.body, entry)))
             except BaseException as exc:
+                refused = getattr(exc, "dynadex_entry", None)
                 request.rollback()
                 if action == "UpdateItem":
                     _restore(backend, self.body.get("TableName"), self.body.get("Key") or {}, before)
                 _reattach_feeds(backend)
+                if refused is not None and action == "TransactWriteItems":
+                    raise _cancelled(self.body, refused, exc) from None
                 if isinstance(exc, (JsonRESTError, HTTPException)) or not isinstance(exc, Exception):
                     raise
                 traceback.print_exc(file=sys.stderr)
