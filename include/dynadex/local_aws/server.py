@@ -18,6 +18,8 @@ so the history, the stream and moto's tables never disagree.
 
 from __future__ import annotations
 
+import json
+
 import signal
 import sys
 import threading
@@ -123,7 +125,9 @@ def install(knobs: Knobs) -> tuple[ExportEngine, StreamRegistry]:
             None if seq is None else str(seq), None if stamp is None else seconds(stamp))})
 
     def get_records(self):
-        return ActionResult(registry.get_records(self._get_param("ShardIterator"), self._get_param("Limit")))
+        # JSON text, not ActionResult: moto's model-driven serializer walks every attribute value of every
+        # record in Python (670 ms for a page of 200 rich records; json.dumps takes a few ms)
+        return json.dumps(registry.get_records(self._get_param("ShardIterator"), self._get_param("Limit")))
 
     def list_streams(self):
         table_name = self._get_param("TableName")

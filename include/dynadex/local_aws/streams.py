@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 from moto.core.exceptions import JsonRESTError
 
-from dynadex.aws import to_client  # moto's serializer base64-encodes raw bytes itself
 from dynadex.local_aws.feed import LOCK, now
 from dynadex.local_aws.validate import item_size
 
@@ -150,11 +149,12 @@ class Stream:
             shard = self.current[lineage]
         seq = shard.start_seq if not shard.records and shard.trimmed_before == 0 else self._next_seq(lineage)
         event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
-        dyn = {"ApproximateCreationDateTime": float(int(t)), "Keys": to_client(keys)}
+        # kept in the wire form (DynamoDB JSON, B as base64): GetRecords answers them as JSON text directly
+        dyn = {"ApproximateCreationDateTime": float(int(t)), "Keys": keys}
         if new is not None and self.view_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
-            dyn["NewImage"] = to_client(new)
+            dyn["NewImage"] = new
         if old is not None and self.view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
-            dyn["OldImage"] = to_client(old)
+            dyn["OldImage"] = old
         dyn["SequenceNumber"] = str(seq)
         dyn["SizeBytes"] = item_size(keys) + sum(
             item_size(img) for img, tag in ((new, "NewImage"), (old, "OldImage")) if tag in dyn)
