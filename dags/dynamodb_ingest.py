@@ -69,7 +69,7 @@ def dynamodb_ingest():
 
     @task
     def plan_chunks(manifest: str, params=None) -> list:
-        return ingest_tasks.plan(manifest, params)
+        return ingest_tasks.plan(manifest, params, MAX_ACTIVE_CHUNKS)
 
     @task(max_active_tis_per_dagrun=MAX_ACTIVE_CHUNKS,
           map_index_template="{{ dynadex_chunk_label }}")

@@ -13,7 +13,7 @@ from dynadex import bootstrap
 from dynadex.export.build import build_chunk as build_one
 from dynadex.export.manifest import read_export
 from dynadex.export.plan import ChunkSpec, makespan_ratio, plan_chunks
-from dynadex.ingest import iso_to_micros
+from dynadex.ingest import auto_chunk_target_mb, iso_to_micros
 from dynadex.export.build import snapshot_version
 from dynadex.store import PublishSpec, Store, resolve
 from dynadex.store import prepare as prep
@@ -61,10 +61,15 @@ def describe(manifest: str, params: dict) -> dict:
     }
 
 
-def plan(manifest: str, params: dict) -> list[dict]:
-    """Balanced chunk specs (keys, sizes, counts, checksums only)."""
+def plan(manifest: str, params: dict, parallelism: int = 16) -> list[dict]:
+    """Balanced chunk specs (keys, sizes, counts, checksums only). With no chunk target, chunks are sized so
+    that ``parallelism`` builders (the DAG's max_active_chunks) get two each, at most 256 MB of gzip."""
     export = _full_export(manifest, params)
-    chunks = plan_chunks(export.files, int(float(params["chunk_target_mb"]) * 1_000_000))
+    target = params.get("chunk_target_mb")
+    if target in (None, "", "auto"):
+        target = auto_chunk_target_mb(sum(f.size or 0 for f in export.files), parallelism)
+        log.info("chunk target %.1f MB of gzip (auto: two chunks for each of %d builders)", target, parallelism)
+    chunks = plan_chunks(export.files, int(float(target) * 1_000_000))
     log.info("%d files, %d items, %d bytes -> %d chunks (largest/mean %.3f)", len(export.files),
              export.summary.item_count, sum(f.size or 0 for f in export.files), len(chunks), makespan_ratio(chunks))
     return [c.to_dict() for c in chunks]
