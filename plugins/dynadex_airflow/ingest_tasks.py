@@ -3,6 +3,10 @@
 Every task is safe to retry and to clear: validation and planning are pure
 reads, start_export is idempotent by ClientToken, a chunk rebuild replaces its
 segment, and publish is one transaction that is a no-op once done.
+
+Every body is wrapped in ``@fail_fast`` (dynadex_airflow/failures.py): a
+DynadexError (bad input or configuration) fails the task at once, without
+retries; transient errors keep them. Wrap any new task body the same way.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from dynadex.export.plan import ChunkSpec, makespan_ratio, plan_chunks
 from dynadex.ingest import iso_to_micros
 from dynadex.export.build import snapshot_version
 from dynadex.store import PublishSpec, Store, resolve
+from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client, export_aws_env
 
 log = logging.getLogger("dynadex.ingest")
 
 
+@fail_fast
 def validate(params: dict) -> dict:
     bootstrap.validate_params(params)
     info = bootstrap.validate_table(client("dynamodb", params["aws_conn_id"]), params["table_name"])
@@ -28,6 +34,7 @@ def validate(params: dict) -> dict:
     return info.to_dict()
 
 
+@fail_fast
 def pin(table: dict) -> dict:
     info = bootstrap.TableInfo(**{**table, "key_names": tuple(table["key_names"]), "key_types": tuple(table["key_types"])})
     pinned = bootstrap.pin_stream_start(info)
@@ -42,6 +49,7 @@ def _full_export(manifest: str, params: dict):
     return export
 
 
+@fail_fast
 def describe(manifest: str, params: dict) -> dict:
     """What publish needs to know about the export (small; XCom)."""
     s = _full_export(manifest, params).summary
@@ -60,15 +68,17 @@ def describe(manifest: str, params: dict) -> dict:
     }
 
 
+@fail_fast
 def plan(manifest: str, params: dict) -> list[dict]:
     """Balanced chunk specs (keys, sizes, counts, checksums only)."""
     export = _full_export(manifest, params)
-    chunks = plan_chunks(export.files, int(float(params["chunk_target_mb"]) * 1_000_000))
+    chunks = plan_chunks(export.files, max(1, int(float(params["chunk_target_mb"]) * 1_000_000)))
     log.info("%d files, %d items, %d bytes -> %d chunks (largest/mean %.3f)", len(export.files),
              export.summary.item_count, sum(f.size or 0 for f in export.files), len(chunks), makespan_ratio(chunks))
     return [c.to_dict() for c in chunks]
 
 
+@fail_fast
 def build(spec: dict, meta: dict, table: dict, params: dict) -> dict:
     chunk = ChunkSpec.from_dict(spec)
     export_aws_env(params["aws_conn_id"])
@@ -81,6 +91,7 @@ def build(spec: dict, meta: dict, table: dict, params: dict) -> dict:
     return result.to_dict()
 
 
+@fail_fast
 def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, params: dict) -> dict:
     export_aws_env(params["aws_conn_id"])
     spec = PublishSpec(
