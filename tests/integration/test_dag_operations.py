@@ -219,3 +219,87 @@ def test_keep_hours_zero_means_zero(aws, tmp_path):
     run = af.dag("dynadex_maintenance").test(run_conf={"store": store, "keep_hours": 0})
     assert run.state == "success", af.states(run)
     assert xcom(run, "maintain")["expired_snapshots"] >= 1  # with 1 hour kept, these minutes-old ones would stay
+
+
+# ----------------------------------------------------------------------- handover, stores, health, asset
+
+def xcom_key(run, task_id, key):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id,
+                                                  map_indexes=-1, key=key)).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None
+
+
+def set_paused(dag_id, paused):
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(DagModel).filter(DagModel.dag_id == dag_id).update({"is_paused": paused})
+
+
+def test_handover_unpauses_the_sync_and_every_ingested_store_is_followed_with_health(aws, tmp_path, monkeypatch):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.dagrun import DagRun
+    from airflow.models.variable import Variable  # the metadata DB's (the test is not a task)
+    from airflow.utils.session import create_session
+
+    monkeypatch.setenv("DYNADEX_STORE", str(tmp_path / "default"))  # the default store: never created here
+    monkeypatch.delenv("AIRFLOW_CONN_AIRFLOW_API", raising=False)
+    for name in ("FollowA", "FollowB"):
+        fill(make_table(aws, name), name, 300)
+    store_a, store_b = str(tmp_path / "a"), str(tmp_path / "b")
+    ingest = af.dag("dynamodb_ingest")
+    set_paused("dynamodb_stream_sync", True)  # as it is on creation
+
+    # no REST API to reach: the handover cannot unpause, says so, and still triggers the run
+    run_a = ingest.test(run_conf={"table_name": "FollowA", "store": store_a, "chunk_target_mb": 0.01})
+    assert run_a.state == "success", af.states(run_a)
+    handover = xcom(run_a, "start_stream_sync")
+    assert handover["paused"] is True and handover["unpaused"] is False and handover["new_store"] is True
+    with create_session() as session:
+        triggered = session.query(DagRun).filter(DagRun.dag_id == "dynamodb_stream_sync",
+                                                 DagRun.run_id == handover["run_id"]).one()
+        assert triggered.conf == {"table_name": "FollowA", "store": store_a, "aws_conn_id": "aws_default"}
+
+    # with the API connection (make airflow creates it) the handover unpauses the sync
+    with recorder() as (url, calls):
+        monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps({"conn_type": "http", "host": url,
+                                                                   "login": "admin", "password": "pw"}))
+        run_b = ingest.test(run_conf={"table_name": "FollowB", "store": store_b, "chunk_target_mb": 0.01})
+    assert run_b.state == "success", af.states(run_b)
+    handover = xcom(run_b, "start_stream_sync")
+    assert handover["paused"] is True and handover["unpaused"] is True
+    assert ("POST", "/auth/token", {"username": "admin", "password": "pw"}, None) in calls
+    assert ("PATCH", "/api/v2/dags/dynamodb_stream_sync?update_mask=is_paused", {"is_paused": False},
+            "Bearer t0k3n") in calls
+    assert Variable.get("dynadex_stores", deserialize_json=True)[-2:] == [store_a, store_b]
+
+    # each publish emitted an asset event naming what it published
+    with create_session() as session:
+        extras = [e.extra for e in session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                  .filter(AssetModel.name == "dynadex_index").all()]
+    assert {"table": "FollowA", "store": store_a} .items() <= next(x for x in extras if x["table"] == "FollowA").items()
+    assert any(x["table"] == "FollowB" and x["published"] is True and x["items"] == 300 for x in extras), extras
+
+    # changes in both tables; a continuous run (no conf) follows both stores and reports each table's health
+    for name in ("FollowA", "FollowB"):
+        ddb = aws.client("dynamodb")
+        for i in range(7):
+            ddb.put_item(TableName=name, Item={"pk": {"S": f"new#{i}"}, "sk": {"N": str(i)}})
+    set_paused("dynamodb_stream_sync", False)
+    sync = af.dag("dynamodb_stream_sync").test(run_conf={"run_seconds": 8})
+    assert sync.state == "success", af.states(sync)
+    health = {h["table"]: h for h in xcom_key(sync, "sync", "health")}
+    assert set(health) >= {"FollowA", "FollowB"}, health
+    for name, store in (("FollowA", store_a), ("FollowB", store_b)):
+        h = health[name]
+        assert h["store"] == store and h["applied"] >= 7 and h["shards"] >= 1 and h["recoveries"] == 0, h
+        assert h["lag_seconds"] is not None and h["checked_at"]
+        if h["caught_up"]:
+            assert h["lag_seconds"] == 0
+        with Store(store) as st:
+            assert st.status(name)["tables"][0]["lag_seconds"] == h["lag_seconds"]
