@@ -40,7 +40,8 @@ def _document(context) -> dict:
         "error": f"{type(error).__name__}: {error}" if error is not None else None,
         "log_url": getattr(ti, "log_url", None),
     }
-    where = doc["task_id"] + (f"[{doc['map_index']}]" if (doc["map_index"] or -1) >= 0 else "") if doc["task_id"] else "?"
+    mapped = isinstance(doc["map_index"], int) and doc["map_index"] >= 0
+    where = (doc["task_id"] or "?") + (f"[{doc['map_index']}]" if mapped else "")
     doc["text"] = f"dynadex: {doc['dag_id']} {where} failed (run {doc['run_id']}, try {doc['try_number']}): {doc['error']}"
     return doc
 

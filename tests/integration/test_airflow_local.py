@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -29,11 +30,25 @@ def get(url, token=None):
         return resp.status, json.loads(resp.read())
 
 
-def post(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return resp.status, json.loads(resp.read())
+def post(url, body, token=None):
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def wait_for(what, probe, timeout=300, every=2):
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.time() + timeout
+    while True:
+        value = probe()
+        if value or time.time() > deadline:
+            assert value, f"timed out waiting for {what}"
+            return value
+        time.sleep(every)
 
 
 def test_make_airflow_serves_the_ui_with_our_dags_then_stops_cleanly_on_ctrl_c(tmp_path):
@@ -67,14 +82,31 @@ def test_make_airflow_serves_the_ui_with_our_dags_then_stops_cleanly_on_ctrl_c(t
         token = doc["access_token"]
         code, pool = get(f"{url}/api/v2/pools/dynadex_chunks", token)
         assert pool["slots"] == 16
-        deadline = time.time() + 180  # the DAG processor parses our DAGs: wait until all three are there
-        while True:
+        def our_dags():  # the DAG processor parses our DAGs: wait until all three are there
             dags = {d["dag_id"]: d for d in get(f"{url}/api/v2/dags?tags=dynadex", token)[1]["dags"]}
-            if len(dags) == 3 or time.time() > deadline:
-                break
-            time.sleep(2)
-        assert set(dags) == {"dynamodb_ingest", "dynamodb_stream_sync", "dynadex_maintenance"}, dags
+            return dags if len(dags) == 3 else None
+
+        dags = wait_for("the three DAGs", our_dags, 180)
         assert dags["dynamodb_stream_sync"]["is_paused"] and not dags["dynamodb_ingest"]["is_paused"]
+        runs = f"{url}/api/v2/dags/dynamodb_ingest/dagRuns"
+        # the server refuses a bad param before any run exists
+        code, doc = post(runs, {"logical_date": None, "conf": {"table_name": "bad table!"}}, token)
+        assert code == 400 and "table_name" in json.dumps(doc), (code, doc)
+        # a real ingest through the REST API: it succeeds, and its handover unpauses the stream sync
+        code, run = post(runs, {"logical_date": None, "conf": {"table_name": "Orders", "chunk_target_mb": 0.005}},
+                         token)
+        assert code == 200, run
+        state = wait_for("the ingest to finish", lambda: get(f"{runs}/{run['dag_run_id']}", token)[1]["state"]
+                         if get(f"{runs}/{run['dag_run_id']}", token)[1]["state"] in ("success", "failed") else None)
+        assert state == "success"
+        assert get(f"{url}/api/v2/dags/dynamodb_stream_sync", token)[1]["is_paused"] is False
+        sync_runs = f"{url}/api/v2/dags/dynamodb_stream_sync/dagRuns"
+        done = wait_for("a successful stream sync run", lambda: [r for r in get(sync_runs, token)[1]["dag_runs"]
+                                                                 if r["state"] == "success"])
+        entry = get(f"{sync_runs}/{done[0]['dag_run_id']}/taskInstances/sync/xcomEntries/health?deserialize=true",
+                    token)[1]
+        health = entry["value"]
+        assert health and health[0]["table"] == "Orders" and health[0]["lag_seconds"] is not None, health
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
