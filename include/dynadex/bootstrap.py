@@ -27,6 +27,11 @@ TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 
 
+# AWS error codes that mean "try again later", never "this request is wrong"
+TRANSIENT_CODES = {"LimitExceededException", "ThrottlingException", "ProvisionedThroughputExceededException",
+                   "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable", "RequestTimeout"}
+
+
 class BootstrapError(DynadexError, ValueError):
     """A table, parameter or export that cannot be bootstrapped as asked."""
 
@@ -195,9 +200,10 @@ def start_export(ddb, info: TableInfo, *, bucket: str, prefix: str, export_forma
         return ddb.export_table_to_point_in_time(**kwargs)["ExportDescription"]["ExportArn"]
     except Exception as exc:  # botocore ClientError: keep AWS's code and message
         err = getattr(exc, "response", {}).get("Error", {})
-        if err:
+        status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if err and err.get("Code") not in TRANSIENT_CODES and status < 500:
             raise BootstrapError(f"export of {info.name} refused by AWS: {err.get('Code')}: {err.get('Message')}") from None
-        raise
+        raise  # throttling or a server error: not a refusal, so the task's retries apply (same ClientToken)
 
 
 def describe_export(ddb, export_arn: str) -> dict:

@@ -26,3 +26,4 @@ def test_importing_the_library_loads_no_airflow_module():
                           env={"PYTHONPATH": str(LIB.parent), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
