@@ -3,11 +3,12 @@
 Prints items/s and MB/s (of uncompressed DynamoDB JSON) for, in one run:
   (a) naive: gzip + json + boto3 TypeDeserializer, one process;
   (b) DuckDB read_json of the same files into a raw table (parse only);
-  (c) dynadex chunk build of all three index segments, one process (DuckDB path, 2 threads; peak RSS);
+  (c) dynadex chunk build of its three final index files, one process (DuckDB path, 2 threads; peak RSS);
   (c') the same chunk through the exact Python path (DYNADEX_BUILD=python), the path before DuckDB;
   (e) a floor for any DuckDB build: read + parse + write the three segments' data (raw line as item, one
       entry per leaf in the inverted segment), with no canonical text and no checks at all;
-  (d) dynadex plan + build + publish with 2 worker processes (the whole ingest).
+  (d) dynadex plan + build + checks + publish with 2 worker processes (the whole ingest; see bench_ingest.py
+      for its phases at 16 and 64 chunks).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def duckdb_floor(export, work: Path) -> tuple[int, float]:
     """What DuckDB spends just moving the data into the three segments, with the build's own expressions for
     columns and inverted entries but no canonical text, no key text and no checks: no DuckDB build can be
     faster than this on the same box."""
+    from dynadex.export import fast_sql as fs
+    from dynadex.export import fast_structure as st
     from dynadex.export import fastbuild as fb
     from dynadex.store.extensions import connect
 
@@ -71,19 +74,19 @@ def duckdb_floor(export, work: Path) -> tuple[int, float]:
     con.execute("SET preserve_insertion_order = false")
     t = time.perf_counter()
     fb.read_lines(con, files)
-    structure = fb.sampled_structure(con)
-    con.execute(f"CREATE TEMP TABLE p AS SELECT from_json(line, {fb._lit(json.dumps({'Item': fb._duck_type(structure)}))}) "
+    structure = st.sampled_structure(con)
+    con.execute(f"CREATE TEMP TABLE p AS SELECT from_json(line, {st.lit(json.dumps({'Item': st.duck_type(structure)}))}) "
                 "AS j, line FROM lines")
     con.execute("DROP TABLE lines")
     con.execute(f"COPY (SELECT j.Item.pk.S AS key, line AS item FROM p) TO '{out}/rows.parquet' (FORMAT parquet, COMPRESSION zstd)")
-    gen, cols, lists = fb._Gen(), [], []
+    gen, cols, lists = fs._Gen(), [], []
     for name, av in sorted(structure.items()):
-        fb._columns(gen, f"j.Item.{fb._ident(name)}", av, (name,), cols)
-        fb._inverted(gen, f"j.Item.{fb._ident(name)}", av, name, lists)
+        fs._columns(gen, f"j.Item.{st.ident(name)}", av, (name,), cols)
+        fs._inverted(gen, f"j.Item.{st.ident(name)}", av, name, lists)
     con.execute("COPY (SELECT j.Item.pk.S AS key, " + ", ".join(f"{expr} AS c{i}" for i, (_, _, expr, _) in enumerate(cols))
                 + f" FROM p) TO '{out}/cols.parquet' (FORMAT parquet, COMPRESSION zstd)")
     con.execute(f"COPY (SELECT p AS path, k AS kind, v AS value, key FROM (SELECT unnest(e, recursive := true), key FROM "
-                f"(SELECT j.Item.pk.S AS key, {fb._concat(lists)} AS e FROM p))) TO '{out}/inv.parquet' (FORMAT parquet, COMPRESSION zstd)")
+                f"(SELECT j.Item.pk.S AS key, {fs._concat(lists)} AS e FROM p))) TO '{out}/inv.parquet' (FORMAT parquet, COMPRESSION zstd)")
     n = con.execute("SELECT count(*) FROM p").fetchone()[0]
     seconds = time.perf_counter() - t
     con.close()

@@ -33,10 +33,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", required=True)
     ap.add_argument("--table", default="Bench")
+    ap.add_argument("--maintain", action="store_true", help="run `dynadex maintain`'s merge first, then measure")
     a = ap.parse_args()
+    if a.maintain:
+        t = time.perf_counter()
+        with Store(a.store, read_only=False) as w:
+            w.compact()
+        print(f"maintain (merge of adjacent files): {time.perf_counter() - t:.1f} s")
     st = Store(a.store)
     n = st.query(f'SELECT count(*) FROM row_index."{a.table}"')[1][0][0]
-    print(f"store {a.store}: {n:,} items")
+    files = {schema: st.lake.con.execute("SELECT count(*) FROM ducklake_list_files('lake', ?, schema => ?)",
+                                         [a.table, schema]).fetchone()[0]
+             for schema in ("row_index", "main", "inverted_index")}
+    print(f"store {a.store}: {n:,} items; data files: {files['row_index']} rows, {files['main']} columns, "
+          f"{files['inverted_index']} inverted")
     rnd = random.Random(3)
     lat = []
     for _ in range(300):

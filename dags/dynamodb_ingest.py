@@ -32,8 +32,10 @@ indexes) from a DynamoDB **Export to S3**, which reads no table capacity, then t
 
 **Steps**: `validate_table` → `pin_stream_start` (stream ARN and T0, before the export) → `start_export`
 (ExportTime = T0, idempotent ClientToken) → `wait_export` (deferred: no worker slot held) →
-`describe_export` + `plan_chunks` (balanced chunks) → `build_chunk[i]` (mapped, named by chunk) →
-`publish` (one transaction; emits the `dynadex_index` asset event) → `start_stream_sync`.
+`describe_export` + `plan_chunks` (balanced chunks) → `build_chunk[i]` (mapped, named by chunk: writes the
+chunk's final index files) → `prepare_publish` (column types from the chunks' statistics) → `check[j]` (mapped:
+duplicate keys by key range, columns cast where chunks disagree) → `publish` (one metadata transaction; emits
+the `dynadex_index` asset event) → `start_stream_sync`.
 
 **After the first ingest**: `start_stream_sync` unpauses `dynamodb_stream_sync` when it can (through the
 REST API, connection `airflow_api`; `make airflow` creates it) and otherwise logs a loud warning:
@@ -116,8 +118,17 @@ def dynamodb_ingest():
     def build_chunk(spec: dict, meta: dict, table: dict, params=None) -> dict:
         return ingest_tasks.build(spec, meta, table, params)
 
+    @task(execution_timeout=timeout("publish"))
+    def prepare_publish(meta: dict, chunks: list, table: dict, built: list, params=None) -> list:
+        return ingest_tasks.prepare(meta, chunks, table, params)
+
+    @task(max_active_tis_per_dagrun=MAX_ACTIVE_CHUNKS, pool=chunk_pool(), execution_timeout=timeout("chunk"),
+          map_index_template=labels.JOB_TEMPLATE)
+    def check(job: dict, meta: dict, table: dict, params=None) -> dict:
+        return ingest_tasks.run_check(job, meta, table, params)
+
     @task(outlets=[assets.INDEX], execution_timeout=timeout("publish"))
-    def publish(meta: dict, chunks: list, table: dict, pinned: dict, built: list, params=None) -> dict:
+    def publish(meta: dict, chunks: list, table: dict, pinned: dict, checked: list, params=None) -> dict:
         result = ingest_tasks.publish(meta, chunks, table, pinned, params)
         get_current_context()["outlet_events"][assets.INDEX].extra = assets.event_extra(
             table["name"], params.get("store"), meta, result)
@@ -148,7 +159,9 @@ def dynamodb_ingest():
     meta = describe_export(manifest)
     chunks = plan_chunks(manifest)
     built = build_chunk.partial(meta=meta, table=table).expand(spec=chunks)
-    published = publish(meta, chunks, table, pinned, built)
+    jobs = prepare_publish(meta, chunks, table, built)
+    checked = check.partial(meta=meta, table=table).expand(job=jobs)
+    published = publish(meta, chunks, table, pinned, checked)
     start_sync = StartStreamSyncOperator(
         task_id="start_stream_sync",
         table_name="{{ params.table_name }}",

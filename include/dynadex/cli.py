@@ -171,7 +171,10 @@ def _cmd_ingest_export(args: argparse.Namespace) -> int:
         return 0
     pub = result["publish"]
     state = "published" if pub["published"] else f"not published ({pub.get('reason')})"
-    print(f"{result['table']}: {result['items']} items from {result['chunks']} chunks, {state}")
+    ph = result["phases"]
+    print(f"{result['table']}: {result['items']} items from {result['chunks']} chunks ({result['workers']} workers), "
+          f"{state}; plan {ph['plan']:.1f}s, build {ph['build']:.1f}s, checks {ph['prepare'] + ph['checks']:.1f}s, "
+          f"publish {ph['publish']:.1f}s")
     return 0
 
 
@@ -263,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help="manifest-summary.json location, as for inspect-export")
     p.add_argument("--table", required=True, help="name of the indexed table in the store")
     p.add_argument("--key", required=True, help="key attributes: NAME[:S|N|B][,NAME[:S|N|B]] (type defaults to S)")
-    p.add_argument("--workers", type=int, default=1, help="chunk builder processes (default 1)")
-    p.add_argument("--chunk-target-mb", type=float, default=256, help="target chunk size in MB of gzip (default 256)")
+    p.add_argument("--workers", type=int, default=None, help="builder processes (default: one per core)")
+    p.add_argument("--chunk-target-mb", type=float, default=None,
+                   help="target chunk size in MB of gzip (default: two chunks per worker, at most 256 MB each)")
     p.add_argument("--json", action="store_true")
     _store_args(p)
     p.set_defaults(func=_cmd_ingest_export)

@@ -1,16 +1,23 @@
-"""Indexing an export without Airflow: plan, build every chunk, publish.
+"""Indexing an export without Airflow: plan, build every chunk, prepare, run the checks, publish.
 
-The same three library calls the ``dynamodb_ingest`` DAG makes, run here in
-one process (or a pool of ``workers`` processes) for ad-hoc use and
+The same library calls the ``dynamodb_ingest`` DAG makes, run here in a pool
+of ``workers`` processes (default: one per core) for ad-hoc use and
 benchmarks. Invariant: the index changes only at the final publish, in one
-transaction; any failed check before it leaves the store as it was.
+metadata transaction; any failed check before it leaves the store as it was.
+
+Defaults use the machine: with no chunk target, chunks are sized so there
+are at least two per worker (at most 256 MB of gzip each), so every core
+builds whatever the export's size; each build's DuckDB gets its share of the
+cores (``threads_per_build``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -19,6 +26,7 @@ from dynadex.export.build import BuildResult, build_chunk, snapshot_version
 from dynadex.export.manifest import Export, read_export
 from dynadex.export.plan import ChunkSpec, plan_chunks
 from dynadex.store import PublishSpec, Store
+from dynadex.store import prepare as prep
 from dynadex.store.location import StoreLocation, resolve
 
 log = logging.getLogger("dynadex.ingest")
@@ -50,22 +58,44 @@ def iso_to_micros(text: str) -> int:
     return int(when.timestamp() * 1_000_000)
 
 
+MAX_CHUNK_MB = 256
+MIN_CHUNK_MB = 1
+CHUNKS_PER_WORKER = 2
+
+
+def auto_chunk_target_mb(total_bytes: int, parallelism: int) -> float:
+    """A chunk target that gives every one of ``parallelism`` builders work (two chunks each, for balance),
+    with chunks of at most 256 MB of gzip and at least 1 MB."""
+    want = total_bytes / 1e6 / max(1, parallelism * CHUNKS_PER_WORKER)
+    return max(MIN_CHUNK_MB, min(MAX_CHUNK_MB, math.ceil(want * 10) / 10))
+
+
+def threads_per_build(workers: int, chunks: int) -> int:
+    """The builders share the cores: each chunk's DuckDB gets its share of threads, not all of them."""
+    return max(1, (os.cpu_count() or 1) // max(1, min(workers, chunks)))
+
+
 @dataclass
 class IngestPlan:
     export: Export
     chunks: list[ChunkSpec]
     build_id: str
     version: int
+    chunk_target_mb: float
 
 
-def plan(source: str, chunk_target_mb: float = 256) -> IngestPlan:
+def plan(source: str, chunk_target_mb: float | None = None, parallelism: int = 1) -> IngestPlan:
     export = read_export(source)
     if export.summary.export_type != "FULL_EXPORT":
         raise DynadexError(f"{export.url(export.summary_key)}: ingest-export takes a full export, this is "
                            f"{export.summary.export_type}")
+    if chunk_target_mb is None:
+        chunk_target_mb = auto_chunk_target_mb(sum(f.size or 0 for f in export.files), parallelism)
+    if chunk_target_mb <= 0:
+        raise DynadexError(f"chunk target must be more than 0 MB, got {chunk_target_mb}")
     chunks = plan_chunks(export.files, int(chunk_target_mb * 1_000_000))
     micros = iso_to_micros(export.summary.export_time)
-    return IngestPlan(export, chunks, export.summary.export_id, snapshot_version(micros))
+    return IngestPlan(export, chunks, export.summary.export_id, snapshot_version(micros), chunk_target_mb)
 
 
 def _build_one(args) -> dict:
@@ -75,52 +105,80 @@ def _build_one(args) -> dict:
                        version, threads=threads).to_dict()
 
 
+def _run_job(args) -> dict:
+    location, plan_dict, job_dict, threads = args
+    return prep.run_job(location, prep.PublishPlan.from_dict(plan_dict), prep.Job.from_dict(job_dict), threads=threads)
+
+
+def _map(fn, jobs: list, workers: int) -> list:
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            return list(pool.map(fn, jobs))
+    return [fn(job) for job in jobs]
+
+
 def ingest_export(source: str, table: str, key: str, *, store: str | None = None, data_path: str | None = None,
-                  workers: int = 1, chunk_target_mb: float = 256, stream_arn: str | None = None,
+                  workers: int | None = None, chunk_target_mb: float | None = None, stream_arn: str | None = None,
                   stream_start_micros: int | None = None, checkpoints: list[dict] | None = None) -> dict:
     key_names, key_types = parse_key_spec(key)
-    p = plan(source, chunk_target_mb)
+    workers = workers or os.cpu_count() or 1
+    phases: dict[str, float] = {}
+    t = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal t
+        now = time.monotonic()
+        phases[name] = round(now - t, 3)
+        log.info("ingest %s: %s took %.2fs", table, name, now - t)
+        t = now
+
+    p = plan(source, chunk_target_mb, workers)
     location: StoreLocation = resolve(store, data_path)
-    # the workers share the cores: each chunk's DuckDB gets its share of threads, not all of them
-    threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(p.chunks))))
+    phase("plan")
+    threads = threads_per_build(workers, len(p.chunks))
     jobs = [(source, c.to_dict(), location, table, p.build_id, key_names, key_types, p.version, threads) for c in p.chunks]
-    results: list[dict] = []
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_build_one, jobs))
-    else:
-        for job in jobs:
-            results.append(_build_one(job))
-            log.info("built %s", results[-1])
+    results = _map(_build_one, jobs, workers)
+    phase("build")
     s = p.export.summary
+    spec = PublishSpec(
+        table=table,
+        build_id=p.build_id,
+        chunk_ids=[c.chunk_id for c in p.chunks],
+        key_names=key_names,
+        key_types=key_types,
+        expected_items={c.chunk_id: c.items for c in p.chunks},
+        total_items=s.item_count,
+        export_arn=s.export_arn,
+        export_time=s.export_time,
+        export_time_micros=iso_to_micros(s.export_time),
+        stream_arn=stream_arn,
+        stream_start_micros=min(stream_start_micros, iso_to_micros(s.export_time))
+        if stream_start_micros else iso_to_micros(s.export_time),
+        checkpoints=checkpoints or [],
+        export_bucket=s.s3_bucket if source.startswith("s3://") else None,
+        export_prefix=s.s3_prefix,
+    )
+    prepared = prep.prepare(location, table, p.build_id, spec.chunk_ids, key_names, spec.expected_items,
+                            spec.total_items)
+    phase("prepare")
+    job_threads = threads_per_build(workers, len(prepared.jobs))
+    _map(_run_job, [(location, prepared.to_dict(), j.to_dict(), job_threads) for j in prepared.jobs], workers)
+    phase("checks")
     with Store(location, read_only=False) as st:
-        published = st.publish(
-            PublishSpec(
-                table=table,
-                build_id=p.build_id,
-                chunk_ids=[c.chunk_id for c in p.chunks],
-                key_names=key_names,
-                key_types=key_types,
-                expected_items={c.chunk_id: c.items for c in p.chunks},
-                total_items=s.item_count,
-                export_arn=s.export_arn,
-                export_time=s.export_time,
-                export_time_micros=iso_to_micros(s.export_time),
-                stream_arn=stream_arn,
-                stream_start_micros=min(stream_start_micros, iso_to_micros(s.export_time))
-                if stream_start_micros else iso_to_micros(s.export_time),
-                checkpoints=checkpoints or [],
-                export_bucket=s.s3_bucket if source.startswith("s3://") else None,
-                export_prefix=s.s3_prefix,
-            )
-        )
+        published = st.publish(spec, prepared)
+    phase("publish")
     return {
         "table": table,
         "export": s.export_arn,
         "chunks": len(p.chunks),
+        "workers": workers,
+        "chunk_target_mb": p.chunk_target_mb,
         "items": sum(r["items"] for r in results),
         "gzip_bytes": sum(r["gzip_bytes"] for r in results),
         "json_bytes": sum(r["json_bytes"] for r in results),
         "publish": published,
+        "jobs": {"key_ranges": sum(1 for j in prepared.jobs if j.kind == "keys"),
+                 "conformed_chunks": sum(1 for j in prepared.jobs if j.kind == "conform")},
+        "phases": phases,
         "builds": [BuildResult(**r).to_dict() for r in results],
     }

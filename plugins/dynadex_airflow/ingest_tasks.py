@@ -20,6 +20,7 @@ from dynadex.export.plan import ChunkSpec, makespan_ratio, plan_chunks
 from dynadex.ingest import iso_to_micros
 from dynadex.export.build import snapshot_version
 from dynadex.store import PublishSpec, Store, resolve
+from dynadex.store import prepare as prep
 from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client, export_aws_env
 
@@ -91,10 +92,8 @@ def build(spec: dict, meta: dict, table: dict, params: dict) -> dict:
     return result.to_dict()
 
 
-@fail_fast
-def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, params: dict) -> dict:
-    export_aws_env(params["aws_conn_id"])
-    spec = PublishSpec(
+def _spec(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, params: dict) -> PublishSpec:
+    return PublishSpec(
         table=table["name"],
         build_id=meta["build_id"],
         chunk_ids=[c["chunk_id"] for c in chunks],
@@ -112,7 +111,42 @@ def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, pa
         stream_start_micros=min(int(float(pinned["t0"]) * 1_000_000), meta["export_time_micros"])
         if pinned else meta["export_time_micros"],
     )
+
+
+@fail_fast
+def prepare(meta: dict, chunks: list[dict], table: dict, params: dict) -> list[dict]:
+    """Decide the columns and plan the parallel checks (reads the chunk manifests only). The plan is kept
+    beside the manifests; XCom carries the jobs (names and key bounds) the check tasks map over."""
+    export_aws_env(params["aws_conn_id"])
+    spec = _spec(meta, chunks, table, None, params)
+    location = resolve(params.get("store"))
+    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
+                        spec.expected_items, spec.total_items)
+    prep.save_plan(location, plan)
+    keys = sum(1 for j in plan.jobs if j.kind == "keys")
+    log.info("%s: %d items in %d chunks; %d columns; %d key-range checks, %d chunk(s) to conform", spec.table,
+             plan.items, len(plan.chunk_ids), len(plan.columns), keys, len(plan.jobs) - keys)
+    return [{**j.to_dict(), "label": j.label(keys if j.kind == "keys" else None)} for j in plan.jobs]
+
+
+@fail_fast
+def run_check(job: dict, meta: dict, table: dict, params: dict) -> dict:
+    export_aws_env(params["aws_conn_id"])
+    location = resolve(params.get("store"))
+    plan = prep.load_plan(location, table["name"], meta["build_id"])
+    record = prep.run_job(location, plan, prep.Job.from_dict({k: v for k, v in job.items() if k != "label"}))
+    log.info("%s: %s", job["label"], {k: v for k, v in record.items() if k not in ("job", "digest")})
+    return {k: v for k, v in record.items() if k != "job"}
+
+
+@fail_fast
+def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, params: dict) -> dict:
+    export_aws_env(params["aws_conn_id"])
+    spec = _spec(meta, chunks, table, pinned, params)
     with Store(params.get("store"), read_only=False) as st:
-        result = st.publish(spec)
+        state = st.lake.table_state(spec.table)
+        already = state is not None and state["build_id"] == spec.build_id
+        plan = None if already else prep.load_plan(st.location, spec.table, spec.build_id)
+        result = st.publish(spec, plan)
     log.info("publish %s: %s", table["name"], result)
     return result

@@ -22,3 +22,4 @@ def chunk_label(spec) -> str:
 
 FILTERS = {"dynadex_chunk_label": chunk_label}
 CHUNK_TEMPLATE = "{{ task.op_kwargs['spec'] | dynadex_chunk_label }}"
+JOB_TEMPLATE = "{{ task.op_kwargs['job']['label'] }}"  # a check job carries its label (prepare_publish)

@@ -39,7 +39,8 @@ def test_postgres_catalog_with_s3_data(postgres):
                 st.apply("Orders", [Change({"pk": {"S": "k1"}}, canonical_item({"pk": {"S": "k1"}, "n": {"N": "-1"}, "new": {"BOOL": True}}), 5, "s"),
                                     Change({"pk": {"S": "k2"}}, None, 5, "s")])
             keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]]
-            assert any(k.startswith("data/row_index/Orders/") and k.endswith(".parquet") for k in keys)
+            # the chunk's final files, on S3 under bulk/ (a two-change stream batch is inlined in the catalog)
+            assert any(k.startswith("data/bulk/Orders/b1/c0/") and k.endswith("/rows.parquet") for k in keys)
             # another process reads through the CLI, with the same settings
             env = {**os.environ}
             done = subprocess.run([sys.executable, "-m", "dynadex.cli", "query", "SELECT count(*) AS n, sum(n) AS s FROM Orders",
@@ -58,14 +59,15 @@ def test_postgres_catalog_with_s3_data(postgres):
 
 
 def test_duckdb_chunk_build_writes_its_segment_to_s3(postgres, tmp_path):
-    """The DuckDB build path with S3 staging (a distributed deployment): same segment, then a normal publish."""
+    """The DuckDB build path with S3 data (a distributed deployment): the chunk's final files on S3, then a
+    publish that registers them."""
     import json as _json
 
     from dynadex.export import read_export
     from dynadex.export.build import build_chunk
     from dynadex.export.plan import plan_chunks
     from dynadex.store import resolve
-    from dynadex.store.segments import read_manifest
+    from dynadex.store.chunks import read_manifest
 
     with running() as aws:
         saved = dict(os.environ)
@@ -81,8 +83,8 @@ def test_duckdb_chunk_build_writes_its_segment_to_s3(postgres, tmp_path):
             location = resolve(postgres, "s3://lake/data/")
             result = build_chunk(export, spec, location, "Gen", "b1", ("pk", "sk"), ("S", "N"), 1)
             manifest = read_manifest(location, "Gen", "b1", spec.chunk_id)
-            assert result.items == 3000 and manifest["extra"]["built_by"] == "duckdb"
-            assert all(p.startswith("s3://lake/") for parts in manifest["parts"].values() for p in parts)
+            assert result.items == 3000 and manifest.built_by == "duckdb"
+            assert all(p.startswith("s3://lake/data/bulk/Gen/b1/") for files in manifest.files.values() for p in files)
             with Store(postgres, data_path="s3://lake/data/", read_only=False) as st:
                 assert st.publish(PublishSpec("Gen", "b1", [spec.chunk_id], ("pk", "sk"), ("S", "N"), total_items=3000))["published"]
                 assert st.query('SELECT count(*) FROM "Gen"')[1][0][0] == 3000

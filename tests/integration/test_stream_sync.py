@@ -293,3 +293,25 @@ def test_idle_table_followed_by_a_running_sync_recovers_a_gap_without_bootstrap(
     ddb.put_item(TableName="Quiet", Item={"pk": {"S": "b"}})
     stats, report = converge(store, "Quiet")  # would raise NeedsBootstrap if recovery began at the last change
     assert stats["recoveries"] >= 1 and report.ok and report.table_items == 3
+
+
+def test_children_are_found_when_their_parent_ends_and_read_in_the_same_batch(aws, tmp_path):
+    """Against the emulator over HTTP: a backlog spanning several generations of every shard is applied in
+    one batch, parents before children, with the checkpoints of both (the children found as each parent
+    ends: tests/unit/test_shard_discovery.py covers children created after the last refresh)."""
+    ddb = new_table(aws, "Rolling")
+    store = str(tmp_path / "store")
+    ddb.put_item(TableName="Rolling", Item={"pk": {"S": "seed"}})
+    assert bootstrap.run(ddb, "Rolling", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
+    for i in range(400):  # 40 records per shard generation: about 10 generations over the 3 shards
+        ddb.put_item(TableName="Rolling", Item={"pk": {"S": f"k{i % 150}"}, "n": {"N": str(i)}})
+    ddb2, streams, s3 = clients()
+    with Store(store, read_only=False) as st:
+        stats = sync_table(st, "Rolling", ddb2, streams, s3, seconds=0,
+                           settings=SyncSettings(batch_seconds=60, batch_records=100_000))
+        cps = st.checkpoints("Rolling")
+    assert stats["records"] >= 400 and stats["batches"] == 1, stats
+    ended = [s for s, c in cps.items() if c["ended"]]
+    assert len(ended) >= 6 and sum(1 for c in cps.values() if c["parent_shard_id"] in ended) >= 6
+    with Store(store) as st:
+        assert verify(st, "Rolling", ddb).ok

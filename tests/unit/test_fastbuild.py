@@ -17,7 +17,7 @@ from dynadex.export.build import build_chunk
 from dynadex.export.fastbuild import build_chunk_fast
 from dynadex.export.plan import plan_chunks
 from dynadex.store import resolve
-from dynadex.store.segments import read_manifest
+from dynadex.store.chunks import read_manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import gen_export  # noqa: E402  (the benchmarks' export writer: the real S3 layout)
@@ -71,7 +71,7 @@ def line(item: dict) -> str:
 
 
 def rows(location, manifest, kind, sort):
-    tables = [pq.read_table(p.removeprefix("file://")) for p in manifest["parts"][kind]]
+    tables = [pq.read_table(p.removeprefix("file://")) for p in manifest.files[kind]]
     out = []
     for t in tables:
         out.extend(t.to_pylist())
@@ -99,9 +99,11 @@ def test_fast_build_equals_python_build_on_every_type(tmp_path, monkeypatch):
     files = [[line(rich_item(i, rnd)) for i in range(f * 150, f * 150 + 150)] for f in range(3)]
     _, _, (py_loc, py), (fast_loc, fast) = build_both(tmp_path, files, monkeypatch)
     assert fast is not None, "the rich export is inside the fast path's domain"
-    assert fast["extra"]["built_by"] == "duckdb" and fast["extra"]["python_lines"] == 0
-    assert fast["items"] == py["items"] == 450
-    assert fast["columns"] == py["columns"]  # kinds, counts and number figures (they decide SQL types)
+    assert fast.built_by == "duckdb" and fast.python_lines == 0
+    assert fast.items == py.items == 450
+    assert fast.columns == py.columns  # kinds, counts and number figures (they decide SQL types)
+    assert_final_layout(fast)
+    assert_final_layout(py)
     by_key = lambda r: r["key"]  # noqa: E731
     assert rows(fast_loc, fast, "rows", by_key) == rows(py_loc, py, "rows", by_key)
     assert rows(fast_loc, fast, "cols", lambda r: r["_key"]) == rows(py_loc, py, "cols", lambda r: r["_key"])
@@ -146,8 +148,24 @@ def _one_odd_line(tmp_path, odd):
     return export, spec, resolve(str(tmp_path / "store"))
 
 
+def assert_final_layout(manifest) -> None:
+    """Each file is in its final order (what publish registers as is): rows and columns by key, entries by
+    (path, value), rows in small row groups; every row carries the bulk write id."""
+    [rows_file], [cols_file], [inv_file] = manifest.files["rows"], manifest.files["cols"], manifest.files["inv"]
+    keys = pq.read_table(rows_file).column("key").to_pylist()
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert set(pq.read_table(rows_file).column("write_id").to_pylist()) <= {0}
+    assert pq.ParquetFile(rows_file).metadata.row_group(0).num_rows <= 4096
+    assert pq.read_table(cols_file).column("_key").to_pylist() == keys
+    inv = pq.read_table(inv_file).select(["path", "value"]).to_pylist()
+    pairs = [(r["path"], r["value"] is None, r["value"] or "") for r in inv]
+    assert pairs == sorted(pairs, key=lambda p: (p[0].encode(), p[1], p[2].encode()))
+
+
 def compare(fast_loc, fast, py_loc, py) -> None:
-    assert fast["items"] == py["items"] and fast["columns"] == py["columns"]
+    assert fast.items == py.items and fast.columns == py.columns and fast.key_bounds == py.key_bounds
+    assert_final_layout(fast)
+    assert_final_layout(py)
     for kind, sort in (("rows", lambda r: r["key"]), ("cols", lambda r: r["_key"]),
                        ("inv", lambda r: (r["path"], r["kind"], r["value"] or "", r["key"]))):
         assert rows(fast_loc, fast, kind, sort) == rows(py_loc, py, kind, sort)
@@ -157,8 +175,7 @@ def compare(fast_loc, fast, py_loc, py) -> None:
 def test_valid_lines_outside_the_domain_are_shaped_by_python_inside_the_fast_build(tmp_path, monkeypatch, odd):
     export, spec, loc = _one_odd_line(tmp_path, odd)
     fast = build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, f"export:{export.summary.export_id}")
-    assert fast is not None and fast["extra"]["python_lines"] == 1
-    assert len(fast["parts"]["rows"]) == 2  # the DuckDB part and the Python part
+    assert fast is not None and fast.python_lines == 1
     py_loc = resolve(str(tmp_path / "py"))
     monkeypatch.setenv("DYNADEX_BUILD", "python")
     build_chunk(export, spec, py_loc, "T", "b1", *KEY, 5)
@@ -175,17 +192,17 @@ def test_too_many_lines_outside_the_domain_send_the_chunk_to_the_python_path(tmp
     assert read_manifest(loc, "T", "b1", spec.chunk_id) is None  # nothing staged as complete
     result = build_chunk(export, spec, loc, "T", "b1", *KEY, 5)  # the dispatcher falls back, exactly
     assert result.items == 41
-    assert read_manifest(loc, "T", "b1", spec.chunk_id)["extra"].get("built_by") != "duckdb"
+    assert read_manifest(loc, "T", "b1", spec.chunk_id).built_by != "duckdb"
 
 
 @pytest.mark.parametrize("sampled", [True, False], ids=["in the sample", "outside the sample"])
 @pytest.mark.parametrize("odd", list(INVALID))
 def test_invalid_lines_get_the_python_paths_error_with_file_and_line(tmp_path, monkeypatch, odd, sampled):
     if not sampled:  # the structure then comes from the other lines: only the per-line guards can see the odd one
-        from dynadex.export import fastbuild
+        from dynadex.export import fast_structure
 
-        monkeypatch.setattr(fastbuild, "SAMPLE_HEAD", 5)
-        monkeypatch.setattr(fastbuild, "SAMPLE_ROWS", 0)
+        monkeypatch.setattr(fast_structure, "SAMPLE_HEAD", 5)
+        monkeypatch.setattr(fast_structure, "SAMPLE_ROWS", 0)
     export, spec, loc = _one_odd_line(tmp_path, odd)
     assert build_chunk_fast(export, spec, loc, "T", "b1", *KEY, 5, "o") is None
     with pytest.raises(Exception) as err:
@@ -208,7 +225,7 @@ def test_fast_build_equals_python_build_for_each_key_type(tmp_path, monkeypatch,
     build_chunk(export, spec, py_loc, "T", "b1", ("id",), (key_type,), 5)
     py = read_manifest(py_loc, "T", "b1", spec.chunk_id)
     fast = build_chunk_fast(export, spec, fast_loc, "T", "b1", ("id",), (key_type,), 5, f"export:{export.summary.export_id}")
-    assert fast is not None and fast["extra"]["python_lines"] == 0
+    assert fast is not None and fast.python_lines == 0
     compare(fast_loc, fast, py_loc, py)
 
 
@@ -239,7 +256,7 @@ def test_the_genuine_aws_export_takes_the_fast_path_and_matches(genuine_export, 
     build_chunk(export, spec, py_loc, "T", "b1", ("id",), ("S",), 5)
     py = read_manifest(py_loc, "T", "b1", spec.chunk_id)
     fast = build_chunk_fast(export, spec, fast_loc, "T", "b1", ("id",), ("S",), 5, f"export:{export.summary.export_id}")
-    assert fast is not None and fast["items"] == 3 and fast["extra"]["python_lines"] == 0
+    assert fast is not None and fast.items == 3 and fast.python_lines == 0
     compare(fast_loc, fast, py_loc, py)
 
 
@@ -253,7 +270,7 @@ def tag_named_item(i: int) -> dict:
 def test_attributes_named_like_type_tags_stay_on_the_fast_path(tmp_path, monkeypatch):
     files = [[line(tag_named_item(i)) for i in range(120)]]
     _, _, (py_loc, py), (fast_loc, fast) = build_both(tmp_path, files, monkeypatch)
-    assert fast is not None and fast["extra"]["python_lines"] == 0  # "S":{ is a name here, not a bad S
+    assert fast is not None and fast.python_lines == 0  # "S":{ is a name here, not a bad S
     compare(fast_loc, fast, py_loc, py)
 
 
@@ -270,11 +287,11 @@ def test_attributes_named_like_type_tags_stay_on_the_fast_path(tmp_path, monkeyp
 def test_a_tag_holding_an_object_is_refused_where_names_look_like_tags(tmp_path, monkeypatch, odd, message, sampled):
     """Where "S":{ may be an attribute named S, the regex lets it pass; the count of "S":{ in the line
     against the regenerated text catches the S tag that holds an object."""
-    from dynadex.export import fastbuild
+    from dynadex.export import fast_structure
 
     if not sampled:
-        monkeypatch.setattr(fastbuild, "SAMPLE_HEAD", 5)
-        monkeypatch.setattr(fastbuild, "SAMPLE_ROWS", 0)
+        monkeypatch.setattr(fast_structure, "SAMPLE_HEAD", 5)
+        monkeypatch.setattr(fast_structure, "SAMPLE_ROWS", 0)
     summary = write_export(tmp_path / "export", [[line(tag_named_item(i)) for i in range(40)] + [odd]])
     export = read_export(summary)
     [spec] = plan_chunks(export.files, 10**15)

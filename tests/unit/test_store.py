@@ -335,8 +335,9 @@ def test_a_store_from_before_write_ids_gets_them_on_the_first_batch(tmp_path):
 
 
 def test_a_batch_outlasts_another_process_holding_the_catalog_lock(tmp_path, monkeypatch, caplog):
-    """Fault: another process holds the SQLite catalog's write lock for a second. The batch's commit fails
-    with "database is locked" (busy wait cut to 50 ms), runs again on a fresh connection, and lands once."""
+    """Fault: another process holds the SQLite catalog's write lock until the batch has met it. The batch's
+    commit fails with "database is locked" (busy wait cut to 50 ms), runs again on a fresh connection, and
+    lands once. The holder lets go only when the first retry is logged (a condition, not a sleep)."""
     import logging
 
     from dynadex.store import lake as lake_module
@@ -344,17 +345,30 @@ def test_a_batch_outlasts_another_process_holding_the_catalog_lock(tmp_path, mon
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
     monkeypatch.setattr(lake_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
     caplog.set_level(logging.WARNING, logger="dynadex.store")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-         "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(1.0); c.execute('ROLLBACK')",
-         str(tmp_path / "catalog.sqlite")], stdout=subprocess.PIPE, text=True)
+    release = tmp_path / "release"
+
+    class Release(logging.Handler):
+        def emit(self, record):
+            if "database is locked" in record.getMessage():
+                release.touch()
+
+    handler = Release()
+    logging.getLogger("dynadex.store").addHandler(handler)
+    holder = None
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        with Store(str(tmp_path), read_only=False) as st:
+        with Store(str(tmp_path), read_only=False) as st:  # opened first: the batch itself meets the lock
+            holder = subprocess.Popen(
+                [sys.executable, "-c", "import os, sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+                 "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); deadline = time.monotonic() + 120\n"
+                 "while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline: time.sleep(0.01)\n"
+                 "c.execute('ROLLBACK')", str(tmp_path / "catalog.sqlite"), str(release)], stdout=subprocess.PIPE, text=True)
+            assert holder.stdout.readline().strip() == "locked"
             result = st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "v": {"N": "2"}}), 2, "s")],
                               [Checkpoint("shard-1", "200")])
     finally:
-        assert holder.wait(timeout=30) == 0
+        logging.getLogger("dynadex.store").removeHandler(handler)
+        release.touch()
+        assert holder is None or holder.wait(timeout=150) == 0
     assert result["upserts"] == 1
     assert "database is locked" in caplog.text and "attempt 2 of" in caplog.text
     with Store(str(tmp_path)) as st:

@@ -1,18 +1,20 @@
-"""Building one chunk: stream its data files, verify them, stage its index segment.
+"""Building one chunk: stream its data files, verify them, write its final index files.
 
-Two paths write the same segment: ``fastbuild`` (DuckDB; DYNAMODB_JSON lines
+Two paths write the same files: ``fastbuild`` (DuckDB; DYNAMODB_JSON lines
 in its proven domain, which is what AWS writes) and the exact Python path
 below, which takes every chunk the fast path declines and owns every error
 message. ``DYNADEX_BUILD=python`` forces the Python path.
 
 Invariants:
 
-* The segment is a pure function of the chunk spec and the export: same
-  chunk id, same files, same output (re-running replaces, never adds).
-* Nothing is staged as complete (no segment manifest) unless every file of
+* The chunk's files are a pure function of the chunk spec and the export:
+  same chunk id, same files, same rows (re-running writes a new attempt and
+  replaces the manifest, never adds; see ``store/chunks.py``).
+* Nothing is recorded as complete (no chunk manifest) unless every file of
   the chunk verified: MD5, complete gzip, item count, every line a valid
   item with the table's key. Errors name the file, the line and the path.
-* Memory is bounded by one read block plus one segment part.
+* Memory is bounded by one read block plus one staged part (DuckDB spills
+  its sorts beyond its memory limit).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dynadex.export.manifest import DataFile, Export
 from dynadex.export.plan import ChunkSpec
 from dynadex.export.reader import FileStats, iter_lines
 from dynadex.export.records import parser_for
-from dynadex.store.location import StoreLocation
+from dynadex.store.location import StoreError, StoreLocation
 from dynadex.store.segments import SegmentWriter
 from dynadex.store.shape import KeyError_
 
@@ -55,6 +57,22 @@ def _env_threads() -> int | None:
     return int(value) if value else None
 
 
+def _published_chunk(location: StoreLocation, table: str, build_id: str, chunk_id: str):
+    """The chunk's manifest when its build is the table's published snapshot, else None."""
+    from dynadex.store.chunks import read_manifest
+    from dynadex.store.lake import Lake
+
+    manifest = read_manifest(location, table, build_id, chunk_id)
+    if manifest is None:
+        return None
+    try:
+        with Lake(location, read_only=True) as lake:
+            state = lake.table_state(table)
+    except StoreError:
+        return None
+    return manifest if state is not None and state["build_id"] == build_id else None
+
+
 def snapshot_version(export_time_micros: int, overlap_micros: int = OVERLAP_MICROS) -> int:
     """Version of snapshot items: old enough that every stream record in the overlap applies over them."""
     return export_time_micros - overlap_micros
@@ -67,12 +85,15 @@ def build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table:
         raise ValueError("build_chunk takes a full export; incremental exports are applied as changes")
     origin = f"export:{export.summary.export_id}"
     started = time.monotonic()
+    done = _published_chunk(location, table, build_id, spec.chunk_id)
+    if done is not None:  # cleared and re-run after publish: the snapshot reads these files, leave them
+        log.info("%s: build %s is already published; nothing to do", spec.chunk_id, build_id)
+        return BuildResult(spec.chunk_id, done.items, done.gzip_bytes, done.json_bytes, 0.0)
     if os.environ.get("DYNADEX_BUILD", "auto") != "python":
         fast = build_chunk_fast(export, spec, location, table, build_id, key_names, key_types, version, origin,
                                 threads=threads or _env_threads())
         if fast is not None:
-            extra = fast["extra"]
-            return BuildResult(spec.chunk_id, fast["items"], extra["gzip_bytes"], extra["json_bytes"], time.monotonic() - started)
+            return BuildResult(spec.chunk_id, fast.items, fast.gzip_bytes, fast.json_bytes, time.monotonic() - started)
     parse = parser_for(export.summary.output_format)
     writer = SegmentWriter(location, table, build_id, spec.chunk_id, key_names, key_types, part_items=part_items)
     gz = raw = 0
@@ -91,5 +112,6 @@ def build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table:
         elapsed = max(time.monotonic() - started, 1e-9)
         log.info("%s: file %d/%d done (%d items); %d items, %.1f MB/s so far",
                  spec.chunk_id, n, len(spec.files), stats.items, writer.items + len(writer.shaped), raw / elapsed / 1e6)
-    manifest = writer.finish({"files": [f["key"] for f in spec.files]})
-    return BuildResult(spec.chunk_id, manifest["items"], gz, raw, time.monotonic() - started)
+    manifest = writer.finish({"files": [f["key"] for f in spec.files], "json_bytes": raw, "gzip_bytes": gz},
+                             threads=threads or _env_threads())
+    return BuildResult(spec.chunk_id, manifest.items, gz, raw, time.monotonic() - started)

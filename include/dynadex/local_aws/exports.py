@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import gzip
 import hashlib
@@ -34,6 +35,7 @@ from decimal import Decimal
 from moto.core.exceptions import JsonRESTError
 
 from dynadex.local_aws.feed import LOCK, now
+from dynadex.local_aws.validate import item_size
 from dynadex.types import canonical_json
 
 TOKEN_SECONDS = 8 * 3600
@@ -61,36 +63,17 @@ def iso_ms(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"
 
 
+def _md5_sidecar(body: bytes) -> bytes:
+    """A manifest's ``.md5`` sidecar: base64(MD5) as real exports hold it (2022), like ``md5Checksum``."""
+    return base64.b64encode(hashlib.md5(body).digest())
+
+
 def export_id(t: float) -> str:
     return f"{int(t * 1000):014d}-{random.getrandbits(32):08x}"
 
 
 def _file_name(rnd: random.Random) -> str:
     return "".join(rnd.choice(string.ascii_lowercase + "234567") for _ in range(26))
-
-
-def item_size(image: dict) -> int:
-    """DynamoDB's item size rule: attribute name bytes plus value bytes."""
-
-    def value(av: dict) -> int:
-        ((tag, v),) = av.items()
-        if tag == "S":
-            return len(v.encode())
-        if tag == "N":
-            digits = len(v.lstrip("-").replace(".", "").strip("0")) or 1
-            return (digits + 1) // 2 + 1
-        if tag == "B":
-            return len(base64.b64decode(v))
-        if tag in ("BOOL", "NULL"):
-            return 1
-        if tag in ("SS", "NS", "BS"):
-            inner = {"SS": "S", "NS": "N", "BS": "B"}[tag]
-            return sum(value({inner: m}) for m in v)
-        if tag == "L":
-            return 3 + sum(value(x) + 1 for x in v)
-        return 3 + sum(len(k.encode()) + value(x) + 1 for k, x in v.items())
-
-    return sum(len(k.encode()) + value(v) for k, v in image.items())
 
 
 # ------------------------------------------------------------------------ ION
@@ -232,6 +215,9 @@ class ExportEngine:
                 table = backend.get_table(name)
             except Exception:
                 raise _error("TableNotFoundException", f"Table not found: {table_arn}") from None
+            if body.get("FilterSpecification"):
+                raise _error("ValidationException", "FilterSpecification is not supported by the dynadex emulator "
+                             "(dynadex local-aws): export the whole table and filter while reading")
             export_type = body.get("ExportType") or "FULL_EXPORT"
             export_format = body.get("ExportFormat") or "DYNAMODB_JSON"
             if export_format not in ("DYNAMODB_JSON", "ION"):
@@ -326,6 +312,24 @@ class ExportEngine:
         with LOCK:
             return [e for e in self.exports.values() if not table_arn or e.table.table_arn == table_arn]
 
+    def list_page(self, table_arn: str | None, max_results, token: str | None) -> tuple[list[Export], str | None]:
+        """One page of ListExports (MaxResults 1..25, default 25) and the NextToken of the next, if any."""
+        if max_results is not None and not 1 <= int(max_results) <= 25:
+            raise _error("ValidationException", f"1 validation error detected: Value '{max_results}' at 'maxResults' "
+                         "failed to satisfy constraint: Member must have value less than or equal to 25")
+        exports = self.list(table_arn)
+        start = 0
+        if token:
+            arns = [e.arn for e in exports]
+            try:
+                start = arns.index(base64.urlsafe_b64decode(token.encode()).decode()) + 1
+            except (ValueError, UnicodeDecodeError, binascii.Error):
+                raise _error("ValidationException", "Invalid NextToken") from None
+        size = int(max_results or 25)
+        page = exports[start:start + size]
+        more = start + size < len(exports)
+        return page, base64.urlsafe_b64encode(page[-1].arn.encode()).decode() if more and page else None
+
     # the work
     def _complete(self, export: Export) -> None:
         with LOCK:
@@ -388,7 +392,7 @@ class ExportEngine:
         folder = f"{export.base}/{export.export_id}"
         files_body = "".join(json.dumps(m, separators=(",", ":")) + "\n" for m in manifest_lines).encode()
         s3.put_object(export.bucket, f"{folder}/manifest-files.json", files_body)
-        s3.put_object(export.bucket, f"{folder}/manifest-files.md5", hashlib.md5(files_body).hexdigest().encode())
+        s3.put_object(export.bucket, f"{folder}/manifest-files.md5", _md5_sidecar(files_body))
         export.item_count = len(records)
         export.billed = billed
         summary = {
@@ -421,5 +425,5 @@ class ExportEngine:
             summary["exportType"] = "INCREMENTAL_EXPORT"
         summary_body = json.dumps(summary, separators=(",", ":")).encode()
         s3.put_object(export.bucket, f"{folder}/manifest-summary.json", summary_body)
-        s3.put_object(export.bucket, f"{folder}/manifest-summary.md5", hashlib.md5(summary_body).hexdigest().encode())
+        s3.put_object(export.bucket, f"{folder}/manifest-summary.md5", _md5_sidecar(summary_body))
         export.manifest_key = f"{folder}/manifest-summary.json"

@@ -9,6 +9,13 @@ or not), so each write lands in:
   also while writes continue), and incremental exports read for their windows;
 * the table's current **stream**, when one is enabled.
 
+While a request runs (``begin`` .. ``commit``/``rollback``, see
+``strict.py``) writes are held back: at the end each item's final image is
+checked against DynamoDB's rules, and only then lands in the history and the
+stream, one record per item and request (an UpdateItem that creates an item
+is one INSERT), none for a write that changed nothing. A refused or failed
+request puts moto's items back as they were and records nothing.
+
 Invariant: history entries of one item are in write order with
 non-decreasing times; images are canonical DynamoDB JSON (numbers as
 DynamoDB returns them) and are copies, never shared with moto's live items.
@@ -25,6 +32,7 @@ from dynadex.types import canonical, canonical_item, canonical_json
 
 LOCK = threading.RLock()  # one lock for the emulator's state (moto requests run in threads)
 _service = threading.local()  # set while the TTL sweeper deletes
+_request = threading.local()  # the Pending writes of the request running in this thread
 
 
 def now() -> float:
@@ -45,9 +53,95 @@ def in_service_delete() -> bool:
     return getattr(_service, "active", False)
 
 
+def raw_image_of(moto_item) -> dict:
+    """moto keeps B values as raw bytes; DynamoDB JSON wants base64 text (values not yet checked)."""
+    return from_client(moto_item.to_json()["Attributes"])
+
+
 def image_of(moto_item) -> dict:
-    """moto keeps B values as raw bytes; DynamoDB JSON wants base64 text."""
-    return canonical_item(from_client(moto_item.to_json()["Attributes"]))
+    return canonical_item(raw_image_of(moto_item))
+
+
+def keys_of_item(table, moto_item) -> tuple[str, dict]:
+    names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+    raw = from_client({n: moto_item.attrs[n].to_json() for n in names})
+    return key_of(table, raw)
+
+
+class Entry:
+    """One item's writes within a request: its image before the request and the moto item after."""
+
+    __slots__ = ("feed", "key", "keys", "old", "old_img", "new", "service")
+
+    def __init__(self, feed, key, keys, old, old_img, new, service):
+        self.feed, self.key, self.keys = feed, key, keys
+        self.old, self.old_img, self.new, self.service = old, old_img, new, service
+
+
+class Pending:
+    """The writes of one request, held until it is committed or rolled back."""
+
+    def __init__(self, action: str):
+        self.action = action
+        self.entries: dict[tuple[int, str], Entry] = {}
+
+    def add(self, feed, old, new) -> None:
+        key, keys = keys_of_item(feed.table, new if new is not None else old)
+        slot = (id(feed), key)
+        entry = self.entries.get(slot)
+        if entry is None:
+            old_img = image_of(old) if old is not None else None
+            self.entries[slot] = Entry(feed, key, keys, old, old_img, new, in_service_delete())
+        else:
+            entry.new = new
+
+    def rollback(self) -> None:
+        """Put moto's items back as they were before the request."""
+        for entry in reversed(list(self.entries.values())):
+            table = entry.feed.table
+            ref = entry.new if entry.new is not None else entry.old
+            hk, rk = ref.hash_key, ref.range_key
+            if entry.old is None:
+                if rk is not None:
+                    table.items.get(hk, {}).pop(rk, None)
+                else:
+                    table.items.pop(hk, None)
+            elif rk is not None:
+                table.items[hk][rk] = entry.old
+            else:
+                table.items[hk] = entry.old
+        self.entries.clear()
+
+    def commit(self, check) -> None:
+        """Check every final image (``check(raw_image, entry)`` raises to refuse), then record the writes."""
+        finals = []
+        for entry in self.entries.values():
+            raw = raw_image_of(entry.new) if entry.new is not None else None
+            if raw is not None:
+                try:
+                    check(raw, entry)
+                except Exception as exc:
+                    exc.dynadex_entry = entry  # which item was refused (TransactWriteItems names it)
+                    raise
+            finals.append((entry, canonical_item(raw) if raw is not None else None))
+        for entry, new_img in finals:
+            if new_img == entry.old_img:
+                continue  # a write that changed nothing: no history entry, no stream record
+            entry.feed.record(entry.key, entry.keys, entry.old_img, new_img, entry.service)
+        self.entries.clear()
+
+
+def begin(action: str) -> Pending:
+    pending = _request.pending = Pending(action)
+    return pending
+
+
+def end() -> None:
+    _request.pending = None
+
+
+def pending() -> Pending | None:
+    return getattr(_request, "pending", None)
 
 
 def key_of(table, image: dict) -> tuple[str, dict]:
@@ -69,20 +163,35 @@ class ChangeFeed:
         self.stream = None  # streams.Stream when enabled
         self.old_streams: dict[str, Any] = {}  # label -> Stream, after a stream was replaced
 
+    def __deepcopy__(self, memo):
+        # moto's TransactWriteItems deep-copies whole tables to roll back; the copy must keep feeding
+        # the same history and stream, not a detached clone of them.
+        return self
+
     # moto's interface
     def add(self, old, new) -> None:
         with LOCK:
-            t = now()
+            request = pending()
+            if request is not None:
+                request.add(self, old, new)
+                return
             old_img = image_of(old) if old is not None else None
             new_img = image_of(new) if new is not None else None
+            if old_img == new_img:
+                return
             key, keys = key_of(self.table, new_img or old_img)
+            self.record(key, keys, old_img, new_img, in_service_delete())
+
+    def record(self, key: str, keys: dict, old_img: dict | None, new_img: dict | None, service: bool) -> None:
+        with LOCK:
+            t = now()
             self.keys[key] = keys
             hist = self.history.setdefault(key, [])
             if hist and hist[-1][0] > t:
                 t = hist[-1][0]
             hist.append((t, new_img))
             if self.stream is not None and self.stream.enabled:
-                self.stream.append(keys, old_img, new_img, t, in_service_delete())
+                self.stream.append(keys, old_img, new_img, t, service)
 
     # exports
     def image_at(self, key: str, t: float) -> dict | None:

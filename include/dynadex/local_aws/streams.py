@@ -13,6 +13,12 @@ Invariants:
 * Asking for a trimmed position -> TrimmedDataAccessException; an iterator
   older than its lifetime -> ExpiredIteratorException; a closed shard read
   to its end returns no NextShardIterator.
+* As AWS: DescribeStream ``Limit`` above 100 and GetRecords ``Limit`` above
+  1000 are refused, not clamped; a sequence number outside the shard's range
+  is refused; ``ShardFilter`` CHILD_SHARDS lists a parent's children;
+  AT_TIMESTAMP starts at the first record written at or after the instant;
+  ``SizeBytes`` is the DynamoDB size of the keys plus the images the record
+  carries (the rule that fits the AWS CLI's recorded GetRecords output).
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from dataclasses import dataclass, field
 
 from moto.core.exceptions import JsonRESTError
 
-from dynadex.aws import to_client  # moto's serializer base64-encodes raw bytes itself
 from dynadex.local_aws.feed import LOCK, now
+from dynadex.local_aws.validate import item_size
 
 SERVICE_IDENTITY = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
 MAX_RECORDS = 1000
@@ -143,13 +149,15 @@ class Stream:
             shard = self.current[lineage]
         seq = shard.start_seq if not shard.records and shard.trimmed_before == 0 else self._next_seq(lineage)
         event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
-        dyn = {"ApproximateCreationDateTime": float(int(t)), "Keys": to_client(keys)}
+        # kept in the wire form (DynamoDB JSON, B as base64): GetRecords answers them as JSON text directly
+        dyn = {"ApproximateCreationDateTime": float(int(t)), "Keys": keys}
         if new is not None and self.view_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
-            dyn["NewImage"] = to_client(new)
+            dyn["NewImage"] = new
         if old is not None and self.view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
-            dyn["OldImage"] = to_client(old)
+            dyn["OldImage"] = old
         dyn["SequenceNumber"] = str(seq)
-        dyn["SizeBytes"] = len(json.dumps(new or old or keys))
+        dyn["SizeBytes"] = item_size(keys) + sum(
+            item_size(img) for img, tag in ((new, "NewImage"), (old, "OldImage")) if tag in dyn)
         dyn["StreamViewType"] = self.view_type
         body = {
             "eventID": uuid.uuid4().hex,
@@ -164,13 +172,25 @@ class Stream:
         shard.records.append(Record(seq, t, body, dyn["SizeBytes"] + 200))
 
     # ------------------------------------------------------------------ API
-    def describe(self, limit: int | None, exclusive_start: str | None) -> dict:
+    def describe(self, limit: int | None, exclusive_start: str | None, shard_filter: dict | None = None) -> dict:
         self.maintain()
         shards = self.shards
+        if limit is not None and not 1 <= int(limit) <= 100:
+            raise _error("ValidationException", f"1 validation error detected: Value '{limit}' at 'limit' failed to "
+                         "satisfy constraint: Member must have value less than or equal to 100")
+        if shard_filter:
+            kind = shard_filter.get("Type")
+            if kind != "CHILD_SHARDS":
+                raise _error("ValidationException", f"1 validation error detected: Value '{kind}' at 'shardFilter.type' "
+                             "failed to satisfy constraint: Member must satisfy enum value set: [CHILD_SHARDS]")
+            parent = shard_filter.get("ShardId")
+            if not parent:
+                raise _error("ValidationException", "ShardFilter of type CHILD_SHARDS needs a ShardId")
+            shards = [s for s in shards if s.parent_id == parent]
         if exclusive_start:
             ids = [s.shard_id for s in shards]
             shards = shards[ids.index(exclusive_start) + 1 :] if exclusive_start in ids else []
-        limit = min(limit or 100, 100)
+        limit = int(limit or 100)
         page = shards[:limit]
         d = {
             "StreamArn": self.arn,
@@ -192,7 +212,7 @@ class Stream:
                 return s
         raise _error("ResourceNotFoundException", f"Requested resource not found: Shard {shard_id} does not exist")
 
-    def iterator(self, shard_id: str, kind: str, seq: str | None) -> Iterator:
+    def iterator(self, shard_id: str, kind: str, seq: str | None, timestamp: float | None = None) -> Iterator:
         self.maintain()
         shard = self.shard(shard_id)
         first = shard.records[0].seq if shard.records else None
@@ -213,8 +233,22 @@ class Stream:
                     "TrimmedDataAccessException",
                     f"The sequence number {seq} of shard {shard_id} is beyond the trim horizon (records trimmed)",
                 )
-            if shard.end_seq is not None and n > shard.end_seq:
+            if n < shard.start_seq or (shard.end_seq is not None and n > shard.end_seq) or (
+                    shard.end_seq is None and shard.records and n > shard.records[-1].seq) or (
+                    shard.records and shard.records[0].seq <= n <= shard.records[-1].seq
+                    and n not in {r.seq for r in shard.records}):
+                # a number this shard never gave out (another shard's, or a made-up one)
                 raise _error("ValidationException", f"Invalid SequenceNumber {seq} for shard {shard_id}")
+        elif kind == "AT_TIMESTAMP":
+            if timestamp is None:
+                raise _error("ValidationException", "Timestamp is required for AT_TIMESTAMP")
+            later = [r.seq for r in shard.records if r.created >= timestamp]
+            if later:
+                position = later[0]
+            elif shard.records:
+                position = shard.records[-1].seq + 1
+            else:
+                position = max(shard.trimmed_before, shard.start_seq)
         else:
             raise _error("ValidationException", f"Invalid ShardIteratorType {kind}")
         return Iterator(self.label, shard_id, position, now())
@@ -264,14 +298,14 @@ class StreamRegistry:
                 del self.iterators[k]
         return token
 
-    def describe_stream(self, arn: str, limit=None, exclusive_start=None) -> dict:
+    def describe_stream(self, arn: str, limit=None, exclusive_start=None, shard_filter=None) -> dict:
         with LOCK:
-            return self.stream(arn).describe(limit, exclusive_start)
+            return self.stream(arn).describe(limit, exclusive_start, shard_filter)
 
-    def get_shard_iterator(self, arn: str, shard_id: str, kind: str, seq: str | None) -> str:
+    def get_shard_iterator(self, arn: str, shard_id: str, kind: str, seq: str | None, timestamp=None) -> str:
         with LOCK:
             stream = self.stream(arn)
-            return self.issue(stream, stream.iterator(shard_id, kind, seq))
+            return self.issue(stream, stream.iterator(shard_id, kind, seq, timestamp))
 
     def get_records(self, token: str, limit: int | None) -> dict:
         with LOCK:
@@ -282,7 +316,10 @@ class StreamRegistry:
                 raise _error("ExpiredIteratorException", "Iterator expired. The iterator was created more than "
                              f"{self.knobs.iterator_seconds:g} seconds ago")
             stream = self.stream(token.split("|", 1)[0])
-            limit = max(1, min(int(limit or MAX_RECORDS), MAX_RECORDS))
+            if limit is not None and not 1 <= int(limit) <= MAX_RECORDS:
+                raise _error("ValidationException", f"1 validation error detected: Value '{limit}' at 'limit' failed "
+                             f"to satisfy constraint: Member must have value less than or equal to {MAX_RECORDS}")
+            limit = int(limit or MAX_RECORDS)
             records, nxt = stream.read(it, limit)
             out = {"Records": records}
             if nxt is not None:

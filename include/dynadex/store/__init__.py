@@ -13,7 +13,8 @@ from dynadex.store import maintenance, reads
 from dynadex.store.changes import Change, Checkpoint, apply_changes
 from dynadex.store.lake import Lake
 from dynadex.store.location import StoreError, StoreLocation, resolve
-from dynadex.store.publish import PublishRefused, PublishSpec, publish
+from dynadex.store.prepare import PublishPlan, PublishRefused
+from dynadex.store.publish import PublishSpec, publish
 from dynadex.store.reads import QueryError
 from dynadex.store.segments import SegmentWriter
 
@@ -60,8 +61,8 @@ class Store:
 
     # Every write below is idempotent and runs through Lake.retrying: a commit that meets another process's
     # (the stream sync, maintenance, a publish) runs again instead of failing the task.
-    def publish(self, spec: PublishSpec) -> dict:
-        return self.lake.retrying(f"publish of {spec.table}", lambda: publish(self.lake, spec))
+    def publish(self, spec: PublishSpec, prepared: PublishPlan | None = None) -> dict:
+        return self.lake.retrying(f"publish of {spec.table}", lambda: publish(self.lake, spec, prepared))
 
     def apply(self, table: str, changes: list[Change], checkpoints=(), *, event=None, force: bool = False,
               state_updates: dict | None = None, replace_checkpoints: bool = False) -> dict:
@@ -102,13 +103,16 @@ class Store:
         pruned = self.lake.retrying("maintenance: prune", lambda: maintenance.prune_stale(self.lake))
         return {**pruned, **self.lake.retrying("maintenance: compact", lambda: maintenance.compact(self.lake))}
 
-    def expire(self, keep: dt.timedelta = dt.timedelta(hours=1)) -> dict:
-        return self.lake.retrying("maintenance: expire", lambda: maintenance.expire(self.lake, keep))
+    def expire(self, keep: dt.timedelta = dt.timedelta(hours=1),
+               orphans_older_than: dt.timedelta = maintenance.ORPHAN_AGE) -> dict:
+        return self.lake.retrying("maintenance: expire",
+                                  lambda: maintenance.expire(self.lake, keep, orphans_older_than))
 
 
 __all__ = [
     "Change",
     "Checkpoint",
+    "PublishPlan",
     "PublishRefused",
     "PublishSpec",
     "QueryError",

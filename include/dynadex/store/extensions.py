@@ -51,8 +51,25 @@ def extension_directory() -> str:
     return str(base)
 
 
+# Modules DuckDB's Python binding tries to import while binding parameters and results. When one is not
+# installed, every failed import searches all of sys.path again: ~150 searches per statement, 6.7 s of a
+# 31 s stream sync (profiled). Marking it absent once makes each further import fail at once.
+_OPTIONAL = ("pandas", "polars")
+
+
+@lru_cache(maxsize=1)
+def _mark_absent_modules() -> None:
+    import importlib.util
+    import sys
+
+    for name in _OPTIONAL:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = None  # the import system's own marker: "import name" raises ImportError at once
+
+
 def connect(database: str = ":memory:", *, read_only: bool = False, threads: int | None = None,
             memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    _mark_absent_modules()
     config = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": True,

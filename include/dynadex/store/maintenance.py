@@ -1,9 +1,12 @@
 """Store upkeep: prune superseded inverted entries, merge small files, flush inlined rows, expire old
-snapshots, delete their files.
+snapshots, delete their files, delete orphaned files.
 
 Invariant: maintenance never changes what a query at the current snapshot
 returns; it only rewrites storage. Snapshots younger than ``keep`` stay
-readable (time travel and readers still on them).
+readable (time travel and readers still on them). Files no snapshot
+references (a chunk's replaced or failed attempts, a build never published)
+are deleted once older than ``orphans_older_than`` (default a day: longer
+than any build runs before its publish).
 """
 
 from __future__ import annotations
@@ -32,10 +35,15 @@ def compact(lake: Lake) -> dict:
     return {"compacted": True}
 
 
-def expire(lake: Lake, keep: dt.timedelta = dt.timedelta(hours=1)) -> dict:
-    cutoff = dt.datetime.now(dt.timezone.utc) - keep
+ORPHAN_AGE = dt.timedelta(hours=24)
+
+
+def expire(lake: Lake, keep: dt.timedelta = dt.timedelta(hours=1), orphans_older_than: dt.timedelta = ORPHAN_AGE) -> dict:
+    now = dt.datetime.now(dt.timezone.utc)
     expired = lake.con.execute(
-        f"CALL ducklake_expire_snapshots('{ALIAS}', older_than => ?::TIMESTAMPTZ)", [cutoff]
+        f"CALL ducklake_expire_snapshots('{ALIAS}', older_than => ?::TIMESTAMPTZ)", [now - keep]
     ).fetchall()
     cleaned = lake.con.execute(f"CALL ducklake_cleanup_old_files('{ALIAS}', cleanup_all => true)").fetchall()
-    return {"expired_snapshots": len(expired), "deleted_files": len(cleaned)}
+    orphans = lake.con.execute(f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => ?::TIMESTAMPTZ)",
+                               [now - orphans_older_than]).fetchall()
+    return {"expired_snapshots": len(expired), "deleted_files": len(cleaned), "deleted_orphans": len(orphans)}

@@ -12,7 +12,9 @@ Invariants:
   DynamoDB kind seen at a path owns the plain name; another kind at the same
   path gets ``path:KIND`` (``price:S``); a number the path's numeric column
   cannot hold exactly goes to ``path:double``. Names already taken get
-  ``#2``, ``#3``… The registry in ``dynadex.columns`` makes the mapping stable.
+  ``#2``, ``#3``…, compared without case (SQL identifiers ignore it, DynamoDB
+  names do not: ``Upper`` and ``upper`` become ``Upper`` and ``upper#2``). The
+  registry in ``dynadex.columns`` makes the mapping stable.
 """
 
 from __future__ import annotations
@@ -62,8 +64,11 @@ def parse_staging_name(name: str) -> tuple[tuple[str, ...], str]:
 
 
 def unique_name(wanted: str, taken: set[str]) -> str:
+    """``wanted``, or ``wanted#2``, ``#3``… : the first not in ``taken`` (lower-cased names). SQL identifiers
+    (DuckDB's, DuckLake's file mapping) ignore case where DynamoDB names do not, so ``Upper`` and ``upper``
+    are two columns: the first path in sort order keeps the name, the other gets ``upper#2``."""
     name, n = wanted, 1
-    while name in taken:
+    while name.lower() in taken:
         n += 1
         name = f"{wanted}#{n}"
     return name

@@ -1,14 +1,17 @@
-"""Publish: make a set of chunk segments the table's snapshot, in one transaction.
+"""Publish: register the chunks' files as the table's new snapshot, in one metadata transaction.
 
 Invariants:
 
-* All or nothing: the three indexes, the column registry, the chunk ledger,
-  the table's export/stream state and its initial shard checkpoints change
-  in ONE DuckLake transaction. Readers see the previous snapshot until the
-  commit, then the new one.
-* Refuses (changing nothing) when a chunk's segment is missing, when a
-  chunk's item count differs from what the plan expected, when the total
-  differs from the export's item count, or when a key appears twice.
+* Publish never reads or writes item data: it reads the chunk manifests and
+  the records of the plan's jobs (``prepare``), then in ONE DuckLake
+  transaction creates the three tables with the final column types,
+  registers every chunk's files (``ducklake_add_data_files``), and writes the
+  column registry, the chunk ledger, the table's export/stream state and its
+  initial shard checkpoints. Its cost grows with the number of files, not of
+  items. Readers see the previous snapshot until the commit, then the new one.
+* Refuses (changing nothing) when a chunk is missing, a chunk's item count
+  differs from the plan's, the total differs from the export's, a key appears
+  twice, or a job of the plan has no record for the chunks as they are now.
 * Publishing the same build again is a no-op.
 """
 
@@ -19,29 +22,24 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from dynadex.errors import DynadexError
-from dynadex.store.lake import Lake
+from dynadex.store import prepare as prep
+from dynadex.store.chunks import remove_other_staging
+from dynadex.store.lake import ALIAS, Lake
 from dynadex.store.names import (
+    INVERTED_SCHEMA,
     KEY_COLUMN,
+    ROW_SCHEMA,
     STATE_SCHEMA,
     column_table,
     inverted_table,
-    parse_staging_name,
+    literal,
     quote,
     row_table,
-    staging_name,
 )
-from dynadex.store.registry import Registry
-from dynadex.store.segments import read_manifest, remove_build
-from dynadex.store.shape import NumberStats
-from dynadex.store.writes import BULK_WRITE_ID
+from dynadex.store.prepare import PublishPlan, PublishRefused
 
 
 log = logging.getLogger("dynadex.publish")
-
-
-class PublishRefused(DynadexError, ValueError):
-    """Publish found the chunks incomplete or inconsistent; nothing was changed."""
 
 
 @dataclass
@@ -75,105 +73,64 @@ def row_index_ddl(table: str, key_types: tuple[str, ...]) -> str:
     return f"CREATE TABLE {row_table(table)} ({', '.join(cols)})"
 
 
-def _manifests(lake: Lake, spec: PublishSpec) -> list[dict]:
-    manifests, missing, wrong = [], [], []
-    for chunk_id in spec.chunk_ids:
-        m = read_manifest(lake.location, spec.table, spec.build_id, chunk_id)
-        if m is None:
-            missing.append(chunk_id)
-            continue
-        expected = (spec.expected_items or {}).get(chunk_id)
-        if expected is not None and m["items"] != expected:
-            wrong.append(f"{chunk_id} holds {m['items']} items, expected {expected}")
-        if tuple(m["key_names"]) != tuple(spec.key_names):
-            wrong.append(f"{chunk_id} was built with key {m['key_names']}, expected {list(spec.key_names)}")
-        manifests.append(m)
-    if missing:
-        raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: chunk(s) not built: {', '.join(missing)}")
-    if wrong:
-        raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: {'; '.join(wrong)}")
-    total = sum(m["items"] for m in manifests)
-    if spec.total_items is not None and total != spec.total_items:
-        raise PublishRefused(
-            f"publish of {spec.table} build {spec.build_id} refused: chunks hold {total} items, the export has {spec.total_items}"
-        )
-    return manifests
+INVERTED_DDL = "(path VARCHAR, kind VARCHAR, value VARCHAR, key VARCHAR, write_id BIGINT)"
 
 
-def _merged_infos(manifests: list[dict]) -> dict:
-    infos: dict = {}
-    for m in manifests:
-        for name, c in m["columns"].items():
-            path, kind = parse_staging_name(name)
-            count, stats = infos.get((path, kind), (0, None))
-            if c["number"] is not None:
-                s = NumberStats.from_dict(c["number"])
-                if stats is None:
-                    stats = s
-                else:
-                    stats.merge(s)
-            infos[(path, kind)] = (count + c["count"], stats)
-    return infos
+def plan(lake: Lake, spec: PublishSpec) -> PublishPlan:
+    """``prepare`` for this spec (metadata only)."""
+    return prep.prepare(lake.location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
+                        spec.expected_items, spec.total_items)
 
 
-def publish(lake: Lake, spec: PublishSpec) -> dict:
+def _add_files(con, schema: str, table: str, files: list[str]) -> None:
+    if files:
+        con.execute(f"CALL ducklake_add_data_files({literal(ALIAS)}, ?, ?, schema => ?, allow_missing => true)",
+                    [table, files, schema])
+
+
+def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) -> dict:
+    """Commit the build. Without ``prepared`` (tests, small stores) the plan's jobs run here, one by one;
+    the DAG and ``ingest-export`` run them in parallel first and pass the plan."""
     state = lake.table_state(spec.table)
     if state is not None and state["build_id"] == spec.build_id:
         return {"published": False, "reason": "already published", "build_id": spec.build_id}
-    manifests = _manifests(lake, spec)
-    rows = [p for m in manifests for p in m["parts"]["rows"]]
-    cols = [p for m in manifests for p in m["parts"]["cols"]]
-    inv = [p for m in manifests for p in m["parts"]["inv"]]
+    started = time.monotonic()
+    current = plan(lake, spec)
+    if prepared is None:
+        for job in current.jobs:
+            prep.run_job(lake.location, current, job)
+    elif prepared.digest != current.digest:
+        raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: chunks were rebuilt since "
+                             "publish was prepared; prepare again")
+    records = prep.results(lake.location, current)
+    checked = sum(r["rows"] for r in records.values() if r["job"]["kind"] == "keys")
+    if checked != current.items:
+        raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: the key checks saw {checked} "
+                             f"keys, the chunks hold {current.items}")
+    conformed = {r["chunk_id"]: r["cols"] for r in records.values() if r["job"]["kind"] == "conform"}
+    manifests = prep.read_manifests(lake.location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
+                                    spec.expected_items, spec.total_items)
+    files = {"rows": [], "cols": [], "inv": []}
+    for m in manifests:
+        files["rows"] += m.files["rows"]
+        files["cols"] += conformed.get(m.chunk_id, m.files["cols"])
+        files["inv"] += m.files["inv"]
+    registry = current.registry()
     con = lake.con
-    total = sum(m["items"] for m in manifests)
-    if rows:
-        dup = con.execute(
-            "SELECT key, count(*) FROM read_parquet(?) GROUP BY key HAVING count(*) > 1 LIMIT 1", [rows]
-        ).fetchone()
-        if dup:
-            raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: key {dup[0]} appears {dup[1]} times")
-    registry = Registry.for_publish(_merged_infos(manifests))
-    t = time.monotonic()
-
-    def step(name: str) -> None:
-        nonlocal t
-        now = time.monotonic()
-        log.info("publish %s: %s in %.1fs", spec.table, name, now - t)
-        t = now
-
     with lake.transaction():
         for schema_table in (column_table(spec.table), row_table(spec.table), inverted_table(spec.table)):
             con.execute(f"DROP TABLE IF EXISTS {schema_table}")
         con.execute(row_index_ddl(spec.table, spec.key_types))
-        if rows:
-            key_cols = "key, pk" + (", sk" if len(spec.key_types) > 1 else "")
-            con.execute(
-                f"INSERT INTO {row_table(spec.table)} SELECT {key_cols}, item, version, origin, {BULK_WRITE_ID} "
-                "FROM read_parquet(?) ORDER BY key",
-                [rows],
-            )
-            step("row index")
         col_defs = [f"{quote(KEY_COLUMN)} VARCHAR"] + [f"{quote(c.name)} {c.sql_type}" for c in registry.columns]
         con.execute(f"CREATE TABLE {column_table(spec.table)} ({', '.join(col_defs)})")
-        if cols:
-            select = [quote(KEY_COLUMN)] + [
-                f"CAST({quote(staging_name(c.path, c.kind))} AS {c.sql_type})" for c in registry.columns
-            ]
-            con.execute(
-                f"INSERT INTO {column_table(spec.table)} SELECT {', '.join(select)} "
-                f"FROM read_parquet(?, union_by_name = true) ORDER BY {quote(KEY_COLUMN)}",
-                [cols],
-            )
-            step("column index")
-        con.execute(f"CREATE TABLE {inverted_table(spec.table)} (path VARCHAR, kind VARCHAR, value VARCHAR, key VARCHAR, "
-                    "write_id BIGINT)")
-        if inv:
-            con.execute(
-                f"INSERT INTO {inverted_table(spec.table)} SELECT path, kind, value, key, {BULK_WRITE_ID} "
-                "FROM read_parquet(?) ORDER BY path, value",  # find sorts its keys itself
-                [inv],
-            )
-            step("inverted index")
+        con.execute(f"CREATE TABLE {inverted_table(spec.table)} {INVERTED_DDL}")
+        # later merges (maintenance) keep each index in its lookup order
+        con.execute(f"ALTER TABLE {row_table(spec.table)} SET SORTED BY (key)")
+        con.execute(f"ALTER TABLE {column_table(spec.table)} SET SORTED BY ({quote(KEY_COLUMN)})")
+        con.execute(f"ALTER TABLE {inverted_table(spec.table)} SET SORTED BY (path, value)")
+        _add_files(con, ROW_SCHEMA, spec.table, files["rows"])
+        _add_files(con, "main", spec.table, files["cols"])
+        _add_files(con, INVERTED_SCHEMA, spec.table, files["inv"])
         for t in ("columns", "tables", "checkpoints"):
             con.execute(f"DELETE FROM {STATE_SCHEMA}.{t} WHERE table_name = ?", [spec.table])
         registry.save_new(con, spec.table, registry.columns)
@@ -200,17 +157,21 @@ def publish(lake: Lake, spec: PublishSpec) -> dict:
                 [spec.table, cp["shard_id"], cp.get("parent_shard_id"), cp.get("sequence_number"), bool(cp.get("ended"))],
             )
         for m in manifests:
+            chunk_files = {**m.files, "cols": conformed.get(m.chunk_id, m.files["cols"])}
             con.execute(
                 f"INSERT INTO {STATE_SCHEMA}.chunks VALUES (?, ?, ?, ?, ?, now())",
-                [spec.table, spec.build_id, m["chunk_id"], m["items"], json.dumps(m["parts"])],
+                [spec.table, spec.build_id, m.chunk_id, m.items, json.dumps(chunk_files)],
             )
         con.execute(
             f"INSERT INTO {STATE_SCHEMA}.events VALUES (?, now(), 'publish', ?)",
-            [spec.table, json.dumps({"build_id": spec.build_id, "items": total, "chunks": len(manifests),
-                                     "export_arn": spec.export_arn})],
+            [spec.table, json.dumps({"build_id": spec.build_id, "items": current.items, "chunks": len(manifests),
+                                     "files": sum(len(v) for v in files.values()), "export_arn": spec.export_arn})],
         )
+    seconds = time.monotonic() - started
+    log.info("publish %s: %d chunks, %d files, %d items registered in %.2fs", spec.table, len(manifests),
+             sum(len(v) for v in files.values()), current.items, seconds)
     if not spec.keep_staging:
-        remove_build(lake.location, spec.table, spec.build_id)
-    return {"published": True, "build_id": spec.build_id, "items": total, "chunks": len(manifests),
-            "columns": len(registry.columns)}
-
+        remove_other_staging(lake.location, spec.table, spec.build_id)
+    return {"published": True, "build_id": spec.build_id, "items": current.items, "chunks": len(manifests),
+            "columns": len(registry.columns), "files": sum(len(v) for v in files.values()),
+            "conformed": len(conformed), "seconds": round(seconds, 3)}

@@ -9,7 +9,7 @@ Invariant (the type-conflict rule, never failing a write):
   column, 39 digits of integer part…) goes to the sibling ``<column>:double``
   (DOUBLE, approximate); the row index keeps it exact.
 * A name already taken (two paths can flatten alike: ``{"a.b"}`` and
-  ``{"a":{"b"}}``) gets ``#2``, ``#3``…
+  ``{"a":{"b"}}``; names are compared without case) gets ``#2``, ``#3``…
 * Columns are only ever added, never retyped, so old data files stay as they are.
 """
 
@@ -41,7 +41,7 @@ class Registry:
     def __init__(self, columns: list[Column] | None = None):
         self.columns: list[Column] = []
         self.by_key: dict[tuple[tuple[str, ...], str], Column] = {}
-        self.taken: set[str] = {KEY_COLUMN}
+        self.taken: set[str] = {KEY_COLUMN.lower()}  # lower-cased (see names.unique_name)
         self.paths: set[tuple[str, ...]] = set()
         for c in columns or []:
             self._add(c)
@@ -49,7 +49,7 @@ class Registry:
     def _add(self, column: Column) -> Column:
         self.columns.append(column)
         self.by_key[(column.path, column.kind)] = column
-        self.taken.add(column.name)
+        self.taken.add(column.name.lower())
         self.paths.add(column.path)
         return column
 

@@ -1,37 +1,29 @@
-"""Chunk segments: one chunk's rows for the three indexes, staged as Parquet before publish.
+"""The exact Python path's chunk writer: items shaped in Python, staged in parts, finished in DuckDB.
 
 Invariants:
 
-* A segment is a pure function of its chunk: the same items give the same
-  rows in files at the same paths (``staging/<table>/<build>/<chunk>/``), so
-  re-running a chunk replaces its segment, never adds to it. The order of
-  rows inside a file is not part of it (the DuckDB build writes in parallel);
-  publish sorts.
-* The manifest ``segment.json`` is written last and removed first: a segment
-  without a manifest does not exist for publish, so a crash mid-write can
-  never be published as a short chunk.
-* Memory stays bounded: items are shaped and flushed in parts of
-  ``part_items`` items.
+* Memory stays bounded: items are shaped and flushed as local Parquet parts
+  of ``part_items`` items (numbers as exact text, staging column names).
+* ``finish`` turns the parts into the chunk's final files (``chunk_files``:
+  sorted, typed by the chunk's own statistics) in a fresh attempt folder,
+  then writes the manifest; the parts are deleted. The manifest is removed
+  when a writer starts, so a crashed build never looks complete.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from dataclasses import dataclass
-from urllib.parse import urlparse
+import shutil
+import tempfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyarrow import fs as pafs
 
-from dynadex.store.location import StoreError, StoreLocation
+from dynadex.store import chunk_files
+from dynadex.store.chunks import ChunkManifest, ColumnStats, new_attempt_dir, remove_manifest, write_manifest
+from dynadex.store.extensions import connect
+from dynadex.store.location import StoreLocation
 from dynadex.store.names import KEY_COLUMN, staging_name
 from dynadex.store.shape import NumberStats, Shaped
-
-MANIFEST = "segment.json"
-_SAFE = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 
 KIND_ARROW = {
     "S": pa.string(),
@@ -43,45 +35,6 @@ KIND_ARROW = {
     "BS": pa.list_(pa.binary()),
     "L": pa.list_(pa.string()),
 }
-
-
-def safe_name(what: str, name: str) -> str:
-    if not _SAFE.fullmatch(name) or name in (".", ".."):
-        raise StoreError(f"{what} {name!r} must be 1-255 characters of letters, digits, '_', '.' or '-'")
-    return name
-
-
-def staging_fs(location: StoreLocation) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and base path of the staging area."""
-    if location.staging.startswith("s3://"):
-        url = urlparse(location.staging)
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        kwargs = {"region": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"}
-        if endpoint:
-            e = urlparse(endpoint)
-            kwargs.update(endpoint_override=e.netloc, scheme=e.scheme)
-        if os.environ.get("AWS_ACCESS_KEY_ID"):
-            kwargs.update(access_key=os.environ["AWS_ACCESS_KEY_ID"], secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-                          session_token=os.environ.get("AWS_SESSION_TOKEN"))
-        return pafs.S3FileSystem(**kwargs), f"{url.netloc}{url.path}".rstrip("/")
-    return pafs.LocalFileSystem(), location.staging.rstrip("/")
-
-
-def segment_dir(location: StoreLocation, table: str, build_id: str, chunk_id: str) -> tuple[pafs.FileSystem, str]:
-    fs, base = staging_fs(location)
-    return fs, f"{base}/{safe_name('table', table)}/{safe_name('build id', build_id)}/{safe_name('chunk id', chunk_id)}"
-
-
-def uri(location: StoreLocation, path: str) -> str:
-    """A path from ``staging_fs`` as DuckDB reads it."""
-    return f"s3://{path}" if location.staging.startswith("s3://") else path
-
-
-def _atomic_write(fs: pafs.FileSystem, path: str, write) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with fs.open_output_stream(tmp) as out:
-        write(out)
-    fs.move(tmp, path)
 
 
 def rows_arrow(shaped: Shaped, key_types: tuple[str, ...]) -> pa.Table:
@@ -116,15 +69,29 @@ def inverted_arrow(shaped: Shaped) -> pa.Table:
     )
 
 
-@dataclass
-class ColumnInfo:
-    kind: str
-    count: int = 0
-    number: NumberStats | None = None
+def _parquet_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def finish_chunk(con, location: StoreLocation, table: str, build_id: str, chunk_id: str, key_types: tuple[str, ...],
+                 *, rows_sql: str, cols_sql: str | None, inv_sql: str, stats: list[ColumnStats], steps=None) -> dict:
+    """Write the chunk's final files (fresh attempt folder) from staged relations; returns files and figures."""
+    d = new_attempt_dir(location, table, build_id, chunk_id)
+    step = steps or (lambda _name: None)
+    files = {"rows": [f"{d}/rows.parquet"], "cols": [f"{d}/cols.parquet"], "inv": [f"{d}/inv.parquet"]}
+    chunk_files.write_rows(con, rows_sql, key_types, files["rows"][0])
+    step("rows")
+    columns = chunk_files.chunk_columns([s for s in stats if s.count])
+    chunk_files.write_columns(con, cols_sql or f"SELECT key AS {KEY_COLUMN} FROM ({rows_sql})", columns, files["cols"][0])
+    step("columns")
+    entries = chunk_files.write_inverted(con, inv_sql, files["inv"][0])
+    step("inverted")
+    bounds = chunk_files.key_bounds(con, files["rows"][0])
+    return {"files": files, "columns": columns, "key_bounds": bounds, "inverted_entries": entries}
 
 
 class SegmentWriter:
-    """Shapes items of one chunk and stages them; ``finish`` publishes the manifest."""
+    """Shapes items of one chunk in Python, stages them in parts; ``finish`` writes the final files."""
 
     def __init__(self, location: StoreLocation, table: str, build_id: str, chunk_id: str,
                  key_names: tuple[str, ...], key_types: tuple[str, ...], *, part_items: int = 100_000):
@@ -132,18 +99,12 @@ class SegmentWriter:
         self.table, self.build_id, self.chunk_id = table, build_id, chunk_id
         self.key_names, self.key_types = tuple(key_names), tuple(key_types)
         self.part_items = part_items
-        self.fs, self.dir = segment_dir(location, table, build_id, chunk_id)
-        self._remove_manifest()
-        self.fs.create_dir(self.dir, recursive=True)
+        remove_manifest(location, table, build_id, chunk_id)
+        self.tmp = tempfile.mkdtemp(prefix="dynadex-parts-")
         self.parts: dict[str, list[str]] = {"rows": [], "cols": [], "inv": []}
-        self.columns: dict[str, ColumnInfo] = {}
+        self.stats: dict[tuple, ColumnStats] = {}
         self.items = 0
         self.shaped = Shaped()
-
-    def _remove_manifest(self) -> None:
-        info = self.fs.get_file_info(f"{self.dir}/{MANIFEST}")
-        if info.type != pafs.FileType.NotFound:
-            self.fs.delete_file(f"{self.dir}/{MANIFEST}")
 
     def add(self, item: dict, version: int, origin: str) -> None:
         self.shaped.add(item, self.key_names, version, origin, self.key_types)
@@ -152,61 +113,66 @@ class SegmentWriter:
 
     def _flush(self) -> None:
         shaped = self.shaped
-        if not len(shaped) and self.parts["rows"]:
+        if not len(shaped):
             return
         n = len(self.parts["rows"])
-        for kind, table in (("rows", rows_arrow(shaped, self.key_types)), ("cols", columns_arrow(shaped)),
-                            ("inv", inverted_arrow(shaped))):
-            path = f"{self.dir}/{kind}-{n:05d}.parquet"
-            _atomic_write(self.fs, path, lambda out, t=table: pq.write_table(t, out, compression="zstd"))
+        for kind, t in (("rows", rows_arrow(shaped, self.key_types)), ("cols", columns_arrow(shaped)),
+                        ("inv", inverted_arrow(shaped))):
+            path = f"{self.tmp}/{kind}-{n:05d}.parquet"
+            pq.write_table(t, path, compression="zstd")
             self.parts[kind].append(path)
-        for (path, kind), values in shaped.columns.items():
-            name = staging_name(path, kind)
-            info = self.columns.get(name)
-            if info is None:
-                info = self.columns[name] = ColumnInfo(kind)
-            info.count += sum(1 for v in values if v is not None)
-            stats = shaped.number_stats.get((path, kind))
-            if stats is not None:
-                if info.number is None:
-                    info.number = NumberStats(True, 0, 0)
-                info.number.merge(stats)
+        add_stats(self.stats, shaped)
         self.items += len(shaped)
         self.shaped = Shaped()
 
-    def finish(self, extra: dict | None = None) -> dict:
+    def finish(self, extra: dict | None = None, *, threads: int | None = None) -> ChunkManifest:
         self._flush()
-        manifest = {
-            "table": self.table,
-            "build_id": self.build_id,
-            "chunk_id": self.chunk_id,
-            "items": self.items,
-            "key_names": list(self.key_names),
-            "key_types": list(self.key_types),
-            "parts": {k: [uri(self.location, p) for p in v] for k, v in self.parts.items()},
-            "columns": {
-                name: {"kind": c.kind, "count": c.count, "number": c.number.to_dict() if c.number else None}
-                for name, c in sorted(self.columns.items())
-            },
-            "extra": extra or {},
-        }
-        data = json.dumps(manifest, indent=1).encode()
-        _atomic_write(self.fs, f"{self.dir}/{MANIFEST}", lambda out: out.write(data))
+        extra = extra or {}
+        con = connect(threads=threads)
+        try:
+            if self.location.data_path.startswith("s3://"):
+                from dynadex.store.lake import s3_secret
+
+                s3_secret(con)
+            if self.parts["rows"]:
+                rows_sql = f"SELECT * FROM read_parquet({_parquet_list(self.parts['rows'])})"
+                cols_sql = f"SELECT * FROM read_parquet({_parquet_list(self.parts['cols'])}, union_by_name = true)"
+                inv_sql = f"SELECT * FROM read_parquet({_parquet_list(self.parts['inv'])})"
+            else:  # an empty chunk still has (empty) files, so every chunk looks alike to publish
+                rows_sql = empty_rows_sql(self.key_types)
+                cols_sql = None
+                inv_sql = "SELECT NULL::VARCHAR AS path, NULL::VARCHAR AS kind, NULL::VARCHAR AS value, NULL::VARCHAR AS key LIMIT 0"
+            out = finish_chunk(con, self.location, self.table, self.build_id, self.chunk_id, self.key_types,
+                               rows_sql=rows_sql, cols_sql=cols_sql, inv_sql=inv_sql, stats=list(self.stats.values()))
+        finally:
+            con.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        manifest = ChunkManifest(self.table, self.build_id, self.chunk_id, self.items, self.key_names, self.key_types,
+                                 out["files"], out["columns"], out["key_bounds"], out["inverted_entries"],
+                                 built_by=extra.get("built_by", "python"), source_files=extra.get("files", []),
+                                 json_bytes=extra.get("json_bytes", 0), gzip_bytes=extra.get("gzip_bytes", 0))
+        write_manifest(self.location, manifest)
         return manifest
 
 
-def read_manifest(location: StoreLocation, table: str, build_id: str, chunk_id: str) -> dict | None:
-    fs, d = segment_dir(location, table, build_id, chunk_id)
-    path = f"{d}/{MANIFEST}"
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.read())
+def empty_rows_sql(key_types: tuple[str, ...]) -> str:
+    def t(kind: str) -> str:
+        return "BLOB" if kind == "B" else "VARCHAR"
+
+    sk = f", NULL::{t(key_types[1])} AS sk" if len(key_types) > 1 else ""
+    return (f"SELECT NULL::VARCHAR AS key, NULL::{t(key_types[0])} AS pk{sk}, NULL::VARCHAR AS item, "
+            "NULL::BIGINT AS version, NULL::VARCHAR AS origin LIMIT 0")
 
 
-def remove_build(location: StoreLocation, table: str, build_id: str) -> None:
-    fs, base = staging_fs(location)
-    path = f"{base}/{safe_name('table', table)}/{safe_name('build id', build_id)}"
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        fs.delete_dir(path)
-
+def add_stats(stats: dict, shaped: Shaped) -> None:
+    """Fold a shaped part's column counts and number figures into ``stats`` ((path, kind) -> ColumnStats)."""
+    for (path, kind), values in shaped.columns.items():
+        s = stats.get((path, kind))
+        if s is None:
+            s = stats[(path, kind)] = ColumnStats(path, kind, 0)
+        s.count += sum(1 for v in values if v is not None)
+        number = shaped.number_stats.get((path, kind))
+        if number is not None:
+            if s.number is None:
+                s.number = NumberStats(True, 0, 0)
+            s.number.merge(number)

@@ -1,4 +1,5 @@
-"""The shard tree of a stream: every shard (DescribeStream, all pages), parents before children.
+"""The shard tree of a stream: every shard (DescribeStream, all pages), parents before children; the
+children of a shard that ended (``children_of``), found when it ends rather than at the next full refresh.
 
 Invariant: ``ordered`` lists a parent before any of its children whenever both
 are listed; a shard whose parent is not listed (pruned by retention) is a root.
@@ -28,13 +29,31 @@ def describe_all(streams, stream_arn: str, page_size: int = 100) -> tuple[dict, 
         if start:
             kwargs["ExclusiveStartShardId"] = start
         description = streams.describe_stream(**kwargs)["StreamDescription"]
-        for s in description.get("Shards", []):
-            rng = s["SequenceNumberRange"]
-            shards.append(ShardInfo(s["ShardId"], s.get("ParentShardId"), int(rng["StartingSequenceNumber"]),
-                                    int(rng["EndingSequenceNumber"]) if "EndingSequenceNumber" in rng else None))
+        shards += [_info(s) for s in description.get("Shards", [])]
         start = description.get("LastEvaluatedShardId")
         if not start:
             return description, ordered(shards)
+
+
+def _info(s: dict) -> ShardInfo:
+    rng = s["SequenceNumberRange"]
+    return ShardInfo(s["ShardId"], s.get("ParentShardId"), int(rng["StartingSequenceNumber"]),
+                     int(rng["EndingSequenceNumber"]) if "EndingSequenceNumber" in rng else None)
+
+
+def children_of(streams, stream_arn: str, shard_id: str) -> list[ShardInfo]:
+    """The children of a shard that has just ended (DescribeStream with ShardFilter CHILD_SHARDS: one small
+    answer, not the whole tree). Filtered here too, for endpoints that ignore the filter."""
+    out, start = [], None
+    while True:
+        kwargs = {"StreamArn": stream_arn, "ShardFilter": {"Type": "CHILD_SHARDS", "ShardId": shard_id}}
+        if start:
+            kwargs["ExclusiveStartShardId"] = start
+        description = streams.describe_stream(**kwargs)["StreamDescription"]
+        out += [_info(s) for s in description.get("Shards", []) if s.get("ParentShardId") == shard_id]
+        start = description.get("LastEvaluatedShardId")
+        if not start:
+            return out
 
 
 def ordered(shards: list[ShardInfo]) -> list[ShardInfo]:

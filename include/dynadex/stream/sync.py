@@ -34,7 +34,7 @@ from dynadex.aws import error_code
 from dynadex.gcpause import settle
 from dynadex.store import Change, Checkpoint, Store
 from dynadex.stream.recover import NeedsBootstrap, recover
-from dynadex.stream.shards import ShardInfo, describe_all
+from dynadex.stream.shards import ShardInfo, children_of, describe_all
 from dynadex.types import canonical_item
 
 log = logging.getLogger("dynadex.sync")
@@ -122,6 +122,8 @@ class TableSync:
         self.settings = settings
         self.cursors: dict[str, ShardCursor] = {}
         self.caught_up = False  # the run ended on a pass that found every readable shard at its tip
+        self.childless: dict[str, float] = {}  # ended shards whose children DescribeStream did not list yet
+        self.last_child_poll = 0.0
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
                       "expired_iterators": 0}
 
@@ -156,8 +158,39 @@ class TableSync:
             cp = stored.get(s.shard_id, {})
             cursors[s.shard_id] = ShardCursor(s, cp.get("sequence_number"), bool(cp.get("ended")))
         self.cursors = cursors
+        self.stored = stored
         self.stream_arn = current
         self.skip_before = (state["stream_start_micros"] or 0) - int(self.settings.overlap_seconds * 1e6)
+
+    def add_children(self, parent: ShardCursor) -> bool:
+        """A shard just ended: find its children now (not at the next refresh), so the same batch goes on
+        reading them and a rollover adds no lag. True if a child was new."""
+        new = False
+        children = _call(children_of, self.settings, streams=self.streams, stream_arn=self.stream_arn,
+                         shard_id=parent.info.shard_id)
+        for s in children:
+            if s.shard_id not in self.cursors:
+                cp = self.stored.get(s.shard_id, {})
+                self.cursors[s.shard_id] = ShardCursor(s, cp.get("sequence_number"), bool(cp.get("ended")))
+                new = True
+        if children:
+            self.childless.pop(parent.info.shard_id, None)
+        else:  # not created yet: asked again (at most once a second) for a minute, then left to refreshes
+            self.childless.setdefault(parent.info.shard_id, time.time())
+        return new
+
+    def retry_childless(self) -> bool:
+        now = time.time()
+        if now - self.last_child_poll < 1.0 or not self.childless:
+            return False
+        self.last_child_poll = now
+        new = False
+        for shard_id, since in list(self.childless.items()):
+            if now - since > 60:
+                del self.childless[shard_id]
+            elif shard_id in self.cursors:
+                new |= self.add_children(self.cursors[shard_id])
+        return new
 
     def readable(self) -> list[ShardCursor]:
         out = []
@@ -227,6 +260,7 @@ class TableSync:
             at_tip = False  # a whole pass over at least one readable shard returned nothing
             while len(changes) < self.settings.batch_records and time.time() - batch_started < self.settings.batch_seconds:
                 pass_records = 0
+                found_children = False
                 readable = self.readable()
                 for c in readable:
                     records, finished = self.read(c)
@@ -243,8 +277,9 @@ class TableSync:
                         progressed = True
                     if finished:
                         c.ended = True
+                        found_children |= self.add_children(c)
                     pass_records += len(records)
-                if not pass_records:
+                if not pass_records and not found_children:
                     at_tip = bool(readable) and not progressed
                     break
             if touched:
@@ -275,7 +310,9 @@ class TableSync:
             elif not until_caught_up:
                 time.sleep(min(idle, max(0.0, until - now)))
                 idle = min(self.settings.idle_max_seconds, idle * 2)
-            if time.time() - last_refresh > 10 or any(c.ended for c in touched.values()) or not self.readable():
+            # children of ended shards are already known (add_children); a full refresh catches new roots
+            self.retry_childless()
+            if time.time() - last_refresh > 10 or not self.readable():
                 self.refresh()
                 last_refresh = time.time()
 

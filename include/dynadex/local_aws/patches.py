@@ -1,0 +1,55 @@
+"""Small, named fixes to moto that belong upstream; each has a conformance test that fails without it.
+
+* ``serialize_empty_map_keys``: moto's JSON serializer writes a structure
+  found under an empty key into its parent (``if key:`` treats "" as "no
+  key"), so an item attribute ``{"M": {"": {"S": "e"}}}`` went out as
+  ``{"M": {"S": "e"}}`` and botocore crashed parsing it. DynamoDB allows an
+  empty name inside a map and answers it as stored
+  (tests/integration/test_emulator_conformance.py::test_empty_key_in_a_map_reads_back).
+* ``item_size_by_dynamodb_rule``: moto refuses items over 405,000 bytes of
+  its own count (numbers by their text length) while attributes are set.
+  DynamoDB's limit is 400 KB (409,600 bytes) counted by the Developer
+  Guide's rule, which ``validate.check_image`` applies to every final image;
+  moto's check is turned off so that one rule decides
+  (test_item_of_exactly_400_kb_is_accepted_one_byte_more_refused).
+
+Invariant: each patch is idempotent and changes nothing but the case it names.
+"""
+
+from __future__ import annotations
+
+_applied: set[str] = set()
+
+
+def serialize_empty_map_keys() -> None:
+    if "serialize_empty_map_keys" in _applied:
+        return
+    from moto.core.serialize import BaseJSONSerializer
+
+    original = BaseJSONSerializer._serialize_type_map
+
+    def _serialize_type_map(self, serialized, value, shape, key):
+        if "" not in value:
+            return original(self, serialized, value, shape, key)
+        original(self, serialized, {k: v for k, v in value.items() if k != ""}, shape, key)
+        holder = self.MAP_TYPE()
+        self._serialize(holder, value[""], shape.value, "empty-map-key")
+        target = serialized[self.get_serialized_name(shape, key)]
+        (target[""],) = holder.values()
+
+    BaseJSONSerializer._serialize_type_map = _serialize_type_map
+    _applied.add("serialize_empty_map_keys")
+
+
+def item_size_by_dynamodb_rule() -> None:
+    if "item_size_by_dynamodb_rule" in _applied:
+        return
+    from moto.dynamodb.models.dynamo_type import LimitedSizeDict
+
+    LimitedSizeDict.__setitem__ = dict.__setitem__
+    _applied.add("item_size_by_dynamodb_rule")
+
+
+def apply_all() -> None:
+    serialize_empty_map_keys()
+    item_size_by_dynamodb_rule()

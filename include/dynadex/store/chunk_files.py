@@ -1,0 +1,92 @@
+"""Writing one chunk's final index files from staged rows, in DuckDB.
+
+Both build paths (DuckDB's and the exact Python one) stage a chunk's rows as
+SQL relations: the row index's columns, the column index with every value
+as the exact staged form (numbers as canonical text), and the inverted
+entries. This module turns them into the files publish registers as they are.
+
+Invariants:
+
+* Rows are sorted by key (row groups of ``ROW_GROUP_ROWS``: a point lookup
+  reads one small group per file), columns by key, inverted entries by
+  (path, value); every row and entry carries ``BULK_WRITE_ID``.
+* Column names and types are those the type-conflict rule (``registry``)
+  gives for this chunk's own statistics. Numbers are cast from their exact
+  text, so the only rounding is into a DOUBLE column. When all chunks agree
+  (the data does) publish takes the file as is; otherwise ``conform``
+  rewrites it in its own task.
+* The key bounds (min, ``BOUNDS`` evenly spaced keys, max) let publish split
+  the key space into ranges of about equal size for the duplicate check.
+"""
+
+from __future__ import annotations
+
+from dynadex.store.chunks import ColumnStats
+from dynadex.store.names import KEY_COLUMN, quote, staging_name
+from dynadex.store.registry import Registry
+from dynadex.store.writes import BULK_WRITE_ID
+
+ROW_GROUP_ROWS = 4096
+BOUNDS = 32
+PARQUET = "FORMAT parquet, COMPRESSION zstd"
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def cast_sql(expr: str, from_type: str, to_type: str) -> str:
+    """``expr`` (of SQL type ``from_type``, or exact number text when ``from_type`` is VARCHAR) as ``to_type``.
+
+    Into DOUBLE a number goes through its exact text, so it rounds once, exactly as from the item."""
+    if from_type == to_type:
+        return expr
+    if to_type in ("DOUBLE", "DOUBLE[]") and from_type not in ("VARCHAR", "VARCHAR[]"):
+        via = "VARCHAR[]" if to_type.endswith("[]") else "VARCHAR"
+        return f"CAST(CAST({expr} AS {via}) AS {to_type})"
+    return f"CAST({expr} AS {to_type})"
+
+
+def chunk_columns(stats: list[ColumnStats]) -> list[ColumnStats]:
+    """The chunk's columns named and typed by the type-conflict rule over its own statistics."""
+    registry = Registry.for_publish({(s.path, s.kind): (s.count, s.number) for s in stats})
+    out = []
+    for s in stats:
+        c = registry.by_key[(s.path, s.kind)]
+        out.append(ColumnStats(s.path, s.kind, s.count, s.number, c.name, c.sql_type))
+    return sorted(out, key=lambda c: c.name)
+
+
+def staged_type(kind: str) -> str:
+    """The SQL type a staged column has (numbers as exact text)."""
+    return {"N": "VARCHAR", "NS": "VARCHAR[]"}.get(kind, "")
+
+
+def write_rows(con, rows_sql: str, key_types: tuple[str, ...], target: str) -> None:
+    sk = ", sk" if len(key_types) > 1 else ""
+    con.execute(f"COPY (SELECT key, pk{sk}, item, version, origin, {BULK_WRITE_ID}::BIGINT AS write_id "
+                f"FROM ({rows_sql}) ORDER BY key) TO {_lit(target)} ({PARQUET}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+
+
+def write_columns(con, cols_sql: str, columns: list[ColumnStats], target: str) -> None:
+    """``cols_sql`` has ``_key`` and one staged column per (path, kind), named ``staging_name``."""
+    select = [quote(KEY_COLUMN)]
+    for c in columns:
+        staged = quote(staging_name(c.path, c.kind))
+        select.append(f"{cast_sql(staged, staged_type(c.kind) or c.sql_type, c.sql_type)} AS {quote(c.name)}")
+    con.execute(f"COPY (SELECT {', '.join(select)} FROM ({cols_sql}) ORDER BY {quote(KEY_COLUMN)}) "
+                f"TO {_lit(target)} ({PARQUET})")
+
+
+def write_inverted(con, inv_sql: str, target: str) -> int:
+    """Returns the number of entries written."""
+    rows = con.execute(f"COPY (SELECT path, kind, value, key, {BULK_WRITE_ID}::BIGINT AS write_id FROM ({inv_sql}) "
+                       f"ORDER BY path, value) TO {_lit(target)} ({PARQUET})").fetchone()
+    return int(rows[0]) if rows else 0
+
+
+def key_bounds(con, rows_file: str) -> list[str]:
+    """min, BOUNDS - 1 evenly spaced keys, max of the chunk's (sorted) row file; [] when it is empty."""
+    fractions = [i / BOUNDS for i in range(BOUNDS + 1)]
+    row = con.execute(f"SELECT quantile_disc(key, {fractions}) FROM read_parquet({_lit(rows_file)})").fetchone()
+    return list(row[0]) if row and row[0] is not None else []

@@ -1,0 +1,276 @@
+"""Before publish: decide the snapshot's columns from the chunks' statistics, and plan the parallel checks.
+
+``prepare`` reads only the chunk manifests (metadata). It refuses missing
+chunks, count mismatches and a data file claimed by two chunks, decides the
+final column names and types (the type-conflict rule over the merged
+statistics), and returns a ``PublishPlan`` of independent jobs:
+
+* ``keys`` jobs, one per key range: read the key column of every chunk's row
+  file in that range (row groups outside it are skipped by their statistics)
+  and refuse any key held twice. The ranges partition the key space, so
+  together they see every key exactly once: no duplicate anywhere escapes,
+  and no job reads more than its share.
+* ``conform`` jobs, one per chunk whose column file disagrees with the final
+  names or types (only where the data disagrees): rewrite that file, cast.
+
+Invariants: jobs are pure functions of the plan (re-running one rewrites its
+record); every record carries the plan's digest, so ``publish`` accepts only
+records of the plan whose chunks it registers. Nothing here touches the
+catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from dynadex.errors import DynadexError
+from dynadex.store import chunk_files
+from dynadex.store.chunks import (
+    ChunkManifest,
+    ColumnStats,
+    merge_stats,
+    new_attempt_dir,
+    read_json,
+    read_manifest,
+    write_json,
+)
+from dynadex.store.extensions import connect
+from dynadex.store.location import StoreLocation
+from dynadex.store.names import KEY_COLUMN, quote
+from dynadex.store.registry import Column, Registry
+
+RANGE_KEYS = 2_000_000  # keys one duplicate-check job reads, about
+MAX_RANGES = 256
+
+
+class PublishRefused(DynadexError, ValueError):
+    """Publish found the chunks incomplete or inconsistent; nothing was changed."""
+
+
+@dataclass
+class Job:
+    kind: str  # "keys" or "conform"
+    name: str  # its record's name, unique in the plan
+    lo: str | None = None  # keys: first key of the range (inclusive), None: unbounded
+    hi: str | None = None  # keys: end of the range (exclusive), None: unbounded
+    chunk_id: str | None = None  # conform: the chunk whose column file is rewritten
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Job":
+        return cls(**d)
+
+    def label(self, count: int | None = None) -> str:
+        if self.kind == "conform":
+            return f"conform columns of {self.chunk_id}"
+        return f"check keys {self.name.split('-')[-1]}" + (f" of {count}" if count else "")
+
+
+@dataclass
+class PublishPlan:
+    table: str
+    build_id: str
+    digest: str
+    items: int
+    chunk_ids: list[str]
+    columns: list[dict]  # the final registry: path, kind, name, sql_type
+    jobs: list[Job] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "jobs": [j.to_dict() for j in self.jobs]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PublishPlan":
+        return cls(**{**d, "jobs": [Job.from_dict(j) for j in d["jobs"]]})
+
+    def registry(self) -> Registry:
+        return Registry([Column(tuple(c["path"]), c["kind"], c["name"], c["sql_type"]) for c in self.columns])
+
+
+def read_manifests(location: StoreLocation, table: str, build_id: str, chunk_ids: list[str], key_names,
+                   expected_items: dict | None, total_items: int | None) -> list[ChunkManifest]:
+    manifests, missing, wrong = [], [], []
+    for chunk_id in chunk_ids:
+        m = read_manifest(location, table, build_id, chunk_id)
+        if m is None:
+            missing.append(chunk_id)
+            continue
+        expected = (expected_items or {}).get(chunk_id)
+        if expected is not None and m.items != expected:
+            wrong.append(f"{chunk_id} holds {m.items} items, expected {expected}")
+        if tuple(m.key_names) != tuple(key_names):
+            wrong.append(f"{chunk_id} was built with key {list(m.key_names)}, expected {list(key_names)}")
+        manifests.append(m)
+    where = f"publish of {table} build {build_id} refused"
+    if missing:
+        raise PublishRefused(f"{where}: chunk(s) not built: {', '.join(missing)}")
+    if wrong:
+        raise PublishRefused(f"{where}: {'; '.join(wrong)}")
+    owner: dict[str, str] = {}
+    for m in manifests:
+        for f in m.source_files:
+            if f in owner and owner[f] != m.chunk_id:
+                raise PublishRefused(f"{where}: data file {f} is in both {owner[f]} and {m.chunk_id}")
+            owner[f] = m.chunk_id
+    total = sum(m.items for m in manifests)
+    if total_items is not None and total != total_items:
+        raise PublishRefused(f"{where}: chunks hold {total} items, the export has {total_items}")
+    return manifests
+
+
+def digest(manifests: list[ChunkManifest], columns: list[dict]) -> str:
+    h = hashlib.sha256()
+    for m in sorted(manifests, key=lambda m: m.chunk_id):
+        h.update(m.digest_part.encode())
+    h.update(json.dumps(columns, sort_keys=True, ensure_ascii=False).encode())
+    return h.hexdigest()[:24]
+
+
+def final_columns(manifests: list[ChunkManifest]) -> list[dict]:
+    merged = merge_stats(m.columns for m in manifests)
+    registry = Registry.for_publish({k: (s.count, s.number) for k, s in merged.items()})
+    return [{"path": list(c.path), "kind": c.kind, "name": c.name, "sql_type": c.sql_type} for c in registry.columns]
+
+
+def needs_conform(manifest: ChunkManifest, registry: Registry) -> bool:
+    for c in manifest.columns:
+        final = registry.by_key[(c.path, c.kind)]
+        if (final.name, final.sql_type) != (c.name, c.sql_type):
+            return True
+    return False
+
+
+def key_ranges(manifests: list[ChunkManifest], items: int) -> list[tuple[str | None, str | None]]:
+    """About equal ranges of the key space from the chunks' key bounds; they partition it (first and last open)."""
+    count = max(1, min(MAX_RANGES, math.ceil(items / RANGE_KEYS)))
+    bounds = sorted({k for m in manifests for k in m.key_bounds})
+    if count == 1 or len(bounds) < 2:
+        return [(None, None)]
+    cuts = sorted({bounds[round(i * (len(bounds) - 1) / count)] for i in range(1, count)})
+    edges: list = [None, *cuts, None]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def prepare(location: StoreLocation, table: str, build_id: str, chunk_ids: list[str], key_names,
+            expected_items: dict | None = None, total_items: int | None = None) -> PublishPlan:
+    manifests = read_manifests(location, table, build_id, chunk_ids, key_names, expected_items, total_items)
+    columns = final_columns(manifests)
+    plan = PublishPlan(table, build_id, digest(manifests, columns), sum(m.items for m in manifests), list(chunk_ids),
+                       columns)
+    ranges = key_ranges(manifests, plan.items)
+    width = len(str(len(ranges)))
+    for i, (lo, hi) in enumerate(ranges, 1):
+        plan.jobs.append(Job("keys", f"keys-{i:0{width}d}", lo=lo, hi=hi))
+    registry = plan.registry()
+    for m in manifests:
+        if needs_conform(m, registry):
+            plan.jobs.append(Job("conform", f"conform-{m.chunk_id}", chunk_id=m.chunk_id))
+    return plan
+
+
+# ------------------------------------------------------------------ the jobs
+
+
+def _files(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: int | None = None) -> dict:
+    """Run one job of the plan and record its result (refusing on a duplicate key)."""
+    manifests = [read_manifest(location, plan.table, plan.build_id, c) for c in plan.chunk_ids]
+    if any(m is None for m in manifests) or digest(manifests, plan.columns) != plan.digest:
+        raise PublishRefused(f"publish of {plan.table} build {plan.build_id} refused: chunks were rebuilt or removed "
+                             "since publish was prepared; prepare again")
+    con = connect(threads=threads)
+    try:
+        if location.data_path.startswith("s3://"):
+            from dynadex.store.lake import s3_secret
+
+            s3_secret(con)
+        if job.kind == "keys":
+            result = _check_keys(con, plan, job, manifests)
+        elif job.kind == "conform":
+            [m] = [m for m in manifests if m.chunk_id == job.chunk_id]
+            result = _conform(con, location, plan, m)
+        else:
+            raise ValueError(f"unknown publish job kind {job.kind!r}")
+    finally:
+        con.close()
+    record = {"digest": plan.digest, "job": job.to_dict(), **result}
+    write_json(location, plan.table, plan.build_id, job.name, record)
+    return record
+
+
+def _check_keys(con, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]) -> dict:
+    files = [f for m in manifests for f in m.files["rows"]]
+    where, params = [], []
+    if job.lo is not None:
+        where.append("key >= ?")
+        params.append(job.lo)
+    if job.hi is not None:
+        where.append("key < ?")
+        params.append(job.hi)
+    cond = f"WHERE {' AND '.join(where)}" if where else ""
+    if not files:
+        return {"rows": 0}
+    src = f"read_parquet({_files(files)})"
+    rows, most = con.execute(f"SELECT coalesce(sum(c), 0), coalesce(max(c), 0) FROM "
+                             f"(SELECT count(*) AS c FROM {src} {cond} GROUP BY key)", params).fetchone()
+    if most > 1:  # name the key and the chunks holding it (a second, rare read)
+        dup = con.execute(f"SELECT key, count(*), list(DISTINCT filename) FROM read_parquet({_files(files)}, "
+                          f"filename = true) {cond} GROUP BY key HAVING count(*) > 1 ORDER BY key LIMIT 1",
+                          params).fetchone()
+        owners = sorted({m.chunk_id for m in manifests if set(m.files["rows"]) & set(dup[2])})
+        raise PublishRefused(f"publish of {plan.table} build {plan.build_id} refused: key {dup[0]} appears "
+                             f"{dup[1]} times (chunks {', '.join(owners)})")
+    return {"rows": int(rows)}
+
+
+def _conform(con, location: StoreLocation, plan: PublishPlan, m: ChunkManifest) -> dict:
+    registry = plan.registry()
+    select = [quote(KEY_COLUMN)]
+    for c in m.columns:
+        final = registry.by_key[(c.path, c.kind)]
+        select.append(f"{chunk_files.cast_sql(quote(c.name), c.sql_type, final.sql_type)} AS {quote(final.name)}")
+    d = new_attempt_dir(location, plan.table, plan.build_id, m.chunk_id)
+    target = f"{d}/cols.parquet"
+    src = _files(m.files["cols"])
+    con.execute(f"COPY (SELECT {', '.join(select)} FROM read_parquet({src})) TO '{target.replace(chr(39), chr(39) * 2)}' "
+                f"({chunk_files.PARQUET})")
+    return {"chunk_id": m.chunk_id, "cols": [target]}
+
+
+def save_plan(location: StoreLocation, plan: PublishPlan) -> None:
+    """Keep the plan beside the manifests: the mapped jobs and publish read it there (XCom carries job names)."""
+    write_json(location, plan.table, plan.build_id, "plan", plan.to_dict())
+
+
+def load_plan(location: StoreLocation, table: str, build_id: str) -> PublishPlan:
+    doc = read_json(location, table, build_id, "plan")
+    if doc is None:
+        raise PublishRefused(f"publish of {table} build {build_id} refused: publish was not prepared")
+    return PublishPlan.from_dict(doc)
+
+
+def results(location: StoreLocation, plan: PublishPlan) -> dict[str, dict]:
+    """The recorded result of every job of the plan; refuses if one is missing or belongs to another plan."""
+    out, missing = {}, []
+    for job in plan.jobs:
+        r = read_json(location, plan.table, plan.build_id, job.name)
+        if r is None or r.get("digest") != plan.digest:
+            missing.append(job.name)
+        else:
+            out[job.name] = r
+    if missing:
+        raise PublishRefused(f"publish of {plan.table} build {plan.build_id} refused: publish job(s) not run for "
+                             f"these chunks: {', '.join(missing)}")
+    return out
+
+
+__all__ = ["ColumnStats", "Job", "PublishPlan", "PublishRefused", "load_plan", "prepare", "results", "run_job",
+           "save_plan"]
