@@ -62,6 +62,12 @@ def _mark_absent_modules() -> None:
     import importlib.util
     import sys
 
+    try:  # pyarrow reads sys.modules["pandas"] itself and fails on the marker (None): let it decide first
+        import pyarrow.lib
+
+        pyarrow.lib._pandas_api.have_pandas  # noqa: B018 (the property caches pyarrow's answer)
+    except Exception:  # another pyarrow: the marker is only an optimisation
+        pass
     for name in _OPTIONAL:
         if name not in sys.modules and importlib.util.find_spec(name) is None:
             sys.modules[name] = None  # the import system's own marker: "import name" raises ImportError at once
