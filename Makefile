@@ -1,12 +1,13 @@
-# The two commands: `make demo` (run dynadex on the embedded default) and
-# `make test` (run the test suite). Both create or reuse .venv and install
-# what they need; the second run skips the install (stamp file).
+# The commands: `make demo` (run dynadex on the embedded default), `make airflow`
+# (the Airflow UI with the DAGs, the emulator and a demo table; Ctrl-C stops it)
+# and `make test` (run the test suite). Each creates or reuses .venv and installs
+# what it needs; the second run skips the install (stamp file).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dynadex-installed
 
-.PHONY: demo test test-slow test-all bench lock clean
+.PHONY: demo airflow test test-slow test-all bench lock clean
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +18,9 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m dynadex.demo
+
+airflow: $(STAMP)
+	@$(PY) -m dynadex.airflow_local
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
@@ -41,4 +45,4 @@ lock:
 	mv requirements.txt.new requirements.txt && rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .dynadex .demo .pytest_cache .hypothesis
+	rm -rf $(VENV) .dynadex .demo .airflow .pytest_cache .hypothesis

@@ -1,11 +1,15 @@
-"""dynadex_maintenance: keep a store small and fast.
+"""
+### dynadex_maintenance: keep a store small and fast
 
-Daily: prune inverted entries superseded by stream batches, merge small data
-files, expire snapshots older than ``keep_hours`` and delete their files.
-Answers at the current snapshot never change; time travel reaches back
-``keep_hours``.
+Daily (env `DYNADEX_MAINTENANCE_SCHEDULE`): prune inverted entries superseded by stream batches, merge small
+data files, expire snapshots older than `keep_hours` and delete their files. Answers at the current snapshot
+never change; time travel reaches back `keep_hours`. It commits next to a running stream sync; a conflict
+makes its retry run again. Paused on creation: unpause it once a store exists.
 
-Wiring only: the work is in plugins/dynadex_airflow/maintenance_tasks.py -> include/dynadex/store.
+**Params**: `store` (store folder or Postgres URI; empty: `$DYNADEX_STORE` or `./.dynadex`), `keep_hours`
+(snapshots younger than this stay readable; 0 keeps only the current one).
+
+Wiring only: the work is in `plugins/dynadex_airflow/maintenance_tasks.py` -> `include/dynadex/store`.
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ import os
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from dynadex.bootstrap import PARAMS_SCHEMA
 from dynadex_airflow import maintenance_tasks
-
-RETRIES = int(os.environ.get("DYNADEX_TASK_RETRIES", "2"))
-RETRY_DELAY = pendulum.duration(seconds=float(os.environ.get("DYNADEX_RETRY_DELAY_SECONDS", "60")))
+from dynadex_airflow.dag_defaults import default_args, timeout
 
 
 @dag(
     dag_id="dynadex_maintenance",
+    description="Prune, compact and expire old snapshots of a dynadex store (daily)",
     schedule=os.environ.get("DYNADEX_MAINTENANCE_SCHEDULE", "@daily"),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
@@ -31,12 +35,16 @@ RETRY_DELAY = pendulum.duration(seconds=float(os.environ.get("DYNADEX_RETRY_DELA
     tags=["dynadex"],
     doc_md=__doc__,
     params={
-        "store": Param(None, type=["null", "string"], description="store folder or Postgres URI"),
-        "keep_hours": Param(1, type="number", minimum=0, description="snapshots younger than this stay readable"),
+        "store": Param(None, **{**PARAMS_SCHEMA["store"], "description": "store folder or Postgres URI to maintain "
+                                "(empty: $DYNADEX_STORE or ./.dynadex)"}),
+        "keep_hours": Param(1, type="number", minimum=0, maximum=24 * 366, title="Keep snapshots (hours)",
+                            description="snapshots younger than this stay readable (time travel); 0 keeps only "
+                                        "the current snapshot"),
     },
+    default_args=default_args(execution_timeout=timeout("maintenance")),
 )
 def dynadex_maintenance():
-    @task(retries=RETRIES, retry_delay=RETRY_DELAY)
+    @task
     def maintain(params=None) -> dict:
         conf = dict(get_current_context()["dag_run"].conf or {})
         return maintenance_tasks.maintain(params, conf)

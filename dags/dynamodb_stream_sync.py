@@ -1,12 +1,27 @@
-"""dynamodb_stream_sync: keep the index equal to the table by following DynamoDB Streams.
+"""
+### dynamodb_stream_sync: keep the index equal to the table by following DynamoDB Streams
 
-Continuous (one run at a time): each run syncs every table the store holds with a
-stream (or just ``table_name``) for ``run_seconds``, committing each batch with its
-shard checkpoints in one transaction, then ends; the next run resumes from the
-checkpoints. Gaps are recovered through incremental exports inside the run; a gap
-beyond the PITR window starts a fresh ``dynamodb_ingest`` for that table.
+**Unpause this DAG** (toggle, or `airflow dags unpause dynamodb_stream_sync`): it is paused on creation, and
+while it is paused nothing follows the tables and the index falls behind them. `dynamodb_ingest` unpauses it on
+its first publish when it can reach the REST API (connection `airflow_api`), and warns loudly in
+`start_stream_sync`'s log when it cannot.
 
-Wiring only: the work is in plugins/dynadex_airflow/sync_tasks.py -> include/dynadex/stream.
+Continuous (one run at a time): each run syncs for `run_seconds`, then ends; the next run resumes from the stored
+shard checkpoints. Each batch of changes commits with its shard checkpoints in one transaction. A run
+triggered by an ingest syncs that table and store; the continuous runs sync every table with a stream in every
+store an ingest has published into (Airflow Variable `dynadex_stores`; delete an entry to stop following a store),
+or just `table_name` / `store` when given. Gaps (trimmed records, pruned shards, a new stream) are recovered
+through incremental exports inside the run; a gap beyond the PITR window starts a fresh `dynamodb_ingest` for
+that table (`bootstrap_again`).
+
+**Params**: `table_name` (one table, or empty: every table), `store` (one store, or empty: every followed
+store), `aws_conn_id`, `run_seconds` (1-3600; default `$DYNADEX_SYNC_RUN_SECONDS` or 60).
+
+**Health**: each run logs one line per table (store, changes applied, lag, shards open/total, recoveries) and
+pushes the same figures to XCom (key `health`). Lag means what `dynadex status` means: how far behind the table the
+index was when the run last looked (0: every shard was read to its tip).
+
+Wiring only: the work is in `plugins/dynadex_airflow/sync_tasks.py` -> `include/dynadex/stream`.
 """
 
 from __future__ import annotations
@@ -17,15 +32,16 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
+from dynadex.bootstrap import PARAMS_SCHEMA
 from dynadex_airflow import sync_tasks
+from dynadex_airflow.dag_defaults import default_args, timeout
 
 RUN_SECONDS = float(os.environ.get("DYNADEX_SYNC_RUN_SECONDS", "60"))
-RETRIES = int(os.environ.get("DYNADEX_TASK_RETRIES", "2"))
-RETRY_DELAY = pendulum.duration(seconds=float(os.environ.get("DYNADEX_RETRY_DELAY_SECONDS", "60")))
 
 
 @dag(
     dag_id="dynamodb_stream_sync",
+    description="Follow the DynamoDB Streams of every indexed table into its store (continuous; unpause it)",
     schedule="@continuous",
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
@@ -34,18 +50,26 @@ RETRY_DELAY = pendulum.duration(seconds=float(os.environ.get("DYNADEX_RETRY_DELA
     tags=["dynadex"],
     doc_md=__doc__,
     params={
-        "table_name": Param(None, type=["null", "string"], description="one table, or every table in the store"),
-        "store": Param(None, type=["null", "string"], description="store folder or Postgres URI"),
-        "aws_conn_id": Param("aws_default", type="string"),
-        "run_seconds": Param(RUN_SECONDS, type="number", minimum=1, maximum=3600,
-                             description="how long one run syncs before it ends"),
+        "table_name": Param(None, **{**PARAMS_SCHEMA["table_name"], "type": ["null", "string"],
+                                     "description": "sync only this table (empty: every table with a stream "
+                                                    "in the store)"}),
+        "store": Param(None, **{**PARAMS_SCHEMA["store"], "title": "Store",
+                                "description": "sync only this store folder or Postgres URI (empty: every store "
+                                               "an ingest has published into, and the default store)"}),
+        "aws_conn_id": Param("aws_default", **PARAMS_SCHEMA["aws_conn_id"]),
+        "run_seconds": Param(RUN_SECONDS, type="number", minimum=1, maximum=3600, title="Run length (seconds)",
+                             description="how long one run syncs before it ends and the next run resumes "
+                                         "(1-3600); shared by the tables it syncs"),
     },
+    default_args=default_args(execution_timeout=timeout("sync")),
 )
 def dynamodb_stream_sync():
-    @task(retries=RETRIES, retry_delay=RETRY_DELAY)
+    @task
     def sync(params=None) -> list:
-        conf = dict(get_current_context()["dag_run"].conf or {})
-        return sync_tasks.sync(params, conf)
+        context = get_current_context()
+        result = sync_tasks.sync(params, dict(context["dag_run"].conf or {}))
+        context["ti"].xcom_push(key="health", value=result["health"])  # per table: lag, applied, shards, ...
+        return result["needs_bootstrap"]  # what bootstrap_again maps over
 
     needs = sync()
     TriggerDagRunOperator.partial(task_id="bootstrap_again", trigger_dag_id="dynamodb_ingest",

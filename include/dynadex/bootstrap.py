@@ -27,20 +27,80 @@ TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 
 
+# AWS error codes that mean "try again later", never "this request is wrong"
+TRANSIENT_CODES = {"LimitExceededException", "ThrottlingException", "ProvisionedThroughputExceededException",
+                   "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable", "RequestTimeout"}
+
+
 class BootstrapError(DynadexError, ValueError):
     """A table, parameter or export that cannot be bootstrapped as asked."""
 
 
+CHUNK_TARGET_MAX_MB = 100000
+EXPORT_ARN = re.compile(r"arn:aws[a-z\-]*:dynamodb:[^:]*:\d*:table/[^/]+/export/\d{14}-[0-9a-f]{8}")
+CONN_ID = re.compile(r"[\w.\-]{1,250}")
+
+
+def anchored(pattern: re.Pattern) -> str:
+    """A JSON-schema pattern meaning fullmatch: JSON schema *searches* (it is not anchored), so anchor it.
+
+    ``(?!\n)`` after ``$``: Python's ``$`` (jsonschema on the server) also matches before a final newline,
+    the browser's does not; the lookahead makes both refuse ``"Orders\n"``."""
+    return rf"^(?:{pattern.pattern})$(?!\n)"
+
+
+# JSON schema of every param the dynamodb_ingest DAG takes (the Airflow form and the REST API check these
+# before a run is created; ``validate_params`` checks the same at run time, for callers without Airflow).
+# Each has a title and a description, so the form says what to type.
 PARAMS_SCHEMA = {
-    "table_name": {"type": "string", "pattern": TABLE_NAME.pattern, "description": "DynamoDB table to index"},
-    "s3_bucket": {"type": ["null", "string"], "description": "bucket the export is written to (not needed with export_manifest)"},
-    "s3_prefix": {"type": "string", "description": "key prefix of the export"},
-    "export_format": {"type": "string", "enum": list(FORMATS)},
-    "chunk_target_mb": {"type": "number", "minimum": 0.001, "maximum": 100000},
-    "store": {"type": ["null", "string"], "description": "store folder or Postgres URI (default: $DYNADEX_STORE or ./.dynadex)"},
-    "aws_conn_id": {"type": "string"},
-    "export_arn": {"type": ["null", "string"], "description": "index this existing export instead of starting one"},
-    "export_manifest": {"type": ["null", "string"], "description": "s3:// URL of an existing export's manifest-summary.json"},
+    "table_name": {
+        "type": "string", "pattern": anchored(TABLE_NAME), "minLength": 3, "maxLength": 255,
+        "title": "DynamoDB table",
+        "description": "name of the table to index: 3-255 of A-Z a-z 0-9 _ . - (point-in-time recovery and a "
+                       "stream with NEW_IMAGE or NEW_AND_OLD_IMAGES must be on)",
+    },
+    "s3_bucket": {
+        "type": ["null", "string"], "pattern": anchored(BUCKET),
+        "title": "Export bucket",
+        "description": "S3 bucket the export is written to (not needed with an existing export ARN or manifest)",
+    },
+    "s3_prefix": {
+        "type": "string", "maxLength": 1024,
+        "title": "Export prefix",
+        "description": "key prefix of the export in the bucket (AWSDynamoDB/<ExportId>/ goes under it)",
+    },
+    "export_format": {
+        "type": "string", "enum": list(FORMATS),
+        "title": "Export format",
+        "description": "format DynamoDB writes the export in: DYNAMODB_JSON (default) or ION; both index the same",
+    },
+    "chunk_target_mb": {
+        "type": "number", "exclusiveMinimum": 0, "maximum": CHUNK_TARGET_MAX_MB,
+        "title": "Chunk target (MB of gzip)",
+        "description": "export files are packed into chunks of about this many MB of gzip, one build_chunk task "
+                       f"each; more than 0, at most {CHUNK_TARGET_MAX_MB} (keep the chunk count under 1024)",
+    },
+    "store": {
+        "type": ["null", "string"],
+        "title": "Store",
+        "description": "store folder or Postgres URI the index is written to (empty: $DYNADEX_STORE or ./.dynadex)",
+    },
+    "aws_conn_id": {
+        "type": "string", "pattern": anchored(CONN_ID),
+        "title": "AWS connection",
+        "description": "Airflow connection with the AWS credentials, region and (for the emulator) endpoint_url",
+    },
+    "export_arn": {
+        "type": ["null", "string"], "pattern": anchored(EXPORT_ARN),
+        "title": "Existing export ARN",
+        "description": "index this existing full export instead of starting one (arn:aws:dynamodb:...:export/...)",
+    },
+    "export_manifest": {
+        "type": ["null", "string"], "pattern": r"^s3://[^/\s]+/\S+$(?!\n)",
+        "title": "Existing export manifest (s3://…)",
+        "description": "s3:// URL of an existing full export's manifest-summary.json; indexes it without asking "
+                       "DynamoDB for the export",
+    },
 }
 
 
@@ -54,12 +114,12 @@ def validate_params(params: dict) -> dict:
     if fmt not in FORMATS:
         problems.append(f"export_format {fmt!r} must be one of {', '.join(FORMATS)}")
     target = params.get("chunk_target_mb", 256)
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.001 <= target <= 100000:
-        problems.append(f"chunk_target_mb {target!r} must be a number from 0.001 to 100000")
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= CHUNK_TARGET_MAX_MB:
+        problems.append(f"chunk_target_mb {target!r} must be a number above 0 and at most {CHUNK_TARGET_MAX_MB}")
     manifest, arn, bucket = params.get("export_manifest"), params.get("export_arn"), params.get("s3_bucket")
     if manifest and not str(manifest).startswith("s3://"):
         problems.append(f"export_manifest {manifest!r} must be an s3:// URL of a manifest-summary.json")
-    if arn and not re.fullmatch(r"arn:aws[a-z\-]*:dynamodb:[^:]*:\d*:table/[^/]+/export/\d{14}-[0-9a-f]{8}", str(arn)):
+    if arn and not EXPORT_ARN.fullmatch(str(arn)):
         problems.append(f"export_arn {arn!r} is not a DynamoDB export ARN")
     if not manifest and not arn and not (isinstance(bucket, str) and BUCKET.fullmatch(bucket)):
         problems.append(f"s3_bucket {bucket!r} is not a bucket name (needed unless export_arn or export_manifest is given)")
@@ -140,9 +200,10 @@ def start_export(ddb, info: TableInfo, *, bucket: str, prefix: str, export_forma
         return ddb.export_table_to_point_in_time(**kwargs)["ExportDescription"]["ExportArn"]
     except Exception as exc:  # botocore ClientError: keep AWS's code and message
         err = getattr(exc, "response", {}).get("Error", {})
-        if err:
+        status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if err and err.get("Code") not in TRANSIENT_CODES and status < 500:
             raise BootstrapError(f"export of {info.name} refused by AWS: {err.get('Code')}: {err.get('Message')}") from None
-        raise
+        raise  # throttling or a server error: not a refusal, so the task's retries apply (same ClientToken)
 
 
 def describe_export(ddb, export_arn: str) -> dict:

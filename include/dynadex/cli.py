@@ -137,8 +137,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"items      {t['items']}  ({t['files']} data files, {t['bytes']} bytes)")
         print(f"export     {t['export_arn'] or '-'} at {t['export_time'] or '-'}")
         print(f"stream     {t['stream_arn'] or '-'}")
-        print(f"changes    applied through {t['applied_through'] or '-'}, last batch {t['last_applied_at'] or '-'}, "
-              f"lag {t['lag_seconds'] if t['lag_seconds'] is not None else '-'} s")
+        if t["lag_seconds"] is None:
+            print("lag        - (no stream sync yet)")
+        else:
+            print(f"lag        {t['lag_seconds']:.3f} s behind the table (as of {t['checked_at']}, "
+                  f"{t['checked_seconds_ago']:.0f} s ago; 0 = every shard was read to its tip)")
+        print(f"changes    applied through {t['applied_through'] or '-'}, last change applied {t['last_change_at'] or '-'}")
         for cp in t["checkpoints"]:
             print(f"  shard {cp['shard_id']}  at {cp['sequence_number'] or 'start'}{'  (ended)' if cp['ended'] else ''}")
         for ev in t["recent_events"][:5]:

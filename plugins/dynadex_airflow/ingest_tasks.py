@@ -3,6 +3,10 @@
 Every task is safe to retry and to clear: validation and planning are pure
 reads, start_export is idempotent by ClientToken, a chunk rebuild replaces its
 segment, and publish is one transaction that is a no-op once done.
+
+Every body is wrapped in ``@fail_fast`` (dynadex_airflow/failures.py): a
+DynadexError (bad input or configuration) fails the task at once, without
+retries; transient errors keep them. Wrap any new task body the same way.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from dynadex.ingest import auto_chunk_target_mb, iso_to_micros
 from dynadex.export.build import snapshot_version
 from dynadex.store import PublishSpec, Store, resolve
 from dynadex.store import prepare as prep
+from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client, export_aws_env
 
 log = logging.getLogger("dynadex.ingest")
 
 
+@fail_fast
 def validate(params: dict) -> dict:
     bootstrap.validate_params(params)
     info = bootstrap.validate_table(client("dynamodb", params["aws_conn_id"]), params["table_name"])
@@ -29,6 +35,7 @@ def validate(params: dict) -> dict:
     return info.to_dict()
 
 
+@fail_fast
 def pin(table: dict) -> dict:
     info = bootstrap.TableInfo(**{**table, "key_names": tuple(table["key_names"]), "key_types": tuple(table["key_types"])})
     pinned = bootstrap.pin_stream_start(info)
@@ -43,6 +50,7 @@ def _full_export(manifest: str, params: dict):
     return export
 
 
+@fail_fast
 def describe(manifest: str, params: dict) -> dict:
     """What publish needs to know about the export (small; XCom)."""
     s = _full_export(manifest, params).summary
@@ -61,6 +69,7 @@ def describe(manifest: str, params: dict) -> dict:
     }
 
 
+@fail_fast
 def plan(manifest: str, params: dict, parallelism: int = 16) -> list[dict]:
     """Balanced chunk specs (keys, sizes, counts, checksums only). With no chunk target, chunks are sized so
     that ``parallelism`` builders (the DAG's max_active_chunks) get two each, at most 256 MB of gzip."""
@@ -69,12 +78,13 @@ def plan(manifest: str, params: dict, parallelism: int = 16) -> list[dict]:
     if target in (None, "", "auto"):
         target = auto_chunk_target_mb(sum(f.size or 0 for f in export.files), parallelism)
         log.info("chunk target %.1f MB of gzip (auto: two chunks for each of %d builders)", target, parallelism)
-    chunks = plan_chunks(export.files, int(float(target) * 1_000_000))
+    chunks = plan_chunks(export.files, max(1, int(float(target) * 1_000_000)))
     log.info("%d files, %d items, %d bytes -> %d chunks (largest/mean %.3f)", len(export.files),
              export.summary.item_count, sum(f.size or 0 for f in export.files), len(chunks), makespan_ratio(chunks))
     return [c.to_dict() for c in chunks]
 
 
+@fail_fast
 def build(spec: dict, meta: dict, table: dict, params: dict) -> dict:
     chunk = ChunkSpec.from_dict(spec)
     export_aws_env(params["aws_conn_id"])
@@ -108,6 +118,7 @@ def _spec(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, para
     )
 
 
+@fail_fast
 def prepare(meta: dict, chunks: list[dict], table: dict, params: dict) -> list[dict]:
     """Decide the columns and plan the parallel checks (reads the chunk manifests only). The plan is kept
     beside the manifests; XCom carries the jobs (names and key bounds) the check tasks map over."""
@@ -123,6 +134,7 @@ def prepare(meta: dict, chunks: list[dict], table: dict, params: dict) -> list[d
     return [{**j.to_dict(), "label": j.label(keys if j.kind == "keys" else None)} for j in plan.jobs]
 
 
+@fail_fast
 def run_check(job: dict, meta: dict, table: dict, params: dict) -> dict:
     export_aws_env(params["aws_conn_id"])
     location = resolve(params.get("store"))
@@ -132,6 +144,7 @@ def run_check(job: dict, meta: dict, table: dict, params: dict) -> dict:
     return {k: v for k, v in record.items() if k != "job"}
 
 
+@fail_fast
 def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, params: dict) -> dict:
     export_aws_env(params["aws_conn_id"])
     spec = _spec(meta, chunks, table, pinned, params)

@@ -13,14 +13,24 @@ import datetime as dt
 import logging
 
 from dynadex.store import Store
+from dynadex_airflow.failures import fail_fast
 
 log = logging.getLogger("dynadex.maintenance")
 
 
+def _given(conf: dict, params: dict, name: str, default):
+    """The run's value of ``name``: conf first, then the param; 0 and "" count as given (only None is not)."""
+    for source in (conf, params):
+        if source.get(name) is not None:
+            return source[name]
+    return default
+
+
+@fail_fast
 def maintain(params: dict, conf: dict) -> dict:
-    store = conf.get("store") or params.get("store")
-    keep = dt.timedelta(hours=float(conf.get("keep_hours") or params.get("keep_hours") or 1))
+    store = _given(conf, params, "store", None) or None
+    keep = dt.timedelta(hours=float(_given(conf, params, "keep_hours", 1)))
     with Store(store, read_only=False) as st:
         result = {**st.compact(), **st.expire(keep)}
-    log.info("maintenance of %s: %s", store or "the default store", result)
+    log.info("maintenance of %s (keeping %s of snapshots): %s", store or "the default store", keep, result)
     return result

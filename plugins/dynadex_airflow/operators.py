@@ -1,13 +1,16 @@
-"""Operators for the export steps: start one (idempotently) and wait for it (deferred)."""
+"""Operators: start an export (idempotently), wait for it (deferred), and hand over to the stream sync."""
 
 from __future__ import annotations
 
 import math
 from datetime import timedelta
 
-from airflow.sdk import BaseOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import BaseOperator, timezone
 
 from dynadex import bootstrap
+from dynadex_airflow import airflow_api, stores
+from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client
 from dynadex_airflow.triggers import DynamoDBExportTrigger
 
@@ -31,6 +34,7 @@ class DynamoDBStartExportOperator(BaseOperator):
         self.s3_bucket, self.s3_prefix, self.export_format = s3_bucket, s3_prefix, export_format
         self.export_arn, self.export_manifest, self.aws_conn_id = export_arn, export_manifest, aws_conn_id
 
+    @fail_fast
     def execute(self, context):
         if self.export_manifest:
             self.log.info("indexing the existing export at %s", self.export_manifest)
@@ -63,6 +67,7 @@ class DynamoDBExportSensor(BaseOperator):
         self.export_arn, self.export_manifest, self.aws_conn_id = export_arn, export_manifest, aws_conn_id
         self.poke_interval, self.wait_timeout = poke_interval, timeout
 
+    @fail_fast
     def execute(self, context):
         if self.export_manifest:
             return self.export_manifest
@@ -80,6 +85,7 @@ class DynamoDBExportSensor(BaseOperator):
             timeout=timedelta(seconds=self.wait_timeout),
         )
 
+    @fail_fast
     def execute_complete(self, context, event=None):
         description = bootstrap.describe_export(client("dynamodb", self.aws_conn_id), self.export_arn)
         if event and event.get("status") != "success" and description["ExportStatus"] != "COMPLETED":
@@ -88,3 +94,65 @@ class DynamoDBExportSensor(BaseOperator):
                 f"{description.get('FailureCode')}: {description.get('FailureMessage')}"
             )
         return bootstrap.manifest_url(description)
+
+
+class StartStreamSyncOperator(TriggerDagRunOperator):
+    """Hand a published table over to ``dynamodb_stream_sync``, and make sure that sync will run.
+
+    * remembers the run's store (``stores``), so the continuous sync runs follow it from now on;
+    * if the stream DAG is paused (as it is on creation), unpauses it through the REST API
+      (``airflow_api``; on by default, ``unpause=False`` or env ``DYNADEX_UNPAUSE_SYNC=false`` turns it
+      off) and says so; when it cannot, logs a loud warning naming the command that does it;
+    * triggers a sync run for this table and store, logs what it triggered and returns it (XCom):
+      ``{"dag_id", "run_id", "table_name", "store", "paused", "unpaused", "new_store"}``.
+    """
+
+    template_fields = (*TriggerDagRunOperator.template_fields, "table_name", "store", "aws_conn_id")
+
+    def __init__(self, *, table_name, store=None, aws_conn_id="aws_default", trigger_dag_id="dynamodb_stream_sync",
+                 unpause: bool | None = None, **kwargs):
+        super().__init__(trigger_dag_id=trigger_dag_id, conf=None, wait_for_completion=False, **kwargs)
+        self.table_name, self.store, self.aws_conn_id = table_name, store, aws_conn_id
+        self.unpause = unpause
+
+    def _paused(self, context) -> bool | None:
+        try:
+            return bool(context["ti"].get_dag(self.trigger_dag_id).is_paused)
+        except Exception as exc:  # an older API server without GetDag: say so, do not fail the handover
+            self.log.warning("could not tell whether %s is paused: %s", self.trigger_dag_id, exc)
+            return None
+
+    def execute(self, context):
+        import os
+
+        store = self.store if self.store not in (None, "", "None") else None
+        self.conf = {"table_name": self.table_name, "store": store, "aws_conn_id": self.aws_conn_id}
+        new_store = stores.remember(store)
+        if new_store:
+            self.log.info("the continuous %s runs follow store %s from now on (Variable %s)", self.trigger_dag_id,
+                          store or "(default)", stores.VARIABLE)
+        paused, unpaused = self._paused(context), False
+        if paused:
+            wanted = self.unpause if self.unpause is not None else \
+                os.environ.get("DYNADEX_UNPAUSE_SYNC", "true").lower() not in ("0", "false", "no")
+            why = "unpausing is turned off (DYNADEX_UNPAUSE_SYNC=false)"
+            if wanted:
+                unpaused, why = airflow_api.unpause(self.trigger_dag_id)
+            if unpaused:
+                self.log.info("%s was paused: unpaused it (%s); its continuous runs keep the index in sync",
+                              self.trigger_dag_id, why)
+            else:
+                self.log.warning(
+                    "\n%s\n%s IS PAUSED: the sync run triggered below stays queued and the index falls behind "
+                    "the table until it is unpaused.\nUnpause it in the UI (toggle on DAGs > %s) or run: "
+                    "airflow dags unpause %s\n(not unpaused here: %s)\n%s",
+                    "!" * 78, self.trigger_dag_id, self.trigger_dag_id, self.trigger_dag_id, why, "!" * 78)
+        if not self.trigger_run_id:
+            self.trigger_run_id = f"ingest__{self.table_name}__{timezone.utcnow().isoformat()}"
+        handover = {"dag_id": self.trigger_dag_id, "run_id": self.trigger_run_id, "table_name": self.table_name,
+                    "store": store, "paused": paused, "unpaused": unpaused, "new_store": new_store}
+        context["ti"].xcom_push(key="return_value", value=handover)
+        self.log.info("triggered %s run %s: table %s, store %s%s", self.trigger_dag_id, self.trigger_run_id,
+                      self.table_name, store or "(default)",
+                      " (queued until the DAG is unpaused)" if paused and not unpaused else "")
+        return super().execute(context)

@@ -93,6 +93,7 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
             "DYNADEX_BUILD_THREADS": "2",
         }
         airflow("db", "migrate", env=env, timeout=300)
+        airflow("pools", "set", "dynadex_chunks", "16", "dynadex chunk builds", env=env)  # as docker-compose does
         logs = home / "proc-logs"
         logs.mkdir()
         procs = []

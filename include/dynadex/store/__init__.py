@@ -92,9 +92,10 @@ class Store:
         def note() -> None:
             with self.lake.transaction():
                 self.lake.con.execute(
-                    f"UPDATE {STATE_SCHEMA}.tables SET synced_at = now(), "
+                    # synced_at = the instant the pass started, so lag (synced_at - applied through) reads 0
+                    f"UPDATE {STATE_SCHEMA}.tables SET synced_at = to_timestamp(?::DOUBLE / 1000000), "
                     "last_change_micros = greatest(coalesce(last_change_micros, 0), ?) WHERE table_name = ?",
-                    [micros, table])
+                    [micros, micros, table])
 
         self.lake.retrying(f"{table}: caught up", note)
 

@@ -214,6 +214,29 @@ def _micros_iso(micros: int | None) -> str | None:
     return dt.datetime.fromtimestamp(micros / 1e6, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def lag(state: dict, now_micros: int | None = None) -> dict:
+    """How far behind the table the index is, as the sync last saw it.
+
+    ``lag_seconds`` = (when the sync last committed or looked: ``synced_at``) - (the instant every change
+    before which is applied: ``last_change_micros``, or the export time before any change): 0 when that
+    pass found every shard at its tip, the reader's distance behind the stream while it catches up.
+    ``checked_at`` / ``checked_seconds_ago`` say when that was: a lag of 0 checked an hour ago means the
+    sync has not run for an hour. None without a stream or before any sync state exists. The time since
+    the last change (``last_change_at``) is a different figure: an idle table is not a lagging index."""
+    now_micros = int(time.time() * 1e6) if now_micros is None else now_micros
+    through = state.get("last_change_micros") or state.get("export_time_micros")
+    synced = state.get("synced_at")
+    if not state.get("stream_arn") or not through or synced is None:
+        return {"lag_seconds": None, "checked_at": jsonable(synced) if synced is not None else None,
+                "checked_seconds_ago": None}
+    synced_micros = int(synced.timestamp() * 1e6)
+    return {
+        "lag_seconds": round(max(0, synced_micros - through) / 1e6, 3),
+        "checked_at": jsonable(synced),
+        "checked_seconds_ago": round(max(0, now_micros - synced_micros) / 1e6, 3),
+    }
+
+
 def status(lake: Lake, table: str | None = None) -> dict:
     tables = [table] if table else lake.source_tables()
     snapshot = lake.con.execute("SELECT * FROM lake.current_snapshot()").fetchone()
@@ -253,7 +276,8 @@ def status(lake: Lake, table: str | None = None) -> dict:
                 "published_at": jsonable(state["published_at"]),
                 "applied_through": _micros_iso(last),  # every change before this instant is in the index
                 "last_applied_at": jsonable(state["last_applied_at"]),
-                "lag_seconds": round((now_micros - last) / 1e6, 3) if last and state["stream_arn"] else None,
+                "last_change_at": jsonable(state["last_applied_at"]),  # when a stream change last landed
+                **lag(state, now_micros),
                 "checkpoints": [
                     {"shard_id": s, "parent_shard_id": p, "sequence_number": q, "ended": e, "updated_at": jsonable(u)}
                     for s, p, q, e, u in cps

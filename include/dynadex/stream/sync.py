@@ -16,7 +16,8 @@ Invariants (ARCHITECTURE.md 1, 2 and 4):
   incremental exports (``recover``); beyond PITR, ``NeedsBootstrap``.
 * Expired iterators are renewed from the checkpoint; throttling backs off.
 * When a pass finds every readable shard at its tip, the time it started is
-  stored as applied-through (at most once per ``caught_up_note_seconds``):
+  stored as applied-through (at most once per ``caught_up_note_seconds``,
+  and always when a run ends on such a pass, so its lag then reads 0):
   an idle table is neither taken for a stale sync nor, after a gap,
   recovered from its last change long ago.
 """
@@ -120,6 +121,7 @@ class TableSync:
         self.store, self.table, self.ddb, self.streams, self.s3 = store, table, ddb, streams, s3
         self.settings = settings
         self.cursors: dict[str, ShardCursor] = {}
+        self.caught_up = False  # the run ended on a pass that found every readable shard at its tip
         self.childless: dict[str, float] = {}  # ended shards whose children DescribeStream did not list yet
         self.last_child_poll = 0.0
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
@@ -236,6 +238,12 @@ class TableSync:
         c.iterator = page.get("NextShardIterator")
         return page.get("Records", []), c.iterator is None
 
+    def _note_final(self, at_tip: bool, pass_started: float, last_note: float) -> None:
+        """A run that ends on a pass at the tip says so, whatever the note rate, so the lag it leaves reads 0."""
+        if at_tip and last_note < pass_started:
+            self.store.note_caught_up(self.table, int(pass_started * 1e6))
+        self.caught_up = at_tip
+
     # --------------------------------------------------------------- the loop
     def run(self, until: float, until_caught_up: bool = False) -> dict:
         """Sync until ``until`` (epoch seconds), or, with ``until_caught_up``, until a pass finds nothing new."""
@@ -292,8 +300,10 @@ class TableSync:
             if until_caught_up and not progressed:
                 self.refresh()
                 if not any(c.iterator is None for c in self.readable()):  # every readable shard read to its tip
+                    self._note_final(at_tip, batch_started, last_note)
                     return self.stats
             elif not until_caught_up and now >= until:
+                self._note_final(at_tip, batch_started, last_note)
                 return self.stats
             if progressed:
                 idle = self.settings.idle_min_seconds
@@ -319,6 +329,7 @@ def sync_table(store: Store, table: str, ddb, streams, s3, *, seconds: float = 0
             result = sync.run(until, until_caught_up=once)
             for k, v in result.items():
                 stats[k] = stats.get(k, 0) + v
+            stats["caught_up"] = sync.caught_up
             return stats
         except Gap as gap:
             for k, v in sync.stats.items():

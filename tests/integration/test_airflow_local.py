@@ -1,0 +1,121 @@
+"""`make airflow` (dynadex.airflow_local): airflow standalone starts with our DAGs, serves the UI, stops on Ctrl-C.
+
+Slow (airflow standalone migrates a fresh metadata DB and starts four processes): `make test-slow`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def get(url, token=None):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def post(url, body, token=None):
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def wait_for(what, probe, timeout=300, every=2):
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.time() + timeout
+    while True:
+        value = probe()
+        if value or time.time() > deadline:
+            assert value, f"timed out waiting for {what}"
+            return value
+        time.sleep(every)
+
+
+def test_make_airflow_serves_the_ui_with_our_dags_then_stops_cleanly_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")])}
+    proc = subprocess.Popen([sys.executable, "-m", "dynadex.airflow_local", "--home", str(tmp_path / "home"),
+                             "--port", str(port), "--items", "50", "--no-writes"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("stop "):
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    standalone = None
+    try:
+        assert ready.wait(600) and proc.poll() is None, "\n".join(lines[-30:])
+        text = "\n".join(lines)
+        standalone = int(next(l for l in lines if l.startswith("airflow standalone pid ")).split()[-1])
+        url = next(l.split()[-1] for l in lines if l.startswith("Airflow UI"))
+        user, password = next(l for l in lines if l.startswith("login")).split()[1::2]
+        assert url == f"http://127.0.0.1:{port}" and user == "admin", text
+        code, health = get(f"{url}/api/v2/monitor/health")
+        assert code == 200 and health["metadatabase"]["status"] == "healthy", health
+        code, doc = post(f"{url}/auth/token", {"username": user, "password": password})  # the printed login works
+        token = doc["access_token"]
+        code, pool = get(f"{url}/api/v2/pools/dynadex_chunks", token)
+        assert pool["slots"] == 16
+        def our_dags():  # the DAG processor parses our DAGs: wait until all three are there
+            dags = {d["dag_id"]: d for d in get(f"{url}/api/v2/dags?tags=dynadex", token)[1]["dags"]}
+            return dags if len(dags) == 3 else None
+
+        dags = wait_for("the three DAGs", our_dags, 180)
+        assert dags["dynamodb_stream_sync"]["is_paused"] and not dags["dynamodb_ingest"]["is_paused"]
+        runs = f"{url}/api/v2/dags/dynamodb_ingest/dagRuns"
+        # the server refuses a bad param before any run exists
+        code, doc = post(runs, {"logical_date": None, "conf": {"table_name": "bad table!"}}, token)
+        assert code == 400 and "table_name" in json.dumps(doc), (code, doc)
+        # a real ingest through the REST API: it succeeds, and its handover unpauses the stream sync
+        code, run = post(runs, {"logical_date": None, "conf": {"table_name": "Orders", "chunk_target_mb": 0.005}},
+                         token)
+        assert code == 200, run
+        state = wait_for("the ingest to finish", lambda: get(f"{runs}/{run['dag_run_id']}", token)[1]["state"]
+                         if get(f"{runs}/{run['dag_run_id']}", token)[1]["state"] in ("success", "failed") else None)
+        assert state == "success"
+        assert get(f"{url}/api/v2/dags/dynamodb_stream_sync", token)[1]["is_paused"] is False
+        sync_runs = f"{url}/api/v2/dags/dynamodb_stream_sync/dagRuns"
+        done = wait_for("a successful stream sync run", lambda: [r for r in get(sync_runs, token)[1]["dag_runs"]
+                                                                 if r["state"] == "success"])
+        entry = get(f"{sync_runs}/{done[0]['dag_run_id']}/taskInstances/sync/xcomEntries/health?deserialize=true",
+                    token)[1]
+        health = entry["value"]
+        assert health and health[0]["table"] == "Orders" and health[0]["lag_seconds"] is not None, health
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            code = proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, "\n".join(lines[-30:])
+    assert lines[-1] == "stopped"
+    if standalone:
+        with pytest.raises(ProcessLookupError):  # nothing of Airflow's process group is left
+            os.killpg(standalone, 0)
