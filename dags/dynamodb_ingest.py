@@ -25,7 +25,7 @@ indexes) from a DynamoDB **Export to S3**, which reads no table capacity, then t
 | `table_name` | the DynamoDB table (3-255 of `A-Z a-z 0-9 _ . -`) |
 | `s3_bucket`, `s3_prefix` | where the export is written (`<prefix>/AWSDynamoDB/<ExportId>/`) |
 | `export_format` | `DYNAMODB_JSON` or `ION`; both index the same |
-| `chunk_target_mb` | MB of gzip per chunk: one `build_chunk` task each (keep the count under 1024) |
+| `chunk_target_mb` | MB of gzip per chunk: one `build_chunk` task each (keep the count under 1024); empty: two chunks per `DYNADEX_MAX_ACTIVE_CHUNKS` slot, at most 256 MB |
 | `store` | store folder or Postgres URI (empty: `$DYNADEX_STORE` or `./.dynadex`) |
 | `aws_conn_id` | the AWS connection |
 | `export_arn` / `export_manifest` | index an existing full export instead of starting one |
@@ -86,7 +86,7 @@ def _param(name: str, default, **extra) -> Param:
         "s3_bucket": _param("s3_bucket", "dynadex-exports"),
         "s3_prefix": _param("s3_prefix", "dynadex"),
         "export_format": _param("export_format", "DYNAMODB_JSON"),
-        "chunk_target_mb": _param("chunk_target_mb", 256),
+        "chunk_target_mb": _param("chunk_target_mb", None),
         "store": _param("store", None),
         "aws_conn_id": _param("aws_conn_id", "aws_default"),
         "export_arn": _param("export_arn", None),

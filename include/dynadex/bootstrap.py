@@ -75,10 +75,11 @@ PARAMS_SCHEMA = {
         "description": "format DynamoDB writes the export in: DYNAMODB_JSON (default) or ION; both index the same",
     },
     "chunk_target_mb": {
-        "type": "number", "exclusiveMinimum": 0, "maximum": CHUNK_TARGET_MAX_MB,
+        "type": ["null", "number"], "exclusiveMinimum": 0, "maximum": CHUNK_TARGET_MAX_MB,
         "title": "Chunk target (MB of gzip)",
         "description": "export files are packed into chunks of about this many MB of gzip, one build_chunk task "
-                       f"each; more than 0, at most {CHUNK_TARGET_MAX_MB} (keep the chunk count under 1024)",
+                       f"each; more than 0, at most {CHUNK_TARGET_MAX_MB}. Empty (the default): two chunks for "
+                       "each of DYNADEX_MAX_ACTIVE_CHUNKS builders, at most 256 MB each, so every slot works",
     },
     "store": {
         "type": ["null", "string"],
@@ -113,8 +114,9 @@ def validate_params(params: dict) -> dict:
     fmt = params.get("export_format", "DYNAMODB_JSON")
     if fmt not in FORMATS:
         problems.append(f"export_format {fmt!r} must be one of {', '.join(FORMATS)}")
-    target = params.get("chunk_target_mb", 256)
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= CHUNK_TARGET_MAX_MB:
+    target = params.get("chunk_target_mb")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
+                               or not 0 < target <= CHUNK_TARGET_MAX_MB):
         problems.append(f"chunk_target_mb {target!r} must be a number above 0 and at most {CHUNK_TARGET_MAX_MB}")
     manifest, arn, bucket = params.get("export_manifest"), params.get("export_arn"), params.get("s3_bucket")
     if manifest and not str(manifest).startswith("s3://"):
