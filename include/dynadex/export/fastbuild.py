@@ -125,16 +125,6 @@ def read_lines(con, files: list[str]) -> None:
         "filename = true, new_line = '\\n')", [files])
 
 
-
-def read_lines(con, files: list[str]) -> None:
-    """Temp table ``lines(line, filename)``: every line of the gzip files, raw (the delimiter chr(1) cannot
-    appear unescaped in valid JSON, so each line is one value)."""
-    con.execute(
-        "CREATE TEMP TABLE lines AS SELECT line, filename FROM read_csv(?, columns = {'line': 'VARCHAR'}, "
-        "delim = chr(1), quote = '', escape = '', header = false, auto_detect = false, compression = 'gzip', "
-        "filename = true, new_line = '\\n')", [files])
-
-
 def _check_counts(con, files: list[str], isizes: list[int], spec: ChunkSpec) -> int:
     counts = {name: (n, size) for name, n, size in
               con.execute("SELECT filename, count(*), sum(strlen(line) + 1) FROM lines GROUP BY ALL").fetchall()}
