@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 
+from dynadex.store.names import literal, quote
+
 SAMPLE_HEAD, SAMPLE_ROWS = 1_000, 20_000  # the structure comes from the first lines plus a seeded sample
 _SCALAR = {"S": "VARCHAR", "N": "VARCHAR", "B": "VARCHAR", "BOOL": "BOOLEAN", "NULL": "BOOLEAN"}
 SETS = ("SS", "NS", "BS")
@@ -82,12 +84,8 @@ class OutsideFastPath(Exception):
     """The chunk needs the exact Python path (never shown to users)."""
 
 
-def lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+lit = literal  # a SQL string literal
+ident = quote  # a quoted SQL identifier
 
 
 

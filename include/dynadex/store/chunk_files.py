@@ -22,17 +22,13 @@ Invariants:
 from __future__ import annotations
 
 from dynadex.store.chunks import ColumnStats
-from dynadex.store.names import KEY_COLUMN, quote, staging_name
+from dynadex.store.names import KEY_COLUMN, literal, quote, staging_name
 from dynadex.store.registry import Registry
 from dynadex.store.writes import BULK_WRITE_ID
 
 ROW_GROUP_ROWS = 4096
 BOUNDS = 32
 PARQUET = "FORMAT parquet, COMPRESSION zstd"
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def cast_sql(expr: str, from_type: str, to_type: str) -> str:
@@ -65,7 +61,7 @@ def staged_type(kind: str) -> str:
 def write_rows(con, rows_sql: str, key_types: tuple[str, ...], target: str) -> None:
     sk = ", sk" if len(key_types) > 1 else ""
     con.execute(f"COPY (SELECT key, pk{sk}, item, version, origin, {BULK_WRITE_ID}::BIGINT AS write_id "
-                f"FROM ({rows_sql}) ORDER BY key) TO {_lit(target)} ({PARQUET}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+                f"FROM ({rows_sql}) ORDER BY key) TO {literal(target)} ({PARQUET}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
 
 
 def write_columns(con, cols_sql: str, columns: list[ColumnStats], target: str) -> None:
@@ -75,18 +71,18 @@ def write_columns(con, cols_sql: str, columns: list[ColumnStats], target: str) -
         staged = quote(staging_name(c.path, c.kind))
         select.append(f"{cast_sql(staged, staged_type(c.kind) or c.sql_type, c.sql_type)} AS {quote(c.name)}")
     con.execute(f"COPY (SELECT {', '.join(select)} FROM ({cols_sql}) ORDER BY {quote(KEY_COLUMN)}) "
-                f"TO {_lit(target)} ({PARQUET})")
+                f"TO {literal(target)} ({PARQUET})")
 
 
 def write_inverted(con, inv_sql: str, target: str) -> int:
     """Returns the number of entries written."""
     rows = con.execute(f"COPY (SELECT path, kind, value, key, {BULK_WRITE_ID}::BIGINT AS write_id FROM ({inv_sql}) "
-                       f"ORDER BY path, value) TO {_lit(target)} ({PARQUET})").fetchone()
+                       f"ORDER BY path, value) TO {literal(target)} ({PARQUET})").fetchone()
     return int(rows[0]) if rows else 0
 
 
 def key_bounds(con, rows_file: str) -> list[str]:
     """min, BOUNDS - 1 evenly spaced keys, max of the chunk's (sorted) row file; [] when it is empty."""
     fractions = [i / BOUNDS for i in range(BOUNDS + 1)]
-    row = con.execute(f"SELECT quantile_disc(key, {fractions}) FROM read_parquet({_lit(rows_file)})").fetchone()
+    row = con.execute(f"SELECT quantile_disc(key, {fractions}) FROM read_parquet({literal(rows_file)})").fetchone()
     return list(row[0]) if row and row[0] is not None else []

@@ -37,6 +37,11 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def literal_list(texts) -> str:
+    """A SQL list of string literals (file lists for read_parquet)."""
+    return "[" + ", ".join(literal(t) for t in texts) + "]"
+
+
 def column_table(table: str) -> str:
     return f"{quote(COLUMN_SCHEMA)}.{quote(table)}"
 

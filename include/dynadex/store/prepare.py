@@ -39,7 +39,7 @@ from dynadex.store.chunks import (
 )
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreLocation
-from dynadex.store.names import KEY_COLUMN, quote
+from dynadex.store.names import KEY_COLUMN, literal, literal_list, quote
 from dynadex.store.registry import Column, Registry
 
 RANGE_KEYS = 2_000_000  # keys one duplicate-check job reads, about
@@ -159,6 +159,12 @@ def key_ranges(manifests: list[ChunkManifest], items: int) -> list[tuple[str | N
 def prepare(location: StoreLocation, table: str, build_id: str, chunk_ids: list[str], key_names,
             expected_items: dict | None = None, total_items: int | None = None) -> PublishPlan:
     manifests = read_manifests(location, table, build_id, chunk_ids, key_names, expected_items, total_items)
+    return plan_for(table, build_id, manifests)
+
+
+def plan_for(table: str, build_id: str, manifests: list[ChunkManifest]) -> PublishPlan:
+    """The plan of already-read (and checked) manifests."""
+    chunk_ids = [m.chunk_id for m in manifests]
     columns = final_columns(manifests)
     plan = PublishPlan(table, build_id, digest(manifests, columns), sum(m.items for m in manifests), list(chunk_ids),
                        columns)
@@ -174,10 +180,6 @@ def prepare(location: StoreLocation, table: str, build_id: str, chunk_ids: list[
 
 
 # ------------------------------------------------------------------ the jobs
-
-
-def _files(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: int | None = None) -> dict:
@@ -218,11 +220,11 @@ def _check_keys(con, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]
     cond = f"WHERE {' AND '.join(where)}" if where else ""
     if not files:
         return {"rows": 0}
-    src = f"read_parquet({_files(files)})"
+    src = f"read_parquet({literal_list(files)})"
     rows, most = con.execute(f"SELECT coalesce(sum(c), 0), coalesce(max(c), 0) FROM "
                              f"(SELECT count(*) AS c FROM {src} {cond} GROUP BY key)", params).fetchone()
     if most > 1:  # name the key and the chunks holding it (a second, rare read)
-        dup = con.execute(f"SELECT key, count(*), list(DISTINCT filename) FROM read_parquet({_files(files)}, "
+        dup = con.execute(f"SELECT key, count(*), list(DISTINCT filename) FROM read_parquet({literal_list(files)}, "
                           f"filename = true) {cond} GROUP BY key HAVING count(*) > 1 ORDER BY key LIMIT 1",
                           params).fetchone()
         owners = sorted({m.chunk_id for m in manifests if set(m.files["rows"]) & set(dup[2])})
@@ -239,9 +241,8 @@ def _conform(con, location: StoreLocation, plan: PublishPlan, m: ChunkManifest) 
         select.append(f"{chunk_files.cast_sql(quote(c.name), c.sql_type, final.sql_type)} AS {quote(final.name)}")
     d = new_attempt_dir(location, plan.table, plan.build_id, m.chunk_id)
     target = f"{d}/cols.parquet"
-    src = _files(m.files["cols"])
-    con.execute(f"COPY (SELECT {', '.join(select)} FROM read_parquet({src})) TO '{target.replace(chr(39), chr(39) * 2)}' "
-                f"({chunk_files.PARQUET})")
+    con.execute(f"COPY (SELECT {', '.join(select)} FROM read_parquet({literal_list(m.files['cols'])})) "
+                f"TO {literal(target)} ({chunk_files.PARQUET})")
     return {"chunk_id": m.chunk_id, "cols": [target]}
 
 

@@ -76,12 +76,6 @@ def row_index_ddl(table: str, key_types: tuple[str, ...]) -> str:
 INVERTED_DDL = "(path VARCHAR, kind VARCHAR, value VARCHAR, key VARCHAR, write_id BIGINT)"
 
 
-def plan(lake: Lake, spec: PublishSpec) -> PublishPlan:
-    """``prepare`` for this spec (metadata only)."""
-    return prep.prepare(lake.location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
-                        spec.expected_items, spec.total_items)
-
-
 def _add_files(con, schema: str, table: str, files: list[str]) -> None:
     if files:
         con.execute(f"CALL ducklake_add_data_files({literal(ALIAS)}, ?, ?, schema => ?, allow_missing => true)",
@@ -95,7 +89,9 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
     if state is not None and state["build_id"] == spec.build_id:
         return {"published": False, "reason": "already published", "build_id": spec.build_id}
     started = time.monotonic()
-    current = plan(lake, spec)
+    manifests = prep.read_manifests(lake.location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
+                                    spec.expected_items, spec.total_items)
+    current = prep.plan_for(spec.table, spec.build_id, manifests)
     if prepared is None:
         for job in current.jobs:
             prep.run_job(lake.location, current, job)
@@ -108,8 +104,6 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
         raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: the key checks saw {checked} "
                              f"keys, the chunks hold {current.items}")
     conformed = {r["chunk_id"]: r["cols"] for r in records.values() if r["job"]["kind"] == "conform"}
-    manifests = prep.read_manifests(lake.location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
-                                    spec.expected_items, spec.total_items)
     files = {"rows": [], "cols": [], "inv": []}
     for m in manifests:
         files["rows"] += m.files["rows"]

@@ -22,8 +22,8 @@ from dynadex.store import chunk_files
 from dynadex.store.chunks import ChunkManifest, ColumnStats, new_attempt_dir, remove_manifest, write_manifest
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreLocation
-from dynadex.store.names import KEY_COLUMN, staging_name
-from dynadex.store.shape import NumberStats, Shaped
+from dynadex.store.names import KEY_COLUMN, literal_list, staging_name
+from dynadex.store.shape import Shaped
 
 KIND_ARROW = {
     "S": pa.string(),
@@ -67,10 +67,6 @@ def inverted_arrow(shaped: Shaped) -> pa.Table:
             "key": pa.array(shaped.inv_key, pa.string()),
         }
     )
-
-
-def _parquet_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def finish_chunk(con, location: StoreLocation, table: str, build_id: str, chunk_id: str, key_types: tuple[str, ...],
@@ -135,9 +131,9 @@ class SegmentWriter:
 
                 s3_secret(con)
             if self.parts["rows"]:
-                rows_sql = f"SELECT * FROM read_parquet({_parquet_list(self.parts['rows'])})"
-                cols_sql = f"SELECT * FROM read_parquet({_parquet_list(self.parts['cols'])}, union_by_name = true)"
-                inv_sql = f"SELECT * FROM read_parquet({_parquet_list(self.parts['inv'])})"
+                rows_sql = f"SELECT * FROM read_parquet({literal_list(self.parts['rows'])})"
+                cols_sql = f"SELECT * FROM read_parquet({literal_list(self.parts['cols'])}, union_by_name = true)"
+                inv_sql = f"SELECT * FROM read_parquet({literal_list(self.parts['inv'])})"
             else:  # an empty chunk still has (empty) files, so every chunk looks alike to publish
                 rows_sql = empty_rows_sql(self.key_types)
                 cols_sql = None
@@ -167,12 +163,9 @@ def empty_rows_sql(key_types: tuple[str, ...]) -> str:
 def add_stats(stats: dict, shaped: Shaped) -> None:
     """Fold a shaped part's column counts and number figures into ``stats`` ((path, kind) -> ColumnStats)."""
     for (path, kind), values in shaped.columns.items():
-        s = stats.get((path, kind))
-        if s is None:
-            s = stats[(path, kind)] = ColumnStats(path, kind, 0)
-        s.count += sum(1 for v in values if v is not None)
-        number = shaped.number_stats.get((path, kind))
-        if number is not None:
-            if s.number is None:
-                s.number = NumberStats(True, 0, 0)
-            s.number.merge(number)
+        part = ColumnStats(path, kind, sum(1 for v in values if v is not None), shaped.number_stats.get((path, kind)))
+        if (path, kind) in stats:
+            stats[(path, kind)].merge(part)
+        else:
+            stats[(path, kind)] = ColumnStats(path, kind, 0)
+            stats[(path, kind)].merge(part)
