@@ -67,14 +67,20 @@ def make_table(aws, name, *, hash_type="S", range_type=None):
     return ddb.describe_table(TableName=name)["Table"]
 
 
-def wait_export(ddb, arn, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        d = ddb.describe_export(ExportArn=arn)["ExportDescription"]
-        if d["ExportStatus"] != "IN_PROGRESS":
-            return d
-        time.sleep(0.05)
-    raise AssertionError("export did not finish")
+from tests.integration.test_local_aws import wait_export  # noqa: E402  (one export wait for both modules)
+
+
+def shard_records(st, arn, shard_id, **iterator):
+    """A shard's records from the given iterator position to its tip."""
+    out = []
+    it = st.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **iterator)["ShardIterator"]
+    while it:
+        r = st.get_records(ShardIterator=it)
+        out += r["Records"]
+        if not r["Records"]:
+            break
+        it = r.get("NextShardIterator")
+    return out
 
 
 def stream_records(aws, arn):
@@ -84,13 +90,7 @@ def stream_records(aws, arn):
         kw = {"ExclusiveStartShardId": start} if start else {}
         d = st.describe_stream(StreamArn=arn, **kw)["StreamDescription"]
         for shard in d["Shards"]:
-            it = st.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-            while it:
-                r = st.get_records(ShardIterator=it)
-                out += r["Records"]
-                if not r["Records"]:
-                    break
-                it = r.get("NextShardIterator")
+            out += shard_records(st, arn, shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
         start = d.get("LastEvaluatedShardId")
         if not start:
             return out
@@ -496,14 +496,7 @@ def test_stream_limits_filters_and_timestamps(aws):
         ddb.put_item(TableName="Roll", Item={"pk": {"S": "before"}, "v": {"S": "after"}})
         seen = []
         for s in st.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-            it = st.get_shard_iterator(StreamArn=arn, ShardId=s["ShardId"], ShardIteratorType="AT_TIMESTAMP",
-                                       Timestamp=instant)["ShardIterator"]
-            while it:
-                r = st.get_records(ShardIterator=it)
-                seen += r["Records"]
-                if not r["Records"]:
-                    break
-                it = r.get("NextShardIterator")
+            seen += shard_records(st, arn, s["ShardId"], ShardIteratorType="AT_TIMESTAMP", Timestamp=instant)
         assert [(r["eventName"], r["dynamodb"]["NewImage"].get("v")) for r in seen] == [("MODIFY", {"S": "after"})]
 
 
