@@ -288,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("find", help="items whose PATH holds VALUE, through the inverted index")
     p.add_argument("table", metavar="TABLE")
     p.add_argument("expression", metavar="PATH=VALUE", help="VALUE is text (matched as S, N, BOOL, null or base64 B) "
-                   'or a DynamoDB JSON value like {"N":"1.5"}')
+                   'or a DynamoDB JSON value like {"N":"1.5"}. PATH joins names with "."; inside a name, '
+                   r'\, . and [ are written \\, \. and \[, control characters \u00XX, and = as \= '
+                   r"(the attribute named a.b is a\.b; map a's field b is a.b)")
     p.add_argument("--limit", type=int)
     p.add_argument("--json", action="store_true", help="print whole items as JSON lines")
     _store_args(p)

@@ -396,6 +396,8 @@ def canonical_item(item: Any) -> dict:
     """Validate an item and return it in canonical form."""
     if type(item) is not dict:
         raise AttributeValueError("", f"an item must be an object, got {_describe(item)}")
+    if "" in item:
+        raise AttributeValueError("", "an attribute name may not be empty (DynamoDB refuses it; map keys may be)")
     return {name: canonical(av, name) for name, av in item.items()}
 
 

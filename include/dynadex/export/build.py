@@ -46,6 +46,7 @@ class BuildResult:
     gzip_bytes: int
     json_bytes: int
     seconds: float
+    engine: str = "python"  # "duckdb": the fast path built the chunk (its odd lines through Python); "python": all of it
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -88,12 +89,13 @@ def build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table:
     done = _published_chunk(location, table, build_id, spec.chunk_id)
     if done is not None:  # cleared and re-run after publish: the snapshot reads these files, leave them
         log.info("%s: build %s is already published; nothing to do", spec.chunk_id, build_id)
-        return BuildResult(spec.chunk_id, done.items, done.gzip_bytes, done.json_bytes, 0.0)
+        return BuildResult(spec.chunk_id, done.items, done.gzip_bytes, done.json_bytes, 0.0, "published")
     if os.environ.get("DYNADEX_BUILD", "auto") != "python":
         fast = build_chunk_fast(export, spec, location, table, build_id, key_names, key_types, version, origin,
                                 threads=threads or _env_threads())
         if fast is not None:
-            return BuildResult(spec.chunk_id, fast.items, fast.gzip_bytes, fast.json_bytes, time.monotonic() - started)
+            return BuildResult(spec.chunk_id, fast.items, fast.gzip_bytes, fast.json_bytes, time.monotonic() - started,
+                               "duckdb")
     parse = parser_for(export.summary.output_format)
     writer = SegmentWriter(location, table, build_id, spec.chunk_id, key_names, key_types, part_items=part_items)
     gz = raw = 0

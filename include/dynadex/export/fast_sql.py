@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from dynadex.export.fast_structure import SETS, TAGS, duck_type, ident, lit, name_counts_equal, names, wrong_json_type
-from dynadex.store.names import KEY_COLUMN, staging_name
+from dynadex.store.names import KEY_COLUMN, child_text, staging_name
 
 # canonical numbers, as dynadex.types._PLAIN_INT / _PLAIN_DEC (digit count checked separately)
 _NUMBER_RE = r"-?[1-9][0-9]{0,37}|0|-?[1-9][0-9]{0,36}\.[0-9]{0,36}[1-9]|-?0\.0{0,90}[1-9]([0-9]{0,35}[1-9])?"
@@ -192,7 +192,7 @@ def _inverted(gen: _Gen, e: str, spec: dict, path_text: str, out: list) -> None:
             out.append(f"coalesce(list_transform({f}, {v} -> {_entry(path_text, tag[0], v)}), [])")
         elif tag == "M":
             for name, child in sorted(spec["M"].items()):
-                _inverted(gen, f"{f}.{ident(name)}", child, f"{path_text}.{name}" if path_text else name, out)
+                _inverted(gen, f"{f}.{ident(name)}", child, child_text(path_text, name), out)
         elif tag == "L":
             elem = spec["L"][0]
             if elem == "NULL":
@@ -289,7 +289,7 @@ def inv_sql(structure: dict) -> str:
     gen = _Gen()
     lists: list = []
     for name, av in sorted(structure.items()):
-        _inverted(gen, f"j.Item.{ident(name)}", av, name, lists)
+        _inverted(gen, f"j.Item.{ident(name)}", av, child_text("", name), lists)
     if not lists:
         return "SELECT NULL::VARCHAR AS path, NULL::VARCHAR AS kind, NULL::VARCHAR AS value, NULL::VARCHAR AS key LIMIT 0"
     return (f"SELECT p AS path, k AS kind, v AS value, key FROM (SELECT unnest(e, recursive := true), key FROM "

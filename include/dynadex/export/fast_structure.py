@@ -121,7 +121,7 @@ def _clean_av(spec):
             keep = sub == ["VARCHAR"]
         elif tag == "M":
             children = ((name, _clean_av(child)) for name, child in sub.items()) if isinstance(sub, dict) else ()
-            sub = {name: c for name, c in children if c}
+            sub = _sql_fields({name: c for name, c in children if c})
             keep = bool(sub)
         elif tag == "L":
             keep = isinstance(sub, list) and len(sub) == 1
@@ -138,7 +138,17 @@ def _clean_av(spec):
 def clean(structure) -> dict:
     if not isinstance(structure, dict):
         raise OutsideFastPath("no item structure")
-    return {name: c for name, c in ((name, _clean_av(av)) for name, av in structure.items()) if c}
+    return _sql_fields({name: c for name, c in ((name, _clean_av(av)) for name, av in structure.items()) if c})
+
+
+def _sql_fields(fields: dict) -> dict:
+    """The fields SQL can address exactly: DuckDB identifiers cannot be empty or hold NUL, and a struct field
+    is found without regard to case, so ``s."upper"`` would read ``Upper`` when a map holds both. Every
+    other name is pruned; lines holding one regenerate shorter and take the Python path."""
+    lowered: dict = {}
+    for name in fields:
+        lowered[name.lower()] = lowered.get(name.lower(), 0) + 1
+    return {name: c for name, c in fields.items() if name != "" and "\x00" not in name and lowered[name.lower()] == 1}
 
 
 def duck_type(spec):

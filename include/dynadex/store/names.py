@@ -8,7 +8,13 @@ Invariants:
 * For source table ``T``: the column index is ``main."T"`` (so ``SELECT …
   FROM "T"`` works), the row index ``row_index."T"``, the inverted index
   ``inverted_index."T"``; sync state lives in schema ``dynadex``.
-* A flattened attribute path is its map keys joined with ``.``. The first
+* A flattened attribute path is its names joined with ``.``, each name
+  written as ``name_text`` does: ``\\``, ``.`` and ``[`` get a backslash,
+  control characters (NUL included) become ``\\u00XX``, everything else
+  stays as it is. So a top-level ``a.b`` is ``a\\.b`` and a map ``a`` holding
+  ``b`` is ``a.b``: the two never meet, in the column index (column names)
+  and in the inverted index (``path``) alike, and no name reaches SQL with a
+  character DuckDB cannot hold in an identifier. The first
   DynamoDB kind seen at a path owns the plain name; another kind at the same
   path gets ``path:KIND`` (``price:S``); a number the path's numeric column
   cannot hold exactly goes to ``path:double``. Names already taken get
@@ -20,6 +26,8 @@ Invariants:
 from __future__ import annotations
 
 import json
+import re
+from functools import lru_cache
 
 ROW_SCHEMA = "row_index"
 INVERTED_SCHEMA = "inverted_index"
@@ -54,18 +62,57 @@ def inverted_table(table: str) -> str:
     return f"{quote(INVERTED_SCHEMA)}.{quote(table)}"
 
 
+_SPECIAL = re.compile(r"[\\.\[\x00-\x1f\x7f]")
+_ESCAPED = re.compile(r"\\(?:u([0-9a-fA-F]{4})|(.))", re.DOTALL)
+
+
+def _escape(m: re.Match) -> str:
+    c = m.group()
+    return "\\" + c if c in "\\.[" else f"\\u{ord(c):04x}"
+
+
+@lru_cache(maxsize=1 << 16)
+def name_text(name: str) -> str:
+    """One attribute or map-field name as it appears in a path (see the module docstring)."""
+    return _SPECIAL.sub(_escape, name) if _SPECIAL.search(name) else name
+
+
 def path_text(path: tuple[str, ...]) -> str:
-    return ".".join(path)
+    """The flattened path: names joined with ``.``, each one escaped by ``name_text``."""
+    return ".".join(map(name_text, path))
+
+
+def child_text(prefix_text: str, name: str) -> str:
+    """``path_text(prefix + (name,))`` given ``path_text(prefix)``."""
+    return f"{prefix_text}.{name_text(name)}" if prefix_text else name_text(name)
+
+
+def parse_path_text(text: str) -> tuple[str, ...]:
+    """The names of a path text (the inverse of ``path_text``); ValueError on a dangling backslash."""
+    names, current, i = [], [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            m = _ESCAPED.match(text, i)
+            if m is None:
+                raise ValueError(f"path {text!r} ends in a lone backslash")
+            current.append(chr(int(m.group(1), 16)) if m.group(1) else m.group(2))
+            i = m.end()
+        elif c == ".":
+            names.append("".join(current))
+            current, i = [], i + 1
+        else:
+            current.append(c)
+            i += 1
+    names.append("".join(current))
+    return tuple(names)
 
 
 def staging_name(path: tuple[str, ...], kind: str) -> str:
-    """Unambiguous column name used inside chunk segments (never shown to users)."""
-    return json.dumps([*path, kind], ensure_ascii=False, separators=(",", ":"))
-
-
-def parse_staging_name(name: str) -> tuple[tuple[str, ...], str]:
-    parts = json.loads(name)
-    return tuple(parts[:-1]), parts[-1]
+    """The column name of (path, kind) inside a chunk build (never shown to users): the hex of its JSON,
+    so it is unique even where SQL ignores case (``Upper`` and ``upper`` must not meet in a UNION BY NAME)
+    and holds no character an identifier cannot."""
+    return "s" + json.dumps([*path, kind], ensure_ascii=False, separators=(",", ":")).encode().hex()
 
 
 def unique_name(wanted: str, taken: set[str]) -> str:

@@ -146,13 +146,30 @@ def _value_candidates(value: str) -> list[tuple[str, str | None]]:
 FETCH_BY_LIST = 2000  # up to this many hits, fetch items with an IN list (pruned by the key-sorted files)
 
 
+def split_find_expression(expression: str) -> tuple[str, str]:
+    """``PATH=VALUE`` split at the first ``=`` outside a backslash escape. PATH is a path text
+    (``names.path_text``: ``a.b`` is map ``a``'s field ``b``, ``a\\.b`` the attribute named ``a.b``); an ``=``
+    inside a name is written ``\\=`` here. VALUE is everything after the ``=``, as it is."""
+    path, i = [], 0
+    while i < len(expression):
+        c = expression[i]
+        if c == "\\" and i + 1 < len(expression):
+            nxt = expression[i + 1]
+            path.append("=" if nxt == "=" else c + nxt)  # other escapes belong to the path text
+            i += 2
+        elif c == "=":
+            if not path:
+                raise QueryError("PATH is empty in PATH=VALUE")
+            return "".join(path), expression[i + 1:]
+        else:
+            path.append(c)
+            i += 1
+    raise QueryError(f"expected PATH=VALUE, got {expression!r}")
+
+
 def find(lake: Lake, table: str, expression: str, limit: int | None = None) -> list[str]:
     _cached_key_names(lake, table)
-    if "=" not in expression:
-        raise QueryError(f"expected PATH=VALUE, got {expression!r}")
-    path, value = expression.split("=", 1)
-    if not path:
-        raise QueryError("PATH is empty in PATH=VALUE")
+    path, value = split_find_expression(expression)
     # one plain equality query per candidate kind: each is pushed down to the (path, value)-sorted files
     parts, params = [], []
     for kind, v in _value_candidates(value):

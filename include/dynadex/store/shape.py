@@ -9,7 +9,9 @@ Input is an item in canonical DynamoDB JSON (``dynadex.types.canonical_item``).
   exact canonical text and are cast to the column's type in SQL, so the only
   rounding is into a DOUBLE column, which the row index backs exactly.
 * Inverted index: (path, kind, value text) for every scalar leaf, every set
-  member and every list element (maps inside lists are walked further).
+  member and every list element (maps inside lists are walked further). The
+  path is ``names.path_text`` of the names: a name holding ``.`` is escaped,
+  so it never reads as a nested path.
 
 Invariant: these functions are pure; the same item always gives the same rows.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _json_str  # what json.dumps(ensure_ascii=False) does to a str
 
 from dynadex.errors import DynadexError
+from dynadex.store.names import child_text
 from dynadex.types import canonical_json
 
 SCALAR_SQL = {"S": "VARCHAR", "B": "BLOB", "BOOL": "BOOLEAN", "SS": "VARCHAR[]", "BS": "BLOB[]", "L": "VARCHAR[]"}
@@ -78,7 +81,7 @@ def _inverted_leaf(out: list, path: str, av: dict) -> None:
     ((tag, value),) = av.items()
     if tag == "M":
         for k, v in value.items():
-            _inverted_leaf(out, f"{path}.{k}", v)
+            _inverted_leaf(out, child_text(path, k), v)
     elif tag == "L":
         for v in value:
             _inverted_leaf(out, path, v)
@@ -106,7 +109,7 @@ def shape_item(item: dict) -> tuple[dict, list]:
     def walk(prefix: tuple[str, ...], prefix_text: str, m: dict) -> None:
         for name, av in m.items():
             path = prefix + (name,)
-            text = f"{prefix_text}.{name}" if prefix_text else name
+            text = child_text(prefix_text, name)
             ((tag, value),) = av.items()
             if tag == "M":
                 walk(path, text, value)
