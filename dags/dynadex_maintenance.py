@@ -40,6 +40,8 @@ from dynadex_airflow.dag_defaults import default_args, timeout
         "keep_hours": Param(1, type="number", minimum=0, maximum=24 * 366, title="Keep snapshots (hours)",
                             description="snapshots younger than this stay readable (time travel); 0 keeps only "
                                         "the current snapshot"),
+        "aws_conn_id": Param("aws_default", **{**PARAMS_SCHEMA["aws_conn_id"], "description": "AWS connection for a "
+                             "store whose data path is on S3 (unused for local data)"}),
     },
     default_args=default_args(execution_timeout=timeout("maintenance")),
 )

@@ -56,7 +56,8 @@ def _cmd_inspect_export(args: argparse.Namespace) -> int:
 def _open(args, read_only: bool = True):
     from dynadex.store import Store
 
-    return Store(args.store, data_path=getattr(args, "data_path", None), read_only=read_only)
+    return Store(args.store, data_path=getattr(args, "data_path", None), read_only=read_only,
+                 sandbox=bool(getattr(args, "sandbox", False)))
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
@@ -276,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="run a read-only SQL query (tables: T, row_index.T, inverted_index.T)")
     p.add_argument("sql", metavar="SQL")
     p.add_argument("--json", action="store_true", help="print JSON lines")
+    p.add_argument("--sandbox", action="store_true", default=os.environ.get("DYNADEX_QUERY_SANDBOX") == "1",
+                   help="read this store and nothing else: no local file, URL or setting (for queries from "
+                        "others; also DYNADEX_QUERY_SANDBOX=1)")
     _store_args(p)
     p.set_defaults(func=_cmd_query)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import os
+from dataclasses import replace
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+from dynadex.credentials import AwsCredentials
+from dynadex.store.location import StoreLocation, resolve
 
 
 class DynamoDBClientHook(AwsBaseHook):
@@ -19,20 +22,15 @@ def client(service: str, aws_conn_id: str | None):
     return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service).get_conn()
 
 
-def export_aws_env(aws_conn_id: str | None) -> None:
-    """Expose the connection's endpoint and credentials to libraries that read the environment (DuckDB httpfs).
-
-    Only this task's process environment changes; nothing is logged.
-    """
+def aws_credentials(aws_conn_id: str | None) -> AwsCredentials:
+    """The connection's credentials, region and endpoint as one explicit object (nothing goes to os.environ;
+    DuckDB gets them as a temporary secret, pyarrow as filesystem options)."""
     hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="s3")
-    creds = hook.get_credentials()
-    if creds and creds.access_key:
-        os.environ["AWS_ACCESS_KEY_ID"] = creds.access_key
-        os.environ["AWS_SECRET_ACCESS_KEY"] = creds.secret_key
-        if creds.token:
-            os.environ["AWS_SESSION_TOKEN"] = creds.token
-    endpoint = hook.conn_config.endpoint_url
-    if endpoint:
-        os.environ["AWS_ENDPOINT_URL"] = endpoint
-    if hook.conn_region_name:
-        os.environ["AWS_DEFAULT_REGION"] = hook.conn_region_name
+    return AwsCredentials.from_boto3_session(hook.get_session(), region=hook.conn_region_name,
+                                             endpoint_url=hook.conn_config.endpoint_url)
+
+
+def store_location(store: str | None, aws_conn_id: str | None) -> StoreLocation:
+    """The store ``store`` names; one whose data path is on S3 is reached with the connection's credentials."""
+    location = resolve(store)
+    return replace(location, credentials=aws_credentials(aws_conn_id)) if location.is_s3 else location

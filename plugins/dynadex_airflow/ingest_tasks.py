@@ -19,10 +19,10 @@ from dynadex.export.manifest import read_export
 from dynadex.export.plan import ChunkSpec, makespan_ratio, plan_chunks
 from dynadex.ingest import auto_chunk_target_mb, iso_to_micros
 from dynadex.export.build import snapshot_version
-from dynadex.store import PublishSpec, Store, resolve
+from dynadex.store import PublishSpec, Store
 from dynadex.store import prepare as prep
 from dynadex_airflow.failures import fail_fast
-from dynadex_airflow.hooks import client, export_aws_env
+from dynadex_airflow.hooks import client, store_location
 
 log = logging.getLogger("dynadex.ingest")
 
@@ -87,14 +87,18 @@ def plan(manifest: str, params: dict, parallelism: int = 16) -> list[dict]:
 @fail_fast
 def build(spec: dict, meta: dict, table: dict, params: dict) -> dict:
     chunk = ChunkSpec.from_dict(spec)
-    export_aws_env(params["aws_conn_id"])
     export = read_export(meta["manifest"], check_sidecars=False, stat_files=False,
                          s3_client=client("s3", params["aws_conn_id"]))
-    result = build_one(export, chunk, resolve(params.get("store")), table["name"], meta["build_id"],
+    result = build_one(export, chunk, _location(params), table["name"], meta["build_id"],
                        tuple(table["key_names"]), tuple(table["key_types"]), meta["version"])
     log.info("%s: %d items, %.1f MB gzip / %.1f MB JSON in %.1fs (%.1f MB/s)", chunk.label(), result.items,
              result.gzip_bytes / 1e6, result.json_bytes / 1e6, result.seconds, result.json_bytes / 1e6 / max(result.seconds, 1e-9))
     return result.to_dict()
+
+
+def _location(params: dict):
+    """The run's store, reached (for an s3:// data path) with the run's AWS connection."""
+    return store_location(params.get("store"), params["aws_conn_id"])
 
 
 def _spec(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, params: dict) -> PublishSpec:
@@ -122,9 +126,8 @@ def _spec(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, para
 def prepare(meta: dict, chunks: list[dict], table: dict, params: dict) -> list[dict]:
     """Decide the columns and plan the parallel checks (reads the chunk manifests only). The plan is kept
     beside the manifests; XCom carries the jobs (names and key bounds) the check tasks map over."""
-    export_aws_env(params["aws_conn_id"])
     spec = _spec(meta, chunks, table, None, params)
-    location = resolve(params.get("store"))
+    location = _location(params)
     plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
                         spec.expected_items, spec.total_items)
     prep.save_plan(location, plan)
@@ -136,8 +139,7 @@ def prepare(meta: dict, chunks: list[dict], table: dict, params: dict) -> list[d
 
 @fail_fast
 def run_check(job: dict, meta: dict, table: dict, params: dict) -> dict:
-    export_aws_env(params["aws_conn_id"])
-    location = resolve(params.get("store"))
+    location = _location(params)
     plan = prep.load_plan(location, table["name"], meta["build_id"])
     record = prep.run_job(location, plan, prep.Job.from_dict({k: v for k, v in job.items() if k != "label"}))
     log.info("%s: %s", job["label"], {k: v for k, v in record.items() if k not in ("job", "digest")})
@@ -146,9 +148,8 @@ def run_check(job: dict, meta: dict, table: dict, params: dict) -> dict:
 
 @fail_fast
 def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, params: dict) -> dict:
-    export_aws_env(params["aws_conn_id"])
     spec = _spec(meta, chunks, table, pinned, params)
-    with Store(params.get("store"), read_only=False) as st:
+    with Store(_location(params), read_only=False) as st:
         state = st.lake.table_state(spec.table)
         already = state is not None and state["build_id"] == spec.build_id
         plan = None if already else prep.load_plan(st.location, spec.table, spec.build_id)

@@ -14,6 +14,7 @@ import logging
 
 from dynadex.store import Store
 from dynadex_airflow.failures import fail_fast
+from dynadex_airflow.hooks import store_location
 
 log = logging.getLogger("dynadex.maintenance")
 
@@ -30,7 +31,8 @@ def _given(conf: dict, params: dict, name: str, default):
 def maintain(params: dict, conf: dict) -> dict:
     store = _given(conf, params, "store", None) or None
     keep = dt.timedelta(hours=float(_given(conf, params, "keep_hours", 1)))
-    with Store(store, read_only=False) as st:
+    location = store_location(store, _given(conf, params, "aws_conn_id", None) or "aws_default")
+    with Store(location, read_only=False) as st:
         result = {**st.compact(), **st.expire(keep)}
     log.info("maintenance of %s (keeping %s of snapshots): %s", store or "the default store", keep, result)
     return result

@@ -22,7 +22,7 @@ from dynadex.store.reads import lag
 from dynadex.stream import NeedsBootstrap, sync_table
 from dynadex_airflow import stores as followed
 from dynadex_airflow.failures import fail_fast
-from dynadex_airflow.hooks import client, export_aws_env
+from dynadex_airflow.hooks import client, store_location
 
 log = logging.getLogger("dynadex.sync")
 
@@ -34,11 +34,11 @@ def _given(conf: dict, params: dict, name: str):
     return None
 
 
-def tables_to_sync(store: str | None, table: str | None) -> list[str]:
+def tables_to_sync(store: str | None, table: str | None, aws_conn_id: str | None = None) -> list[str]:
     if table:
         return [table]
     try:
-        with Store(store) as st:
+        with Store(store_location(store, aws_conn_id)) as st:
             return [t for t in st.tables() if st.table_state(t).get("stream_arn")]
     except StoreError as exc:  # a followed store that has no catalog (yet, or any more)
         log.info("store %s: %s; nothing to sync there", store or "(default)", exc)
@@ -77,19 +77,18 @@ def sync(params: dict, conf: dict) -> dict:
     conn = _given(conf, params, "aws_conn_id") or "aws_default"
     seconds = float(_given(conf, params, "run_seconds") or 60)
     table = _given(conf, params, "table_name")
-    export_aws_env(conn)
     ddb, streams, s3 = client("dynamodb", conn), client("dynamodbstreams", conn), client("s3", conn)
     store = _given(conf, params, "store")
     # a run for one store or one table syncs just that (a table without a store: the default store)
     wanted = [store] if store or table else followed.to_sync(None)
-    work = [(s, t) for s in wanted for t in tables_to_sync(s, table)]
+    work = [(s, t) for s in wanted for t in tables_to_sync(s, table, conn)]
     if not work:
         log.info("no table with a stream in the followed stores yet; nothing to sync")
         return {"health": [], "needs_bootstrap": []}
     report, needs_bootstrap = [], []
     share = max(1.0, seconds / len(work))
     for store, name in work:
-        with Store(store, read_only=False) as st:
+        with Store(store_location(store, conn), read_only=False) as st:
             try:
                 stats = sync_table(st, name, ddb, streams, s3, seconds=share)
             except NeedsBootstrap as exc:

@@ -211,7 +211,7 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
     con.execute("SET preserve_insertion_order = false")  # every file is written with an explicit ORDER BY
     try:
         if location.data_path.startswith("s3://"):
-            s3_secret(con)  # the chunk's files go straight to S3
+            s3_secret(con, location)  # the chunk's files go straight to S3
         started = time.monotonic()
         steps = Steps(spec.chunk_id)
         files, isizes = _local_files(export, spec, tmp)

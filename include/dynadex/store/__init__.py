@@ -23,9 +23,11 @@ class Store:
     """A store opened for reading (default) or writing."""
 
     def __init__(self, spec: str | StoreLocation | None = None, *, data_path: str | None = None,
-                 read_only: bool = True, threads: int | None = None):
-        self.location = spec if isinstance(spec, StoreLocation) else resolve(spec, data_path)
-        self.lake = Lake(self.location, read_only=read_only, threads=threads)
+                 read_only: bool = True, threads: int | None = None, credentials=None, sandbox: bool = False):
+        """``credentials`` (an ``AwsCredentials``) reach an s3:// data path; without them, the AWS environment.
+        ``sandbox``: queries can read this store only, no other file, URL or setting (``Lake._lock_down``)."""
+        self.location = spec if isinstance(spec, StoreLocation) else resolve(spec, data_path, credentials=credentials)
+        self.lake = Lake(self.location, read_only=read_only, threads=threads, sandbox=sandbox)
 
     def close(self) -> None:
         self.lake.close()

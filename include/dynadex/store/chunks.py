@@ -127,15 +127,7 @@ class ChunkManifest:
 
 
 def _s3_fs(location: StoreLocation) -> pafs.FileSystem:
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    kwargs = {"region": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"}
-    if endpoint:
-        e = urlparse(endpoint)
-        kwargs.update(endpoint_override=e.netloc, scheme=e.scheme)
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
-        kwargs.update(access_key=os.environ["AWS_ACCESS_KEY_ID"], secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-                      session_token=os.environ.get("AWS_SESSION_TOKEN"))
-    return pafs.S3FileSystem(**kwargs)
+    return pafs.S3FileSystem(**location.aws().arrow_s3_options())
 
 
 def filesystem(base: str, location: StoreLocation) -> tuple[pafs.FileSystem, str]:

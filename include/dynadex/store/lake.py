@@ -19,17 +19,15 @@ Invariants:
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
 import duckdb
 
 from dynadex.store.extensions import connect
-from dynadex.store.location import StoreError, StoreLocation
+from dynadex.store.location import StoreError, StoreLocation, mask
 from dynadex.store.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
 
 log = logging.getLogger("dynadex.store")
@@ -79,30 +77,22 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and any(m in text for m in RETRYABLE)
 
 
-def s3_secret(con: duckdb.DuckDBPyConnection) -> None:
-    """Give DuckDB's httpfs the same S3 settings boto3 would use (env only; never logged)."""
-    con.execute("LOAD httpfs")
-    parts = ["TYPE s3"]
-    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if key and secret:
-        parts += [f"KEY_ID {literal(key)}", f"SECRET {literal(secret)}"]
-        if os.environ.get("AWS_SESSION_TOKEN"):
-            parts.append(f"SESSION_TOKEN {literal(os.environ['AWS_SESSION_TOKEN'])}")
-    else:
-        parts.append("PROVIDER credential_chain")
-    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
-    parts.append(f"REGION {literal(region)}")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        url = urlparse(endpoint)
-        parts += [f"ENDPOINT {literal(url.netloc)}", "URL_STYLE 'path'", f"USE_SSL {'true' if url.scheme == 'https' else 'false'}"]
-    con.execute(f"CREATE OR REPLACE SECRET dynadex_s3 ({', '.join(parts)})")
+def s3_secret(con: duckdb.DuckDBPyConnection, location: StoreLocation) -> None:
+    """Give DuckDB's httpfs the location's S3 credentials (a temporary secret; never logged)."""
+    location.aws().duckdb_secret(con)
+
+
+SANDBOX_EXTENSIONS = ("json", "parquet", "icu")  # built in or bundled: loaded before a sandbox locks the door
 
 
 class Lake:
-    def __init__(self, location: StoreLocation, *, read_only: bool = False, threads: int | None = None):
+    def __init__(self, location: StoreLocation, *, read_only: bool = False, threads: int | None = None,
+                 sandbox: bool = False):
+        if sandbox and not read_only:
+            raise StoreError("a sandboxed store is read-only")
         self.location = location
         self.read_only = read_only
+        self.sandbox = sandbox
         self.write_id_tables: set[str] = set()  # tables known to have write_id columns (store/changes.py)
         root = location.local_root
         if root is not None:
@@ -121,7 +111,7 @@ class Lake:
         location = self.location
         self.con = connect(threads=self._threads)
         if location.is_s3:
-            s3_secret(self.con)
+            s3_secret(self.con, location)
         options = [f"DATA_PATH {literal(location.data_path)}"]
         if location.catalog.startswith("sqlite:"):
             # wait for a concurrent writer's lock instead of failing at once (``retrying`` covers the rest)
@@ -138,8 +128,23 @@ class Lake:
             self.con.execute(f"ATTACH {literal('ducklake:' + location.catalog)} AS {ALIAS} ({', '.join(options)})")
         except duckdb.Error as exc:
             self.con.close()
-            raise StoreError(f"cannot open store {location.display}: {str(exc).splitlines()[0]}") from None
+            raise StoreError(f"cannot open store {location.display}: {mask(str(exc).splitlines()[0])}") from None
         self.con.execute(f"USE {ALIAS}")
+        if self.sandbox:
+            self._lock_down()
+
+    def _lock_down(self) -> None:
+        """Queries from then on read the store and nothing else: no file or URL outside its data path (DuckDB's
+        ``allowed_directories`` with external access off), no ATTACH, no extension install, no setting changed
+        (``lock_configuration``). The extensions queries may need are loaded before."""
+        for ext in SANDBOX_EXTENSIONS:
+            try:
+                self.con.execute(f"LOAD {ext}")
+            except duckdb.Error:
+                pass  # not shipped with this DuckDB: queries needing it fail with DuckDB's own message
+        self.con.execute(f"SET allowed_directories = [{literal(self.location.data_path)}]")
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
 
     def _setup(self) -> None:
         with self.transaction():

@@ -5,16 +5,19 @@ Invariant: one store spec maps to exactly one catalog and one data path.
 catalog in ``DIR/catalog.sqlite`` and data under ``DIR/data/``. A Postgres
 URI (``postgresql://…`` or ``postgres:dbname=…``) keeps the catalog in
 Postgres and needs a data path (``--data-path`` or ``DYNADEX_DATA_PATH``),
-local or ``s3://``. ``display`` never shows a password.
+local or ``s3://``. ``display`` never shows a password. An ``s3://`` data
+path is reached with the location's ``credentials`` (an explicit
+``AwsCredentials``; without one, the command line's AWS environment).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from dynadex.credentials import AwsCredentials
 from dynadex.errors import DynadexError
 
 DEFAULT_STORE = "./.dynadex"
@@ -30,6 +33,11 @@ class StoreLocation:
     data_path: str  # DuckLake DATA_PATH, ends with '/'
     staging: str  # chunk segments before publish, ends with '/'
     display: str
+    credentials: AwsCredentials | None = field(default=None, repr=False, compare=False)
+
+    def aws(self) -> AwsCredentials:
+        """How to reach an s3:// data path: the location's credentials, else the AWS environment."""
+        return self.credentials if self.credentials is not None else AwsCredentials.from_environment()
 
     @property
     def is_s3(self) -> bool:
@@ -46,24 +54,27 @@ def _slash(path: str) -> str:
     return path if path.endswith("/") else path + "/"
 
 
-def _mask(spec: str) -> str:
+def mask(spec: str) -> str:
+    """``spec`` (or a message quoting it) with any password replaced by ``***``."""
     spec = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", spec)
     return re.sub(r"(password\s*=\s*)\S+", r"\1***", spec, flags=re.I)
 
 
-def resolve(spec: str | None = None, data_path: str | None = None) -> StoreLocation:
+def resolve(spec: str | None = None, data_path: str | None = None, *,
+            credentials: AwsCredentials | None = None) -> StoreLocation:
     spec = spec or os.environ.get("DYNADEX_STORE") or DEFAULT_STORE
     data_path = data_path or os.environ.get("DYNADEX_DATA_PATH")
     if spec.startswith(("postgresql://", "postgres://", "postgres:")):
         conn = spec[len("postgres:") :] if spec.startswith("postgres:") and not spec.startswith("postgres://") else spec
         if not data_path:
-            raise StoreError(f"store {_mask(spec)}: a Postgres catalog needs a data path (--data-path or DYNADEX_DATA_PATH)")
+            raise StoreError(f"store {mask(spec)}: a Postgres catalog needs a data path (--data-path or DYNADEX_DATA_PATH)")
         data = _slash(data_path if data_path.startswith("s3://") else str(Path(data_path).resolve()))
-        return StoreLocation(f"postgres:{conn}", data, data + "staging/", _mask(spec))
+        return StoreLocation(f"postgres:{conn}", data, data + "staging/", mask(spec), credentials)
     if "://" in spec:
-        raise StoreError(f"store {_mask(spec)}: expected a folder or a Postgres URI")
+        raise StoreError(f"store {mask(spec)}: expected a folder or a Postgres URI")
     root = Path(os.path.expanduser(spec)).resolve()
     if root.exists() and not root.is_dir():
         raise StoreError(f"store {root} is not a folder")
     data = _slash(data_path if data_path and data_path.startswith("s3://") else str(Path(data_path).resolve()) if data_path else str(root / "data"))
-    return StoreLocation(f"sqlite:{root / 'catalog.sqlite'}", data, _slash(str(root / "staging")) if not data.startswith("s3://") else data + "staging/", str(root))
+    return StoreLocation(f"sqlite:{root / 'catalog.sqlite'}", data, _slash(str(root / "staging")) if not data.startswith("s3://") else data + "staging/", str(root),
+                         credentials)

@@ -193,7 +193,7 @@ def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: in
         if location.data_path.startswith("s3://"):
             from dynadex.store.lake import s3_secret
 
-            s3_secret(con)
+            s3_secret(con, location)
         if job.kind == "keys":
             result = _check_keys(con, plan, job, manifests)
         elif job.kind == "conform":

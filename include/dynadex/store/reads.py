@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import time
 from decimal import Decimal
 
@@ -33,6 +34,8 @@ class QueryError(DynadexError, ValueError):
 
 
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
+READ_PRAGMAS = {"table_info", "show", "show_tables", "show_tables_expanded", "database_list", "database_size",
+                "storage_info", "version", "platform", "functions", "collations", "metadata_info"}
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -49,6 +52,11 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
                 f"dynadex query is read-only: {kind} statements are refused (the index changes only through"
                 " ingest and sync)"
             )
+        if kind == "PRAGMA":
+            m = re.match(r"\s*pragma\s+(\w+)\s*(=)?", st.query, re.I)
+            if m is None or m.group(2) or m.group(1).lower() not in READ_PRAGMAS:
+                raise QueryError(f"dynadex query is read-only: only the PRAGMAs {', '.join(sorted(READ_PRAGMAS))} "
+                                 "are allowed (others change settings)")
 
 
 def jsonable(value):

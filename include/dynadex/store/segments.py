@@ -129,7 +129,7 @@ class SegmentWriter:
             if self.location.data_path.startswith("s3://"):
                 from dynadex.store.lake import s3_secret
 
-                s3_secret(con)
+                s3_secret(con, self.location)
             if self.parts["rows"]:
                 rows_sql = f"SELECT * FROM read_parquet({literal_list(self.parts['rows'])})"
                 cols_sql = f"SELECT * FROM read_parquet({literal_list(self.parts['cols'])}, union_by_name = true)"
