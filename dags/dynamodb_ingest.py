@@ -25,6 +25,7 @@ indexes) from a DynamoDB **Export to S3**, which reads no table capacity, then t
 | `table_name` | the DynamoDB table (3-255 of `A-Z a-z 0-9 _ . -`) |
 | `s3_bucket`, `s3_prefix` | where the export is written (`<prefix>/AWSDynamoDB/<ExportId>/`) |
 | `export_format` | `DYNAMODB_JSON` or `ION`; both index the same |
+| `s3_bucket_owner`, `s3_sse_kms_key_id` | another account's bucket (its 12-digit id) and the KMS key the export is encrypted with (empty: this account, bucket default) |
 | `chunk_target_mb` | MB of gzip per chunk: one `build_chunk` task each (keep the count under 1024); empty: two chunks per `DYNADEX_MAX_ACTIVE_CHUNKS` slot, at most 256 MB |
 | `store` | store folder or Postgres URI (empty: `$DYNADEX_STORE` or `./.dynadex`) |
 | `aws_conn_id` | the AWS connection |
@@ -86,6 +87,8 @@ def _param(name: str, default, **extra) -> Param:
         "s3_bucket": _param("s3_bucket", "dynadex-exports"),
         "s3_prefix": _param("s3_prefix", "dynadex"),
         "export_format": _param("export_format", "DYNAMODB_JSON"),
+        "s3_bucket_owner": _param("s3_bucket_owner", None),
+        "s3_sse_kms_key_id": _param("s3_sse_kms_key_id", None),
         "chunk_target_mb": _param("chunk_target_mb", None),
         "store": _param("store", None),
         "aws_conn_id": _param("aws_conn_id", "aws_default"),
@@ -143,6 +146,8 @@ def dynamodb_ingest():
         s3_bucket="{{ params.s3_bucket }}",
         s3_prefix="{{ params.s3_prefix }}",
         export_format="{{ params.export_format }}",
+        s3_bucket_owner="{{ params.s3_bucket_owner or '' }}",
+        s3_sse_kms_key_id="{{ params.s3_sse_kms_key_id or '' }}",
         export_arn="{{ params.export_arn or '' }}",
         export_manifest="{{ params.export_manifest or '' }}",
         aws_conn_id="{{ params.aws_conn_id }}",

@@ -81,6 +81,18 @@ PARAMS_SCHEMA = {
                        f"each; more than 0, at most {CHUNK_TARGET_MAX_MB}. Empty (the default): two chunks for "
                        "each of DYNADEX_MAX_ACTIVE_CHUNKS builders, at most 256 MB each, so every slot works",
     },
+    "s3_bucket_owner": {
+        "type": ["null", "string"], "pattern": r"^[0-9]{12}$(?!\n)",
+        "title": "Export bucket owner (account id)",
+        "description": "12-digit AWS account id owning the export bucket, when it is another account's "
+                       "(ExportTableToPointInTime's S3BucketOwner); empty: the bucket is this account's",
+    },
+    "s3_sse_kms_key_id": {
+        "type": ["null", "string"], "maxLength": 2048,
+        "title": "Export KMS key",
+        "description": "KMS key (id, ARN or alias) DynamoDB encrypts the export files with (S3SseAlgorithm KMS); "
+                       "empty: the bucket's default encryption (AES256)",
+    },
     "store": {
         "type": ["null", "string"],
         "title": "Store",
@@ -123,6 +135,9 @@ def validate_params(params: dict) -> dict:
         problems.append(f"export_manifest {manifest!r} must be an s3:// URL of a manifest-summary.json")
     if arn and not EXPORT_ARN.fullmatch(str(arn)):
         problems.append(f"export_arn {arn!r} is not a DynamoDB export ARN")
+    owner = params.get("s3_bucket_owner")
+    if owner and not re.fullmatch(r"[0-9]{12}", str(owner)):
+        problems.append(f"s3_bucket_owner {owner!r} must be a 12-digit AWS account id")
     if not manifest and not arn and not (isinstance(bucket, str) and BUCKET.fullmatch(bucket)):
         problems.append(f"s3_bucket {bucket!r} is not a bucket name (needed unless export_arn or export_manifest is given)")
     if problems:
@@ -193,11 +208,15 @@ def client_token(*parts: str) -> str:
 
 
 def start_export(ddb, info: TableInfo, *, bucket: str, prefix: str, export_format: str, export_time: float,
-                 token: str) -> str:
+                 token: str, bucket_owner: str | None = None, kms_key_id: str | None = None) -> str:
     kwargs = dict(TableArn=info.arn, ExportTime=export_time, S3Bucket=bucket, ExportFormat=export_format,
                   ExportType="FULL_EXPORT", ClientToken=token)
     if prefix:
         kwargs["S3Prefix"] = prefix.strip("/")
+    if bucket_owner:
+        kwargs["S3BucketOwner"] = bucket_owner
+    if kms_key_id:
+        kwargs.update(S3SseAlgorithm="KMS", S3SseKmsKeyId=kms_key_id)
     try:
         return ddb.export_table_to_point_in_time(**kwargs)["ExportDescription"]["ExportArn"]
     except Exception as exc:  # botocore ClientError: keep AWS's code and message
@@ -224,25 +243,40 @@ def manifest_url(description: dict) -> str:
 
 
 def run(ddb, table_name: str, *, bucket: str, prefix: str = "dynadex", export_format: str = "DYNAMODB_JSON",
-        store: str | None = None, chunk_target_mb: float = 256, workers: int = 1, poll_seconds: float = 5,
-        timeout_seconds: float = 6 * 3600, token_parts: tuple[str, ...] = ()) -> dict:
-    """The whole bootstrap in one process (what the DAG does, task by task): validate, pin, export, wait, index."""
+        store: str | None = None, data_path: str | None = None, chunk_target_mb: float | None = None,
+        workers: int | None = None, poll_seconds: float = 5, timeout_seconds: float = 6 * 3600,
+        token_parts: tuple[str, ...] = (), bucket_owner: str | None = None, kms_key_id: str | None = None,
+        progress=None) -> dict:
+    """The whole bootstrap in one process (what the DAG does, task by task): validate, pin, export, wait, index.
+
+    ``progress(text)`` hears each step and, while the export runs, its status every poll."""
     from dynadex.ingest import ingest_export
 
+    say = progress or (lambda text: None)
     info = validate_table(ddb, table_name)
+    key = ",".join(f"{n}:{t}" for n, t in zip(info.key_names, info.key_types))
+    say(f"table {table_name}: key {key}, about {info.items_estimate} items (DescribeTable's estimate), "
+        f"stream {info.stream_arn}")
     pinned = pin_stream_start(info)
+    say(f"stream pinned at T0 {pinned['t0']:.3f}: the sync will read from there")
     token = client_token("dynadex-run", table_name, str(pinned["t0"]), *token_parts)
     arn = start_export(ddb, info, bucket=bucket, prefix=prefix, export_format=export_format,
-                       export_time=pinned["t0"], token=token)
-    deadline = time.time() + timeout_seconds
+                       export_time=pinned["t0"], token=token, bucket_owner=bucket_owner, kms_key_id=kms_key_id)
+    say(f"export {arn} started to s3://{bucket}/{prefix.strip('/')} ({export_format})")
+    started = time.time()
+    deadline = started + timeout_seconds
     while True:
         description = describe_export(ddb, arn)
         if description["ExportStatus"] != "IN_PROGRESS":
             break
         if time.time() > deadline:
             raise BootstrapError(f"export {arn} still IN_PROGRESS after {timeout_seconds:g}s")
+        say(f"export IN_PROGRESS for {time.time() - started:.0f}s")
         time.sleep(poll_seconds)
     manifest = manifest_url(description)
-    key = ",".join(f"{n}:{t}" for n, t in zip(info.key_names, info.key_types))
-    return ingest_export(manifest, table_name, key, store=store, workers=workers, chunk_target_mb=chunk_target_mb,
-                         stream_arn=pinned["stream_arn"], stream_start_micros=int(pinned["t0"] * 1_000_000))
+    say(f"export {description['ExportStatus']} after {time.time() - started:.0f}s: "
+        f"{description.get('ItemCount', '?')} items, {description.get('BilledSizeBytes', '?')} bytes; indexing {manifest}")
+    result = ingest_export(manifest, table_name, key, store=store, data_path=data_path, workers=workers,
+                           chunk_target_mb=chunk_target_mb, stream_arn=pinned["stream_arn"],
+                           stream_start_micros=int(pinned["t0"] * 1_000_000))
+    return {**result, "export_arn": arn, "manifest": manifest, "t0": pinned["t0"]}

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from dynadex.errors import DynadexError
@@ -179,6 +180,30 @@ def _cmd_ingest_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    from dynadex import bootstrap
+
+    _logging("WARNING")
+    ddb, _, _ = _aws_clients()
+
+    def progress(text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    result = bootstrap.run(ddb, args.table, bucket=args.bucket, prefix=args.prefix, export_format=args.format,
+                           store=args.store, data_path=args.data_path, chunk_target_mb=args.chunk_target_mb,
+                           workers=args.workers, poll_seconds=args.poll_seconds, bucket_owner=args.bucket_owner,
+                           kms_key_id=args.kms_key_id, progress=progress)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    pub, ph = result["publish"], result["phases"]
+    state = "published" if pub["published"] else f"not published ({pub.get('reason')})"
+    print(f"{result['table']}: {result['items']} items from export {result['export_arn']}, {state} "
+          f"(build {ph['build']:.1f}s, publish {ph['publish']:.1f}s); stream checkpoint stored at T0 "
+          f"{result['t0']:.3f}. Follow it with: dynadex sync {result['table']}")
+    return 0
+
+
 def _cmd_maintain(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -273,6 +298,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _store_args(p)
     p.set_defaults(func=_cmd_ingest_export)
+
+    p = sub.add_parser("bootstrap", help="index a live table: validate, pin the stream, export to S3, wait, ingest "
+                                         "(what the dynamodb_ingest DAG does, in one process)")
+    p.add_argument("table", metavar="TABLE", help="DynamoDB table (its key comes from DescribeTable)")
+    p.add_argument("--bucket", required=True, help="S3 bucket DynamoDB writes the export to")
+    p.add_argument("--prefix", default="dynadex", help="key prefix of the export in the bucket (default: dynadex)")
+    p.add_argument("--format", default="DYNAMODB_JSON", choices=["DYNAMODB_JSON", "ION"], help="export format")
+    p.add_argument("--bucket-owner", default=None, help="12-digit account id owning the bucket (cross-account)")
+    p.add_argument("--kms-key-id", default=None, help="KMS key DynamoDB encrypts the export with (S3SseAlgorithm KMS)")
+    p.add_argument("--workers", type=int, default=None, help="builder processes (default: one per core)")
+    p.add_argument("--chunk-target-mb", type=float, default=None, help="as for ingest-export")
+    p.add_argument("--poll-seconds", type=float, default=10, help="how often to ask DescribeExport (default: 10)")
+    p.add_argument("--json", action="store_true")
+    _store_args(p)
+    p.set_defaults(func=_cmd_bootstrap)
 
     p = sub.add_parser("query", help="run a read-only SQL query (tables: T, row_index.T, inverted_index.T)")
     p.add_argument("sql", metavar="SQL")

@@ -25,11 +25,13 @@ class DynamoDBStartExportOperator(BaseOperator):
     """
 
     template_fields = ("table", "pin", "s3_bucket", "s3_prefix", "export_format", "export_arn", "export_manifest",
-                       "aws_conn_id")
+                       "aws_conn_id", "s3_bucket_owner", "s3_sse_kms_key_id")
 
     def __init__(self, *, table, pin, s3_bucket, s3_prefix="", export_format="DYNAMODB_JSON", export_arn=None,
-                 export_manifest=None, aws_conn_id="aws_default", **kwargs):
+                 export_manifest=None, aws_conn_id="aws_default", s3_bucket_owner=None, s3_sse_kms_key_id=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.s3_bucket_owner, self.s3_sse_kms_key_id = s3_bucket_owner, s3_sse_kms_key_id
         self.table, self.pin = table, pin
         self.s3_bucket, self.s3_prefix, self.export_format = s3_bucket, s3_prefix, export_format
         self.export_arn, self.export_manifest, self.aws_conn_id = export_arn, export_manifest, aws_conn_id
@@ -47,7 +49,8 @@ class DynamoDBStartExportOperator(BaseOperator):
         token = bootstrap.client_token(self.dag_id, context["run_id"], info.name, str(self.pin["t0"]))
         arn = bootstrap.start_export(client("dynamodb", self.aws_conn_id), info, bucket=self.s3_bucket,
                                      prefix=self.s3_prefix or "", export_format=self.export_format,
-                                     export_time=self.pin["t0"], token=token)
+                                     export_time=self.pin["t0"], token=token,
+                                     bucket_owner=self.s3_bucket_owner or None, kms_key_id=self.s3_sse_kms_key_id or None)
         self.log.info("export %s of %s at T0=%s (ClientToken %s)", arn, info.name, self.pin["t0"], token)
         return arn
 

@@ -315,3 +315,33 @@ def test_children_are_found_when_their_parent_ends_and_read_in_the_same_batch(aw
     assert len(ended) >= 6 and sum(1 for c in cps.values() if c["parent_shard_id"] in ended) >= 6
     with Store(store) as st:
         assert verify(st, "Rolling", ddb).ok
+
+
+def test_cli_bootstrap_then_sync_follows_without_airflow(aws, tmp_path):
+    """`dynadex bootstrap TABLE --bucket B`: the key from DescribeTable, progress while the export runs, the
+    export's KMS and bucket-owner settings passed on, the checkpoint stored; `dynadex sync` then follows."""
+    ddb = new_table(aws, "ByCli")
+    for i in range(60):
+        ddb.put_item(TableName="ByCli", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+    store = str(tmp_path / "store")
+    cmd = [sys.executable, "-m", "dynadex.cli"]
+    done = subprocess.run([*cmd, "bootstrap", "ByCli", "--bucket", "dynadex-exports", "--prefix", "cli", "--store", store,
+                           "--poll-seconds", "0.1", "--kms-key-id", "alias/dynadex-exports", "--bucket-owner",
+                           "123456789012"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "key pk:S" in done.stderr and "export IN_PROGRESS for" in done.stderr and "export COMPLETED" in done.stderr
+    assert "ByCli: 60 items" in done.stdout and "dynadex sync ByCli" in done.stdout
+    [arn] = [e["ExportArn"] for e in ddb.list_exports(TableArn=ddb.describe_table(TableName="ByCli")["Table"]["TableArn"])
+             ["ExportSummaries"]]
+    described = ddb.describe_export(ExportArn=arn)["ExportDescription"]
+    assert (described["S3SseAlgorithm"], described["S3SseKmsKeyId"], described["S3BucketOwner"]) == (
+        "KMS", "alias/dynadex-exports", "123456789012")
+    ddb.put_item(TableName="ByCli", Item={"pk": {"S": "late"}, "n": {"N": "-1"}})
+    ddb.delete_item(TableName="ByCli", Key={"pk": {"S": "k0"}})
+    synced = subprocess.run([*cmd, "sync", "ByCli", "--once", "--store", store], capture_output=True, text=True, timeout=300)
+    assert synced.returncode == 0, synced.stderr
+    checked = subprocess.run([*cmd, "verify", "ByCli", "--store", store], capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    bad = subprocess.run([*cmd, "bootstrap", "NoSuchTable", "--bucket", "dynadex-exports", "--store", store],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "NoSuchTable" in bad.stderr and "Traceback" not in bad.stderr

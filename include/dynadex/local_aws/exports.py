@@ -25,6 +25,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import re
 import random
 import string
 import threading
@@ -153,6 +154,9 @@ class Export:
     billed: int = 0
     manifest_key: str | None = None
     files: list = field(default_factory=list)
+    sse_algorithm: str = "AES256"
+    kms_key_id: str | None = None
+    bucket_owner: str | None = None
 
     @property
     def base(self) -> str:
@@ -166,12 +170,14 @@ class Export:
             "TableArn": self.table.table_arn,
             "TableId": getattr(self.table, "table_id", None) or _table_id(self.table),
             "S3Bucket": self.bucket,
-            "S3BucketOwner": self.account_id,
+            "S3BucketOwner": self.bucket_owner or self.account_id,
             "S3Prefix": self.prefix,
-            "S3SseAlgorithm": "AES256",
+            "S3SseAlgorithm": self.sse_algorithm,
             "ExportFormat": self.export_format,
             "ExportType": self.export_type,
         }
+        if self.kms_key_id:
+            d["S3SseKmsKeyId"] = self.kms_key_id
         if self.export_type == "FULL_EXPORT":
             d["ExportTime"] = self.export_time
         else:
@@ -268,13 +274,24 @@ class ExportEngine:
                                  f"must be at most {self.knobs.max_incremental_seconds / 3600:g} hours")
             else:
                 raise _error("ValidationException", f"Invalid ExportType {export_type}")
+            sse = body.get("S3SseAlgorithm") or "AES256"
+            if sse not in ("AES256", "KMS"):
+                raise _error("ValidationException", f"1 validation error detected: Value '{sse}' at 's3SseAlgorithm' "
+                             "failed to satisfy constraint: Member must satisfy enum value set: [KMS, AES256]")
+            if body.get("S3SseKmsKeyId") and sse != "KMS":
+                raise _error("ValidationException", "S3SseKmsKeyId can only be given with S3SseAlgorithm KMS")
+            owner = body.get("S3BucketOwner")
+            if owner is not None and not re.fullmatch(r"[0-9]{12}", str(owner)):
+                raise _error("ValidationException", f"1 validation error detected: Value '{owner}' at 's3BucketOwner' "
+                             "failed to satisfy constraint: Member must satisfy regular expression pattern: [0-9]{12}")
             eid = export_id(t)
             export = Export(
                 arn=f"{table.table_arn}/export/{eid}", export_id=eid, table=table, feed=feed_of(table),
                 bucket=body.get("S3Bucket") or "", prefix=(body.get("S3Prefix") or "").strip("/"),
                 export_format=export_format, export_type=export_type, export_time=export_time, from_time=from_time,
                 to_time=to_time, view_type=view, client_token=token, requested=t, account_id=backend.account_id,
-                region=backend.region_name, params_key=params_key,
+                region=backend.region_name, params_key=params_key, sse_algorithm=sse,
+                kms_key_id=body.get("S3SseKmsKeyId") or None, bucket_owner=owner,
             )
             self.exports[export.arn] = export
             if token:
@@ -412,8 +429,8 @@ class ExportEngine:
             {
                 "s3Bucket": export.bucket,
                 "s3Prefix": export.prefix or None,
-                "s3SseAlgorithm": "AES256",
-                "s3SseKmsKeyId": None,
+                "s3SseAlgorithm": export.sse_algorithm,
+                "s3SseKmsKeyId": export.kms_key_id,
                 "manifestFilesS3Key": f"{folder}/manifest-files.json",
                 "billedSizeBytes": billed,
                 "itemCount": len(records),
