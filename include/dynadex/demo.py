@@ -1,15 +1,17 @@
 """`make demo`: the main job, end to end, on the embedded default.
 
 1. start the bundled AWS emulator (a child process, real HTTP);
-2. create a DynamoDB table ``Orders`` (PITR and a stream on) holding generated
-   items of every type, with writes going on;
+2. create a DynamoDB table ``Orders`` (PITR and a stream on) holding 50,000
+   generated items of every type (``DYNADEX_DEMO_ITEMS``), with writes going on;
 3. Airflow runs ``dynamodb_ingest`` (``airflow dags test``): export at T0,
    deferred wait, balanced mapped chunks, atomic publish into a local DuckLake
    store (``.demo/store``);
 4. more writes (puts, updates, deletes); Airflow runs ``dynamodb_stream_sync``
    until the index has caught up;
-5. queries through the CLI, then ``dynadex verify``: the index equals a Scan
-   of the table, item for item.
+5. status, three example queries with their timings, then ``dynadex verify``:
+   the index equals a Scan of the table, item for item.
+
+Long steps print progress (items written, chunks built, sync runs).
 
 Everything stays under ``.demo/`` (remove it to start over).
 """
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dynadex.local_aws import running
@@ -51,6 +54,84 @@ def item(i: int, rnd: random.Random) -> dict:
         "lines": {"L": [{"M": {"sku": {"S": f"sku-{rnd.randint(1, 50)}"}, "price": {"N": f"{rnd.randint(1, 500)}.5"}}}]},
         "address": {"M": {"street": {"S": f"{i} Main St"}, "zip": {"N": str(10000 + i % 9000)}}},
     }
+
+
+def load(aws, n: int) -> None:
+    """Write ``n`` items with BatchWriteItem from two threads (the emulator serialises them), with progress."""
+    import boto3
+    from botocore.config import Config
+
+    fast = boto3.client("dynamodb", endpoint_url=aws.endpoint, region_name="us-east-1", aws_access_key_id="local",
+                        aws_secret_access_key="local",
+                        config=Config(parameter_validation=False, max_pool_connections=4))
+    rnd = random.Random(7)
+    batches = [[item(i, rnd) for i in range(start, min(n, start + 25))] for start in range(0, n, 25)]
+    t, done, lock = time.time(), [0], threading.Lock()
+
+    def put(batch):
+        fast.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": it}} for it in batch]})
+        with lock:
+            done[0] += len(batch)
+            if done[0] % 10_000 < len(batch) or done[0] == n:
+                print(f"  {done[0]:>6} / {n} items written ({done[0] / (time.time() - t):.0f} items/s)", flush=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(put, batches))
+    print(f"table {TABLE}: {n} items written in {time.time() - t:.1f}s")
+
+
+class Ticker:
+    """Prints ``line()`` every ``every`` seconds while the block runs."""
+
+    def __init__(self, line, every: float = 10):
+        self.line, self.every, self.stop = line, every, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.wait(self.every):
+            print(f"  {self.line()}", flush=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def built(store: Path) -> int:
+    """Chunk manifests written so far (each build_chunk task writes one when its files are done)."""
+    return len(list((store / "staging").glob(f"{TABLE}/*/*/segment.json"))) if (store / "staging").exists() else 0
+
+
+QUERIES = [
+    ("revenue by city (column index)", "query",
+     "SELECT city, count(*) AS orders, sum(total) AS revenue FROM Orders GROUP BY city ORDER BY revenue DESC"),
+    ("orders shipped to zip 10042 (inverted index, then rows)", "find", "address.zip=10042"),
+    ("one order by key (row index)", "get", '{"pk":{"S":"customer#0001"},"sk":{"N":"1"}}'),
+]
+
+
+def show_queries(store: str) -> None:
+    from dynadex.store import Store
+
+    with Store(store) as st:
+        for title, kind, text in QUERIES:
+            t = time.perf_counter()
+            if kind == "query":
+                columns, rows = st.query(text)
+                shown = [" | ".join(columns)] + [" | ".join(str(v) for v in r) for r in rows]
+            elif kind == "find":
+                items = [json.loads(i) for i in st.find(TABLE, text)]
+                shown = [f"{len(items)} orders:"] + [f"  {i['pk']['S']} #{i['sk']['N']} {i['city']['S']} "
+                                                     f"total {i['total']['N']}" for i in items]
+            else:
+                shown = [st.get(TABLE, text) or "(absent)"]
+            ms = (time.perf_counter() - t) * 1000
+            arg = f"'{text}'" if kind != "find" else text
+            print(f"\n-- {title}: {ms:.1f} ms\n$ dynadex {kind} {'' if kind == 'query' else TABLE + ' '}{arg}")
+            print("\n".join(shown))
 
 
 def run(cmd: list[str], env: dict, quiet: bool = True) -> subprocess.CompletedProcess:
@@ -101,11 +182,8 @@ def main() -> int:
         # CreateTable answers CREATING, as AWS does: wait for ACTIVE before configuring the table
         ddb.get_waiter("table_exists").wait(TableName=TABLE, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
         ddb.update_continuous_backups(TableName=TABLE, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
-        rnd = random.Random(7)
-        n = 5000
-        for start in range(0, n, 25):
-            ddb.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": item(i, rnd)}} for i in range(start, start + 25)]})
-        print(f"table {TABLE}: {n} items written")
+        n = int(os.environ.get("DYNADEX_DEMO_ITEMS", "50000"))
+        load(aws, n)
 
         stop = threading.Event()
 
@@ -126,12 +204,13 @@ def main() -> int:
         th.start()
         t = time.time()
         try:
-            run([sys.executable, "-m", "airflow", "dags", "test", "dynamodb_ingest", "--conf",
-                 json.dumps({"table_name": TABLE, "store": store, "chunk_target_mb": 0.1})], env)
+            with Ticker(lambda: f"ingest running for {time.time() - t:.0f}s: {built(work / 'store')} chunk(s) built"):
+                run([sys.executable, "-m", "airflow", "dags", "test", "dynamodb_ingest", "--conf",
+                     json.dumps({"table_name": TABLE, "store": store})], env)
         finally:
             stop.set()
             th.join()
-        print(f"bootstrap done in {time.time() - t:.1f}s")
+        print(f"bootstrap done in {time.time() - t:.1f}s ({built(work / 'store')} chunks, built in parallel tasks)")
         print(dynadex("status", TABLE, env=env))
 
         say("more changes, then Airflow runs dynamodb_stream_sync until the index has caught up")
@@ -140,6 +219,7 @@ def main() -> int:
         ddb.delete_item(TableName=TABLE, Key={"pk": {"S": "customer#0002"}, "sk": {"N": "2"}})
         verdict = ""
         for attempt in range(6):
+            print(f"stream sync run {attempt + 1} (15 s) ...", flush=True)
             run([sys.executable, "-m", "airflow", "dags", "test", "dynamodb_stream_sync", "--conf",
                  json.dumps({"table_name": TABLE, "store": store, "run_seconds": 15})], env)
             done = subprocess.run([sys.executable, "-m", "dynadex.cli", "verify", TABLE], env=env, capture_output=True, text=True)
@@ -148,13 +228,8 @@ def main() -> int:
                 break
         print(dynadex("status", TABLE, env=env))
 
-        say("querying the index")
-        print("$ dynadex query 'SELECT city, count(*) AS orders, sum(total) AS revenue FROM Orders GROUP BY city ORDER BY revenue DESC'")
-        print(dynadex("query", "SELECT city, count(*) AS orders, sum(total) AS revenue FROM Orders GROUP BY city ORDER BY revenue DESC", env=env))
-        print("$ dynadex find Orders city=Reykjavik")
-        print(dynadex("find", TABLE, "city=Reykjavik", env=env))
-        print("$ dynadex get Orders '{\"pk\":{\"S\":\"customer#0001\"},\"sk\":{\"N\":\"1\"}}'")
-        print(dynadex("get", TABLE, '{"pk":{"S":"customer#0001"},"sk":{"N":"1"}}', env=env))
+        say("querying the index (timed in this process; the same through the CLI: dynadex query/find/get)")
+        show_queries(store)
         say(f"dynadex verify {TABLE}: {verdict}")
         if "OK" not in verdict:
             return 1

@@ -22,12 +22,15 @@ the crash (so clients do not retry a request that can never succeed).
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime as dt
 import functools
 import json
 import sys
 import traceback
 import uuid
+from decimal import Decimal
 
 from moto.core.exceptions import JsonRESTError
 from werkzeug.exceptions import HTTPException
@@ -308,9 +311,31 @@ def _read(method, action: str):
             raise validate.ValidationException(
                 f"The emulator could not run this request ({type(exc).__name__}: {exc})") from None
         normalise_result(getattr(result, "result", None))
-        return result
+        return _as_json(result)
 
     return wrapper
+
+
+def _json_default(value):
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    if isinstance(value, (dt.datetime,)):
+        return value.timestamp()
+    raise TypeError(f"cannot answer a {type(value).__name__} as JSON")
+
+
+def _as_json(result):
+    """A read's answer as JSON text: moto's model-driven serializer walks every attribute value of every item
+    in Python (about 100 items/s for a Scan of rich items); the result is already in DynamoDB's wire shape."""
+    body = getattr(result, "result", None)
+    if not isinstance(body, dict):
+        return result
+    try:
+        return json.dumps(body, default=_json_default)
+    except TypeError:
+        return result  # something only moto's serializer knows how to shape
 
 
 def install() -> None:

@@ -20,6 +20,7 @@ import base64
 import binascii
 import re
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from moto.core.exceptions import JsonRESTError
 
@@ -86,6 +87,12 @@ def number(text) -> Decimal:
 
 
 def normal_number(text: str) -> str:
+    """A number's text as DynamoDB answers it (cached: the same texts recur)."""
+    return _normal_number(text) if type(text) is str else _normal_number.__wrapped__(text)
+
+
+@lru_cache(maxsize=1 << 16)
+def _normal_number(text: str) -> str:
     """A number's text as DynamoDB answers it: ``3.14000`` -> ``3.14``, ``1E+2`` -> ``100``, ``-0`` -> ``0``."""
     try:
         value = Decimal(text)
