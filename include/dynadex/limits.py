@@ -7,10 +7,11 @@ Invariants:
   a string is its UTF-8 length, a number about one byte per two significant
   digits plus one, a binary its raw length, a map or list 3 bytes plus one
   per element. Binary values may be raw bytes (boto3's shape) or base64 text.
-* ``depth`` counts nested maps and lists: a top-level map or list is level 1;
+* Nesting counts maps and lists: a top-level map or list is level 1;
   DynamoDB refuses an item with more than ``MAX_DEPTH`` (32) levels.
 * ``check_item`` raises ``AttributeValueError`` naming the attribute path for
-  an item DynamoDB could not hold (over 400 KB, deeper than 32 levels). The
+  an item DynamoDB could not hold (over 400 KB, deeper than 32 levels, a
+  name over 64 KB). The
   emulator (``local_aws.validate``) counts with the same functions.
 """
 
@@ -101,20 +102,32 @@ def _path(parts: list) -> str:
     return path
 
 
-def depth(av: dict) -> int:
-    """Nested levels of maps and lists in one attribute value or structure (0 for a scalar or a set)."""
-    best = 0
-    for tag, v in av.items():
-        if tag == "M" and isinstance(v, dict):
-            best = max(best, 1 + max((depth(x) for x in v.values() if isinstance(x, dict)), default=0))
-        elif tag == "L" and isinstance(v, list):
-            best = max(best, 1 + max((depth(x) for x in v if isinstance(x, dict)), default=0))
-    return best
+def _long_name(attrs: dict, path: str) -> str | None:
+    """The path of the first attribute or map field name longer than MAX_NAME_BYTES, else None."""
+    for name, av in attrs.items():
+        if len(name) > MAX_NAME_BYTES // 4 and len(name.encode()) > MAX_NAME_BYTES:
+            return child_path(path, name[:20] + "...")
+        if type(av) is not dict:
+            continue
+        if type(av.get("M")) is dict:
+            found = _long_name(av["M"], child_path(path, name))
+        elif type(av.get("L")) is list:
+            found = next((f for i, x in enumerate(av["L"]) if (f := _long_name({f"[{i}]": x}, "")) is not None), None)
+            found = None if found is None else child_path(path, name) + found
+        else:
+            found = None
+        if found is not None:
+            return found
+    return None
 
 
-def check_item(item: dict, *, size: bool = True, nesting: bool = True) -> None:
-    """Refuse an item (canonical DynamoDB JSON) that DynamoDB could not hold (either check may be skipped
-    by a caller that knows it passes)."""
+def check_item(item: dict, *, size: bool = True, nesting: bool = True, names: bool = True) -> None:
+    """Refuse an item (canonical DynamoDB JSON) that DynamoDB could not hold (any check may be skipped by a
+    caller that knows it passes)."""
+    if names:
+        found = _long_name(item, "")
+        if found is not None:
+            raise AttributeValueError(found, f"attribute name longer than DynamoDB's {MAX_NAME_BYTES} bytes")
     for name, av in item.items():
         if nesting and type(av) is dict and ("M" in av or "L" in av):
             found = _too_deep(av, 1)

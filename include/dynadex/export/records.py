@@ -6,7 +6,7 @@ for a delete) and its write time in microseconds. DYNAMODB_JSON and ION lines
 of the same item yield equal records. A line that is not a valid record
 raises ``MalformedLine`` naming the file, the line number and, for a bad
 attribute, its path. So does an item DynamoDB could not hold (over 400 KB,
-deeper than 32 levels: ``dynadex.limits``), checked exactly only for lines
+deeper than 32 levels, a name over 64 KB: ``dynadex.limits``), checked exactly only for lines
 long or nested enough to possibly hold one (see ``_within_limits``).
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from dynadex.errors import MalformedLine
-from dynadex.limits import MAX_DEPTH, MAX_ITEM_BYTES, check_item
+from dynadex.limits import MAX_DEPTH, MAX_ITEM_BYTES, MAX_NAME_BYTES, check_item
 from dynadex.types import AttributeValueError, canonical_item, item_from_ion
 
 
@@ -72,16 +72,18 @@ def _from_obj(obj: object, where: str, line: int, ion: bool = False) -> Record:
 def _within_limits(record: Record, text: str | bytes, ion: bool, where: str, line: int) -> Record:
     """Check the record's images against DynamoDB's limits where the line could break them: a line's
     bytes bound its item's size (twice them for Ion, whose numbers may be shorter than DynamoDB counts
-    them), and an item nested deeper than 32 levels opens more than 32 braces and brackets in Ion, more
-    than 64 in DynamoDB JSON (two per map or list value: the value's and the map's or list's own)."""
+    them), an item nested deeper than 32 levels opens more than 32 braces and brackets in Ion, more
+    than 64 in DynamoDB JSON (two per map or list value: the value's and the map's or list's own), and
+    a name over 64 KB needs a line over 64 KB."""
     raw = text.encode() if isinstance(text, str) else text
     size = len(raw) * (2 if ion else 1) > MAX_ITEM_BYTES
     nesting = raw.count(b"{") + raw.count(b"[") > MAX_DEPTH * (1 if ion else 2)
-    if size or nesting:
+    names = len(raw) > MAX_NAME_BYTES
+    if size or nesting or names:
         for image in (record.item, record.old_image):
             if image is not None:
                 try:
-                    check_item(image, size=size, nesting=nesting)
+                    check_item(image, size=size, nesting=nesting, names=names)
                 except AttributeValueError as exc:
                     raise MalformedLine(where, str(exc), line) from None
     return record
