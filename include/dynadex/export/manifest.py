@@ -298,10 +298,10 @@ def _with_size(source, f: DataFile, files_where: str) -> DataFile:
     if isinstance(source, LocalSource):
         path: Path = source.path(f.key)
         if not path.is_file():
-            raise MissingFileError(source.url(f.key), f"data file not found (listed in {files_where})")
+            raise MissingFileError(source.url(f.key), f"file not found (a data file listed in {files_where})")
         return replace(f, size=path.stat().st_size)
     try:
         head = source._call(f.key, source.client.head_object)
     except MissingFileError as exc:
-        raise MissingFileError(exc.where, f"data file {exc.reason} (listed in {files_where})") from None
+        raise MissingFileError(exc.where, f"{exc.reason} (a data file listed in {files_where})") from None
     return replace(f, size=int(head["ContentLength"]))

@@ -6,8 +6,8 @@ for a delete) and its write time in microseconds. DYNAMODB_JSON and ION lines
 of the same item yield equal records. A line that is not a valid record
 raises ``MalformedLine`` naming the file, the line number and, for a bad
 attribute, its path. So does an item DynamoDB could not hold (over 400 KB,
-deeper than 32 levels, a name over 64 KB: ``dynadex.limits``), checked exactly only for lines
-long or nested enough to possibly hold one (see ``_within_limits``).
+deeper than 32 levels, a name over 64 KB: ``dynadex.limits``), checked
+exactly only for lines long or nested enough to hold one (``_within_limits``).
 """
 
 from __future__ import annotations
