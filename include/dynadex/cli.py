@@ -27,6 +27,7 @@ def _cmd_inspect_export(args: argparse.Namespace) -> int:
     for f in export.files:
         stats = verify_file(export, f, decode=not args.no_decode)
         checked.append((f, stats))
+    export.check_total()  # every file holds what its entry says: now the entries must add up
     if args.json:
         doc = export.to_dict()
         doc["verified"] = True

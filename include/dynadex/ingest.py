@@ -138,6 +138,7 @@ def ingest_export(source: str, table: str, key: str, *, store: str | None = None
     threads = threads_per_build(workers, len(p.chunks))
     jobs = [(source, c.to_dict(), location, table, p.build_id, key_names, key_types, p.version, threads) for c in p.chunks]
     results = _map(_build_one, jobs, workers)
+    p.export.check_total()  # every data file held what its entry says: now the entries must add up
     phase("build")
     s = p.export.summary
     spec = PublishSpec(

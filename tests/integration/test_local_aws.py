@@ -272,6 +272,42 @@ def test_ion_and_incremental_exports(aws, monkeypatch):
     assert rec.item is None and rec.keys == {"pk": {"S": "b"}, "sk": {"N": "-3.25"}} and rec.old_image is not None
 
 
+def test_items_at_dynamodbs_limits_export_exactly_in_both_formats(aws, monkeypatch):
+    """A 400 KB item, a 64 KB attribute name and 32 levels of nesting, written through the API, come back
+    from full exports in both formats and from an ION incremental export exactly as a Scan answers them."""
+    ddb = aws.client("dynamodb")
+    for k, v in aws.env().items():
+        monkeypatch.setenv(k, v)
+    t = make_table(aws, "Limits")
+    start = time.time()
+    deep: dict = {"S": "bottom"}
+    for level in range(31):  # 32 levels with the top map
+        deep = {"L": [deep]} if level % 2 else {"M": {"a": deep}}
+    items = [
+        {"pk": {"S": "big"}, "s": {"S": "é" * ((400 * 1024 - 6) // 2)}},  # exactly 409,600 bytes
+        {"pk": {"S": "name"}, "n" * 65535: {"S": "v"}, "m": {"M": {"k" * 65535: {"B": b"\x00" * 200_000}}}},
+        {"pk": {"S": "deep"}, "d": {"M": {"a": deep}}},
+    ]
+    for item in items:
+        ddb.put_item(TableName="Limits", Item=item)
+    scan = sorted(canonical_json(canonical_item(from_client(i))) for i in ddb.scan(TableName="Limits")["Items"])
+    assert len(scan) == 3
+    time.sleep(1.05)  # the shortest incremental window the fixture allows (min_incremental_seconds=1)
+    end = time.time()
+    for fmt in ("DYNAMODB_JSON", "ION"):
+        d = wait_export(ddb, ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports",
+                                                               S3Prefix=f"limits-{fmt}", ExportFormat=fmt)
+                        ["ExportDescription"]["ExportArn"])
+        e = read_export(f"s3://exports/{d['ExportManifest']}")
+        assert sorted(canonical_json(r.item) for f in e.files for r in iter_records(e, f)) == scan, fmt
+    inc = wait_export(ddb, ddb.export_table_to_point_in_time(
+        TableArn=t["TableArn"], S3Bucket="exports", S3Prefix="limits-inc", ExportType="INCREMENTAL_EXPORT",
+        ExportFormat="ION", IncrementalExportSpecification={"ExportFromTime": start, "ExportToTime": end},
+    )["ExportDescription"]["ExportArn"])
+    e = read_export(f"s3://exports/{inc['ExportManifest']}")
+    assert sorted(canonical_json(r.item) for f in e.files for r in iter_records(e, f)) == scan
+
+
 # ------------------------------------------------------------------ streams
 
 

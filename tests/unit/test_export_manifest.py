@@ -99,9 +99,14 @@ def test_wrong_item_count_in_files_manifest(genuine_export):
     lines = genuine_export.manifest_lines()
     lines[0]["itemCount"] = 4
     genuine_export.write_manifest_lines(lines)
+    e = read_export(str(genuine_export.summary_path))  # which count is wrong is known once the file is read
     with pytest.raises(ItemCountMismatch, match="summary") as info:
-        read_export(str(genuine_export.summary_path))
+        e.check_total()
     assert "manifest-files.json" in str(info.value)
+    with pytest.raises(ItemCountMismatch, match="holds 3 items but the manifest says 4") as info:
+        verify_file(e, e.files[0])
+    done = run_cli("inspect-export", str(genuine_export.summary_path))
+    assert done.returncode == 1 and genuine_export.data_path().name in done.stderr and "says 4" in done.stderr
     summary = genuine_export.summary()
     summary["itemCount"] = 4
     genuine_export.write_summary(summary)
@@ -114,7 +119,11 @@ def test_wrong_item_count_in_files_manifest(genuine_export):
 def test_missing_data_file_is_named(genuine_export):
     path = genuine_export.data_path()
     path.unlink()
-    e = read_export(str(genuine_export.summary_path))
+    with pytest.raises(MissingFileError) as info:  # refused when the files are stat'ed (planning)
+        read_export(str(genuine_export.summary_path))
+    assert path.name in str(info.value) and "listed in" in str(info.value)
+    assert "manifest-files.json" in str(info.value)
+    e = read_export(str(genuine_export.summary_path), stat_files=False)
     with pytest.raises(MissingFileError) as info:
         verify_file(e, e.files[0])
     assert path.name in str(info.value)

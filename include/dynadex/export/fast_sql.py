@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 from dynadex.export.fast_structure import SETS, TAGS, duck_type, ident, lit, name_counts_equal, names, wrong_json_type
+from dynadex.limits import MAX_ITEM_BYTES
 from dynadex.store.names import KEY_COLUMN, child_text, staging_name
 
 # canonical numbers, as dynadex.types._PLAIN_INT / _PLAIN_DEC (digit count checked separately)
@@ -234,6 +235,7 @@ def typed_table_sql(structure: dict, key_names, key_types) -> str:
     like_tags = frozenset(names(structure, set()) & set(TAGS) - {"M"})
     ok = " AND ".join(
         ["starts_with(line, '{\"Item\":{')", "ends_with(line, '}')", "NOT contains(line, '\\u')",
+         f"strlen(line) <= {MAX_ITEM_BYTES}",  # a line's bytes bound its item's size; longer ones: Python checks
          f"NOT regexp_matches(line, {lit(wrong_json_type(like_tags))})",
          "item IS NOT NULL", "strlen(item) = strlen(line) - 9", *name_counts_equal(like_tags), *key_checks, *guards])
     return (

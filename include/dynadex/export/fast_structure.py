@@ -6,7 +6,8 @@ sample, refined from lines the sample missed). ``from_json`` converts
 silently where JSON types disagree, so the raw text of every line is also
 checked by one RE2 scan (``wrong_json_type``).
 
-Invariant: a structure only ever holds what DynamoDB JSON allows (``clean``);
+Invariant: a structure only ever holds what DynamoDB JSON allows, at most
+FAST_MAX_DEPTH levels of maps and lists, names of at most 64 KB (``clean``);
 anything else is pruned, so lines holding it regenerate shorter than they
 are and the length guard (``fast_sql``) sends them to the exact Python path.
 """
@@ -15,11 +16,15 @@ from __future__ import annotations
 
 import json
 
+from dynadex.limits import MAX_NAME_BYTES
 from dynadex.store.names import literal, quote
 
 SAMPLE_HEAD, SAMPLE_ROWS = 1_000, 20_000  # the structure comes from the first lines plus a seeded sample
 _SCALAR = {"S": "VARCHAR", "N": "VARCHAR", "B": "VARCHAR", "BOOL": "BOOLEAN", "NULL": "BOOLEAN"}
 SETS = ("SS", "NS", "BS")
+# Deeper structures take DuckDB time that doubles every level or two past ~20 (measured: 2 s at 18 levels,
+# 18 s at 26, minutes at DynamoDB's 32); lines nested deeper than this go to the Python share instead.
+FAST_MAX_DEPTH = 16
 # A value of the wrong JSON type anywhere in a line: from_json converts silently (5 -> '5' for a VARCHAR,
 # "true" -> true for a BOOLEAN, 12 or [] -> a struct of NULLs for a map), so the raw text is checked, once,
 # by RE2. Every type tag of a line appears literally in it ("\u" escapes are refused, and inside a string a
@@ -107,11 +112,11 @@ def merge(a, b):
     raise OutsideFastPath(f"conflicting JSON types {a!r} and {b!r}")
 
 
-def _clean_av(spec):
+def _clean_av(spec, level: int = 1):
     """The attribute-value structure with everything DynamoDB JSON does not allow pruned (None if nothing
-    is left). Lines holding a pruned part regenerate shorter than they are, so the guard sends them to
-    Python, which names what is wrong."""
-    if not isinstance(spec, dict):
+    is left), and maps and lists deeper than FAST_MAX_DEPTH. Lines holding a pruned part regenerate shorter
+    than they are, so the guard sends them to Python, which names what is wrong."""
+    if not isinstance(spec, dict) or level > FAST_MAX_DEPTH:
         return None
     out = {}
     for tag, sub in spec.items():
@@ -120,13 +125,14 @@ def _clean_av(spec):
         elif tag in SETS:
             keep = sub == ["VARCHAR"]
         elif tag == "M":
-            children = ((name, _clean_av(child)) for name, child in sub.items()) if isinstance(sub, dict) else ()
+            children = ((name, _clean_av(child, level + 1)) for name, child in sub.items()
+                        if _name_ok(name)) if isinstance(sub, dict) else ()
             sub = _sql_fields({name: c for name, c in children if c})
             keep = bool(sub)
         elif tag == "L":
             keep = isinstance(sub, list) and len(sub) == 1
             if keep and sub[0] != "NULL":
-                sub = [_clean_av(sub[0])]
+                sub = [_clean_av(sub[0], level + 1)]
                 keep = sub[0] is not None
         else:
             keep = False
@@ -135,10 +141,15 @@ def _clean_av(spec):
     return out or None
 
 
+def _name_ok(name: str) -> bool:
+    return len(name.encode()) <= MAX_NAME_BYTES  # longer ones: the Python share refuses them
+
+
 def clean(structure) -> dict:
     if not isinstance(structure, dict):
         raise OutsideFastPath("no item structure")
-    return _sql_fields({name: c for name, c in ((name, _clean_av(av)) for name, av in structure.items()) if c})
+    return _sql_fields({name: c for name, c in ((name, _clean_av(av)) for name, av in structure.items()
+                                                if _name_ok(name)) if c})
 
 
 def _sql_fields(fields: dict) -> dict:

@@ -16,6 +16,9 @@ every line passes a guard that proves it lies in the domain where that holds:
 
 * the line is ``{"Item":{…}}`` and holds no ``\\u`` escape (the escapes are
   the only place where DuckDB's and Python's JSON text can differ);
+* the line is at most 400 KB (its bytes bound its item's size, so its item
+  is within DynamoDB's limit) and nests at most 16 levels (``fast_structure``;
+  so an item deeper than DynamoDB's 32 reaches the Python check);
 * every number is already canonical (DynamoDB writes them so), every binary
   is canonical base64, every set is non-empty with distinct members, every
   NULL is ``true``, the key attributes have the table's key types;

@@ -8,7 +8,15 @@ Invariants:
   used exactly as written.
 * The optional sidecars (``manifest-*.md5`` or ``manifest-*.checksum``) must
   match the manifest bytes when present (hex or base64 MD5 accepted).
-* The files manifest's item counts must add up to the summary's ``itemCount``.
+* Every ``dataFileS3Key`` lies under the export's ``AWSDynamoDB`` folder (the
+  files manifest's grandparent: a full export's data sit in its own folder,
+  an incremental export's in the shared ``AWSDynamoDB/data/``), and, when
+  files are stat'ed, exists.
+* The files manifest's item counts must add up to the summary's ``itemCount``
+  (``Export.check_total``). Which count is wrong is only known once the data
+  files were counted, so readers call it after verifying every data file
+  against its own entry (``reader.iter_lines``): a data file that disagrees
+  with its entry is named with both counts, before the totals are compared.
   Every inconsistency raises a ``ManifestError`` naming the file.
 """
 
@@ -81,6 +89,17 @@ class Export:
     def url(self, key: str) -> str:
         return self.source.url(key)
 
+    @property
+    def listed_items(self) -> int:
+        return sum(f.item_count for f in self.files)
+
+    def check_total(self) -> None:
+        """Refuse an export whose files manifest does not add up to the summary's itemCount."""
+        s = self.summary
+        if self.listed_items != s.item_count:
+            raise ItemCountMismatch(self.url(s.manifest_files_key), f"data files hold {self.listed_items} items but "
+                                    f"the summary {self.url(self.summary_key)} says {s.item_count}")
+
     def to_dict(self) -> dict:
         s = self.summary
         return {
@@ -152,7 +171,21 @@ def parse_summary(data: bytes, where: str) -> ExportSummary:
     return summary
 
 
-def parse_files(data: bytes, where: str) -> list[DataFile]:
+def data_folder(manifest_files_key: str) -> str:
+    """The folder every data file of the export lies under: ``<prefix>/AWSDynamoDB/``."""
+    folder = posixpath.dirname(posixpath.dirname(manifest_files_key))
+    return f"{folder}/" if folder else ""
+
+
+def _check_key(key: str, folder: str, where: str, number: int) -> None:
+    parts = key.split("/")
+    if not key.startswith(folder) or any(p in ("", ".", "..") for p in parts) or key.startswith("/"):
+        raise ManifestError(where, f"dataFileS3Key {key!r} lies outside the export's folder {folder or '/'!r}",
+                            line=number)
+
+
+def parse_files(data: bytes, where: str, folder: str | None = None) -> list[DataFile]:
+    """The data files a files manifest lists (each key under ``folder`` when given)."""
     files = []
     try:
         text = data.decode("utf-8")
@@ -176,6 +209,8 @@ def parse_files(data: bytes, where: str) -> list[DataFile]:
             raise ManifestError(where, "itemCount is negative", line=number)
         if key in seen:
             raise ManifestError(where, f"data file {key!r} is listed twice", line=number)
+        if folder is not None:
+            _check_key(key, folder, where, number)
         seen.add(key)
         files.append(DataFile(key=key, item_count=count, md5=md5, etag=raw.get("etag")))
     return files
@@ -250,25 +285,23 @@ def read_export(location: str | SummaryLocation, *, check_sidecars: bool = True,
         raise ManifestError(files_where, f"files manifest unreadable: {exc.reason}") from None
     if check_sidecars:
         _check_sidecars(source, summary.manifest_files_key, files_data)
-    files = parse_files(files_data, files_where)
-    total = sum(f.item_count for f in files)
-    if total != summary.item_count:
-        raise ItemCountMismatch(
-            files_where, f"data files hold {total} items but the summary {where} says {summary.item_count}"
-        )
+    files = parse_files(files_data, files_where, data_folder(summary.manifest_files_key))
     if stat_files:
-        files = [_with_size(source, f) for f in files]
+        files = [_with_size(source, f, files_where) for f in files]
     return Export(source=source, summary_key=summary_key, summary=summary, files=files)
 
 
-def _with_size(source, f: DataFile) -> DataFile:
+def _with_size(source, f: DataFile, files_where: str) -> DataFile:
+    """The data file with its size; a missing one is refused now, before any work is planned on it."""
     from dataclasses import replace
 
     if isinstance(source, LocalSource):
         path: Path = source.path(f.key)
-        return replace(f, size=path.stat().st_size) if path.is_file() else f
+        if not path.is_file():
+            raise MissingFileError(source.url(f.key), f"file not found (a data file listed in {files_where})")
+        return replace(f, size=path.stat().st_size)
     try:
         head = source._call(f.key, source.client.head_object)
-        return replace(f, size=int(head["ContentLength"]))
-    except MissingFileError:
-        return f
+    except MissingFileError as exc:
+        raise MissingFileError(exc.where, f"{exc.reason} (a data file listed in {files_where})") from None
+    return replace(f, size=int(head["ContentLength"]))

@@ -24,9 +24,8 @@ from functools import lru_cache
 
 from moto.core.exceptions import JsonRESTError
 
-MAX_ITEM_BYTES = 400 * 1024  # "400 KB", DynamoDB's maximum item size, names and values included
-MAX_DEPTH = 32  # nested levels of maps and lists
-MAX_NAME_BYTES = 65535  # attribute names are 1 byte to 64 KB
+from dynadex.limits import MAX_DEPTH, MAX_ITEM_BYTES, MAX_NAME_BYTES, item_size
+
 HASH_KEY_MAX = 2048
 RANGE_KEY_MAX = 1024
 TAGS = ("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL")
@@ -231,35 +230,7 @@ def check_key(attrs: dict, table, *, item: bool) -> None:
 
 
 # --------------------------------------------------------------------- sizes
-
-
-def value_size(av: dict) -> int:
-    """DynamoDB's size of one value (Developer Guide, "Item sizes and formats")."""
-    ((tag, v),) = ((t, x) for t, x in av.items() if t in TAGS and x is not None)
-    if tag == "S":
-        return len(v.encode())
-    if tag == "N":
-        text = normal_number(v).lstrip("-")
-        digits = text.replace(".", "").strip("0") or "0"
-        return (len(digits) + 1) // 2 + 1
-    if tag == "B":
-        return len(_raw_binary(v))
-    if tag in ("BOOL", "NULL"):
-        return 1
-    if tag == "SS":
-        return sum(len(m.encode()) for m in v)
-    if tag == "NS":
-        return sum(value_size({"N": m}) for m in v)
-    if tag == "BS":
-        return sum(len(_raw_binary(m)) for m in v)
-    if tag == "L":
-        return 3 + sum(value_size(x) + 1 for x in v)
-    return 3 + sum(len(k.encode()) + value_size(x) + 1 for k, x in v.items())
-
-
-def item_size(image: dict) -> int:
-    """Bytes DynamoDB counts for an item: every attribute name (UTF-8) plus its value."""
-    return sum(len(k.encode()) + value_size(v) for k, v in image.items())
+# counted by dynadex.limits (shared with the export reader): item_size, value_size
 
 
 def check_image(image: dict, *, update: bool = False) -> None:

@@ -121,6 +121,7 @@ def recover(store: Store, table: str, ddb, s3, *, reason: str, settings) -> dict
             for r in iter_records(export, f):
                 keys = r.keys if r.keys else {k: r.item[k] for k in key_names}
                 changes.append(Change(keys, r.item, r.write_micros or int(b * 1e6), f"incremental:{export.summary.export_id}"))
+        export.check_total()
         changes.sort(key=lambda c: c.version)
         last_window = i == len(plan) - 1
         updates = {"last_change_micros": int(b * 1e6)}
