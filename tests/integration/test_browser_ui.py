@@ -117,7 +117,7 @@ def api_responses(driver, path_end: str, method: str = "POST") -> list[dict]:
 
 
 def test_new_user_signs_in_finds_our_dags_and_the_trigger_form_explains_and_refuses_a_bad_table_name(
-        stack, browser, tmp_path):
+        browser, stack, tmp_path):  # browser first: without Chromium it skips before the stack starts
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as EC
