@@ -95,3 +95,63 @@ def resume(sdk_dag, run):
                 pass
     session.expire_all()
     return dr
+
+
+class MakeAirflow:
+    """``make airflow`` (``python -m dynadex.airflow_local``) as a child process on a free port, home of its own.
+
+    ``start()`` waits for its banner and reads the URL, the login and the standalone pid from it;
+    ``stop()`` sends SIGINT (what Ctrl-C sends) and returns the exit code. Its output is in ``lines``.
+    """
+
+    def __init__(self, home: Path, port: int, items: int = 50):
+        self.home, self.port, self.items = home, port, items
+        self.lines: list[str] = []
+        self.proc = None
+        self.url = self.user = self.password = None
+        self.standalone_pid = None
+
+    def output(self, last: int = 30) -> str:
+        return "\n".join(self.lines[-last:])
+
+    def start(self, timeout: float = 600) -> "MakeAirflow":
+        import threading
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")])}
+        self.proc = subprocess.Popen([sys.executable, "-m", "dynadex.airflow_local", "--home", str(self.home),
+                                      "--port", str(self.port), "--items", str(self.items), "--no-writes"],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ready = threading.Event()
+
+        def read():
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+                if line.startswith("stop "):
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert ready.wait(timeout) and self.proc.poll() is None, self.output()
+        self.standalone_pid = int(next(l for l in self.lines if l.startswith("airflow standalone pid ")).split()[-1])
+        self.url = next(l.split()[-1] for l in self.lines if l.startswith("Airflow UI"))
+        self.user, self.password = next(l for l in self.lines if l.startswith("login")).split()[1::2]
+        return self
+
+    def stop(self, timeout: float = 120, fast: bool = False) -> int | None:
+        """Ctrl-C, and its exit code. ``fast``: SIGKILL Airflow's process group first (a graceful standalone
+        shutdown takes about a minute, SIGTERM about as long), for tests whose subject is not the clean stop."""
+        import signal
+
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        if fast and self.standalone_pid:
+            try:
+                os.killpg(self.standalone_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise

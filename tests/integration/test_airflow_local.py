@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.airflow_support import MakeAirflow
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -52,30 +49,12 @@ def wait_for(what, probe, timeout=300, every=2):
 
 
 def test_make_airflow_serves_the_ui_with_our_dags_then_stops_cleanly_on_ctrl_c(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")])}
-    proc = subprocess.Popen([sys.executable, "-m", "dynadex.airflow_local", "--home", str(tmp_path / "home"),
-                             "--port", str(port), "--items", "50", "--no-writes"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def read():
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("stop "):
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    standalone = None
+    stack = MakeAirflow(tmp_path / "home", free_port())
     try:
-        assert ready.wait(600) and proc.poll() is None, "\n".join(lines[-30:])
-        text = "\n".join(lines)
-        standalone = int(next(l for l in lines if l.startswith("airflow standalone pid ")).split()[-1])
-        url = next(l.split()[-1] for l in lines if l.startswith("Airflow UI"))
-        user, password = next(l for l in lines if l.startswith("login")).split()[1::2]
-        assert url == f"http://127.0.0.1:{port}" and user == "admin", text
+        stack.start()
+        text = "\n".join(stack.lines)
+        url, user, password = stack.url, stack.user, stack.password
+        assert url == f"http://127.0.0.1:{stack.port}" and user == "admin", text
         code, health = get(f"{url}/api/v2/monitor/health")
         assert code == 200 and health["metadatabase"]["status"] == "healthy", health
         code, doc = post(f"{url}/auth/token", {"username": user, "password": password})  # the printed login works
@@ -108,14 +87,10 @@ def test_make_airflow_serves_the_ui_with_our_dags_then_stops_cleanly_on_ctrl_c(t
         health = entry["value"]
         assert health and health[0]["table"] == "Orders" and health[0]["lag_seconds"] is not None, health
     finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        try:
-            code = proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert code == 0, "\n".join(lines[-30:])
+        code = stack.stop()
+    lines = stack.lines
+    assert code == 0, stack.output()
     assert lines[-1] == "stopped"
-    if standalone:
+    if stack.standalone_pid:
         with pytest.raises(ProcessLookupError):  # nothing of Airflow's process group is left
-            os.killpg(standalone, 0)
+            os.killpg(stack.standalone_pid, 0)
