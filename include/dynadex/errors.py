@@ -26,6 +26,9 @@ class ExportError(DynadexError, ValueError):
         at = f"{where} line {line}" if line is not None else where
         super().__init__(f"{at}: {reason}")
 
+    def __reduce__(self):  # a builder process's error reaches the parent whole (default pickling drops args)
+        return (type(self), (self.where, self.reason, self.line))
+
 
 class ManifestError(ExportError):
     """A manifest that is missing, malformed or inconsistent."""

@@ -159,3 +159,13 @@ def test_bad_item_is_named_with_file_and_line_and_commits_nothing(tmp_path, monk
     assert f"{SECOND} line 3: " in python, python
     for fragment in fragments:
         assert fragment in python, python
+
+
+def test_an_export_error_raised_in_a_builder_process_reaches_the_caller_whole():
+    """Builds run in worker processes: their errors are pickled back, and must keep file, line and reason."""
+    import pickle
+
+    from dynadex.errors import MalformedLine
+
+    err = pickle.loads(pickle.dumps(MalformedLine("s3://b/data/x.json.gz", "item has no key attribute 'pk'", 7)))
+    assert type(err) is MalformedLine and str(err) == "s3://b/data/x.json.gz line 7: item has no key attribute 'pk'"

@@ -39,7 +39,7 @@ PATHS = [
     (("m", ""), "m."),  # map keys may be empty (top-level names may not)
     (("m", "", ""), "m.."),
     (("m.",), "m\\."),
-    (("n" * 65_535 + ".",), "n" * 65_535 + "\\."),  # DynamoDB's 64 KB name limit
+    (("n" * 65_534 + ".",), "n" * 65_534 + "\\."),  # DynamoDB's name limit: 65,535 bytes
 ]
 
 
