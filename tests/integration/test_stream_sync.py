@@ -170,19 +170,30 @@ def test_recovery_windows_cover_the_gap():
         assert 900 <= b - a <= 86400
 
 
-@pytest.fixture
-def short_lived(tmp_path):
-    """An emulator whose stream keeps records 3 s and whose PITR reaches back 12 s."""
-    with running(export_seconds=0.3, export_files=2, stream_shards=2, retention_seconds=3, min_incremental_seconds=1,
-                 pitr_window_seconds=12) as a:
+def _short_lived(retention: float, pitr: float):
+    with running(export_seconds=0.3, export_files=2, stream_shards=2, retention_seconds=retention,
+                 min_incremental_seconds=1, pitr_window_seconds=pitr) as a:
         saved = dict(os.environ)
         os.environ.update(a.env())
-        os.environ.update(DYNADEX_STREAM_RETENTION_SECONDS="3", DYNADEX_MIN_INCREMENTAL_SECONDS="1",
-                          DYNADEX_PITR_WINDOW_SECONDS="12", DYNADEX_EXPORT_POLL_SECONDS="0.1", DYNADEX_OVERLAP_SECONDS="1")
+        os.environ.update(DYNADEX_STREAM_RETENTION_SECONDS=f"{retention:g}", DYNADEX_MIN_INCREMENTAL_SECONDS="1",
+                          DYNADEX_PITR_WINDOW_SECONDS=f"{pitr:g}", DYNADEX_EXPORT_POLL_SECONDS="0.1",
+                          DYNADEX_OVERLAP_SECONDS="1")
         a.client("s3").create_bucket(Bucket="dynadex-exports")
         yield a
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture
+def short_lived(tmp_path):
+    """An emulator whose stream keeps records 3 s and whose PITR reaches back 12 s."""
+    yield from _short_lived(3, 12)
+
+
+@pytest.fixture
+def roomy(tmp_path):
+    """Retention 10 s and PITR 24 s: room for a sync pass on a loaded machine to stay within the retention."""
+    yield from _short_lived(10, 24)
 
 
 def test_gap_after_retention_recovered_by_incremental_export(short_lived, tmp_path):
@@ -271,18 +282,18 @@ def test_verify_reports_every_difference_and_the_cli_exits_1(aws, tmp_path):
     assert report.ok and report.table_items == 30
 
 
-def test_idle_table_followed_by_a_running_sync_recovers_a_gap_without_bootstrap(short_lived, tmp_path):
+def test_idle_table_followed_by_a_running_sync_recovers_a_gap_without_bootstrap(roomy, tmp_path):
     """Idle longer than PITR and the retention, but the sync kept finding the stream at its tip: recovery
     starts from that instant, not from the last change long ago (which would ask for a fresh bootstrap),
     and the idle sync is not taken for a stale one."""
-    ddb = new_table(short_lived, "Quiet")
+    ddb = new_table(roomy, "Quiet")
     store = str(tmp_path / "store")
     ddb.put_item(TableName="Quiet", Item={"pk": {"S": "a"}})
     bootstrap.run(ddb, "Quiet", bucket="dynadex-exports", store=store, poll_seconds=0.1)
     d, streams, s3 = clients()
     settings = SyncSettings(caught_up_note_seconds=0.5)
     with Store(store, read_only=False) as st:
-        stats = sync_table(st, "Quiet", d, streams, s3, seconds=14, settings=settings)  # beyond PITR (12 s)
+        stats = sync_table(st, "Quiet", d, streams, s3, seconds=26, settings=settings)  # beyond PITR (24 s)
         assert stats.get("recoveries", 0) == 0  # idle, not stale
         state = st.table_state("Quiet")
         assert time.time() - state["last_change_micros"] / 1e6 < 3  # applied through a moment ago
