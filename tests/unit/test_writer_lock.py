@@ -34,3 +34,12 @@ def test_postgres_catalogs_take_no_file_lock():
     with writing("postgres:dbname=x", "w"):
         with writing("postgres:dbname=x", "w"):  # no lock: nested writes do not wait on each other
             pass
+
+
+def test_a_write_inside_a_write_of_the_same_thread_goes_on(tmp_path):
+    catalog = f"sqlite:{tmp_path / 'catalog.sqlite'}"
+    with writing(catalog, "outer"):
+        with writing(catalog, "inner"):
+            pass
+    with writing(catalog, "again"):  # released: a later write takes it
+        pass

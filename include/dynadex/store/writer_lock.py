@@ -3,7 +3,8 @@
 Invariant: while a ``Lake`` on a SQLite catalog runs a write (everything
 ``Lake.retrying`` wraps: batches, caught-up notes, publishes, maintenance),
 it holds an exclusive ``flock`` on ``<catalog>.writer-lock``; so no two
-writes of one store overlap. The lock is taken per attempt (never across a
+writes of one store overlap. A thread that holds it and writes again goes
+on (no self-deadlock). The lock is taken per attempt (never across a
 retry's pause) and the kernel drops it when its process dies.
 
 Why: in WAL mode SQLite refuses the write of a transaction whose read
@@ -21,12 +22,14 @@ checks and ``retrying``, as before.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("dynadex.store")
 
+_held = threading.local()  # the lock files this thread holds
 WAIT_NOTE_SECONDS = 5.0  # a wait longer than this is logged: another writer held the store that long
 
 
@@ -45,6 +48,10 @@ def writing(catalog: str, what: str):
         return
     import fcntl
 
+    key = str(path)
+    if key in _held.__dict__:  # this thread holds it already (a write inside a write): flock would wait on itself
+        yield
+        return
     # a fresh open file per holder: flock locks belong to the open file, so threads of one process exclude
     # each other too (POSIX fcntl locks would not)
     with open(path, "a+b") as f:
@@ -53,7 +60,9 @@ def writing(catalog: str, what: str):
         waited = time.monotonic() - t
         if waited > WAIT_NOTE_SECONDS:
             log.info("%s: waited %.1fs for another writer of this store", what, waited)
+        _held.__dict__[key] = True
         try:
             yield
         finally:
+            del _held.__dict__[key]
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
