@@ -117,7 +117,9 @@ def test_writes_during_and_after_export_converge_with_rollover_ttl_and_expiry(aw
     ddb2, streams, s3 = clients()
     with Writer(ddb, "Live", seed=2) as w2:
         with Store(store, read_only=False) as st:
-            stats = sync_table(st, "Live", ddb2, streams, s3, seconds=3, settings=settings)
+            # 5 s: on a loaded 2-core box, opening the store, the first refresh and the first batch (read 0.5 s,
+            # applied in 1.4-1.8 s) took the whole of a 3 s window, leaving no second batch
+            stats = sync_table(st, "Live", ddb2, streams, s3, seconds=5, settings=settings)
     time.sleep(3.5)  # idle longer than the iterator lifetime
     with Store(store, read_only=False) as st:
         # idle polls back off 0.05, 0.1, … 1.6 s: the 1.6 s pause (past the 1.5 s iterators) starts about 1.6 s
