@@ -4,6 +4,11 @@ apply:     records shaped exactly as boto3 hands GetRecords pages (datetimes, by
            applied in batches of 10 000 with their checkpoints (one transaction each), DuckDB on 1 thread.
 freshness: a writer puts items at a steady rate; `dynadex sync` follows the stream in another process;
            a reader polls the store; lag = first poll that sees a write minus the moment the write was acked.
+passes:    (--shards N,... --readers K,...) one table whose stream has N open shards on the emulator: the time
+           of one pass over every shard (one GetRecords each; the first pass also gets the iterators and reads
+           a small backlog), reading them one after another (K=1) or K at once. --latency-ms adds a simulated
+           network round trip to every stream call (the emulator answers from the same machine in ~1 ms and
+           serialises requests, which hides what concurrent reads save against AWS).
 """
 
 from __future__ import annotations
@@ -154,6 +159,67 @@ def freshness_bench(seconds: float, rate: float, items: int = 0) -> None:
               f"p99 {lags[int(len(lags) * 0.99)]:.2f}s max {lags[-1]:.2f}s")
 
 
+class Delayed:
+    """A streams client whose every call first waits ``seconds`` (a network round trip; the GIL is released)."""
+
+    def __init__(self, inner, seconds: float):
+        self.inner, self.seconds = inner, seconds
+
+    def __getattr__(self, name):
+        fn = getattr(self.inner, name)
+
+        def call(**kw):
+            time.sleep(self.seconds)
+            return fn(**kw)
+        return call
+
+
+def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, passes: int = 5) -> None:
+    from statistics import median
+
+    from dynadex import bootstrap
+    from dynadex.aws import client
+    from dynadex.local_aws import running
+    from dynadex.stream.readers import ShardReaders
+    from dynadex.stream.sync import SyncSettings, TableSync
+
+    for n in shard_counts:
+        with running(export_seconds=1, export_files=2, stream_shards=n) as aws:
+            os.environ.update(aws.env())
+            ddb = aws.client("dynamodb")
+            aws.client("s3").create_bucket(Bucket="dynadex-exports")
+            ddb.create_table(TableName="Wide", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                             BillingMode="PAY_PER_REQUEST",
+                             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+            ddb.update_continuous_backups(TableName="Wide",
+                                          PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+            store = tempfile.mkdtemp(prefix="dynadex-passes-")
+            ddb.put_item(TableName="Wide", Item={"pk": {"S": "seed"}})
+            bootstrap.run(ddb, "Wide", bucket="dynadex-exports", store=store, poll_seconds=0.2)
+            for i in range(2 * n):  # a small backlog, about 2 records per shard
+                ddb.put_item(TableName="Wide", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+            streams = client("dynamodbstreams")
+            if latency_ms:
+                streams = Delayed(streams, latency_ms / 1000)
+            with Store(store) as st:
+                for k in readers:
+                    sync = TableSync(st, "Wide", client("dynamodb"), streams, None, SyncSettings(shard_readers=k))
+                    sync.refresh()
+                    with ShardReaders(k) as pool:
+                        times, cpu = [], []
+                        for _ in range(passes + 1):
+                            readable = sync.readable()
+                            t, c = time.perf_counter(), time.process_time()
+                            pool.read_pass(sync.read, readable)
+                            times.append(time.perf_counter() - t)
+                            cpu.append(time.process_time() - c)
+                    print(f"passes: {n:4d} shards, readers {k:3d}, latency {latency_ms:g} ms: first pass "
+                          f"{times[0] * 1000:7.1f} ms, pass at the tip median {median(times[1:]) * 1000:7.1f} ms "
+                          f"({median(times[1:]) * 1000 / n:.2f} ms per shard; the sync's own CPU {median(cpu[1:]) * 1000 / n:.2f} ms "
+                          f"per shard, the rest is the emulator)", flush=True)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
@@ -163,8 +229,13 @@ if __name__ == "__main__":
     ap.add_argument("--index-items", type=int, default=0, help="freshness against an index preloaded with this many items")
     ap.add_argument("--batch-store", help="only measure small-batch latency on this existing store (e.g. bench_build's store2)")
     ap.add_argument("--batch-table", default="Bench")
+    ap.add_argument("--shards", help="only measure pass times for streams of these shard counts, e.g. 4,32,128,256")
+    ap.add_argument("--readers", default="1,16", help="with --shards: the pool sizes to compare (1: sequential)")
+    ap.add_argument("--latency-ms", type=float, default=0.0, help="with --shards: simulated round trip per stream call")
     a = ap.parse_args()
-    if a.batch_store:
+    if a.shards:
+        pass_bench([int(x) for x in a.shards.split(",")], [int(x) for x in a.readers.split(",")], a.latency_ms)
+    elif a.batch_store:
         batch_latency(a.batch_store, a.batch_table)
     else:
         apply_bench(a.records, a.keys)

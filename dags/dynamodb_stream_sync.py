@@ -6,19 +6,23 @@ while it is paused nothing follows the tables and the index falls behind them. `
 its first publish when it can reach the REST API (connection `airflow_api`), and warns loudly in
 `start_stream_sync`'s log when it cannot.
 
-Continuous (one run at a time): each run syncs for `run_seconds`, then ends; the next run resumes from the stored
-shard checkpoints. Each batch of changes commits with its shard checkpoints in one transaction. A run
+Continuous (one run at a time): `list_tables` lists the tables the run follows, then one mapped `sync` task per
+(store, table), named after its table, follows that table alone for the whole `run_seconds`, all at once (so a
+table's lag does not depend on how many tables are followed), then ends; the next run resumes from the stored
+shard checkpoints. Within a table, its shards are read concurrently (`DYNADEX_SHARD_READERS`, default 16), parents
+before children; each batch of changes commits with its shard checkpoints in one transaction. A run
 triggered by an ingest syncs that table and store; the continuous runs sync every table with a stream in every
 store an ingest has published into (Airflow Variable `dynadex_stores`; delete an entry to stop following a store),
 or just `table_name` / `store` when given. Gaps (trimmed records, pruned shards, a new stream) are recovered
-through incremental exports inside the run; a gap beyond the PITR window starts a fresh `dynamodb_ingest` for
-that table (`bootstrap_again`).
+through incremental exports inside the table's task; a gap beyond the PITR window starts a fresh `dynamodb_ingest`
+for that table (`bootstrap_again`). Each table's task holds a worker slot for the run: size the executor's
+parallelism (or give the task a pool) for the number of tables followed.
 
 **Params**: `table_name` (one table, or empty: every table), `store` (one store, or empty: every followed
 store), `aws_conn_id`, `run_seconds` (1-3600; default `$DYNADEX_SYNC_RUN_SECONDS` or 60).
 
-**Health**: each run logs one line per table (store, changes applied, lag, shards open/total, recoveries) and
-pushes the same figures to XCom (key `health`). Lag means what `dynadex status` means: how far behind the table the
+**Health**: each table's `sync` task logs one line (store, changes applied, lag, shards open/total, recoveries) and
+returns the same figures; `report` gathers them all into XCom (key `health`). Lag means what `dynadex status` means: how far behind the table the
 index was when the run last looked (0: every shard was read to its tip).
 
 Wiring only: the work is in `plugins/dynadex_airflow/sync_tasks.py` -> `include/dynadex/stream`.
@@ -33,7 +37,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from dynadex.bootstrap import PARAMS_SCHEMA
-from dynadex_airflow import sync_tasks
+from dynadex_airflow import labels, sync_tasks
 from dynadex_airflow.dag_defaults import default_args, timeout
 
 RUN_SECONDS = float(os.environ.get("DYNADEX_SYNC_RUN_SECONDS", "60"))
@@ -59,21 +63,27 @@ RUN_SECONDS = float(os.environ.get("DYNADEX_SYNC_RUN_SECONDS", "60"))
         "aws_conn_id": Param("aws_default", **PARAMS_SCHEMA["aws_conn_id"]),
         "run_seconds": Param(RUN_SECONDS, type="number", minimum=1, maximum=3600, title="Run length (seconds)",
                              description="how long one run syncs before it ends and the next run resumes "
-                                         "(1-3600); shared by the tables it syncs"),
+                                         "(1-3600); each table's task follows its table this long"),
     },
     default_args=default_args(execution_timeout=timeout("sync")),
 )
 def dynamodb_stream_sync():
     @task
-    def sync(params=None) -> list:
-        context = get_current_context()
-        result = sync_tasks.sync(params, dict(context["dag_run"].conf or {}))
-        context["ti"].xcom_push(key="health", value=result["health"])  # per table: lag, applied, shards, ...
+    def list_tables(params=None) -> list:
+        return sync_tasks.targets(params, dict(get_current_context()["dag_run"].conf or {}))  # SyncTarget dicts
+
+    @task(map_index_template=labels.SYNC_TEMPLATE)
+    def sync(target: dict) -> dict:
+        return sync_tasks.sync(target)  # a SyncOutcome dict: the table's health, a bootstrap conf or none
+
+    @task
+    def report(outcomes: list) -> list:
+        result = sync_tasks.gather(outcomes)
+        get_current_context()["ti"].xcom_push(key="health", value=result["health"])  # per table: lag, applied, ...
         return result["needs_bootstrap"]  # what bootstrap_again maps over
 
-    needs = sync()
+    needs = report(sync.expand(target=list_tables()))
     TriggerDagRunOperator.partial(task_id="bootstrap_again", trigger_dag_id="dynamodb_ingest",
                                   wait_for_completion=False).expand(conf=needs)
-
 
 dynamodb_stream_sync()

@@ -4,7 +4,9 @@ Invariant: with no AWS settings at all, clients point nowhere surprising:
 the endpoint comes from ``AWS_ENDPOINT_URL`` (boto3 reads it itself) or from
 an explicit ``endpoint_url``; the region defaults to ``us-east-1``. Retries
 use botocore's adaptive mode so throttling is retried with backoff before an
-error surfaces. Credentials are never logged.
+error surfaces. Credentials are never logged. A client keeps up to
+``POOL_CONNECTIONS`` HTTP connections, so the stream sync's concurrent shard
+readers (``SyncSettings.shard_readers``) each reuse one.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+POOL_CONNECTIONS = 64
+
 
 def client(service: str, *, endpoint_url: str | None = None, region: str | None = None, **kwargs: Any):
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, **kwargs.pop("config_kwargs", {}))
+    config = Config(**{"retries": {"mode": "adaptive", "max_attempts": 8}, "max_pool_connections": POOL_CONNECTIONS,
+                       **kwargs.pop("config_kwargs", {})})
     return boto3.session.Session().client(
         service,
         endpoint_url=endpoint_url or None,

@@ -19,7 +19,15 @@ class DynamoDBClientHook(AwsBaseHook):
 
 
 def client(service: str, aws_conn_id: str | None):
-    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service).get_conn()
+    """The connection's client, keeping enough HTTP connections for the stream sync's shard readers (the
+    connection's own botocore config, if any, is kept and wins on every other setting)."""
+    from botocore.config import Config
+
+    from dynadex.aws import POOL_CONNECTIONS
+
+    pool = Config(max_pool_connections=POOL_CONNECTIONS)
+    own = AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service).conn_config.botocore_config
+    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service, config=pool.merge(own) if own else pool).get_conn()
 
 
 def aws_credentials(aws_conn_id: str | None) -> AwsCredentials:

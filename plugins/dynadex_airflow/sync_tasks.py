@@ -1,21 +1,34 @@
-"""Body of the dynamodb_stream_sync task: sync each table of each followed store for a bounded window.
+"""Bodies of the dynamodb_stream_sync tasks: list the followed tables, sync ONE table for a bounded window
+(one mapped task per table, all at once), gather what they report.
 
-A run syncs for ``run_seconds`` and ends, so progress and logs stay readable
-and the next (continuous) run resumes from the stored checkpoints. A run with
-a store (a triggered one) follows that store; a run without (the continuous
-ones) follows every store an ingest has published into (``stores``).
+Invariants:
 
-Each table's health is logged as one line and returned (XCom ``health``):
-store, table, applied changes, lag (as ``dynadex status`` means it: how far
-behind the table the index was when the run last looked; 0 at the tip),
-shards open/ended, recoveries. Tables whose gap cannot be recovered by
-incremental export are returned too (XCom ``needs_bootstrap``), so the DAG
-can start a fresh bootstrap for them.
+* ``targets`` lists every (store, table) a run follows: a run with a store
+  (a triggered one) that store, a run without (the continuous ones) every
+  store an ingest has published into (``stores``), or just ``table_name``.
+  Each becomes one mapped ``sync`` task that follows only its table for the
+  whole ``run_seconds``: a table's lag does not depend on how many tables
+  are followed (before, one task followed them in turn, ``run_seconds /
+  tables`` each).
+* Tasks of different tables of one store commit into one DuckLake catalog;
+  each batch and its checkpoints stay one transaction, which the store runs
+  again when another writer's commit got in the way (docs/decisions 0009,
+  0013), so none is lost.
+* Between tasks only typed contracts travel through XCom: ``SyncTarget``
+  in, ``SyncOutcome`` out (``to_dict`` / ``from_dict``).
+
+Each table's health is logged as one line and returned: store, table, applied
+changes, lag (as ``dynadex status`` means it: how far behind the table the
+index was when the run last looked; 0 at the tip), shards open/ended,
+recoveries. ``gather`` collects them (XCom ``health``) with the tables whose
+gap cannot be recovered by incremental export (``needs_bootstrap``), so the
+DAG can start a fresh bootstrap for them.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 
 from dynadex.store import Store, StoreError
 from dynadex.store.reads import lag
@@ -72,36 +85,84 @@ def _line(h: dict) -> str:
             f"shards {h['shards_open']} open / {h['shards']}, recoveries {h['recoveries']}")
 
 
-@fail_fast
-def sync(params: dict, conf: dict) -> dict:
+@dataclass(frozen=True)
+class SyncTarget:
+    """One mapped sync task's work: follow ``table`` of ``store`` (None: the default store) for ``run_seconds``."""
+
+    store: str | None
+    table: str
+    aws_conn_id: str = "aws_default"
+    run_seconds: float = 60.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.table} · {self.store or 'default store'}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "label": self.label}  # the label names the mapped task in the UI
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SyncTarget":
+        return cls(d.get("store") or None, d["table"], d.get("aws_conn_id") or "aws_default",
+                   float(d.get("run_seconds") or 60.0))
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """What one table's sync task reports: its health line's figures, and the ingest conf to bootstrap it
+    again when its gap is beyond incremental export (None otherwise)."""
+
+    health: dict
+    bootstrap: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SyncOutcome":
+        return cls(dict(d["health"]), dict(d["bootstrap"]) if d.get("bootstrap") else None)
+
+
+def targets(params: dict, conf: dict) -> list[dict]:
+    """The (store, table) pairs this run follows, as ``SyncTarget`` dicts: what the ``sync`` task maps over."""
     conn = _given(conf, params, "aws_conn_id") or "aws_default"
     seconds = float(_given(conf, params, "run_seconds") or 60)
     table = _given(conf, params, "table_name")
-    ddb, streams, s3 = client("dynamodb", conn), client("dynamodbstreams", conn), client("s3", conn)
     store = _given(conf, params, "store")
     # a run for one store or one table syncs just that (a table without a store: the default store)
     wanted = [store] if store or table else followed.to_sync(None)
-    work = [(s, t) for s in wanted for t in tables_to_sync(s, table, conn)]
+    work = [SyncTarget(s, t, conn, seconds) for s in wanted for t in tables_to_sync(s, table, conn)]
     if not work:
         log.info("no table with a stream in the followed stores yet; nothing to sync")
-        return {"health": [], "needs_bootstrap": []}
-    report, needs_bootstrap = [], []
-    share = max(1.0, seconds / len(work))
-    for store, name in work:
-        with Store(store_location(store, conn), read_only=False) as st:
-            try:
-                stats = sync_table(st, name, ddb, streams, s3, seconds=share)
-            except NeedsBootstrap as exc:
-                log.error("store %s table %s: %s", store or "(default)", name, exc)
-                state = st.table_state(name)
-                again = {"table_name": name, "store": store, "aws_conn_id": conn}
-                if state.get("export_bucket"):
-                    again.update(s3_bucket=state["export_bucket"], s3_prefix=state.get("export_prefix") or "dynadex")
-                needs_bootstrap.append(again)
-                stats = {"needs_bootstrap": str(exc)}
-            h = health(st, store, name, stats)
-        if "needs_bootstrap" in stats:
-            h["needs_bootstrap"] = stats["needs_bootstrap"]
-        log.info("%s", _line(h))
-        report.append(h)
-    return {"health": report, "needs_bootstrap": needs_bootstrap}
+    for t in work:
+        log.info("following %s for %gs", t.label, t.run_seconds)
+    return [t.to_dict() for t in work]
+
+
+@fail_fast
+def sync(target: dict) -> dict:
+    """Follow one table for its whole window; a ``SyncOutcome`` dict."""
+    t = SyncTarget.from_dict(target)
+    ddb, streams, s3 = (client(name, t.aws_conn_id) for name in ("dynamodb", "dynamodbstreams", "s3"))
+    again = None
+    with Store(store_location(t.store, t.aws_conn_id), read_only=False) as st:
+        try:
+            stats = sync_table(st, t.table, ddb, streams, s3, seconds=t.run_seconds)
+        except NeedsBootstrap as exc:
+            log.error("store %s table %s: %s", t.store or "(default)", t.table, exc)
+            state = st.table_state(t.table)
+            again = {"table_name": t.table, "store": t.store, "aws_conn_id": t.aws_conn_id}
+            if state.get("export_bucket"):
+                again.update(s3_bucket=state["export_bucket"], s3_prefix=state.get("export_prefix") or "dynadex")
+            stats = {"needs_bootstrap": str(exc)}
+        h = health(st, t.store, t.table, stats)
+    if "needs_bootstrap" in stats:
+        h["needs_bootstrap"] = stats["needs_bootstrap"]
+    log.info("%s", _line(h))
+    return SyncOutcome(h, again).to_dict()
+
+
+def gather(outcomes) -> dict:
+    """The mapped syncs' outcomes -> every table's health, and the confs ``bootstrap_again`` maps over."""
+    got = [SyncOutcome.from_dict(o) for o in outcomes or []]
+    return {"health": [o.health for o in got], "needs_bootstrap": [o.bootstrap for o in got if o.bootstrap]}

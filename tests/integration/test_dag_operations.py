@@ -293,8 +293,11 @@ def test_handover_unpauses_the_sync_and_every_ingested_store_is_followed_with_he
     set_paused("dynamodb_stream_sync", False)
     sync = af.dag("dynamodb_stream_sync").test(run_conf={"run_seconds": 8})
     assert sync.state == "success", af.states(sync)
-    health = {h["table"]: h for h in xcom_key(sync, "sync", "health")}
+    health = {h["table"]: h for h in xcom_key(sync, "report", "health")}
     assert set(health) >= {"FollowA", "FollowB"}, health
+    with create_session() as session:  # one mapped sync task per (store, table), named after its table
+        labels = {ti.rendered_map_index for ti in sync.get_task_instances(session=session) if ti.task_id == "sync"}
+    assert {f"FollowA · {store_a}", f"FollowB · {store_b}"} <= labels, labels
     for name, store in (("FollowA", store_a), ("FollowB", store_b)):
         h = health[name]
         assert h["store"] == store and h["applied"] >= 7 and h["shards"] >= 1 and h["recoveries"] == 0, h

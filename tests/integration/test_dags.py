@@ -140,9 +140,16 @@ def test_bootstrap_under_writes_then_stream_sync_converges(aws, tmp_path):
         ddb.put_item(TableName="Everything", Item={**rich_item(50_000 + i), "late": {"S": "yes"}})
     ddb.delete_item(TableName="Everything", Key={"pk": {"S": "user#0"}, "sk": {"N": "0"}})
     sync_dag = af.dag("dynamodb_stream_sync")
+    # the shape: list the tables, one mapped sync task per (store, table), gather their health, bootstrap again
+    assert sync_dag.task_dict["sync"].upstream_task_ids == {"list_tables"}
+    assert sync_dag.task_dict["report"].upstream_task_ids == {"sync"}
+    assert sync_dag.task_dict["bootstrap_again"].upstream_task_ids == {"report"}
     for _ in range(6):  # what the continuous schedule does: bounded runs, each resuming from the checkpoints
         sync = sync_dag.test(run_conf={"table_name": "Everything", "store": store, "run_seconds": 8})
         assert sync.state == "success", af.states(sync)
+        with create_session() as session:
+            mapped = [ti for ti in sync.get_task_instances(session=session) if ti.task_id == "sync"]
+        assert [ti.rendered_map_index for ti in mapped] == [f"Everything · {store}"]
         with Store(store) as st:
             report = verify(st, "Everything", aws.client("dynamodb"))
         if report.ok:

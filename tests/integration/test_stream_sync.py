@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -116,7 +117,9 @@ def test_writes_during_and_after_export_converge_with_rollover_ttl_and_expiry(aw
     ddb2, streams, s3 = clients()
     with Writer(ddb, "Live", seed=2) as w2:
         with Store(store, read_only=False) as st:
-            stats = sync_table(st, "Live", ddb2, streams, s3, seconds=3, settings=settings)
+            # 5 s: on a loaded 2-core box, opening the store, the first refresh and the first batch (read 0.5 s,
+            # applied in 1.4-1.8 s) took the whole of a 3 s window, leaving no second batch
+            stats = sync_table(st, "Live", ddb2, streams, s3, seconds=5, settings=settings)
     time.sleep(3.5)  # idle longer than the iterator lifetime
     with Store(store, read_only=False) as st:
         # idle polls back off 0.05, 0.1, … 1.6 s: the 1.6 s pause (past the 1.5 s iterators) starts about 1.6 s
@@ -356,3 +359,157 @@ def test_cli_bootstrap_then_sync_follows_without_airflow(aws, tmp_path):
     bad = subprocess.run([*cmd, "bootstrap", "NoSuchTable", "--bucket", "dynadex-exports", "--store", store],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "NoSuchTable" in bad.stderr and "Traceback" not in bad.stderr
+
+
+class WatchedReads:
+    """A real streams client whose GetRecords holds each call until a second one is in flight (or, once, until a
+    generous deadline): reads that can overlap are seen to, with no timing assertion. Counts reads in flight,
+    overall and per shard (iterators are mapped back to the shard they were issued for)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.cond = threading.Condition()
+        self.shard_of: dict[str, str] = {}
+        self.in_flight = 0
+        self.per_shard: dict[str, int] = {}
+        self.max_in_flight = 0
+        self.max_per_shard = 0
+        self.waiting = True  # until the first overlap (or the first deadline)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get_shard_iterator(self, **kw):
+        out = self.inner.get_shard_iterator(**kw)
+        with self.cond:
+            self.shard_of[out["ShardIterator"]] = kw["ShardId"]
+        return out
+
+    def get_records(self, **kw):
+        with self.cond:
+            shard = self.shard_of[kw["ShardIterator"]]
+            self.in_flight += 1
+            self.per_shard[shard] = self.per_shard.get(shard, 0) + 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.max_per_shard = max(self.max_per_shard, self.per_shard[shard])
+            self.cond.notify_all()
+            if self.waiting and not self.cond.wait_for(lambda: self.in_flight > 1, timeout=20):
+                self.waiting = False  # sequential reads: never two in flight; stop holding them up
+            if self.in_flight > 1:
+                self.waiting = False
+        try:
+            page = self.inner.get_records(**kw)
+        finally:
+            with self.cond:
+                self.in_flight -= 1
+                self.per_shard[shard] -= 1
+        if page.get("NextShardIterator"):
+            with self.cond:
+                self.shard_of[page["NextShardIterator"]] = shard
+        return page
+
+
+def test_reads_of_different_shards_overlap_never_two_on_one_shard(aws, tmp_path):
+    """The shard readers: GetRecords on different shards of one table are in flight together (at most
+    ``shard_readers``), never two on one shard; the batches still apply exactly once (the index verifies).
+    Sequentially (shard_readers=1, or the code before the pool) the most in flight is 1."""
+    ddb = new_table(aws, "Overlap")
+    store = str(tmp_path / "store")
+    ddb.put_item(TableName="Overlap", Item={"pk": {"S": "seed"}})
+    assert bootstrap.run(ddb, "Overlap", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
+    for i in range(150):  # several generations of the 3 shards (rollover every 40 records)
+        ddb.put_item(TableName="Overlap", Item={"pk": {"S": f"k{i % 90}"}, "n": {"N": str(i)}})
+    ddb2, streams, s3 = clients()
+    watched = WatchedReads(streams)
+    with Store(store, read_only=False) as st:
+        stats = sync_table(st, "Overlap", ddb2, watched, s3, seconds=0, settings=SyncSettings(shard_readers=2))
+    assert stats["records"] >= 150
+    assert 1 < watched.max_in_flight <= 2, watched.max_in_flight
+    assert watched.max_per_shard == 1
+    with Store(store) as st:
+        assert verify(st, "Overlap", ddb).ok
+
+
+@pytest.fixture
+def wide():
+    """A second emulator whose streams have 64 shards, rolling over every 12 records (for one test: the
+    environment points back at the module's emulator afterwards)."""
+    with running(export_seconds=0.5, export_files=2, stream_shards=64, rollover_records=12,
+                 min_incremental_seconds=1) as a:
+        saved = dict(os.environ)
+        os.environ.update(a.env())
+        a.client("s3").create_bucket(Bucket="dynadex-exports")
+        yield a
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def wait_until(condition, what: str, deadline: float = 120.0) -> None:
+    end = time.time() + deadline
+    while not condition():
+        assert time.time() < end, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_64_shards_rolling_over_while_writes_continue_converge(wide, tmp_path):
+    ddb = new_table(wide, "Wide")
+    store = str(tmp_path / "store")
+    for i in range(100):
+        ddb.put_item(TableName="Wide", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+    assert bootstrap.run(ddb, "Wide", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
+    ddb2, streams, s3 = clients()
+    with Writer(ddb, "Wide", keys=2000) as w:
+        with Store(store, read_only=False) as st:
+            stats = sync_table(st, "Wide", ddb2, streams, s3, seconds=4, settings=SyncSettings(shard_readers=8))
+        wait_until(lambda: w.count >= 1200, "1 200 writes")  # about 19 per shard: every shard rolls over
+    _, report = converge(store, "Wide")
+    assert report.ok, (report.missing[:2], report.extra[:2], report.different[:2])
+    assert stats["records"] > 0 and stats["batches"] >= 2
+    with Store(store) as st:
+        cps = st.checkpoints("Wide")
+    ended = {s for s, c in cps.items() if c["ended"]}
+    assert len(cps) >= 64 + 32 and len(ended) >= 32, (len(cps), len(ended))
+    assert sum(1 for c in cps.values() if c["parent_shard_id"] in ended) >= 32
+
+
+def test_two_tables_of_one_store_sync_side_by_side_and_keep_every_checkpoint(aws, tmp_path):
+    """What the stream DAG's per-table mapped tasks do: two processes sync two tables of ONE store (one
+    DuckLake catalog) at once, first while both tables are written, then (writes stopped) until each is
+    caught up. Both keep committing (the store's writers take turns), both converge, and no checkpoint was
+    lost to the other writer's commits: a further pass over either table reads nothing."""
+    store = str(tmp_path / "store")
+    tables = ("SideA", "SideB")
+    for name in tables:
+        ddb = new_table(aws, name)
+        for i in range(50):
+            ddb.put_item(TableName=name, Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+        assert bootstrap.run(ddb, name, bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
+    env = {**os.environ, "DYNADEX_BATCH_SECONDS": "0.1", "DYNADEX_IDLE_MAX_SECONDS": "0.2"}
+
+    def side_by_side(*how: str) -> list[dict]:
+        procs = [subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", name, *how, "--store", store],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in tables]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+        return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+
+    writers = [Writer(ddb, name, seed=n, keys=200) for n, name in enumerate(tables)]
+    for w in writers:
+        w.thread.start()
+    try:
+        during = side_by_side("--for", "8")
+    finally:
+        for w in writers:
+            w.stop.set()
+            w.thread.join()
+    after = side_by_side("--once")
+    assert all(w.count > 50 for w in writers), [w.count for w in writers]
+    # both took turns: without the store's writer lock one table's batches starved (1 batch in 15 s, 7 retries)
+    assert all(s["batches"] >= 2 and s["applied"] > 0 for s in during), during
+    ddb2, streams, s3 = clients()
+    for name in tables:
+        with Store(store, read_only=False) as st:
+            again = sync_table(st, name, ddb2, streams, s3, seconds=0)
+        assert again["records"] == 0, (name, again, during, after)  # every record the runs read was checkpointed
+        with Store(store) as st:
+            assert verify(st, name, ddb2).ok, name

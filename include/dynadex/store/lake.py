@@ -14,6 +14,8 @@ Invariants:
   again on a fresh connection, a few times, after a growing random pause.
   Every write it wraps is idempotent (same inputs, same effect), so a commit
   reported as failed that had in fact landed is harmless to repeat.
+* On a SQLite catalog those writes also take turns (``writer_lock``): two
+  writers never overlap, so neither's snapshot goes stale under the other.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import duckdb
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreError, StoreLocation, mask
 from dynadex.store.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
+from dynadex.store.writer_lock import writing
 
 log = logging.getLogger("dynadex.store")
 
@@ -163,7 +166,8 @@ class Lake:
         """Run ``work()`` (which opens its own transactions) until it gets past other writers' commits."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return work()
+                with writing(self.location.catalog, what):  # one writer at a time on a SQLite catalog
+                    return work()
             except (duckdb.Error, StoreError) as exc:
                 if attempt == ATTEMPTS or not retryable(exc):
                     raise

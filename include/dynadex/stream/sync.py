@@ -2,7 +2,9 @@
 
 Invariants (ARCHITECTURE.md 1, 2 and 4):
 
-* Shards are read parents before children; each shard resumes
+* Shards are read parents before children, a table's readable shards
+  concurrently (``readers``: at most ``shard_readers`` GetRecords at once, one
+  per shard), the answers handled in shard order by this one thread; each shard resumes
   AFTER_SEQUENCE_NUMBER of its checkpoint (TRIM_HORIZON when it has none).
 * Records older than ``stream_start - overlap`` are skipped (the snapshot
   already holds them); the others become changes (INSERT/MODIFY upsert the
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from dynadex.aws import error_code
 from dynadex.gcpause import settle
 from dynadex.store import Change, Checkpoint, Store
+from dynadex.stream.readers import ShardReaders
 from dynadex.stream.recover import NeedsBootstrap, recover
 from dynadex.stream.shards import ShardInfo, children_of, describe_all
 from dynadex.types import canonical_item
@@ -49,19 +52,38 @@ def _env(name: str, default: float) -> float:
 
 @dataclass
 class SyncSettings:
+    """How the sync reads, batches and recovers. Every knob is read here, once, from ``DYNADEX_<NAME>``
+    (the default when unset); callers and tests override fields by name."""
+
     overlap_seconds: float = field(default_factory=lambda: _env("OVERLAP_SECONDS", 300))
+    """Records older than the export's stream start minus this are skipped: the snapshot holds them."""
     batch_records: int = field(default_factory=lambda: int(_env("BATCH_RECORDS", 10000)))
+    """A batch commits once it holds this many changes (or ``batch_seconds`` passed)."""
     batch_seconds: float = field(default_factory=lambda: _env("BATCH_SECONDS", 0.5))
+    """A batch commits at the end of the pass that outlived this (or at the tip)."""
+    shard_readers: int = field(default_factory=lambda: int(_env("SHARD_READERS", 16)))
+    """GetRecords calls in flight at once over a table's readable shards (one per shard at most); 1 reads
+    the shards one after another in the sync's own thread."""
     retention_seconds: float = field(default_factory=lambda: _env("STREAM_RETENTION_SECONDS", 24 * 3600))
+    """How long stream records live: a sync last seen longer ago than this is a gap."""
     min_window_seconds: float = field(default_factory=lambda: _env("MIN_INCREMENTAL_SECONDS", 15 * 60))
+    """The shortest incremental export window recovery may ask for."""
     max_window_seconds: float = field(default_factory=lambda: _env("MAX_INCREMENTAL_SECONDS", 24 * 3600))
+    """The longest incremental export window; longer gaps chain several."""
     pitr_window_seconds: float = field(default_factory=lambda: _env("PITR_WINDOW_SECONDS", 35 * 86400))
+    """How far back point-in-time recovery reaches: a gap older than this needs a fresh bootstrap."""
     export_poll_seconds: float = field(default_factory=lambda: _env("EXPORT_POLL_SECONDS", 10))
+    """How often recovery polls DescribeExport."""
     export_timeout_seconds: float = field(default_factory=lambda: _env("EXPORT_TIMEOUT_SECONDS", 6 * 3600))
+    """How long recovery waits for one incremental export."""
     caught_up_note_seconds: float = field(default_factory=lambda: _env("CAUGHT_UP_NOTE_SECONDS", 60))
+    """At most this often, a pass at the tip stores its start as applied-through."""
     idle_min_seconds: float = 0.05
+    """The first pause after a pass that found nothing."""
     idle_max_seconds: float = field(default_factory=lambda: _env("IDLE_MAX_SECONDS", 1.0))
+    """Idle pauses double up to this."""
     max_backoff_attempts: int = 8
+    """Calls throttled this many times in a row raise."""
 
 
 class Gap(Exception):
@@ -106,6 +128,13 @@ def record_changes(records: list[dict], shard_id: str) -> list[tuple[Change, boo
     """A page of stream records -> (change, TTL delete?) pairs, in order."""
     settle()
     return [record_change(r, shard_id) for r in records]
+
+
+@dataclass
+class ShardRead:
+    records: list[dict]
+    finished: bool  # the shard was read to its end: no NextShardIterator
+    expired: int = 0  # iterators renewed on the way
 
 
 @dataclass
@@ -219,8 +248,9 @@ class TableSync:
                 raise Gap(f"shard {c.info.shard_id} vanished") from None
             raise
 
-    def read(self, c: ShardCursor) -> tuple[list[dict], bool]:
-        """One GetRecords on a shard: (records, shard finished)."""
+    def read(self, c: ShardCursor) -> "ShardRead":
+        """One GetRecords on a shard. Runs in a reader thread: touches only ``c`` (one read per shard per pass)."""
+        expired = 0
         if c.iterator is None:
             c.iterator = self._iterator(c)
         try:
@@ -228,7 +258,7 @@ class TableSync:
         except Exception as exc:
             code = error_code(exc)
             if code == "ExpiredIteratorException":
-                self.stats["expired_iterators"] += 1
+                expired = 1
                 c.iterator = self._iterator(c)
                 page = _call(self.streams.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
             elif code == "TrimmedDataAccessException":
@@ -236,7 +266,7 @@ class TableSync:
             else:
                 raise
         c.iterator = page.get("NextShardIterator")
-        return page.get("Records", []), c.iterator is None
+        return ShardRead(page.get("Records", []), c.iterator is None, expired)
 
     def _note_final(self, at_tip: bool, pass_started: float, last_note: float) -> None:
         """A run that ends on a pass at the tip says so, whatever the note rate, so the lag it leaves reads 0."""
@@ -247,6 +277,10 @@ class TableSync:
     # --------------------------------------------------------------- the loop
     def run(self, until: float, until_caught_up: bool = False) -> dict:
         """Sync until ``until`` (epoch seconds), or, with ``until_caught_up``, until a pass finds nothing new."""
+        with ShardReaders(self.settings.shard_readers) as readers:
+            return self._run(readers, until, until_caught_up)
+
+    def _run(self, readers: ShardReaders, until: float, until_caught_up: bool) -> dict:
         idle = self.settings.idle_min_seconds
         self.refresh()
         last_refresh = time.time()
@@ -262,8 +296,10 @@ class TableSync:
                 pass_records = 0
                 found_children = False
                 readable = self.readable()
-                for c in readable:
-                    records, finished = self.read(c)
+                # reading is concurrent (one read per shard); converting and applying stay in this thread
+                for c, got in zip(readable, readers.read_pass(self.read, readable)):
+                    records, finished = got.records, got.finished
+                    self.stats["expired_iterators"] += got.expired
                     for rec, (change, is_ttl) in zip(records, record_changes(records, c.info.shard_id)):
                         self.stats["records"] += 1
                         c.sequence_number = rec["dynamodb"]["SequenceNumber"]
