@@ -23,7 +23,7 @@ airflow: $(STAMP)
 	@$(PY) -m dynadex.airflow_local
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q

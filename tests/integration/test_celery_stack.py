@@ -2,13 +2,16 @@
 PostgreSQL (metadata DB and DuckLake catalog), Redis (broker), the emulator, and S3 data files.
 
 Real processes, as the compose file runs them: api-server, scheduler, dag-processor, triggerer
-and a Celery worker. The test triggers `dynamodb_ingest` through the Airflow CLI and waits for the
-scheduler to run it to the end; the export wait is deferred to the triggerer.
-Slow (about 3 minutes on 2 cores): `make test-slow`.
+and two Celery workers. The test triggers `dynamodb_ingest` through the Airflow CLI and waits for the
+scheduler to run it to the end; the export wait is deferred to the triggerer, the chunk builds are
+shared by both workers, and the stream sync that the ingest hands over to runs as mapped tasks on
+them and applies a later write. Part of `make test` (about 4 minutes on 2 cores); CI installs
+PostgreSQL and Redis from Debian's packages.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -26,7 +29,6 @@ from dynadex.stream.verify import verify
 from tests.integration.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,8 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
             "DYNADEX_DATA_PATH": "s3://dynadex-lake/data/",
             "DYNADEX_EXPORT_POLL_SECONDS": "2",
             "DYNADEX_TASK_RETRIES": "0",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            "DYNADEX_SYNC_RUN_SECONDS": "8",
             "DYNADEX_BUILD_THREADS": "2",
         }
         airflow("db", "migrate", env=env, timeout=300)
@@ -99,7 +102,8 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
         procs = []
         for name, args in [("api-server", ["api-server", "--port", str(api_port)]), ("scheduler", ["scheduler"]),
                            ("dag-processor", ["dag-processor"]), ("triggerer", ["triggerer"]),
-                           ("worker", ["celery", "worker"])]:
+                           ("worker-1", ["celery", "worker", "--celery-hostname", "w1@%h"]),
+                           ("worker-2", ["celery", "worker", "--celery-hostname", "w2@%h"])]:
             out = open(logs / f"{name}.log", "w")
             procs.append(subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=out, stderr=subprocess.STDOUT))
         try:
@@ -120,10 +124,30 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
                 time.sleep(3)
             details = {p.name: p.read_text()[-1500:] for p in logs.iterdir()} if state != "success" else {}
             assert state == "success", details
+            runs_started = dt.datetime.now(dt.timezone.utc).isoformat()
             task_logs = [p for p in (home / "logs").rglob("*") if p.is_file() and "task_id=wait_export" in str(p)]
             text = "\n".join(p.read_text(errors="replace") for p in task_logs)
             # the wait was deferred: the worker slot was freed and the triggerer fired the event
             assert "Pausing task as DEFERRED" in text and "Trigger fired event" in text, text[-3000:]
+            # both workers built chunks (each logs the workloads Celery hands it)
+            ran = {w: (logs / f"{w}.log").read_text(errors="replace") for w in ("worker-1", "worker-2")}
+            for w, text in ran.items():
+                assert "task_id='build_chunk'" in text, (w, text[-2000:])
+            # the handed-over stream sync (paused on creation, as it is; unpaused as the README says):
+            # mapped tasks on the workers apply a write made after the ingest
+            airflow("dags", "unpause", "dynamodb_stream_sync", env=env)
+            ddb.put_item(TableName="Orders", Item={"pk": {"S": "after"}, "n": {"N": "-1"}})
+            deadline = time.time() + 240
+            while time.time() < deadline:
+                out = airflow("dags", "list-runs", "dynamodb_stream_sync", "-o", "json", env=env, check=False).stdout
+                runs = json.loads(next((l for l in out.splitlines() if l.startswith("[")), "[]"))
+                if any(r["state"] == "success" and r["start_date"] and r["start_date"] > runs_started for r in runs):
+                    break
+                time.sleep(3)
+            else:
+                raise AssertionError(f"no stream sync run succeeded after the write: {runs}")
+            ran = "".join((logs / f"{w}.log").read_text(errors="replace") for w in ("worker-1", "worker-2"))
+            assert "task_id='sync'" in ran
         finally:
             for p in procs:
                 p.terminate()
@@ -137,7 +161,7 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
         try:
             with Store(store, data_path="s3://dynadex-lake/data/") as st:
                 report = verify(st, "Orders", ddb)
-                assert report.ok and report.table_items == 1000
+                assert report.ok and report.table_items == 1001
                 assert st.query("SELECT count(*) FROM dynadex.chunks WHERE table_name = 'Orders'")[1][0][0] >= 2
         finally:
             for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
