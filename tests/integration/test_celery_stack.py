@@ -54,8 +54,8 @@ def airflow(*args: str, env: dict, check: bool = True, timeout: float = 120) -> 
 
 def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis_url):
     home = Path(tempfile.mkdtemp(prefix="dynadex-celery-"))
-    meta = postgres_server.database("airflow")
-    store = postgres_server.database("dynadex")
+    meta = postgres_server.database("celery_airflow")
+    store = postgres_server.database("celery_dynadex")
     api_port = free_port()
     with running(export_seconds=120, export_files=4) as aws:  # long enough that wait_export defers
         ddb = aws.client("dynamodb")
