@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dynadex-installed
 
-.PHONY: demo airflow test test-slow test-all bench lock clean
+.PHONY: demo airflow test test-slow test-all bench plots lock clean
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,3 +46,8 @@ lock:
 
 clean:
 	rm -rf $(VENV) .dynadex .demo .airflow .pytest_cache .hypothesis
+
+# docs/*.svg from the results kept in bench/results/ (matplotlib from requirements-bench.txt)
+plots: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
+	$(PY) bench/plots.py

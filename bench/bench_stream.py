@@ -105,7 +105,7 @@ def preload(store: str, table: str, items: int) -> None:
                   checkpoints=[{"shard_id": s, **{k: v for k, v in cp.items() if k != "ended"}} for s, cp in cps.items()])
 
 
-def freshness_bench(seconds: float, rate: float, items: int = 0) -> None:
+def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: str | None = None) -> None:
     from dynadex import bootstrap
     from dynadex.local_aws import running
 
@@ -154,6 +154,12 @@ def freshness_bench(seconds: float, rate: float, items: int = 0) -> None:
         sync.terminate()
         sync.wait()
         lags = sorted(seen[i] - acked[i] for i in seen if i in acked)
+        if samples_out:  # for bench/plots.py: (seconds into the run, lag) of every write
+            start = min(acked.values())
+            doc = {"date": time.strftime("%Y-%m-%d"), "rate": rate, "seconds": seconds, "index_items": items + 1,
+                   "samples": [[round(acked[i] - start, 3), round(seen[i] - acked[i], 3)]
+                               for i in sorted(seen) if i in acked]}
+            Path(samples_out).write_text(json.dumps(doc))
         print(f"freshness: {len(lags)} writes at {rate:g}/s over {seconds:g}s, index of {items + 1:,} items: "
               f"lag p50 {lags[len(lags) // 2]:.2f}s "
               f"p99 {lags[int(len(lags) * 0.99)]:.2f}s max {lags[-1]:.2f}s")
@@ -232,11 +238,14 @@ if __name__ == "__main__":
     ap.add_argument("--shards", help="only measure pass times for streams of these shard counts, e.g. 4,32,128,256")
     ap.add_argument("--readers", default="1,16", help="with --shards: the pool sizes to compare (1: sequential)")
     ap.add_argument("--latency-ms", type=float, default=0.0, help="with --shards: simulated round trip per stream call")
+    ap.add_argument("--skip-apply", action="store_true", help="only the freshness run")
+    ap.add_argument("--samples-out", help="write every write's lag of the freshness run here (JSON, for bench/plots.py)")
     a = ap.parse_args()
     if a.shards:
         pass_bench([int(x) for x in a.shards.split(",")], [int(x) for x in a.readers.split(",")], a.latency_ms)
     elif a.batch_store:
         batch_latency(a.batch_store, a.batch_table)
     else:
-        apply_bench(a.records, a.keys)
-        freshness_bench(a.seconds, a.rate, a.index_items)
+        if not a.skip_apply:
+            apply_bench(a.records, a.keys)
+        freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out)
