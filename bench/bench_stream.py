@@ -180,6 +180,69 @@ class Delayed:
         return call
 
 
+class Counting:
+    """A streams client that counts GetRecords calls per shard iterator's shard."""
+
+    def __init__(self, inner):
+        self.inner, self.shard_of, self.calls = inner, {}, {}
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get_shard_iterator(self, **kw):
+        out = self.inner.get_shard_iterator(**kw)
+        with self.lock:
+            self.shard_of[out["ShardIterator"]] = kw["ShardId"]
+        return out
+
+    def get_records(self, **kw):
+        out = self.inner.get_records(**kw)
+        with self.lock:
+            shard = self.shard_of.get(kw["ShardIterator"], "?")
+            self.calls[shard] = self.calls.get(shard, 0) + 1
+            if out.get("NextShardIterator"):
+                self.shard_of[out["NextShardIterator"]] = shard
+        return out
+
+
+# DynamoDB Streams: GetRecords costs one streams read request unit; $0.02 per 100,000 in us-east-1
+# (aws.amazon.com/dynamodb/pricing/on-demand, "Change data capture for DynamoDB Streams"; the first 2.5 M
+# a month are free, not counted here)
+PRICE_PER_READ_UNIT = 0.02 / 100_000
+
+
+def idle_bench(seconds: float, shards: int, ceilings: list[float]) -> None:
+    """GetRecords calls per idle shard per hour, and their monthly cost per 100 shards, per polling ceiling."""
+    from dynadex import bootstrap
+    from dynadex.aws import client
+    from dynadex.local_aws import running
+    from dynadex.stream.sync import SyncSettings, sync_table
+
+    with running(export_seconds=1, export_files=2, stream_shards=shards) as aws:
+        os.environ.update(aws.env())
+        ddb = aws.client("dynamodb")
+        aws.client("s3").create_bucket(Bucket="dynadex-exports")
+        ddb.create_table(TableName="Idle", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST",
+                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+        ddb.update_continuous_backups(TableName="Idle", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        ddb.put_item(TableName="Idle", Item={"pk": {"S": "seed"}})
+        store = tempfile.mkdtemp(prefix="dynadex-idle-")
+        bootstrap.run(ddb, "Idle", bucket="dynadex-exports", store=store, poll_seconds=0.2)
+        for ceiling in ceilings:
+            streams = Counting(client("dynamodbstreams"))
+            with Store(store, read_only=False) as st:
+                sync_table(st, "Idle", client("dynamodb"), streams, client("s3"), seconds=seconds,
+                           settings=SyncSettings(idle_max_seconds=ceiling))
+            per_hour = sum(streams.calls.values()) / max(1, len(streams.calls)) * 3600 / seconds
+            monthly = per_hour * 24 * 30 * 100 * PRICE_PER_READ_UNIT
+            print(f"idle: {shards} shards, ceiling {ceiling:g} s (DYNADEX_IDLE_MAX_SECONDS): "
+                  f"{per_hour:,.0f} GetRecords per idle shard per hour, ${monthly:,.2f} a month per 100 shards "
+                  f"(worst case for a first write: {ceiling:g} s)")
+
+
 def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, passes: int = 5) -> None:
     from statistics import median
 
@@ -238,10 +301,14 @@ if __name__ == "__main__":
     ap.add_argument("--shards", help="only measure pass times for streams of these shard counts, e.g. 4,32,128,256")
     ap.add_argument("--readers", default="1,16", help="with --shards: the pool sizes to compare (1: sequential)")
     ap.add_argument("--latency-ms", type=float, default=0.0, help="with --shards: simulated round trip per stream call")
+    ap.add_argument("--idle", action="store_true", help="only the idle-polling cost: GetRecords per idle shard")
+    ap.add_argument("--idle-ceilings", default="1,5,30", help="with --idle: polling ceilings to compare (seconds)")
     ap.add_argument("--skip-apply", action="store_true", help="only the freshness run")
     ap.add_argument("--samples-out", help="write every write's lag of the freshness run here (JSON, for bench/plots.py)")
     a = ap.parse_args()
-    if a.shards:
+    if a.idle:
+        idle_bench(a.seconds, 4, [float(x) for x in a.idle_ceilings.split(",")])
+    elif a.shards:
         pass_bench([int(x) for x in a.shards.split(",")], [int(x) for x in a.readers.split(",")], a.latency_ms)
     elif a.batch_store:
         batch_latency(a.batch_store, a.batch_table)
