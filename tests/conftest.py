@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
+from tests.integration.airflow_support import airflow_env
+
+# Airflow fixes its configuration at its first import, possibly while another file is collected: make that
+# a private home per test process with our DAG folder, never ~/airflow (airflow_support.prepare migrates it)
+if "AIRFLOW_HOME" not in os.environ:
+    os.environ.update(airflow_env(Path(tempfile.mkdtemp(
+        prefix=f"dynadex-airflow-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-"))))
+
 import base64
 import gzip
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 

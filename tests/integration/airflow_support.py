@@ -16,13 +16,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def prepare(home: Path) -> None:
-    os.environ.update(
+def airflow_env(home: Path) -> dict:
+    """How the tests' Airflow is configured: our DAG and plugin folders, no examples, quiet logs."""
+    return dict(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
         AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
         AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+    )
+
+
+def prepare(home: Path) -> None:
+    """Point Airflow at ``home`` and migrate its DB. Airflow reads its home once per process (at the first
+    import, which under pytest-xdist may come from another test file's collection): once imported, that
+    home is kept, so the in-process DB is the one migrated."""
+    if "airflow.configuration" in sys.modules:
+        from airflow.configuration import AIRFLOW_HOME
+
+        home = Path(AIRFLOW_HOME)
+    os.environ.update(
+        **airflow_env(home),
         DYNADEX_EXPORT_POLL_SECONDS="1",
         DYNADEX_SYNC_RUN_SECONDS="5",
         DYNADEX_TASK_RETRIES="0",
