@@ -180,6 +180,19 @@ class Delayed:
         return call
 
 
+def streamed_table(aws, name: str):
+    """A table with PITR and a NEW_IMAGE stream on the emulator, its export bucket, and the process pointed
+    at it; returns the DynamoDB client."""
+    os.environ.update(aws.env())
+    ddb = aws.client("dynamodb")
+    aws.client("s3").create_bucket(Bucket="dynadex-exports")
+    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    return ddb
+
+
 class Counting:
     """A streams client that counts GetRecords calls per shard iterator's shard."""
 
@@ -220,14 +233,7 @@ def idle_bench(seconds: float, shards: int, ceilings: list[float]) -> None:
     from dynadex.stream.sync import SyncSettings, sync_table
 
     with running(export_seconds=1, export_files=2, stream_shards=shards) as aws:
-        os.environ.update(aws.env())
-        ddb = aws.client("dynamodb")
-        aws.client("s3").create_bucket(Bucket="dynadex-exports")
-        ddb.create_table(TableName="Idle", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                         BillingMode="PAY_PER_REQUEST",
-                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
-        ddb.update_continuous_backups(TableName="Idle", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        ddb = streamed_table(aws, "Idle")
         ddb.put_item(TableName="Idle", Item={"pk": {"S": "seed"}})
         store = tempfile.mkdtemp(prefix="dynadex-idle-")
         bootstrap.run(ddb, "Idle", bucket="dynadex-exports", store=store, poll_seconds=0.2)
@@ -254,15 +260,7 @@ def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, p
 
     for n in shard_counts:
         with running(export_seconds=1, export_files=2, stream_shards=n) as aws:
-            os.environ.update(aws.env())
-            ddb = aws.client("dynamodb")
-            aws.client("s3").create_bucket(Bucket="dynadex-exports")
-            ddb.create_table(TableName="Wide", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                             BillingMode="PAY_PER_REQUEST",
-                             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
-            ddb.update_continuous_backups(TableName="Wide",
-                                          PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+            ddb = streamed_table(aws, "Wide")
             store = tempfile.mkdtemp(prefix="dynadex-passes-")
             ddb.put_item(TableName="Wide", Item={"pk": {"S": "seed"}})
             bootstrap.run(ddb, "Wide", bucket="dynadex-exports", store=store, poll_seconds=0.2)
