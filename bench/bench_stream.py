@@ -105,7 +105,8 @@ def preload(store: str, table: str, items: int) -> None:
                   checkpoints=[{"shard_id": s, **{k: v for k, v in cp.items() if k != "ended"}} for s, cp in cps.items()])
 
 
-def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: str | None = None) -> None:
+def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: str | None = None,
+                    sync_log: str | None = None) -> None:
     from dynadex import bootstrap
     from dynadex.local_aws import running
 
@@ -123,8 +124,11 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
         if items:
             preload(store, "Fresh", items)
         env = {**os.environ, "DYNADEX_BATCH_SECONDS": "0.1", "DYNADEX_IDLE_MAX_SECONDS": "0.2"}
+        if sync_log:
+            env["DYNADEX_LOG_LEVEL"] = "DEBUG"
+        log_file = open(sync_log, "w") if sync_log else subprocess.DEVNULL
         sync = subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", "Fresh", "--for", str(seconds + 15),
-                                 "--store", store], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--store", store], env=env, stdout=subprocess.DEVNULL, stderr=log_file)
         time.sleep(4)
         acked: dict[int, float] = {}
         stop = threading.Event()
@@ -302,6 +306,7 @@ if __name__ == "__main__":
     ap.add_argument("--idle", action="store_true", help="only the idle-polling cost: GetRecords per idle shard")
     ap.add_argument("--idle-ceilings", default="1,5,30", help="with --idle: polling ceilings to compare (seconds)")
     ap.add_argument("--skip-apply", action="store_true", help="only the freshness run")
+    ap.add_argument("--sync-log", help="the sync's DEBUG log goes here (to see what a stall was)")
     ap.add_argument("--samples-out", help="write every write's lag of the freshness run here (JSON, for bench/plots.py)")
     a = ap.parse_args()
     if a.idle:
@@ -313,4 +318,4 @@ if __name__ == "__main__":
     else:
         if not a.skip_apply:
             apply_bench(a.records, a.keys)
-        freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out)
+        freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out, a.sync_log)

@@ -379,6 +379,65 @@ def test_a_batch_outlasts_another_process_holding_the_catalog_lock(tmp_path, mon
         assert st.checkpoints("T")["shard-1"]["sequence_number"] == "200"
 
 
+def _catalog_holder(catalog, release):
+    """Another process that locks the SQLite catalog against every reader (exclusive locking mode) until
+    ``release`` exists."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import os, sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "c.execute('PRAGMA locking_mode=EXCLUSIVE'); c.execute('SELECT count(*) FROM sqlite_master').fetchall(); "
+         "print('locked', flush=True); deadline = time.monotonic() + 120\n"
+         "while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline: time.sleep(0.01)",
+         str(catalog), str(release)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_read_waits_out_a_locked_catalog_in_milliseconds_not_seconds(tmp_path, monkeypatch):
+    """Fault: the catalog is locked while a reader opens the store and queries it. DuckDB's SQLite would
+    sleep a whole second per busy wait (the p99 of the freshness lag); a read-only store retries each
+    statement itself. The holder lets go once the reader has met the lock three times (a condition)."""
+    from dynadex.store import lake as lake_module
+
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
+    release, met = tmp_path / "release", []
+    real_locked = lake_module.locked
+
+    def counting(exc):
+        if real_locked(exc):
+            met.append(str(exc))
+            if len(met) >= 3:
+                release.touch()
+        return real_locked(exc)
+
+    monkeypatch.setattr(lake_module, "locked", counting)
+    holder = _catalog_holder(tmp_path / "catalog.sqlite", release)
+    try:
+        with Store(str(tmp_path)) as st:
+            assert st.query('SELECT v FROM "T"')[1] == [(1,)]
+            assert st.get("T", '{"pk":{"S":"a"}}') == canonical_json({"pk": {"S": "a"}, "v": {"N": "1"}})
+    finally:
+        release.touch()
+        assert holder.wait(timeout=150) == 0
+    assert len(met) >= 3 and all("database is locked" in m for m in met)
+
+
+def test_a_catalog_locked_for_longer_than_the_read_wait_is_a_clear_error(tmp_path, monkeypatch):
+    from dynadex.store import lake as lake_module
+
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}}])
+    monkeypatch.setattr(lake_module, "READ_WAIT_SECONDS", 0.3)
+    release = tmp_path / "release"
+    holder = _catalog_holder(tmp_path / "catalog.sqlite", release)
+    try:
+        with pytest.raises(StoreError, match="cannot open store .*database is locked"):
+            Store(str(tmp_path))
+    finally:
+        release.touch()
+        assert holder.wait(timeout=150) == 0
+    with Store(str(tmp_path)) as st:  # and once it is free, the same read works
+        assert st.tables() == ["T"]
+
+
 def test_an_error_of_the_batch_itself_is_not_retried(tmp_path, monkeypatch):
     from dynadex.store.lake import Lake
     from dynadex.store.shape import KeyError_

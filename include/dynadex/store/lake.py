@@ -20,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
@@ -63,6 +64,15 @@ SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a SQLite catalog statement waits for a
 # lock (its busy handler is skipped when waiting could deadlock) and DuckLake's optimistic conflicts.
 RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction")
 ATTEMPTS = 8
+READ_WAIT_SECONDS = 10.0  # how long a read of a read-only lake waits for a SQLite catalog locked by a writer
+READ_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02)  # its pauses between attempts; the last one repeats
+
+
+def locked(exc: BaseException) -> bool:
+    """SQLite said another connection holds the catalog (the instant of a writer's commit or checkpoint)."""
+    from dynadex.errors import DynadexError
+
+    return isinstance(exc, (duckdb.Error, DynadexError)) and "database is locked" in str(exc).lower()
 
 
 def retryable(exc: BaseException) -> bool:
@@ -86,6 +96,38 @@ def s3_secret(con: duckdb.DuckDBPyConnection, location: StoreLocation) -> None:
 
 
 SANDBOX_EXTENSIONS = ("json", "parquet", "icu")  # built in or bundled: loaded before a sandbox locks the door
+
+
+def reading(work):
+    """``work()``, a read, run again while the SQLite catalog is locked for an instant by a writer's commit,
+    after 1-20 ms pauses, for up to ``READ_WAIT_SECONDS``. A read has no side effect: running it again is safe."""
+    deadline = time.monotonic() + READ_WAIT_SECONDS
+    for attempt in itertools.count():
+        try:
+            return work()
+        except Exception as exc:  # noqa: BLE001 - only a locked catalog is retried
+            if not locked(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(READ_PAUSES[min(attempt, len(READ_PAUSES) - 1)])
+
+
+class ReadRetrying:
+    """A read-only lake's connection: every statement goes through ``reading``; the rest is DuckDB's.
+
+    Why not SQLite's busy timeout: DuckDB's SQLite is built without usleep, so its busy handler sleeps whole
+    seconds. A reader polling a store under a stream sync met a locked catalog (in WAL mode, at the start of
+    a read, while a commit or checkpoint ends) in about one query in seven, and each such query took 1.04 s:
+    that second was the p99 of the write-to-visible lag (bench_stream.py freshness). A read-only lake attaches
+    with META_BUSY_TIMEOUT 0 and waits here instead, in milliseconds."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._con = con
+
+    def execute(self, *args, **kwargs):
+        return reading(lambda: self._con.execute(*args, **kwargs))
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
 
 
 class Lake:
@@ -117,8 +159,9 @@ class Lake:
             s3_secret(self.con, location)
         options = [f"DATA_PATH {literal(location.data_path)}"]
         if location.catalog.startswith("sqlite:"):
-            # wait for a concurrent writer's lock instead of failing at once (``retrying`` covers the rest)
-            options.append(f"META_BUSY_TIMEOUT {SQLITE_BUSY_TIMEOUT_MS}")
+            # a writer waits for a concurrent writer's lock instead of failing at once (``retrying`` covers the
+            # rest); a reader does not let SQLite wait (its busy handler sleeps whole seconds): ``ReadRetrying``
+            options.append(f"META_BUSY_TIMEOUT {0 if self.read_only else SQLITE_BUSY_TIMEOUT_MS}")
             if not self.read_only:
                 # WAL (kept in the file): a reader's lock never makes the writer's commit wait, where the busy
                 # handler of DuckDB's SQLite sleeps in whole seconds (decision 0008). Set by DuckDB's own SQLite:
@@ -127,6 +170,8 @@ class Lake:
                 options.append("META_JOURNAL_MODE 'WAL'")
         if self.read_only:
             options.append("READ_ONLY")
+        if self.read_only and location.catalog.startswith("sqlite:"):
+            self.con = ReadRetrying(self.con)
         try:
             self.con.execute(f"ATTACH {literal('ducklake:' + location.catalog)} AS {ALIAS} ({', '.join(options)})")
         except duckdb.Error as exc:
