@@ -106,18 +106,14 @@ def preload(store: str, table: str, items: int) -> None:
 
 
 def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: str | None = None,
-                    sync_log: str | None = None) -> None:
+                    sync_log: str | None = None, shards: int = 2, rollover_seconds: float = 4 * 3600.0) -> dict:
+    """Lag from a write's ack to the moment a polling reader's query sees it, while ``rate`` writes a
+    second go to a table whose stream has ``shards`` open shards rolling over every ``rollover_seconds``."""
     from dynadex import bootstrap
     from dynadex.local_aws import running
 
-    with running(export_seconds=1, stream_shards=2) as aws:
-        os.environ.update(aws.env())
-        ddb = aws.client("dynamodb")
-        aws.client("s3").create_bucket(Bucket="dynadex-exports")
-        ddb.create_table(TableName="Fresh", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
-        ddb.update_continuous_backups(TableName="Fresh", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    with running(export_seconds=1, stream_shards=shards, rollover_seconds=rollover_seconds) as aws:
+        ddb = streamed_table(aws, "Fresh")
         store = tempfile.mkdtemp(prefix="dynadex-fresh-")
         ddb.put_item(TableName="Fresh", Item={"pk": {"S": "seed"}, "w": {"N": "0"}})
         bootstrap.run(ddb, "Fresh", bucket="dynadex-exports", store=store, poll_seconds=0.2)
@@ -127,46 +123,81 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
         if sync_log:
             env["DYNADEX_LOG_LEVEL"] = "DEBUG"
         log_file = open(sync_log, "w") if sync_log else subprocess.DEVNULL
-        sync = subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", "Fresh", "--for", str(seconds + 15),
+        sync = subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", "Fresh", "--for", str(seconds + 30),
                                  "--store", store], env=env, stdout=subprocess.DEVNULL, stderr=log_file)
-        time.sleep(4)
+        with Store(store) as reader:  # the sync has caught up with the seed before the clock starts
+            deadline = time.time() + 60
+            while not reader.table_state("Fresh").get("synced_at") and time.time() < deadline:
+                time.sleep(0.1)
         acked: dict[int, float] = {}
         stop = threading.Event()
+        per_call = max(1, min(25, int(rate // 40)))  # above 40/s, BatchWriteItem of up to 25 items
 
         def writer():
-            i = 0
+            i, t0 = 0, time.time()
             while not stop.is_set():
-                i += 1
-                ddb.put_item(TableName="Fresh", Item={"pk": {"S": f"w{i}"}, "w": {"N": str(i)}})
-                acked[i] = time.time()
-                time.sleep(1 / rate)
+                ids = range(i + 1, i + per_call + 1)
+                if per_call == 1:
+                    ddb.put_item(TableName="Fresh", Item={"pk": {"S": f"w{i + 1}"}, "w": {"N": str(i + 1)}})
+                else:
+                    todo = [{"PutRequest": {"Item": {"pk": {"S": f"w{n}"}, "w": {"N": str(n)}}}} for n in ids]
+                    while todo:
+                        todo = ddb.batch_write_item(RequestItems={"Fresh": todo}).get("UnprocessedItems", {}).get("Fresh", [])
+                now = time.time()
+                for n in ids:
+                    acked[n] = now
+                i += per_call
+                pause = t0 + i / rate - time.time()
+                if pause > 0:
+                    time.sleep(pause)
 
         th = threading.Thread(target=writer)
         th.start()
         seen: dict[int, float] = {}
         deadline = time.time() + seconds
         with Store(store) as reader:
-            while time.time() < deadline + 5:
+            while time.time() < deadline + 10:
                 top = reader.query('SELECT max(w) FROM "Fresh"')[1][0][0] or 0
                 now = time.time()
                 for i in range(len(seen) + 1, int(top) + 1):
                     seen.setdefault(i, now)
                 if time.time() > deadline:
                     stop.set()
+                    if len(seen) >= len(acked) and not th.is_alive():
+                        break
                 time.sleep(0.05)
         th.join()
         sync.terminate()
         sync.wait()
         lags = sorted(seen[i] - acked[i] for i in seen if i in acked)
+        start = min(acked.values())
+        written = len(acked) / max(1e-9, max(acked.values()) - start)
         if samples_out:  # for bench/plots.py: (seconds into the run, lag) of every write
-            start = min(acked.values())
             doc = {"date": time.strftime("%Y-%m-%d"), "rate": rate, "seconds": seconds, "index_items": items + 1,
+                   "shards": shards, "rollover_seconds": rollover_seconds,
                    "samples": [[round(acked[i] - start, 3), round(seen[i] - acked[i], 3)]
                                for i in sorted(seen) if i in acked]}
             Path(samples_out).write_text(json.dumps(doc))
-        print(f"freshness: {len(lags)} writes at {rate:g}/s over {seconds:g}s, index of {items + 1:,} items: "
-              f"lag p50 {lags[len(lags) // 2]:.2f}s "
-              f"p99 {lags[int(len(lags) * 0.99)]:.2f}s max {lags[-1]:.2f}s")
+        out = {"shards": shards, "rollover_seconds": rollover_seconds, "rate": rate, "written_per_second": written,
+               "writes": len(acked), "seen": len(lags), "p50": lags[len(lags) // 2], "p99": lags[int(len(lags) * 0.99)],
+               "max": lags[-1]}
+        print(f"freshness: {len(lags)} writes at {rate:g}/s (achieved {written:.0f}/s) over {seconds:g}s, "
+              f"{shards} shards rolling every {rollover_seconds:g}s, index of {items + 1:,} items: "
+              f"lag p50 {out['p50']:.2f}s p99 {out['p99']:.2f}s max {out['max']:.2f}s", flush=True)
+        return out
+
+
+def freshness_matrix(seconds: float, shard_counts: list[int], rates: list[float], rollover_seconds: float,
+                     out: str | None) -> None:
+    """The freshness run for every (shards, rate), one emulator each, side by side in one process."""
+    rows = [freshness_bench(seconds, rate, shards=n, rollover_seconds=rollover_seconds)
+            for n in shard_counts for rate in rates]
+    print("| shards | writes/s asked (achieved) | p50 | p99 | max |")
+    for r in rows:
+        print(f"| {r['shards']} | {r['rate']:g} ({r['written_per_second']:.0f}) | {r['p50']:.2f} s | "
+              f"{r['p99']:.2f} s | {r['max']:.2f} s |")
+    if out:
+        Path(out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "seconds": seconds, "rows": rows}, indent=1))
 
 
 class Delayed:
@@ -307,12 +338,19 @@ if __name__ == "__main__":
     ap.add_argument("--idle-ceilings", default="1,5,30", help="with --idle: polling ceilings to compare (seconds)")
     ap.add_argument("--skip-apply", action="store_true", help="only the freshness run")
     ap.add_argument("--sync-log", help="the sync's DEBUG log goes here (to see what a stall was)")
+    ap.add_argument("--fresh-shards", help="freshness for each of these shard counts (e.g. 4,32,128) and each --rates")
+    ap.add_argument("--rates", default="20,1000", help="with --fresh-shards: writes per second to compare")
+    ap.add_argument("--rollover-seconds", type=float, default=20.0, help="with --fresh-shards: shard lifetime")
+    ap.add_argument("--matrix-out", help="with --fresh-shards: write the rows here (JSON)")
     ap.add_argument("--samples-out", help="write every write's lag of the freshness run here (JSON, for bench/plots.py)")
     a = ap.parse_args()
     if a.idle:
         idle_bench(a.seconds, 4, [float(x) for x in a.idle_ceilings.split(",")])
     elif a.shards:
         pass_bench([int(x) for x in a.shards.split(",")], [int(x) for x in a.readers.split(",")], a.latency_ms)
+    elif a.fresh_shards:
+        freshness_matrix(a.seconds, [int(x) for x in a.fresh_shards.split(",")], [float(x) for x in a.rates.split(",")],
+                         a.rollover_seconds, a.matrix_out)
     elif a.batch_store:
         batch_latency(a.batch_store, a.batch_table)
     else:

@@ -36,3 +36,11 @@ def maintain(params: dict, conf: dict) -> dict:
         result = {**st.compact(), **st.expire(keep)}
     log.info("maintenance of %s (keeping %s of snapshots): %s", store or "the default store", keep, result)
     return result
+
+
+def prune_runs(params: dict, conf: dict) -> dict:
+    """Prune the stream sync's Airflow runs older than ``keep_run_days`` (run_history)."""
+    from dynadex_airflow import run_history
+
+    keep = _given(conf, params, "keep_run_days", None)
+    return run_history.prune(None if keep in (None, "") else float(keep)).to_dict()

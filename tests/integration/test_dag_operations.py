@@ -221,6 +221,37 @@ def test_keep_hours_zero_means_zero(aws, tmp_path):
     assert xcom(run, "maintain")["expired_snapshots"] >= 1  # with 1 hour kept, these minutes-old ones would stay
 
 
+def test_maintenance_prunes_old_stream_sync_runs_and_keeps_recent_ones(aws, tmp_path):
+    """Months of continuous runs: the maintenance DAG deletes the sync's runs (and their task instances) older
+    than keep_run_days through `airflow db clean`, and leaves the recent ones and other DAGs' runs alone."""
+    import datetime as dt
+
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    store = str(tmp_path / "empty-store")  # nothing to follow: each sync run lists no table and ends
+    old, recent = (af.dag("dynamodb_stream_sync").test(run_conf={"store": store}) for _ in range(2))
+    assert old.state == recent.state == "success", (af.states(old), af.states(recent))
+    month_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    with create_session() as session:  # the first run happened a month ago
+        session.query(DagRun).filter(DagRun.run_id == old.run_id).update(
+            {"start_date": month_ago, "end_date": month_ago, "logical_date": month_ago, "run_after": month_ago,
+             "queued_at": month_ago}, synchronize_session=False)
+        session.query(TaskInstance).filter(TaskInstance.run_id == old.run_id).update(
+            {"start_date": month_ago, "end_date": month_ago}, synchronize_session=False)
+    run = af.dag("dynadex_maintenance").test(run_conf={"store": store, "keep_run_days": 7})
+    assert run.state == "success", af.states(run)
+    result = xcom(run, "prune_sync_runs")
+    assert result["dag_ids"] == ["dynamodb_stream_sync"] and result["returncode"] == 0, result
+    with create_session() as session:
+        runs = {r.run_id for r in session.query(DagRun).filter(DagRun.dag_id == "dynamodb_stream_sync")}
+        old_tis = session.query(TaskInstance).filter(TaskInstance.run_id == old.run_id).count()
+        maintenance_runs = session.query(DagRun).filter(DagRun.dag_id == "dynadex_maintenance").count()
+    assert old.run_id not in runs and old_tis == 0
+    assert recent.run_id in runs and maintenance_runs >= 1
+
+
 # ----------------------------------------------------------------------- handover, stores, health, asset
 
 def xcom_key(run, task_id, key):
