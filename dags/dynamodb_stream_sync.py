@@ -10,16 +10,22 @@ Continuous (one run at a time): `list_tables` lists the tables the run follows, 
 (store, table), named after its table, follows that table alone for the whole `run_seconds`, all at once (so a
 table's lag does not depend on how many tables are followed), then ends; the next run resumes from the stored
 shard checkpoints. Within a table, its shards are read concurrently (`DYNADEX_SHARD_READERS`, default 16), parents
-before children; each batch of changes commits with its shard checkpoints in one transaction. A run
-triggered by an ingest syncs that table and store; the continuous runs sync every table with a stream in every
+before children; each batch of changes commits with its shard checkpoints in one transaction. The runs sync
+every table with a stream in every
 store an ingest has published into (Airflow Variable `dynadex_stores`; delete an entry to stop following a store),
-or just `table_name` / `store` when given. Gaps (trimmed records, pruned shards, a new stream) are recovered
+or just `table_name` / `store` when given. A run an ingest triggers (its handover) follows them all too, the new
+store included. Gaps (trimmed records, pruned shards, a new stream) are recovered
 through incremental exports inside the table's task; a gap beyond the PITR window starts a fresh `dynamodb_ingest`
 for that table (`bootstrap_again`). Each table's task holds a worker slot for the run: size the executor's
 parallelism (or give the task a pool) for the number of tables followed.
 
 **Params**: `table_name` (one table, or empty: every table), `store` (one store, or empty: every followed
-store), `aws_conn_id`, `run_seconds` (1-3600; default `$DYNADEX_SYNC_RUN_SECONDS` or 60).
+store), `aws_conn_id`, `run_seconds` (1-86400; default `$DYNADEX_SYNC_RUN_SECONDS` or 3600).
+
+**Run length** (docs/decisions/0020): between two runs no task follows the tables for the seconds Airflow takes
+to finish one run and start the next one's tasks (measured in the README), so runs are long (an hour) and the
+maintenance DAG prunes old ones (`keep_run_days`). A run ends early, at a batch boundary, when another run of
+this DAG is queued behind it: an ingest's handover queues one, so a new table is followed within seconds.
 
 **Health**: each table's `sync` task logs one line (store, changes applied, lag, shards open/total, recoveries) and
 returns the same figures; `report` gathers them all into XCom (key `health`). Lag means what `dynadex status` means: how far behind the table the
@@ -30,17 +36,14 @@ Wiring only: the work is in `plugins/dynadex_airflow/sync_tasks.py` -> `include/
 
 from __future__ import annotations
 
-import os
-
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
 from dynadex.bootstrap import PARAMS_SCHEMA
 from dynadex_airflow import labels, sync_tasks
-from dynadex_airflow.dag_defaults import default_args, timeout
+from dynadex_airflow.dag_defaults import default_args, sync_run_seconds, timeout
 
-RUN_SECONDS = float(os.environ.get("DYNADEX_SYNC_RUN_SECONDS", "60"))
 
 
 @dag(
@@ -61,9 +64,11 @@ RUN_SECONDS = float(os.environ.get("DYNADEX_SYNC_RUN_SECONDS", "60"))
                                 "description": "sync only this store folder or Postgres URI (empty: every store "
                                                "an ingest has published into, and the default store)"}),
         "aws_conn_id": Param("aws_default", **PARAMS_SCHEMA["aws_conn_id"]),
-        "run_seconds": Param(RUN_SECONDS, type="number", minimum=1, maximum=3600, title="Run length (seconds)",
+        "run_seconds": Param(sync_run_seconds(), type="number", minimum=1, maximum=86400,
+                             title="Run length (seconds)",
                              description="how long one run syncs before it ends and the next run resumes "
-                                         "(1-3600); each table's task follows its table this long"),
+                                         "(1-86400); each table's task follows its table this long, or less when "
+                                         "another run waits (a new table's handover)"),
     },
     default_args=default_args(execution_timeout=timeout("sync")),
 )

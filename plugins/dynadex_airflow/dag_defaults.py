@@ -15,6 +15,11 @@
   ``airflow pools set dynadex_chunks 16 "dynadex chunk builds"``, or set
   ``DYNADEX_CHUNK_POOL=default_pool``). A task in a pool that does not exist
   is never scheduled.
+* ``DYNADEX_SYNC_RUN_SECONDS`` (3600): how long one ``dynamodb_stream_sync``
+  run follows its tables before the next run takes over (docs/decisions
+  0020: each run boundary leaves the tables unfollowed for the seconds
+  Airflow takes to start the next run's tasks; a run that another run waits
+  behind, e.g. a new table's handover, ends early).
 * ``DYNADEX_OWNER`` (``dynadex``): the DAGs' owner.
 * the optional failure notifier: notify.py.
 """
@@ -46,6 +51,13 @@ def seconds(name: str, default: float) -> timedelta:
 
 def timeout(kind: str) -> timedelta:
     return seconds(*TIMEOUTS[kind])
+
+
+SYNC_RUN_SECONDS = 3600.0
+
+
+def sync_run_seconds() -> float:
+    return float(os.environ.get("DYNADEX_SYNC_RUN_SECONDS", SYNC_RUN_SECONDS))
 
 
 def chunk_pool() -> str:

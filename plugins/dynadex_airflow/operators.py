@@ -106,7 +106,9 @@ class StartStreamSyncOperator(TriggerDagRunOperator):
     * if the stream DAG is paused (as it is on creation), unpauses it through the REST API
       (``airflow_api``; on by default, ``unpause=False`` or env ``DYNADEX_UNPAUSE_SYNC=false`` turns it
       off) and says so; when it cannot, logs a loud warning naming the command that does it;
-    * triggers a sync run for this table and store, logs what it triggered and returns it (XCom):
+    * triggers a sync run (conf ``handover``: this table and store) that follows every followed store, this
+      one included; a running sync run ends early for it, so the new table is followed within seconds;
+      logs what it triggered and returns it (XCom):
       ``{"dag_id", "run_id", "table_name", "store", "paused", "unpaused", "new_store"}``.
     """
 
@@ -129,7 +131,7 @@ class StartStreamSyncOperator(TriggerDagRunOperator):
         import os
 
         store = self.store if self.store not in (None, "", "None") else None
-        self.conf = {"table_name": self.table_name, "store": store, "aws_conn_id": self.aws_conn_id}
+        self.conf = {"handover": {"table_name": self.table_name, "store": store}, "aws_conn_id": self.aws_conn_id}
         new_store = stores.remember(store)
         if new_store:
             self.log.info("the continuous %s runs follow store %s from now on (Variable %s)", self.trigger_dag_id,

@@ -16,6 +16,12 @@ Invariants:
   0013), so none is lost.
 * Between tasks only typed contracts travel through XCom: ``SyncTarget``
   in, ``SyncOutcome`` out (``to_dict`` / ``from_dict``).
+* A run an ingest's handover triggers (conf ``handover``) follows every
+  followed store, the handed-over one included: never just the new table,
+  which would leave the others unfollowed for a whole run.
+* A table's task ends early, between batches, once another run of this
+  DAG is queued behind its run (``waiting_run``): with one active run at a
+  time, that run starts only when this one ends.
 
 Each table's health is logged as one line and returned: store, table, applied
 changes, lag (as ``dynadex status`` means it: how far behind the table the
@@ -28,12 +34,13 @@ DAG can start a fresh bootstrap for them.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from dynadex.store import Store, StoreError
 from dynadex.store.reads import lag
 from dynadex.stream import NeedsBootstrap, sync_table
 from dynadex_airflow import stores as followed
+from dynadex_airflow.dag_defaults import sync_run_seconds
 from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client, store_location
 
@@ -70,6 +77,7 @@ def health(st: Store, store: str | None, table: str, stats: dict) -> dict:
         "ttl_deletes": stats.get("ttl_deletes", 0),
         "batches": stats.get("batches", 0),
         "caught_up": bool(stats.get("caught_up")),
+        "stopped_early": bool(stats.get("stopped_early")),  # another run was waiting: this one ended early
         **lag(state),
         "shards": len(cps),
         "shards_open": sum(1 for c in cps.values() if not c["ended"]),
@@ -92,7 +100,7 @@ class SyncTarget:
     store: str | None
     table: str
     aws_conn_id: str = "aws_default"
-    run_seconds: float = 60.0
+    run_seconds: float = field(default_factory=sync_run_seconds)
 
     @property
     def label(self) -> str:
@@ -104,7 +112,7 @@ class SyncTarget:
     @classmethod
     def from_dict(cls, d: dict) -> "SyncTarget":
         return cls(d.get("store") or None, d["table"], d.get("aws_conn_id") or "aws_default",
-                   float(d.get("run_seconds") or 60.0))
+                   float(d.get("run_seconds") or sync_run_seconds()))
 
 
 @dataclass(frozen=True)
@@ -126,11 +134,16 @@ class SyncOutcome:
 def targets(params: dict, conf: dict) -> list[dict]:
     """The (store, table) pairs this run follows, as ``SyncTarget`` dicts: what the ``sync`` task maps over."""
     conn = _given(conf, params, "aws_conn_id") or "aws_default"
-    seconds = float(_given(conf, params, "run_seconds") or 60)
+    seconds = float(_given(conf, params, "run_seconds") or sync_run_seconds())
     table = _given(conf, params, "table_name")
     store = _given(conf, params, "store")
+    handover = conf.get("handover") or {}
+    if handover:  # an ingest's handover: every followed store, its own included (stores.remember wrote it)
+        table, store = None, None
     # a run for one store or one table syncs just that (a table without a store: the default store)
     wanted = [store] if store or table else followed.to_sync(None)
+    if handover and handover.get("store") not in wanted:
+        wanted.append(handover.get("store") or None)
     work = [SyncTarget(s, t, conn, seconds) for s in wanted for t in tables_to_sync(s, table, conn)]
     if not work:
         log.info("no table with a stream in the followed stores yet; nothing to sync")
@@ -139,15 +152,26 @@ def targets(params: dict, conf: dict) -> list[dict]:
     return [t.to_dict() for t in work]
 
 
+def waiting_run():
+    """A question for the sync loop: is another run of this task's DAG queued (waiting for this one to end)?
+    Asked through the Task SDK (the execution API), every few seconds between batches."""
+    from airflow.sdk import get_current_context
+
+    ti = get_current_context()["ti"]
+    dag_id = ti.dag_id
+    return lambda: ti.get_dr_count(dag_id=dag_id, states=["queued"]) > 0
+
+
 @fail_fast
 def sync(target: dict) -> dict:
-    """Follow one table for its whole window; a ``SyncOutcome`` dict."""
+    """Follow one table for its whole window (or until another run waits); a ``SyncOutcome`` dict."""
     t = SyncTarget.from_dict(target)
     ddb, streams, s3 = (client(name, t.aws_conn_id) for name in ("dynamodb", "dynamodbstreams", "s3"))
     again = None
+    should_stop = waiting_run()
     with Store(store_location(t.store, t.aws_conn_id), read_only=False) as st:
         try:
-            stats = sync_table(st, t.table, ddb, streams, s3, seconds=t.run_seconds)
+            stats = sync_table(st, t.table, ddb, streams, s3, seconds=t.run_seconds, should_stop=should_stop)
         except NeedsBootstrap as exc:
             log.error("store %s table %s: %s", t.store or "(default)", t.table, exc)
             state = st.table_state(t.table)

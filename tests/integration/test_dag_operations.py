@@ -221,6 +221,35 @@ def test_keep_hours_zero_means_zero(aws, tmp_path):
     assert xcom(run, "maintain")["expired_snapshots"] >= 1  # with 1 hour kept, these minutes-old ones would stay
 
 
+def test_a_sync_run_ends_early_when_another_run_is_queued_behind_it(aws, tmp_path, monkeypatch):
+    """Runs are long (an hour): a run queued behind the active one (an ingest's handover of a new table) must
+    not wait for it. The sync task asks the execution API between batches and ends at a batch boundary."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType
+
+    from dynadex import bootstrap
+
+    ddb = make_table(aws, "Handed")
+    fill(ddb, "Handed", 20)
+    store = str(tmp_path / "store")
+    assert bootstrap.run(ddb, "Handed", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
+    monkeypatch.setenv("DYNADEX_STOP_CHECK_SECONDS", "1")
+    sync_dag = af.dag("dynamodb_stream_sync")
+    assert sync_dag.test(run_conf={"store": str(tmp_path / "none")}).state == "success"  # the DAG is in the DB now
+    queued = trigger_dag("dynamodb_stream_sync", triggered_by=DagRunTriggeredByType.TEST, run_id="waiting-behind",
+                         conf={"handover": {"table_name": "Handed", "store": store}})
+    try:
+        run = sync_dag.test(run_conf={"store": store, "table_name": "Handed", "run_seconds": 900})
+        assert run.state == "success", af.states(run)
+        health = xcom_key(run, "report", "health")
+        assert [h["table"] for h in health] == ["Handed"] and health[0]["stopped_early"] is True, health
+    finally:
+        with create_session() as session:
+            session.query(DagRun).filter(DagRun.run_id == queued.run_id).delete(synchronize_session=False)
+
+
 def test_maintenance_prunes_old_stream_sync_runs_and_keeps_recent_ones(aws, tmp_path):
     """Months of continuous runs: the maintenance DAG deletes the sync's runs (and their task instances) older
     than keep_run_days through `airflow db clean`, and leaves the recent ones and other DAGs' runs alone."""
@@ -294,7 +323,7 @@ def test_handover_unpauses_the_sync_and_every_ingested_store_is_followed_with_he
     with create_session() as session:
         triggered = session.query(DagRun).filter(DagRun.dag_id == "dynamodb_stream_sync",
                                                  DagRun.run_id == handover["run_id"]).one()
-        assert triggered.conf == {"table_name": "FollowA", "store": store_a, "aws_conn_id": "aws_default"}
+        assert triggered.conf == {"handover": {"table_name": "FollowA", "store": store_a}, "aws_conn_id": "aws_default"}
 
     # with the API connection (make airflow creates it) the handover unpauses the sync
     with recorder() as (url, calls):

@@ -135,7 +135,7 @@ def test_bootstrap_under_writes_then_stream_sync_converges(aws, tmp_path):
     from airflow.models.dagrun import DagRun
     with create_session() as session:
         triggered = session.query(DagRun).filter(DagRun.dag_id == "dynamodb_stream_sync").all()
-        assert any((r.conf or {}).get("table_name") == "Everything" for r in triggered)
+        assert any(((r.conf or {}).get("handover") or {}).get("table_name") == "Everything" for r in triggered)
     for i in range(20):  # more writes after the bootstrap, including a TTL-less delete and a new attribute
         ddb.put_item(TableName="Everything", Item={**rich_item(50_000 + i), "late": {"S": "yes"}})
     ddb.delete_item(TableName="Everything", Key={"pk": {"S": "user#0"}, "sk": {"N": "0"}})

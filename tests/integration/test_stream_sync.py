@@ -513,3 +513,61 @@ def test_two_tables_of_one_store_sync_side_by_side_and_keep_every_checkpoint(aws
         assert again["records"] == 0, (name, again, during, after)  # every record the runs read was checkpointed
         with Store(store) as st:
             assert verify(st, name, ddb2).ok, name
+
+
+def test_a_run_asked_to_stop_ends_at_a_batch_boundary_and_the_next_resumes_exactly(aws, tmp_path):
+    """``should_stop`` (another run waits: a new table's handover) ends a long sync window between batches;
+    the checkpoints it leaves let the next sync resume with nothing lost or repeated."""
+    ddb = new_table(aws, "Stopping")
+    store = str(tmp_path / "store")
+    ddb.put_item(TableName="Stopping", Item={"pk": {"S": "seed"}})
+    assert bootstrap.run(ddb, "Stopping", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
+    for i in range(50):
+        ddb.put_item(TableName="Stopping", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+    asked, wanted = [], threading.Event()
+
+    def should_stop():
+        asked.append(time.time())
+        return wanted.is_set()
+
+    ddb2, streams, s3 = clients()
+    settings = SyncSettings(stop_check_seconds=0.2, batch_seconds=0.1)
+    with Store(store, read_only=False) as st:
+        def writes_then_stop():  # more writes while the window is open, then the other run "arrives"
+            for i in range(50, 80):
+                ddb.put_item(TableName="Stopping", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+            deadline = time.time() + 120
+            while len(asked) < 2 and time.time() < deadline:  # the loop has asked (and been told no) already
+                time.sleep(0.05)
+            wanted.set()
+
+        th = threading.Thread(target=writes_then_stop)
+        th.start()
+        stats = sync_table(st, "Stopping", ddb2, streams, s3, seconds=600, settings=settings, should_stop=should_stop)
+        th.join()
+    assert stats.get("stopped_early") == 1 and len(asked) >= 3, (stats, len(asked))
+    for i in range(80, 90):  # and changes made after it ended
+        ddb.put_item(TableName="Stopping", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+    with Store(store, read_only=False) as st:
+        sync_table(st, "Stopping", ddb2, streams, s3, seconds=0)
+    with Store(store) as st:
+        assert verify(st, "Stopping", ddb).ok
+        assert st.query('SELECT count(*) FROM "Stopping"')[1] == [(91,)]
+
+
+def test_a_failing_stop_question_does_not_stop_the_sync(aws, tmp_path):
+    ddb = new_table(aws, "StopFails")
+    store = str(tmp_path / "store")
+    ddb.put_item(TableName="StopFails", Item={"pk": {"S": "seed"}})
+    assert bootstrap.run(ddb, "StopFails", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
+    asked = []
+
+    def broken():
+        asked.append(1)
+        raise ConnectionError("execution API unreachable")
+
+    ddb2, streams, s3 = clients()
+    with Store(store, read_only=False) as st:
+        stats = sync_table(st, "StopFails", ddb2, streams, s3, seconds=2,
+                           settings=SyncSettings(stop_check_seconds=0.1), should_stop=broken)
+    assert asked and not stats.get("stopped_early")

@@ -84,6 +84,9 @@ class SyncSettings:
     """Idle pauses double up to this."""
     max_backoff_attempts: int = 8
     """Calls throttled this many times in a row raise."""
+    stop_check_seconds: float = field(default_factory=lambda: _env("STOP_CHECK_SECONDS", 15))
+    """How often a run with a ``should_stop`` asks it (after a batch): a run that is no longer wanted (another
+    run waits to follow a new table) ends at that batch boundary, not at its window's end."""
 
 
 class Gap(Exception):
@@ -275,15 +278,24 @@ class TableSync:
         self.caught_up = at_tip
 
     # --------------------------------------------------------------- the loop
-    def run(self, until: float, until_caught_up: bool = False) -> dict:
-        """Sync until ``until`` (epoch seconds), or, with ``until_caught_up``, until a pass finds nothing new."""
+    def run(self, until: float, until_caught_up: bool = False, should_stop=None) -> dict:
+        """Sync until ``until`` (epoch seconds), or, with ``until_caught_up``, until a pass finds nothing new;
+        or until ``should_stop()`` (asked every ``stop_check_seconds``, between batches) says so."""
         with ShardReaders(self.settings.shard_readers) as readers:
-            return self._run(readers, until, until_caught_up)
+            return self._run(readers, until, until_caught_up, should_stop)
 
-    def _run(self, readers: ShardReaders, until: float, until_caught_up: bool) -> dict:
+    def _stop_wanted(self, should_stop) -> bool:
+        try:
+            return bool(should_stop())
+        except Exception as exc:  # noqa: BLE001 - a failed question is not a reason to stop following the table
+            log.warning("%s: could not tell whether this run should end early (%s); going on", self.table, exc)
+            return False
+
+    def _run(self, readers: ShardReaders, until: float, until_caught_up: bool, should_stop=None) -> dict:
         idle = self.settings.idle_min_seconds
         self.refresh()
         last_refresh = time.time()
+        last_stop_check = last_refresh
         last_note = 0.0
         while True:
             changes: list[Change] = []
@@ -341,6 +353,13 @@ class TableSync:
             elif not until_caught_up and now >= until:
                 self._note_final(at_tip, batch_started, last_note)
                 return self.stats
+            if should_stop is not None and now - last_stop_check >= self.settings.stop_check_seconds:
+                last_stop_check = now
+                if self._stop_wanted(should_stop):
+                    log.info("%s: ending this run early: another run is waiting", self.table)
+                    self.stats["stopped_early"] = 1
+                    self._note_final(at_tip, batch_started, last_note)
+                    return self.stats
             if progressed:
                 idle = self.settings.idle_min_seconds
             elif not until_caught_up:
@@ -353,8 +372,10 @@ class TableSync:
                 last_refresh = time.time()
 
 
-def sync_table(store: Store, table: str, ddb, streams, s3, *, seconds: float = 0.0, settings: SyncSettings | None = None) -> dict:
-    """Sync ``table`` for ``seconds`` (0 or less: until caught up). Recovers gaps; raises NeedsBootstrap."""
+def sync_table(store: Store, table: str, ddb, streams, s3, *, seconds: float = 0.0, settings: SyncSettings | None = None,
+               should_stop=None) -> dict:
+    """Sync ``table`` for ``seconds`` (0 or less: until caught up), or until ``should_stop()`` (asked between
+    batches every ``stop_check_seconds``) is true. Recovers gaps; raises NeedsBootstrap."""
     settings = settings or SyncSettings()
     until = time.time() + seconds
     once = seconds <= 0
@@ -362,7 +383,7 @@ def sync_table(store: Store, table: str, ddb, streams, s3, *, seconds: float = 0
     for _ in range(3):
         sync = TableSync(store, table, ddb, streams, s3, settings)
         try:
-            result = sync.run(until, until_caught_up=once)
+            result = sync.run(until, until_caught_up=once, should_stop=should_stop)
             for k, v in result.items():
                 stats[k] = stats.get(k, 0) + v
             stats["caught_up"] = sync.caught_up
