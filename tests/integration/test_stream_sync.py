@@ -571,3 +571,30 @@ def test_a_failing_stop_question_does_not_stop_the_sync(aws, tmp_path):
         stats = sync_table(st, "StopFails", ddb2, streams, s3, seconds=2,
                            settings=SyncSettings(stop_check_seconds=0.1), should_stop=broken)
     assert asked and not stats.get("stopped_early")
+
+
+def test_a_shard_without_checkpoint_starts_at_the_snapshot_not_at_the_horizon(aws, tmp_path):
+    """After a bootstrap, the stream's records from before the snapshot (up to 24 h of them on AWS) are not
+    read to be skipped: a shard with no checkpoint starts AT_TIMESTAMP of the stream start minus the
+    overlap. With the option off, the same sync reads and skips them; both end equal to the table."""
+    ddb = new_table(aws, "Horizon")
+    for i in range(60):
+        ddb.put_item(TableName="Horizon", Item={"pk": {"S": f"old{i}"}, "n": {"N": str(i)}})
+    written = time.time()
+    while time.time() < written + 1.2:  # the records above are more than the 0.5 s overlap older than the export
+        time.sleep(0.05)
+    stores = {at: str(tmp_path / f"store-{at}") for at in (True, False)}
+    for where in stores.values():  # two bootstraps of the same table, one store each
+        assert bootstrap.run(ddb, "Horizon", bucket="dynadex-exports", store=where, poll_seconds=0.1)["publish"]["published"]
+    for i in range(20):
+        ddb.put_item(TableName="Horizon", Item={"pk": {"S": f"new{i}"}, "n": {"N": str(i)}})
+    ddb2, streams, s3 = clients()
+    got = {}
+    for at, where in stores.items():
+        with Store(where, read_only=False) as st:
+            got[at] = sync_table(st, "Horizon", ddb2, streams, s3, seconds=0,
+                                 settings=SyncSettings(overlap_seconds=0.5, at_timestamp=at))
+        with Store(where) as st:
+            assert verify(st, "Horizon", ddb).ok
+    assert got[True]["skipped_old"] == 0 and got[True]["records"] >= 20, got
+    assert got[False]["skipped_old"] >= 60, got

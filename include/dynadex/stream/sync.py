@@ -5,7 +5,8 @@ Invariants (ARCHITECTURE.md 1, 2 and 4):
 * Shards are read parents before children, a table's readable shards
   concurrently (``readers``: at most ``shard_readers`` GetRecords at once, one
   per shard), the answers handled in shard order by this one thread; each shard resumes
-  AFTER_SEQUENCE_NUMBER of its checkpoint (TRIM_HORIZON when it has none).
+  AFTER_SEQUENCE_NUMBER of its checkpoint (when it has none, AT_TIMESTAMP of the
+  snapshot's stream start minus the overlap, or TRIM_HORIZON where refused).
 * Records older than ``stream_start - overlap`` are skipped (the snapshot
   already holds them); the others become changes (INSERT/MODIFY upsert the
   NewImage, REMOVE deletes; TTL removes are counted as such).
@@ -84,6 +85,9 @@ class SyncSettings:
     """Idle pauses double up to this."""
     max_backoff_attempts: int = 8
     """Calls throttled this many times in a row raise."""
+    at_timestamp: bool = field(default_factory=lambda: _env("AT_TIMESTAMP", 1) != 0)
+    """A shard without a checkpoint is read from the snapshot's stream start minus ``overlap_seconds``
+    (GetShardIterator AT_TIMESTAMP) rather than from the 24 h horizon; 0 turns it off."""
     stop_check_seconds: float = field(default_factory=lambda: _env("STOP_CHECK_SECONDS", 15))
     """How often a run with a ``should_stop`` asks it (after a batch): a run that is no longer wanted (another
     run waits to follow a new table) ends at that batch boundary, not at its window's end."""
@@ -156,6 +160,7 @@ class TableSync:
         self.caught_up = False  # the run ended on a pass that found every readable shard at its tip
         self.childless: dict[str, float] = {}  # ended shards whose children DescribeStream did not list yet
         self.last_child_poll = 0.0
+        self.at_timestamp = settings.at_timestamp  # cleared if the endpoint refuses AT_TIMESTAMP iterators
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
                       "expired_iterators": 0}
 
@@ -240,11 +245,22 @@ class TableSync:
         kwargs = {"StreamArn": self.stream_arn, "ShardId": c.info.shard_id}
         if c.sequence_number:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=c.sequence_number)
+        elif self.skip_before > 0 and self.at_timestamp:
+            # no checkpoint yet: start where the snapshot stops holding the table (its stream start minus the
+            # overlap), not at the 24 h horizon, so a fresh bootstrap of a busy table does not read and skip a
+            # day of records first; the client-side skip below stays as the rule
+            kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=self.skip_before / 1e6)
         else:
             kwargs.update(ShardIteratorType="TRIM_HORIZON")
         try:
             return _call(self.streams.get_shard_iterator, self.settings, **kwargs)["ShardIterator"]
         except Exception as exc:
+            if kwargs["ShardIteratorType"] == "AT_TIMESTAMP" and error_code(exc) in ("ValidationException",
+                                                                                   "InvalidParameterValue"):
+                log.info("%s: the endpoint refuses AT_TIMESTAMP iterators (%s); reading from TRIM_HORIZON",
+                         self.table, error_code(exc))
+                self.at_timestamp = False
+                return self._iterator(c)
             if error_code(exc) == "TrimmedDataAccessException":
                 raise Gap(f"checkpoint {c.sequence_number} of shard {c.info.shard_id} was trimmed") from None
             if error_code(exc) == "ResourceNotFoundException":
