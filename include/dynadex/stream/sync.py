@@ -16,7 +16,11 @@ Invariants (ARCHITECTURE.md 1, 2 and 4):
   a checkpointed shard that vanished, a stream ARN that changed, or a sync
   that last ran longer ago than the retention, triggers recovery through
   incremental exports (``recover``); beyond PITR, ``NeedsBootstrap``.
-* Expired iterators are renewed from the checkpoint; throttling backs off.
+* Expired iterators are renewed from the checkpoint; throttling backs off:
+  botocore's retries first (``aws.MAX_ATTEMPTS``), then ``_call``'s own
+  ``max_backoff_attempts`` rounds, a bounded budget (decision 0017). An
+  endpoint that stays unreachable ends the run with ``AwsUnreachable``
+  naming it; every batch committed before stands, nothing after is applied.
 * When a pass finds every readable shard at its tip, the time it started is
   stored as applied-through (at most once per ``caught_up_note_seconds``,
   and always when a run ends on such a pass, so its lag then reads 0):
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 
 from dynadex.aws import error_code
 from dynadex.gcpause import settle
+from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store
 from dynadex.stream.readers import ShardReaders
 from dynadex.stream.recover import NeedsBootstrap, recover
@@ -355,7 +360,11 @@ class TableSync:
 
 def sync_table(store: Store, table: str, ddb, streams, s3, *, seconds: float = 0.0, settings: SyncSettings | None = None) -> dict:
     """Sync ``table`` for ``seconds`` (0 or less: until caught up). Recovers gaps; raises NeedsBootstrap."""
-    settings = settings or SyncSettings()
+    with unreachable(f"syncing {table}"):
+        return _sync_table(store, table, ddb, streams, s3, seconds, settings or SyncSettings())
+
+
+def _sync_table(store: Store, table: str, ddb, streams, s3, seconds: float, settings: SyncSettings) -> dict:
     until = time.time() + seconds
     once = seconds <= 0
     stats: dict = {}
