@@ -28,6 +28,7 @@ from pathlib import Path
 
 import duckdb
 
+from dynadex.store.disk_full import reported
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreError, StoreLocation, mask
 from dynadex.store.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
@@ -163,10 +164,12 @@ class Lake:
         self._open()
 
     def retrying(self, what: str, work):
-        """Run ``work()`` (which opens its own transactions) until it gets past other writers' commits."""
+        """Run ``work()`` (which opens its own transactions) until it gets past other writers' commits.
+
+        A full disk is not retried: it ends the work at once as ``StoreFull`` (``disk_full``)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with writing(self.location.catalog, what):  # one writer at a time on a SQLite catalog
+                with reported(what), writing(self.location.catalog, what):  # one writer at a time (SQLite catalog)
                     return work()
             except (duckdb.Error, StoreError) as exc:
                 if attempt == ATTEMPTS or not retryable(exc):
