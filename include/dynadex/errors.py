@@ -77,3 +77,7 @@ class AwsUnreachable(TransientError):
 
     def __reduce__(self):
         return (type(self), (self.endpoint, self.reason))
+
+
+class AwsThrottled(TransientError):
+    """An AWS call still throttled (or answering 5xx) after every retry of its budget."""

@@ -19,7 +19,7 @@ from botocore.config import Config
 
 import dynadex.aws
 from dynadex import bootstrap
-from dynadex.errors import AwsUnreachable, S3Unavailable
+from dynadex.errors import AwsThrottled, S3Unavailable
 from dynadex.local_aws import running
 from dynadex.local_aws.faults import Fault
 from dynadex.store import Store
@@ -145,8 +145,23 @@ def test_an_outage_refuses_connections_and_the_emulator_comes_back_with_its_stat
     new_table(aws, "Outage")
     ddb.put_item(TableName="Outage", Item={"pk": {"S": "kept"}})
     aws.faults.outage(30)
-    from botocore.exceptions import EndpointConnectionError
+    import socket
 
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
+    host, port = aws.endpoint.split("//")[1].split(":")
+
+    def refused() -> bool:
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+
+    # a request that still reaches the server (the socket closes in a moment) gets no answer
+    with pytest.raises((ConnectionClosedError, EndpointConnectionError)):
+        ddb.list_tables()
+    _wait(refused, "the listening socket to close")
     with pytest.raises(EndpointConnectionError, match=aws.endpoint.split("//")[1]):
         ddb.list_tables()
     end_outage(aws)
@@ -195,11 +210,13 @@ def test_throttling_that_never_ends_fails_within_the_budget_and_commits_nothing(
     started = time.monotonic()
     d, streams, s3 = clients()
     with Store(store, read_only=False) as st:
-        with pytest.raises(Exception) as info:
+        with pytest.raises(AwsThrottled) as info:
             sync_table(st, "Choked", d, streams, s3, seconds=0, settings=settings)
     elapsed = time.monotonic() - started
     print(f"persistent GetRecords throttling: failed after {elapsed:.1f}s")
-    assert dynadex.aws.error_code(info.value) == "LimitExceededException"
+    assert str(info.value).startswith("get_records still answered LimitExceededException after 3 rounds of 2 "
+                                      "attempts"), str(info.value)
+    assert info.value.transient
     # 3 rounds of the sync's backoff x 2 botocore attempts: at most 3 x 1 s + 0.45 s of waits (botocore's
     # adaptive mode, used before, took 30 s here: its rate limiter stretched every attempt)
     budget = 3 * dynadex.aws.retry_budget_seconds(2) + sum(min(5.0, 0.1 * 2**a) * 1.5 for a in range(2))

@@ -162,6 +162,7 @@ class Faults:
             self.rules.clear()
             self.seen.clear()
             self.fired.clear()
+            self.outages = 0
 
     def state(self) -> dict:
         with self.lock:

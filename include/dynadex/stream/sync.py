@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 
 from dynadex.aws import error_code
+from dynadex.errors import AwsThrottled
 from dynadex.gcpause import settle
 from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store
@@ -98,13 +99,23 @@ class Gap(Exception):
 
 
 def _call(fn, settings: SyncSettings, **kwargs):
-    """Call AWS, backing off on throttling (beyond botocore's own retries)."""
+    """Call AWS, backing off on throttling (beyond botocore's own retries); what outlasts the budget is
+    ``AwsThrottled`` (transient) naming the call, the code and the time spent."""
+    started = time.monotonic()
     for attempt in range(settings.max_backoff_attempts):
         try:
             return fn(**kwargs)
         except Exception as exc:
-            if error_code(exc) not in THROTTLED or attempt == settings.max_backoff_attempts - 1:
+            if error_code(exc) not in THROTTLED:
                 raise
+            if attempt == settings.max_backoff_attempts - 1:
+                from dynadex.aws import MAX_ATTEMPTS
+
+                name = getattr(fn, "__name__", "call")
+                raise AwsThrottled(
+                    f"{name} still answered {error_code(exc)} after {settings.max_backoff_attempts} rounds of "
+                    f"{MAX_ATTEMPTS} attempts ({time.monotonic() - started:.1f} s); batches committed before "
+                    "stand: run again later") from exc
             delay = min(5.0, 0.1 * 2**attempt) * (0.5 + random.random())
             log.info("throttled (%s); retrying in %.2fs", error_code(exc), delay)
             time.sleep(delay)
