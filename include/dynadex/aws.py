@@ -32,11 +32,16 @@ def retry_budget_seconds(attempts: int | None = None) -> float:
     return float(sum(min(2 ** n, MAX_BACKOFF_SECONDS) for n in range(attempts - 1)))
 
 
+def retries() -> dict:
+    """botocore's retry settings for every dynadex client (the CLI's and the Airflow hooks')."""
+    return {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}
+
+
 def client(service: str, *, endpoint_url: str | None = None, region: str | None = None, **kwargs: Any):
     import boto3
     from botocore.config import Config
 
-    config = Config(**{"retries": {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}, "max_pool_connections": POOL_CONNECTIONS,
+    config = Config(**{"retries": retries(), "max_pool_connections": POOL_CONNECTIONS,
                        **kwargs.pop("config_kwargs", {})})
     return boto3.session.Session().client(
         service,

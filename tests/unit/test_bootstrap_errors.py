@@ -53,3 +53,20 @@ def test_service_faults_keep_the_task_retries_and_bad_input_does_not():
     assert is_no_space(OSError(errno.ENOSPC, "No space left on device"))
     assert is_no_space(duckdb.IOException('Could not write file "x": No space left on device'))
     assert not is_no_space(duckdb.IOException("Could not read file"))
+
+
+def test_airflow_clients_get_the_same_retry_budget_as_the_cli(monkeypatch):
+    """Decision 0017's budget holds on the DAG path too (the provider's hook alone gives botocore's legacy
+    mode, 5 attempts); a connection's own retries setting still wins."""
+    import json
+
+    from dynadex import aws
+    from dynadex_airflow.hooks import client
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_PLAIN", json.dumps({"conn_type": "aws", "login": "a", "password": "b",
+                                                             "extra": {"region_name": "us-east-1"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_OWN", json.dumps({"conn_type": "aws", "login": "a", "password": "b", "extra": {
+        "region_name": "us-east-1", "config_kwargs": {"retries": {"mode": "legacy", "total_max_attempts": 3}}}}))
+    for made in (client("dynamodbstreams", "aws_plain"), aws.client("dynamodbstreams")):
+        assert made.meta.config.retries == {"mode": "standard", "total_max_attempts": aws.MAX_ATTEMPTS}
+    assert client("s3", "aws_own").meta.config.retries == {"mode": "legacy", "total_max_attempts": 3}
