@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -63,13 +64,13 @@ class SmallDisk:
 
     def fill(self) -> None:
         if self.mode == "tmpfs":
-            with open(self.ballast, "wb") as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 65536)
-                        f.flush()
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
+            with open(self.ballast, "wb", buffering=0) as f:
+                for block in (1 << 16, 1 << 12, 1 << 9):  # to the last block: nothing is left
+                    try:
+                        while True:
+                            f.write(b"\0" * block)
+                    except OSError as exc:
+                        assert exc.errno == errno.ENOSPC
             return
         from dynadex.store import changes, chunk_files
 
@@ -159,3 +160,38 @@ def test_disk_full_while_writing_a_stream_batch_keeps_the_checkpoints_then_catch
     _, report = converge(store, table)
     assert report.ok, (report.missing[:2], report.extra[:2], report.different[:2])
     no_duplicates(store, table)
+
+
+def test_a_catalog_on_a_full_disk_says_so_and_opens_once_space_is_freed(aws, tmp_path):
+    """The whole store (SQLite catalog too) on the small disk, through the CLI: one line saying the disk is
+    full (when SQLite cannot open the catalog it only says "disk I/O error": the store checks the free space).
+    Needs the real tmpfs: free space is what it checks."""
+    if DISK != "tmpfs":
+        pytest.skip("needs a real small disk (tmpfs mount not allowed here); the data-path tests ran injected")
+    root = tmp_path / "whole"
+    d = SmallDisk(root, "tmpfs")
+    try:
+        table = "FullCatalog"
+        ddb = filled(aws, table)
+        store = str(root / "store")
+        os.environ.pop("DYNADEX_DATA_PATH", None)
+        bootstrap.run(ddb, table, bucket=BUCKET, store=store, poll_seconds=0.1, workers=1)
+        before = snapshot(store, table)
+        churn(ddb, table, 0, 50)
+        d.fill()
+        result = subprocess.run([sys.executable, "-m", "dynadex.cli", "sync", table, "--store", store],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        # one line either way: SQLite cannot open the catalog (the store checks the free space and says so),
+        # or it opens and the batch's files find no room
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dynadex: error: "), result.stderr
+        assert "no space left" in lines[0] and str(root / "store") in lines[0], lines[0]
+        print(lines[0])
+        d.free()
+        assert snapshot(store, table) == before
+        _, report = converge(store, table)
+        assert report.ok
+        no_duplicates(store, table)
+    finally:
+        d.close()

@@ -9,7 +9,9 @@ of it is committed: a chunk without its manifest is not built (publish
 refuses it), a batch's transaction is rolled back with its checkpoints, so
 readers keep the old snapshot and the sync resumes from the old checkpoints.
 The error is transient (``TransientError``): once space is freed the same
-run, or the task's next try, completes.
+run, or the task's next try, completes. A SQLite catalog on a full disk
+cannot even be opened (SQLite reports only "disk I/O error"): ``Lake``
+then checks the folder's free space and says so, as ``StoreFull`` too.
 """
 
 from __future__ import annotations
@@ -49,3 +51,16 @@ def reported(what: str):
         if is_no_space(exc):
             raise store_full(what, exc) from exc
         raise
+
+
+ROOM_BYTES = 64 * 1024  # less free space than this under a catalog folder: its disk is full
+
+
+def full_disk_under(path) -> bool:
+    """True when the (existing) folder ``path`` lies on a disk with (almost) no space left."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free < ROOM_BYTES
+    except OSError:
+        return False

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import duckdb
 
-from dynadex.store.disk_full import reported
+from dynadex.store.disk_full import StoreFull, full_disk_under, reported
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreError, StoreLocation, mask
 from dynadex.store.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
@@ -132,7 +132,12 @@ class Lake:
             self.con.execute(f"ATTACH {literal('ducklake:' + location.catalog)} AS {ALIAS} ({', '.join(options)})")
         except duckdb.Error as exc:
             self.con.close()
-            raise StoreError(f"cannot open store {location.display}: {mask(str(exc).splitlines()[0])}") from None
+            detail = mask(str(exc).splitlines()[0])
+            root = location.local_root
+            if root is not None and full_disk_under(root):  # SQLite says "disk I/O error", not why
+                raise StoreFull(f"cannot open store {location.display}: {detail}: the disk holding {root} has no "
+                                "space left: free space and run again") from None
+            raise StoreError(f"cannot open store {location.display}: {detail}") from None
         self.con.execute(f"USE {ALIAS}")
         if self.sandbox:
             self._lock_down()
