@@ -112,6 +112,10 @@ def test_faults_answer_in_aws_wire_formats_and_are_counted(aws):
         s3.put_object(Bucket=BUCKET, Key="probe/b", Body=b"y")
     assert info.value.response["Error"]["Code"] == "InternalError"
     assert "probe/b" not in [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="probe/")["Contents"]]
+    aws.faults.inject(Fault("PutObject", code="InternalError", key="probe/c", lost_reply=True))
+    with pytest.raises(s3.exceptions.ClientError, match="InternalError"):
+        s3.put_object(Bucket=BUCKET, Key="probe/c", Body=b"z")
+    assert s3.get_object(Bucket=BUCKET, Key="probe/c")["Body"].read() == b"z"  # carried out, reply lost
     with pytest.raises(s3.exceptions.ClientError) as info:
         s3.head_object(Bucket=BUCKET, Key="probe/a.json.gz")
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503  # HEAD: no body, as S3 answers
@@ -134,10 +138,10 @@ def test_faults_answer_in_aws_wire_formats_and_are_counted(aws):
             streams.get_records(ShardIterator=page["NextShardIterator"])
     streams.get_records(ShardIterator=page["NextShardIterator"])  # the faulted calls changed nothing
     state = aws.faults.state()
-    assert state["fired"] == {"GetObject": 1, "PutObject": 1, "HeadObject": 1, "ListStreams": 1, "DescribeExport": 1,
+    assert state["fired"] == {"GetObject": 1, "PutObject": 2, "HeadObject": 1, "ListStreams": 1, "DescribeExport": 1,
                               "ListTables": 3, "GetRecords": 2}
     assert [f["operation"] for f in state["faults"]] == ["ListTables"]  # persistent until cleared
-    assert state["seen"]["GetRecords"] == 4 and state["seen"]["GetObject"] == 2
+    assert state["seen"]["GetRecords"] == 4 and state["seen"]["GetObject"] == 3
 
 
 def test_an_outage_refuses_connections_and_the_emulator_comes_back_with_its_state(aws):
@@ -375,3 +379,25 @@ def test_a_lasting_outage_mid_sync_ends_the_cli_with_one_line_naming_the_endpoin
     _, report = converge(store, "Down")
     assert report.ok
     no_duplicates(store, "Down")
+
+
+def test_throttled_and_lost_export_requests_start_one_export(aws, tmp_path):
+    """ExportTableToPointInTime throttled, then carried out with its reply lost (botocore retries with the
+    same ClientToken), DescribeExport failing while the bootstrap polls: one export, published, verified."""
+    filled(aws, "Exported")
+    ddb = dynadex.aws.client("dynamodb")  # dynadex's client (its retry budget), as the CLI and the DAG use
+    store = str(tmp_path / "store")
+    aws.faults.clear()
+    aws.faults.inject(Fault("ExportTableToPointInTime", code="LimitExceededException"),
+                      Fault("ExportTableToPointInTime", code="InternalServerError", lost_reply=True),
+                      Fault("DescribeExport", code="InternalServerError", count=2),
+                      Fault("DescribeExport", code="ThrottlingException", count=1))
+    result = bootstrap.run(ddb, "Exported", bucket=BUCKET, store=store, poll_seconds=0.1)
+    state = aws.faults.state()
+    assert state["fired"] == {"ExportTableToPointInTime": 2, "DescribeExport": 3}, state
+    assert state["seen"]["ExportTableToPointInTime"] == 3
+    table_arn = ddb.describe_table(TableName="Exported")["Table"]["TableArn"]
+    exports = ddb.list_exports(TableArn=table_arn)["ExportSummaries"]
+    assert [e["ExportArn"] for e in exports] == [result["export_arn"]]  # the lost reply started no second one
+    with Store(store) as st:
+        assert verify(st, "Exported", ddb).ok

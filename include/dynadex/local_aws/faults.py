@@ -15,7 +15,10 @@ Invariants:
   for HEAD), DynamoDB and DynamoDB Streams a JSON body whose ``__type`` is
   ``com.amazonaws.dynamodb.v20120810#<Code>``, with a request id header.
 * A faulted request never reaches moto: nothing it asked for happens (no
-  write, no read, no iterator handed out), as when AWS refuses a request.
+  write, no read, no iterator handed out), as when AWS refuses a request;
+  except with ``lost_reply``, where it is carried out and only its answer is
+  replaced by the error (the reply lost on the way: what a client's retry
+  must survive, e.g. by its ClientToken).
 * Rules fire in the order they were posted; ``after`` lets that many
   matching requests through first; ``count`` requests are faulted, then the
   rule is spent (``count`` -1: until cleared). Every request is counted by
@@ -44,7 +47,7 @@ KNOWN = {
     "SlowDown": (503, "Please reduce your request rate."),
     "ServiceUnavailable": (503, "Service is unable to handle request."),
     "InternalError": (500, "We encountered an internal error. Please try again."),
-    "LimitExceededException": (400, "Rate exceeded for shard"),
+    "LimitExceededException": (400, "Rate exceeded"),
     "ThrottlingException": (400, "Rate of requests exceeds the allowed throughput."),
     "ProvisionedThroughputExceededException": (400, "The level of configured provisioned throughput for the table "
                                                     "was exceeded. Consider increasing your provisioning level with "
@@ -68,6 +71,7 @@ class Fault:
     after: int = 0  # matching requests let through before the first fault
     key: str | None = None
     outage_seconds: float = 0.0  # > 0: drop the connection and stop listening this long (no error answer)
+    lost_reply: bool = False  # the request IS carried out, then its answer replaced by the error (a lost reply)
 
     def __post_init__(self) -> None:
         if self.status is None:
@@ -232,9 +236,13 @@ class FaultsApp:
         if fault.outage_seconds > 0:
             self.faults.begin_outage(fault.outage_seconds)
             return _drop(environ, start_response)
-        size = int(environ.get("CONTENT_LENGTH") or 0)
-        if size:
-            environ["wsgi.input"].read(size)  # read the request off the connection, so it stays usable
+        if fault.lost_reply:
+            for _ in self.app(environ, lambda *a, **k: (lambda data: None)):
+                pass  # carried out; its answer is dropped
+        else:
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            if size:
+                environ["wsgi.input"].read(size)  # read the request off the connection, so it stays usable
         status, headers, body = (_s3_error(fault, req, environ.get("REQUEST_METHOD", "GET")) if req.service == "s3"
                                  else _json_error(fault))
         start_response(status, headers)
