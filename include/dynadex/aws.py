@@ -3,8 +3,13 @@
 Invariant: with no AWS settings at all, clients point nowhere surprising:
 the endpoint comes from ``AWS_ENDPOINT_URL`` (boto3 reads it itself) or from
 an explicit ``endpoint_url``; the region defaults to ``us-east-1``. Retries
-use botocore's adaptive mode so throttling is retried with backoff before an
-error surfaces. Credentials are never logged. A client keeps up to
+use botocore's standard mode so throttling, 5xx answers and lost connections
+are retried with backoff before an error surfaces (not adaptive mode: its
+client-wide rate limiter let one throttled shard slow every read of the
+client, and stretched 6 throttled attempts to 30 s; decision 0017): ``MAX_ATTEMPTS`` attempts
+in all (``DYNADEX_AWS_MAX_ATTEMPTS``, default 9), each wait at most
+``rand * min(2**n, 20)`` s, so one call gives up within ``retry_budget_seconds()``
+(91 s by default; decision 0017). Credentials are never logged. A client keeps up to
 ``POOL_CONNECTIONS`` HTTP connections, so the stream sync's concurrent shard
 readers (``SyncSettings.shard_readers``) each reuse one.
 """
@@ -15,13 +20,28 @@ import os
 from typing import Any
 
 POOL_CONNECTIONS = 64
+MAX_ATTEMPTS = int(os.environ.get("DYNADEX_AWS_MAX_ATTEMPTS", 9))
+"""Attempts per AWS call, the first included (botocore's ``total_max_attempts``): read here, once."""
+MAX_BACKOFF_SECONDS = 20  # botocore's cap on one wait
+
+
+def retry_budget_seconds(attempts: int | None = None) -> float:
+    """The longest botocore waits between the attempts of one call before it raises (its jitter draws
+    each wait from 0 up to this bound; on average half of it)."""
+    attempts = MAX_ATTEMPTS if attempts is None else attempts
+    return float(sum(min(2 ** n, MAX_BACKOFF_SECONDS) for n in range(attempts - 1)))
+
+
+def retries() -> dict:
+    """botocore's retry settings for every dynadex client (the CLI's and the Airflow hooks')."""
+    return {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}
 
 
 def client(service: str, *, endpoint_url: str | None = None, region: str | None = None, **kwargs: Any):
     import boto3
     from botocore.config import Config
 
-    config = Config(**{"retries": {"mode": "adaptive", "max_attempts": 8}, "max_pool_connections": POOL_CONNECTIONS,
+    config = Config(**{"retries": retries(), "max_pool_connections": POOL_CONNECTIONS,
                        **kwargs.pop("config_kwargs", {})})
     return boto3.session.Session().client(
         service,

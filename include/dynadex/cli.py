@@ -393,6 +393,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DynadexError as exc:
         print(f"dynadex: error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        from dynadex.reach import as_unreachable, connection_failure
+
+        if not connection_failure(exc):
+            raise
+        print(f"dynadex: error: {as_unreachable(exc, args.command)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into head & co.

@@ -52,3 +52,32 @@ class CorruptDataFile(ExportError):
 
 class MalformedLine(ExportError):
     """A data line that is not a valid export record."""
+
+
+class TransientError(DynadexError):
+    """A failure of the service, not of the input: running again later can succeed.
+
+    The message names what failed; ``transient`` tells Airflow's ``fail_fast`` to keep the task's retries.
+    """
+
+    transient = True
+
+
+class S3Unavailable(ExportError, TransientError):
+    """An S3 object that could not be read because S3 kept answering 5xx or throttling (after the retries)."""
+
+
+class AwsUnreachable(TransientError):
+    """An AWS endpoint that did not answer (connection refused, closed or timed out) after the retries."""
+
+    def __init__(self, endpoint: str, reason: str):
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"AWS endpoint {endpoint} unreachable: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.endpoint, self.reason))
+
+
+class AwsThrottled(TransientError):
+    """An AWS call still throttled (or answering 5xx) after every retry of its budget."""

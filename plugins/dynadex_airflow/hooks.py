@@ -19,13 +19,14 @@ class DynamoDBClientHook(AwsBaseHook):
 
 
 def client(service: str, aws_conn_id: str | None):
-    """The connection's client, keeping enough HTTP connections for the stream sync's shard readers (the
-    connection's own botocore config, if any, is kept and wins on every other setting)."""
+    """The connection's client, keeping enough HTTP connections for the stream sync's shard readers and
+    dynadex's retry budget (``dynadex.aws.retries``: the same as the CLI's, decision 0017); the connection's
+    own botocore config, if any, is kept and wins on every setting it names."""
     from botocore.config import Config
 
-    from dynadex.aws import POOL_CONNECTIONS
+    from dynadex.aws import POOL_CONNECTIONS, retries
 
-    pool = Config(max_pool_connections=POOL_CONNECTIONS)
+    pool = Config(max_pool_connections=POOL_CONNECTIONS, retries=retries())
     own = AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service).conn_config.botocore_config
     return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service, config=pool.merge(own) if own else pool).get_conn()
 

@@ -13,6 +13,8 @@ Invariants:
 * Nothing is recorded as complete (no chunk manifest) unless every file of
   the chunk verified: MD5, complete gzip, item count, every line a valid
   item with the table's key. Errors name the file, the line and the path.
+* A full disk ends the build with ``StoreFull`` naming the chunk and the
+  file; the chunk has no manifest, so it counts as not built.
 * Memory is bounded by one read block plus one staged part (DuckDB spills
   its sorts beyond its memory limit).
 """
@@ -30,6 +32,7 @@ from dynadex.export.manifest import DataFile, Export
 from dynadex.export.plan import ChunkSpec
 from dynadex.export.reader import FileStats, iter_lines
 from dynadex.export.records import parser_for
+from dynadex.store.disk_full import reported
 from dynadex.store.location import StoreError, StoreLocation
 from dynadex.store.segments import SegmentWriter
 from dynadex.store.shape import KeyError_
@@ -82,6 +85,15 @@ def snapshot_version(export_time_micros: int, overlap_micros: int = OVERLAP_MICR
 def build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table: str, build_id: str,
                 key_names: tuple[str, ...], key_types: tuple[str, ...], version: int,
                 *, part_items: int = 100_000, threads: int | None = None) -> BuildResult:
+    """Build the chunk's final files (a full disk: ``StoreFull``, the chunk left unbuilt: no manifest)."""
+    with reported(f"chunk {spec.chunk_id} of build {build_id} of {table}"):
+        return _build_chunk(export, spec, location, table, build_id, key_names, key_types, version,
+                            part_items=part_items, threads=threads)
+
+
+def _build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table: str, build_id: str,
+                 key_names: tuple[str, ...], key_types: tuple[str, ...], version: int,
+                 *, part_items: int, threads: int | None) -> BuildResult:
     if export.summary.export_type != "FULL_EXPORT":
         raise ValueError("build_chunk takes a full export; incremental exports are applied as changes")
     origin = f"export:{export.summary.export_id}"

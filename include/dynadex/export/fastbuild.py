@@ -35,6 +35,10 @@ Anything else (ION, a line outside the domain, a file DuckDB cannot read, an
 MD5 or item-count mismatch) makes ``build_chunk_fast`` return ``None`` before
 any manifest is written, and the caller runs the exact Python path, which
 owns every error message. So errors name the file and line as before.
+Service faults are not the input's: S3 still failing after its retries
+(``TransientError``) or a full disk end the build at once, since the Python
+path would only meet them again (reading the chunk twice doubled the retry
+budget; decision 0017).
 """
 
 
@@ -51,6 +55,7 @@ import time
 
 import pyarrow as pa
 
+from dynadex.errors import TransientError
 from dynadex.export import fast_sql
 from dynadex.export.fast_structure import OutsideFastPath, clean, merge, sampled_structure
 from dynadex.export.manifest import Export
@@ -58,6 +63,7 @@ from dynadex.export.plan import ChunkSpec
 from dynadex.export.records import parse_json_line
 from dynadex.export.source import LocalSource
 from dynadex.store.chunks import ChunkManifest, ColumnStats, remove_manifest, write_manifest
+from dynadex.store.disk_full import is_no_space
 from dynadex.store.extensions import connect
 from dynadex.store.lake import s3_secret
 from dynadex.store.location import StoreLocation
@@ -254,7 +260,11 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
     except OutsideFastPath as exc:
         log.info("%s: exact Python path (%s)", spec.chunk_id, exc)
         return None
+    except TransientError:  # S3 kept failing (after its retries): the Python path would only meet it again
+        raise
     except Exception as exc:  # DuckDB could not read something: the Python path says what and where
+        if is_no_space(exc):  # nor is a full disk a reason to write everything again
+            raise
         log.info("%s: exact Python path (DuckDB: %s)", spec.chunk_id, str(exc).splitlines()[0][:200])
         return None
     finally:

@@ -4,6 +4,9 @@ Invariant: every key is relative to the bucket root, exactly as AWS writes it
 in the manifests (``dataFileS3Key`` is never rebuilt), and every error names
 the object by its full location (``s3://bucket/key`` or the local path).
 Reads stream: ``open`` never loads a whole data file into memory.
+S3 throttling, 5xx answers and lost connections are retried by botocore
+(``aws.MAX_ATTEMPTS``); what is left of them is an ``S3Unavailable`` naming
+the object (transient: the task's retries apply), never a missing file.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
-from dynadex.errors import ManifestError, MissingFileError
+from dynadex.errors import ManifestError, MissingFileError, S3Unavailable
 
 SUMMARY_NAME = "manifest-summary.json"
 
@@ -60,6 +63,36 @@ class LocalSource:
         return self.path(key).is_file()
 
 
+THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable",
+             "InternalError", "RequestTimeout"}
+
+
+class _Body:
+    """An S3 object's body whose read failures (the connection lost mid-object) name the object."""
+
+    def __init__(self, body, url: str):
+        self.body, self.url = body, url
+
+    def read(self, size: int = -1) -> bytes:
+        from dynadex.reach import connection_failure
+
+        try:
+            return self.body.read(None if size is None or size < 0 else size)
+        except Exception as exc:
+            if connection_failure(exc) or isinstance(exc, OSError):
+                raise S3Unavailable(self.url, f"connection lost while reading: {exc}") from None
+            raise
+
+    def close(self) -> None:
+        self.body.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass
 class S3Source:
     """An S3 bucket, read with boto3 (endpoint and credentials from the usual AWS settings)."""
@@ -79,20 +112,31 @@ class S3Source:
     def _call(self, key: str, fn, **kwargs):
         from botocore.exceptions import ClientError
 
+        from dynadex.reach import connection_failure
+
         try:
             return fn(Bucket=self.bucket, Key=key, **kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
+            code, status = error.get("Code", ""), int(meta.get("HTTPStatusCode") or 0)
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise MissingFileError(self.url(key), "object not found") from None
             if code in ("NoSuchBucket",):
                 raise MissingFileError(self.url(key), f"bucket {self.bucket!r} does not exist") from None
             if code in ("AccessDenied", "403", "Forbidden"):
                 raise MissingFileError(self.url(key), "access denied") from None
+            if status >= 500 or code in THROTTLED:
+                raise S3Unavailable(self.url(key), f"S3 answered {code} (HTTP {status}) "
+                                    f"{int(meta.get('RetryAttempts') or 0) + 1} times: {error.get('Message', '')}"
+                                    ) from None
             raise MissingFileError(self.url(key), f"S3 error {code}") from None
+        except Exception as exc:
+            if connection_failure(exc):
+                raise S3Unavailable(self.url(key), str(exc)) from None
+            raise
 
     def open(self, key: str) -> BinaryIO:
-        return self._call(key, self.client.get_object)["Body"]
+        return _Body(self._call(key, self.client.get_object)["Body"], self.url(key))
 
     def read(self, key: str) -> bytes:
         body = self.open(key)

@@ -35,6 +35,13 @@ class LocalAWS:
         return boto3.client(service, endpoint_url=self.endpoint, region_name=AWS_ENV["AWS_DEFAULT_REGION"],
                             aws_access_key_id="local", aws_secret_access_key="local")
 
+    @property
+    def faults(self):
+        """The emulator's fault-injection control (``local_aws.faults``)."""
+        from dynadex.local_aws.faults import FaultControl
+
+        return FaultControl(self.endpoint)
+
 
 @contextmanager
 def running(host: str = "127.0.0.1", port: int = 0, timeout: float = 60, **knobs):

@@ -8,6 +8,8 @@ We hook moto's classes from here (no fork, no vendored copy):
   ListExports -> ``ExportEngine``;
 * the DynamoDB Streams handler -> ``StreamRegistry``;
 * a TTL sweeper thread deletes expired items as the service would;
+* ``faults`` (middleware in front of everything) answers injected errors
+  and outages declared as data at ``/_dynadex/faults``;
 * ``strict.install`` wraps the DynamoDB handler's writes and reads so the
   emulator refuses what DynamoDB refuses (``validate``) and answers numbers
   as DynamoDB does; ``patches`` holds small named fixes that belong in moto.
@@ -27,6 +29,7 @@ import time
 
 from dynadex.local_aws.config import Knobs
 from dynadex.local_aws.exports import ExportEngine
+from dynadex.local_aws.faults import Faults, FaultsApp
 from dynadex.local_aws.feed import LOCK, ChangeFeed, service_delete
 from dynadex.local_aws.streams import Stream, StreamRegistry
 
@@ -199,35 +202,65 @@ class LockedApp:
             return list(body)
 
 
-def make_app(knobs: Knobs):
+def make_app(knobs: Knobs, faults: Faults | None = None):
     install(knobs)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    return LockedApp(DomainDispatcherApplication(create_backend_app))
+    return FaultsApp(LockedApp(DomainDispatcherApplication(create_backend_app)), faults or Faults())
 
 
 def serve(host: str, port: int, knobs: Knobs) -> None:
-    """Run in the foreground; print ``ready http://HOST:PORT`` once accepting; stop on SIGINT/SIGTERM."""
+    """Run in the foreground; print ``ready http://HOST:PORT`` once accepting; stop on SIGINT/SIGTERM.
+
+    An injected outage (``faults``) closes the listening socket; the loop below listens again on the same
+    port once it is over (or at SIGUSR1), with every table, stream and object as it was."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
-    app = make_app(knobs)
-    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    faults = Faults()
+    app = make_app(knobs, faults)
     stop = threading.Event()
+    current: list = []
     sweeper = threading.Thread(target=_sweeper, args=(knobs.ttl_interval_seconds, stop), daemon=True)
     sweeper.start()
 
     def shutdown(signum, frame):
         stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        faults.down_until = 0.0
+        if current:
+            threading.Thread(target=current[0].shutdown, daemon=True).start()
+
+    def end_outage(signum, frame):  # SIGUSR1: the outage is over now (tests, drills)
+        faults.down_until = 0.0
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    actual_port = server.server_port
-    print(f"ready http://{host}:{actual_port}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        stop.set()
-        server.server_close()
+    signal.signal(signal.SIGUSR1, end_outage)
+    first = True
+    while not stop.is_set():
+        try:
+            server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+        except OSError as exc:  # the port is briefly held after an outage: try again until it is free
+            if first:
+                raise
+            print(f"local-aws: listening again on {port} failed ({exc}); retrying", file=sys.stderr, flush=True)
+            time.sleep(0.1)
+            continue
+        current[:] = [server]
+        faults.stop_listening = server.shutdown
+        if first:
+            port = server.server_port
+            print(f"ready http://{host}:{port}", flush=True)
+            first = False
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+        if not stop.is_set() and faults.down:
+            print(f"local-aws: outage: not listening on {port}", flush=True)
+            faults.wait_outage()
+            print(f"local-aws: listening again on {port}", flush=True)
+        elif not stop.is_set():
+            continue
+    stop.set()
     print("local-aws: stopped", flush=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 
+from dynadex.store.disk_full import StoreFull, full_disk_under, reported
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreError, StoreLocation, mask
 from dynadex.store.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
@@ -176,7 +177,12 @@ class Lake:
             self.con.execute(f"ATTACH {literal('ducklake:' + location.catalog)} AS {ALIAS} ({', '.join(options)})")
         except duckdb.Error as exc:
             self.con.close()
-            raise StoreError(f"cannot open store {location.display}: {mask(str(exc).splitlines()[0])}") from None
+            detail = mask(str(exc).splitlines()[0])
+            root = location.local_root
+            if root is not None and full_disk_under(root):  # SQLite says "disk I/O error", not why
+                raise StoreFull(f"cannot open store {location.display}: {detail}: the disk holding {root} has no "
+                                "space left: free space and run again") from None
+            raise StoreError(f"cannot open store {location.display}: {detail}") from None
         self.con.execute(f"USE {ALIAS}")
         if self.sandbox:
             self._lock_down()
@@ -208,10 +214,12 @@ class Lake:
         self._open()
 
     def retrying(self, what: str, work):
-        """Run ``work()`` (which opens its own transactions) until it gets past other writers' commits."""
+        """Run ``work()`` (which opens its own transactions) until it gets past other writers' commits.
+
+        A full disk is not retried: it ends the work at once as ``StoreFull`` (``disk_full``)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with writing(self.location.catalog, what):  # one writer at a time on a SQLite catalog
+                with reported(what), writing(self.location.catalog, what):  # one writer at a time (SQLite catalog)
                     return work()
             except (duckdb.Error, StoreError) as exc:
                 if attempt == ATTEMPTS or not retryable(exc):

@@ -17,7 +17,11 @@ Invariants (ARCHITECTURE.md 1, 2 and 4):
   a checkpointed shard that vanished, a stream ARN that changed, or a sync
   that last ran longer ago than the retention, triggers recovery through
   incremental exports (``recover``); beyond PITR, ``NeedsBootstrap``.
-* Expired iterators are renewed from the checkpoint; throttling backs off.
+* Expired iterators are renewed from the checkpoint; throttling backs off:
+  botocore's retries first (``aws.MAX_ATTEMPTS``), then ``_call``'s own
+  ``max_backoff_attempts`` rounds, a bounded budget (decision 0017). An
+  endpoint that stays unreachable ends the run with ``AwsUnreachable``
+  naming it; every batch committed before stands, nothing after is applied.
 * When a pass finds every readable shard at its tip, the time it started is
   stored as applied-through (at most once per ``caught_up_note_seconds``,
   and always when a run ends on such a pass, so its lag then reads 0):
@@ -34,7 +38,9 @@ import time
 from dataclasses import dataclass, field
 
 from dynadex.aws import error_code
+from dynadex.errors import AwsThrottled
 from dynadex.gcpause import settle
+from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store
 from dynadex.stream.readers import ShardReaders
 from dynadex.stream.recover import NeedsBootstrap, recover
@@ -100,13 +106,23 @@ class Gap(Exception):
 
 
 def _call(fn, settings: SyncSettings, **kwargs):
-    """Call AWS, backing off on throttling (beyond botocore's own retries)."""
+    """Call AWS, backing off on throttling (beyond botocore's own retries); what outlasts the budget is
+    ``AwsThrottled`` (transient) naming the call, the code and the time spent."""
+    started = time.monotonic()
     for attempt in range(settings.max_backoff_attempts):
         try:
             return fn(**kwargs)
         except Exception as exc:
-            if error_code(exc) not in THROTTLED or attempt == settings.max_backoff_attempts - 1:
+            if error_code(exc) not in THROTTLED:
                 raise
+            if attempt == settings.max_backoff_attempts - 1:
+                from dynadex.aws import MAX_ATTEMPTS
+
+                name = getattr(fn, "__name__", "call")
+                raise AwsThrottled(
+                    f"{name} still answered {error_code(exc)} after {settings.max_backoff_attempts} rounds of "
+                    f"{MAX_ATTEMPTS} attempts ({time.monotonic() - started:.1f} s); batches committed before "
+                    "stand: run again later") from exc
             delay = min(5.0, 0.1 * 2**attempt) * (0.5 + random.random())
             log.info("throttled (%s); retrying in %.2fs", error_code(exc), delay)
             time.sleep(delay)
@@ -392,7 +408,12 @@ def sync_table(store: Store, table: str, ddb, streams, s3, *, seconds: float = 0
                should_stop=None) -> dict:
     """Sync ``table`` for ``seconds`` (0 or less: until caught up), or until ``should_stop()`` (asked between
     batches every ``stop_check_seconds``) is true. Recovers gaps; raises NeedsBootstrap."""
-    settings = settings or SyncSettings()
+    with unreachable(f"syncing {table}"):
+        return _sync_table(store, table, ddb, streams, s3, seconds, settings or SyncSettings(), should_stop)
+
+
+def _sync_table(store: Store, table: str, ddb, streams, s3, seconds: float, settings: SyncSettings,
+                should_stop=None) -> dict:
     until = time.time() + seconds
     once = seconds <= 0
     stats: dict = {}

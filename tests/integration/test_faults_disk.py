@@ -1,0 +1,197 @@
+"""Disk full under the store's data path, while a chunk's files and while a stream batch are written.
+
+The disk is a real 8 MB tmpfs mounted for the test (we run as root) and filled with a ballast file, so
+DuckDB itself meets ENOSPC; where mounting is not allowed (some CI), the same tests inject
+OSError(ENOSPC) at the file-write boundary instead (a chunk's row file, a batch's insert). The test id
+says which ran: ``[tmpfs]`` or ``[injected-enospc]``. After the fault: one clear error, nothing half
+committed (the old snapshot, the old checkpoints); after freeing the space a re-run completes and
+verify passes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dynadex import bootstrap
+from dynadex.local_aws import running
+from dynadex.store import Store
+from dynadex.store.disk_full import StoreFull
+from dynadex.stream import sync_table
+from dynadex.stream.verify import verify
+from tests.integration.test_faults_aws import BUCKET, churn, filled, no_duplicates
+from tests.integration.test_stream_sync import clients, converge
+
+
+def _can_mount() -> bool:
+    probe = tempfile.mkdtemp(prefix="dynadex-tmpfs-probe-")
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe], capture_output=True)
+        if done.returncode:
+            return False
+        subprocess.run(["umount", probe], check=True, capture_output=True)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.rmdir(probe)
+
+
+# DYNADEX_TEST_DISK=injected-enospc runs the fallback where tmpfs would work too
+DISK = os.environ.get("DYNADEX_TEST_DISK") or ("tmpfs" if _can_mount() else "injected-enospc")
+
+
+class SmallDisk:
+    """The store's data path on a small disk that ``fill`` fills and ``free`` frees."""
+
+    def __init__(self, root: Path, mode: str):
+        self.root, self.mode = root, mode
+        self.patches = pytest.MonkeyPatch()
+        self.ballast = root / "ballast"
+        root.mkdir()
+        if mode == "tmpfs":
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(root)], check=True)
+
+    @property
+    def data_path(self) -> str:
+        return str(self.root / "data")
+
+    def fill(self) -> None:
+        if self.mode == "tmpfs":
+            with open(self.ballast, "wb", buffering=0) as f:
+                for block in (1 << 16, 1 << 12, 1 << 9):  # to the last block: nothing is left
+                    try:
+                        while True:
+                            f.write(b"\0" * block)
+                    except OSError as exc:
+                        assert exc.errno == errno.ENOSPC
+            return
+        from dynadex.store import changes, chunk_files
+
+        def no_space(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device", self.data_path)
+
+        self.patches.setattr(chunk_files, "write_rows", no_space)
+        self.patches.setattr(changes, "_insert", no_space)
+
+    def free(self) -> None:
+        if self.mode == "tmpfs":
+            self.ballast.unlink()
+        else:
+            self.patches.undo()
+
+    def close(self) -> None:
+        self.patches.undo()
+        if self.mode == "tmpfs":
+            subprocess.run(["umount", "-l", str(self.root)], check=False)
+
+
+@pytest.fixture(scope="module")
+def aws():
+    with running(export_seconds=0.3, export_files=2, stream_shards=2) as a:
+        saved = dict(os.environ)
+        os.environ.update(a.env())
+        a.client("s3").create_bucket(Bucket=BUCKET)
+        yield a
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(params=[DISK])
+def disk(request, tmp_path, monkeypatch):
+    d = SmallDisk(tmp_path / "disk", request.param)
+    monkeypatch.setenv("DYNADEX_DATA_PATH", d.data_path)  # every Store(store) of the test finds its data there
+    print(f"disk full injected by: {request.param}")
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def snapshot(store: str, table: str):
+    with Store(store) as st:
+        return sorted(st.dump(table)), st.checkpoints(table), st.status(table)["tables"][0]["build_id"]
+
+
+def test_disk_full_while_writing_a_chunk_publishes_nothing_then_completes(aws, disk, tmp_path):
+    table = f"FullChunk{disk.mode.split('-')[0]}"
+    ddb = filled(aws, table)
+    store = str(tmp_path / "store")
+    bootstrap.run(ddb, table, bucket=BUCKET, store=store, data_path=disk.data_path, poll_seconds=0.1, workers=1)
+    before = snapshot(store, table)
+    churn(ddb, table, 0, 40)
+    disk.fill()
+    with pytest.raises(StoreFull) as info:
+        bootstrap.run(ddb, table, bucket=BUCKET, store=store, data_path=disk.data_path, poll_seconds=0.1, workers=1)
+    text = str(info.value)
+    assert "No space left on device" in text and f"of {table}" in text and "chunk c" in text, text
+    assert snapshot(store, table) == before  # readers see the old snapshot; nothing published
+    disk.free()
+    bootstrap.run(ddb, table, bucket=BUCKET, store=store, data_path=disk.data_path, poll_seconds=0.1, workers=1)
+    with Store(store) as st:
+        assert verify(st, table, ddb).ok
+    no_duplicates(store, table)
+
+
+def test_disk_full_while_writing_a_stream_batch_keeps_the_checkpoints_then_catches_up(aws, disk, tmp_path):
+    table = f"FullBatch{disk.mode.split('-')[0]}"
+    ddb = filled(aws, table)
+    store = str(tmp_path / "store")
+    bootstrap.run(ddb, table, bucket=BUCKET, store=store, data_path=disk.data_path, poll_seconds=0.1, workers=1)
+    _, report = converge(store, table)
+    assert report.ok
+    before = snapshot(store, table)
+    churn(ddb, table, 0, 300)
+    disk.fill()
+    d, streams, s3 = clients()
+    with Store(store, read_only=False) as st:
+        with pytest.raises(StoreFull) as info:
+            sync_table(st, table, d, streams, s3, seconds=0)
+    text = str(info.value)
+    assert text.startswith(f"{table}: batch of ") and "No space left on device" in text, text
+    assert snapshot(store, table) == before  # rolled back with its checkpoints
+    disk.free()
+    _, report = converge(store, table)
+    assert report.ok, (report.missing[:2], report.extra[:2], report.different[:2])
+    no_duplicates(store, table)
+
+
+def test_a_catalog_on_a_full_disk_says_so_and_opens_once_space_is_freed(aws, tmp_path):
+    """The whole store (SQLite catalog too) on the small disk, through the CLI: one line saying the disk is
+    full (when SQLite cannot open the catalog it only says "disk I/O error": the store checks the free space).
+    Needs the real tmpfs: free space is what it checks."""
+    if DISK != "tmpfs":
+        pytest.skip("needs a real small disk (tmpfs mount not allowed here); the data-path tests ran injected")
+    root = tmp_path / "whole"
+    d = SmallDisk(root, "tmpfs")
+    try:
+        table = "FullCatalog"
+        ddb = filled(aws, table)
+        store = str(root / "store")
+        os.environ.pop("DYNADEX_DATA_PATH", None)
+        bootstrap.run(ddb, table, bucket=BUCKET, store=store, poll_seconds=0.1, workers=1)
+        before = snapshot(store, table)
+        churn(ddb, table, 0, 50)
+        d.fill()
+        result = subprocess.run([sys.executable, "-m", "dynadex.cli", "sync", table, "--store", store],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        # one line either way: SQLite cannot open the catalog (the store checks the free space and says so),
+        # or it opens and the batch's files find no room
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dynadex: error: "), result.stderr
+        assert "no space left" in lines[0] and str(root / "store") in lines[0], lines[0]
+        print(lines[0])
+        d.free()
+        assert snapshot(store, table) == before
+        _, report = converge(store, table)
+        assert report.ok
+        no_duplicates(store, table)
+    finally:
+        d.close()
