@@ -199,19 +199,21 @@ def roomy(tmp_path):
     yield from _short_lived(10, 24)
 
 
-def test_gap_after_retention_recovered_by_incremental_export(short_lived, tmp_path):
-    ddb = new_table(short_lived, "Gappy")
+def test_gap_after_retention_recovered_by_incremental_export(roomy, tmp_path):
+    """Retention 10 s (roomy): a 3 s retention also trimmed records the sync had not yet reached after the
+    recovery when the box was loaded (a test of the machine, not of the code)."""
+    ddb = new_table(roomy, "Gappy")
     store = str(tmp_path / "store")
     for i in range(50):
         ddb.put_item(TableName="Gappy", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
     bootstrap.run(ddb, "Gappy", bucket="dynadex-exports", store=store, poll_seconds=0.1)
     stats, report = converge(store, "Gappy")
     assert report.ok
-    # sync stops; changes happen; the stream trims them (retention 3 s)
+    # sync stops; changes happen; the stream trims them (retention 10 s)
     for i in range(30):
         ddb.put_item(TableName="Gappy", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(1000 + i)}})
     ddb.delete_item(TableName="Gappy", Key={"pk": {"S": "k49"}})
-    time.sleep(4.5)
+    time.sleep(11)
     ddb.put_item(TableName="Gappy", Item={"pk": {"S": "after"}, "n": {"N": "1"}})
     stats, report = converge(store, "Gappy")
     assert stats["recoveries"] >= 1
@@ -598,3 +600,23 @@ def test_a_shard_without_checkpoint_starts_at_the_snapshot_not_at_the_horizon(aw
             assert verify(st, "Horizon", ddb).ok
     assert got[True]["skipped_old"] == 0 and got[True]["records"] >= 20, got
     assert got[False]["skipped_old"] >= 60, got
+
+
+def test_a_first_sync_later_than_the_retention_after_t0_is_a_gap_even_if_the_publish_was_recent(roomy, tmp_path):
+    """An export of hours and a paused sync: the first sync can start more than the retention after T0 while
+    the publish is recent. Its shards have no checkpoints, so nothing else would notice that records from T0
+    on were trimmed: the retention is measured from T0 until a sync has run, and the gap is recovered."""
+    ddb = new_table(roomy, "LateFirst")
+    store = str(tmp_path / "store")
+    ddb.put_item(TableName="LateFirst", Item={"pk": {"S": "a"}})
+    bootstrap.run(ddb, "LateFirst", bucket="dynadex-exports", store=store, poll_seconds=0.1)
+    with Store(store, read_only=False) as st:  # as if T0 were 12 s ago (retention 10 s), the publish just now
+        t0 = st.table_state("LateFirst")["stream_start_micros"]
+        st.apply("LateFirst", [], state_updates={"stream_start_micros": t0 - 12_000_000})
+        st.lake.execute("UPDATE dynadex.tables SET synced_at = published_at WHERE table_name = 'LateFirst'")
+    ddb.put_item(TableName="LateFirst", Item={"pk": {"S": "b"}})
+    stats, report = converge(store, "LateFirst")
+    assert stats["recoveries"] >= 1 and report.ok and report.table_items == 2, stats
+    with Store(store) as st:
+        events = st.status("LateFirst")["tables"][0]["recent_events"]
+        assert any(e["kind"] == "recovery" and "retention" in json.dumps(e["detail"]) for e in events), events

@@ -99,6 +99,25 @@ class SyncSettings:
     run waits to follow a new table) ends at that batch boundary, not at its window's end."""
 
 
+def _needed_since(state: dict) -> float | None:
+    """The oldest instant whose stream records the next pass may still need (epoch seconds): the last time a
+    sync committed or looked, or, when none has since the publish (a fresh bootstrap, whose shards have no
+    checkpoints), the snapshot's stream start T0: an export of hours and a paused sync could otherwise start
+    reading after records from T0 on were trimmed, and a shard read without a checkpoint would not notice."""
+    synced, published = state.get("synced_at"), state.get("published_at")
+    if synced is not None and (published is None or synced > published):
+        return synced.timestamp()
+    if state.get("stream_start_micros"):
+        return state["stream_start_micros"] / 1e6
+    return published.timestamp() if published is not None else None
+
+
+def _iso(seconds: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="seconds")
+
+
 class Gap(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -192,9 +211,10 @@ class TableSync:
             raise NeedsBootstrap(f"{self.table}: stream view type {spec.get('StreamViewType')} carries no new images")
         if state["stream_arn"] != current:
             raise Gap(f"stream ARN changed from {state['stream_arn']} to {current}")
-        synced = state.get("synced_at") or state.get("published_at")
-        if synced is not None and time.time() - synced.timestamp() > self.settings.retention_seconds:
-            raise Gap(f"last sync {synced} is older than the stream retention ({self.settings.retention_seconds:g}s)")
+        since = _needed_since(state)
+        if since is not None and time.time() - since > self.settings.retention_seconds:
+            raise Gap(f"the stream must be read from {_iso(since)} on, older than its retention "
+                      f"({self.settings.retention_seconds:g}s): records may be trimmed")
         _, shards = _call(describe_all, self.settings, streams=self.streams, stream_arn=current)
         listed = {s.shard_id for s in shards}
         stored = self.store.checkpoints(self.table)
