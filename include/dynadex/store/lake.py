@@ -28,6 +28,7 @@ from pathlib import Path
 
 import duckdb
 
+from dynadex.store import contention
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreError, StoreLocation, mask
 from dynadex.store.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
@@ -171,6 +172,7 @@ class Lake:
             except (duckdb.Error, StoreError) as exc:
                 if attempt == ATTEMPTS or not retryable(exc):
                     raise
+                contention.retried(exc)
                 pause = min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5)
                 log.warning("%s: another writer got in the way (%s); attempt %d of %d in %.2fs", what,
                             " ".join(str(exc).split())[:200], attempt + 1, ATTEMPTS, pause)
