@@ -35,6 +35,9 @@ class Contention:
     """Attempts run again because another writer got in the way (``Lake.retrying``)."""
     retry_reasons: dict[str, int] = field(default_factory=dict)
     """Those retries by reason (the error's kind)."""
+    reopened: int = 0
+    """Writes that started on a fresh connection because another writer had committed since this
+    connection's last write (``Lake._fresh_for_write``)."""
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -57,7 +60,7 @@ def lock_taken(waited_seconds: float | None) -> None:
 
 
 REASONS = ("database is locked", "transaction conflict", "failed to commit ducklake transaction", "unknown table",
-           "already exists")
+           "already exists", "failed to read inlined data")
 
 
 def retried(exc: BaseException) -> None:
@@ -68,10 +71,15 @@ def retried(exc: BaseException) -> None:
         _now.retry_reasons[reason] = _now.retry_reasons.get(reason, 0) + 1
 
 
+def reopened() -> None:
+    with _guard:
+        _now.reopened += 1
+
+
 def snapshot() -> Contention:
     with _guard:
         return Contention(_now.lock_acquisitions, _now.lock_waits, _now.lock_wait_seconds, _now.lock_wait_max_seconds,
-                          _now.retries, dict(_now.retry_reasons))
+                          _now.retries, dict(_now.retry_reasons), _now.reopened)
 
 
 def reset() -> None:

@@ -62,7 +62,8 @@ ALIAS = "lake"
 SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a SQLite catalog statement waits for another process's lock
 # Commit failures that another writer causes and that go away when the transaction runs again: SQLite's
 # lock (its busy handler is skipped when waiting could deadlock) and DuckLake's optimistic conflicts.
-RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction")
+RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction",
+             "failed to read inlined data")
 ATTEMPTS = 8
 
 
@@ -77,7 +78,7 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, StoreError):
         return "unknown table" in text
     if isinstance(exc, duckdb.CatalogException):
-        return "already exists" in text
+        return "already exists" in text or "failed to read inlined data" in text
     return isinstance(exc, duckdb.Error) and any(m in text for m in RETRYABLE)
 
 
@@ -107,6 +108,8 @@ class Lake:
                 if not location.is_s3:
                     Path(location.data_path).mkdir(parents=True, exist_ok=True)
         self._threads = threads
+        self._seen_snapshot: int | None = None  # the catalog's snapshot after this connection's last write
+        self._writing = False
         self._open()
         if not read_only:
             self.retrying("store setup", self._setup)
@@ -134,8 +137,16 @@ class Lake:
             self.con.close()
             raise StoreError(f"cannot open store {location.display}: {mask(str(exc).splitlines()[0])}") from None
         self.con.execute(f"USE {ALIAS}")
+        # a fresh connection knows the catalog as it is now: later commits by others make it stale (retrying)
+        self._seen_snapshot = None if self.read_only else self._snapshot_or_none()
         if self.sandbox:
             self._lock_down()
+
+    def _snapshot_or_none(self) -> int | None:
+        try:
+            return self.current_snapshot()
+        except duckdb.Error:  # a catalog being created has no snapshot yet
+            return None
 
     def _lock_down(self) -> None:
         """Queries from then on read the store and nothing else: no file or URL outside its data path (DuckDB's
@@ -163,12 +174,34 @@ class Lake:
         self.__dict__.pop("_key_specs", None)
         self._open()
 
+    def current_snapshot(self) -> int:
+        return self.con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0]
+
+    def _fresh_for_write(self) -> None:
+        """Before a write (the store's lock held): if another writer committed since this connection's last
+        write, start from a fresh connection. DuckLake's per-connection catalog cache can outlive another
+        process's commit: after maintenance flushed inlined rows and expired their snapshots, a batch on a
+        connection that had read the catalog since its last commit failed with "Failed to read inlined data
+        from DuckLake: Table with name ducklake_inlined_data_11_3 does not exist" (decision 0018)."""
+        if self._seen_snapshot is not None and self.current_snapshot() != self._seen_snapshot:
+            contention.reopened()
+            self.reopen()
+
     def retrying(self, what: str, work):
         """Run ``work()`` (which opens its own transactions) until it gets past other writers' commits."""
+        if self._writing:  # a write inside a write (same connection, lock already held): just run it
+            return work()
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with writing(self.location.catalog, what):  # one writer at a time on a SQLite catalog
-                    return work()
+                    self._writing = True
+                    try:
+                        self._fresh_for_write()
+                        result = work()
+                        self._seen_snapshot = self.current_snapshot()
+                        return result
+                    finally:
+                        self._writing = False
             except (duckdb.Error, StoreError) as exc:
                 if attempt == ATTEMPTS or not retryable(exc):
                     raise
