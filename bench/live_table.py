@@ -143,3 +143,17 @@ class CheckpointWatch:
         for shard, (seq, ended) in now.items():
             old = self.seen.get(shard, (-1, False))
             self.seen[shard] = (max(seq, old[0]), ended or old[1])
+
+
+def checkpoint_coverage(streams, ddb, store: str, table: str) -> dict:
+    """Every shard of the stream against the store's checkpoints: a shard with no checkpoint, or closed but
+    not marked ended, after a catch-up means a batch's checkpoints were lost."""
+    from dynadex.store import Store
+    from dynadex.stream.shards import describe_all
+
+    arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    _, shards = describe_all(streams, arn)
+    with Store(store) as st:
+        cps = st.checkpoints(table)
+    return {"shards": len(shards), "without_checkpoint": sorted(s.shard_id for s in shards if s.shard_id not in cps),
+            "closed_not_ended": sorted(s.shard_id for s in shards if s.closed and not cps.get(s.shard_id, {}).get("ended"))}
