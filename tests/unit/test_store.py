@@ -457,3 +457,26 @@ def test_an_inlined_table_read_stale_is_retried_where_no_lock_orders_the_writers
         "Catalog Error: Failed to read inlined data from DuckLake: Table with name ducklake_inlined_data_11_3 "
         "does not exist!"))
     assert not retryable(duckdb.CatalogException("Catalog Error: Table with name nope does not exist!"))
+
+
+def test_a_long_open_reader_answers_after_maintenance_in_another_process(tmp_path):
+    """Fault: a reader keeps its store open (a service answering queries) while a batch adds a column and
+    `dynadex maintain` runs in another process. Before, its next SQL on the column index failed with
+    "Failed to read inlined data from DuckLake: ... does not exist"; now the read runs once more on a fresh
+    connection and answers."""
+    def item(i, v):
+        return canonical_item({"pk": {"S": f"k{i:03d}"}, "v": {"N": str(v)}, f"a{v}": {"S": "x"}})
+
+    publish_items(tmp_path, "T", [item(i, 0) for i in range(20)])
+    with Store(str(tmp_path), read_only=False) as st:
+        st.apply("T", [Change({"pk": {"S": "k001"}}, item(1, 1), 11, "s")], [Checkpoint("s1", "1")])
+    with Store(str(tmp_path)) as reader:
+        assert reader.query("SELECT count(*), count(a1) FROM T")[1] == [(20, 1)]
+        with Store(str(tmp_path), read_only=False) as st:
+            st.apply("T", [Change({"pk": {"S": "k002"}}, item(2, 2), 12, "s")], [Checkpoint("s1", "2")])
+        assert reader.query("SELECT count(*), count(a2) FROM T")[1] == [(20, 1)]
+        done = cli(tmp_path, "maintain", "--keep-seconds", "0")
+        assert done.returncode == 0, done.stderr
+        assert reader.query("SELECT count(*), count(a2) FROM T")[1] == [(20, 1)]
+        assert reader.get("T", '{"pk":{"S":"k002"}}') == canonical_json(item(2, 2))
+        assert reader.find("T", "a2=x") == [canonical_json(item(2, 2))]

@@ -16,6 +16,10 @@ Invariants:
   reported as failed that had in fact landed is harmless to repeat.
 * On a SQLite catalog those writes also take turns (``writer_lock``): two
   writers never overlap, so neither's snapshot goes stale under the other.
+* A write never runs on a connection that has not seen the catalog's last
+  commit by another writer: it starts on a fresh connection instead. A read
+  that meets the cache DuckLake kept from before another process's
+  maintenance runs once more on a fresh connection (decision 0018).
 """
 
 from __future__ import annotations
@@ -62,8 +66,8 @@ ALIAS = "lake"
 SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a SQLite catalog statement waits for another process's lock
 # Commit failures that another writer causes and that go away when the transaction runs again: SQLite's
 # lock (its busy handler is skipped when waiting could deadlock) and DuckLake's optimistic conflicts.
-RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction",
-             "failed to read inlined data")
+STALE_CACHE = "failed to read inlined data"  # DuckLake's cache outlived another process's flush (decision 0018)
+RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction", STALE_CACHE)
 ATTEMPTS = 8
 
 
@@ -78,7 +82,7 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, StoreError):
         return "unknown table" in text
     if isinstance(exc, duckdb.CatalogException):
-        return "already exists" in text or "failed to read inlined data" in text
+        return "already exists" in text or STALE_CACHE in text
     return isinstance(exc, duckdb.Error) and any(m in text for m in RETRYABLE)
 
 
@@ -173,6 +177,19 @@ class Lake:
         self.write_id_tables.clear()
         self.__dict__.pop("_key_specs", None)
         self._open()
+
+    def reading(self, work):
+        """Run a read; if it met a catalog cache gone stale under another process's maintenance (an inlined-data
+        table dropped that this connection still knew: "Failed to read inlined data from DuckLake"), run it once
+        more on a fresh connection. Reads change nothing, so running one again is harmless."""
+        try:
+            return work()
+        except duckdb.Error as exc:
+            if STALE_CACHE not in str(exc).lower() or self._writing:
+                raise
+            contention.reopened()
+            self.reopen()
+            return work()
 
     def current_snapshot(self) -> int:
         return self.con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0]
