@@ -8,9 +8,10 @@ What runs, in order:
   2. the seeded writer starts (bench/seeded_writes.py: puts, updates, deletes, TTL puts, hot keys) and the
      table is bootstrapped while it writes (export + ingest), so the stream's handover from the export is
      part of the soak;
-  3. for T seconds: a `dynadex sync` process follows the table and is SIGKILLed after a seeded random
-     lifetime (most within 0.5-3.5 s: before, during and after its first batches; some up to 8 s), then
-     restarted. After every run the store's checkpoints are read: none may go back, reopen or vanish;
+  3. for T seconds: a `dynadex sync` process follows the table and is SIGKILLed at a seeded random moment
+     (KillPlan: one run in five while it starts, the others 0-0.6 s after their 1st-4th committed batch,
+     so the kill lands while a batch is read, applied or committed), then restarted. After every run the
+     store's checkpoints are read: none may go back, reopen or vanish;
   4. the writer stops; once every TTL item has been swept, `dynadex sync --once` catches up and verify
      compares the index with a Scan, item by item. No duplicate keys may be in the row index.
 
@@ -34,8 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from live_table import (BUCKET, CheckpointWatch, bootstrap, child_env, dynadex, item_count_with, last_json,  # noqa: E402
-                        new_table, rollovers, wait_until)
+from live_table import (BUCKET, CheckpointWatch, bootstrap, checkpoint_coverage, child_env, dynadex,  # noqa: E402
+                        item_count_with, last_json, new_table, rollovers, wait_until)
 from seeded_writes import KINDS, SeededWriter  # noqa: E402
 
 TABLE = "Soak"
@@ -47,6 +48,11 @@ class SoakSummary:
     seconds: float
     runs: int = 0
     kills: int = 0
+    runs_with_progress: int = 0
+    """Runs after which a checkpoint had moved on: the sync committed at least one batch before its kill."""
+    kills_by_batches: dict = field(default_factory=dict)
+    """Kills by the number of batches the run had committed first (0: during startup)."""
+    batches_before_kills: int = 0
     unexpected_exits: list = field(default_factory=list)
     operations: dict = field(default_factory=dict)
     writer_errors: list = field(default_factory=list)
@@ -60,6 +66,7 @@ class SoakSummary:
     checkpoint_looks: int = 0
     checkpoint_regressions: list = field(default_factory=list)
     transient_reads: int = 0
+    coverage: dict = field(default_factory=dict)
     table_items: int = 0
     index_items: int = 0
     missing: int = 0
@@ -67,6 +74,7 @@ class SoakSummary:
     different: int = 0
     duplicate_keys: int = 0
     examples: dict = field(default_factory=dict)
+    kill_phase_seconds: float = 0.0
     wall_seconds: float = 0.0
 
     @property
@@ -76,18 +84,55 @@ class SoakSummary:
     @property
     def ok(self) -> bool:
         return not (self.differences or self.duplicate_keys or self.checkpoint_regressions or self.writer_errors
-                    or self.unexpected_exits)
+                    or self.unexpected_exits or self.coverage.get("without_checkpoint")
+                    or self.coverage.get("closed_not_ended"))
 
     def as_dict(self) -> dict:
         return {**asdict(self), "differences": self.differences, "ok": self.ok}
 
 
-def lifetime(rnd: random.Random) -> float:
-    """How long one sync process lives before its SIGKILL (startup alone takes ~1-2 s on a loaded box)."""
-    return rnd.uniform(0.5, 3.5) if rnd.random() < 0.7 else rnd.uniform(3.5, 8.0)
+@dataclass(frozen=True)
+class KillPlan:
+    """When one sync process dies: ``batches`` committed (0: while it starts, ``delay`` s after its start),
+    then ``delay`` s more, so the SIGKILL lands while the next batch is read, applied or committed."""
+
+    batches: int
+    delay: float
 
 
-def soak(seed: int, seconds: float, workdir: Path, *, rollover_records: int = 50, shards: int = 3,
+def kill_plan(rnd: random.Random) -> KillPlan:
+    if rnd.random() < 0.2:
+        return KillPlan(0, rnd.uniform(0.2, 1.5))  # during startup: opening the store, the first refresh
+    return KillPlan(rnd.randint(1, 4), rnd.uniform(0.0, 0.6))  # a batch cycle is ~0.2-0.6 s here
+
+
+BATCH_LINE = b"batch of "  # the sync's DEBUG line after each commit (stream/sync.py)
+PLAN_DEADLINE = 60.0  # a run that has not committed its planned batches by then is killed anyway
+
+
+def run_until_planned_kill(proc, log: Path, offset: int, plan: KillPlan) -> tuple[int | None, int]:
+    """Wait for ``plan`` (reading the run's log from ``offset``); SIGKILL the process. Returns (exit code if it
+    ended by itself, else None; batches it committed)."""
+    started = time.monotonic()
+
+    def committed() -> int:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            return f.read().count(BATCH_LINE)
+
+    while plan.batches and committed() < plan.batches and time.monotonic() - started < PLAN_DEADLINE:
+        if proc.poll() is not None:
+            return proc.returncode, committed()
+        time.sleep(0.02)
+    try:
+        return proc.wait(timeout=plan.delay), committed()
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return None, committed()
+
+
+def soak(seed: int, seconds: float, workdir: Path, *, rollover_records: int = 50, shards: int = 3, min_kills: int = 0,
          say=lambda text: None) -> SoakSummary:
     from dynadex.local_aws import running
     from dynadex.store import Store
@@ -110,27 +155,34 @@ def soak(seed: int, seconds: float, workdir: Path, *, rollover_records: int = 50
         result = bootstrap(ddb, TABLE, store)
         out.bootstrap_items, out.bootstrap_seconds = result["items"], round(time.monotonic() - t, 2)
         say(f"bootstrapped {out.bootstrap_items} items in {out.bootstrap_seconds:.1f}s while {writer.total} writes went on")
-        env = child_env(DYNADEX_BATCH_RECORDS="50", DYNADEX_BATCH_SECONDS="0.1", DYNADEX_IDLE_MAX_SECONDS="0.2")
+        env = child_env(DYNADEX_BATCH_RECORDS="50", DYNADEX_BATCH_SECONDS="0.1", DYNADEX_IDLE_MAX_SECONDS="0.2",
+                        DYNADEX_LOG_LEVEL="DEBUG")  # the sync logs each commit: kills are planned by batches
         watch = CheckpointWatch(store, TABLE)
         log = workdir / "sync.log"
         end = time.monotonic() + seconds
         try:
-            while time.monotonic() < end:
-                life = min(lifetime(kill_rnd), max(0.2, end - time.monotonic()))
+            # T seconds, and (on a box too loaded for them to fit) until ``min_kills`` kills, within 10 x T
+            while time.monotonic() < end or (out.kills < min_kills and time.monotonic() < end + 9 * seconds):
+                plan = kill_plan(kill_rnd)
+                offset = log.stat().st_size if log.exists() else 0
                 proc = dynadex("sync", TABLE, "--for", "3600", "--store", store, env=env, log=log)
                 out.runs += 1
-                try:
-                    code = proc.wait(timeout=life)
-                    out.unexpected_exits.append(code)  # a sync that was to run for an hour ended by itself
-                except subprocess.TimeoutExpired:
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait()
+                code, batches = run_until_planned_kill(proc, log, offset, plan)
+                out.batches_before_kills += batches
+                if code is None:
                     out.kills += 1
+                    out.kills_by_batches[str(plan.batches)] = out.kills_by_batches.get(str(plan.batches), 0) + 1
+                else:
+                    out.unexpected_exits.append(code)  # a sync that was to run for an hour ended by itself
+                before = len(watch.advances)
                 watch.look()
-                say(f"run {out.runs}: killed after {life:.2f}s; {writer.total} writes so far; "
+                out.runs_with_progress += len(watch.advances) > before
+                say(f"run {out.runs}: killed {plan.delay:.2f}s after {plan.batches} batches ({batches} seen); "
+                    f"{writer.total} writes so far; "
                     f"{sum(1 for v in watch.seen.values() if v[1])} shards ended in the checkpoints")
         finally:
             writer.stop()
+        out.kill_phase_seconds = round(time.monotonic() - end + seconds, 1)
         out.operations = {k: writer.ops.get(k, 0) for k in KINDS}
         out.writer_errors = writer.errors[:5]
         out.ttl_wait_seconds = round(wait_until(lambda: item_count_with(ddb, TABLE, "expires") == 0,
@@ -146,6 +198,7 @@ def soak(seed: int, seconds: float, workdir: Path, *, rollover_records: int = 50
         out.checkpoint_looks, out.checkpoint_regressions = watch.looks, watch.regressions[:20]
         out.transient_reads = watch.transient
         out.rollovers = rollovers(streams, ddb, TABLE)
+        out.coverage = checkpoint_coverage(streams, ddb, store, TABLE)
         with Store(store) as st:
             report = verify(st, TABLE, ddb, keep=3)
             rows, distinct = st.query(f"SELECT count(*), count(DISTINCT key) FROM row_index.{TABLE}")[1][0]
@@ -164,15 +217,18 @@ def text(s: SoakSummary) -> str:
     ops = ", ".join(f"{k} {v:,}" for k, v in s.operations.items())
     r = s.rollovers
     return "\n".join([
-        f"soak seed {s.seed}, {s.seconds:g} s of kills ({s.wall_seconds:g} s in all)",
-        f"runs        {s.runs} sync processes, {s.kills} SIGKILLed, {len(s.unexpected_exits)} ended by themselves",
+        f"soak seed {s.seed}, {s.kill_phase_seconds:g} s of kills ({s.wall_seconds:g} s in all)",
+        f"runs        {s.runs} sync processes, {s.kills} SIGKILLed, {len(s.unexpected_exits)} ended by themselves; "
+        f"{s.runs_with_progress} committed before their kill ({s.batches_before_kills} batches); kills after N "
+        f"batches: {dict(sorted(s.kills_by_batches.items()))}",
         f"operations  {sum(s.operations.values()):,}: {ops}; writer errors {len(s.writer_errors)}",
         f"bootstrap   {s.bootstrap_items} items (export + ingest) in {s.bootstrap_seconds:g} s, writes going on",
         f"rollovers   {r.get('closed', 0)} shards closed ({r.get('shards', 0)} shards, {r.get('children', 0)} children)",
         f"ttl         {s.ttl_deletes_applied} TTL deletes applied (last TTL item swept {s.ttl_wait_seconds:g} s after the writes)",
         f"catch-up    sync --once read {s.catch_up_records} records in {s.catch_up_seconds:g} s",
         f"checkpoints {s.checkpoint_looks} looks, {len(s.checkpoint_regressions)} regressions "
-        f"({s.transient_reads} transient misreads)",
+        f"({s.transient_reads} transient misreads); {len(s.coverage.get('without_checkpoint', []))} shards without "
+        f"a checkpoint, {len(s.coverage.get('closed_not_ended', []))} closed but not ended",
         f"differences {s.differences} ({s.missing} missing, {s.extra} extra, {s.different} different); "
         f"table {s.table_items} items, index {s.index_items}; duplicate keys {s.duplicate_keys}",
         f"verdict     {'OK' if s.ok else 'FAILED'}",
@@ -183,6 +239,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=60, help="how long the kill-and-restart phase lasts")
+    ap.add_argument("--min-kills", type=int, default=0,
+                    help="go on past --seconds until this many kills (at most 10 x --seconds in all)")
     ap.add_argument("--rollover-records", type=int, default=50, help="the emulator closes a shard after this many records")
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON document instead")
     ap.add_argument("--workdir", help="where the store and the sync log go (default: a new temporary folder)")
@@ -191,7 +249,8 @@ def main(argv=None) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="dynadex-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
     say = (lambda t: None) if args.quiet else (lambda t: print(t, file=sys.stderr, flush=True))
-    summary = soak(args.seed, args.seconds, workdir, rollover_records=args.rollover_records, say=say)
+    summary = soak(args.seed, args.seconds, workdir, rollover_records=args.rollover_records, min_kills=args.min_kills,
+                   say=say)
     print(json.dumps(summary.as_dict(), default=str) if args.json else text(summary))
     return 0 if summary.ok else 1
 
