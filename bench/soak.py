@@ -74,6 +74,8 @@ class SoakSummary:
     different: int = 0
     duplicate_keys: int = 0
     examples: dict = field(default_factory=dict)
+    maintenance_runs: int = 0
+    """With --maintain: maintenance runs completed beside the killed syncs."""
     kill_phase_seconds: float = 0.0
     wall_seconds: float = 0.0
 
@@ -133,7 +135,7 @@ def run_until_planned_kill(proc, log: Path, offset: int, plan: KillPlan) -> tupl
 
 
 def soak(seed: int, seconds: float, workdir: Path, *, rollover_records: int = 50, shards: int = 3, min_kills: int = 0,
-         say=lambda text: None) -> SoakSummary:
+         maintain: bool = False, say=lambda text: None) -> SoakSummary:
     from dynadex.local_aws import running
     from dynadex.store import Store
     from dynadex.stream.verify import verify
@@ -159,6 +161,11 @@ def soak(seed: int, seconds: float, workdir: Path, *, rollover_records: int = 50
                         DYNADEX_LOG_LEVEL="DEBUG")  # the sync logs each commit: kills are planned by batches
         watch = CheckpointWatch(store, TABLE)
         log = workdir / "sync.log"
+        maint = None
+        if maintain:  # maintenance back to back beside the killed syncs (bench_two_writers' loop), until the end
+            from bench_two_writers import dynadex_maintain_loop
+
+            maint = dynadex_maintain_loop(store, 10 * seconds, 0.0, 10.0, env)
         end = time.monotonic() + seconds
         try:
             # T seconds, and (on a box too loaded for them to fit) until ``min_kills`` kills, within 10 x T
@@ -182,6 +189,10 @@ def soak(seed: int, seconds: float, workdir: Path, *, rollover_records: int = 50
                     f"{sum(1 for v in watch.seen.values() if v[1])} shards ended in the checkpoints")
         finally:
             writer.stop()
+            if maint is not None:
+                maint.terminate()  # between or inside a step: a killed writer, as the syncs are
+                m_out, _ = maint.communicate(timeout=120)
+                out.maintenance_runs = sum(1 for line in m_out.splitlines() if line.startswith('{"run"'))
         out.kill_phase_seconds = round(time.monotonic() - end + seconds, 1)
         out.operations = {k: writer.ops.get(k, 0) for k in KINDS}
         out.writer_errors = writer.errors[:5]
@@ -222,6 +233,7 @@ def text(s: SoakSummary) -> str:
         f"{s.runs_with_progress} committed before their kill ({s.batches_before_kills} batches); kills after N "
         f"batches: {dict(sorted(s.kills_by_batches.items()))}",
         f"operations  {sum(s.operations.values()):,}: {ops}; writer errors {len(s.writer_errors)}",
+        *([f"maintenance {s.maintenance_runs} runs back to back beside the syncs"] if s.maintenance_runs else []),
         f"bootstrap   {s.bootstrap_items} items (export + ingest) in {s.bootstrap_seconds:g} s, writes going on",
         f"rollovers   {r.get('closed', 0)} shards closed ({r.get('shards', 0)} shards, {r.get('children', 0)} children)",
         f"ttl         {s.ttl_deletes_applied} TTL deletes applied (last TTL item swept {s.ttl_wait_seconds:g} s after the writes)",
@@ -241,6 +253,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=60, help="how long the kill-and-restart phase lasts")
     ap.add_argument("--min-kills", type=int, default=0,
                     help="go on past --seconds until this many kills (at most 10 x --seconds in all)")
+    ap.add_argument("--maintain", action="store_true",
+                    help="run maintenance back to back in another process during the kills (ended by SIGTERM)")
     ap.add_argument("--rollover-records", type=int, default=50, help="the emulator closes a shard after this many records")
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON document instead")
     ap.add_argument("--workdir", help="where the store and the sync log go (default: a new temporary folder)")
@@ -250,7 +264,7 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     say = (lambda t: None) if args.quiet else (lambda t: print(t, file=sys.stderr, flush=True))
     summary = soak(args.seed, args.seconds, workdir, rollover_records=args.rollover_records, min_kills=args.min_kills,
-                   say=say)
+                   maintain=args.maintain, say=say)
     print(json.dumps(summary.as_dict(), default=str) if args.json else text(summary))
     return 0 if summary.ok else 1
 
