@@ -1,6 +1,6 @@
 """Seeded soak: a random workload against the emulator while a real `dynadex sync` is SIGKILLed and restarted.
 
-    bench/soak.py --seed S --seconds T [--json]
+    bench/soak.py --seed S --seconds T [--maintain] [--min-kills K] [--json]
 
 What runs, in order:
   1. the emulator (3 shards rolling over every ``--rollover-records`` records, TTL swept every 0.5 s);
@@ -11,12 +11,14 @@ What runs, in order:
   3. for T seconds: a `dynadex sync` process follows the table and is SIGKILLed at a seeded random moment
      (KillPlan: one run in five while it starts, the others 0-0.6 s after their 1st-4th committed batch,
      so the kill lands while a batch is read, applied or committed), then restarted. After every run the
-     store's checkpoints are read: none may go back, reopen or vanish;
+     store's checkpoints are read: none may go back, reopen or vanish. With --maintain, maintenance (prune, compact, expire) runs back to back in another process all along,
+     and is stopped by SIGTERM, wherever it is, when the kills end;
   4. the writer stops; once every TTL item has been swept, `dynadex sync --once` catches up and verify
      compares the index with a Scan, item by item. No duplicate keys may be in the row index.
 
-Exit 0 when there is no difference, duplicate, checkpoint regression, writer error or sync that ended by
-itself; 1 otherwise. The seed fixes the operations and the kill times (not how many fit in T seconds).
+Exit 0 when there is no difference, duplicate, checkpoint regression, shard left without a checkpoint (or
+closed and not ended), writer error or sync that ended by itself; 1 otherwise. The seed fixes the operations
+and the kill plans (not how many fit in T seconds: --min-kills goes on until K kills, within 10 x T).
 """
 
 from __future__ import annotations
