@@ -203,8 +203,9 @@ def text(r: TwoWriters) -> str:
         f"{r.snapshots_expired:,} snapshots expired; lock: {m.get('lock_waits', 0)} of {m.get('lock_acquisitions', 0)} "
         f"waited, {m.get('lock_wait_seconds', 0):g} s, longest {m.get('lock_wait_max_seconds', 0):g} s; "
         f"retries {m.get('retries', 0)} {m.get('retry_reasons', {})}",
-        f"overlap      {r.checkpoint_advances} checkpoint advances seen, {r.maintenance_runs_during_sync} maintenance runs "
-        f"ended meanwhile, {r.alternations} alternations; longest span without an advance {r.longest_gap_between_advances:g} s",
+        f"overlap      {r.checkpoint_advances} checkpoint advances seen, {r.maintenance_runs_during_sync} "
+        f"maintenance runs ended meanwhile, {r.alternations} alternations; longest span without an advance "
+        f"{r.longest_gap_between_advances:g} s",
         f"loss         {r.checkpoint_looks} looks, {len(r.checkpoint_regressions)} checkpoint regressions "
         f"({r.transient_reads} transient misreads); {r.coverage.get('shards', 0)} shards, "
         f"{len(r.coverage.get('without_checkpoint', []))} without checkpoint, "
@@ -217,7 +218,8 @@ def text(r: TwoWriters) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=120)
-    ap.add_argument("--maintain-pause", type=float, default=0.0, help="pause between maintenance runs (0: back to back)")
+    ap.add_argument("--maintain-pause", type=float, default=0.0,
+                    help="pause between maintenance runs (0: back to back)")
     ap.add_argument("--keep-seconds", type=float, default=10.0, help="maintenance keeps snapshots younger than this")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--json", action="store_true")

@@ -156,4 +156,5 @@ def checkpoint_coverage(streams, ddb, store: str, table: str) -> dict:
     with Store(store) as st:
         cps = st.checkpoints(table)
     return {"shards": len(shards), "without_checkpoint": sorted(s.shard_id for s in shards if s.shard_id not in cps),
-            "closed_not_ended": sorted(s.shard_id for s in shards if s.closed and not cps.get(s.shard_id, {}).get("ended"))}
+            "closed_not_ended": sorted(s.shard_id for s in shards
+                                       if s.closed and not cps.get(s.shard_id, {}).get("ended"))}

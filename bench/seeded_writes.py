@@ -71,7 +71,8 @@ class SeededWriter:
                     "tags": {"SS": sorted({"a", f"t{rnd.randrange(9)}"})}, "b": {"B": rnd.randbytes(4)},
                     "m": {"M": {"city": {"S": rnd.choice(["Oslo", "Paris", "Rome"])}, "x": {"N": f"{n}.5"}}}})
             elif kind == "update":
-                self.ddb.update_item(TableName=table, Key=key, UpdateExpression="SET u = :u, l = list_append(if_not_exists(l, :e), :x)",
+                self.ddb.update_item(TableName=table, Key=key,
+                                     UpdateExpression="SET u = :u, l = list_append(if_not_exists(l, :e), :x)",
                                      ExpressionAttributeValues={":u": {"N": f"-{n + 1}E+20"}, ":e": {"L": []},
                                                                 ":x": {"L": [{"N": str(n % 5)}]}})
             elif kind == "delete":

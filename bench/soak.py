@@ -11,8 +11,9 @@ What runs, in order:
   3. for T seconds: a `dynadex sync` process follows the table and is SIGKILLed at a seeded random moment
      (KillPlan: one run in five while it starts, the others 0-0.6 s after their 1st-4th committed batch,
      so the kill lands while a batch is read, applied or committed), then restarted. After every run the
-     store's checkpoints are read: none may go back, reopen or vanish. With --maintain, maintenance (prune, compact, expire) runs back to back in another process all along,
-     and is stopped by SIGTERM, wherever it is, when the kills end;
+     store's checkpoints are read: none may go back, reopen or vanish. With --maintain, maintenance
+     (prune, compact, expire) runs back to back in another process all along, and is stopped by SIGTERM,
+     wherever it is, when the kills end;
   4. the writer stops; once every TTL item has been swept, `dynadex sync --once` catches up and verify
      compares the index with a Scan, item by item. No duplicate keys may be in the row index.
 
@@ -158,7 +159,8 @@ def soak(seed: int, seconds: float, workdir: Path, *, rollover_records: int = 50
         t = time.monotonic()
         result = bootstrap(ddb, TABLE, store)
         out.bootstrap_items, out.bootstrap_seconds = result["items"], round(time.monotonic() - t, 2)
-        say(f"bootstrapped {out.bootstrap_items} items in {out.bootstrap_seconds:.1f}s while {writer.total} writes went on")
+        say(f"bootstrapped {out.bootstrap_items} items in {out.bootstrap_seconds:.1f}s "
+            f"while {writer.total} writes went on")
         env = child_env(DYNADEX_BATCH_RECORDS="50", DYNADEX_BATCH_SECONDS="0.1", DYNADEX_IDLE_MAX_SECONDS="0.2",
                         DYNADEX_LOG_LEVEL="DEBUG")  # the sync logs each commit: kills are planned by batches
         watch = CheckpointWatch(store, TABLE)
@@ -215,7 +217,8 @@ def soak(seed: int, seconds: float, workdir: Path, *, rollover_records: int = 50
         with Store(store) as st:
             report = verify(st, TABLE, ddb, keep=3)
             rows, distinct = st.query(f"SELECT count(*), count(DISTINCT key) FROM row_index.{TABLE}")[1][0]
-            details = st.query(f"SELECT detail FROM dynadex.events WHERE table_name = '{TABLE}' AND kind = 'ttl_deletes'")[1]
+            details = st.query(f"SELECT detail FROM dynadex.events WHERE table_name = '{TABLE}' "
+                               "AND kind = 'ttl_deletes'")[1]
         out.duplicate_keys = rows - distinct
         out.ttl_deletes_applied = sum(json.loads(d[0]).get("count", 0) for d in details)
         out.table_items, out.index_items = report.table_items, report.index_items
@@ -237,8 +240,10 @@ def text(s: SoakSummary) -> str:
         f"operations  {sum(s.operations.values()):,}: {ops}; writer errors {len(s.writer_errors)}",
         *([f"maintenance {s.maintenance_runs} runs back to back beside the syncs"] if s.maintenance_runs else []),
         f"bootstrap   {s.bootstrap_items} items (export + ingest) in {s.bootstrap_seconds:g} s, writes going on",
-        f"rollovers   {r.get('closed', 0)} shards closed ({r.get('shards', 0)} shards, {r.get('children', 0)} children)",
-        f"ttl         {s.ttl_deletes_applied} TTL deletes applied (last TTL item swept {s.ttl_wait_seconds:g} s after the writes)",
+        f"rollovers   {r.get('closed', 0)} shards closed ({r.get('shards', 0)} shards, "
+        f"{r.get('children', 0)} children)",
+        f"ttl         {s.ttl_deletes_applied} TTL deletes applied (last TTL item swept {s.ttl_wait_seconds:g} s "
+        "after the writes)",
         f"catch-up    sync --once read {s.catch_up_records} records in {s.catch_up_seconds:g} s",
         f"checkpoints {s.checkpoint_looks} looks, {len(s.checkpoint_regressions)} regressions "
         f"({s.transient_reads} transient misreads); {len(s.coverage.get('without_checkpoint', []))} shards without "
@@ -257,7 +262,8 @@ def main(argv=None) -> int:
                     help="go on past --seconds until this many kills (at most 10 x --seconds in all)")
     ap.add_argument("--maintain", action="store_true",
                     help="run maintenance back to back in another process during the kills (ended by SIGTERM)")
-    ap.add_argument("--rollover-records", type=int, default=50, help="the emulator closes a shard after this many records")
+    ap.add_argument("--rollover-records", type=int, default=50,
+                    help="the emulator closes a shard after this many records")
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON document instead")
     ap.add_argument("--workdir", help="where the store and the sync log go (default: a new temporary folder)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
