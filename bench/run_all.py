@@ -14,6 +14,8 @@ for cmd in (
     [sys.executable, str(here / "bench_ingest.py"), "--items", "1000000", "--chunks", "16", "--publish-scaling",
      "--workdir", f"{work}/ingest"],
     [sys.executable, str(here / "bench_stream.py")],
+    [sys.executable, str(here / "soak.py"), "--seed", "20261202", "--seconds", "180"],
+    [sys.executable, str(here / "bench_two_writers.py"), "--seconds", "150"],
 ):
     print("$", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True)

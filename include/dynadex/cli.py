@@ -208,10 +208,12 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
 def _cmd_maintain(args: argparse.Namespace) -> int:
     import datetime as dt
 
+    from dynadex.store import contention
+
     with _open(args, read_only=False) as st:
         compacted = st.compact()
         expired = st.expire(dt.timedelta(seconds=args.keep_seconds))
-    print(json.dumps({**compacted, **expired}))
+    print(json.dumps({**compacted, **expired, "store_writes": contention.snapshot().as_dict()}))
     return 0
 
 
@@ -233,14 +235,14 @@ def _aws_clients():
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from dynadex.store import Store
+    from dynadex.store import Store, contention
     from dynadex.stream import sync_table
 
     _logging("INFO")
     ddb, streams, s3 = _aws_clients()
     with Store(args.store, data_path=args.data_path, read_only=False) as st:
         stats = sync_table(st, args.table, ddb, streams, s3, seconds=0 if args.once else args.seconds)
-    print(json.dumps(stats, default=str))
+    print(json.dumps({**stats, "store_writes": contention.snapshot().as_dict()}, default=str))
     return 0
 
 

@@ -472,3 +472,70 @@ def test_a_batch_that_briefly_cannot_see_its_table_runs_again(tmp_path, monkeypa
         assert st.get("T", '{"pk":{"S":"a"}}') == canonical_json({"pk": {"S": "a"}, "v": {"N": "2"}})
         assert st.query("SELECT count(*) FROM row_index.T")[1] == [(1,)]
     assert len(calls) >= 2
+
+
+def test_a_batch_after_maintenance_in_another_process_starts_on_a_fresh_connection(tmp_path):
+    """Fault: between two batches of one open store, `dynadex maintain` runs in another process (flushes the
+    inlined rows of a column the batches added, expires their snapshots) after the writer's connection read
+    the catalog. Before the fix the next batch failed at once, not retried: "Failed to read inlined data
+    from DuckLake: Table with name ducklake_inlined_data_11_2 does not exist" (the sync process died; found
+    by bench/bench_two_writers.py). Now the batch sees the other writer's commit and starts on a fresh
+    connection: no failed attempt, and every batch lands."""
+    from dynadex.store import contention
+
+    def item(i, v):
+        return canonical_item({"pk": {"S": f"k{i:03d}"}, "v": {"N": str(v)}, f"a{v}": {"S": "x"}})
+
+    publish_items(tmp_path, "T", [item(i, 0) for i in range(20)])
+    contention.reset()
+    with Store(str(tmp_path), read_only=False) as st:
+        for v in range(1, 3):
+            st.apply("T", [Change({"pk": {"S": f"k{v:03d}"}}, item(v, v), 10 + v, "s")], [Checkpoint("s1", str(v))])
+            st.table_state("T"), st.checkpoints("T")  # what the sync reads between batches
+            done = cli(tmp_path, "maintain", "--keep-seconds", "0")
+            assert done.returncode == 0, done.stderr
+        st.apply("T", [Change({"pk": {"S": "k009"}}, item(9, 9), 20, "s")], [Checkpoint("s1", "9")])
+    got = contention.snapshot()
+    assert got.retries == 0, got  # not saved by a retry: the stale connection was never used
+    assert got.reopened == 2, got  # after each of the two maintenance runs
+    with Store(str(tmp_path)) as st:
+        assert st.query("SELECT count(*), count(DISTINCT key) FROM row_index.T")[1] == [(20, 20)]
+        assert sorted(json.loads(st.get("T", json.dumps({"pk": {"S": f"k{v:03d}"}}, separators=(",", ":")))).get("v", {}).get("N")
+                      for v in (1, 2, 9)) == ["1", "2", "9"]
+        assert st.checkpoints("T")["s1"]["sequence_number"] == "9"
+
+
+def test_an_inlined_table_read_stale_is_retried_where_no_lock_orders_the_writers():
+    """The net under the fix above, for Postgres catalogs (no writer lock: another writer can commit during
+    the work itself): the same failure runs the write again on a fresh connection."""
+    import duckdb
+
+    from dynadex.store.lake import retryable
+
+    assert retryable(duckdb.CatalogException(
+        "Catalog Error: Failed to read inlined data from DuckLake: Table with name ducklake_inlined_data_11_3 "
+        "does not exist!"))
+    assert not retryable(duckdb.CatalogException("Catalog Error: Table with name nope does not exist!"))
+
+
+def test_a_long_open_reader_answers_after_maintenance_in_another_process(tmp_path):
+    """Fault: a reader keeps its store open (a service answering queries) while a batch adds a column and
+    `dynadex maintain` runs in another process. Before, its next SQL on the column index failed with
+    "Failed to read inlined data from DuckLake: ... does not exist"; now the read runs once more on a fresh
+    connection and answers."""
+    def item(i, v):
+        return canonical_item({"pk": {"S": f"k{i:03d}"}, "v": {"N": str(v)}, f"a{v}": {"S": "x"}})
+
+    publish_items(tmp_path, "T", [item(i, 0) for i in range(20)])
+    with Store(str(tmp_path), read_only=False) as st:
+        st.apply("T", [Change({"pk": {"S": "k001"}}, item(1, 1), 11, "s")], [Checkpoint("s1", "1")])
+    with Store(str(tmp_path)) as reader:
+        assert reader.query("SELECT count(*), count(a1) FROM T")[1] == [(20, 1)]
+        with Store(str(tmp_path), read_only=False) as st:
+            st.apply("T", [Change({"pk": {"S": "k002"}}, item(2, 2), 12, "s")], [Checkpoint("s1", "2")])
+        assert reader.query("SELECT count(*), count(a2) FROM T")[1] == [(20, 1)]
+        done = cli(tmp_path, "maintain", "--keep-seconds", "0")
+        assert done.returncode == 0, done.stderr
+        assert reader.query("SELECT count(*), count(a2) FROM T")[1] == [(20, 1)]
+        assert reader.get("T", '{"pk":{"S":"k002"}}') == canonical_json(item(2, 2))
+        assert reader.find("T", "a2=x") == [canonical_json(item(2, 2))]

@@ -43,3 +43,41 @@ def test_a_write_inside_a_write_of_the_same_thread_goes_on(tmp_path):
             pass
     with writing(catalog, "again"):  # released: a later write takes it
         pass
+
+
+def test_waits_for_the_lock_are_counted_only_when_another_writer_held_it(tmp_path):
+    from dynadex.store import contention
+
+    catalog = f"sqlite:{tmp_path / 'catalog.sqlite'}"
+    contention.reset()
+    with writing(catalog, "alone"):  # free at once: an acquisition, no wait
+        pass
+    got = contention.snapshot()
+    assert (got.lock_acquisitions, got.lock_waits, got.lock_wait_seconds) == (1, 0, 0.0)
+    trying, done = threading.Event(), threading.Event()
+
+    def second():
+        trying.set()
+        with writing(catalog, "second"):
+            done.set()
+
+    t = threading.Thread(target=second)
+    with writing(catalog, "first"):
+        t.start()
+        assert trying.wait(30)
+        assert not done.wait(0.3)  # the second writer is held for at least this long
+    t.join(30)
+    got = contention.snapshot()
+    assert got.lock_acquisitions == 3 and got.lock_waits == 1
+    assert 0.3 <= got.lock_wait_seconds == got.lock_wait_max_seconds < 30
+
+
+def test_retried_attempts_are_counted_by_reason():
+    from dynadex.store import contention
+
+    contention.reset()
+    contention.retried(RuntimeError("Failed to commit DuckLake transaction: database is locked"))
+    contention.retried(RuntimeError("TransactionContext Error: Failed to commit DuckLake transaction"))
+    got = contention.snapshot().as_dict()
+    assert got["retries"] == 2
+    assert got["retry_reasons"] == {"database is locked": 1, "failed to commit ducklake transaction": 1}

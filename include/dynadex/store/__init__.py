@@ -43,10 +43,10 @@ class Store:
         return reads.query(self.lake, sql)
 
     def get(self, table: str, key_json: str) -> str | None:
-        return reads.get(self.lake, table, key_json)
+        return self.lake.reading(lambda: reads.get(self.lake, table, key_json))
 
     def find(self, table: str, expression: str, limit: int | None = None) -> list[str]:
-        return reads.find(self.lake, table, expression, limit)
+        return self.lake.reading(lambda: reads.find(self.lake, table, expression, limit))
 
     def dump(self, table: str):
         return reads.dump(self.lake, table)

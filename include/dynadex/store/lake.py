@@ -16,6 +16,10 @@ Invariants:
   reported as failed that had in fact landed is harmless to repeat.
 * On a SQLite catalog those writes also take turns (``writer_lock``): two
   writers never overlap, so neither's snapshot goes stale under the other.
+* A write never runs on a connection that has not seen the catalog's last
+  commit by another writer: it starts on a fresh connection instead. A read
+  that meets the cache DuckLake kept from before another process's
+  maintenance runs once more on a fresh connection (decision 0018).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 
+from dynadex.store import contention
 from dynadex.store.disk_full import StoreFull, full_disk_under, reported
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreError, StoreLocation, mask
@@ -63,7 +68,8 @@ ALIAS = "lake"
 SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a SQLite catalog statement waits for another process's lock
 # Commit failures that another writer causes and that go away when the transaction runs again: SQLite's
 # lock (its busy handler is skipped when waiting could deadlock) and DuckLake's optimistic conflicts.
-RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction")
+STALE_CACHE = "failed to read inlined data"  # DuckLake's cache outlived another process's flush (decision 0018)
+RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction", STALE_CACHE)
 ATTEMPTS = 8
 READ_WAIT_SECONDS = 10.0  # how long a read of a read-only lake waits for a SQLite catalog locked by a writer
 READ_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02)  # its pauses between attempts; the last one repeats
@@ -87,7 +93,7 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, StoreError):
         return "unknown table" in text
     if isinstance(exc, duckdb.CatalogException):
-        return "already exists" in text
+        return "already exists" in text or STALE_CACHE in text
     return isinstance(exc, duckdb.Error) and any(m in text for m in RETRYABLE)
 
 
@@ -99,7 +105,7 @@ def s3_secret(con: duckdb.DuckDBPyConnection, location: StoreLocation) -> None:
 SANDBOX_EXTENSIONS = ("json", "parquet", "icu")  # built in or bundled: loaded before a sandbox locks the door
 
 
-def reading(work):
+def wait_unlocked(work):
     """``work()``, a read, run again while the SQLite catalog is locked for an instant by a writer's commit,
     after 1-20 ms pauses, for up to ``READ_WAIT_SECONDS``. A read has no side effect: running it again is safe."""
     deadline = time.monotonic() + READ_WAIT_SECONDS
@@ -113,7 +119,7 @@ def reading(work):
 
 
 class ReadRetrying:
-    """A read-only lake's connection: every statement goes through ``reading``; the rest is DuckDB's.
+    """A read-only lake's connection: every statement goes through ``wait_unlocked``; the rest is DuckDB's.
 
     Why not SQLite's busy timeout: DuckDB's SQLite is built without usleep, so its busy handler sleeps whole
     seconds. A reader polling a store under a stream sync met a locked catalog (in WAL mode, at the start of
@@ -125,7 +131,7 @@ class ReadRetrying:
         self._con = con
 
     def execute(self, *args, **kwargs):
-        return reading(lambda: self._con.execute(*args, **kwargs))
+        return wait_unlocked(lambda: self._con.execute(*args, **kwargs))
 
     def __getattr__(self, name):
         return getattr(self._con, name)
@@ -149,6 +155,8 @@ class Lake:
                 if not location.is_s3:
                     Path(location.data_path).mkdir(parents=True, exist_ok=True)
         self._threads = threads
+        self._seen_snapshot: int | None = None  # the catalog's snapshot after this connection's last write
+        self._writing = False
         self._open()
         if not read_only:
             self.retrying("store setup", self._setup)
@@ -184,8 +192,16 @@ class Lake:
                                 "space left: free space and run again") from None
             raise StoreError(f"cannot open store {location.display}: {detail}") from None
         self.con.execute(f"USE {ALIAS}")
+        # a fresh connection knows the catalog as it is now: later commits by others make it stale (retrying)
+        self._seen_snapshot = None if self.read_only else self._snapshot_or_none()
         if self.sandbox:
             self._lock_down()
+
+    def _snapshot_or_none(self) -> int | None:
+        try:
+            return self.current_snapshot()
+        except duckdb.Error:  # a catalog being created has no snapshot yet
+            return None
 
     def _lock_down(self) -> None:
         """Queries from then on read the store and nothing else: no file or URL outside its data path (DuckDB's
@@ -213,17 +229,53 @@ class Lake:
         self.__dict__.pop("_key_specs", None)
         self._open()
 
+    def reading(self, work):
+        """Run a read; if it met a catalog cache gone stale under another process's maintenance (an inlined-data
+        table dropped that this connection still knew: "Failed to read inlined data from DuckLake"), run it once
+        more on a fresh connection. Reads change nothing, so running one again is harmless."""
+        try:
+            return work()
+        except duckdb.Error as exc:
+            if STALE_CACHE not in str(exc).lower() or self._writing:
+                raise
+            contention.reopened()
+            self.reopen()
+            return work()
+
+    def current_snapshot(self) -> int:
+        return self.con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0]
+
+    def _fresh_for_write(self) -> None:
+        """Before a write (the store's lock held): if another writer committed since this connection's last
+        write, start from a fresh connection. DuckLake's per-connection catalog cache can outlive another
+        process's commit: after maintenance flushed inlined rows and expired their snapshots, a batch on a
+        connection that had read the catalog since its last commit failed with "Failed to read inlined data
+        from DuckLake: Table with name ducklake_inlined_data_11_3 does not exist" (decision 0018)."""
+        if self._seen_snapshot is not None and self.current_snapshot() != self._seen_snapshot:
+            contention.reopened()
+            self.reopen()
+
     def retrying(self, what: str, work):
         """Run ``work()`` (which opens its own transactions) until it gets past other writers' commits.
 
         A full disk is not retried: it ends the work at once as ``StoreFull`` (``disk_full``)."""
+        if self._writing:  # a write inside a write (same connection, lock already held): just run it
+            return work()
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with reported(what), writing(self.location.catalog, what):  # one writer at a time (SQLite catalog)
-                    return work()
+                    self._writing = True
+                    try:
+                        self._fresh_for_write()
+                        result = work()
+                        self._seen_snapshot = self.current_snapshot()
+                        return result
+                    finally:
+                        self._writing = False
             except (duckdb.Error, StoreError) as exc:
                 if attempt == ATTEMPTS or not retryable(exc):
                     raise
+                contention.retried(exc)
                 pause = min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5)
                 log.warning("%s: another writer got in the way (%s); attempt %d of %d in %.2fs", what,
                             " ".join(str(exc).split())[:200], attempt + 1, ATTEMPTS, pause)

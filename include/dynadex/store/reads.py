@@ -77,9 +77,13 @@ def jsonable(value):
 
 def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple]]:
     check_read_only(lake.con, sql)
-    try:
+
+    def run():
         cur = lake.con.execute(sql)
-        rows = cur.fetchall()
+        return cur, cur.fetchall()
+
+    try:
+        cur, rows = lake.reading(run)
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {str(exc).strip()}") from None
     return [d[0] for d in cur.description or []], rows

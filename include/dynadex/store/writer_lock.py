@@ -27,6 +27,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from dynadex.store import contention
+
 log = logging.getLogger("dynadex.store")
 
 _held = threading.local()  # the lock files this thread holds
@@ -55,11 +57,16 @@ def writing(catalog: str, what: str):
     # a fresh open file per holder: flock locks belong to the open file, so threads of one process exclude
     # each other too (POSIX fcntl locks would not)
     with open(path, "a+b") as f:
-        t = time.monotonic()
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        waited = time.monotonic() - t
-        if waited > WAIT_NOTE_SECONDS:
-            log.info("%s: waited %.1fs for another writer of this store", what, waited)
+        try:  # free at once? (counted apart from a real wait: store/contention.py)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            contention.lock_taken(None)
+        except BlockingIOError:
+            t = time.monotonic()
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            waited = time.monotonic() - t
+            contention.lock_taken(waited)
+            if waited > WAIT_NOTE_SECONDS:
+                log.info("%s: waited %.1fs for another writer of this store", what, waited)
         _held.__dict__[key] = True
         try:
             yield
