@@ -5,7 +5,9 @@ Real processes, as the compose file runs them: api-server, scheduler, dag-proces
 and two Celery workers. The test triggers `dynamodb_ingest` through the Airflow CLI and waits for the
 scheduler to run it to the end; the export wait is deferred to the triggerer, the chunk builds are
 shared by both workers, and the stream sync that the ingest hands over to runs as mapped tasks on
-them and applies a later write. Part of `make test` (about 4 minutes on 2 cores); CI installs
+them and applies a later write. Five more tables, bootstrapped into the same store meanwhile, are
+followed by the same runs: six sync tasks of one run, side by side (their intervals overlap), so no
+table waits for another's. Part of `make test` (about 4 minutes on 2 cores); CI installs
 PostgreSQL and Redis from Debian's packages.
 """
 
@@ -52,6 +54,20 @@ def airflow(*args: str, env: dict, check: bool = True, timeout: float = 120) -> 
     return done
 
 
+SIDE_TABLES = [f"Side{i}" for i in range(1, 6)]
+AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+
+
+def hash_table(ddb, name: str, items: int) -> None:
+    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    for i in range(0, items, 25):
+        ddb.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": f"k{j}"}, "n": {"N": str(j)}}}}
+                                                  for j in range(i, min(items, i + 25))]})
+
+
 def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis_url):
     home = Path(tempfile.mkdtemp(prefix="dynadex-celery-"))
     meta = postgres_server.database("celery_airflow")
@@ -61,13 +77,24 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
         ddb = aws.client("dynamodb")
         for bucket in ("dynadex-exports", "dynadex-lake"):
             aws.client("s3").create_bucket(Bucket=bucket)
-        ddb.create_table(TableName="Orders", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
-        ddb.update_continuous_backups(TableName="Orders", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
-        for i in range(0, 1000, 25):
-            ddb.batch_write_item(RequestItems={"Orders": [{"PutRequest": {"Item": {"pk": {"S": f"k{j}"}, "n": {"N": str(j)}}}}
-                                                          for j in range(i, i + 25)]})
+        hash_table(ddb, "Orders", 1000)
+        for name in SIDE_TABLES:
+            hash_table(ddb, name, 40)
+        # the five side tables are bootstrapped in this process meanwhile, all at once (their exports take as
+        # long as Orders'), into the same store: their publishes meet on one Postgres catalog and take turns
+        # through the store's retries
+        os.environ.update({"AWS_ENDPOINT_URL": aws.endpoint, "AWS_ACCESS_KEY_ID": "local",
+                           "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"})
+        from concurrent.futures import ThreadPoolExecutor
+
+        from dynadex import bootstrap
+
+        with Store(store, data_path="s3://dynadex-lake/data/", read_only=False):
+            pass  # the catalog exists before five writers meet it (Postgres refuses two CREATEs of it at once)
+        side_pool = ThreadPoolExecutor(len(SIDE_TABLES))
+        sides = [side_pool.submit(bootstrap.run, aws.client("dynamodb"), name, bucket="dynadex-exports", store=store,
+                                  data_path="s3://dynadex-lake/data/", poll_seconds=2, workers=1)
+                 for name in SIDE_TABLES]
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))},
             # what docker-compose.yaml sets (x-airflow-common), with this machine's addresses
@@ -91,7 +118,7 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
             "DYNADEX_DATA_PATH": "s3://dynadex-lake/data/",
             "DYNADEX_EXPORT_POLL_SECONDS": "2",
             "DYNADEX_TASK_RETRIES": "0",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",  # 8 slots: six sync tasks at once, plus list_tables
             "DYNADEX_SYNC_RUN_SECONDS": "8",
             "DYNADEX_BUILD_THREADS": "2",
         }
@@ -135,19 +162,30 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
                 assert "task_id='build_chunk'" in text, (w, text[-2000:])
             # the handed-over stream sync (paused on creation, as it is; unpaused as the README says):
             # mapped tasks on the workers apply a write made after the ingest
+            assert all(f.result(timeout=300)["publish"]["published"] for f in sides)
             airflow("dags", "unpause", "dynamodb_stream_sync", env=env)
-            ddb.put_item(TableName="Orders", Item={"pk": {"S": "after"}, "n": {"N": "-1"}})
+            runs_started = dt.datetime.now(dt.timezone.utc).isoformat()
+            for name in ["Orders", *SIDE_TABLES]:
+                ddb.put_item(TableName=name, Item={"pk": {"S": "after"}, "n": {"N": "-1"}})
             deadline = time.time() + 240
             while time.time() < deadline:
                 out = airflow("dags", "list-runs", "dynamodb_stream_sync", "-o", "json", env=env, check=False).stdout
                 runs = json.loads(next((l for l in out.splitlines() if l.startswith("[")), "[]"))
-                if any(r["state"] == "success" and r["start_date"] and r["start_date"] > runs_started for r in runs):
+                done = [r for r in runs if r["state"] == "success" and r["start_date"] and r["start_date"] > runs_started]
+                if done:
                     break
                 time.sleep(3)
             else:
                 raise AssertionError(f"no stream sync run succeeded after the write: {runs}")
             ran = "".join((logs / f"{w}.log").read_text(errors="replace") for w in ("worker-1", "worker-2"))
             assert "task_id='sync'" in ran
+            # one run, six sync tasks (one per table), all running at the same time
+            out = airflow("tasks", "states-for-dag-run", "dynamodb_stream_sync", done[0]["run_id"], "-o", "json",
+                          env=env).stdout
+            tis = [t for t in json.loads(next(l for l in out.splitlines() if l.startswith("["))) if t["task_id"] == "sync"]
+            assert len(tis) == 6 and all(t["state"] == "success" for t in tis), tis
+            starts, ends = [t["start_date"] for t in tis], [t["end_date"] for t in tis]
+            assert max(starts) < min(ends), tis  # every table's task ran while every other's did
         finally:
             for p in procs:
                 p.terminate()
@@ -156,13 +194,15 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        os.environ.update({"AWS_ENDPOINT_URL": aws.endpoint, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-                           "AWS_DEFAULT_REGION": "us-east-1"})
+            side_pool.shutdown(wait=True, cancel_futures=True)
         try:
             with Store(store, data_path="s3://dynadex-lake/data/") as st:
                 report = verify(st, "Orders", ddb)
                 assert report.ok and report.table_items == 1001
                 assert st.query("SELECT count(*) FROM dynadex.chunks WHERE table_name = 'Orders'")[1][0][0] >= 2
+                for name in SIDE_TABLES:
+                    report = verify(st, name, ddb)
+                    assert report.ok and report.table_items == 41, (name, report.missing[:3])
         finally:
-            for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            for k in AWS_VARS:
                 os.environ.pop(k, None)
