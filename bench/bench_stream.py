@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from statistics import median
+
+from dynadex.gcpause import settle
 from dynadex.store import Checkpoint, PublishSpec, Store
 from dynadex.stream.sync import record_changes
 from dynadex.types import canonical_item
@@ -46,8 +50,32 @@ def page_record(i: int, key: int, rnd: random.Random) -> dict:
 BATCH_PAGES = 10  # the sync's default batch: 10 000 records (DYNADEX_BATCH_RECORDS)
 
 
-def apply_bench(records: int, keys: int) -> None:
-    rnd = random.Random(5)
+class TimedConnection:
+    """A DuckDB connection that adds up the time of every statement it runs (the SQL share of a batch)."""
+
+    def __init__(self, con):
+        self.con, self.seconds = con, 0.0
+
+    def execute(self, *args):
+        t = time.process_time()
+        try:
+            return self.con.execute(*args)
+        finally:
+            self.seconds += time.process_time() - t
+
+    def register(self, *args):
+        t = time.process_time()
+        try:
+            return self.con.register(*args)
+        finally:
+            self.seconds += time.process_time() - t
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def apply_store(keys: int) -> str:
+    """A fresh store whose table S holds ``keys`` published items."""
     store = tempfile.mkdtemp(prefix="dynadex-apply-")
     with Store(store, read_only=False, threads=1) as st:
         w = st.segment_writer("S", "b", "c0", ("pk",), ("S",))
@@ -55,14 +83,63 @@ def apply_bench(records: int, keys: int) -> None:
             w.add(canonical_item({"pk": {"S": f"k{k:07d}"}, "n": {"N": "0"}}), 0, "bulk")
         w.finish()
         st.publish(PublishSpec("S", "b", ["c0"], ("pk",), ("S",)))
-        pages = [[page_record(i, rnd.randrange(keys), rnd) for i in range(p, p + 1000)] for p in range(0, records, 1000)]
-        t = time.perf_counter()
+    return store
+
+
+def apply_run(pages: list, keys: int, reference: bool) -> dict:
+    """Apply ``pages`` in batches of 10 000 onto a fresh store; CPU seconds of each phase (DuckDB on 1 thread,
+    so CPU time is the one core's work, and other processes on the box count less than in wall time)."""
+    from dynadex.store.changes import apply_changes
+    from dynadex.stream.sync import record_change
+
+    store = apply_store(keys)
+    out = {"convert": 0.0, "apply": 0.0, "sql": 0.0, "wall": 0.0}
+    with Store(store, read_only=False, threads=1) as st:
+        timed = TimedConnection(st.lake.con)
+        st.lake.con = timed
+        wall = time.perf_counter()
         for start in range(0, len(pages), BATCH_PAGES):
             batch = [r for page in pages[start:start + BATCH_PAGES] for r in page]
-            changes = [ch for ch, _ in record_changes(batch, "shard-1")]
-            st.apply("S", changes, [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])])
-        s = time.perf_counter() - t
-    print(f"apply: {records:,} records onto {keys:,} items in {s:.1f}s = {records / s:,.0f} records/s (1 core, batches of 10 000)")
+            c0 = time.process_time()
+            if reference:
+                settle()
+                changes = [record_change(r, "shard-1")[0] for r in batch]
+            else:
+                changes = [ch for ch, _ in record_changes(batch, "shard-1")]
+            c1 = time.process_time()
+            cps = [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])]
+            apply_changes(st.lake, "S", changes, cps, reference=reference)
+            out["apply"] += time.process_time() - c1
+            out["convert"] += c1 - c0
+        out["wall"] = time.perf_counter() - wall
+        out["sql"] = timed.seconds
+        st.lake.con = timed.con
+    shutil.rmtree(store, ignore_errors=True)
+    return out
+
+
+def apply_bench(records: int, keys: int, rounds: int = 3) -> None:
+    """The old path (reference: item-by-item conversion and shaping) and the new one, alternately in this
+    process on the same records, ``rounds`` times each; records/s of one core's CPU time, and the split."""
+    rnd = random.Random(5)
+    pages = [[page_record(i, rnd.randrange(keys), rnd) for i in range(p, p + 1000)] for p in range(0, records, 1000)]
+    runs: dict[str, list[dict]] = {"reference": [], "fast": []}
+    for r in range(rounds):
+        for name in (("reference", "fast") if r % 2 == 0 else ("fast", "reference")):
+            got = apply_run(pages, keys, name == "reference")
+            runs[name].append(got)
+            cpu = got["convert"] + got["apply"]
+            print(f"apply {name:9s} round {r + 1}: {records / cpu:7,.0f} records/s of CPU ({records / got['wall']:,.0f}/s wall); "
+                  f"convert {got['convert']:.2f}s, shape+arrow {got['apply'] - got['sql']:.2f}s, SQL {got['sql']:.2f}s",
+                  flush=True)
+
+    def rate(name):
+        return median([records / (g["convert"] + g["apply"]) for g in runs[name]])
+
+    ratios = [(a["convert"] + a["apply"]) / (b["convert"] + b["apply"]) for a, b in zip(runs["reference"], runs["fast"])]
+    print(f"apply: {records:,} records onto {keys:,} items, batches of 10 000, 1 core: reference {rate('reference'):,.0f} "
+          f"records/s, fast {rate('fast'):,.0f} records/s (median of {rounds}); fast/reference per round "
+          + ", ".join(f"{x:.2f}x" for x in ratios))
 
 
 def batch_latency(store: str, table: str, changes: int = 20, batches: int = 6) -> None:
@@ -291,6 +368,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--keys", type=int, default=50_000)
+    ap.add_argument("--rounds", type=int, default=3, help="apply: runs of each path (old and new, alternately)")
+    ap.add_argument("--apply-only", action="store_true", help="only the apply comparison")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rate", type=float, default=20)
     ap.add_argument("--index-items", type=int, default=0, help="freshness against an index preloaded with this many items")
@@ -312,5 +391,6 @@ if __name__ == "__main__":
         batch_latency(a.batch_store, a.batch_table)
     else:
         if not a.skip_apply:
-            apply_bench(a.records, a.keys)
-        freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out)
+            apply_bench(a.records, a.keys, a.rounds)
+        if not a.apply_only:
+            freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out)
