@@ -1,7 +1,9 @@
 """Stream sync: apply throughput from recorded GetRecords pages, and freshness lag against the emulator.
 
 apply:     records shaped exactly as boto3 hands GetRecords pages (datetimes, bytes) are converted and
-           applied in batches of 10 000 with their checkpoints (one transaction each), DuckDB on 1 thread.
+           applied in batches of 10 000 with their checkpoints (one transaction each), DuckDB on 1 thread;
+           the old path (reference=True) and the new one batch by batch on two stores, in one process
+           (--apply-only --rounds N), with CPU seconds per phase: conversion, shaping + Arrow, SQL.
 freshness: a writer puts items at a steady rate; `dynadex sync` follows the stream in another process;
            a reader polls the store; lag = first poll that sees a write minus the moment the write was acked.
 passes:    (--shards N,... --readers K,...) one table whose stream has N open shards on the emulator: the time
@@ -86,59 +88,61 @@ def apply_store(keys: int) -> str:
     return store
 
 
-def apply_run(pages: list, keys: int, reference: bool) -> dict:
-    """Apply ``pages`` in batches of 10 000 onto a fresh store; CPU seconds of each phase (DuckDB on 1 thread,
-    so CPU time is the one core's work, and other processes on the box count less than in wall time)."""
+def apply_bench(records: int, keys: int, rounds: int = 3) -> None:
+    """The old path (``reference``: record by record conversion, item by item shaping, the old key lookup) and
+    the new one, on the same records: each round builds two fresh stores and applies every batch to both,
+    one path after the other (the order alternating from batch to batch), so load from other processes falls
+    on both alike. Rates are records per second of this process's CPU time (DuckDB runs on 1 thread: one
+    core), split into conversion, shaping (Python, Arrow) and SQL."""
     from dynadex.store.changes import apply_changes
     from dynadex.stream.sync import record_change
 
-    store = apply_store(keys)
-    out = {"convert": 0.0, "apply": 0.0, "sql": 0.0, "wall": 0.0}
-    with Store(store, read_only=False, threads=1) as st:
-        timed = TimedConnection(st.lake.con)
-        st.lake.con = timed
-        wall = time.perf_counter()
-        for start in range(0, len(pages), BATCH_PAGES):
-            batch = [r for page in pages[start:start + BATCH_PAGES] for r in page]
-            c0 = time.process_time()
-            if reference:
-                settle()
-                changes = [record_change(r, "shard-1")[0] for r in batch]
-            else:
-                changes = [ch for ch, _ in record_changes(batch, "shard-1")]
-            c1 = time.process_time()
-            cps = [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])]
-            apply_changes(st.lake, "S", changes, cps, reference=reference)
-            out["apply"] += time.process_time() - c1
-            out["convert"] += c1 - c0
-        out["wall"] = time.perf_counter() - wall
-        out["sql"] = timed.seconds
-        st.lake.con = timed.con
-    shutil.rmtree(store, ignore_errors=True)
-    return out
-
-
-def apply_bench(records: int, keys: int, rounds: int = 3) -> None:
-    """The old path (reference: item-by-item conversion and shaping) and the new one, alternately in this
-    process on the same records, ``rounds`` times each; records/s of one core's CPU time, and the split."""
     rnd = random.Random(5)
     pages = [[page_record(i, rnd.randrange(keys), rnd) for i in range(p, p + 1000)] for p in range(0, records, 1000)]
-    runs: dict[str, list[dict]] = {"reference": [], "fast": []}
+    names = ("reference", "fast")
+    totals = {n: [] for n in names}
     for r in range(rounds):
-        for name in (("reference", "fast") if r % 2 == 0 else ("fast", "reference")):
-            got = apply_run(pages, keys, name == "reference")
-            runs[name].append(got)
+        stores = {n: apply_store(keys) for n in names}
+        phases = {n: {"convert": 0.0, "apply": 0.0, "sql": 0.0, "wall": 0.0} for n in names}
+        with Store(stores["reference"], read_only=False, threads=1) as ref, \
+                Store(stores["fast"], read_only=False, threads=1) as fast:
+            opened = {"reference": ref, "fast": fast}
+            timed = {n: TimedConnection(st.lake.con) for n, st in opened.items()}
+            for n, st in opened.items():
+                st.lake.con = timed[n]
+            for b, start in enumerate(range(0, len(pages), BATCH_PAGES)):
+                batch = [rec for page in pages[start:start + BATCH_PAGES] for rec in page]
+                cps = [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])]
+                for n in (names if b % 2 == 0 else names[::-1]):
+                    reference = n == "reference"
+                    w, c0 = time.perf_counter(), time.process_time()
+                    if reference:
+                        settle()
+                        changes = [record_change(rec, "shard-1")[0] for rec in batch]
+                    else:
+                        changes = [ch for ch, _ in record_changes(batch, "shard-1")]
+                    c1 = time.process_time()
+                    apply_changes(opened[n].lake, "S", changes, cps, reference=reference)
+                    got = phases[n]
+                    got["convert"] += c1 - c0
+                    got["apply"] += time.process_time() - c1
+                    got["wall"] += time.perf_counter() - w
+            for n, st in opened.items():
+                phases[n]["sql"] = timed[n].seconds
+                st.lake.con = timed[n].con
+        for n in names:
+            got = phases[n]
             cpu = got["convert"] + got["apply"]
-            print(f"apply {name:9s} round {r + 1}: {records / cpu:7,.0f} records/s of CPU ({records / got['wall']:,.0f}/s wall); "
-                  f"convert {got['convert']:.2f}s, shape+arrow {got['apply'] - got['sql']:.2f}s, SQL {got['sql']:.2f}s",
+            totals[n].append(cpu)
+            print(f"apply {n:9s} round {r + 1}: {records / cpu:7,.0f} records/s of CPU ({records / got['wall']:,.0f}/s wall); "
+                  f"convert {got['convert']:.2f}s, shape+Arrow {got['apply'] - got['sql']:.2f}s, SQL {got['sql']:.2f}s",
                   flush=True)
-
-    def rate(name):
-        return median([records / (g["convert"] + g["apply"]) for g in runs[name]])
-
-    ratios = [(a["convert"] + a["apply"]) / (b["convert"] + b["apply"]) for a, b in zip(runs["reference"], runs["fast"])]
-    print(f"apply: {records:,} records onto {keys:,} items, batches of 10 000, 1 core: reference {rate('reference'):,.0f} "
-          f"records/s, fast {rate('fast'):,.0f} records/s (median of {rounds}); fast/reference per round "
+        for store in stores.values():
+            shutil.rmtree(store, ignore_errors=True)
+    ratios = [a / b for a, b in zip(totals["reference"], totals["fast"])]
+    print(f"apply: {records:,} records onto {keys:,} items, batches of 10 000, 1 core (CPU time): reference "
+          f"{records / median(totals['reference']):,.0f} records/s, fast {records / median(totals['fast']):,.0f} records/s "
+          f"(median of {rounds} rounds; best {records / min(totals['fast']):,.0f}); fast/reference per round "
           + ", ".join(f"{x:.2f}x" for x in ratios))
 
 

@@ -88,7 +88,7 @@ def rand_key(rnd: random.Random, composite: bool, pool: int) -> dict:
     k = rnd.randrange(pool)
     if composite:  # pk N + sk B
         return {"pk": {"N": str(k % 7)}, "sk": {"B": k.to_bytes(2, "big") + b"\xff"}}
-    return {"pk": {"S": f"k{k:03d}"}}
+    return {"pk": {"S": f"k{k:04d}"}}
 
 
 def rand_image(rnd: random.Random, keys: dict, first_batch: bool) -> dict:
@@ -161,14 +161,16 @@ def dump(store: str) -> dict:
         }
 
 
-@pytest.mark.parametrize("composite", [False, True], ids=["pk-S", "pk-N+sk-B"])
-def test_fast_apply_stores_what_the_reference_stores(tmp_path, composite):
-    rnd = random.Random(19 + composite)
+@pytest.mark.parametrize("composite,pool,records", [(False, 40, 300), (True, 40, 300), (False, 3000, 1500)],
+                         ids=["pk-S", "pk-N+sk-B", "pk-S-over-1000-keys-a-batch"])
+def test_fast_apply_stores_what_the_reference_stores(tmp_path, composite, pool, records):
+    """The last case puts more than IN_LIST_KEYS distinct keys in a batch: the fast path's one-query lookup."""
+    rnd = random.Random(19 + composite + pool)
     snapshot = []
-    for k in range(0, 40, 2):  # half the key pool is in the snapshot, so deletes and upserts meet stored rows
-        keys = {"pk": {"N": str(k % 7)}, "sk": {"B": k.to_bytes(2, "big") + b"\xff"}} if composite else {"pk": {"S": f"k{k:03d}"}}
+    for k in range(0, pool, 2):  # half the key pool is in the snapshot, so deletes and upserts meet stored rows
+        keys = {"pk": {"N": str(k % 7)}, "sk": {"B": k.to_bytes(2, "big") + b"\xff"}} if composite else {"pk": {"S": f"k{k:04d}"}}
         snapshot.append(canonical_item({**keys, "count": {"N": str(k)}, "city": {"S": "Paris"}}))
-    batches = [rand_records(rnd, 300, b, composite, 40) for b in range(4)]
+    batches = [rand_records(rnd, records, b, composite, pool) for b in range(4)]
     stores = {"reference": new_store(tmp_path / "ref", composite, snapshot),
               "fast": new_store(tmp_path / "fast", composite, snapshot)}
     results = {}

@@ -62,72 +62,76 @@ def shape_batch(entries, key_names: tuple[str, ...], key_types: tuple[str, ...] 
     pk_type = key_types[0] if key_types else None
     sk_name = key_names[1] if two else None
     sk_type = key_types[1] if len(key_types) > 1 else None
-    # (parent path text, name) -> (path tuple, path text, {kind: column list}); parent "" is the top level
+    # (parent path text, name) -> (path tuple, path text, {kind: column list}); the top level by name alone
     slots: dict = {}
+    top: dict = {}
     row = 0
 
-    def column(slot: dict, path: tuple, kind: str) -> list:
-        col = slot.get(kind)
+    def column(cols: dict, path: tuple, kind: str) -> list:
+        """The batch column of (path, kind), padded with None up to this row."""
+        col = cols.get(kind)
         if col is None:
             col = columns.get((path, kind))
             if col is None:
                 col = columns[(path, kind)] = []
-            slot[kind] = col
+            cols[kind] = col
         if len(col) < row:
             col.extend([None] * (row - len(col)))
         return col
 
-    def walk(parent: tuple, parent_text: str, m: dict, key: str) -> None:
-        for name, av in m.items():
-            slot = slots.get((parent_text, name))
-            if slot is None:
-                slot = slots[(parent_text, name)] = (parent + (name,), child_text(parent_text, name), {})
-            path, text, cols = slot
-            for tag, value in av.items():
-                pass
-            if tag == "S" or tag == "N":
-                column(cols, path, tag).append(value)
-                inv_path.append(text)
-                inv_kind.append(tag)
-                inv_value.append(value)
-                inv_key.append(key)
-            elif tag == "M":
-                walk(path, text, value, key)
-            elif tag == "BOOL":
-                column(cols, path, tag).append(value)
-                inv_path.append(text)
-                inv_kind.append(tag)
-                inv_value.append("true" if value else "false")
-                inv_key.append(key)
-            elif tag == "B":
-                column(cols, path, tag).append(_b64decode(value))
-                inv_path.append(text)
-                inv_kind.append(tag)
-                inv_value.append(value)
-                inv_key.append(key)
-            elif tag == "NULL":
-                inv_path.append(text)
-                inv_kind.append(tag)
-                inv_value.append(None)
-                inv_key.append(key)
-            elif tag == "SS" or tag == "NS" or tag == "BS":
-                kind = tag[0]
-                column(cols, path, tag).append(value if kind != "B" else [_b64decode(v) for v in value])
-                n = len(value)
-                inv_path.extend([text] * n)
-                inv_kind.extend([kind] * n)
-                inv_value.extend(value)
-                inv_key.extend([key] * n)
-            elif tag == "L":
-                column(cols, path, tag).append([_plain(v) for v in value])
-                leaves: list = []
-                for v in value:
-                    _inverted_leaf(leaves, text, v)
-                for p, k, v in leaves:
-                    inv_path.append(p)
-                    inv_kind.append(k)
-                    inv_value.append(v)
-                inv_key.extend([key] * len(leaves))
+    def put(path: tuple, text: str, cols: dict, av: dict, key: str) -> None:
+        for tag, v in av.items():
+            pass
+        if tag == "S" or tag == "N":
+            col = cols.get(tag)
+            if col is None or len(col) != row:
+                col = column(cols, path, tag)
+            col.append(v)
+            inv_path.append(text)
+            inv_kind.append(tag)
+            inv_value.append(v)
+            inv_key.append(key)
+        elif tag == "M":
+            for name, child in v.items():
+                slot = slots.get((text, name))
+                if slot is None:
+                    slot = slots[(text, name)] = (path + (name,), child_text(text, name), {})
+                put(slot[0], slot[1], slot[2], child, key)
+        elif tag == "BOOL":
+            column(cols, path, tag).append(v)
+            inv_path.append(text)
+            inv_kind.append(tag)
+            inv_value.append("true" if v else "false")
+            inv_key.append(key)
+        elif tag == "B":
+            column(cols, path, tag).append(_b64decode(v))
+            inv_path.append(text)
+            inv_kind.append(tag)
+            inv_value.append(v)
+            inv_key.append(key)
+        elif tag == "NULL":
+            inv_path.append(text)
+            inv_kind.append(tag)
+            inv_value.append(None)
+            inv_key.append(key)
+        elif tag == "SS" or tag == "NS" or tag == "BS":
+            kind = tag[0]
+            column(cols, path, tag).append(v if kind != "B" else [_b64decode(m) for m in v])
+            n = len(v)
+            inv_path.extend([text] * n)
+            inv_kind.extend([kind] * n)
+            inv_value.extend(v)
+            inv_key.extend([key] * n)
+        elif tag == "L":
+            column(cols, path, tag).append([_plain(m) for m in v])
+            leaves: list = []
+            for m in v:
+                _inverted_leaf(leaves, text, m)
+            for p, k, x in leaves:
+                inv_path.append(p)
+                inv_kind.append(k)
+                inv_value.append(x)
+            inv_key.extend([key] * len(leaves))
 
     for key, item, version, origin in entries:
         av = item[pk_name]
@@ -147,7 +151,11 @@ def shape_batch(entries, key_names: tuple[str, ...], key_types: tuple[str, ...] 
         items.append(item_text(item))
         versions.append(version)
         origins.append(origin)
-        walk((), "", item, key)
+        for name, av in item.items():
+            slot = top.get(name)
+            if slot is None:
+                slot = top[name] = ((name,), child_text("", name), {})
+            put(slot[0], slot[1], slot[2], av, key)
 
     stats = shaped.number_stats
     for (path, kind), values in columns.items():

@@ -71,7 +71,7 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
     newest = max((c.version for c in changes), default=None)
     with lake.transaction():
         _ensure_write_ids(lake, table)
-        if last:
+        if last and (reference or len(last) <= IN_LIST_KEYS):
             stored = dict(_keyed(con, f"SELECT r.key, r.version FROM {row_table(table)} r", "r.key", list(last)))
             winners = {}
             for key, ch in last.items():
@@ -87,29 +87,33 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                 if present:
                     _keyed(con, f"DELETE FROM {row_table(table)} AS t", "t.key", present)
                     _keyed(con, f"DELETE FROM {column_table(table)} AS t", f"t.{quote(KEY_COLUMN)}", present)
-                if reference:  # the item-by-item path the fast one must equal (tests, bench)
-                    shaped = Shaped()
-                    for key, ch in winners.items():
-                        if ch.item is None:
-                            applied["deletes"] += 1
-                        else:
-                            if any(ch.item.get(k) != ch.keys.get(k) for k in key_names):
-                                raise KeyError_(f"change for key {key} carries an item with another key")
-                            shaped.add(ch.item, key_names, ch.version, ch.origin, key_types, key=key)
-                            applied["upserts"] += 1
-                else:
-                    upserts = []
-                    for key, ch in winners.items():
-                        if ch.item is None:
-                            applied["deletes"] += 1
-                        else:
-                            check_keys(ch.item, ch.keys, key_names, key)
-                            upserts.append((key, ch.item, ch.version, ch.origin))
-                    applied["upserts"] = len(upserts)
-                    shaped = shape_batch(upserts, key_names, key_types)
-                if len(shaped):
-                    applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id(),
-                                                       reference=reference)
+        elif last:
+            winners = _replace_many(con, table, last, force)
+            applied["stale"] = len(last) - len(winners)
+        if last and winners:
+            if reference:  # the item-by-item path the fast one must equal (tests, bench)
+                shaped = Shaped()
+                for key, ch in winners.items():
+                    if ch.item is None:
+                        applied["deletes"] += 1
+                    else:
+                        if any(ch.item.get(k) != ch.keys.get(k) for k in key_names):
+                            raise KeyError_(f"change for key {key} carries an item with another key")
+                        shaped.add(ch.item, key_names, ch.version, ch.origin, key_types, key=key)
+                        applied["upserts"] += 1
+            else:
+                upserts = []
+                for key, ch in winners.items():
+                    if ch.item is None:
+                        applied["deletes"] += 1
+                    else:
+                        check_keys(ch.item, ch.keys, key_names, key)
+                        upserts.append((key, ch.item, ch.version, ch.origin))
+                applied["upserts"] = len(upserts)
+                shaped = shape_batch(upserts, key_names, key_types)
+            if len(shaped):
+                applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id(),
+                                                   reference=reference)
         if replace_checkpoints:
             con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?", [table])
         if checkpoints:
@@ -145,6 +149,35 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
 
 
 IN_LIST_KEYS = 1000
+
+
+def _replace_many(con, table: str, last: dict[str, Change], force: bool) -> dict[str, Change]:
+    """Many keys: the changes that win over what the index holds, whose stored rows (if any) are deleted.
+
+    What ``_keyed`` does for the reference path in three statements that each register the keys and a
+    fetch of every stored (key, version) into Python, in one registration: one query returns how many of
+    the keys are stored and which of them are stale (stored newer: usually none), then the two deletes
+    run only when a winner is stored. Same rules: a stored NULL version never makes a change stale."""
+    keys = list(last)
+    con.register("dynadex_batch", pa.table({"key": pa.array(keys, pa.string()),
+                                            "version": pa.array([last[k].version for k in keys], pa.int64())}))
+    try:
+        stored, stale = con.execute(
+            f"SELECT count(*), coalesce(list(r.key) FILTER (WHERE NOT ? AND r.version > b.version), []) "
+            f"FROM {row_table(table)} r JOIN dynadex_batch b ON r.key = b.key", [force]).fetchone()
+        winners = last
+        if stale:
+            gone = set(stale)
+            winners = {k: ch for k, ch in last.items() if k not in gone}
+            con.unregister("dynadex_batch")
+            con.register("dynadex_batch", pa.table({"key": pa.array(list(winners), pa.string())}))
+        if stored > len(stale):  # a winner's key is stored: its row and column-index row go
+            con.execute(f"DELETE FROM {row_table(table)} AS t USING dynadex_batch b WHERE t.key = b.key")
+            con.execute(f"DELETE FROM {column_table(table)} AS t USING dynadex_batch b "
+                        f"WHERE t.{quote(KEY_COLUMN)} = b.key")
+    finally:
+        con.unregister("dynadex_batch")
+    return winners
 
 
 def _keyed(con, statement: str, column: str, keys: list) -> list:
