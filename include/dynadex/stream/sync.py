@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from dynadex.aws import error_code
 from dynadex.gcpause import settle
 from dynadex.store import Change, Checkpoint, Store
+from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
 from dynadex.stream.recover import NeedsBootstrap, recover
-from dynadex.stream.images import canonical_image
 from dynadex.stream.shards import ShardInfo, children_of, describe_all
 from dynadex.types import canonical_item
 
@@ -117,38 +117,15 @@ def record_change(record: dict, shard_id: str, *, canonical=canonical_item) -> t
     # Creation times are whole seconds: version a record by the END of its second, so it applies over
     # snapshot or recovery images taken within that second (stream order then decides).
     version = int(seconds) * 1_000_000 + 999_999
+    keys = canonical(dyn["Keys"])  # canonical() takes boto3's raw-bytes B values as they are
     seq = dyn["SequenceNumber"]
     if record["eventName"] == "REMOVE":
-        keys = canonical(dyn["Keys"])  # canonical() takes boto3's raw-bytes B values as they are
         ident = {k.lower(): v for k, v in (record.get("userIdentity") or {}).items()}
         ttl = str(ident.get("principalid", "")).lower() == "dynamodb.amazonaws.com" and str(ident.get("type", "")).lower() == "service"
         return Change(keys, None, version, f"{'ttl' if ttl else 'stream'}:{shard_id}:{seq}"), ttl
     if "NewImage" not in dyn:
-        canonical(dyn["Keys"])  # a bad key says so first, as it always did
         raise NeedsBootstrap(f"stream record {seq} has no NewImage: the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
-    raw_keys, raw_image = dyn["Keys"], dyn["NewImage"]
-    try:
-        image = canonical(raw_image)
-    except Exception:
-        canonical(raw_keys)  # a bad key is reported first, as when the keys were converted first
-        raise
-    keys = _image_keys(raw_keys, raw_image, image)
-    if keys is None:
-        keys = canonical(raw_keys)
-    return Change(keys, image, version, f"stream:{shard_id}:{seq}"), False
-
-
-def _image_keys(raw_keys, raw_image: dict, image: dict) -> dict | None:
-    """The key attributes taken from the canonical image when the record's Keys equal the image's own (as
-    they do): the canonical form of equal values is equal. None when they differ: the keys are converted."""
-    if type(raw_keys) is not dict or "" in raw_keys:
-        return None
-    keys = {}
-    for k, v in raw_keys.items():
-        if raw_image.get(k) != v:
-            return None
-        keys[k] = image[k]
-    return keys
+    return Change(keys, canonical(dyn["NewImage"]), version, f"stream:{shard_id}:{seq}"), False
 
 
 def record_changes(records: list[dict], shard_id: str) -> list[tuple[Change, bool]]:
