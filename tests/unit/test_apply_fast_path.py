@@ -256,3 +256,42 @@ def test_item_text_is_canonical_json_for_every_string():
     lone = {"s": {"S": "a\ud800b"}}  # a lone surrogate: msgspec refuses it, the reference encoder writes it
     assert item_text(lone) == canonical_json(lone, validated=True)
     assert json.loads(item_text({"k": {"S": "\x00\x1f\"\\"}})) == {"k": {"S": "\x00\x1f\"\\"}}
+
+
+def test_quiet_turns_the_collector_off_inside_and_freezes_what_it_made(monkeypatch):
+    """gcpause.quiet(): no collection inside, the batch's objects frozen at its end, the collector's state
+    restored even on an error, and cyclic garbage made inside still reclaimed at the next due settle()."""
+    import gc
+    import weakref
+
+    from dynadex import gcpause
+
+    class Node:
+        pass
+
+    monkeypatch.setattr(gcpause, "COLLECT_EVERY_SECONDS", 3600.0)
+    assert gc.isenabled()
+    with gcpause.quiet():
+        assert not gc.isenabled()
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle: only the cyclic collector frees it
+        ref = weakref.ref(a)
+    assert gc.isenabled()
+    del a, b
+    gc.collect()
+    assert ref() is not None  # frozen at the end of quiet(): a collection does not walk them
+    with pytest.raises(RuntimeError):
+        with gcpause.quiet():
+            raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gcpause.quiet():
+            pass
+        assert not gc.isenabled()  # left as it was
+    finally:
+        gc.enable()
+    monkeypatch.setattr(gcpause, "COLLECT_EVERY_SECONDS", 0.0)
+    gcpause.settle()  # due: unfreeze and collect
+    assert ref() is None
+    gc.unfreeze()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from dynadex.gcpause import settle
+from dynadex.gcpause import quiet, settle
 
 from dynadex.store.batch_shape import check_keys, shape_batch
 from dynadex.store.lake import ALIAS, Lake
@@ -110,7 +110,8 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                         check_keys(ch.item, ch.keys, key_names, key)
                         upserts.append((key, ch.item, ch.version, ch.origin))
                 applied["upserts"] = len(upserts)
-                shaped = shape_batch(upserts, key_names, key_types)
+                with quiet():
+                    shaped = shape_batch(upserts, key_names, key_types)
             if len(shaped):
                 applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id(),
                                                    reference=reference)

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 
 from dynadex.aws import error_code
-from dynadex.gcpause import settle
+from dynadex.gcpause import quiet
 from dynadex.store import Change, Checkpoint, Store
 from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
@@ -130,8 +130,8 @@ def record_change(record: dict, shard_id: str, *, canonical=canonical_item) -> t
 
 def record_changes(records: list[dict], shard_id: str) -> list[tuple[Change, bool]]:
     """A page of stream records -> (change, TTL delete?) pairs, in order (``record_change`` of each)."""
-    settle()
-    return [record_change(r, shard_id, canonical=canonical_image) for r in records]
+    with quiet():
+        return [record_change(r, shard_id, canonical=canonical_image) for r in records]
 
 
 @dataclass
