@@ -134,15 +134,15 @@ def apply_bench(records: int, keys: int, rounds: int = 3) -> None:
             got = phases[n]
             cpu = got["convert"] + got["apply"]
             totals[n].append(cpu)
-            print(f"apply {n:9s} round {r + 1}: {records / cpu:7,.0f} records/s of CPU ({records / got['wall']:,.0f}/s wall); "
-                  f"convert {got['convert']:.2f}s, shape+Arrow {got['apply'] - got['sql']:.2f}s, SQL {got['sql']:.2f}s",
-                  flush=True)
+            print(f"apply {n:9s} round {r + 1}: {records / cpu:7,.0f} records/s of CPU "
+                  f"({records / got['wall']:,.0f}/s wall); convert {got['convert']:.2f}s, "
+                  f"shape+Arrow {got['apply'] - got['sql']:.2f}s, SQL {got['sql']:.2f}s", flush=True)
         for store in stores.values():
             shutil.rmtree(store, ignore_errors=True)
     ratios = [a / b for a, b in zip(totals["reference"], totals["fast"])]
     print(f"apply: {records:,} records onto {keys:,} items, batches of 10 000, 1 core (CPU time): reference "
-          f"{records / median(totals['reference']):,.0f} records/s, fast {records / median(totals['fast']):,.0f} records/s "
-          f"(median of {rounds} rounds; best {records / min(totals['fast']):,.0f}); fast/reference per round "
+          f"{records / median(totals['reference']):,.0f} records/s, fast {records / median(totals['fast']):,.0f} "
+          f"records/s (median of {rounds} rounds; best {records / min(totals['fast']):,.0f}); fast/reference per round "
           + ", ".join(f"{x:.2f}x" for x in ratios))
 
 

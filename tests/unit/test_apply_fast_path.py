@@ -84,11 +84,14 @@ def rand_value(rnd: random.Random, depth: int = 0, ints_only: bool = False) -> d
     return {"L": [rand_value(rnd, depth + 1) for _ in range(rnd.randrange(0, 4))]}
 
 
-def rand_key(rnd: random.Random, composite: bool, pool: int) -> dict:
-    k = rnd.randrange(pool)
+def key_of(k: int, composite: bool) -> dict:
     if composite:  # pk N + sk B
         return {"pk": {"N": str(k % 7)}, "sk": {"B": k.to_bytes(2, "big") + b"\xff"}}
     return {"pk": {"S": f"k{k:04d}"}}
+
+
+def rand_key(rnd: random.Random, composite: bool, pool: int) -> dict:
+    return key_of(rnd.randrange(pool), composite)
 
 
 def rand_image(rnd: random.Random, keys: dict, first_batch: bool) -> dict:
@@ -138,8 +141,9 @@ def dump(store: str) -> dict:
     """Everything a stream batch writes, as sorted rows (write ids compared only as liveness: they are times)."""
     with Store(store) as st:
         con = st.lake.con
-        cols = [r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE database_name = 'lake' "
-                                          "AND schema_name = 'main' AND table_name = 'T' ORDER BY column_index").fetchall()]
+        cols = [r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = 'lake' "
+            "AND schema_name = 'main' AND table_name = 'T' ORDER BY column_index").fetchall()]
         q = ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
 
         def rows(sql):
@@ -168,8 +172,7 @@ def test_fast_apply_stores_what_the_reference_stores(tmp_path, composite, pool, 
     rnd = random.Random(19 + composite + pool)
     snapshot = []
     for k in range(0, pool, 2):  # half the key pool is in the snapshot, so deletes and upserts meet stored rows
-        keys = {"pk": {"N": str(k % 7)}, "sk": {"B": k.to_bytes(2, "big") + b"\xff"}} if composite else {"pk": {"S": f"k{k:04d}"}}
-        snapshot.append(canonical_item({**keys, "count": {"N": str(k)}, "city": {"S": "Paris"}}))
+        snapshot.append(canonical_item({**key_of(k, composite), "count": {"N": str(k)}, "city": {"S": "Paris"}}))
     batches = [rand_records(rnd, records, b, composite, pool) for b in range(4)]
     stores = {"reference": new_store(tmp_path / "ref", composite, snapshot),
               "fast": new_store(tmp_path / "fast", composite, snapshot)}
