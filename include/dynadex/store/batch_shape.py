@@ -155,7 +155,19 @@ def shape_batch(entries, key_names: tuple[str, ...], key_types: tuple[str, ...] 
             slot = top.get(name)
             if slot is None:
                 slot = top[name] = ((name,), child_text("", name), {})
-            put(slot[0], slot[1], slot[2], av, key)
+            for tag, v in av.items():
+                pass
+            if tag == "S" or tag == "N":  # the common case inline: put() would do exactly this
+                col = slot[2].get(tag)
+                if col is None or len(col) != row:
+                    col = column(slot[2], slot[0], tag)
+                col.append(v)
+                inv_path.append(slot[1])
+                inv_kind.append(tag)
+                inv_value.append(v)
+                inv_key.append(key)
+            else:
+                put(slot[0], slot[1], slot[2], av, key)
 
     stats = shaped.number_stats
     for (path, kind), values in columns.items():
