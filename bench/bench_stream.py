@@ -1,7 +1,9 @@
 """Stream sync: apply throughput from recorded GetRecords pages, and freshness lag against the emulator.
 
 apply:     records shaped exactly as boto3 hands GetRecords pages (datetimes, bytes) are converted and
-           applied in batches of 10 000 with their checkpoints (one transaction each), DuckDB on 1 thread.
+           applied in batches of 10 000 with their checkpoints (one transaction each), DuckDB on 1 thread;
+           the old path (reference=True) and the new one batch by batch on two stores, in one process
+           (--apply-only --rounds N), with CPU seconds per phase: conversion, shaping + Arrow, SQL.
 freshness: a writer puts items at a steady rate; `dynadex sync` follows the stream in another process;
            a reader polls the store; lag = first poll that sees a write minus the moment the write was acked.
 passes:    (--shards N,... --readers K,...) one table whose stream has N open shards on the emulator: the time
@@ -18,6 +20,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from statistics import median
+
+from dynadex.gcpause import settle
 from dynadex.store import Checkpoint, PublishSpec, Store
 from dynadex.stream.sync import record_changes
 from dynadex.types import canonical_item
@@ -46,8 +52,32 @@ def page_record(i: int, key: int, rnd: random.Random) -> dict:
 BATCH_PAGES = 10  # the sync's default batch: 10 000 records (DYNADEX_BATCH_RECORDS)
 
 
-def apply_bench(records: int, keys: int) -> None:
-    rnd = random.Random(5)
+class TimedConnection:
+    """A DuckDB connection that adds up the time of every statement it runs (the SQL share of a batch)."""
+
+    def __init__(self, con):
+        self.con, self.seconds = con, 0.0
+
+    def execute(self, *args):
+        t = time.process_time()
+        try:
+            return self.con.execute(*args)
+        finally:
+            self.seconds += time.process_time() - t
+
+    def register(self, *args):
+        t = time.process_time()
+        try:
+            return self.con.register(*args)
+        finally:
+            self.seconds += time.process_time() - t
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def apply_store(keys: int) -> str:
+    """A fresh store whose table S holds ``keys`` published items."""
     store = tempfile.mkdtemp(prefix="dynadex-apply-")
     with Store(store, read_only=False, threads=1) as st:
         w = st.segment_writer("S", "b", "c0", ("pk",), ("S",))
@@ -55,14 +85,65 @@ def apply_bench(records: int, keys: int) -> None:
             w.add(canonical_item({"pk": {"S": f"k{k:07d}"}, "n": {"N": "0"}}), 0, "bulk")
         w.finish()
         st.publish(PublishSpec("S", "b", ["c0"], ("pk",), ("S",)))
-        pages = [[page_record(i, rnd.randrange(keys), rnd) for i in range(p, p + 1000)] for p in range(0, records, 1000)]
-        t = time.perf_counter()
-        for start in range(0, len(pages), BATCH_PAGES):
-            batch = [r for page in pages[start:start + BATCH_PAGES] for r in page]
-            changes = [ch for ch, _ in record_changes(batch, "shard-1")]
-            st.apply("S", changes, [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])])
-        s = time.perf_counter() - t
-    print(f"apply: {records:,} records onto {keys:,} items in {s:.1f}s = {records / s:,.0f} records/s (1 core, batches of 10 000)")
+    return store
+
+
+def apply_bench(records: int, keys: int, rounds: int = 3) -> None:
+    """The old path (``reference``: record by record conversion, item by item shaping, the old key lookup) and
+    the new one, on the same records: each round builds two fresh stores and applies every batch to both,
+    one path after the other (the order alternating from batch to batch), so load from other processes falls
+    on both alike. Rates are records per second of this process's CPU time (DuckDB runs on 1 thread: one
+    core), split into conversion, shaping (Python, Arrow) and SQL."""
+    from dynadex.store.changes import apply_changes
+    from dynadex.stream.sync import record_change
+
+    rnd = random.Random(5)
+    pages = [[page_record(i, rnd.randrange(keys), rnd) for i in range(p, p + 1000)] for p in range(0, records, 1000)]
+    names = ("reference", "fast")
+    totals = {n: [] for n in names}
+    for r in range(rounds):
+        stores = {n: apply_store(keys) for n in names}
+        phases = {n: {"convert": 0.0, "apply": 0.0, "sql": 0.0, "wall": 0.0} for n in names}
+        with Store(stores["reference"], read_only=False, threads=1) as ref, \
+                Store(stores["fast"], read_only=False, threads=1) as fast:
+            opened = {"reference": ref, "fast": fast}
+            timed = {n: TimedConnection(st.lake.con) for n, st in opened.items()}
+            for n, st in opened.items():
+                st.lake.con = timed[n]
+            for b, start in enumerate(range(0, len(pages), BATCH_PAGES)):
+                batch = [rec for page in pages[start:start + BATCH_PAGES] for rec in page]
+                cps = [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])]
+                for n in (names if b % 2 == 0 else names[::-1]):
+                    reference = n == "reference"
+                    w, c0 = time.perf_counter(), time.process_time()
+                    if reference:
+                        settle()
+                        changes = [record_change(rec, "shard-1")[0] for rec in batch]
+                    else:
+                        changes = [ch for ch, _ in record_changes(batch, "shard-1")]
+                    c1 = time.process_time()
+                    apply_changes(opened[n].lake, "S", changes, cps, reference=reference)
+                    got = phases[n]
+                    got["convert"] += c1 - c0
+                    got["apply"] += time.process_time() - c1
+                    got["wall"] += time.perf_counter() - w
+            for n, st in opened.items():
+                phases[n]["sql"] = timed[n].seconds
+                st.lake.con = timed[n].con
+        for n in names:
+            got = phases[n]
+            cpu = got["convert"] + got["apply"]
+            totals[n].append(cpu)
+            print(f"apply {n:9s} round {r + 1}: {records / cpu:7,.0f} records/s of CPU "
+                  f"({records / got['wall']:,.0f}/s wall); convert {got['convert']:.2f}s, "
+                  f"shape+Arrow {got['apply'] - got['sql']:.2f}s, SQL {got['sql']:.2f}s", flush=True)
+        for store in stores.values():
+            shutil.rmtree(store, ignore_errors=True)
+    ratios = [a / b for a, b in zip(totals["reference"], totals["fast"])]
+    print(f"apply: {records:,} records onto {keys:,} items, batches of 10 000, 1 core (CPU time): reference "
+          f"{records / median(totals['reference']):,.0f} records/s, fast {records / median(totals['fast']):,.0f} "
+          f"records/s (median of {rounds} rounds; best {records / min(totals['fast']):,.0f}); fast/reference per round "
+          + ", ".join(f"{x:.2f}x" for x in ratios))
 
 
 def batch_latency(store: str, table: str, changes: int = 20, batches: int = 6) -> None:
@@ -326,6 +407,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--keys", type=int, default=50_000)
+    ap.add_argument("--rounds", type=int, default=3, help="apply: runs of each path (old and new, alternately)")
+    ap.add_argument("--apply-only", action="store_true", help="only the apply comparison")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rate", type=float, default=20)
     ap.add_argument("--index-items", type=int, default=0, help="freshness against an index preloaded with this many items")
@@ -355,5 +438,6 @@ if __name__ == "__main__":
         batch_latency(a.batch_store, a.batch_table)
     else:
         if not a.skip_apply:
-            apply_bench(a.records, a.keys)
-        freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out, a.sync_log)
+            apply_bench(a.records, a.keys, a.rounds)
+        if not a.apply_only:
+            freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out, a.sync_log)

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from dynadex.gcpause import settle
+from dynadex.gcpause import quiet, settle
 
+from dynadex.store.batch_shape import check_keys, shape_batch
 from dynadex.store.lake import ALIAS, Lake
 from dynadex.store.names import (INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, STATE_SCHEMA, column_table, inverted_table,
                                  quote, row_table)
 from dynadex.store.registry import Registry
 from dynadex.store.segments import KIND_ARROW, inverted_arrow, rows_arrow
-from dynadex.store.shape import NUMERIC_KINDS, KeyError_, Shaped, key_text, number_fits
+from dynadex.store.shape import NUMERIC_KINDS, KeyError_, Shaped, key_text, number_fits, stats_fit
 from dynadex.store.writes import next_write_id
 
 
@@ -51,12 +52,14 @@ class Checkpoint:
 
 def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: list[Checkpoint] = (),
                   *, event: tuple[str, dict] | None = None, force: bool = False,
-                  state_updates: dict | None = None, replace_checkpoints: bool = False) -> dict:
+                  state_updates: dict | None = None, replace_checkpoints: bool = False,
+                  reference: bool = False) -> dict:
     """Apply ``changes`` and store ``checkpoints`` atomically; return counts.
 
     ``force`` applies without the version check (recovery images are authoritative as of their window's
     end); ``state_updates`` sets columns of the table's sync state in the same transaction;
     ``replace_checkpoints`` drops every other checkpoint of the table (a new stream after recovery).
+    ``reference`` shapes item by item with ``Shaped.add`` (the code the batch shaper must equal; decision 0019).
     """
     settle()
     key_names, key_types = lake.key_spec(table)
@@ -68,7 +71,7 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
     newest = max((c.version for c in changes), default=None)
     with lake.transaction():
         _ensure_write_ids(lake, table)
-        if last:
+        if last and (reference or len(last) <= IN_LIST_KEYS):
             stored = dict(_keyed(con, f"SELECT r.key, r.version FROM {row_table(table)} r", "r.key", list(last)))
             winners = {}
             for key, ch in last.items():
@@ -84,6 +87,11 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                 if present:
                     _keyed(con, f"DELETE FROM {row_table(table)} AS t", "t.key", present)
                     _keyed(con, f"DELETE FROM {column_table(table)} AS t", f"t.{quote(KEY_COLUMN)}", present)
+        elif last:
+            winners = _replace_many(con, table, last, force)
+            applied["stale"] = len(last) - len(winners)
+        if last and winners:
+            if reference:  # the item-by-item path the fast one must equal (tests, bench)
                 shaped = Shaped()
                 for key, ch in winners.items():
                     if ch.item is None:
@@ -93,8 +101,20 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                             raise KeyError_(f"change for key {key} carries an item with another key")
                         shaped.add(ch.item, key_names, ch.version, ch.origin, key_types, key=key)
                         applied["upserts"] += 1
-                if len(shaped):
-                    applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id())
+            else:
+                upserts = []
+                for key, ch in winners.items():
+                    if ch.item is None:
+                        applied["deletes"] += 1
+                    else:
+                        check_keys(ch.item, ch.keys, key_names, key)
+                        upserts.append((key, ch.item, ch.version, ch.origin))
+                applied["upserts"] = len(upserts)
+                with quiet():
+                    shaped = shape_batch(upserts, key_names, key_types)
+            if len(shaped):
+                applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id(),
+                                                   reference=reference)
         if replace_checkpoints:
             con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?", [table])
         if checkpoints:
@@ -132,6 +152,35 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
 IN_LIST_KEYS = 1000
 
 
+def _replace_many(con, table: str, last: dict[str, Change], force: bool) -> dict[str, Change]:
+    """Many keys: the changes that win over what the index holds, whose stored rows (if any) are deleted.
+
+    What ``_keyed`` does for the reference path in three statements that each register the keys and a
+    fetch of every stored (key, version) into Python, in one registration: one query returns how many of
+    the keys are stored and which of them are stale (stored newer: usually none), then the two deletes
+    run only when a winner is stored. Same rules: a stored NULL version never makes a change stale."""
+    keys = list(last)
+    con.register("dynadex_batch", pa.table({"key": pa.array(keys, pa.string()),
+                                            "version": pa.array([last[k].version for k in keys], pa.int64())}))
+    try:
+        stored, stale = con.execute(
+            f"SELECT count(*), coalesce(list(r.key) FILTER (WHERE NOT ? AND r.version > b.version), []) "
+            f"FROM {row_table(table)} r JOIN dynadex_batch b ON r.key = b.key", [force]).fetchone()
+        winners = last
+        if stale:
+            gone = set(stale)
+            winners = {k: ch for k, ch in last.items() if k not in gone}
+            con.unregister("dynadex_batch")
+            con.register("dynadex_batch", pa.table({"key": pa.array(list(winners), pa.string())}))
+        if stored > len(stale):  # a winner's key is stored: its row and column-index row go
+            con.execute(f"DELETE FROM {row_table(table)} AS t USING dynadex_batch b WHERE t.key = b.key")
+            con.execute(f"DELETE FROM {column_table(table)} AS t USING dynadex_batch b "
+                        f"WHERE t.{quote(KEY_COLUMN)} = b.key")
+    finally:
+        con.unregister("dynadex_batch")
+    return winners
+
+
 def _keyed(con, statement: str, column: str, keys: list) -> list:
     """Run ``statement`` restricted to ``column`` in ``keys``; return its rows.
 
@@ -163,7 +212,8 @@ def _ensure_write_ids(lake: Lake, table: str) -> None:
     done.add(table)
 
 
-def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, write_id: int) -> int:
+def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, write_id: int,
+            reference: bool = False) -> int:
     con = lake.con
     registry = Registry.load(con, table)
     shaped.pad()
@@ -176,7 +226,10 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
         column, is_new = registry.column_for(path, kind, stats)
         if is_new:
             new_columns.append(column)
-        if kind in NUMERIC_KINDS and not column.sql_type.startswith("DOUBLE"):
+        if kind in NUMERIC_KINDS and not column.sql_type.startswith("DOUBLE") and not (
+                not reference and stats is not None and stats_fit(column.sql_type.removesuffix("[]"), stats)):
+            # some number may not fit the column: route value by value (when the batch's figures fit the
+            # column's type, every value does, and all stay in the column)
             base = column.sql_type.removesuffix("[]")
             main_vals, over_vals = [None] * n, [None] * n
             overflowed = False

@@ -198,6 +198,15 @@ def number_fits(sql_type: str, text: str) -> bool:
         return True
     s = NumberStats()
     s.add(text)
+    return stats_fit(sql_type, s)
+
+
+def stats_fit(sql_type: str, s: NumberStats) -> bool:
+    """True when every number whose figures ``s`` folds converts to ``sql_type`` without rounding.
+
+    Exact for a fold of many numbers too: integral is all of theirs, the digit counts their maxima."""
+    if sql_type == "DOUBLE":
+        return True
     if sql_type == "BIGINT":
         return s.integral and s.int_digits <= 18
     precision, scale = (int(x) for x in sql_type[len("DECIMAL(") : -1].split(","))

@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 
 from dynadex.aws import error_code
 from dynadex.errors import AwsThrottled
-from dynadex.gcpause import settle
+from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store
+from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
 from dynadex.stream.recover import NeedsBootstrap, recover
 from dynadex.stream.shards import ShardInfo, children_of, describe_all
@@ -147,15 +148,18 @@ def _call(fn, settings: SyncSettings, **kwargs):
             time.sleep(delay)
 
 
-def record_change(record: dict, shard_id: str) -> tuple[Change, bool]:
-    """One stream record -> a change (and whether it is a TTL delete)."""
+def record_change(record: dict, shard_id: str, *, canonical=canonical_item) -> tuple[Change, bool]:
+    """One stream record -> a change (and whether it is a TTL delete).
+
+    ``canonical`` turns an image into its canonical item: ``types.canonical_item`` (the reference) unless
+    told otherwise; ``record_changes`` passes ``images.canonical_image``, which returns the same."""
     dyn = record["dynamodb"]
     when = dyn["ApproximateCreationDateTime"]
     seconds = when.timestamp() if hasattr(when, "timestamp") else float(when)
     # Creation times are whole seconds: version a record by the END of its second, so it applies over
     # snapshot or recovery images taken within that second (stream order then decides).
     version = int(seconds) * 1_000_000 + 999_999
-    keys = canonical_item(dyn["Keys"])  # canonical() takes boto3's raw-bytes B values as they are
+    keys = canonical(dyn["Keys"])  # canonical() takes boto3's raw-bytes B values as they are
     seq = dyn["SequenceNumber"]
     if record["eventName"] == "REMOVE":
         ident = {k.lower(): v for k, v in (record.get("userIdentity") or {}).items()}
@@ -163,13 +167,13 @@ def record_change(record: dict, shard_id: str) -> tuple[Change, bool]:
         return Change(keys, None, version, f"{'ttl' if ttl else 'stream'}:{shard_id}:{seq}"), ttl
     if "NewImage" not in dyn:
         raise NeedsBootstrap(f"stream record {seq} has no NewImage: the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
-    return Change(keys, canonical_item(dyn["NewImage"]), version, f"stream:{shard_id}:{seq}"), False
+    return Change(keys, canonical(dyn["NewImage"]), version, f"stream:{shard_id}:{seq}"), False
 
 
 def record_changes(records: list[dict], shard_id: str) -> list[tuple[Change, bool]]:
-    """A page of stream records -> (change, TTL delete?) pairs, in order."""
-    settle()
-    return [record_change(r, shard_id) for r in records]
+    """A page of stream records -> (change, TTL delete?) pairs, in order (``record_change`` of each)."""
+    with quiet():
+        return [record_change(r, shard_id, canonical=canonical_image) for r in records]
 
 
 @dataclass
