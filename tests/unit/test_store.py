@@ -539,3 +539,53 @@ def test_a_long_open_reader_answers_after_maintenance_in_another_process(tmp_pat
         assert reader.query("SELECT count(*), count(a2) FROM T")[1] == [(20, 1)]
         assert reader.get("T", '{"pk":{"S":"k002"}}') == canonical_json(item(2, 2))
         assert reader.find("T", "a2=x") == [canonical_json(item(2, 2))]
+
+
+def _data_files(st, schema: str, table: str = "T") -> int:
+    return st.lake.con.execute("SELECT count(*) FROM ducklake_list_files('lake', ?, schema => ?)", [table, schema]).fetchone()[0]
+
+
+def test_small_batches_are_inlined_until_flushed_and_answers_never_change(tmp_path):
+    """A quiet table's stream batches must not leave three Parquet files each (every later statement opened
+    them all: a batch slowed by 1 ms per batch before); they stay in the catalog until ``flush_inlined``
+    writes them out, and every index answers the same before and after (decision 0021)."""
+    publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "city": {"S": "Rome"}} for i in range(40)])
+    with Store(str(tmp_path), read_only=False) as st:
+        schemas = ("row_index", "main", "inverted_index")
+        files = {s: _data_files(st, s) for s in schemas}
+        for b in range(30):  # 30 batches of 4 changes: replaces, new keys and a delete each
+            st.apply("T", [Change({"pk": {"S": f"k{(b * 3 + j) % 60}"}},
+                                  canonical_item({"pk": {"S": f"k{(b * 3 + j) % 60}"}, "city": {"S": f"c{b}"}}),
+                                  100 + b, "s") for j in range(3)]
+                     + [Change({"pk": {"S": f"k{(b * 7) % 40}"}}, None, 100 + b, "s")],
+                     [Checkpoint("shard-1", str(1000 + b))])
+        assert {s: _data_files(st, s) for s in schemas} == files  # nothing written as files
+        before = sorted(st.dump("T"))
+        cities = st.query('SELECT city, count(*) FROM main."T" GROUP BY ALL ORDER BY ALL')[1]
+        found = st.find("T", "city=c29")
+        assert len(found) == 3 and before
+        st.flush_inlined()
+        after = {s: _data_files(st, s) for s in schemas}
+        assert all(after[s] > files[s] for s in schemas)  # the inlined rows went into files
+        assert sorted(st.dump("T")) == before
+        assert st.query('SELECT city, count(*) FROM main."T" GROUP BY ALL ORDER BY ALL')[1] == cities
+        assert st.find("T", "city=c29") == found
+        assert st.checkpoints("T")["shard-1"]["sequence_number"] == "1029"
+    with Store(str(tmp_path)) as reader:  # another connection reads the flushed store alike
+        assert sorted(reader.dump("T")) == before
+
+
+def test_a_small_batch_holding_nul_commits_as_files_and_later_ones_inline_again(tmp_path):
+    """DuckLake 1.5.5 fails at COMMIT when it inlines a VARCHAR[] holding U+0000 (a legal DynamoDB string):
+    such a batch must write files instead, and the batches after it inline again (Lake.not_inlined)."""
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}}])
+    nul = canonical_item({"pk": {"S": "n\x00k"}, "tags": {"SS": ["x\x00y", "z"]}, "s": {"S": "p\x00q"}})
+    with Store(str(tmp_path), read_only=False) as st:
+        st.apply("T", [Change({"pk": {"S": "n\x00k"}}, nul, 5, "s")])
+        files = _data_files(st, "main")
+        assert json.loads(st.get("T", json.dumps({"pk": {"S": "n\x00k"}}))) == nul
+        assert st.query('SELECT tags FROM main."T" WHERE tags IS NOT NULL')[1] == [(["x\x00y", "z"],)]
+        st.apply("T", [Change({"pk": {"S": "b"}}, canonical_item({"pk": {"S": "b"}, "tags": {"SS": ["w"]}}), 6, "s")])
+        assert _data_files(st, "main") == files  # inlined again
+        st.flush_inlined()
+        assert sorted(json.loads(t)["pk"]["S"] for t in st.dump("T")) == ["a", "b", "n\x00k"]

@@ -101,6 +101,10 @@ class Store:
 
         self.lake.retrying(f"{table}: caught up", note)
 
+    def flush_inlined(self) -> None:
+        """Small batches' inlined rows into files (the sync calls it every ``flush_every_batches`` batches)."""
+        self.lake.retrying("flush of inlined rows", lambda: maintenance.flush_inlined(self.lake))
+
     def compact(self) -> dict:
         pruned = self.lake.retrying("maintenance: prune", lambda: maintenance.prune_stale(self.lake))
         return {**pruned, **self.lake.retrying("maintenance: compact", lambda: maintenance.compact(self.lake))}

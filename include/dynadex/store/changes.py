@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -25,8 +26,8 @@ import pyarrow as pa
 from dynadex.gcpause import quiet, settle
 
 from dynadex.store.batch_shape import check_keys, shape_batch
-from dynadex.store.lake import ALIAS, Lake
-from dynadex.store.names import (INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, STATE_SCHEMA, column_table, inverted_table,
+from dynadex.store.lake import ALIAS, INLINE_ROWS, Lake
+from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, STATE_SCHEMA, column_table, inverted_table,
                                  quote, row_table)
 from dynadex.store.registry import Registry
 from dynadex.store.segments import KIND_ARROW, inverted_arrow, rows_arrow
@@ -254,6 +255,15 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
         con.execute(f"ALTER TABLE {column_table(table)} ADD COLUMN {quote(column.name)} {column.sql_type}")
     registry.save_new(con, table, new_columns)
 
+    # an item text holding an escaped U+0000 (some string, name or key holds one) goes to files: DuckLake
+    # cannot inline every such value (Lake.not_inlined); any larger batch writes files anyway
+    with (lake.not_inlined([(s, table) for s in (ROW_SCHEMA, COLUMN_SCHEMA, INVERTED_SCHEMA)])
+          if n <= INLINE_ROWS and any("\\u0000" in text for text in shaped.items) else nullcontext()):
+        _write_indexes(con, table, key_types, shaped, out, write_id)
+    return len(new_columns)
+
+
+def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, out: dict, write_id: int) -> None:
     con.register("dynadex_rows", rows_arrow(shaped, key_types))
     key_cols = "key, pk" + (", sk" if len(key_types) > 1 else "")
     con.execute(f"INSERT INTO {row_table(table)} ({key_cols}, item, version, origin, write_id) "
@@ -276,5 +286,4 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
     con.execute(f"INSERT INTO {inverted_table(table)} (path, kind, value, key, write_id) "
                 f"SELECT path, kind, value, key, ? FROM dynadex_inv", [write_id])
     con.unregister("dynadex_inv")
-    return len(new_columns)
 

@@ -29,6 +29,12 @@ def prune_stale(lake: Lake) -> dict:
     return {"stale_inverted_entries_removed": removed}
 
 
+def flush_inlined(lake: Lake) -> None:
+    """Write the rows small batches inlined in the catalog into Parquet files (one per table), so scans do
+    not read a growing inlined table (lake.INLINE_ROWS). What every query returns stays the same."""
+    lake.con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
+
+
 def compact(lake: Lake) -> dict:
     lake.con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
     lake.con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}')")

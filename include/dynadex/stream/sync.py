@@ -95,6 +95,10 @@ class SyncSettings:
     at_timestamp: bool = field(default_factory=lambda: _env("AT_TIMESTAMP", 1) != 0)
     """A shard without a checkpoint is read from the snapshot's stream start minus ``overlap_seconds``
     (GetShardIterator AT_TIMESTAMP) rather than from the 24 h horizon; 0 turns it off."""
+    flush_every_batches: int = field(default_factory=lambda: int(_env("FLUSH_EVERY_BATCHES", 100)))
+    """Every this many committed batches, the rows small batches inlined in the catalog are written into
+    files (``Store.flush_inlined``, ~0.4 s): without it a batch's statements slow down with every batch of
+    the run (decision 0021). 0 never flushes (maintenance still does)."""
     stop_check_seconds: float = field(default_factory=lambda: _env("STOP_CHECK_SECONDS", 15))
     """How often a run with a ``should_stop`` asks it (after a batch): a run that is no longer wanted (another
     run waits to follow a new table) ends at that batch boundary, not at its window's end."""
@@ -201,7 +205,7 @@ class TableSync:
         self.last_child_poll = 0.0
         self.at_timestamp = settings.at_timestamp  # cleared if the endpoint refuses AT_TIMESTAMP iterators
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
-                      "expired_iterators": 0}
+                      "expired_iterators": 0, "flushes": 0}
 
     # ------------------------------------------------------------- discovery
     def refresh(self) -> None:
@@ -396,6 +400,12 @@ class TableSync:
                 self.stats["applied"] += result["upserts"] + result["deletes"]
                 self.stats["ttl_deletes"] += ttl
                 self.stats["batches"] += 1
+                every = self.settings.flush_every_batches
+                if every and self.stats["batches"] % every == 0:
+                    t_flush = time.time()
+                    self.store.flush_inlined()
+                    self.stats["flushes"] += 1
+                    log.debug("flushed inlined rows in %.3fs", time.time() - t_flush)
             now = time.time()
             if at_tip and now - last_note >= self.settings.caught_up_note_seconds:
                 # a pass over every readable shard found nothing: all changes before it started are applied
