@@ -4,7 +4,7 @@ A quiet table's sync commits many small batches (here 20 changes each, with thei
 as a run lasts (an hour by default, decision 0020). Two stores holding the same 50 000 published items
 take the same batches, alternating batch by batch in one process: ``files`` writes every batch's rows as
 Parquet files (an inlining limit of 10 rows, below the batch: what stores before decision 0021 did), ``inlined`` is the store as
-dynadex now sets it up (inserts of up to ``INLINE_ROWS`` rows inlined in the catalog) and flushes the
+``DYNADEX_INLINE_ROWS=1000`` sets it up (inserts of up to 1000 rows inlined in the catalog) and flushes the
 inlined rows every ``--flush-every`` batches, as the sync does. Prints the mean batch time per window.
 
     .venv/bin/python bench/bench_small_batches.py --batches 600
@@ -45,6 +45,7 @@ def main() -> None:
     with Store(dirs["files"], read_only=False, threads=1) as files, Store(dirs["inlined"], read_only=False, threads=1) as inl:
         # the old setup: a 20-change batch's rows go to files (stores made before decision 0021 inlined none)
         files.lake.con.execute("CALL lake.set_option('data_inlining_row_limit', 10)")
+        inl.lake.con.execute("CALL lake.set_option('data_inlining_row_limit', 1000)")  # DYNADEX_INLINE_ROWS=1000
         stores = {"files": files, "inlined": inl}
         for b in range(a.batches):
             batch = records[b * a.changes:(b + 1) * a.changes]

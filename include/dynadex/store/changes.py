@@ -26,7 +26,7 @@ import pyarrow as pa
 from dynadex.gcpause import quiet, settle
 
 from dynadex.store.batch_shape import check_keys, shape_batch
-from dynadex.store.lake import ALIAS, INLINE_ROWS, Lake
+from dynadex.store.lake import ALIAS, NUL_GUARD_ROWS, Lake
 from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, STATE_SCHEMA, column_table, inverted_table,
                                  quote, row_table)
 from dynadex.store.registry import Registry
@@ -258,7 +258,7 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
     # an item text holding an escaped U+0000 (some string, name or key holds one) goes to files: DuckLake
     # cannot inline every such value (Lake.not_inlined); any larger batch writes files anyway
     with (lake.not_inlined([(s, table) for s in (ROW_SCHEMA, COLUMN_SCHEMA, INVERTED_SCHEMA)])
-          if n <= INLINE_ROWS and any("\\u0000" in text for text in shaped.items) else nullcontext()):
+          if n <= NUL_GUARD_ROWS and any("\\u0000" in text for text in shaped.items) else nullcontext()):
         _write_indexes(con, table, key_types, shaped, out, write_id)
     return len(new_columns)
 
