@@ -27,8 +27,8 @@ from dynadex.gcpause import quiet, settle
 
 from dynadex.store.batch_shape import check_keys, shape_batch
 from dynadex.store.lake import ALIAS, NUL_GUARD_ROWS, Lake
-from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, STATE_SCHEMA, column_table, inverted_table,
-                                 quote, row_table)
+from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, STATE_SCHEMA, column_table,
+                                 inverted_table, quote, row_table)
 from dynadex.store.registry import Registry
 from dynadex.store.segments import KIND_ARROW, inverted_arrow, rows_arrow
 from dynadex.store.shape import NUMERIC_KINDS, KeyError_, Shaped, key_text, number_fits, stats_fit

@@ -36,7 +36,7 @@ def flush_inlined(lake: Lake) -> None:
 
 
 def compact(lake: Lake) -> dict:
-    lake.con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
+    flush_inlined(lake)
     lake.con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}')")
     return {"compacted": True}
 
