@@ -6,7 +6,10 @@ For a generated export of ITEMS items in CHUNKS files (one chunk per file), prin
   - dynadex ingest-export (default workers: one per core): plan / build / checks / publish seconds,
     end-to-end items/s, the ratios to (a) and (b), and publish's share of the wall time;
   - with --publish-scaling: the same CHUNKS files holding a tenth of the items, ingested in the same run,
-    and publish(ITEMS) / publish(ITEMS/10): publish grows with files, not items.
+    and publish(ITEMS) / publish(ITEMS/10): publish grows with files, not items;
+  - with --baseline-code DIR: the same ingest by another checkout's code (``git worktree add DIR <commit>``),
+    in the same run, and both stores' point reads (`get` p50/p99, `find`) with their data file counts;
+  - --reads: the point reads of the store this run's ingest built.
 
     .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --publish-scaling
     .venv/bin/python bench/bench_ingest.py --items 10000000 --chunks 64 --baseline-files 4
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -50,8 +54,12 @@ def export_at(work: Path, items: int, files: int) -> Path:
     return summary
 
 
-def ingest(summary: Path, store: Path, chunks: int) -> dict:
+def ingest(summary: Path, store: Path, chunks: int, code: str | None = None) -> dict:
+    """`dynadex ingest-export` in a new process; ``code``: another checkout's root whose include/ it runs."""
     shutil.rmtree(store, ignore_errors=True)
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = str(Path(code) / "include")
     from dynadex.export import read_export
 
     gz = sum(f.size for f in read_export(str(summary)).files)
@@ -59,10 +67,24 @@ def ingest(summary: Path, store: Path, chunks: int) -> dict:
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "dynadex.cli", "ingest-export", str(summary), "--table", "Bench",
                           "--key", "pk:S,sk:N", "--chunk-target-mb", f"{target:.6f}", "--store", str(store), "--json"],
-                         check=True, capture_output=True, text=True)
+                         check=True, capture_output=True, text=True, env=env)
     doc = json.loads(out.stdout)
     doc["wall"] = time.perf_counter() - t
     return doc
+
+
+def reads(store: Path, items: int) -> str:
+    """Point reads over the store (opened once), and how many data files each index has."""
+    from bench_store import point_reads
+
+    from dynadex.store import Store
+
+    with Store(str(store)) as st:
+        files = {schema: st.lake.con.execute("SELECT count(*) FROM ducklake_list_files('lake', 'Bench', schema => ?)",
+                                             [schema]).fetchone()[0] for schema in ("row_index", "inverted_index")}
+        r = point_reads(st, "Bench", items)
+    return (f"  reads: get p50 {r['get_p50_ms']:.1f} ms, p99 {r['get_p99_ms']:.1f} ms; find {r['find_ms']:.1f} ms "
+            f"(over {files['row_index']} row files, {files['inverted_index']} inverted files)")
 
 
 def report(name: str, doc: dict, base: float, duck: float) -> None:
@@ -71,7 +93,8 @@ def report(name: str, doc: dict, base: float, duck: float) -> None:
     print(f"{name}: {doc['items']:,} items, {doc['chunks']} chunks, {doc['workers']} workers, "
           f"{doc['publish']['files']} files registered")
     print(f"  plan {ph['plan']:.2f} s | build {ph['build']:.2f} s | checks {ph['prepare'] + ph['checks']:.2f} s "
-          f"({doc['jobs']['key_ranges']} key ranges, {doc['jobs']['conformed_chunks']} conformed) | "
+          f"({doc['jobs']['key_ranges']} key ranges, {doc['jobs'].get('entry_ranges', 0)} entry ranges, "
+          f"{doc['jobs']['conformed_chunks']} conformed) | "
           f"publish {ph['publish']:.2f} s | wall {wall:.2f} s (process start included)")
     print(f"  end to end {rate:,.0f} items/s = {rate / base:.2f}x (a), {rate / duck:.2f}x (b); "
           f"publish is {100 * ph['publish'] / wall:.2f}% of the wall time")
@@ -84,6 +107,8 @@ def main() -> None:
     ap.add_argument("--baseline-files", type=int, default=None, help="files the baselines read (default: all)")
     ap.add_argument("--publish-scaling", action="store_true")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--baseline-code", default=None, help="another checkout's root: its ingest, in the same run")
+    ap.add_argument("--reads", action="store_true", help="point reads of the built store(s)")
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="dynadex-bench-"))
     from dynadex.export import read_export
@@ -97,8 +122,19 @@ def main() -> None:
     duck = n / s
     print(f"(a) naive loader: {base:,.0f} items/s; (b) DuckDB read_json: {duck:,.0f} items/s "
           f"(on {len(sub.files)} of {len(export.files)} files)")
+    if a.baseline_code:
+        old = ingest(summary, work / "store-baseline", a.chunks, a.baseline_code)
+        report(f"baseline code ({a.baseline_code}) ingest-export, {a.items:,} items", old, base, duck)
     big = ingest(summary, work / "store-ingest", a.chunks)
     report(f"dynadex ingest-export, {a.items:,} items", big, base, duck)
+    if a.baseline_code:
+        print(f"  wall: {old['wall'] / big['wall']:.2f}x the baseline code's speed "
+              f"(baseline {old['wall']:.1f} s, this code {big['wall']:.1f} s)")
+    if a.baseline_code or a.reads:
+        for name, store in ((("baseline code", work / "store-baseline"),) if a.baseline_code else ()) + \
+                (("this code", work / "store-ingest"),):
+            print(f"{name}:")
+            print(reads(store, a.items))
     if a.publish_scaling:
         small_work = work / "small"
         small = ingest(export_at(small_work, a.items // 10, a.chunks), small_work / "store", a.chunks)

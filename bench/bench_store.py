@@ -29,6 +29,27 @@ def timed(fn, repeat=5):
     return out, statistics.median(best)
 
 
+def key_of(i: int) -> str:
+    return '{"pk":{"S":"customer#%09d"},"sk":{"N":"%d"}}' % (i, i % 1000)
+
+
+def point_reads(st: Store, table: str, n: int, lookups: int = 300) -> dict:
+    """`get` p50/p99 over random keys and the median `find` of one selective value, store opened once."""
+    rnd = random.Random(3)
+    lat = []
+    for _ in range(lookups):
+        key = key_of(rnd.randrange(n))
+        t = time.perf_counter()
+        assert st.get(table, key) is not None
+        lat.append((time.perf_counter() - t) * 1000)
+    lat.sort()
+    target = f"user{n // 2}@example.com"
+    found, t_find = timed(lambda: st.find(table, f"email={target}"))
+    assert len(found) == 1
+    return {"get_p50_ms": lat[len(lat) // 2], "get_p99_ms": lat[int(len(lat) * 0.99)], "find_ms": t_find * 1000,
+            "target": target}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", required=True)
@@ -47,19 +68,9 @@ def main() -> None:
              for schema in ("row_index", "main", "inverted_index")}
     print(f"store {a.store}: {n:,} items; data files: {files['row_index']} rows, {files['main']} columns, "
           f"{files['inverted_index']} inverted")
-    rnd = random.Random(3)
-    lat = []
-    for _ in range(300):
-        i = rnd.randrange(n)
-        key = '{"pk":{"S":"customer#%09d"},"sk":{"N":"%d"}}' % (i, i % 1000)
-        t = time.perf_counter()
-        assert st.get(a.table, key) is not None
-        lat.append((time.perf_counter() - t) * 1000)
-    lat.sort()
-    print(f"get: p50 {lat[len(lat) // 2]:.1f} ms  p99 {lat[int(len(lat) * 0.99)]:.1f} ms  (300 random keys)")
-    target = f"user{n // 2}@example.com"
-    found, t_find = timed(lambda: st.find(a.table, f"email={target}"))
-    assert len(found) == 1
+    r = point_reads(st, a.table, n)
+    print(f"get: p50 {r['get_p50_ms']:.1f} ms  p99 {r['get_p99_ms']:.1f} ms  (300 random keys)")
+    target, t_find = r["target"], r["find_ms"] / 1000
     con = st.lake.con
     rows_scan, t_rows = timed(lambda: con.execute(
         f"SELECT item FROM row_index.\"{a.table}\" WHERE json_extract_string(item, '$.email.S') = ?", [target]).fetchall(), 3)

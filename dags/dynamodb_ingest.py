@@ -35,8 +35,9 @@ indexes) from a DynamoDB **Export to S3**, which reads no table capacity, then t
 (ExportTime = T0, idempotent ClientToken) → `wait_export` (deferred: no worker slot held) →
 `describe_export` + `plan_chunks` (balanced chunks) → `build_chunk[i]` (mapped, named by chunk: writes the
 chunk's final index files) → `prepare_publish` (column types from the chunks' statistics) → `check[j]` (mapped:
-duplicate keys by key range, columns cast where chunks disagree) → `publish` (one metadata transaction; emits
-the `dynadex_index` asset event) → `start_stream_sync`.
+per key range, refuse duplicate keys and merge every chunk's rows of the range into one sorted file; per
+(path, value) range, the same for inverted entries; cast column files where chunks disagree) → `publish` (one
+metadata transaction; emits the `dynadex_index` asset event) → `start_stream_sync`.
 
 **After the first ingest**: `start_stream_sync` unpauses `dynamodb_stream_sync` when it can (through the
 REST API, connection `airflow_api`; `make airflow` creates it) and otherwise logs a loud warning:

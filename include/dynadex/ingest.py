@@ -179,6 +179,7 @@ def ingest_export(source: str, table: str, key: str, *, store: str | None = None
         "json_bytes": sum(r["json_bytes"] for r in results),
         "publish": published,
         "jobs": {"key_ranges": sum(1 for j in prepared.jobs if j.kind == "keys"),
+                 "entry_ranges": sum(1 for j in prepared.jobs if j.kind == "entries"),
                  "conformed_chunks": sum(1 for j in prepared.jobs if j.kind == "conform")},
         "phases": phases,
         "builds": [BuildResult(**r).to_dict() for r in results],

@@ -73,26 +73,36 @@ def spec_for(export, specs, key=(("pk",), ("S",))) -> PublishSpec:
                        expected_items={s.chunk_id: s.items for s in specs}, total_items=export.summary.item_count)
 
 
-def test_publish_registers_the_chunks_files_and_writes_no_data(tmp_path):
-    """Publish's transaction adds exactly the chunks' own files to the three tables, and no data file is
-    written while it commits: its work is metadata."""
+def test_publish_registers_the_merged_ranges_and_writes_no_data(tmp_path):
+    """The key-range and entry-range jobs write each range of the row and inverted index as one sorted file
+    (disjoint ranges); publish's transaction adds exactly those files and the chunks' column files to the three
+    tables, and no data file is written while it commits: its work is metadata."""
     summary = export_of(tmp_path, [gen_items(300, 0), gen_items(300, 300), gen_items(300, 600), gen_items(1, 900)])
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
     plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
                         spec.total_items)
-    assert [j.kind for j in plan.jobs] == ["keys"]  # homogeneous chunks: no cast needed anywhere
-    for job in plan.jobs:
-        prep.run_job(location, plan, job)
+    # homogeneous chunks: no cast needed anywhere; 4 chunks: two ranges of each index
+    assert [j.kind for j in plan.jobs] == ["keys", "keys", "entries", "entries"]
+    records = [prep.run_job(location, plan, job) for job in plan.jobs]
     manifests = [read_manifest(location, "T", spec.build_id, c) for c in spec.chunk_ids]
     before = parquet_files(tmp_path / "store")
     with Store(store, read_only=False) as st:
         result = st.publish(spec, plan)
     assert parquet_files(tmp_path / "store") == before  # nothing written: files registered as they are
-    assert result["published"] and result["items"] == 901 and result["files"] == 3 * len(specs)
-    for schema, kind in (("row_index", "rows"), ("main", "cols"), ("inverted_index", "inv")):
-        assert sorted(listed(store, schema)) == sorted(f for m in manifests for f in m.files[kind])
+    assert result["published"] and result["items"] == 901 and result["files"] == 2 + len(specs) + 2
+    merged = {kind: [f for r in records if r["job"]["kind"] == kind for f in r["files"]] for kind in ("keys", "entries")}
+    assert sorted(listed(store, "row_index")) == sorted(merged["keys"])
+    assert sorted(listed(store, "main")) == sorted(f for m in manifests for f in m.files["cols"])
+    assert sorted(listed(store, "inverted_index")) == sorted(merged["entries"])
+    # each merged file is sorted, and the files of one index hold disjoint ranges, in the plan's order
+    keys = [pq.read_table(f, columns=["key"])["key"].to_pylist() for f in merged["keys"]]
+    assert all(k == sorted(k) for k in keys) and keys[0][-1] < keys[1][0] and sum(map(len, keys)) == 901
+    entries = [list(zip(*pq.read_table(f, columns=["path", "value"]).to_pydict().values())) for f in merged["entries"]]
+    order = [sorted(e, key=lambda pv: (pv[0], pv[1] is None, pv[1] or "")) for e in entries]
+    assert entries == order and (entries[0][-1][0], entries[0][-1][1]) < (entries[1][0][0], entries[1][0][1])
+    assert sum(map(len, entries)) == sum(m.inverted_entries for m in manifests) == 901 * 5
     expected = sorted(canonical_json(canonical_item(i)) for f in (0, 300, 600) for i in gen_items(300, f))
     assert dump(store) == sorted(expected + [canonical_json(canonical_item(gen_items(1, 900)[0]))])
     with Store(store) as st:
@@ -154,6 +164,8 @@ def test_a_key_in_two_chunks_is_refused_by_the_range_checks(tmp_path, monkeypatc
     assert sum(1 for j in plan.jobs if j.kind == "keys") == ranges
     outcomes = []
     for job in plan.jobs:
+        if job.kind != "keys":
+            continue
         try:
             outcomes.append(prep.run_job(location, plan, job)["rows"])
         except PublishRefused as exc:
@@ -219,8 +231,9 @@ def test_orphans_of_replaced_and_failed_attempts_are_never_read_and_maintenance_
                              "version": [1], "origin": ["x"], "write_id": [0]}), stray)
     with Store(store, read_only=False) as st:
         st.publish(spec_for(export, specs))
-    files = listed(store)
-    assert first.files["rows"][0] not in files and str(stray) not in files and again.files["rows"][0] in files
+    files = listed(store, "main")  # the chunks' column files are registered as they are
+    assert first.files["cols"][0] not in files and again.files["cols"][0] in files
+    assert str(stray) not in listed(store)  # the rows are merged from the manifests' files only
     assert len(dump(store)) == 80 and all("ghost" not in i for i in dump(store))
     import datetime as dt
 
@@ -333,7 +346,7 @@ def test_publish_killed_mid_commit_shows_old_or_new_never_a_mix(tmp_path):
     with Store(store, read_only=False) as st:
         st.publish(spec)  # the re-run: publishes, or finds it published
     assert dump(store) == after
-    assert len(listed(store)) == len(specs)
+    assert len(listed(store, "main")) == len(specs)
 
 
 def test_re_running_every_step_after_publish_is_a_no_op(tmp_path):
@@ -345,13 +358,19 @@ def test_re_running_every_step_after_publish_is_a_no_op(tmp_path):
         assert st.publish(spec)["published"]
         snap = st.status("T")["snapshot"]
     files = listed(store)
+    import datetime as dt
+
+    with Store(store, read_only=False) as st:  # maintenance deletes the chunks' own rows and entries (merged)
+        assert st.expire(dt.timedelta(hours=1), orphans_older_than=dt.timedelta(0))["deleted_orphans"] >= 4
+    before = parquet_files(tmp_path / "store")
     for s in specs:  # on-call clears the whole run: chunks are not rebuilt over the files the snapshot reads
         result = build_chunk(export, s, location, "T", spec.build_id, ("pk",), ("S",), 5)
         assert result.seconds == 0.0
     plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
                         spec.total_items)
-    for job in plan.jobs:
-        prep.run_job(location, plan, job)
+    for job in plan.jobs:  # nor do the range jobs read the deleted files or merge again
+        assert prep.run_job(location, plan, job)["digest"] == plan.digest
+    assert parquet_files(tmp_path / "store") == before
     with Store(store, read_only=False) as st:
         assert st.publish(spec, plan)["published"] is False
         assert st.status("T")["snapshot"] == snap
@@ -386,14 +405,71 @@ def test_ingest_reports_its_phases_and_defaults_use_every_core(tmp_path):
     assert doc["items"] == 400 and all(doc["phases"][p] >= 0 for p in ("plan", "build", "publish"))
 
 
-def test_find_and_get_over_many_chunk_files(tmp_path):
-    """Keys of every chunk span the whole key space; point reads still find the one item, in any chunk."""
+def test_a_point_lookup_opens_one_file_whatever_the_chunk_count(tmp_path):
+    """Every chunk's keys and values span the whole space; after the range merges each index is a few files of
+    disjoint ranges, and DuckLake's per-file statistics send `get` and `find` to one of them. Shown for real:
+    every other row and inverted file is moved away, and the reads still answer (a read that opened a moved
+    file would fail)."""
     files = [gen_items(25, 25 * f) for f in range(12)]
     summary = export_of(tmp_path, files)
     store = str(tmp_path / "store")
-    ingest_export(summary, "T", "pk", store=store, chunk_target_mb=0.000001)
-    assert len(listed(store)) == 12
+    out = ingest_export(summary, "T", "pk", store=store, chunk_target_mb=0.000001)
+    assert out["chunks"] == 12 and out["jobs"]["key_ranges"] == 6 and out["jobs"]["entry_ranges"] == 6
+    rows, inv = listed(store, "row_index"), listed(store, "inverted_index")
+    assert len(rows) == 6 and len(inv) == 6
+    spans = sorted((pq.read_table(f, columns=["key"])["key"].to_pylist()[0],
+                    pq.read_table(f, columns=["key"])["key"].to_pylist()[-1]) for f in rows)
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))  # disjoint key ranges
+
+    def only(keep: set[str], paths: list[str]):
+        for f in paths:
+            if f not in keep:
+                os.rename(f, f + ".away")
+
+    def back(paths: list[str]):
+        for f in paths:
+            if os.path.exists(f + ".away"):
+                os.rename(f + ".away", f)
+
+    def holding(paths: list[str], column: str, want) -> str:
+        [f] = [f for f in paths if want in pq.read_table(f, columns=[column])[column].to_pylist()]
+        return f
+
+    for i in (0, 137, 299):
+        key = json.dumps({"pk": {"S": f"k{i:06d}"}})
+        only({holding(rows, "key", key.replace(" ", ""))}, rows)
+        try:
+            with Store(store) as st:
+                assert st.get("T", key) == canonical_json(canonical_item(gen_items(1, i)[0]))
+        finally:
+            back(rows)
+    # find n=137: its entries' file, and the row file of the one key it names
+    only({holding(inv, "value", "137")} | {holding(rows, "key", '{"pk":{"S":"k000137"}}')}, inv + rows)
+    try:
+        with Store(store) as st:
+            assert st.find("T", "n=137") == [canonical_json(canonical_item(gen_items(1, 137)[0]))]
+    finally:
+        back(inv + rows)
     with Store(store) as st:
-        for i in (0, 137, 299):
-            assert st.get("T", json.dumps({"pk": {"S": f"k{i:06d}"}})) == canonical_json(canonical_item(gen_items(1, i)[0]))
-        assert len(st.find("T", "tags=t3")) == 60 and len(st.find("T", "n=137")) == 1
+        assert len(st.find("T", "tags=t3")) == 60 and len(st.find("T", "city=Rome")) == 100
+
+
+@pytest.mark.parametrize("kind", ["keys", "entries"])
+def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, kind):
+    """A range record whose merged count disagrees with the chunks (a lost or doubled file) makes publish refuse:
+    no row and no inverted entry can go missing between the chunks and the snapshot."""
+    from dynadex.store.chunks import write_json
+
+    summary = export_of(tmp_path, [gen_items(40, 0), gen_items(40, 40)])
+    store = str(tmp_path / "store")
+    export, specs, location = build_all(summary, store)
+    spec = spec_for(export, specs)
+    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
+                        spec.total_items)
+    records = [prep.run_job(location, plan, job) for job in plan.jobs]
+    victim = next(r for r in records if r["job"]["kind"] == kind and r["merged"])
+    write_json(location, "T", spec.build_id, victim["job"]["name"], {**victim, "merged": victim["merged"] - 1})
+    with Store(store, read_only=False) as st:
+        with pytest.raises(PublishRefused, match=f"the {kind} ranges merged"):
+            st.publish(spec, plan)
+        assert st.tables() == []

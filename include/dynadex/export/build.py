@@ -33,7 +33,7 @@ from dynadex.export.plan import ChunkSpec
 from dynadex.export.reader import FileStats, iter_lines
 from dynadex.export.records import parser_for
 from dynadex.store.disk_full import reported
-from dynadex.store.location import StoreError, StoreLocation
+from dynadex.store.location import StoreLocation
 from dynadex.store.segments import SegmentWriter
 from dynadex.store.shape import KeyError_
 
@@ -64,17 +64,12 @@ def _env_threads() -> int | None:
 def _published_chunk(location: StoreLocation, table: str, build_id: str, chunk_id: str):
     """The chunk's manifest when its build is the table's published snapshot, else None."""
     from dynadex.store.chunks import read_manifest
-    from dynadex.store.lake import Lake
+    from dynadex.store.prepare import is_published
 
     manifest = read_manifest(location, table, build_id, chunk_id)
     if manifest is None:
         return None
-    try:
-        with Lake(location, read_only=True) as lake:
-            state = lake.table_state(table)
-    except StoreError:
-        return None
-    return manifest if state is not None and state["build_id"] == build_id else None
+    return manifest if is_published(location, table, build_id) else None
 
 
 def snapshot_version(export_time_micros: int, overlap_micros: int = OVERLAP_MICROS) -> int:

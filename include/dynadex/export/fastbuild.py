@@ -251,6 +251,7 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
                            inv_sql=inv, stats=list(stats.values()), steps=steps)
         manifest = ChunkManifest(table, build_id, spec.chunk_id, total, tuple(key_names), tuple(key_types),
                                  out["files"], out["columns"], out["key_bounds"], out["inverted_entries"],
+                                 inverted_bounds=out["inverted_bounds"],
                                  built_by="duckdb", python_lines=bad, source_files=[f["key"] for f in spec.files],
                                  json_bytes=int(json_bytes), gzip_bytes=sum(os.path.getsize(p) for p in files))
         write_manifest(location, manifest)

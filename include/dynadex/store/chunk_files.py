@@ -15,8 +15,9 @@ Invariants:
   text, so the only rounding is into a DOUBLE column. When all chunks agree
   (the data does) publish takes the file as is; otherwise ``conform``
   rewrites it in its own task.
-* The key bounds (min, ``BOUNDS`` evenly spaced keys, max) let publish split
-  the key space into ranges of about equal size for the duplicate check.
+* The key bounds (min, ``BOUNDS`` evenly spaced keys, max) and the inverted
+  bounds (the same of (path, value)) let prepare split each index into ranges
+  of about equal size, which parallel jobs check and merge (``range_merge``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dynadex.store.writes import BULK_WRITE_ID
 
 ROW_GROUP_ROWS = 4096
 BOUNDS = 32
+BOUND_CHARS = 256
 PARQUET = "FORMAT parquet, COMPRESSION zstd"
 
 
@@ -79,6 +81,22 @@ def write_inverted(con, inv_sql: str, target: str) -> int:
     rows = con.execute(f"COPY (SELECT path, kind, value, key, {BULK_WRITE_ID}::BIGINT AS write_id FROM ({inv_sql}) "
                        f"ORDER BY path, value) TO {literal(target)} ({PARQUET})").fetchone()
     return int(rows[0]) if rows else 0
+
+
+def inverted_bounds(con, inv_file: str, entries: int) -> list[list]:
+    """(path, value) of the first, ``BOUNDS - 1`` evenly spaced and the last entry of the chunk's sorted
+    inverted file (value None where NULL); [] when it is empty. Read by row number: no sort, no full scan.
+
+    Path and value are cut to their first ``BOUND_CHARS`` characters: a prefix sorts at or before its
+    entry, so the bounds stay in order and still cut the space (a cut need not be an entry), while plans
+    and XCom stay small whatever a 400 KB value holds."""
+    if entries <= 0:
+        return []
+    rows = sorted({round(i * (entries - 1) / BOUNDS) for i in range(BOUNDS + 1)})
+    got = con.execute(f"SELECT left(path, {BOUND_CHARS}), left(value, {BOUND_CHARS}) "
+                      f"FROM read_parquet({literal(inv_file)}, file_row_number = true) "
+                      f"WHERE file_row_number IN ({', '.join(str(r) for r in rows)})").fetchall()
+    return [[p, v] for p, v in got]
 
 
 def key_bounds(con, rows_file: str) -> list[str]:

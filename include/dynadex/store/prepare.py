@@ -1,33 +1,36 @@
-"""Before publish: decide the snapshot's columns from the chunks' statistics, and plan the parallel checks.
+"""Before publish: decide the snapshot's columns from the chunks' statistics, and plan the parallel jobs.
 
 ``prepare`` reads only the chunk manifests (metadata). It refuses missing
 chunks, count mismatches and a data file claimed by two chunks, decides the
 final column names and types (the type-conflict rule over the merged
 statistics), and returns a ``PublishPlan`` of independent jobs:
 
-* ``keys`` jobs, one per key range: read the key column of every chunk's row
-  file in that range (row groups outside it are skipped by their statistics)
-  and refuse any key held twice. The ranges partition the key space, so
-  together they see every key exactly once: no duplicate anywhere escapes,
-  and no job reads more than its share.
+* ``keys`` jobs, one per key range: read every chunk's row file in that range
+  (row groups outside it are skipped by their statistics), refuse any key
+  held twice, and write the range as one sorted row file (``range_merge``).
+  The ranges partition the key space, so together they see every key exactly
+  once: no duplicate anywhere escapes, and no job reads more than its share.
+* ``entries`` jobs, one per (path, value) range of the inverted index: merge
+  the range of every chunk's inverted file into one sorted file.
 * ``conform`` jobs, one per chunk whose column file disagrees with the final
   names or types (only where the data disagrees): rewrite that file, cast.
 
 Invariants: jobs are pure functions of the plan (re-running one rewrites its
-record); every record carries the plan's digest, so ``publish`` accepts only
-records of the plan whose chunks it registers. Nothing here touches the
-catalog.
+record and writes a fresh attempt folder); every record carries the plan's
+digest, so ``publish`` accepts only records of the plan whose chunks it
+registers. Once the build is published a job only returns its record: the
+chunks' own rows and entries are then orphans that maintenance deletes.
+Nothing here writes the catalog.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 
 from dynadex.errors import DynadexError
-from dynadex.store import chunk_files
+from dynadex.store import chunk_files, range_merge
 from dynadex.store.chunks import (
     ChunkManifest,
     ColumnStats,
@@ -38,12 +41,14 @@ from dynadex.store.chunks import (
     write_json,
 )
 from dynadex.store.extensions import connect
-from dynadex.store.location import StoreLocation
+from dynadex.store.location import StoreError, StoreLocation
 from dynadex.store.names import KEY_COLUMN, literal, literal_list, quote
 from dynadex.store.registry import Column, Registry
 
-RANGE_KEYS = 2_000_000  # keys one duplicate-check job reads, about
-MAX_RANGES = 256
+RANGE_KEYS = 2_000_000  # rows one key-range job checks and merges, about
+RANGE_ENTRIES = 16_000_000  # inverted entries one entry-range job merges, about
+CHUNKS_PER_RANGE = 2  # at least one range of each index per this many chunks: merges spread like builds
+MAX_RANGES = 256  # per index (with the conform jobs, under Airflow's max_map_length of 1024)
 
 
 class PublishRefused(DynadexError, ValueError):
@@ -52,10 +57,10 @@ class PublishRefused(DynadexError, ValueError):
 
 @dataclass
 class Job:
-    kind: str  # "keys" or "conform"
+    kind: str  # "keys", "entries" or "conform"
     name: str  # its record's name, unique in the plan
-    lo: str | None = None  # keys: first key of the range (inclusive), None: unbounded
-    hi: str | None = None  # keys: end of the range (exclusive), None: unbounded
+    lo: str | list | None = None  # keys: first key of the range (inclusive); entries: [path, value]; None: open
+    hi: str | list | None = None  # the end of the range (exclusive), the same way
     chunk_id: str | None = None  # conform: the chunk whose column file is rewritten
 
     def to_dict(self) -> dict:
@@ -68,7 +73,8 @@ class Job:
     def label(self, count: int | None = None) -> str:
         if self.kind == "conform":
             return f"conform columns of {self.chunk_id}"
-        return f"check keys {self.name.split('-')[-1]}" + (f" of {count}" if count else "")
+        what = "check + merge keys" if self.kind == "keys" else "merge entries"
+        return f"{what} {self.name.split('-')[-1]}" + (f" of {count}" if count else "")
 
 
 @dataclass
@@ -147,13 +153,15 @@ def needs_conform(manifest: ChunkManifest, registry: Registry) -> bool:
 
 def key_ranges(manifests: list[ChunkManifest], items: int) -> list[tuple[str | None, str | None]]:
     """About equal ranges of the key space from the chunks' key bounds; they partition it (first and last open)."""
-    count = max(1, min(MAX_RANGES, math.ceil(items / RANGE_KEYS)))
-    bounds = sorted({k for m in manifests for k in m.key_bounds})
-    if count == 1 or len(bounds) < 2:
-        return [(None, None)]
-    cuts = sorted({bounds[round(i * (len(bounds) - 1) / count)] for i in range(1, count)})
-    edges: list = [None, *cuts, None]
-    return list(zip(edges[:-1], edges[1:]))
+    count = range_merge.range_count(items, RANGE_KEYS, len(manifests), CHUNKS_PER_RANGE, MAX_RANGES)
+    return range_merge.cut([k for m in manifests for k in m.key_bounds], count)
+
+
+def entry_ranges(manifests: list[ChunkManifest]) -> list[tuple]:
+    """About equal ranges of the inverted index's (path, value) space; they partition it."""
+    entries = sum(m.inverted_entries for m in manifests)
+    count = range_merge.range_count(entries, RANGE_ENTRIES, len(manifests), CHUNKS_PER_RANGE, MAX_RANGES)
+    return range_merge.cut(range_merge.inverted_bounds_of(manifests), count, order=range_merge.entry_order)
 
 
 def prepare(location: StoreLocation, table: str, build_id: str, chunk_ids: list[str], key_names,
@@ -168,10 +176,12 @@ def plan_for(table: str, build_id: str, manifests: list[ChunkManifest]) -> Publi
     columns = final_columns(manifests)
     plan = PublishPlan(table, build_id, digest(manifests, columns), sum(m.items for m in manifests), list(chunk_ids),
                        columns)
-    ranges = key_ranges(manifests, plan.items)
-    width = len(str(len(ranges)))
-    for i, (lo, hi) in enumerate(ranges, 1):
-        plan.jobs.append(Job("keys", f"keys-{i:0{width}d}", lo=lo, hi=hi))
+    for kind, ranges in (("keys", key_ranges(manifests, plan.items)), ("entries", entry_ranges(manifests))):
+        width = len(str(len(ranges)))
+        for i, (lo, hi) in enumerate(ranges, 1):
+            as_json = list if kind == "entries" else str
+            plan.jobs.append(Job(kind, f"{kind}-{i:0{width}d}", lo=None if lo is None else as_json(lo),
+                                 hi=None if hi is None else as_json(hi)))
     registry = plan.registry()
     for m in manifests:
         if needs_conform(m, registry):
@@ -182,8 +192,24 @@ def plan_for(table: str, build_id: str, manifests: list[ChunkManifest]) -> Publi
 # ------------------------------------------------------------------ the jobs
 
 
+def is_published(location: StoreLocation, table: str, build_id: str) -> bool:
+    """Whether ``build_id`` is the table's published snapshot (a store that cannot be opened: no)."""
+    from dynadex.store.lake import Lake
+
+    try:
+        with Lake(location, read_only=True) as lake:
+            state = lake.table_state(table)
+    except StoreError:
+        return False
+    return state is not None and state["build_id"] == build_id
+
+
 def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: int | None = None) -> dict:
-    """Run one job of the plan and record its result (refusing on a duplicate key)."""
+    """Run one job of the plan and record its result (refusing on a duplicate key). A job of a published build
+    (a task cleared after publish) returns its record and reads nothing."""
+    if is_published(location, plan.table, plan.build_id):
+        return read_json(location, plan.table, plan.build_id, job.name) or {"digest": plan.digest,
+                                                                            "job": job.to_dict(), "published": True}
     manifests = [read_manifest(location, plan.table, plan.build_id, c) for c in plan.chunk_ids]
     if any(m is None for m in manifests) or digest(manifests, plan.columns) != plan.digest:
         raise PublishRefused(f"publish of {plan.table} build {plan.build_id} refused: chunks were rebuilt or removed "
@@ -196,6 +222,9 @@ def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: in
             s3_secret(con, location)
         if job.kind == "keys":
             result = _check_keys(con, plan, job, manifests)
+            result.update(_merge(con, location, plan, job, manifests))
+        elif job.kind == "entries":
+            result = _merge(con, location, plan, job, manifests)
         elif job.kind == "conform":
             [m] = [m for m in manifests if m.chunk_id == job.chunk_id]
             result = _conform(con, location, plan, m)
@@ -210,14 +239,7 @@ def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: in
 
 def _check_keys(con, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]) -> dict:
     files = [f for m in manifests for f in m.files["rows"]]
-    where, params = [], []
-    if job.lo is not None:
-        where.append("key >= ?")
-        params.append(job.lo)
-    if job.hi is not None:
-        where.append("key < ?")
-        params.append(job.hi)
-    cond = f"WHERE {' AND '.join(where)}" if where else ""
+    cond, params = range_merge.key_range_sql(job.lo, job.hi)
     if not files:
         return {"rows": 0}
     src = f"read_parquet({literal_list(files)})"
@@ -231,6 +253,23 @@ def _check_keys(con, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]
         raise PublishRefused(f"publish of {plan.table} build {plan.build_id} refused: key {dup[0]} appears "
                              f"{dup[1]} times (chunks {', '.join(owners)})")
     return {"rows": int(rows)}
+
+
+def _merge(con, location: StoreLocation, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]) -> dict:
+    """Write the job's range of every chunk's rows (keys) or inverted entries (entries) as one sorted file."""
+    index = "rows" if job.kind == "keys" else "inv"
+    files = [f for m in manifests for f in m.files[index]]
+    if not files:
+        return {"merged": 0, "files": []}
+    target = f"{new_attempt_dir(location, plan.table, plan.build_id, 'merged-' + job.name)}/{index}.parquet"
+    if job.kind == "keys":
+        sql, params = range_merge.merge_rows_sql(files, job.lo, job.hi, target)
+    else:
+        lo = None if job.lo is None else (job.lo[0], job.lo[1])
+        hi = None if job.hi is None else (job.hi[0], job.hi[1])
+        sql, params = range_merge.merge_entries_sql(files, lo, hi, target)
+    merged = range_merge.run_copy(con, sql, params)
+    return {"merged": merged, "files": [target] if merged else []}  # an empty range registers no file
 
 
 def _conform(con, location: StoreLocation, plan: PublishPlan, m: ChunkManifest) -> dict:

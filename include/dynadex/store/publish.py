@@ -5,13 +5,16 @@ Invariants:
 * Publish never reads or writes item data: it reads the chunk manifests and
   the records of the plan's jobs (``prepare``), then in ONE DuckLake
   transaction creates the three tables with the final column types,
-  registers every chunk's files (``ducklake_add_data_files``), and writes the
+  registers the files (``ducklake_add_data_files``): the key-range jobs' row
+  files, the chunks' column files (or their conformed copies) and the
+  entry-range jobs' inverted files, and writes the
   column registry, the chunk ledger, the table's export/stream state and its
   initial shard checkpoints. Its cost grows with the number of files, not of
   items. Readers see the previous snapshot until the commit, then the new one.
 * Refuses (changing nothing) when a chunk is missing, a chunk's item count
   differs from the plan's, the total differs from the export's, a key appears
-  twice, or a job of the plan has no record for the chunks as they are now.
+  twice, a job of the plan has no record for the chunks as they are now, or
+  the merged ranges hold other counts of rows or entries than the chunks.
 * Publishing the same build again is a no-op.
 """
 
@@ -103,12 +106,18 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
     if checked != current.items:
         raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: the key checks saw {checked} "
                              f"keys, the chunks hold {current.items}")
+    merged = {kind: [r for _, r in sorted(records.items()) if r["job"]["kind"] == kind] for kind in ("keys", "entries")}
+    entries = sum(m.inverted_entries for m in manifests)
+    for kind, want in (("keys", current.items), ("entries", entries)):
+        got = sum(r["merged"] for r in merged[kind])
+        if got != want:
+            raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: the {kind} ranges merged "
+                                 f"{got} rows, the chunks hold {want}")
     conformed = {r["chunk_id"]: r["cols"] for r in records.values() if r["job"]["kind"] == "conform"}
-    files = {"rows": [], "cols": [], "inv": []}
+    files = {"rows": [f for r in merged["keys"] for f in r["files"]], "cols": [],
+             "inv": [f for r in merged["entries"] for f in r["files"]]}
     for m in manifests:
-        files["rows"] += m.files["rows"]
         files["cols"] += conformed.get(m.chunk_id, m.files["cols"])
-        files["inv"] += m.files["inv"]
     registry = current.registry()
     con = lake.con
     with lake.transaction():
@@ -150,7 +159,7 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
                 f"INSERT INTO {STATE_SCHEMA}.checkpoints VALUES (?, ?, ?, ?, ?, now())",
                 [spec.table, cp["shard_id"], cp.get("parent_shard_id"), cp.get("sequence_number"), bool(cp.get("ended"))],
             )
-        for m in manifests:
+        for m in manifests:  # the files each chunk built (its rows and entries are registered merged by range)
             chunk_files = {**m.files, "cols": conformed.get(m.chunk_id, m.files["cols"])}
             con.execute(
                 f"INSERT INTO {STATE_SCHEMA}.chunks VALUES (?, ?, ?, ?, ?, now())",

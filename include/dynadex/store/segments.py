@@ -83,7 +83,9 @@ def finish_chunk(con, location: StoreLocation, table: str, build_id: str, chunk_
     entries = chunk_files.write_inverted(con, inv_sql, files["inv"][0])
     step("inverted")
     bounds = chunk_files.key_bounds(con, files["rows"][0])
-    return {"files": files, "columns": columns, "key_bounds": bounds, "inverted_entries": entries}
+    inv_bounds = chunk_files.inverted_bounds(con, files["inv"][0], entries)
+    return {"files": files, "columns": columns, "key_bounds": bounds, "inverted_entries": entries,
+            "inverted_bounds": inv_bounds}
 
 
 class SegmentWriter:
@@ -145,6 +147,7 @@ class SegmentWriter:
             shutil.rmtree(self.tmp, ignore_errors=True)
         manifest = ChunkManifest(self.table, self.build_id, self.chunk_id, self.items, self.key_names, self.key_types,
                                  out["files"], out["columns"], out["key_bounds"], out["inverted_entries"],
+                                 inverted_bounds=out["inverted_bounds"],
                                  built_by=extra.get("built_by", "python"), source_files=extra.get("files", []),
                                  json_bytes=extra.get("json_bytes", 0), gzip_bytes=extra.get("gzip_bytes", 0))
         write_manifest(self.location, manifest)

@@ -1,0 +1,130 @@
+"""Merging the chunks' sorted files by range into the files publish registers.
+
+Every chunk's row file spans the whole key space and every chunk's inverted
+file every (path, value): registered as they are, a point lookup would open
+one file per chunk (a thousand on a 20 TB load). Before publish, parallel
+jobs each take one range and write it as ONE sorted file, read from every
+chunk's file (row groups outside the range are skipped by their statistics):
+
+* ``keys`` ranges of the row index (half-open ``[lo, hi)`` over the key text);
+* ``entries`` ranges of the inverted index (half-open over (path, value),
+  where a NULL value sorts after every value of its path, as ``ORDER BY``
+  puts it).
+
+Invariants: the ranges of one index partition its space (first open below,
+last open above, each range's ``hi`` the next one's ``lo``), so every row and
+entry lands in exactly one merged file; the merged files of one index have
+disjoint ranges, so DuckLake's per-file min/max statistics let ``get`` and
+``find`` open one file (or two at a path boundary) whatever the chunk count.
+A job's output is a pure function of the chunk files and its range, written
+into a fresh attempt folder: re-running it never changes a registered file.
+SQL is generated here apart from running it (``*_sql``), so it is tested on
+its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+from dynadex.store.chunks import ChunkManifest
+from dynadex.store.names import literal, literal_list
+
+Entry = tuple[str, str | None]  # (path, value): None is the NULL value, after every value of the path
+
+
+def entry_order(e: Entry) -> tuple:
+    """Python's order of (path, value) bounds, equal to DuckDB's ``ORDER BY path, value`` (NULLS LAST):
+    strings compare by code point, which is UTF-8 byte order, as DuckDB compares VARCHAR."""
+    return (e[0], e[1] is None, e[1] or "")
+
+
+def cut(bounds: list, count: int, order=None) -> list[tuple]:
+    """``count`` contiguous half-open ranges (first and last open) cut at evenly spaced points of the sorted,
+    deduplicated ``bounds``: about equal shares when every chunk contributes evenly spaced samples."""
+    ordered = sorted({tuple(b) if isinstance(b, list) else b for b in bounds}, key=order)
+    if count <= 1 or len(ordered) < 2:
+        return [(None, None)]
+    cuts, seen = [], set()
+    for i in range(1, count):
+        b = ordered[round(i * (len(ordered) - 1) / count)]
+        if b not in seen:
+            seen.add(b)
+            cuts.append(b)
+    edges: list = [None, *cuts, None]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def range_count(total: int, per_range: int, chunks: int, chunks_per_range: int, most: int) -> int:
+    """Enough ranges for every range to hold about ``per_range`` rows, and at least one for every
+    ``chunks_per_range`` chunks (so the merges spread over as many workers as the builds did)."""
+    return max(1, min(most, max(math.ceil(total / per_range), math.ceil(chunks / chunks_per_range))))
+
+
+def inverted_bounds_of(manifests: list[ChunkManifest]) -> list[Entry]:
+    return [(b[0], b[1]) for m in manifests for b in m.inverted_bounds]
+
+
+# ------------------------------------------------------------------ SQL
+
+
+def key_range_sql(lo: str | None, hi: str | None) -> tuple[str, list]:
+    """WHERE clause (or '') and its parameters for ``lo <= key < hi``."""
+    where, params = [], []
+    if lo is not None:
+        where.append("key >= ?")
+        params.append(lo)
+    if hi is not None:
+        where.append("key < ?")
+        params.append(hi)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
+
+
+def entry_range_sql(lo: Entry | None, hi: Entry | None) -> tuple[str, list]:
+    """WHERE clause (or '') and parameters for ``lo <= (path, value) < hi``, NULL values last in their path.
+    The plain ``path >=`` / ``path <=`` conjuncts are implied by the exact ones; they are there because
+    DuckDB prunes row groups with them."""
+    where, params = [], []
+    if lo is not None:
+        p, v = lo
+        where.append("path >= ?")
+        params.append(p)
+        if v is None:
+            where.append("(path > ? OR value IS NULL)")
+            params.append(p)
+        else:
+            where.append("(path > ? OR value >= ? OR value IS NULL)")
+            params += [p, v]
+    if hi is not None:
+        p, v = hi
+        where.append("path <= ?")
+        params.append(p)
+        if v is None:
+            where.append("(path < ? OR value IS NOT NULL)")
+            params.append(p)
+        else:
+            where.append("(path < ? OR value < ?)")
+            params += [p, v]
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
+
+
+ROW_GROUP_ROWS = 4096  # a point lookup reads one small group of the (one) file holding its key
+ENTRY_GROUP_ROWS = 16384  # a find reads one group of entries per file it opens
+PARQUET = "FORMAT parquet, COMPRESSION zstd"
+
+
+def merge_rows_sql(files: list[str], lo: str | None, hi: str | None, target: str) -> tuple[str, list]:
+    where, params = key_range_sql(lo, hi)
+    return (f"COPY (SELECT * FROM read_parquet({literal_list(files)}) {where} ORDER BY key) TO {literal(target)} "
+            f"({PARQUET}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"), params
+
+
+def merge_entries_sql(files: list[str], lo: Entry | None, hi: Entry | None, target: str) -> tuple[str, list]:
+    where, params = entry_range_sql(lo, hi)
+    return (f"COPY (SELECT path, kind, value, key, write_id FROM read_parquet({literal_list(files)}) {where} "
+            f"ORDER BY path, value) TO {literal(target)} ({PARQUET}, ROW_GROUP_SIZE {ENTRY_GROUP_ROWS})"), params
+
+
+def run_copy(con, sql: str, params: list) -> int:
+    """Run a COPY; the number of rows it wrote."""
+    row = con.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
