@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import math
 import os
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -110,6 +111,12 @@ def _run_job(args) -> dict:
     return prep.run_job(location, prep.PublishPlan.from_dict(plan_dict), prep.Job.from_dict(job_dict), threads=threads)
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished workers (each phase's pool ends with it)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _map(fn, jobs: list, workers: int) -> list:
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
@@ -123,14 +130,15 @@ def ingest_export(source: str, table: str, key: str, *, store: str | None = None
     key_names, key_types = parse_key_spec(key)
     workers = workers or os.cpu_count() or 1
     phases: dict[str, float] = {}
-    t = time.monotonic()
+    cpu: dict[str, float] = {}  # CPU seconds of each phase, this process and its workers together
+    t, c = time.monotonic(), _cpu_seconds()
 
     def phase(name: str) -> None:
-        nonlocal t
-        now = time.monotonic()
-        phases[name] = round(now - t, 3)
-        log.info("ingest %s: %s took %.2fs", table, name, now - t)
-        t = now
+        nonlocal t, c
+        now, used = time.monotonic(), _cpu_seconds()
+        phases[name], cpu[name] = round(now - t, 3), round(used - c, 3)
+        log.info("ingest %s: %s took %.2fs (%.2f CPU seconds)", table, name, now - t, used - c)
+        t, c = now, used
 
     p = plan(source, chunk_target_mb, workers)
     location: StoreLocation = resolve(store, data_path)
@@ -182,5 +190,6 @@ def ingest_export(source: str, table: str, key: str, *, store: str | None = None
                  "entry_ranges": sum(1 for j in prepared.jobs if j.kind == "entries"),
                  "conformed_chunks": sum(1 for j in prepared.jobs if j.kind == "conform")},
         "phases": phases,
+        "cpu_seconds": cpu,
         "builds": [BuildResult(**r).to_dict() for r in results],
     }

@@ -84,19 +84,20 @@ def write_inverted(con, inv_sql: str, target: str) -> int:
 
 
 def inverted_bounds(con, inv_file: str, entries: int) -> list[list]:
-    """(path, value) of the first, ``BOUNDS - 1`` evenly spaced and the last entry of the chunk's sorted
-    inverted file (value None where NULL); [] when it is empty. Read by row number: no sort, no full scan.
+    """(path, value, key) of the first, ``BOUNDS - 1`` evenly spaced and the last entry of the chunk's inverted
+    file, sorted (value None where NULL); [] when it is empty. Read by row number (the file is sorted by path
+    and value), then sorted with the key: no full scan.
 
     Path and value are cut to their first ``BOUND_CHARS`` characters: a prefix sorts at or before its
-    entry, so the bounds stay in order and still cut the space (a cut need not be an entry), while plans
-    and XCom stay small whatever a 400 KB value holds."""
+    entry, so the bounds stay points of the same order and still cut the space (a cut need not be an entry),
+    while plans and XCom stay small whatever a 400 KB value holds."""
     if entries <= 0:
         return []
     rows = sorted({round(i * (entries - 1) / BOUNDS) for i in range(BOUNDS + 1)})
-    got = con.execute(f"SELECT left(path, {BOUND_CHARS}), left(value, {BOUND_CHARS}) "
+    got = con.execute(f"SELECT left(path, {BOUND_CHARS}) AS p, left(value, {BOUND_CHARS}) AS v, key "
                       f"FROM read_parquet({literal(inv_file)}, file_row_number = true) "
-                      f"WHERE file_row_number IN ({', '.join(str(r) for r in rows)})").fetchall()
-    return [[p, v] for p, v in got]
+                      f"WHERE file_row_number IN ({', '.join(str(r) for r in rows)}) ORDER BY p, v, key").fetchall()
+    return [[p, v, k] for p, v, k in got]
 
 
 def key_bounds(con, rows_file: str) -> list[str]:

@@ -98,7 +98,7 @@ class ChunkManifest:
     columns: list[ColumnStats]
     key_bounds: list[str] = field(default_factory=list)  # min, evenly spaced keys, max (sorted); [] if empty
     inverted_entries: int = 0
-    inverted_bounds: list[list] = field(default_factory=list)  # [path, value] min, evenly spaced, max; [] if empty
+    inverted_bounds: list[list] = field(default_factory=list)  # [path, value, key]: min, evenly spaced, max
     built_by: str = "python"
     python_lines: int = 0
     source_files: list[str] = field(default_factory=list)

@@ -59,7 +59,7 @@ class PublishRefused(DynadexError, ValueError):
 class Job:
     kind: str  # "keys", "entries" or "conform"
     name: str  # its record's name, unique in the plan
-    lo: str | list | None = None  # keys: first key of the range (inclusive); entries: [path, value]; None: open
+    lo: str | list | None = None  # keys: first key of the range (inclusive); entries: [path, value, key]; None: open
     hi: str | list | None = None  # the end of the range (exclusive), the same way
     chunk_id: str | None = None  # conform: the chunk whose column file is rewritten
 
@@ -158,7 +158,7 @@ def key_ranges(manifests: list[ChunkManifest], items: int) -> list[tuple[str | N
 
 
 def entry_ranges(manifests: list[ChunkManifest]) -> list[tuple]:
-    """About equal ranges of the inverted index's (path, value) space; they partition it."""
+    """About equal ranges of the inverted index's (path, value, key) space; they partition it."""
     entries = sum(m.inverted_entries for m in manifests)
     count = range_merge.range_count(entries, RANGE_ENTRIES, len(manifests), CHUNKS_PER_RANGE, MAX_RANGES)
     return range_merge.cut(range_merge.inverted_bounds_of(manifests), count, order=range_merge.entry_order)
@@ -215,6 +215,7 @@ def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: in
         raise PublishRefused(f"publish of {plan.table} build {plan.build_id} refused: chunks were rebuilt or removed "
                              "since publish was prepared; prepare again")
     con = connect(threads=threads)
+    con.execute("SET preserve_insertion_order = false")  # the merges write in their own ORDER BY: less memory
     try:
         if location.data_path.startswith("s3://"):
             from dynadex.store.lake import s3_secret
@@ -265,8 +266,8 @@ def _merge(con, location: StoreLocation, plan: PublishPlan, job: Job, manifests:
     if job.kind == "keys":
         sql, params = range_merge.merge_rows_sql(files, job.lo, job.hi, target)
     else:
-        lo = None if job.lo is None else (job.lo[0], job.lo[1])
-        hi = None if job.hi is None else (job.hi[0], job.hi[1])
+        lo = None if job.lo is None else (job.lo[0], job.lo[1], job.lo[2])
+        hi = None if job.hi is None else (job.hi[0], job.hi[1], job.hi[2])
         sql, params = range_merge.merge_entries_sql(files, lo, hi, target)
     merged = range_merge.run_copy(con, sql, params)
     return {"merged": merged, "files": [target] if merged else []}  # an empty range registers no file

@@ -7,15 +7,18 @@ jobs each take one range and write it as ONE sorted file, read from every
 chunk's file (row groups outside the range are skipped by their statistics):
 
 * ``keys`` ranges of the row index (half-open ``[lo, hi)`` over the key text);
-* ``entries`` ranges of the inverted index (half-open over (path, value),
-  where a NULL value sorts after every value of its path, as ``ORDER BY``
-  puts it).
+* ``entries`` ranges of the inverted index (half-open over (path, value,
+  key), where a NULL value sorts after every value of its path, as ``ORDER
+  BY`` puts it). The key is part of the range so that a value held by
+  millions of items (a status, a flag) is cut like any other run of entries:
+  one range never has to hold all of it.
 
 Invariants: the ranges of one index partition its space (first open below,
 last open above, each range's ``hi`` the next one's ``lo``), so every row and
 entry lands in exactly one merged file; the merged files of one index have
 disjoint ranges, so DuckLake's per-file min/max statistics let ``get`` and
-``find`` open one file (or two at a path boundary) whatever the chunk count.
+``find`` open one file (a few where a range boundary falls inside a path or
+a value's entries) whatever the chunk count.
 A job's output is a pure function of the chunk files and its range, written
 into a fresh attempt folder: re-running it never changes a registered file.
 SQL is generated here apart from running it (``*_sql``), so it is tested on
@@ -29,20 +32,21 @@ import math
 from dynadex.store.chunks import ChunkManifest
 from dynadex.store.names import literal, literal_list
 
-Entry = tuple[str, str | None]  # (path, value): None is the NULL value, after every value of the path
+Entry = tuple[str, str | None, str]  # (path, value, key): a None value is NULL, after every value of the path
 
 
 def entry_order(e: Entry) -> tuple:
-    """Python's order of (path, value) bounds, equal to DuckDB's ``ORDER BY path, value`` (NULLS LAST):
-    strings compare by code point, which is UTF-8 byte order, as DuckDB compares VARCHAR."""
-    return (e[0], e[1] is None, e[1] or "")
+    """Python's order of (path, value, key) bounds, equal to DuckDB's ``ORDER BY path, value, key`` (NULLS
+    LAST): strings compare by code point, which is UTF-8 byte order, as DuckDB compares VARCHAR."""
+    return (e[0], e[1] is None, e[1] or "", e[2])
 
 
 def cut(bounds: list, count: int, order=None) -> list[tuple]:
-    """``count`` contiguous half-open ranges (first and last open) cut at evenly spaced points of the sorted,
-    deduplicated ``bounds``: about equal shares when every chunk contributes evenly spaced samples."""
-    ordered = sorted({tuple(b) if isinstance(b, list) else b for b in bounds}, key=order)
-    if count <= 1 or len(ordered) < 2:
+    """``count`` contiguous half-open ranges (first and last open) cut at evenly spaced points of the sorted
+    ``bounds``: about equal shares when every chunk contributes evenly spaced samples. Repeated samples keep
+    their weight (a point sampled often is where much of the data is); repeated cut points are dropped."""
+    ordered = sorted((tuple(b) if isinstance(b, list) else b for b in bounds), key=order)
+    if count <= 1 or len(set(ordered)) < 2:
         return [(None, None)]
     cuts, seen = [], set()
     for i in range(1, count):
@@ -61,7 +65,7 @@ def range_count(total: int, per_range: int, chunks: int, chunks_per_range: int, 
 
 
 def inverted_bounds_of(manifests: list[ChunkManifest]) -> list[Entry]:
-    return [(b[0], b[1]) for m in manifests for b in m.inverted_bounds]
+    return [(b[0], b[1], b[2]) for m in manifests for b in m.inverted_bounds]
 
 
 # ------------------------------------------------------------------ SQL
@@ -80,30 +84,30 @@ def key_range_sql(lo: str | None, hi: str | None) -> tuple[str, list]:
 
 
 def entry_range_sql(lo: Entry | None, hi: Entry | None) -> tuple[str, list]:
-    """WHERE clause (or '') and parameters for ``lo <= (path, value) < hi``, NULL values last in their path.
-    The plain ``path >=`` / ``path <=`` conjuncts are implied by the exact ones; they are there because
+    """WHERE clause (or '') and parameters for ``lo <= (path, value, key) < hi``, NULL values last in their
+    path. The plain ``path >=`` / ``path <=`` conjuncts are implied by the exact ones; they are there because
     DuckDB prunes row groups with them."""
     where, params = [], []
     if lo is not None:
-        p, v = lo
+        p, v, k = lo
         where.append("path >= ?")
         params.append(p)
         if v is None:
-            where.append("(path > ? OR value IS NULL)")
-            params.append(p)
+            where.append("(path > ? OR (value IS NULL AND key >= ?))")
+            params += [p, k]
         else:
-            where.append("(path > ? OR value >= ? OR value IS NULL)")
-            params += [p, v]
+            where.append("(path > ? OR value > ? OR value IS NULL OR (value = ? AND key >= ?))")
+            params += [p, v, v, k]
     if hi is not None:
-        p, v = hi
+        p, v, k = hi
         where.append("path <= ?")
         params.append(p)
         if v is None:
-            where.append("(path < ? OR value IS NOT NULL)")
-            params.append(p)
+            where.append("(path < ? OR value IS NOT NULL OR key < ?)")
+            params += [p, k]
         else:
-            where.append("(path < ? OR value < ?)")
-            params += [p, v]
+            where.append("(path < ? OR value < ? OR (value = ? AND key < ?))")
+            params += [p, v, v, k]
     return (f"WHERE {' AND '.join(where)}" if where else ""), params
 
 
