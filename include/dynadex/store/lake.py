@@ -268,7 +268,8 @@ class Lake:
             return work()
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with reported(what), writing(self.location.catalog, what):  # one writer at a time (SQLite catalog)
+                # one writer at a time (SQLite catalog); a full disk is named with the store's location
+                with reported(what, self.location.display), writing(self.location.catalog, what):
                     self._writing = True
                     try:
                         self._fresh_for_write()
