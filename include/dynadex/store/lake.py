@@ -66,9 +66,9 @@ STATE_DDL = [
 ]
 
 ALIAS = "lake"
-INLINE_ROWS = int(os.environ.get("DYNADEX_INLINE_ROWS") or 0)
-"""Inserts of at most this many rows are inlined in the catalog (``Lake._tune``; decision 0021); 0 leaves
-DuckLake's own limit. Opt-in until the fault and concurrency tests are adapted to rows that live in the catalog."""
+INLINE_ROWS = int(os.environ.get("DYNADEX_INLINE_ROWS", "1000") or 0)
+"""Inserts of at most this many rows are inlined in the catalog (``Lake._tune``; decision 0021); on by default
+(1000: a small stream batch leaves no files); ``DYNADEX_INLINE_ROWS=0`` turns it off and leaves DuckLake's own limit."""
 NUL_GUARD_ROWS = 1000  # a batch of at most this many rows holding U+0000 writes files (``Lake.not_inlined``)
 SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a SQLite catalog statement waits for another process's lock
 # Commit failures that another writer causes and that go away when the transaction runs again: SQLite's
