@@ -149,7 +149,8 @@ def _data_files(store: str, table: str) -> int:
     """Data files of the table's three indexes that the catalog lists (inlined rows are in none)."""
     with Store(store) as st:
         return sum(st.lake.con.execute(f"SELECT count(*) FROM ducklake_list_files('{ALIAS}', ?, schema => ?)",
-                                       [table, schema]).fetchone()[0] for schema in ("main", "row_index", "inverted_index"))
+                                       [table, schema]).fetchone()[0]
+                   for schema in ("main", "row_index", "inverted_index"))
 
 
 INLINE_LIMIT = 20  # the stores' inline limit in the batch tests below: the 300-change batch holds more rows

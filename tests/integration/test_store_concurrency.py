@@ -181,7 +181,8 @@ def test_stream_batches_and_maintenance_commit_side_by_side(tmp_path):
     done = json.loads(w_out.strip().splitlines()[-1])
     assert int(m_out.strip().splitlines()[-1]) == 3
     # side by side: the writer saw every round end (0, 1, 2 then 3) and committed batches while they ran
-    assert done["rounds_seen"][-1] == 3 and done["during_maintenance"] >= 2, {k: done[k] for k in done if k != "expected"}
+    seen = {k: done[k] for k in done if k != "expected"}
+    assert done["rounds_seen"][-1] == 3 and done["during_maintenance"] >= 2, seen
     assert done["batches"] >= 5
     from dynadex.store import Store
 

@@ -596,8 +596,8 @@ def test_a_small_batch_holding_nul_commits_as_files_and_later_ones_inline_again(
 
 
 def _columns(st, table="T") -> list[tuple[str, str, str]]:
-    return st.lake.con.execute("SELECT path, kind, column_name FROM dynadex.columns WHERE table_name = ? ORDER BY rowid",
-                               [table]).fetchall()
+    return st.lake.con.execute("SELECT path, kind, column_name FROM dynadex.columns WHERE table_name = ? "
+                               "ORDER BY rowid", [table]).fetchall()
 
 
 def test_a_batch_knows_the_snapshot_it_commits_and_reads_the_registry_once(tmp_path, monkeypatch):
@@ -610,7 +610,8 @@ def test_a_batch_knows_the_snapshot_it_commits_and_reads_the_registry_once(tmp_p
     publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(10)])
     loads = []
     real = Registry.load.__func__
-    monkeypatch.setattr(Registry, "load", classmethod(lambda cls, con, table: loads.append(table) or real(cls, con, table)))
+    monkeypatch.setattr(Registry, "load",
+                        classmethod(lambda cls, con, table: loads.append(table) or real(cls, con, table)))
     contention.reset()
     with Store(str(tmp_path), read_only=False) as st:
         for v in range(1, 6):

@@ -164,7 +164,8 @@ def _store_checkpoints(con, table: str, checkpoints: list[Checkpoint]) -> None:
                     f"({', '.join('?' for _ in checkpoints)})", [table, *(c.shard_id for c in checkpoints)])
         con.execute(f"INSERT INTO {STATE_SCHEMA}.checkpoints VALUES "
                     + ", ".join("(?, ?, ?, ?, ?, now())" for _ in checkpoints),
-                    [v for c in checkpoints for v in (table, c.shard_id, c.parent_shard_id, c.sequence_number, c.ended)])
+                    [v for c in checkpoints
+                     for v in (table, c.shard_id, c.parent_shard_id, c.sequence_number, c.ended)])
         return
     con.register("dynadex_cps", pa.table({
         "shard_id": pa.array([c.shard_id for c in checkpoints], pa.string()),

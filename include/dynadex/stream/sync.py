@@ -96,7 +96,8 @@ class SyncSettings:
     at_timestamp: bool = field(default_factory=lambda: _env("AT_TIMESTAMP", 1) != 0)
     """A shard without a checkpoint is read from the snapshot's stream start minus ``overlap_seconds``
     (GetShardIterator AT_TIMESTAMP) rather than from the 24 h horizon; 0 turns it off."""
-    flush_every_batches: int = field(default_factory=lambda: int(_env("FLUSH_EVERY_BATCHES", 100 if lake_module.INLINE_ROWS else 0)))
+    flush_every_batches: int = field(
+        default_factory=lambda: int(_env("FLUSH_EVERY_BATCHES", 100 if lake_module.INLINE_ROWS else 0)))
     """Every this many committed batches, the rows small batches inlined in the catalog are written into
     files (``Store.flush_inlined``, ~0.4 s): without it a batch's statements slow down with every batch of
     the run (decision 0021). 0 never flushes (maintenance still does); the default is 100 while inlining is
