@@ -13,6 +13,12 @@ Both write the same SQLite catalog, so they take turns through the store's write
   loss         checkpoints never go back (the reader's polls), every shard checkpointed and every closed
                shard ended after the catch-up, verify = 0 differences, no duplicate key.
 The writer stops 3 s before the sync's time ends; `dynadex sync --once` then catches up what is left.
+
+With --until-overlap (the test's mode), --seconds is a minimum: both writers go on until the overlap shows
+(3 checkpoint advances and 1 maintenance run ended during the sync, 2 alternations), at most --max-seconds;
+then the writer stops and the sync and the maintenance loop end at a stop file (the sync is `dynadex sync`'s
+own code with a stop question added). On a loaded box a maintenance run took up to 16 s: a fixed window
+then holds too few turns to count, and only a condition measures whether they alternate.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import datetime as dt
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,13 +44,14 @@ from seeded_writes import SeededWriter  # noqa: E402
 TABLE = "TwoWriters"
 
 
-def maintain_loop(store: str, seconds: float, pause: float, keep_seconds: float) -> int:
-    """The maintenance process: `dynadex maintain`'s work in a loop, one JSON line per run, then the totals."""
+def maintain_loop(store: str, seconds: float, pause: float, keep_seconds: float, stop_file: str | None = None) -> int:
+    """The maintenance process: `dynadex maintain`'s work in a loop, one JSON line per run, then the totals.
+    It ends after ``seconds`` or, sooner, once ``stop_file`` exists."""
     from dynadex.store import Store, contention
 
     end = time.monotonic() + seconds
     runs = 0
-    while time.monotonic() < end:
+    while time.monotonic() < end and not (stop_file and Path(stop_file).exists()):
         t = time.monotonic()
         with Store(store, read_only=False) as st:
             done = {**st.compact(), **st.expire(dt.timedelta(seconds=keep_seconds))}
@@ -90,6 +98,40 @@ class TwoWriters:
         return {**asdict(self), "ok": self.ok}
 
 
+def sync_child(stop_file: str, argv: list[str]) -> int:
+    """`dynadex sync` (cli._cmd_sync: its settings, logs and JSON line) that also ends, between batches, once
+    ``stop_file`` exists: the --until-overlap mode stops it on a condition, not at a preset time."""
+    import dynadex.stream as stream
+    from dynadex import cli
+    from dynadex.stream.sync import SyncSettings
+
+    plain = stream.sync_table
+
+    def stoppable(*args, settings=None, should_stop=None, **kwargs):
+        return plain(*args, settings=settings or SyncSettings(stop_check_seconds=0.2),
+                     should_stop=lambda: Path(stop_file).exists(), **kwargs)
+
+    stream.sync_table = stoppable
+    return cli.main(argv)
+
+
+class Lines(threading.Thread):
+    """A child's stdout read as it comes (the maintenance loop's runs, counted while both still run)."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream, self.lines = stream, []
+        self.start()
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        self.join()
+        return "".join(self.lines)
+
+
 def alternations(advances: list[float], runs: list[tuple[float, float]]) -> int:
     """How many times the sequence of events (checkpoint advances, maintenance run ends) switches writer."""
     events = sorted([(t, "b") for t in advances] + [(end, "m") for _, end in runs])
@@ -97,7 +139,7 @@ def alternations(advances: list[float], runs: list[tuple[float, float]]) -> int:
 
 
 def bench(seconds: float, workdir: Path, *, maintain_pause: float = 0.0, keep_seconds: float = 10.0, seed: int = 3,
-          say=lambda text: None) -> TwoWriters:
+          say=lambda text: None, until_overlap: bool = False, max_seconds: float | None = None) -> TwoWriters:
     from dynadex.local_aws import running
     from dynadex.store import Store
     from dynadex.stream.verify import verify
@@ -117,8 +159,19 @@ def bench(seconds: float, workdir: Path, *, maintain_pause: float = 0.0, keep_se
         bootstrap(ddb, TABLE, store)
         env = child_env(DYNADEX_BATCH_SECONDS="0.2", DYNADEX_IDLE_MAX_SECONDS="0.2")
         writer = SeededWriter(aws.client("dynamodb"), TABLE, seed).start()
-        sync = dynadex("sync", TABLE, "--for", f"{seconds:g}", "--store", store, env=env, capture=True)
-        maint = dynadex_maintain_loop(store, seconds, maintain_pause, keep_seconds, env)
+        stop_file = workdir / "stop" if until_overlap else None
+        span = max(seconds, max_seconds or 10 * seconds) if until_overlap else seconds  # the runs' bound
+        if stop_file is not None:
+            stop_file.unlink(missing_ok=True)
+            sync = subprocess.Popen([sys.executable, __file__, "--sync-child", str(stop_file), "sync", TABLE, "--for",
+                                     f"{span + 60:g}", "--store", store], env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        else:
+            sync = dynadex("sync", TABLE, "--for", f"{seconds:g}", "--store", store, env=env, capture=True)
+        maint = dynadex_maintain_loop(store, span + 60 if stop_file else seconds, maintain_pause, keep_seconds, env,
+                                      stop_file)
+        # read as they come: the maintenance runs are counted while both run, and no pipe fills up
+        m_lines, m_err_lines, s_err_lines = Lines(maint.stdout), Lines(maint.stderr), Lines(sync.stderr)
         watch = CheckpointWatch(store, TABLE)
         stop = threading.Event()
 
@@ -130,10 +183,29 @@ def bench(seconds: float, workdir: Path, *, maintain_pause: float = 0.0, keep_se
         poller.start()
         sync_started = time.monotonic()
         say(f"sync and maintenance running for {seconds:g}s")
-        time.sleep(max(0.0, seconds - 3))  # the bench's measured span itself: nothing to wait on but time
-        writer.stop()
-        s_out, s_err = sync.communicate(timeout=seconds + 600)
-        m_out, m_err = maint.communicate(timeout=seconds + 600)
+        if stop_file is None:
+            time.sleep(max(0.0, seconds - 3))  # the bench's measured span itself: nothing to wait on but time
+            writer.stop()
+        else:
+            def overlapped() -> bool:
+                ends = [json.loads(l).get("end", 0) for l in list(m_lines.lines) if l.startswith("{")]
+                during = [t for t in list(watch.advances) if t >= sync_started]
+                spans = [(end, end) for end in ends if end >= sync_started]
+                return len(during) >= 3 and len(spans) >= 1 and alternations(during, spans) >= 2
+
+            deadline = sync_started + span
+            while time.monotonic() < deadline and not (time.monotonic() >= sync_started + seconds and overlapped()):
+                if sync.poll() is not None or maint.poll() is not None:
+                    break  # one of them ended early: reported below
+                time.sleep(0.2)
+            say(f"overlap {'seen' if overlapped() else 'NOT seen'} after {time.monotonic() - sync_started:.1f}s")
+            writer.stop()
+            time.sleep(1)  # the sync's last batches of the writer's last writes
+            stop_file.touch()
+        s_out = sync.stdout.read()
+        sync.wait(timeout=span + 600)
+        maint.wait(timeout=span + 600)
+        s_err, m_out, m_err = s_err_lines.text(), m_lines.text(), m_err_lines.text()
         sync_ended = time.monotonic()
         (workdir / "sync.log").write_text(s_err)
         (workdir / "maintenance.log").write_text(m_err)
@@ -181,11 +253,11 @@ def bench(seconds: float, workdir: Path, *, maintain_pause: float = 0.0, keep_se
     return out
 
 
-def dynadex_maintain_loop(store: str, seconds: float, pause: float, keep_seconds: float, env: dict):
-    import subprocess
-
+def dynadex_maintain_loop(store: str, seconds: float, pause: float, keep_seconds: float, env: dict,
+                          stop_file: Path | None = None):
     return subprocess.Popen([sys.executable, __file__, "--maintain-loop", store, "--seconds", f"{seconds:g}",
-                             "--maintain-pause", f"{pause:g}", "--keep-seconds", f"{keep_seconds:g}"],
+                             "--maintain-pause", f"{pause:g}", "--keep-seconds", f"{keep_seconds:g}",
+                             *(["--stop-file", str(stop_file)] if stop_file else [])],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -225,18 +297,24 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--workdir")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--until-overlap", action="store_true",
+                    help="--seconds is a minimum: run on until both writers have taken turns (see above)")
+    ap.add_argument("--max-seconds", type=float, help="with --until-overlap: the bound (default 10x --seconds)")
     ap.add_argument("--maintain-loop", metavar="STORE", help=argparse.SUPPRESS)  # the maintenance process
+    ap.add_argument("--stop-file", help=argparse.SUPPRESS)  # the maintenance process ends once it exists
     args = ap.parse_args(argv)
     if args.maintain_loop:
-        return maintain_loop(args.maintain_loop, args.seconds, args.maintain_pause, args.keep_seconds)
+        return maintain_loop(args.maintain_loop, args.seconds, args.maintain_pause, args.keep_seconds, args.stop_file)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="dynadex-two-writers-"))
     workdir.mkdir(parents=True, exist_ok=True)
     say = (lambda t: None) if args.quiet else (lambda t: print(t, file=sys.stderr, flush=True))
     result = bench(args.seconds, workdir, maintain_pause=args.maintain_pause, keep_seconds=args.keep_seconds,
-                   seed=args.seed, say=say)
+                   seed=args.seed, say=say, until_overlap=args.until_overlap, max_seconds=args.max_seconds)
     print(json.dumps(result.as_dict(), default=str) if args.json else text(result))
     return 0 if result.ok else 1
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--sync-child"]:  # the stoppable `dynadex sync` of --until-overlap
+        sys.exit(sync_child(sys.argv[2], sys.argv[3:]))
     sys.exit(main())

@@ -6,6 +6,11 @@ OSError(ENOSPC) at the file-write boundary instead (a chunk's row file, a batch'
 says which ran: ``[tmpfs]`` or ``[injected-enospc]``. After the fault: one clear error, nothing half
 committed (the old snapshot, the old checkpoints); after freeing the space a re-run completes and
 verify passes.
+
+A small stream batch's rows are inlined in the catalog (decision 0021, on by default), so a full *data*
+disk fails only a batch above the inline limit, which writes files; a small one commits, and its rows meet
+the full disk when the sync flushes them into files: that flush fails, loses nothing, and lands once space
+is freed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dynadex import bootstrap
 from dynadex.local_aws import running
 from dynadex.store import Store
 from dynadex.store.disk_full import StoreFull
+from dynadex.store.lake import ALIAS
 from dynadex.stream import sync_table
 from dynadex.stream.verify import verify
 from tests.integration.test_faults_aws import BUCKET, churn, filled, no_duplicates
@@ -139,13 +145,31 @@ def test_disk_full_while_writing_a_chunk_publishes_nothing_then_completes(aws, d
     no_duplicates(store, table)
 
 
-def test_disk_full_while_writing_a_stream_batch_keeps_the_checkpoints_then_catches_up(aws, disk, tmp_path):
+def _data_files(store: str, table: str) -> int:
+    """Data files of the table's three indexes that the catalog lists (inlined rows are in none)."""
+    with Store(store) as st:
+        return sum(st.lake.con.execute(f"SELECT count(*) FROM ducklake_list_files('{ALIAS}', ?, schema => ?)",
+                                       [table, schema]).fetchone()[0]
+                   for schema in ("main", "row_index", "inverted_index"))
+
+
+INLINE_LIMIT = 20  # the stores' inline limit in the batch tests below: the 300-change batch holds more rows
+
+
+def test_disk_full_while_writing_a_stream_batch_keeps_the_checkpoints_then_catches_up(aws, disk, tmp_path, monkeypatch):
+    """A batch above the inline limit writes its rows as files (a backlog's batch: over 1000 rows at the
+    default limit; here a limit of 20, set on the store as ``DYNADEX_INLINE_ROWS=20`` would): on a full data
+    disk it fails with one clear error and commits nothing, checkpoints included."""
+    monkeypatch.setattr("dynadex.store.lake.INLINE_ROWS", INLINE_LIMIT)  # the store takes it when created
     table = f"FullBatch{disk.mode.split('-')[0]}"
     ddb = filled(aws, table)
     store = str(tmp_path / "store")
     bootstrap.run(ddb, table, bucket=BUCKET, store=store, data_path=disk.data_path, poll_seconds=0.1, workers=1)
     _, report = converge(store, table)
     assert report.ok
+    with Store(store) as st:
+        assert st.lake.con.execute(f"SELECT value FROM {ALIAS}.options() WHERE option_name = "
+                                   "'data_inlining_row_limit'").fetchone() == (str(INLINE_LIMIT),)
     before = snapshot(store, table)
     churn(ddb, table, 0, 300)
     disk.fill()
@@ -159,6 +183,49 @@ def test_disk_full_while_writing_a_stream_batch_keeps_the_checkpoints_then_catch
     disk.free()
     _, report = converge(store, table)
     assert report.ok, (report.missing[:2], report.extra[:2], report.different[:2])
+    no_duplicates(store, table)
+
+
+def test_small_batches_commit_on_a_full_data_disk_and_their_rows_land_when_flushed(aws, disk, tmp_path, monkeypatch):
+    """Small batches (under the default inline limit of 1000 rows) write no file: on a full data disk they
+    commit with their checkpoints and the index answers like the table at once. Their flush into files is
+    what meets the full disk: it fails with one clear error and loses nothing (the rows stay inlined,
+    readable); once space is freed the flush writes them out and the index still equals the table."""
+    if disk.mode != "tmpfs":
+        pytest.skip("needs a real small disk: injected ENOSPC replaces the batch's insert, inlined or not")
+    monkeypatch.setattr("dynadex.store.lake.INLINE_ROWS", 1000)  # the default, whatever DYNADEX_INLINE_ROWS says
+    table = "FullInlined"
+    ddb = filled(aws, table)
+    store = str(tmp_path / "store")
+    bootstrap.run(ddb, table, bucket=BUCKET, store=store, data_path=disk.data_path, poll_seconds=0.1, workers=1)
+    _, report = converge(store, table)
+    assert report.ok
+    before = snapshot(store, table)
+    files = _data_files(store, table)
+    churn(ddb, table, 0, 300)
+    disk.fill()
+    d, streams, s3 = clients()
+    with Store(store, read_only=False) as st:
+        stats = sync_table(st, table, d, streams, s3, seconds=0)
+    assert stats["applied"] > 0 and stats["flushes"] == 0, stats
+    after = snapshot(store, table)
+    assert after[1] != before[1]  # the checkpoints moved with the batches
+    assert _data_files(store, table) == files  # no file written: the rows are in the catalog
+    with Store(store) as st:
+        assert verify(st, table, ddb).ok  # the index equals the table, data disk still full
+    with Store(store, read_only=False) as st:
+        with pytest.raises(StoreFull) as info:
+            st.flush_inlined()
+    text = str(info.value)
+    assert text.startswith("flush of inlined rows: no space left") and store in text, text
+    assert snapshot(store, table) == after and _data_files(store, table) == files  # nothing lost, nothing half done
+    disk.free()
+    with Store(store, read_only=False) as st:
+        st.flush_inlined()
+    assert _data_files(store, table) > files  # the inlined rows went into files
+    assert snapshot(store, table)[:2] == after[:2]
+    with Store(store) as st:
+        assert verify(st, table, ddb).ok
     no_duplicates(store, table)
 
 
@@ -183,7 +250,9 @@ def test_a_catalog_on_a_full_disk_says_so_and_opens_once_space_is_freed(aws, tmp
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
         # one line either way: SQLite cannot open the catalog (the store checks the free space and says so),
-        # or it opens and the batch's files find no room
+        # or it opens and the batch finds no room: its rows inlined in the catalog fail the catalog's COMMIT
+        # ("database or disk is full", which names no file: the error names the store), a larger batch's files
+        # fail to write
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("dynadex: error: "), result.stderr
         assert "no space left" in lines[0] and str(root / "store") in lines[0], lines[0]

@@ -101,13 +101,18 @@ def test_reader_process_sees_only_whole_snapshots_while_writer_commits(tmp_path)
 
 BATCHES = textwrap.dedent(
     """
-    import json, random, sys, time
+    import json, os, random, sys, time
     from dynadex.store import Change, Checkpoint, PublishSpec, Store
     from dynadex.types import canonical_item
-    store, seconds = sys.argv[1], float(sys.argv[2])
+    store, rounds_file, wanted = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rnd = random.Random(11)
     def item(i, v):
         return canonical_item({"pk": {"S": f"k{i:03d}"}, "v": {"N": str(v)}, "city": {"S": ["Oslo", "Paris", "Rome"][v % 3]}})
+    def rounds():  # maintenance rounds ended so far (-1: maintenance not started)
+        try:
+            return int(open(rounds_file).read())
+        except (OSError, ValueError):
+            return -1
     expected = {}
     with Store(store, read_only=False) as st:
         w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
@@ -117,28 +122,39 @@ BATCHES = textwrap.dedent(
         w.finish()
         st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=300))
         print("published", flush=True)
-        deadline, v = time.time() + seconds, 0
-        while time.time() < deadline:
+        # batches until maintenance has ended `wanted` rounds meanwhile (a condition, not a time window: a
+        # faster writer or a slower box changes how many fit, not whether they overlap); a bound, not a target
+        bound, v, during = time.time() + 300, 0, []
+        while (v < 5 or rounds() < wanted) and time.time() < bound:
             v += 1
             keys = rnd.sample(range(300), 20)
             st.apply("T", [Change({"pk": {"S": f"k{i:03d}"}}, item(i, v), 10 + v, "s") for i in keys],
                      [Checkpoint("shard-1", str(1000 + v))])
             expected.update({f"k{i:03d}": v for i in keys})
-    print(json.dumps({"batches": v, "expected": expected}))
+            during.append(rounds())
+    # batches committed while maintenance was under way (after it started, before its last wanted round ended)
+    print(json.dumps({"batches": v, "expected": expected, "rounds_seen": sorted(set(during)),
+                      "during_maintenance": sum(1 for r in during if 0 <= r < wanted)}))
     """
 )
 
 MAINTAIN = textwrap.dedent(
     """
-    import datetime as dt, sys, time
+    import datetime as dt, os, sys
     from dynadex.store import Store
-    store, seconds = sys.argv[1], float(sys.argv[2])
-    runs, deadline = 0, time.time() + seconds
-    while time.time() < deadline or runs < 3:  # a condition, not a window: a loaded box makes rounds slow
+    store, rounds_file, wanted = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    def tell(runs):  # atomically, for the writer to read
+        with open(rounds_file + ".tmp", "w") as f:
+            f.write(str(runs))
+        os.replace(rounds_file + ".tmp", rounds_file)
+    runs = 0
+    tell(runs)
+    while runs < wanted:
         with Store(store, read_only=False) as st:
             st.compact()
             st.expire(dt.timedelta(0))
         runs += 1
+        tell(runs)
     print(runs)
     """
 )
@@ -147,19 +163,27 @@ MAINTAIN = textwrap.dedent(
 def test_stream_batches_and_maintenance_commit_side_by_side(tmp_path):
     """A stream writer and the maintenance job in two processes on one store: both commit the same
     catalog all the time (before retries, about one batch in twenty failed with "database is locked").
-    Neither fails, and the index ends exactly as the batches left it, in all three indexes."""
-    store = str(tmp_path / "store")
-    writer = subprocess.Popen([sys.executable, "-c", BATCHES, store, "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    Neither fails, the writer keeps committing while maintenance rounds run (it writes until three rounds
+    have ended, however long they take), and the index ends exactly as the batches left it, in all three
+    indexes."""
+    store, rounds_file, wanted = str(tmp_path / "store"), str(tmp_path / "maintenance-rounds"), "3"
+    writer = subprocess.Popen([sys.executable, "-c", BATCHES, store, rounds_file, wanted], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     assert writer.stdout.readline().strip() == "published"
-    maintainer = subprocess.Popen([sys.executable, "-c", MAINTAIN, store, "10"], stdout=subprocess.PIPE,
+    maintainer = subprocess.Popen([sys.executable, "-c", MAINTAIN, store, rounds_file, wanted], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
-    m_out, m_err = maintainer.communicate(timeout=180)
-    w_out, w_err = writer.communicate(timeout=180)
+    m_out, m_err = maintainer.communicate(timeout=360)
+    if maintainer.returncode != 0:
+        writer.kill()  # it would wait for rounds that never end
+    w_out, w_err = writer.communicate(timeout=360)
     assert writer.returncode == 0, w_err[-3000:]
     assert maintainer.returncode == 0, m_err[-3000:]
     done = json.loads(w_out.strip().splitlines()[-1])
-    assert done["batches"] >= 5 and int(m_out.strip().splitlines()[-1]) >= 3
+    assert int(m_out.strip().splitlines()[-1]) == 3
+    # side by side: the writer saw every round end (0, 1, 2 then 3) and committed batches while they ran
+    seen = {k: done[k] for k in done if k != "expected"}
+    assert done["rounds_seen"][-1] == 3 and done["during_maintenance"] >= 2, seen
+    assert done["batches"] >= 5
     from dynadex.store import Store
 
     with Store(store) as st:

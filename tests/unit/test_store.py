@@ -593,3 +593,93 @@ def test_a_small_batch_holding_nul_commits_as_files_and_later_ones_inline_again(
         assert _data_files(st, "main") == files or not inline_rows  # inlined again
         st.flush_inlined()
         assert sorted(json.loads(t)["pk"]["S"] for t in st.dump("T")) == ["a", "b", "n\x00k"]
+
+
+def _columns(st, table="T") -> list[tuple[str, str, str]]:
+    return st.lake.con.execute("SELECT path, kind, column_name FROM dynadex.columns WHERE table_name = ? "
+                               "ORDER BY rowid", [table]).fetchall()
+
+
+def test_a_batch_knows_the_snapshot_it_commits_and_reads_the_registry_once(tmp_path, monkeypatch):
+    """A small batch's statements cost ~20-45 ms each: a batch does not read the column registry again while
+    no other writer committed (decision 0021), nor the catalog's snapshot after its own commit (it is the one
+    before plus one). Were that sum wrong, every batch would start on a fresh connection."""
+    from dynadex.store import contention
+    from dynadex.store.registry import Registry
+
+    publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(10)])
+    loads = []
+    real = Registry.load.__func__
+    monkeypatch.setattr(Registry, "load",
+                        classmethod(lambda cls, con, table: loads.append(table) or real(cls, con, table)))
+    contention.reset()
+    with Store(str(tmp_path), read_only=False) as st:
+        for v in range(1, 6):
+            st.apply("T", [Change({"pk": {"S": "k1"}}, canonical_item({"pk": {"S": "k1"}, "v": {"N": str(v)},
+                                                                       f"new{v % 2}": {"S": "x"}}), 10 + v, "s")],
+                     [Checkpoint("s1", str(v))])
+            assert st.lake._seen_snapshot == st.lake.current_snapshot()
+        assert [c[2] for c in _columns(st)] == ["pk", "v", "new1", "new0"]
+    assert loads == ["T"]  # the first batch only
+    assert contention.snapshot().reopened == 0
+
+
+def test_another_writers_new_column_reaches_a_cached_registry(tmp_path):
+    """Two writers on one store, each adding columns: the one whose registry is cached meets the other's
+    commit (Lake._fresh_for_write starts it on a fresh connection, which drops the cache), so the path the
+    other added keeps its one column, and no column is added twice, not even in an attempt that fails."""
+    from dynadex.store import contention
+
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
+    contention.reset()
+
+    def put(st, key, version, **attrs):
+        st.apply("T", [Change({"pk": {"S": key}}, canonical_item({"pk": {"S": key}, **attrs}), version, "s")])
+
+    with Store(str(tmp_path), read_only=False) as one, Store(str(tmp_path), read_only=False) as two:
+        put(one, "a", 2, x={"S": "one"})  # one caches the registry with x
+        put(two, "b", 3, y={"N": "5"})  # two adds y
+        put(one, "c", 4, y={"N": "6"}, x={"S": "c"})  # one must map y to two's column
+        put(two, "d", 5, y={"S": "text"})  # another kind at y: y:S
+        put(one, "e", 6, y={"S": "more"})
+        assert [c[2] for c in _columns(one)] == ["pk", "v", "x", "y", "y:S"]
+        assert one.query('SELECT pk, x, y, "y:S" FROM T ORDER BY pk')[1] == [
+            ("a", "one", None, None), ("b", None, 5, None), ("c", "c", 6, None), ("d", None, None, "text"),
+            ("e", None, None, "more")]
+    assert contention.snapshot().retries == 0  # never "column already exists", then run again
+
+
+def test_a_batch_that_failed_leaves_no_column_in_the_cached_registry(tmp_path, monkeypatch):
+    """A batch that added a column and then failed (rolled back) must not leave that column in the registry
+    the next batch uses: the next batch adds it again, for real."""
+    from dynadex.store import changes
+
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
+    real = changes._write_indexes
+    with Store(str(tmp_path), read_only=False) as st:
+        st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "v": {"N": "2"}}), 2, "s")])
+
+        def broken(*args, **kwargs):
+            raise ValueError("the batch fails after adding its column")
+
+        monkeypatch.setattr(changes, "_write_indexes", broken)
+        with pytest.raises(ValueError):
+            st.apply("T", [Change({"pk": {"S": "b"}}, canonical_item({"pk": {"S": "b"}, "z": {"S": "q"}}), 3, "s")])
+        monkeypatch.setattr(changes, "_write_indexes", real)
+        st.apply("T", [Change({"pk": {"S": "b"}}, canonical_item({"pk": {"S": "b"}, "z": {"S": "q"}}), 3, "s")])
+        assert [c[2] for c in _columns(st)] == ["pk", "v", "z"]
+        assert st.query("SELECT pk, z FROM T ORDER BY pk")[1] == [("a", None), ("b", "q")]
+
+
+@pytest.mark.parametrize("shards", [2, 60])  # as parameters, and over CHECKPOINT_LITERALS as an Arrow table
+def test_a_batch_replaces_the_checkpoints_of_its_shards_only(tmp_path, shards):
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}}])
+    with Store(str(tmp_path), read_only=False) as st:
+        st.apply("T", [], [Checkpoint("other", "7", None, True)])
+        for n in (1, 2):
+            st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "n": {"N": str(n)}}), n, "s")],
+                     [Checkpoint(f"s{i}", f"{n}{i}", "p" if i % 2 else None, i == 0 and n == 2) for i in range(shards)])
+        got = st.checkpoints("T")
+    assert got.pop("other") == {"parent_shard_id": None, "sequence_number": "7", "ended": True}
+    assert got == {f"s{i}": {"parent_shard_id": "p" if i % 2 else None, "sequence_number": f"2{i}", "ended": i == 0}
+                   for i in range(shards)}

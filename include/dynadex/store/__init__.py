@@ -70,7 +70,7 @@ class Store:
               state_updates: dict | None = None, replace_checkpoints: bool = False) -> dict:
         return self.lake.retrying(f"{table}: batch of {len(changes)} changes", lambda: apply_changes(
             self.lake, table, changes, list(checkpoints), event=event, force=force, state_updates=state_updates,
-            replace_checkpoints=replace_checkpoints))
+            replace_checkpoints=replace_checkpoints), commits=1)  # one transaction, always a change (sync state)
 
     def checkpoints(self, table: str) -> dict[str, dict]:
         from dynadex.store.names import STATE_SCHEMA

@@ -70,6 +70,10 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
     con = lake.con
     applied = {"upserts": 0, "deletes": 0, "stale": 0, "columns_added": 0}
     newest = max((c.version for c in changes), default=None)
+    # the cached registry only where Lake.retrying checked that no other writer committed since this
+    # connection's last write; taken before the transaction, which empties the cache
+    cached = lake.registries.get(table) if lake.fresh else None
+    registry = Registry(list(cached)) if cached is not None else None
     with lake.transaction():
         _ensure_write_ids(lake, table)
         if last and (reference or len(last) <= IN_LIST_KEYS):
@@ -114,22 +118,14 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                 with quiet():
                     shaped = shape_batch(upserts, key_names, key_types)
             if len(shaped):
-                applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id(),
+                if registry is None:
+                    registry = Registry.load(con, table)
+                applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id(), registry,
                                                    reference=reference)
         if replace_checkpoints:
             con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?", [table])
         if checkpoints:
-            con.register("dynadex_cps", pa.table({
-                "shard_id": pa.array([c.shard_id for c in checkpoints], pa.string()),
-                "parent_shard_id": pa.array([c.parent_shard_id for c in checkpoints], pa.string()),
-                "sequence_number": pa.array([c.sequence_number for c in checkpoints], pa.string()),
-                "ended": pa.array([c.ended for c in checkpoints], pa.bool_()),
-            }))
-            con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ? "
-                        "AND shard_id IN (SELECT shard_id FROM dynadex_cps)", [table])
-            con.execute(f"INSERT INTO {STATE_SCHEMA}.checkpoints SELECT ?, shard_id, parent_shard_id, sequence_number, "
-                        "ended, now() FROM dynadex_cps", [table])
-            con.unregister("dynadex_cps")
+            _store_checkpoints(con, table, checkpoints)
         allowed = {"stream_arn", "stream_start_micros", "last_change_micros", "export_bucket", "export_prefix"}
         sets, values = ["synced_at = now()"], []
         if newest is not None:
@@ -147,7 +143,43 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
         con.execute(f"UPDATE {STATE_SCHEMA}.tables SET {', '.join(sets)} WHERE table_name = ?", [*values, table])
         if event is not None:
             con.execute(f"INSERT INTO {STATE_SCHEMA}.events VALUES (?, now(), ?, ?)", [table, event[0], json.dumps(event[1])])
+    # committed: the registry as it now is serves this connection's next batch (Registry.load costs one
+    # DuckLake statement, ~15-20 ms of a small batch); any other transaction, or a fresh connection after
+    # another writer's commit (Lake.retrying), drops it
+    if registry is not None:
+        lake.registries[table] = tuple(registry.columns)
     return applied
+
+
+CHECKPOINT_LITERALS = 50  # up to this many checkpoints go as parameters; more as a registered Arrow table
+
+
+def _store_checkpoints(con, table: str, checkpoints: list[Checkpoint]) -> None:
+    """Replace the shards' checkpoints (delete, then insert: one UPDATE costs DuckLake the same two steps).
+
+    A batch's few checkpoints go as parameters: registering an Arrow table and reading it in a subquery cost
+    ~5-10 ms more per batch than the same statements with values."""
+    if len(checkpoints) <= CHECKPOINT_LITERALS:
+        con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ? AND shard_id IN "
+                    f"({', '.join('?' for _ in checkpoints)})", [table, *(c.shard_id for c in checkpoints)])
+        con.execute(f"INSERT INTO {STATE_SCHEMA}.checkpoints VALUES "
+                    + ", ".join("(?, ?, ?, ?, ?, now())" for _ in checkpoints),
+                    [v for c in checkpoints
+                     for v in (table, c.shard_id, c.parent_shard_id, c.sequence_number, c.ended)])
+        return
+    con.register("dynadex_cps", pa.table({
+        "shard_id": pa.array([c.shard_id for c in checkpoints], pa.string()),
+        "parent_shard_id": pa.array([c.parent_shard_id for c in checkpoints], pa.string()),
+        "sequence_number": pa.array([c.sequence_number for c in checkpoints], pa.string()),
+        "ended": pa.array([c.ended for c in checkpoints], pa.bool_()),
+    }))
+    try:
+        con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ? "
+                    "AND shard_id IN (SELECT shard_id FROM dynadex_cps)", [table])
+        con.execute(f"INSERT INTO {STATE_SCHEMA}.checkpoints SELECT ?, shard_id, parent_shard_id, sequence_number, "
+                    "ended, now() FROM dynadex_cps", [table])
+    finally:
+        con.unregister("dynadex_cps")
 
 
 IN_LIST_KEYS = 1000
@@ -213,10 +245,11 @@ def _ensure_write_ids(lake: Lake, table: str) -> None:
     done.add(table)
 
 
-def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, write_id: int,
+def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, write_id: int, registry: Registry,
             reference: bool = False) -> int:
+    """Insert the batch's rows; ``registry`` (loaded in this transaction or cached since this connection's
+    last batch) gets the columns the batch adds, saved in this transaction."""
     con = lake.con
-    registry = Registry.load(con, table)
     shaped.pad()
     n = len(shaped)
     # route each (path, kind) to its column, overflowing numbers that do not fit

@@ -36,20 +36,23 @@ def is_no_space(exc: BaseException) -> bool:
     return any(m in str(exc).lower() for m in NO_SPACE)
 
 
-def store_full(what: str, exc: BaseException) -> StoreFull:
+def store_full(what: str, exc: BaseException, store: str | None = None) -> StoreFull:
     detail = " ".join(str(exc).split())[:500]
-    return StoreFull(f"{what}: no space left on the store's disk ({detail}); nothing of it was committed "
+    disk = f"the disk of store {store}" if store else "the store's disk"
+    return StoreFull(f"{what}: no space left on {disk} ({detail}); nothing of it was committed "
                      "(readers see the previous snapshot, checkpoints are where they were): free space and run again")
 
 
 @contextmanager
-def reported(what: str):
-    """Inside: running out of space is re-raised as ``StoreFull`` (chained); anything else passes."""
+def reported(what: str, store: str | None = None):
+    """Inside: running out of space is re-raised as ``StoreFull`` (chained), naming ``store`` (its location)
+    when given: DuckDB's detail names the file only when a data file found no room, and SQLite's ("database
+    or disk is full", a catalog commit holding a batch's inlined rows) names nothing; anything else passes."""
     try:
         yield
     except Exception as exc:
         if is_no_space(exc):
-            raise store_full(what, exc) from exc
+            raise store_full(what, exc, store) from exc
         raise
 
 

@@ -66,9 +66,9 @@ STATE_DDL = [
 ]
 
 ALIAS = "lake"
-INLINE_ROWS = int(os.environ.get("DYNADEX_INLINE_ROWS") or 0)
-"""Inserts of at most this many rows are inlined in the catalog (``Lake._tune``; decision 0021); 0 leaves
-DuckLake's own limit. Opt-in until the fault and concurrency tests are adapted to rows that live in the catalog."""
+INLINE_ROWS = int(os.environ.get("DYNADEX_INLINE_ROWS", "1000") or 0)
+"""Inserts of at most this many rows are inlined in the catalog (``Lake._tune``; decision 0021); on by default
+(1000: a small stream batch leaves no files); ``DYNADEX_INLINE_ROWS=0`` turns it off and leaves DuckLake's own limit."""
 NUL_GUARD_ROWS = 1000  # a batch of at most this many rows holding U+0000 writes files (``Lake.not_inlined``)
 SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a SQLite catalog statement waits for another process's lock
 # Commit failures that another writer causes and that go away when the transaction runs again: SQLite's
@@ -151,6 +151,9 @@ class Lake:
         self.read_only = read_only
         self.sandbox = sandbox
         self.write_id_tables: set[str] = set()  # tables known to have write_id columns (store/changes.py)
+        # each table's column registry as this connection's last stream batch committed it (store/changes.py):
+        # valid until this connection opens another transaction or reopens (another writer committed)
+        self.registries: dict[str, tuple] = {}
         root = location.local_root
         if root is not None:
             if read_only and not (root / "catalog.sqlite").exists():
@@ -231,6 +234,7 @@ class Lake:
         """A fresh connection: nothing cached from before a failed commit survives."""
         self.close()
         self.write_id_tables.clear()
+        self.registries.clear()
         self.__dict__.pop("_key_specs", None)
         self._open()
 
@@ -247,33 +251,47 @@ class Lake:
             self.reopen()
             return work()
 
+    @property
+    def fresh(self) -> bool:
+        """Inside ``retrying``: this connection has seen every other writer's commit (``_fresh_for_write``),
+        so what it cached from its own last write still holds."""
+        return self._writing
+
     def current_snapshot(self) -> int:
         return self.con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0]
 
-    def _fresh_for_write(self) -> None:
+    def _fresh_for_write(self) -> int | None:
         """Before a write (the store's lock held): if another writer committed since this connection's last
         write, start from a fresh connection. DuckLake's per-connection catalog cache can outlive another
         process's commit: after maintenance flushed inlined rows and expired their snapshots, a batch on a
         connection that had read the catalog since its last commit failed with "Failed to read inlined data
-        from DuckLake: Table with name ducklake_inlined_data_11_3 does not exist" (decision 0018)."""
+        from DuckLake: Table with name ducklake_inlined_data_11_3 does not exist" (decision 0018).
+        Returns the catalog's snapshot now (None while the catalog is being created)."""
         if self._seen_snapshot is not None and self.current_snapshot() != self._seen_snapshot:
             contention.reopened()
             self.reopen()
+        return self._seen_snapshot
 
-    def retrying(self, what: str, work):
+    def retrying(self, what: str, work, *, commits: int | None = None):
         """Run ``work()`` (which opens its own transactions) until it gets past other writers' commits.
 
+        ``commits``: the work commits exactly this many DuckLake snapshots (a stream batch: one), so the
+        snapshot it leaves is the one before plus that, with no query (~9 ms a batch). Were it wrong, the
+        next write would only start on a fresh connection; and where no lock orders the writers (a PostgreSQL
+        catalog), a commit of another writer's in between then makes the next write start fresh, as it should.
         A full disk is not retried: it ends the work at once as ``StoreFull`` (``disk_full``)."""
         if self._writing:  # a write inside a write (same connection, lock already held): just run it
             return work()
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with reported(what), writing(self.location.catalog, what):  # one writer at a time (SQLite catalog)
+                # one writer at a time (SQLite catalog); a full disk is named with the store's location
+                with reported(what, self.location.display), writing(self.location.catalog, what):
                     self._writing = True
                     try:
-                        self._fresh_for_write()
+                        before = self._fresh_for_write()
                         result = work()
-                        self._seen_snapshot = self.current_snapshot()
+                        self._seen_snapshot = (before + commits if commits is not None and before is not None
+                                               else self.current_snapshot())
                         return result
                     finally:
                         self._writing = False
@@ -327,6 +345,7 @@ class Lake:
 
     @contextmanager
     def transaction(self):
+        self.registries.clear()  # whatever it does (a publish rewrites a registry), a batch then loads it again
         self.con.execute("BEGIN TRANSACTION")
         try:
             yield self.con

@@ -42,7 +42,7 @@ from dynadex.errors import AwsThrottled
 from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store
-from dynadex.store.lake import INLINE_ROWS
+from dynadex.store import lake as lake_module
 from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
 from dynadex.stream.recover import NeedsBootstrap, recover
@@ -96,11 +96,12 @@ class SyncSettings:
     at_timestamp: bool = field(default_factory=lambda: _env("AT_TIMESTAMP", 1) != 0)
     """A shard without a checkpoint is read from the snapshot's stream start minus ``overlap_seconds``
     (GetShardIterator AT_TIMESTAMP) rather than from the 24 h horizon; 0 turns it off."""
-    flush_every_batches: int = field(default_factory=lambda: int(_env("FLUSH_EVERY_BATCHES", 100 if INLINE_ROWS else 0)))
+    flush_every_batches: int = field(
+        default_factory=lambda: int(_env("FLUSH_EVERY_BATCHES", 100 if lake_module.INLINE_ROWS else 0)))
     """Every this many committed batches, the rows small batches inlined in the catalog are written into
     files (``Store.flush_inlined``, ~0.4 s): without it a batch's statements slow down with every batch of
-    the run (decision 0021). 0 never flushes (maintenance still does); the default is 100 when
-    ``DYNADEX_INLINE_ROWS`` turns inlining on, else 0."""
+    the run (decision 0021). 0 never flushes (maintenance still does); the default is 100 while inlining is
+    on (the default), 0 when ``DYNADEX_INLINE_ROWS=0`` turns it off."""
     stop_check_seconds: float = field(default_factory=lambda: _env("STOP_CHECK_SECONDS", 15))
     """How often a run with a ``should_stop`` asks it (after a batch): a run that is no longer wanted (another
     run waits to follow a new table) ends at that batch boundary, not at its window's end."""
