@@ -73,10 +73,11 @@ def spec_for(export, specs, key=(("pk",), ("S",))) -> PublishSpec:
                        expected_items={s.chunk_id: s.items for s in specs}, total_items=export.summary.item_count)
 
 
-def test_publish_registers_the_merged_ranges_and_writes_no_data(tmp_path):
+def test_publish_registers_the_merged_ranges_and_writes_no_data(tmp_path, monkeypatch):
     """The key-range and entry-range jobs write each range of the row and inverted index as one sorted file
     (disjoint ranges); publish's transaction adds exactly those files and the chunks' column files to the three
     tables, and no data file is written while it commits: its work is metadata."""
+    monkeypatch.setattr(prep, "MERGE_ENTRIES_ABOVE_CHUNKS", 0)
     summary = export_of(tmp_path, [gen_items(300, 0), gen_items(300, 300), gen_items(300, 600), gen_items(1, 900)])
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
@@ -349,7 +350,8 @@ def test_publish_killed_mid_commit_shows_old_or_new_never_a_mix(tmp_path):
     assert len(listed(store, "main")) == len(specs)
 
 
-def test_re_running_every_step_after_publish_is_a_no_op(tmp_path):
+def test_re_running_every_step_after_publish_is_a_no_op(tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "MERGE_ENTRIES_ABOVE_CHUNKS", 0)  # rows and entries both merged, both orphaned
     summary = export_of(tmp_path, [gen_items(30, 0), gen_items(30, 30)])
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
@@ -405,11 +407,31 @@ def test_ingest_reports_its_phases_and_defaults_use_every_core(tmp_path):
     assert doc["items"] == 400 and all(doc["phases"][p] >= 0 for p in ("plan", "build", "publish"))
 
 
-def test_a_point_lookup_opens_one_file_whatever_the_chunk_count(tmp_path):
+def test_a_small_build_registers_its_chunks_inverted_files(tmp_path):
+    """Up to MERGE_ENTRIES_ABOVE_CHUNKS chunks, the inverted entries are not merged (the merge would cost about
+    as much again as writing them): publish registers the chunks' own inverted files, rows still merged."""
+    summary = export_of(tmp_path, [gen_items(50, 0), gen_items(50, 50), gen_items(50, 100)])
+    store = str(tmp_path / "store")
+    export, specs, location = build_all(summary, store)
+    spec = spec_for(export, specs)
+    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
+                        spec.total_items)
+    assert {j.kind for j in plan.jobs} == {"keys"}
+    with Store(store, read_only=False) as st:
+        assert st.publish(spec)["published"]
+    manifests = [read_manifest(location, "T", spec.build_id, c) for c in spec.chunk_ids]
+    assert sorted(listed(store, "inverted_index")) == sorted(f for m in manifests for f in m.files["inv"])
+    assert len(listed(store, "row_index")) == 2  # 3 chunks: two key ranges, merged
+    with Store(store) as st:
+        assert len(st.find("T", "city=Rome")) == 50 and len(st.find("T", "n=137")) == 1
+
+
+def test_a_point_lookup_opens_one_file_whatever_the_chunk_count(tmp_path, monkeypatch):
     """Every chunk's keys and values span the whole space; after the range merges each index is a few files of
     disjoint ranges, and DuckLake's per-file statistics send `get` and `find` to one of them. Shown for real:
     every other row and inverted file is moved away, and the reads still answer (a read that opened a moved
     file would fail)."""
+    monkeypatch.setattr(prep, "MERGE_ENTRIES_ABOVE_CHUNKS", 0)  # 12 chunks stand for a thousand
     files = [gen_items(25, 25 * f) for f in range(12)]
     summary = export_of(tmp_path, files)
     store = str(tmp_path / "store")
@@ -455,11 +477,12 @@ def test_a_point_lookup_opens_one_file_whatever_the_chunk_count(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["keys", "entries"])
-def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, kind):
+def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, monkeypatch, kind):
     """A range record whose merged count disagrees with the chunks (a lost or doubled file) makes publish refuse:
     no row and no inverted entry can go missing between the chunks and the snapshot."""
     from dynadex.store.chunks import write_json
 
+    monkeypatch.setattr(prep, "MERGE_ENTRIES_ABOVE_CHUNKS", 0)
     summary = export_of(tmp_path, [gen_items(40, 0), gen_items(40, 40)])
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)

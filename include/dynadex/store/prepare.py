@@ -10,8 +10,11 @@ statistics), and returns a ``PublishPlan`` of independent jobs:
   held twice, and write the range as one sorted row file (``range_merge``).
   The ranges partition the key space, so together they see every key exactly
   once: no duplicate anywhere escapes, and no job reads more than its share.
-* ``entries`` jobs, one per (path, value) range of the inverted index: merge
-  the range of every chunk's inverted file into one sorted file.
+* ``entries`` jobs, one per (path, value, key) range of the inverted index:
+  merge the range of every chunk's inverted file into one sorted file. Only
+  for builds of more than ``MERGE_ENTRIES_ABOVE_CHUNKS`` chunks: the merge
+  costs about as much again as the chunks' own inverted writes, and below
+  that a ``find`` opens few enough files (decision 0022).
 * ``conform`` jobs, one per chunk whose column file disagrees with the final
   names or types (only where the data disagrees): rewrite that file, cast.
 
@@ -49,6 +52,7 @@ RANGE_KEYS = 2_000_000  # rows one key-range job checks and merges, about
 RANGE_ENTRIES = 16_000_000  # inverted entries one entry-range job merges, about
 CHUNKS_PER_RANGE = 2  # at least one range of each index per this many chunks: merges spread like builds
 MAX_RANGES = 256  # per index (with the conform jobs, under Airflow's max_map_length of 1024)
+MERGE_ENTRIES_ABOVE_CHUNKS = 16  # fewer chunks: their own inverted files are registered (a find opens each)
 
 
 class PublishRefused(DynadexError, ValueError):
@@ -158,7 +162,10 @@ def key_ranges(manifests: list[ChunkManifest], items: int) -> list[tuple[str | N
 
 
 def entry_ranges(manifests: list[ChunkManifest]) -> list[tuple]:
-    """About equal ranges of the inverted index's (path, value, key) space; they partition it."""
+    """About equal ranges of the inverted index's (path, value, key) space; they partition it. None for a
+    build of at most ``MERGE_ENTRIES_ABOVE_CHUNKS`` chunks, whose inverted files are registered as they are."""
+    if len(manifests) <= MERGE_ENTRIES_ABOVE_CHUNKS:
+        return []
     entries = sum(m.inverted_entries for m in manifests)
     count = range_merge.range_count(entries, RANGE_ENTRIES, len(manifests), CHUNKS_PER_RANGE, MAX_RANGES)
     return range_merge.cut(range_merge.inverted_bounds_of(manifests), count, order=range_merge.entry_order)
