@@ -41,7 +41,7 @@ def ingest_plot(results: Path, out: Path) -> None:
         ax.bar_label(bars, labels=[f"{v / 1000:.0f}k" for v in values], fontsize=8, padding=2)
     ax.set_xticks(range(len(runs)), labels)
     ax.set_ylabel("items/s (thousands)")
-    ax.set_title("Bulk load on 2 cores, end to end (2026-12-01)", fontsize=10)
+    ax.set_title(f"Bulk load on 2 cores, end to end ({doc.get('date', '2026-12-01')})", fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
@@ -78,7 +78,7 @@ def freshness_plot(samples: Path, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ingest", default=str(ROOT / "bench/results/2026-12-01-ingest.json"))
+    ap.add_argument("--ingest", default=str(ROOT / "bench/results/2026-12-02-ingest.json"))
     ap.add_argument("--freshness", default=str(ROOT / "bench/results/freshness.json"))
     ap.add_argument("--out", default=str(ROOT / "docs"))
     a = ap.parse_args()
