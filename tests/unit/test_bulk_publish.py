@@ -407,7 +407,7 @@ def test_ingest_reports_its_phases_and_defaults_use_every_core(tmp_path):
     assert doc["items"] == 400 and all(doc["phases"][p] >= 0 for p in ("plan", "build", "publish"))
 
 
-def test_a_small_build_registers_its_chunks_inverted_files(tmp_path):
+def test_a_small_build_registers_its_chunks_inverted_files(tmp_path, monkeypatch):
     """Up to MERGE_ENTRIES_ABOVE_CHUNKS chunks, the inverted entries are not merged (the merge would cost about
     as much again as writing them): publish registers the chunks' own inverted files, rows still merged."""
     summary = export_of(tmp_path, [gen_items(50, 0), gen_items(50, 50), gen_items(50, 100)])
@@ -424,6 +424,9 @@ def test_a_small_build_registers_its_chunks_inverted_files(tmp_path):
     assert len(listed(store, "row_index")) == 2  # 3 chunks: two key ranges, merged
     with Store(store) as st:
         assert len(st.find("T", "city=Rome")) == 50 and len(st.find("T", "n=137")) == 1
+    monkeypatch.setenv("DYNADEX_MERGE_ENTRIES_ABOVE_CHUNKS", "2")  # the setting: 3 chunks are above it
+    assert {j.kind for j in prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
+                                         spec.expected_items, spec.total_items).jobs} == {"keys", "entries"}
 
 
 def test_a_point_lookup_opens_one_file_whatever_the_chunk_count(tmp_path, monkeypatch):
@@ -496,3 +499,4 @@ def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, monkeypatch,
         with pytest.raises(PublishRefused, match=f"the {kind} ranges merged"):
             st.publish(spec, plan)
         assert st.tables() == []
+

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 
 from dynadex.errors import DynadexError
@@ -53,6 +54,14 @@ RANGE_ENTRIES = 16_000_000  # inverted entries one entry-range job merges, about
 CHUNKS_PER_RANGE = 2  # at least one range of each index per this many chunks: merges spread like builds
 MAX_RANGES = 256  # per index (with the conform jobs, under Airflow's max_map_length of 1024)
 MERGE_ENTRIES_ABOVE_CHUNKS = 16  # fewer chunks: their own inverted files are registered (a find opens each)
+
+
+def merge_entries_above_chunks() -> int:
+    """``DYNADEX_MERGE_ENTRIES_ABOVE_CHUNKS`` (default 16): above this many chunks the inverted entries are
+    merged by range. Raise it where files are cheap to open (local disk) and loads must be fast; lower it on
+    S3, where a find over unmerged files opens one per chunk (decision 0022)."""
+    value = os.environ.get("DYNADEX_MERGE_ENTRIES_ABOVE_CHUNKS", "")
+    return int(value) if value.strip() else MERGE_ENTRIES_ABOVE_CHUNKS
 
 
 class PublishRefused(DynadexError, ValueError):
@@ -163,8 +172,8 @@ def key_ranges(manifests: list[ChunkManifest], items: int) -> list[tuple[str | N
 
 def entry_ranges(manifests: list[ChunkManifest]) -> list[tuple]:
     """About equal ranges of the inverted index's (path, value, key) space; they partition it. None for a
-    build of at most ``MERGE_ENTRIES_ABOVE_CHUNKS`` chunks, whose inverted files are registered as they are."""
-    if len(manifests) <= MERGE_ENTRIES_ABOVE_CHUNKS:
+    build of at most ``merge_entries_above_chunks()`` chunks, whose inverted files are registered as they are."""
+    if len(manifests) <= merge_entries_above_chunks():
         return []
     entries = sum(m.inverted_entries for m in manifests)
     count = range_merge.range_count(entries, RANGE_ENTRIES, len(manifests), CHUNKS_PER_RANGE, MAX_RANGES)
