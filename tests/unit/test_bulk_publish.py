@@ -73,6 +73,12 @@ def spec_for(export, specs, key=(("pk",), ("S",))) -> PublishSpec:
                        expected_items={s.chunk_id: s.items for s in specs}, total_items=export.summary.item_count)
 
 
+def plan_of(location, spec: PublishSpec) -> prep.PublishPlan:
+    """prepare_publish's plan for the chunks the spec names."""
+    return prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
+                        spec.total_items)
+
+
 def test_publish_registers_the_merged_ranges_and_writes_no_data(tmp_path, monkeypatch):
     """The key-range and entry-range jobs write each range of the row and inverted index as one sorted file
     (disjoint ranges); publish's transaction adds exactly those files and the chunks' column files to the three
@@ -82,8 +88,7 @@ def test_publish_registers_the_merged_ranges_and_writes_no_data(tmp_path, monkey
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
-    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
-                        spec.total_items)
+    plan = plan_of(location, spec)
     # homogeneous chunks: no cast needed anywhere; 4 chunks: two ranges of each index
     assert [j.kind for j in plan.jobs] == ["keys", "keys", "entries", "entries"]
     records = [prep.run_job(location, plan, job) for job in plan.jobs]
@@ -126,8 +131,7 @@ def test_chunks_that_disagree_on_types_are_conformed_by_their_own_job(tmp_path):
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
-    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
-                        spec.total_items)
+    plan = plan_of(location, spec)
     conform = sorted(j.chunk_id for j in plan.jobs if j.kind == "conform")
     by_file = {s.files[0]["key"]: s.chunk_id for s in specs}
     chunk_of = {name: by_file[k] for name, k in zip("abc", sorted(by_file))}
@@ -160,8 +164,7 @@ def test_a_key_in_two_chunks_is_refused_by_the_range_checks(tmp_path, monkeypatc
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
-    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
-                        spec.total_items)
+    plan = plan_of(location, spec)
     assert sum(1 for j in plan.jobs if j.kind == "keys") == ranges
     outcomes = []
     for job in plan.jobs:
@@ -187,8 +190,7 @@ def test_ranges_partition_the_keys(tmp_path, monkeypatch):
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
-    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
-                        spec.total_items)
+    plan = plan_of(location, spec)
     jobs = [j for j in plan.jobs if j.kind == "keys"]
     assert len(jobs) == 8 and jobs[0].lo is None and jobs[-1].hi is None
     assert all(a.hi == b.lo for a, b in zip(jobs, jobs[1:]))  # contiguous, no gap, no overlap
@@ -201,8 +203,7 @@ def test_a_chunk_rebuilt_after_prepare_makes_publish_refuse_until_prepared_again
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
-    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
-                        spec.total_items)
+    plan = plan_of(location, spec)
     for job in plan.jobs:
         prep.run_job(location, plan, job)
     build_chunk(export, specs[1], location, "T", spec.build_id, ("pk",), ("S",), 5)  # a new attempt
@@ -368,8 +369,7 @@ def test_re_running_every_step_after_publish_is_a_no_op(tmp_path, monkeypatch):
     for s in specs:  # on-call clears the whole run: chunks are not rebuilt over the files the snapshot reads
         result = build_chunk(export, s, location, "T", spec.build_id, ("pk",), ("S",), 5)
         assert result.seconds == 0.0
-    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
-                        spec.total_items)
+    plan = plan_of(location, spec)
     for job in plan.jobs:  # nor do the range jobs read the deleted files or merge again
         assert prep.run_job(location, plan, job)["digest"] == plan.digest
     assert parquet_files(tmp_path / "store") == before
@@ -414,8 +414,7 @@ def test_a_small_build_registers_its_chunks_inverted_files(tmp_path, monkeypatch
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
-    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
-                        spec.total_items)
+    plan = plan_of(location, spec)
     assert {j.kind for j in plan.jobs} == {"keys"}
     with Store(store, read_only=False) as st:
         assert st.publish(spec)["published"]
@@ -425,8 +424,7 @@ def test_a_small_build_registers_its_chunks_inverted_files(tmp_path, monkeypatch
     with Store(store) as st:
         assert len(st.find("T", "city=Rome")) == 50 and len(st.find("T", "n=137")) == 1
     monkeypatch.setenv("DYNADEX_MERGE_ENTRIES_ABOVE_CHUNKS", "2")  # the setting: 3 chunks are above it
-    assert {j.kind for j in prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
-                                         spec.expected_items, spec.total_items).jobs} == {"keys", "entries"}
+    assert {j.kind for j in plan_of(location, spec).jobs} == {"keys", "entries"}
 
 
 def test_a_point_lookup_opens_one_file_whatever_the_chunk_count(tmp_path, monkeypatch):
@@ -490,8 +488,7 @@ def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, monkeypatch,
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
-    plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names, spec.expected_items,
-                        spec.total_items)
+    plan = plan_of(location, spec)
     records = [prep.run_job(location, plan, job) for job in plan.jobs]
     victim = next(r for r in records if r["job"]["kind"] == kind and r["merged"])
     write_json(location, "T", spec.build_id, victim["job"]["name"], {**victim, "merged": victim["merged"] - 1})

@@ -194,10 +194,9 @@ def plan_for(table: str, build_id: str, manifests: list[ChunkManifest]) -> Publi
                        columns)
     for kind, ranges in (("keys", key_ranges(manifests, plan.items)), ("entries", entry_ranges(manifests))):
         width = len(str(len(ranges)))
-        for i, (lo, hi) in enumerate(ranges, 1):
-            as_json = list if kind == "entries" else str
-            plan.jobs.append(Job(kind, f"{kind}-{i:0{width}d}", lo=None if lo is None else as_json(lo),
-                                 hi=None if hi is None else as_json(hi)))
+        for i, (lo, hi) in enumerate(ranges, 1):  # entry bounds are tuples, kept as JSON lists
+            plan.jobs.append(Job(kind, f"{kind}-{i:0{width}d}", lo=list(lo) if isinstance(lo, tuple) else lo,
+                                 hi=list(hi) if isinstance(hi, tuple) else hi))
     registry = plan.registry()
     for m in manifests:
         if needs_conform(m, registry):
@@ -282,8 +281,7 @@ def _merge(con, location: StoreLocation, plan: PublishPlan, job: Job, manifests:
     if job.kind == "keys":
         sql, params = range_merge.merge_rows_sql(files, job.lo, job.hi, target)
     else:
-        lo = None if job.lo is None else (job.lo[0], job.lo[1], job.lo[2])
-        hi = None if job.hi is None else (job.hi[0], job.hi[1], job.hi[2])
+        lo, hi = (None if b is None else tuple(b) for b in (job.lo, job.hi))
         sql, params = range_merge.merge_entries_sql(files, lo, hi, target)
     merged = range_merge.run_copy(con, sql, params)
     return {"merged": merged, "files": [target] if merged else []}  # an empty range registers no file
