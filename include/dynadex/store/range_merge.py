@@ -65,7 +65,9 @@ def range_count(total: int, per_range: int, chunks: int, chunks_per_range: int, 
 
 
 def inverted_bounds_of(manifests: list[ChunkManifest]) -> list[Entry]:
-    return [(b[0], b[1], b[2]) for m in manifests for b in m.inverted_bounds]
+    """Every chunk's bounds; a chunk built before keys were recorded (a build in flight across an upgrade)
+    gives (path, value, ""), the first point of that (path, value): still a valid cut."""
+    return [(b[0], b[1], b[2] if len(b) > 2 else "") for m in manifests for b in m.inverted_bounds]
 
 
 # ------------------------------------------------------------------ SQL
