@@ -187,7 +187,8 @@ def preload(store: str, table: str, items: int) -> None:
 
 
 def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: str | None = None,
-                    sync_log: str | None = None, shards: int = 2, rollover_seconds: float = 4 * 3600.0) -> dict:
+                    sync_log: str | None = None, shards: int = 2, rollover_seconds: float = 4 * 3600.0,
+                    hold: bool = True) -> dict:
     """Lag from a write's ack to the moment a polling reader's query sees it, while ``rate`` writes a
     second go to a table whose stream has ``shards`` open shards rolling over every ``rollover_seconds``."""
     from dynadex import bootstrap
@@ -200,7 +201,8 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
         bootstrap.run(ddb, "Fresh", bucket="dynadex-exports", store=store, poll_seconds=0.2)
         if items:
             preload(store, "Fresh", items)
-        env = {**os.environ, "DYNADEX_BATCH_SECONDS": "0.1", "DYNADEX_IDLE_MAX_SECONDS": "0.2"}
+        env = {**os.environ, "DYNADEX_BATCH_SECONDS": "0.1", "DYNADEX_IDLE_MAX_SECONDS": "0.2",
+               "DYNADEX_CATALOG_HOLD": "1" if hold else "0"}
         if sync_log:
             env["DYNADEX_LOG_LEVEL"] = "DEBUG"
         log_file = open(sync_log, "w") if sync_log else subprocess.DEVNULL
@@ -235,11 +237,14 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
         th = threading.Thread(target=writer)
         th.start()
         seen: dict[int, float] = {}
+        slow_polls = 0  # reader queries that took over 0.3 s
         deadline = time.time() + seconds
         with Store(store) as reader:
             while time.time() < deadline + 10:
+                t_poll = time.time()
                 top = reader.query('SELECT max(w) FROM "Fresh"')[1][0][0] or 0
                 now = time.time()
+                slow_polls += now - t_poll > 0.3
                 for i in range(len(seen) + 1, int(top) + 1):
                     seen.setdefault(i, now)
                 if time.time() > deadline:
@@ -260,23 +265,26 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
                                for i in sorted(seen) if i in acked]}
             Path(samples_out).write_text(json.dumps(doc))
         out = {"shards": shards, "rollover_seconds": rollover_seconds, "rate": rate, "written_per_second": written,
+               "catalog_hold": hold, "slow_polls": slow_polls,
                "writes": len(acked), "seen": len(lags), "p50": lags[len(lags) // 2], "p99": lags[int(len(lags) * 0.99)],
                "max": lags[-1]}
         print(f"freshness: {len(lags)} writes at {rate:g}/s (achieved {written:.0f}/s) over {seconds:g}s, "
-              f"{shards} shards rolling every {rollover_seconds:g}s, index of {items + 1:,} items: "
-              f"lag p50 {out['p50']:.2f}s p99 {out['p99']:.2f}s max {out['max']:.2f}s", flush=True)
+              f"{shards} shards rolling every {rollover_seconds:g}s, index of {items + 1:,} items, catalog hold "
+              f"{'on' if hold else 'off'}: lag p50 {out['p50']:.2f}s p99 {out['p99']:.2f}s max {out['max']:.2f}s; "
+              f"{slow_polls} reader polls over 0.3 s", flush=True)
         return out
 
 
 def freshness_matrix(seconds: float, shard_counts: list[int], rates: list[float], rollover_seconds: float,
-                     out: str | None) -> None:
-    """The freshness run for every (shards, rate), one emulator each, side by side in one process."""
-    rows = [freshness_bench(seconds, rate, shards=n, rollover_seconds=rollover_seconds)
-            for n in shard_counts for rate in rates]
-    print("| shards | writes/s asked (achieved) | p50 | p99 | max |")
+                     out: str | None, holds: tuple[bool, ...] = (True,)) -> None:
+    """The freshness run for every (shards, rate), one emulator each, side by side in one process; with
+    ``holds`` (True, False), each case with the writer's catalog hold on and off, one after the other."""
+    rows = [freshness_bench(seconds, rate, shards=n, rollover_seconds=rollover_seconds, hold=hold)
+            for n in shard_counts for rate in rates for hold in holds]
+    print("| shards | writes/s asked (achieved) | catalog hold | p50 | p99 | max | reader polls over 0.3 s |")
     for r in rows:
-        print(f"| {r['shards']} | {r['rate']:g} ({r['written_per_second']:.0f}) | {r['p50']:.2f} s | "
-              f"{r['p99']:.2f} s | {r['max']:.2f} s |")
+        print(f"| {r['shards']} | {r['rate']:g} ({r['written_per_second']:.0f}) | {'on' if r['catalog_hold'] else 'off'} | "
+              f"{r['p50']:.2f} s | {r['p99']:.2f} s | {r['max']:.2f} s | {r['slow_polls']} |")
     if out:
         Path(out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "seconds": seconds, "rows": rows}, indent=1))
 
@@ -425,6 +433,10 @@ if __name__ == "__main__":
     ap.add_argument("--rates", default="20,1000", help="with --fresh-shards: writes per second to compare")
     ap.add_argument("--rollover-seconds", type=float, default=20.0, help="with --fresh-shards: shard lifetime")
     ap.add_argument("--matrix-out", help="with --fresh-shards: write the rows here (JSON)")
+    ap.add_argument("--stream-shards", type=int,
+                    help="the single freshness run on this many shards rolling over every --rollover-seconds")
+    ap.add_argument("--compare-hold", action="store_true",
+                    help="with --fresh-shards: each case with the catalog hold on, then off (DYNADEX_CATALOG_HOLD=0)")
     ap.add_argument("--samples-out", help="write every write's lag of the freshness run here (JSON, for bench/plots.py)")
     a = ap.parse_args()
     if a.idle:
@@ -433,11 +445,12 @@ if __name__ == "__main__":
         pass_bench([int(x) for x in a.shards.split(",")], [int(x) for x in a.readers.split(",")], a.latency_ms)
     elif a.fresh_shards:
         freshness_matrix(a.seconds, [int(x) for x in a.fresh_shards.split(",")], [float(x) for x in a.rates.split(",")],
-                         a.rollover_seconds, a.matrix_out)
+                         a.rollover_seconds, a.matrix_out, (True, False) if a.compare_hold else (True,))
     elif a.batch_store:
         batch_latency(a.batch_store, a.batch_table)
     else:
         if not a.skip_apply:
             apply_bench(a.records, a.keys, a.rounds)
         if not a.apply_only:
-            freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out, a.sync_log)
+            freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out, a.sync_log,
+                            **({"shards": a.stream_shards, "rollover_seconds": a.rollover_seconds} if a.stream_shards else {}))

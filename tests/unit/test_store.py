@@ -683,3 +683,68 @@ def test_a_batch_replaces_the_checkpoints_of_its_shards_only(tmp_path, shards):
     assert got.pop("other") == {"parent_shard_id": None, "sequence_number": "7", "ended": True}
     assert got == {f"s{i}": {"parent_shard_id": "p" if i % 2 else None, "sequence_number": f"2{i}", "ended": i == 0}
                    for i in range(shards)}
+
+
+def test_a_writing_store_keeps_its_catalog_connected_and_its_wal_small(tmp_path):
+    """DuckDB's SQLite opens a connection per transaction; when the count of connections to the catalog fell
+    to zero between two batches, the last one out removed the WAL and the next one in rebuilt its index under
+    an exclusive lock, and a reader or writer of another process meeting that lock slept a whole second
+    (store/catalog_hold.py). A writing store now keeps one connection open: the WAL survives every commit.
+    Its held read is renewed past each commit, so the WAL still starts over (it grew by ~170 KB a batch with
+    the read left pinned)."""
+    publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "v": {"N": "0"}} for i in range(50)])
+    wal = tmp_path / "catalog.sqlite-wal"
+    with Store(str(tmp_path), read_only=False) as st:
+        sizes = []
+        for b in range(60):
+            st.apply("T", [Change({"pk": {"S": f"k{(b + j) % 50}"}},
+                                  canonical_item({"pk": {"S": f"k{(b + j) % 50}"}, "v": {"N": str(b)}}), 10 + b, "s")
+                           for j in range(5)], [Checkpoint("s1", str(b))])
+            assert wal.exists(), f"the WAL was removed after batch {b}: no connection to the catalog stayed open"
+            sizes.append(wal.stat().st_size)
+        assert max(sizes) < 1_000_000, sizes  # ~95 KB here; with the read left pinned, 3.6 MB by batch 60
+        assert st.query("SELECT count(*), max(v) FROM T")[1] == [(50, 59)]
+
+
+def test_a_reader_polling_beside_the_syncs_flushes_never_fails(tmp_path):
+    """Fault: a reader keeps its store open and polls while a writer in another process commits batches that
+    add columns and flushes its inlined rows every 10 batches, as the sync does every 100. The reader's query
+    used to fail when it met a flush: "Catalog Error: Table with name ducklake_inlined_data_11_2 does not
+    exist!" (another wording of the stale cache ``Lake.reading`` already ran again for; a polling dashboard
+    died at the sync's first flush), or "Current transaction is aborted". A race: it failed in about one run
+    in three before the fix; the wordings themselves are checked below. A read at the instant of a flush can
+    still miss the flushed rows, which the next read has (DuckLake's flush race, duckdb/ducklake#1413; README
+    Known limits): counted here, not refused."""
+    publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "v": {"N": "0"}} for i in range(50)])
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+from dynadex.store import Change, Checkpoint, Store
+from dynadex.types import canonical_item
+with Store({str(tmp_path)!r}, read_only=False) as st:
+    for b in range(60):
+        key = {{"pk": {{"S": f"k{{b % 50}}"}}}}
+        st.apply("T", [Change(key, canonical_item({{**key, "v": {{"N": "1"}}, f"a{{b % 7}}": {{"S": "x"}}}}), 10 + b,
+                              "s")], [Checkpoint("s1", str(b))])
+        if b % 10 == 9:
+            st.flush_inlined()
+"""])
+    polls = 0
+    with Store(str(tmp_path)) as reader:
+        while writer.poll() is None:
+            count, total = reader.query("SELECT count(*), sum(v) FROM T")[1][0]  # raises on failure
+            assert count <= 50 and 0 <= (total or 0) <= 50  # a read may miss rows at a flush (Known limits)
+            polls += 1
+        assert writer.returncode == 0
+        assert reader.query("SELECT count(*), sum(v) FROM T")[1] == [(50, 50)]
+    assert polls > 10
+
+
+def test_stale_inlined_data_is_recognised_in_each_wording():
+    import duckdb
+
+    from dynadex.store.lake import stale_cache
+
+    assert stale_cache(duckdb.InvalidInputException(
+        "Invalid Input Error: Attempting to fetch from an unsuccessful query result\nError: Catalog Error: Table "
+        "with name ducklake_inlined_data_11_2 does not exist!\nDid you mean \"ducklake_inlined_data_13_2\"?"))
+    assert stale_cache(duckdb.CatalogException("Catalog Error: Failed to read inlined data from DuckLake: x"))
+    assert not stale_cache(duckdb.CatalogException("Catalog Error: Table with name nope does not exist!"))

@@ -35,6 +35,7 @@ from pathlib import Path
 import duckdb
 
 from dynadex.store import contention
+from dynadex.store.catalog_hold import CatalogHold
 from dynadex.store.disk_full import StoreFull, full_disk_under, reported
 from dynadex.store.extensions import connect
 from dynadex.store.location import StoreError, StoreLocation, mask
@@ -69,6 +70,9 @@ ALIAS = "lake"
 INLINE_ROWS = int(os.environ.get("DYNADEX_INLINE_ROWS", "1000") or 0)
 """Inserts of at most this many rows are inlined in the catalog (``Lake._tune``; decision 0021); on by default
 (1000: a small stream batch leaves no files); ``DYNADEX_INLINE_ROWS=0`` turns it off and leaves DuckLake's own limit."""
+CATALOG_HOLD = os.environ.get("DYNADEX_CATALOG_HOLD", "1") != "0"
+"""A writing store keeps one connection to its SQLite catalog open (``catalog_hold``); ``DYNADEX_CATALOG_HOLD=0``
+turns it off (to compare, or on a file system where it misbehaves): then a commit or read now and then waits 1 s."""
 NUL_GUARD_ROWS = 1000  # a batch of at most this many rows holding U+0000 writes files (``Lake.not_inlined``)
 SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a SQLite catalog statement waits for another process's lock
 # Commit failures that another writer causes and that go away when the transaction runs again: SQLite's
@@ -87,6 +91,14 @@ def locked(exc: BaseException) -> bool:
     return isinstance(exc, (duckdb.Error, DynadexError)) and "database is locked" in str(exc).lower()
 
 
+def stale_cache(exc: BaseException) -> bool:
+    """DuckLake read inlined rows through a catalog cache that another process's flush made stale: either
+    "Failed to read inlined data from DuckLake: ..." or, from a plain read, "Catalog Error: Table with name
+    ducklake_inlined_data_11_2 does not exist!" (seen by a reader polling beside a sync's periodic flush)."""
+    text = str(exc).lower()
+    return STALE_CACHE in text or ("ducklake_inlined_data_" in text and "does not exist" in text)
+
+
 def retryable(exc: BaseException) -> bool:
     """A failure another process's commit causes, gone when the work runs again on a fresh connection.
 
@@ -98,8 +110,8 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, StoreError):
         return "unknown table" in text
     if isinstance(exc, duckdb.CatalogException):
-        return "already exists" in text or STALE_CACHE in text
-    return isinstance(exc, duckdb.Error) and any(m in text for m in RETRYABLE)
+        return "already exists" in text or stale_cache(exc)
+    return isinstance(exc, duckdb.Error) and (any(m in text for m in RETRYABLE) or stale_cache(exc))
 
 
 def s3_secret(con: duckdb.DuckDBPyConnection, location: StoreLocation) -> None:
@@ -165,6 +177,7 @@ class Lake:
         self._threads = threads
         self._seen_snapshot: int | None = None  # the catalog's snapshot after this connection's last write
         self._writing = False
+        self._hold: CatalogHold | None = None
         self._open()
         if not read_only:
             self.retrying("store setup", self._setup)
@@ -200,6 +213,10 @@ class Lake:
                                 "space left: free space and run again") from None
             raise StoreError(f"cannot open store {location.display}: {detail}") from None
         self.con.execute(f"USE {ALIAS}")
+        if CATALOG_HOLD and not self.read_only and location.catalog.startswith("sqlite:"):
+            # this process keeps a connection to the catalog open: no commit or read waits a second (catalog_hold)
+            self._hold = CatalogHold(self.con, location.catalog[len("sqlite:"):])
+            self._hold.renew()
         # a fresh connection knows the catalog as it is now: later commits by others make it stale (retrying)
         self._seen_snapshot = None if self.read_only else self._snapshot_or_none()
         if self.sandbox:
@@ -240,12 +257,14 @@ class Lake:
 
     def reading(self, work):
         """Run a read; if it met a catalog cache gone stale under another process's maintenance (an inlined-data
-        table dropped that this connection still knew: "Failed to read inlined data from DuckLake"), run it once
-        more on a fresh connection. Reads change nothing, so running one again is harmless."""
+        table dropped that this connection still knew: "Failed to read inlined data from DuckLake"), or found
+        its connection's transaction aborted by such a failure while a result was fetched (seen once in ten runs
+        of a reader polling beside flushes: "Current transaction is aborted"), run it once more on a fresh
+        connection. Reads change nothing, so running one again is harmless."""
         try:
             return work()
         except duckdb.Error as exc:
-            if STALE_CACHE not in str(exc).lower() or self._writing:
+            if not (stale_cache(exc) or "current transaction is aborted" in str(exc).lower()) or self._writing:
                 raise
             contention.reopened()
             self.reopen()
@@ -292,6 +311,8 @@ class Lake:
                         result = work()
                         self._seen_snapshot = (before + commits if commits is not None and before is not None
                                                else self.current_snapshot())
+                        if self._hold is not None:  # let checkpoints past this commit
+                            self._hold.renew()
                         return result
                     finally:
                         self._writing = False
@@ -335,6 +356,9 @@ class Lake:
         limit(INLINE_ROWS)  # 0 when off: these tables then always write files (DuckLake's limit is not restorable)
 
     def close(self) -> None:
+        if self._hold is not None:
+            self._hold.close()
+            self._hold = None
         self.con.close()
 
     def __enter__(self) -> "Lake":
