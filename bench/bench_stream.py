@@ -210,7 +210,12 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
                                  "--store", store], env=env, stdout=subprocess.DEVNULL, stderr=log_file)
         with Store(store) as reader:  # the sync has caught up with the seed before the clock starts
             deadline = time.time() + 60
-            while not reader.table_state("Fresh").get("synced_at") and time.time() < deadline:
+
+            def synced() -> bool:  # by the sync itself: the publish sets synced_at too
+                state = reader.table_state("Fresh")
+                return bool(state.get("synced_at")) and (state.get("published_at") is None
+                                                         or state["synced_at"] > state["published_at"])
+            while not synced() and time.time() < deadline:
                 time.sleep(0.1)
         acked: dict[int, float] = {}
         stop = threading.Event()

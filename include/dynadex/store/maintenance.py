@@ -35,9 +35,15 @@ def flush_inlined(lake: Lake) -> None:
     lake.con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
 
 
+MERGE_BELOW_BYTES = 8_000_000
+"""Maintenance merges only files smaller than this (stream batches, flushes), into files of up to the store's
+target size (``lake.TARGET_FILE_SIZE``). A bulk load's range files are larger, sorted and disjoint, the layout
+point lookups want (decision 0022): merged together they made ``get`` 2.2x and ``find`` 1.5x slower at 3 M items."""
+
+
 def compact(lake: Lake) -> dict:
     flush_inlined(lake)
-    lake.con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}')")
+    lake.con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', max_file_size => {MERGE_BELOW_BYTES})")
     return {"compacted": True}
 
 
