@@ -16,6 +16,9 @@ Invariants:
   reported as failed that had in fact landed is harmless to repeat.
 * On a SQLite catalog those writes also take turns (``writer_lock``): two
   writers never overlap, so neither's snapshot goes stale under the other.
+* While a writing Lake on a SQLite catalog is open, its process holds a
+  connection to the catalog (``catalog_hold``), so no commit or read of any
+  process waits a whole second for the WAL to be rebuilt (decision 0023).
 * A write never runs on a connection that has not seen the catalog's last
   commit by another writer: it starts on a fresh connection instead. A read
   that meets the cache DuckLake kept from before another process's
@@ -336,10 +339,11 @@ class Lake:
         * Row index row groups of 4 096 rows: a point lookup reads ~4k rows, not ~120k.
         * Inverted index row groups of 16 384 rows, as the range merges write them: a ``find`` reads one
           small group per (path, value), where maintenance's merges wrote 122 880-row groups.
-        * Files of at most 64 MB (``TARGET_FILE_SIZE``): ``dynadex maintain`` merges smaller files up to that,
-          and leaves larger ones (the range-merged files of a bulk load) as they are. With DuckLake's default of
-          512 MB it merged a 10 M-item store's range files into 2 row files of up to 9.4 M rows, whose footers
-          every lookup reads: ``get`` went from 11 to 42 ms p50 and ``find`` from 40 to 99 ms (decision 0022).
+        * Files of about 64 MB (``TARGET_FILE_SIZE``): ``dynadex maintain`` merges files under 8 MB
+          (``maintenance.MERGE_BELOW_BYTES``) into files of that size and leaves larger ones (a bulk load's
+          range files) as they are. With DuckLake's defaults it merged a 10 M-item store's range files into 2 row
+          files of up to 9.4 M rows, whose footers every lookup reads: ``get`` went from 11 to 42 ms p50 and
+          ``find`` from 40 to 99 ms (decision 0022).
         * Inserts of up to ``INLINE_ROWS`` rows (a stream batch of a quiet table) are inlined in the catalog
           rather than written as one Parquet file per index per batch; the sync flushes them into files every
           ``flush_every_batches`` batches (``Store.flush_inlined``). Without it every small batch left three
