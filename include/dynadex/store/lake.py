@@ -83,7 +83,7 @@ SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a SQLite catalog statement waits for a
 # Commit failures that another writer causes and that go away when the transaction runs again: SQLite's
 # lock (its busy handler is skipped when waiting could deadlock) and DuckLake's optimistic conflicts.
 STALE_CACHE = "failed to read inlined data"  # DuckLake's cache outlived another process's flush (decision 0018)
-RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction", STALE_CACHE)
+RETRYABLE = ("database is locked", "transaction conflict", "failed to commit ducklake transaction")  # + stale_cache
 ATTEMPTS = 8
 READ_WAIT_SECONDS = 10.0  # how long a read of a read-only lake waits for a SQLite catalog locked by a writer
 READ_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02)  # its pauses between attempts; the last one repeats
