@@ -23,6 +23,8 @@ class Knobs:
     max_incremental_seconds: float = 24 * 3600.0  # longest incremental export window
     pitr_window_seconds: float = 35 * 86400.0  # how far back PITR reaches
     ttl_interval_seconds: float = 10.0  # how often the TTL sweeper runs
+    streams_lane: int = 1  # answer DynamoDB Streams' reads without moto's dispatch (0: through moto, as before)
+    keep_alive: int = 1  # keep HTTP connections open between requests, as AWS does (0: close after each answer)
 
     @classmethod
     def from_env(cls, **overrides) -> "Knobs":
@@ -36,6 +38,8 @@ class Knobs:
         knobs.export_files = int(knobs.export_files)
         knobs.stream_shards = int(knobs.stream_shards)
         knobs.rollover_records = int(knobs.rollover_records)
+        knobs.streams_lane = int(knobs.streams_lane)
+        knobs.keep_alive = int(knobs.keep_alive)
         return knobs
 
     def to_args(self) -> list[str]:

@@ -113,24 +113,23 @@ def install(knobs: Knobs) -> tuple[ExportEngine, StreamRegistry]:
     DynamoHandler.describe_export = describe_export
     DynamoHandler.list_exports = list_exports
 
+    from dynadex.local_aws import streams_lane
+
+    def params(handler, *names):
+        return {n: handler._get_param(n) for n in names if handler._get_param(n) is not None}
+
     def describe_stream(self):
-        return ActionResult({"StreamDescription": registry.describe_stream(
-            self._get_param("StreamArn"), self._get_param("Limit"), self._get_param("ExclusiveStartShardId"),
-            self._get_param("ShardFilter"))})
+        return ActionResult(streams_lane.describe_stream(
+            registry, params(self, "StreamArn", "Limit", "ExclusiveStartShardId", "ShardFilter")))
 
     def get_shard_iterator(self):
-        from dynadex.local_aws.exports import seconds
-
-        seq = self._get_param("SequenceNumber")
-        stamp = self._get_param("Timestamp")
-        return ActionResult({"ShardIterator": registry.get_shard_iterator(
-            self._get_param("StreamArn"), self._get_param("ShardId"), self._get_param("ShardIteratorType"),
-            None if seq is None else str(seq), None if stamp is None else seconds(stamp))})
+        return ActionResult(streams_lane.get_shard_iterator(
+            registry, params(self, "StreamArn", "ShardId", "ShardIteratorType", "SequenceNumber", "Timestamp")))
 
     def get_records(self):
         # JSON text, not ActionResult: moto's model-driven serializer walks every attribute value of every
         # record in Python (670 ms for a page of 200 rich records; json.dumps takes a few ms)
-        return json.dumps(registry.get_records(self._get_param("ShardIterator"), self._get_param("Limit")))
+        return json.dumps(streams_lane.get_records(registry, params(self, "ShardIterator", "Limit")))
 
     def list_streams(self):
         table_name = self._get_param("TableName")
@@ -206,7 +205,12 @@ def make_app(knobs: Knobs, faults: Faults | None = None):
     install(knobs)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    return FaultsApp(LockedApp(DomainDispatcherApplication(create_backend_app)), faults or Faults())
+    app = LockedApp(DomainDispatcherApplication(create_backend_app))
+    if knobs.streams_lane:
+        from dynadex.local_aws.streams_lane import StreamsLane
+
+        app = StreamsLane(app, _installed["streams"])
+    return FaultsApp(app, faults or Faults())
 
 
 def serve(host: str, port: int, knobs: Knobs) -> None:
@@ -216,6 +220,10 @@ def serve(host: str, port: int, knobs: Knobs) -> None:
     port once it is over (or at SIGUSR1), with every table, stream and object as it was."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
+
+    from dynadex.local_aws.keepalive import KeepAliveHandler
+
+    handler = KeepAliveHandler if knobs.keep_alive else MotoRequestHandler
 
     faults = Faults()
     app = make_app(knobs, faults)
@@ -239,7 +247,7 @@ def serve(host: str, port: int, knobs: Knobs) -> None:
     first = True
     while not stop.is_set():
         try:
-            server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+            server = make_server(host, port, app, threaded=True, request_handler=handler)
         except OSError as exc:  # the port is briefly held after an outage: try again until it is free
             if first:
                 raise
