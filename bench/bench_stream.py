@@ -186,23 +186,48 @@ def preload(store: str, table: str, items: int) -> None:
                   checkpoints=[{"shard_id": s, **{k: v for k, v in cp.items() if k != "ended"}} for s, cp in cps.items()])
 
 
+# What --compare-* sets side by side: (name, environment of the sync process, emulator knobs)
+VARIANTS = {
+    "now": ("now", {}, {}),
+    "hold-off": ("catalog hold off", {"DYNADEX_CATALOG_HOLD": "0"}, {}),
+    "emulator-before": ("emulator closing connections, moto dispatch", {}, {"keep_alive": 0, "streams_lane": 0}),
+    "botocore-reads": ("GetRecords through botocore", {"DYNADEX_LEAN_GET_RECORDS": "0"}, {}),
+    "before": ("before this round: botocore reads, emulator closing connections, moto dispatch",
+               {"DYNADEX_LEAN_GET_RECORDS": "0"}, {"keep_alive": 0, "streams_lane": 0}),
+}
+
+
+def settings_of(variant: str, **fields):
+    """The sync settings a variant's environment gives (for the benches that run the sync in this process)."""
+    from dynadex.stream.sync import SyncSettings
+
+    saved = dict(os.environ)
+    os.environ.update(VARIANTS[variant][1])
+    try:
+        return SyncSettings(**fields)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: str | None = None,
                     sync_log: str | None = None, shards: int = 2, rollover_seconds: float = 4 * 3600.0,
-                    hold: bool = True) -> dict:
+                    variant: str = "now") -> dict:
     """Lag from a write's ack to the moment a polling reader's query sees it, while ``rate`` writes a
-    second go to a table whose stream has ``shards`` open shards rolling over every ``rollover_seconds``."""
+    second go to a table whose stream has ``shards`` open shards rolling over every ``rollover_seconds``;
+    ``variant`` names the sync settings and emulator knobs (``VARIANTS``)."""
     from dynadex import bootstrap
     from dynadex.local_aws import running
 
-    with running(export_seconds=1, stream_shards=shards, rollover_seconds=rollover_seconds) as aws:
+    label, sync_env, knobs = VARIANTS[variant]
+    with running(export_seconds=1, stream_shards=shards, rollover_seconds=rollover_seconds, **knobs) as aws:
         ddb = streamed_table(aws, "Fresh")
         store = tempfile.mkdtemp(prefix="dynadex-fresh-")
         ddb.put_item(TableName="Fresh", Item={"pk": {"S": "seed"}, "w": {"N": "0"}})
         bootstrap.run(ddb, "Fresh", bucket="dynadex-exports", store=store, poll_seconds=0.2)
         if items:
             preload(store, "Fresh", items)
-        env = {**os.environ, "DYNADEX_BATCH_SECONDS": "0.1", "DYNADEX_IDLE_MAX_SECONDS": "0.2",
-               "DYNADEX_CATALOG_HOLD": "1" if hold else "0"}
+        env = {**os.environ, "DYNADEX_BATCH_SECONDS": "0.1", "DYNADEX_IDLE_MAX_SECONDS": "0.2", **sync_env}
         if sync_log:
             env["DYNADEX_LOG_LEVEL"] = "DEBUG"
         log_file = open(sync_log, "w") if sync_log else subprocess.DEVNULL
@@ -270,25 +295,24 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
                                for i in sorted(seen) if i in acked]}
             Path(samples_out).write_text(json.dumps(doc))
         out = {"shards": shards, "rollover_seconds": rollover_seconds, "rate": rate, "written_per_second": written,
-               "catalog_hold": hold, "slow_polls": slow_polls,
+               "variant": variant, "slow_polls": slow_polls,
                "writes": len(acked), "seen": len(lags), "p50": lags[len(lags) // 2], "p99": lags[int(len(lags) * 0.99)],
                "max": lags[-1]}
         print(f"freshness: {len(lags)} writes at {rate:g}/s (achieved {written:.0f}/s) over {seconds:g}s, "
-              f"{shards} shards rolling every {rollover_seconds:g}s, index of {items + 1:,} items, catalog hold "
-              f"{'on' if hold else 'off'}: lag p50 {out['p50']:.2f}s p99 {out['p99']:.2f}s max {out['max']:.2f}s; "
+              f"{shards} shards rolling every {rollover_seconds:g}s, index of {items + 1:,} items, {label}: lag p50 {out['p50']:.2f}s p99 {out['p99']:.2f}s max {out['max']:.2f}s; "
               f"{slow_polls} reader polls over 0.3 s", flush=True)
         return out
 
 
 def freshness_matrix(seconds: float, shard_counts: list[int], rates: list[float], rollover_seconds: float,
-                     out: str | None, holds: tuple[bool, ...] = (True,)) -> None:
+                     out: str | None, variants: tuple[str, ...] = ("now",)) -> None:
     """The freshness run for every (shards, rate), one emulator each, side by side in one process; with
-    ``holds`` (True, False), each case with the writer's catalog hold on and off, one after the other."""
-    rows = [freshness_bench(seconds, rate, shards=n, rollover_seconds=rollover_seconds, hold=hold)
-            for n in shard_counts for rate in rates for hold in holds]
-    print("| shards | writes/s asked (achieved) | catalog hold | p50 | p99 | max | reader polls over 0.3 s |")
+    several ``variants`` (``VARIANTS``), each case once with each, one after the other."""
+    rows = [freshness_bench(seconds, rate, shards=n, rollover_seconds=rollover_seconds, variant=v)
+            for n in shard_counts for rate in rates for v in variants]
+    print("| shards | writes/s asked (achieved) | variant | p50 | p99 | max | reader polls over 0.3 s |")
     for r in rows:
-        print(f"| {r['shards']} | {r['rate']:g} ({r['written_per_second']:.0f}) | {'on' if r['catalog_hold'] else 'off'} | "
+        print(f"| {r['shards']} | {r['rate']:g} ({r['written_per_second']:.0f}) | {VARIANTS[r['variant']][0]} | "
               f"{r['p50']:.2f} s | {r['p99']:.2f} s | {r['max']:.2f} s | {r['slow_polls']} |")
     if out:
         Path(out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "seconds": seconds, "rows": rows}, indent=1))
@@ -378,7 +402,8 @@ def idle_bench(seconds: float, shards: int, ceilings: list[float]) -> None:
                   f"(worst case for a first write: {ceiling:g} s)")
 
 
-def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, passes: int = 5) -> None:
+def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, passes: int = 5,
+               variants: tuple[str, ...] = ("now",)) -> None:
     from statistics import median
 
     from dynadex import bootstrap
@@ -387,8 +412,9 @@ def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, p
     from dynadex.stream.readers import ShardReaders
     from dynadex.stream.sync import SyncSettings, TableSync
 
-    for n in shard_counts:
-        with running(export_seconds=1, export_files=2, stream_shards=n) as aws:
+    for n, variant in [(n, v) for n in shard_counts for v in variants]:
+        label, _, knobs = VARIANTS[variant]
+        with running(export_seconds=1, export_files=2, stream_shards=n, **knobs) as aws:
             ddb = streamed_table(aws, "Wide")
             store = tempfile.mkdtemp(prefix="dynadex-passes-")
             ddb.put_item(TableName="Wide", Item={"pk": {"S": "seed"}})
@@ -400,7 +426,7 @@ def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, p
                 streams = Delayed(streams, latency_ms / 1000)
             with Store(store) as st:
                 for k in readers:
-                    sync = TableSync(st, "Wide", client("dynamodb"), streams, None, SyncSettings(shard_readers=k))
+                    sync = TableSync(st, "Wide", client("dynamodb"), streams, None, settings_of(variant, shard_readers=k))
                     sync.refresh()
                     with ShardReaders(k) as pool:
                         times, cpu = [], []
@@ -413,7 +439,7 @@ def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, p
                     print(f"passes: {n:4d} shards, readers {k:3d}, latency {latency_ms:g} ms: first pass "
                           f"{times[0] * 1000:7.1f} ms, pass at the tip median {median(times[1:]) * 1000:7.1f} ms "
                           f"({median(times[1:]) * 1000 / n:.2f} ms per shard; the sync's own CPU {median(cpu[1:]) * 1000 / n:.2f} ms "
-                          f"per shard, the rest is the emulator)", flush=True)
+                          f"per shard, the rest is the emulator); {label}", flush=True)
 
 
 if __name__ == "__main__":
@@ -440,17 +466,19 @@ if __name__ == "__main__":
     ap.add_argument("--matrix-out", help="with --fresh-shards: write the rows here (JSON)")
     ap.add_argument("--stream-shards", type=int,
                     help="the single freshness run on this many shards rolling over every --rollover-seconds")
-    ap.add_argument("--compare-hold", action="store_true",
-                    help="with --fresh-shards: each case with the catalog hold on, then off (DYNADEX_CATALOG_HOLD=0)")
+    ap.add_argument("--compare", default="now",
+                    help="with --fresh-shards or --shards: variants to run each case with, side by side: "
+                         + ", ".join(f"{k} ({v[0]})" for k, v in VARIANTS.items()))
     ap.add_argument("--samples-out", help="write every write's lag of the freshness run here (JSON, for bench/plots.py)")
     a = ap.parse_args()
     if a.idle:
         idle_bench(a.seconds, 4, [float(x) for x in a.idle_ceilings.split(",")])
     elif a.shards:
-        pass_bench([int(x) for x in a.shards.split(",")], [int(x) for x in a.readers.split(",")], a.latency_ms)
+        pass_bench([int(x) for x in a.shards.split(",")], [int(x) for x in a.readers.split(",")], a.latency_ms,
+                   variants=tuple(a.compare.split(",")))
     elif a.fresh_shards:
         freshness_matrix(a.seconds, [int(x) for x in a.fresh_shards.split(",")], [float(x) for x in a.rates.split(",")],
-                         a.rollover_seconds, a.matrix_out, (True, False) if a.compare_hold else (True,))
+                         a.rollover_seconds, a.matrix_out, tuple(a.compare.split(",")))
     elif a.batch_store:
         batch_latency(a.batch_store, a.batch_table)
     else:

@@ -43,6 +43,7 @@ from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store
 from dynadex.store import lake as lake_module
+from dynadex.stream.get_records import lean as lean_get_records
 from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
 from dynadex.stream.recover import NeedsBootstrap, recover
@@ -102,6 +103,10 @@ class SyncSettings:
     files (``Store.flush_inlined``, ~0.4 s): without it a batch's statements slow down with every batch of
     the run (decision 0021). 0 never flushes (maintenance still does); the default is 100 while inlining is
     on (the default), 0 when ``DYNADEX_INLINE_ROWS=0`` turns it off."""
+    lean_get_records: bool = field(default_factory=lambda: _env("LEAN_GET_RECORDS", 1) != 0)
+    """GetRecords through ``stream.get_records`` (botocore's signer, pool and retry rules, without its per-call
+    pipeline: ~0.5 ms less CPU per empty answer, 3x less on a page of records; decision 0024); 0 calls the
+    boto3 client's method."""
     stop_check_seconds: float = field(default_factory=lambda: _env("STOP_CHECK_SECONDS", 15))
     """How often a run with a ``should_stop`` asks it (after a batch): a run that is no longer wanted (another
     run waits to follow a new table) ends at that batch boundary, not at its window's end."""
@@ -207,6 +212,7 @@ class TableSync:
         self.childless: dict[str, float] = {}  # ended shards whose children DescribeStream did not list yet
         self.last_child_poll = 0.0
         self.at_timestamp = settings.at_timestamp  # cleared if the endpoint refuses AT_TIMESTAMP iterators
+        self.get_records = (settings.lean_get_records and lean_get_records(streams)) or streams.get_records
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
                       "expired_iterators": 0, "flushes": 0}
 
@@ -320,13 +326,13 @@ class TableSync:
         if c.iterator is None:
             c.iterator = self._iterator(c)
         try:
-            page = _call(self.streams.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
+            page = _call(self.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
         except Exception as exc:
             code = error_code(exc)
             if code == "ExpiredIteratorException":
                 expired = 1
                 c.iterator = self._iterator(c)
-                page = _call(self.streams.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
+                page = _call(self.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
             elif code == "TrimmedDataAccessException":
                 raise Gap(f"records of shard {c.info.shard_id} after {c.sequence_number} were trimmed") from None
             else:
