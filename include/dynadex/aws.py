@@ -19,9 +19,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dynadex import settings
+
 POOL_CONNECTIONS = 64
-MAX_ATTEMPTS = int(os.environ.get("DYNADEX_AWS_MAX_ATTEMPTS", 9))
-"""Attempts per AWS call, the first included (botocore's ``total_max_attempts``): read here, once."""
+MAX_ATTEMPTS = settings.AWS_MAX_ATTEMPTS.read()
+"""Attempts per AWS call, the first included (botocore's ``total_max_attempts``; ``settings.AWS_MAX_ATTEMPTS``)."""
 MAX_BACKOFF_SECONDS = 20  # botocore's cap on one wait
 
 

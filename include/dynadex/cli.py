@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from dynadex import settings
 from dynadex.errors import DynadexError
 
 
@@ -157,7 +158,7 @@ def _logging(default: str) -> None:
     """Progress logs on stderr at DYNADEX_LOG_LEVEL (botocore kept quiet: it could log request bodies)."""
     import logging
 
-    logging.basicConfig(level=os.environ.get("DYNADEX_LOG_LEVEL", default).upper(),
+    logging.basicConfig(level=(settings.LOG_LEVEL.read() or default).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
@@ -320,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="run a read-only SQL query (tables: T, row_index.T, inverted_index.T)")
     p.add_argument("sql", metavar="SQL")
     p.add_argument("--json", action="store_true", help="print JSON lines")
-    p.add_argument("--sandbox", action="store_true", default=os.environ.get("DYNADEX_QUERY_SANDBOX") == "1",
+    p.add_argument("--sandbox", action="store_true", default=settings.QUERY_SANDBOX.read(),
                    help="read this store and nothing else: no local file, URL or setting (for queries from "
                         "others; also DYNADEX_QUERY_SANDBOX=1)")
     _store_args(p)

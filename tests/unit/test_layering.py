@@ -31,3 +31,32 @@ def test_every_library_module_imports_without_airflow():
                          env={"PYTHONPATH": str(INCLUDE), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert int(out.stdout.strip()) > 30  # the walk found the modules (not an empty package)
+
+
+# modules that may read DYNADEX_* variables themselves, and why
+OWN_SETTINGS = {
+    "settings.py": "the declarations",
+    "stream/sync.py": "SyncSettings: the sync's knobs, one field and docstring each",
+    "local_aws/config.py": "the emulator's Knobs",
+    "airflow_local.py": "a launcher: passes the environment on to the Airflow it starts",
+    "demo.py": "a launcher: the demo's size",
+}
+
+
+def test_the_library_reads_its_settings_in_one_module():
+    import re
+
+    reads = re.compile(r"""(environ\.get|getenv|environ\[)\(?\s*f?["']DYNADEX_""")
+    found = []
+    for path in sorted((INCLUDE / "dynadex").rglob("*.py")):
+        rel = path.relative_to(INCLUDE / "dynadex").as_posix()
+        if rel in OWN_SETTINGS:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if reads.search(line):
+                found.append(f"{rel}:{n}: {line.strip()}")
+    assert not found, "declare these in dynadex/settings.py and read them from there:\n" + "\n".join(found)
+    from dynadex import settings
+
+    for setting in settings.SETTINGS.values():
+        assert setting.env.startswith("DYNADEX_") and len(setting.doc) > 40, setting.env

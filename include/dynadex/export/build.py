@@ -22,10 +22,10 @@ Invariants:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
+from dynadex import settings
 from dynadex.errors import MalformedLine
 from dynadex.export.fastbuild import build_chunk_fast
 from dynadex.export.manifest import DataFile, Export
@@ -57,8 +57,7 @@ class BuildResult:
 
 def _env_threads() -> int | None:
     """DuckDB threads for one chunk build (DYNADEX_BUILD_THREADS; default: all cores)."""
-    value = os.environ.get("DYNADEX_BUILD_THREADS")
-    return int(value) if value else None
+    return settings.BUILD_THREADS.read()
 
 
 def _published_chunk(location: StoreLocation, table: str, build_id: str, chunk_id: str):
@@ -97,7 +96,7 @@ def _build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table
     if done is not None:  # cleared and re-run after publish: the snapshot reads these files, leave them
         log.info("%s: build %s is already published; nothing to do", spec.chunk_id, build_id)
         return BuildResult(spec.chunk_id, done.items, done.gzip_bytes, done.json_bytes, 0.0, "published")
-    if os.environ.get("DYNADEX_BUILD", "auto") != "python":
+    if settings.BUILD.read() != "python":
         fast = build_chunk_fast(export, spec, location, table, build_id, key_names, key_types, version, origin,
                                 threads=threads or _env_threads())
         if fast is not None:

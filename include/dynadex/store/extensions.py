@@ -16,6 +16,8 @@ from pathlib import Path
 
 import duckdb
 
+from dynadex import settings
+
 # pip package -> the extension's own name (its entry point)
 PACKAGES = {
     "duckdb_extension_ducklake": "ducklake",
@@ -29,7 +31,7 @@ PACKAGES = {
 def extension_directory() -> str:
     version = duckdb.__version__
     platform = duckdb.connect().sql("PRAGMA platform").fetchone()[0]
-    base = Path(os.environ.get("DYNADEX_EXTENSION_DIR") or Path(tempfile.gettempdir()) / f"dynadex-duckdb-ext-{os.getuid()}")
+    base = Path(settings.EXTENSION_DIR.read() or Path(tempfile.gettempdir()) / f"dynadex-duckdb-ext-{os.getuid()}")
     target = base / f"v{version}" / platform
     target.mkdir(parents=True, exist_ok=True)
     for package, name in PACKAGES.items():
@@ -90,8 +92,8 @@ def connect(database: str = ":memory:", *, read_only: bool = False, threads: int
     if threads:
         config["threads"] = threads
     # bounded memory whatever the data size: DuckDB spills sorts and joins to disk beyond this
-    config["memory_limit"] = os.environ.get("DYNADEX_DUCKDB_MEMORY") or memory_limit or "1500MB"
-    config["temp_directory"] = os.environ.get("DYNADEX_DUCKDB_TEMP") or str(Path(tempfile.gettempdir()) / "dynadex-duckdb-spill")
+    config["memory_limit"] = settings.DUCKDB_MEMORY.read() or memory_limit or "1500MB"
+    config["temp_directory"] = settings.DUCKDB_TEMP.read() or str(Path(tempfile.gettempdir()) / "dynadex-duckdb-spill")
     con = duckdb.connect(database, read_only=read_only, config=config)
     con.execute("SET enable_progress_bar = false")  # it would scribble over task logs
     return con

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import random
 import time
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import duckdb
 
+from dynadex import settings
 from dynadex.store import contention
 from dynadex.store.catalog_hold import CatalogHold
 from dynadex.store.disk_full import StoreFull, full_disk_under, reported
@@ -71,10 +71,10 @@ STATE_DDL = [
 ]
 
 ALIAS = "lake"
-INLINE_ROWS = int(os.environ.get("DYNADEX_INLINE_ROWS", "1000") or 0)
+INLINE_ROWS = settings.INLINE_ROWS.read()
 """Inserts of at most this many rows are inlined in the catalog (``Lake._tune``; decision 0021); on by default
 (1000: a small stream batch leaves no files); ``DYNADEX_INLINE_ROWS=0`` turns it off and leaves DuckLake's own limit."""
-CATALOG_HOLD = os.environ.get("DYNADEX_CATALOG_HOLD", "1") != "0"
+CATALOG_HOLD = settings.CATALOG_HOLD.read()
 """A writing store keeps one connection to its SQLite catalog open (``catalog_hold``); ``DYNADEX_CATALOG_HOLD=0``
 turns it off (to compare, or on a file system where it misbehaves): then a commit or read now and then waits 1 s."""
 TARGET_FILE_SIZE = "64MB"  # the largest file DuckLake's own writes and maintenance's merges make

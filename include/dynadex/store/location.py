@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dynadex import settings
 from dynadex.credentials import AwsCredentials
 from dynadex.errors import DynadexError
 
@@ -62,8 +63,8 @@ def mask(spec: str) -> str:
 
 def resolve(spec: str | None = None, data_path: str | None = None, *,
             credentials: AwsCredentials | None = None) -> StoreLocation:
-    spec = spec or os.environ.get("DYNADEX_STORE") or DEFAULT_STORE
-    data_path = data_path or os.environ.get("DYNADEX_DATA_PATH")
+    spec = spec or settings.STORE.read() or DEFAULT_STORE
+    data_path = data_path or settings.DATA_PATH.read()
     if spec.startswith(("postgresql://", "postgres://", "postgres:")):
         conn = spec[len("postgres:") :] if spec.startswith("postgres:") and not spec.startswith("postgres://") else spec
         if not data_path:

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 
+from dynadex import settings
 from dynadex.errors import DynadexError
 from dynadex.store import chunk_files, range_merge
 from dynadex.store.chunks import (
@@ -53,15 +53,14 @@ RANGE_KEYS = 2_000_000  # rows one key-range job checks and merges, about
 RANGE_ENTRIES = 16_000_000  # inverted entries one entry-range job merges, about
 CHUNKS_PER_RANGE = 2  # at least one range of each index per this many chunks: merges spread like builds
 MAX_RANGES = 256  # per index (with the conform jobs, under Airflow's max_map_length of 1024)
-MERGE_ENTRIES_ABOVE_CHUNKS = 16  # fewer chunks: their own inverted files are registered (a find opens each)
+MERGE_ENTRIES_ABOVE_CHUNKS = settings.MERGE_ENTRIES_ABOVE_CHUNKS.default  # fewer chunks: their own inverted files are registered
 
 
 def merge_entries_above_chunks() -> int:
     """``DYNADEX_MERGE_ENTRIES_ABOVE_CHUNKS`` (default 16): above this many chunks the inverted entries are
     merged by range. Raise it where files are cheap to open (local disk) and loads must be fast; lower it on
     S3, where a find over unmerged files opens one per chunk (decision 0022)."""
-    value = os.environ.get("DYNADEX_MERGE_ENTRIES_ABOVE_CHUNKS", "")
-    return int(value) if value.strip() else MERGE_ENTRIES_ABOVE_CHUNKS
+    return settings.MERGE_ENTRIES_ABOVE_CHUNKS.read(default=MERGE_ENTRIES_ABOVE_CHUNKS)
 
 
 class PublishRefused(DynadexError, ValueError):
