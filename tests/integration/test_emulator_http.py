@@ -140,3 +140,18 @@ def test_connections_are_kept_alive_and_unread_bodies_never_leak_into_the_next_r
         while chunk := sock.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200") and b"Connection: close" in data
+
+
+def test_moto_modules_are_listed_once(monkeypatch):
+    import os
+
+    from moto import backends
+
+    from dynadex.local_aws import patches
+
+    patches.apply_all()
+    listed = backends.list_of_moto_modules()
+    assert tuple(listed) == tuple(backends.list_of_moto_modules.original()) and "dynamodb" in listed
+    calls = []
+    monkeypatch.setattr(os, "listdir", lambda *a: calls.append(a) or [])
+    assert backends.list_of_moto_modules() == listed and calls == []  # no listing after the first
