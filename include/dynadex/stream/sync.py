@@ -214,7 +214,7 @@ class TableSync:
         self.at_timestamp = settings.at_timestamp  # cleared if the endpoint refuses AT_TIMESTAMP iterators
         self.get_records = (settings.lean_get_records and lean_get_records(streams)) or streams.get_records
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
-                      "expired_iterators": 0, "flushes": 0}
+                      "expired_iterators": 0, "flushes": 0, "full_describes": 0}
 
     # ------------------------------------------------------------- discovery
     def refresh(self) -> None:
@@ -252,12 +252,35 @@ class TableSync:
         self.stream_arn = current
         self.skip_before = (state["stream_start_micros"] or 0) - int(self.settings.overlap_seconds * 1e6)
 
+    def add_children_of(self, parents: list[ShardCursor]) -> bool:
+        """Shards that ended in one pass: their children, in as few DescribeStream calls as the listing allows.
+        A filtered call per parent costs one call each; a full listing ceil(shards / 100): when a rollover
+        ends many shards at once (AWS allows 10 DescribeStream calls a second), the listing is fewer calls
+        and answers for every parent. True if a child was new."""
+        if not parents:
+            return False
+        pages = -(-len(self.cursors) // 100)
+        if len(parents) <= pages:
+            return any([self.add_children(p) for p in parents])
+        _, shards = _call(describe_all, self.settings, streams=self.streams, stream_arn=self.stream_arn)
+        self.stats["full_describes"] += 1
+        by_parent: dict[str, list[ShardInfo]] = {}
+        for s in shards:
+            if s.parent_id:
+                by_parent.setdefault(s.parent_id, []).append(s)
+        return any([self._adopt(p, by_parent.get(p.info.shard_id, [])) for p in parents])
+
     def add_children(self, parent: ShardCursor) -> bool:
         """A shard just ended: find its children now (not at the next refresh), so the same batch goes on
         reading them and a rollover adds no lag. True if a child was new."""
-        new = False
         children = _call(children_of, self.settings, streams=self.streams, stream_arn=self.stream_arn,
                          shard_id=parent.info.shard_id)
+        return self._adopt(parent, children)
+
+    def _adopt(self, parent: ShardCursor, children: list[ShardInfo]) -> bool:
+        """Cursors for the children of ``parent`` not known yet; a parent whose children are not listed yet
+        is asked again (``retry_childless``). True if a child was new."""
+        new = False
         for s in children:
             if s.shard_id not in self.cursors:
                 cp = self.stored.get(s.shard_id, {})
@@ -376,6 +399,7 @@ class TableSync:
             while len(changes) < self.settings.batch_records and time.time() - batch_started < self.settings.batch_seconds:
                 pass_records = 0
                 found_children = False
+                ended_now: list[ShardCursor] = []
                 readable = self.readable()
                 # reading is concurrent (one read per shard); converting and applying stay in this thread
                 for c, got in zip(readable, readers.read_pass(self.read, readable)):
@@ -394,8 +418,9 @@ class TableSync:
                         progressed = True
                     if finished:
                         c.ended = True
-                        found_children |= self.add_children(c)
+                        ended_now.append(c)
                     pass_records += len(records)
+                found_children = self.add_children_of(ended_now)
                 if not pass_records and not found_children:
                     at_tip = bool(readable) and not progressed
                     break
