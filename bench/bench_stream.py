@@ -442,6 +442,41 @@ def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, p
                           f"per shard, the rest is the emulator); {label}", flush=True)
 
 
+def call_cpu_bench(calls: int = 300, records: int = 40) -> None:
+    """The sync process's CPU per GetRecords call, lean (``stream/get_records.py``) against botocore's, on an
+    empty shard and on pages of ``records`` records, alternating in one process against one emulator."""
+    from dynadex.aws import client
+    from dynadex.local_aws import running
+    from dynadex.stream.get_records import lean
+
+    with running(stream_shards=2) as aws:
+        ddb = streamed_table(aws, "Calls")
+        for i in range(records):
+            ddb.put_item(TableName="Calls", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "b": {"B": b"\x00raw"},
+                                                  "m": {"M": {"s": {"S": "x" * 40}, "l": {"L": [{"N": "1.5"}]}}}})
+        arn = ddb.describe_table(TableName="Calls")["Table"]["LatestStreamArn"]
+        streams = client("dynamodbstreams")
+        shards = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        ways = {"botocore": streams.get_records, "lean": lean(streams)}
+        for kind in ("empty", "records"):
+            its = []
+            for s in shards:
+                it = streams.get_shard_iterator(StreamArn=arn, ShardId=s["ShardId"], ShardIteratorType=(
+                    "LATEST" if kind == "empty" else "TRIM_HORIZON"))["ShardIterator"]
+                its.append((it, len(streams.get_records(ShardIterator=it, Limit=records)["Records"])))
+            it, got = max(its, key=lambda x: x[1]) if kind == "records" else its[0]
+            cpu = {name: [] for name in ways}
+            for _ in range(3):
+                for name, call in ways.items():
+                    c = time.process_time()
+                    for _ in range(calls):
+                        call(ShardIterator=it, Limit=records)
+                    cpu[name].append((time.process_time() - c) / calls * 1000)
+            print(f"GetRecords CPU per call, {kind} ({got} records): " + ", ".join(
+                f"{name} {min(v):.2f} ms" for name, v in cpu.items())
+                + f" ({min(cpu['botocore']) / min(cpu['lean']):.1f}x)", flush=True)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
@@ -470,8 +505,11 @@ if __name__ == "__main__":
                     help="with --fresh-shards or --shards: variants to run each case with, side by side: "
                          + ", ".join(f"{k} ({v[0]})" for k, v in VARIANTS.items()))
     ap.add_argument("--samples-out", help="write every write's lag of the freshness run here (JSON, for bench/plots.py)")
+    ap.add_argument("--call-cpu", action="store_true", help="only the CPU per GetRecords, lean against botocore")
     a = ap.parse_args()
-    if a.idle:
+    if a.call_cpu:
+        call_cpu_bench()
+    elif a.idle:
         idle_bench(a.seconds, 4, [float(x) for x in a.idle_ceilings.split(",")])
     elif a.shards:
         pass_bench([int(x) for x in a.shards.split(",")], [int(x) for x in a.readers.split(",")], a.latency_ms,
