@@ -88,7 +88,20 @@ def apply_store(keys: int) -> str:
     return store
 
 
-def apply_bench(records: int, keys: int, rounds: int = 3) -> None:
+def wire_record(record: dict) -> dict:
+    """A record as the wire carries it and the lean GetRecords hands it on (decision 0024): creation time in
+    epoch seconds, binaries as base64 text; boto3's parse gives datetimes and bytes."""
+    from dynadex.aws import from_client
+
+    dyn = dict(record["dynamodb"])
+    dyn["ApproximateCreationDateTime"] = dyn["ApproximateCreationDateTime"].timestamp()
+    for part in ("Keys", "NewImage"):
+        if part in dyn:
+            dyn[part] = from_client(dyn[part])
+    return {**record, "dynamodb": dyn}
+
+
+def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False) -> None:
     """The old path (``reference``: record by record conversion, item by item shaping, the old key lookup) and
     the new one, on the same records: each round builds two fresh stores and applies every batch to both,
     one path after the other (the order alternating from batch to batch), so load from other processes falls
@@ -99,6 +112,8 @@ def apply_bench(records: int, keys: int, rounds: int = 3) -> None:
 
     rnd = random.Random(5)
     pages = [[page_record(i, rnd.randrange(keys), rnd) for i in range(p, p + 1000)] for p in range(0, records, 1000)]
+    # with ``wire``, the fast path gets the records as the lean GetRecords hands them (the reference: boto3's)
+    fast_pages = [[wire_record(r) for r in page] for page in pages] if wire else pages
     names = ("reference", "fast")
     totals = {n: [] for n in names}
     for r in range(rounds):
@@ -120,7 +135,8 @@ def apply_bench(records: int, keys: int, rounds: int = 3) -> None:
                         settle()
                         changes = [record_change(rec, "shard-1")[0] for rec in batch]
                     else:
-                        changes = [ch for ch, _ in record_changes(batch, "shard-1")]
+                        wired = [rec for page in fast_pages[start:start + BATCH_PAGES] for rec in page]
+                        changes = [ch for ch, _ in record_changes(wired, "shard-1")]
                     c1 = time.process_time()
                     apply_changes(opened[n].lake, "S", changes, cps, reference=reference)
                     got = phases[n]
@@ -483,6 +499,8 @@ if __name__ == "__main__":
     ap.add_argument("--keys", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=3, help="apply: runs of each path (old and new, alternately)")
     ap.add_argument("--apply-only", action="store_true", help="only the apply comparison")
+    ap.add_argument("--wire", action="store_true",
+                    help="apply: the fast path gets records as the lean GetRecords hands them (epoch times, base64)")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rate", type=float, default=20)
     ap.add_argument("--index-items", type=int, default=0, help="freshness against an index preloaded with this many items")
@@ -521,7 +539,7 @@ if __name__ == "__main__":
         batch_latency(a.batch_store, a.batch_table)
     else:
         if not a.skip_apply:
-            apply_bench(a.records, a.keys, a.rounds)
+            apply_bench(a.records, a.keys, a.rounds, wire=a.wire)
         if not a.apply_only:
             freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out, a.sync_log,
                             **({"shards": a.stream_shards, "rollover_seconds": a.rollover_seconds} if a.stream_shards else {}))

@@ -398,7 +398,6 @@ class TableSync:
             at_tip = False  # a whole pass over at least one readable shard returned nothing
             while len(changes) < self.settings.batch_records and time.time() - batch_started < self.settings.batch_seconds:
                 pass_records = 0
-                found_children = False
                 ended_now: list[ShardCursor] = []
                 readable = self.readable()
                 # reading is concurrent (one read per shard); converting and applying stay in this thread
