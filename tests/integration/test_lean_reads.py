@@ -10,10 +10,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from dynadex.local_aws import running
 from dynadex.local_aws.faults import Fault
 from dynadex.stream.get_records import GetRecords, lean
 from dynadex.stream.sync import record_change
+from tests.integration.test_emulator_http import aws, no_faults_left  # noqa: F401 - the same emulator fixtures
 
 ITEMS = [
     {"pk": {"S": "plain"}, "n": {"N": "1"}},
@@ -37,18 +37,6 @@ def _table(aws, name: str):
                      BillingMode="PAY_PER_REQUEST",
                      StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
     return ddb, ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
-
-
-@pytest.fixture(scope="module")
-def aws():
-    with running(stream_shards=2) as a:
-        yield a
-
-
-@pytest.fixture(autouse=True)
-def no_faults_left(aws):
-    yield
-    aws.faults.clear()
 
 
 def _changes(get_records, streams, arn: str) -> list:
