@@ -766,6 +766,54 @@ with Store({str(tmp_path)!r}, read_only=False) as st:
     assert polls > 10
 
 
+def test_a_read_that_meets_flush_after_flush_runs_again_until_it_gets_through(tmp_path, monkeypatch):
+    """Fault: a read fails with the stale-cache wordings on its first connection and again on the fresh one (a
+    writer's next flush, as CI met under load). It runs on a fresh connection each time and answers; a read
+    that fails every time gives up after ``READ_ATTEMPTS`` with DuckDB's own error, and an unrelated error is
+    not run again."""
+    import duckdb
+
+    from dynadex.store import lake as lake_module
+
+    publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
+    failures = [duckdb.CatalogException("Catalog Error: Table with name ducklake_inlined_data_11_2 does not exist!"),
+                duckdb.TransactionException("TransactionContext Error: Failed to read inlined data from DuckLake: "
+                                            "Current transaction is aborted (please ROLLBACK)")]
+    with Store(str(tmp_path)) as st:
+        lake = st.lake
+        runs, connections = [], []
+
+        def flaky():
+            runs.append(1)
+            connections.append(lake.con)  # held, so no two can share an id
+            if len(runs) <= len(failures):
+                raise failures[len(runs) - 1]
+            return lake.con.execute("SELECT count(*) FROM T").fetchall()
+
+        assert lake.reading(flaky) == [(1,)]
+        assert len(runs) == 3 and len({id(c) for c in connections}) == 3  # a fresh connection each attempt
+
+        runs.clear()
+
+        def always():
+            runs.append(1)
+            raise failures[1]
+
+        with pytest.raises(duckdb.TransactionException, match="Current transaction is aborted"):
+            lake.reading(always)
+        assert len(runs) == lake_module.READ_ATTEMPTS
+
+        runs.clear()
+
+        def unrelated():
+            runs.append(1)
+            raise duckdb.CatalogException("Catalog Error: Table with name nope does not exist!")
+
+        with pytest.raises(duckdb.CatalogException, match="nope"):
+            lake.reading(unrelated)
+        assert len(runs) == 1
+
+
 def test_stale_inlined_data_is_recognised_in_each_wording():
     import duckdb
 

@@ -87,6 +87,7 @@ RETRYABLE = ("database is locked", "transaction conflict", "failed to commit duc
 ATTEMPTS = 8
 READ_WAIT_SECONDS = 10.0  # how long a read of a read-only lake waits for a SQLite catalog locked by a writer
 READ_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02)  # its pauses between attempts; the last one repeats
+READ_ATTEMPTS = 5  # how many times ``Lake.reading`` runs a read that met another process's flush
 
 
 def locked(exc: BaseException) -> bool:
@@ -264,16 +265,20 @@ class Lake:
         """Run a read; if it met a catalog cache gone stale under another process's maintenance (an inlined-data
         table dropped that this connection still knew: "Failed to read inlined data from DuckLake"), or found
         its connection's transaction aborted by such a failure while a result was fetched (seen once in ten runs
-        of a reader polling beside flushes: "Current transaction is aborted"), run it once more on a fresh
-        connection. Reads change nothing, so running one again is harmless."""
-        try:
-            return work()
-        except duckdb.Error as exc:
-            if not (stale_cache(exc) or "current transaction is aborted" in str(exc).lower()) or self._writing:
-                raise
-            contention.reopened()
-            self.reopen()
-            return work()
+        of a reader polling beside flushes: "Current transaction is aborted"), run it again on a fresh
+        connection, up to ``READ_ATTEMPTS`` times in all: a fresh connection can meet the writer's next flush
+        too (seen in CI, two flushes 10 batches apart under load). Reads change nothing, so running one again is
+        harmless."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return work()
+            except duckdb.Error as exc:
+                if (not (stale_cache(exc) or "current transaction is aborted" in str(exc).lower()) or self._writing
+                        or attempt == READ_ATTEMPTS):
+                    raise
+                contention.reopened()
+                self.reopen()
+                time.sleep(READ_PAUSES[min(attempt - 1, len(READ_PAUSES) - 1)])
 
     @property
     def fresh(self) -> bool:
