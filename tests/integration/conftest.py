@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,30 @@ def _bin(name: str) -> str | None:
         if candidate and Path(candidate).exists():
             return str(candidate)
     return None
+
+
+@contextmanager
+def emulator_env(*, bucket: str | None = None, airflow_home: Path | None = None, **knobs):
+    """The bundled emulator with ``knobs``, its endpoint and credentials in ``os.environ`` (as a deployment's
+    environment would hold them) and ``bucket`` created; with ``airflow_home``, an Airflow home prepared and
+    pointed at the emulator too. The environment is put back as it was afterwards, even when the test failed."""
+    from dynadex.local_aws import running
+    from tests.integration import airflow_support as af
+
+    saved = dict(os.environ)
+    try:
+        if airflow_home is not None:
+            af.prepare(airflow_home)
+        with running(**knobs) as aws:
+            if airflow_home is not None:
+                af.use_emulator(aws.endpoint)
+            if bucket:
+                aws.client("s3").create_bucket(Bucket=bucket)
+            os.environ.update(aws.env())
+            yield aws
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def free_port() -> int:

@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
 import pytest
 
 from dynadex.export import iter_records, read_export
-from dynadex.local_aws import running
 from dynadex.store import Store
 from dynadex.stream.verify import verify
 from dynadex.types import canonical_json
 from tests.integration import airflow_support as af
+from tests.integration.conftest import emulator_env
 
 
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory):
-    saved = dict(os.environ)
-    af.prepare(tmp_path_factory.mktemp("airflow"))
-    with running(export_seconds=1.5, export_files=8, stream_shards=2, rollover_records=200,
-                 min_incremental_seconds=1) as a:
-        af.use_emulator(a.endpoint)
-        a.client("s3").create_bucket(Bucket="dynadex-exports")
-        os.environ.update(a.env())
+    with emulator_env(bucket="dynadex-exports", airflow_home=tmp_path_factory.mktemp("airflow"), export_seconds=1.5,
+                      export_files=8, stream_shards=2, rollover_records=200, min_incremental_seconds=1) as a:
         yield a
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def make_table(aws, name, *, pitr=True, stream="NEW_AND_OLD_IMAGES"):

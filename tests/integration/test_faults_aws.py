@@ -20,26 +20,21 @@ from botocore.config import Config
 import dynadex.aws
 from dynadex import bootstrap
 from dynadex.errors import AwsThrottled, S3Unavailable
-from dynadex.local_aws import running
 from dynadex.local_aws.faults import Fault
 from dynadex.store import Store
 from dynadex.stream import sync_table
 from dynadex.stream.verify import verify
 from tests.integration.test_stream_sync import clients, converge, new_table
+from tests.integration.conftest import emulator_env
 
 BUCKET = "dynadex-exports"
 
 
 @pytest.fixture(scope="module")
 def aws():
-    with running(export_seconds=0.3, export_files=3, stream_shards=3, rollover_records=60,
-                 min_incremental_seconds=1) as a:
-        saved = dict(os.environ)
-        os.environ.update(a.env())
-        a.client("s3").create_bucket(Bucket=BUCKET)
+    with emulator_env(bucket=BUCKET, export_seconds=0.3, export_files=3, stream_shards=3, rollover_records=60,
+                      min_incremental_seconds=1) as a:
         yield a
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture(autouse=True)

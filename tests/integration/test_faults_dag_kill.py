@@ -19,27 +19,21 @@ import time
 import pytest
 
 from dynadex import bootstrap
-from dynadex.local_aws import running
 from dynadex.store import Store
 from dynadex.stream.verify import verify
 from tests.integration import airflow_support as af
 from tests.integration.test_faults_aws import BUCKET, filled, no_duplicates
 from tests.integration.test_stream_sync import Writer, converge
+from tests.integration.conftest import emulator_env
 
 DAG_FILE = af.ROOT / "dags" / "dynamodb_stream_sync.py"
 
 
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory):
-    saved = dict(os.environ)
-    af.prepare(tmp_path_factory.mktemp("airflow"))
-    with running(export_seconds=0.3, export_files=2, stream_shards=2, rollover_records=80) as a:
-        af.use_emulator(a.endpoint)
-        os.environ.update(a.env())
-        a.client("s3").create_bucket(Bucket=BUCKET)
+    with emulator_env(bucket=BUCKET, airflow_home=tmp_path_factory.mktemp("airflow"), export_seconds=0.3,
+                      export_files=2, stream_shards=2, rollover_records=80) as a:
         yield a
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def dag_test(table: str, store: str, run_seconds: float, batch_records: int) -> subprocess.Popen:

@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from dynadex import bootstrap
-from dynadex.local_aws import running
 from dynadex.store import Store
 from dynadex.store.disk_full import StoreFull
 from dynadex.store.lake import ALIAS
@@ -33,6 +32,7 @@ from dynadex.stream import sync_table
 from dynadex.stream.verify import verify
 from tests.integration.test_faults_aws import BUCKET, churn, filled, no_duplicates
 from tests.integration.test_stream_sync import clients, converge
+from tests.integration.conftest import emulator_env
 
 
 def _can_mount() -> bool:
@@ -100,13 +100,8 @@ class SmallDisk:
 
 @pytest.fixture(scope="module")
 def aws():
-    with running(export_seconds=0.3, export_files=2, stream_shards=2) as a:
-        saved = dict(os.environ)
-        os.environ.update(a.env())
-        a.client("s3").create_bucket(Bucket=BUCKET)
+    with emulator_env(bucket=BUCKET, export_seconds=0.3, export_files=2, stream_shards=2) as a:
         yield a
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture(params=[DISK])

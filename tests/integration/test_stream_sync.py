@@ -20,6 +20,7 @@ from dynadex.store import Store
 from dynadex.stream import NeedsBootstrap, SyncSettings, sync_table
 from dynadex.stream.recover import windows
 from dynadex.stream.verify import verify
+from tests.integration.conftest import emulator_env
 
 
 def new_table(aws, name, *, ttl=False):
@@ -77,14 +78,9 @@ def clients():
 
 @pytest.fixture(scope="module")
 def aws():
-    with running(export_seconds=0.5, export_files=3, stream_shards=3, rollover_records=40, iterator_seconds=1.5,
-                 ttl_interval_seconds=0.3, min_incremental_seconds=1) as a:
-        saved = dict(os.environ)
-        os.environ.update(a.env())
-        a.client("s3").create_bucket(Bucket="dynadex-exports")
+    with emulator_env(bucket="dynadex-exports", export_seconds=0.5, export_files=3, stream_shards=3, rollover_records=40,
+                      iterator_seconds=1.5, ttl_interval_seconds=0.3, min_incremental_seconds=1) as a:
         yield a
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def converge(store, table, settings=None, rounds=8):
