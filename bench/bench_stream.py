@@ -162,7 +162,7 @@ def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False) ->
           + ", ".join(f"{x:.2f}x" for x in ratios))
 
 
-def batch_latency(store: str, table: str, changes: int = 20, batches: int = 6) -> None:
+def batch_latency(store: str, table: str, changes: int = 20, batches: int = 6) -> list[float]:
     """Small change batches (upserts of random existing keys) applied to an existing store, e.g. the one
     bench_build.py's (d) leaves: what one stream batch costs against an index of that size."""
     from dynadex.store import Change
@@ -183,7 +183,40 @@ def batch_latency(store: str, table: str, changes: int = 20, batches: int = 6) -
             times.append(time.perf_counter() - t)
         items = st.query(f'SELECT count(*) FROM row_index."{table}"')[1][0][0]
     print(f"batch latency: {changes} changes per batch onto {items:,} items: "
-          + ", ".join(f"{x:.2f}s" for x in times) + " (the first pays for opening files)")
+          + ", ".join(f"{x:.2f}s" for x in times) + " (the first pays for opening files)", flush=True)
+    return times
+
+
+def batch_scale(sizes: list[int], changes: list[int], out: str | None) -> None:
+    """How a small stream batch's time grows with the index: for each table size a fresh store of that many
+    published items (one sorted row file in row groups of 4 096), then batches of each change count. A batch
+    looks its keys up and deletes their rows from the row and column indexes: DuckDB 1.5.5 prunes row groups
+    by min/max for one key but scans the whole key column for two or more (the IN list is a hash join with
+    an "optional" filter no reader uses), so these statements grow with the table, not the batch."""
+    from dynadex.store import key_pruning
+
+    rows = []
+    narrowing, above = key_pruning.PRUNE_KEYS, key_pruning.PRUNE_ABOVE_ROWS
+    for size in sizes:
+        store = apply_store(size)
+        try:
+            for n in changes:
+                for variant in ("narrowed", "plain") if n <= narrowing else ("narrowed",):
+                    # "narrowed": the key columns' filters at any table size; "plain": the statements before
+                    # store/key_pruning.py (key IN (...) alone)
+                    key_pruning.PRUNE_KEYS = narrowing if variant == "narrowed" else 0
+                    key_pruning.PRUNE_ABOVE_ROWS = 0
+                    times = batch_latency(store, "S", n)
+                    rows.append({"items": size, "changes": n, "variant": variant, "median_s": median(times[1:]),
+                                 "first_s": times[0]})
+                    print(f"scale: {size:,} items, {n} changes, {variant}: median {median(times[1:]):.3f} s",
+                          flush=True)
+        finally:
+            key_pruning.PRUNE_KEYS, key_pruning.PRUNE_ABOVE_ROWS = narrowing, above
+            shutil.rmtree(store, ignore_errors=True)
+    if out:
+        Path(out).write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                         "rows": rows}, indent=1))
 
 
 def preload(store: str, table: str, items: int) -> None:
@@ -506,6 +539,9 @@ if __name__ == "__main__":
     ap.add_argument("--index-items", type=int, default=0, help="freshness against an index preloaded with this many items")
     ap.add_argument("--batch-store", help="only measure small-batch latency on this existing store (e.g. bench_build's store2)")
     ap.add_argument("--batch-table", default="Bench")
+    ap.add_argument("--batch-scale", help="small-batch latency against fresh stores of these sizes, e.g. 50000,1000000")
+    ap.add_argument("--batch-changes", default="20,500", help="with --batch-scale: changes per batch to compare")
+    ap.add_argument("--batch-out", help="with --batch-scale: write the rows here (JSON)")
     ap.add_argument("--shards", help="only measure pass times for streams of these shard counts, e.g. 4,32,128,256")
     ap.add_argument("--readers", default="1,16", help="with --shards: the pool sizes to compare (1: sequential)")
     ap.add_argument("--latency-ms", type=float, default=0.0, help="with --shards: simulated round trip per stream call")
@@ -537,6 +573,9 @@ if __name__ == "__main__":
                          a.rollover_seconds, a.matrix_out, tuple(a.compare.split(",")))
     elif a.batch_store:
         batch_latency(a.batch_store, a.batch_table)
+    elif a.batch_scale:
+        batch_scale([int(x) for x in a.batch_scale.split(",")], [int(x) for x in a.batch_changes.split(",")],
+                    a.batch_out)
     else:
         if not a.skip_apply:
             apply_bench(a.records, a.keys, a.rounds, wire=a.wire)

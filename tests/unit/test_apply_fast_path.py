@@ -198,6 +198,55 @@ def test_fast_apply_stores_what_the_reference_stores(tmp_path, composite, pool, 
     assert ref["row_index"] and ref["live_inverted"] and ref["column_index"]
 
 
+@pytest.mark.parametrize("composite", [False, True], ids=["pk-S", "pk-N+sk-B"])
+def test_narrowed_small_batches_store_what_the_reference_stores(tmp_path, monkeypatch, composite):
+    """Batches of a few keys, whose lookups and deletes the fast path narrows by the key columns
+    (store/key_pruning.py; forced here on a small table): the same stores as the reference path's plain
+    statements, stale records and deletes included; and the narrowing did run, on both indexes."""
+    from dynadex.store import changes as changes_module
+    from dynadex.store import key_pruning
+
+    monkeypatch.setattr(key_pruning, "PRUNE_ABOVE_ROWS", 0)
+    used = {"row": 0, "column": 0}
+    real_row, real_column = changes_module.row_filter, changes_module.column_filter
+
+    def row_filter(*a):
+        out = real_row(*a)
+        used["row"] += bool(out[0])
+        return out
+
+    def column_filter(*a):
+        out = real_column(*a)
+        used["column"] += bool(out[0])
+        return out
+
+    monkeypatch.setattr(changes_module, "row_filter", row_filter)
+    monkeypatch.setattr(changes_module, "column_filter", column_filter)
+    rnd = random.Random(7 + composite)
+    pool = 200
+    snapshot = [canonical_item({**key_of(k, composite), "count": {"N": str(k)}, "city": {"S": "Paris"}})
+                for k in range(0, pool, 2)]
+    batches = [rand_records(rnd, 12, b, composite, pool) for b in range(16)]
+    stores = {"reference": new_store(tmp_path / "ref", composite, snapshot),
+              "fast": new_store(tmp_path / "fast", composite, snapshot)}
+    results = {}
+    for name, store in stores.items():
+        reference = name == "reference"
+        with Store(store, read_only=False) as st:
+            results[name] = [
+                st.lake.retrying("batch", lambda: apply_changes(
+                    st.lake, "T", [c for c, _ in (record_change(r, "shard-1") for r in batch)],
+                    [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])], reference=reference))
+                for batch in batches]
+    assert results["fast"] == results["reference"]
+    assert sum(r["stale"] for r in results["fast"]) > 0 and sum(r["deletes"] for r in results["fast"]) > 0
+    assert used["row"] >= 16  # every batch's lookup, and the deletes of stored keys
+    assert used["column"] > 0 or composite  # an N partition key has no column filter (key_pruning)
+    ref, fast = dump(stores["reference"]), dump(stores["fast"])
+    for part in ref:
+        assert fast[part] == ref[part], part
+
+
 def test_batch_shaping_equals_item_by_item_shaping():
     rnd = random.Random(7)
     for composite in (False, True):

@@ -259,6 +259,7 @@ class Lake:
         self.write_id_tables.clear()
         self.registries.clear()
         self.__dict__.pop("_key_specs", None)
+        self.__dict__.pop("_rows_estimates", None)
         self._open()
 
     def reading(self, work):
@@ -442,6 +443,17 @@ class Lake:
 
             state = self.require_table(table)
             cache[table] = (tuple(json.loads(state["key_names"])), tuple(json.loads(state["key_types"])))
+        return cache[table]
+
+    def rows_estimate(self, table: str) -> int:
+        """About how many rows a table's row index holds (DuckLake's table statistics), taken once per
+        connection: it decides how a batch's statements are shaped (store/key_pruning.py), where an order of
+        magnitude is what matters."""
+        cache = self.__dict__.setdefault("_rows_estimates", {})
+        if table not in cache:
+            row = self.con.execute("SELECT estimated_size FROM duckdb_tables() WHERE database_name = ? "
+                                   "AND schema_name = ? AND table_name = ?", [ALIAS, ROW_SCHEMA, table]).fetchone()
+            cache[table] = int(row[0] or 0) if row else 0
         return cache[table]
 
     def qualified(self, schema: str, table: str) -> str:

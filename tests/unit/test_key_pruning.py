@@ -1,0 +1,131 @@
+"""The filters that let a stream batch's few-key statements skip row groups (store/key_pruning.py).
+
+Table-driven for the pure rules; then, on a real store, that a narrowed lookup reads only the row groups
+holding its keys where the plain one reads every group, and answers the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from dynadex.store import PublishSpec, Store
+from dynadex.store import key_pruning
+from dynadex.store.key_pruning import column_filter, row_filter
+from dynadex.store.names import row_table
+from dynadex.store.shape import key_text
+from dynadex.types import canonical_item
+
+S = ("pk",)
+SB = ("pk", "sk")
+
+
+def s(*values):
+    return [{"pk": {"S": v}} for v in values]
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize("names,keys,want", [
+    (S, s("k0000001"), ("", [])),  # one key: key = ? prunes by itself
+    (S, s("k0000001", "k0500000"), (" AND r.pk IN (?, ?)", ["k0000001", "k0500000"])),
+    (S, s("customer#0001", "customer#0002"), ("", [])),  # the same first 8 bytes: a filter would prune nothing
+    (S, s("customer#0001", "customer#0002", "order#9"),
+     (" AND r.pk IN (?, ?, ?)", ["customer#0001", "customer#0002", "order#9"])),
+    (S, s("日本語のキー", "日本語の鍵"), ("", [])),  # 8 bytes of UTF-8 are under 3 characters here: shared
+    (S, s("é1", "é2"), (" AND r.pk IN (?, ?)", ["é1", "é2"])),
+    (S, s("a", "a", "b"), (" AND r.pk IN (?, ?)", ["a", "b"])),  # each value once
+    (S, s(*[f"k{i:04d}" for i in range(33)]), ("", [])),  # over PRUNE_KEYS
+    (SB, [{"pk": {"N": "1"}, "sk": {"B": b64(b"\x00a")}}, {"pk": {"N": "2"}, "sk": {"B": b64(b"\x00b")}}],
+     (" AND r.pk IN (?, ?) AND r.sk IN (?, ?)", ["1", "2", b"\x00a", b"\x00b"])),  # N as text, B as bytes
+    (SB, [{"pk": {"S": "tenant-1"}, "sk": {"S": "2026-01-01"}}, {"pk": {"S": "tenant-1"}, "sk": {"S": "2026-05-01"}}],
+     (" AND r.sk IN (?, ?)", ["2026-01-01", "2026-05-01"])),  # one tenant: only the sort key narrows
+], ids=["one-key", "two-keys", "shared-prefix", "some-differ", "utf8-shared", "utf8-differs", "duplicates",
+        "too-many", "N-and-B", "sort-key-only"])
+def test_row_filter(names, keys, want):
+    assert row_filter(names, keys, "r") == want
+
+
+@pytest.mark.parametrize("names,keys,columns,want", [
+    (S, s("a1", "b2"), {("pk", "S"): '"pk"'}, (' AND t."pk" IN (?, ?)', ["a1", "b2"])),
+    (S, s("a1", "b2"), {("pk", "S"): '"pk#2"'}, (' AND t."pk#2" IN (?, ?)', ["a1", "b2"])),  # the registry's name
+    (S, s("a1", "b2"), {}, ("", [])),  # no column known: no filter
+    (SB, [{"pk": {"N": "1"}, "sk": {"S": "x1"}}, {"pk": {"N": "2"}, "sk": {"S": "y2"}}],
+     {("pk", "N"): '"pk"', ("sk", "S"): '"sk"'}, (' AND t."sk" IN (?, ?)', ["x1", "y2"])),  # N key columns: no
+], ids=["S", "renamed", "unknown", "N-skipped"])
+def test_column_filter(names, keys, columns, want):
+    assert column_filter(names, keys, columns, "t") == want
+
+
+ITEMS = 80_000  # 20 row groups of 4 096
+
+
+def pk_of(k: int) -> str:
+    return hashlib.sha1(str(k).encode()).hexdigest()  # random text: the key column does not compress away
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("prune"))
+    with Store(path, read_only=False, threads=1) as st:
+        w = st.segment_writer("T", "b", "c0", S, ("S",))
+        for k in range(ITEMS):
+            w.add(canonical_item({"pk": {"S": pk_of(k)}, "n": {"N": str(k)}}), 0, "bulk")
+        w.finish()
+        st.publish(PublishSpec("T", "b", ["c0"], S, ("S",)))
+    return path
+
+
+def _corrupt_groups_without(store: str, pks: set[str]) -> int:
+    """Fault: overwrite with zeros every column chunk of the row index's row groups that hold none of ``pks``
+    (their page headers and data; the footer stays), so that any statement reading such a group fails.
+    Returns how many groups were spoiled."""
+    import duckdb
+
+    with Store(store) as st:  # the row index's one registered file (the chunk's own was merged into it)
+        (rows_file,) = [r[0] for r in st.lake.con.execute(
+            "SELECT path FROM __ducklake_metadata_lake.ducklake_data_file WHERE end_snapshot IS NULL "
+            "AND path LIKE '%rows.parquet'").fetchall()]
+    con = duckdb.connect()
+    meta = con.execute("SELECT row_group_id, path_in_schema, coalesce(dictionary_page_offset, data_page_offset), "
+                       "total_compressed_size, stats_min, stats_max FROM parquet_metadata(?)",
+                       [str(rows_file)]).fetchall()
+    con.close()
+    bounds = {g: (lo, hi) for g, column, _, _, lo, hi in meta if column == "pk"}
+    spoiled = {g for g, (lo, hi) in bounds.items() if not any(lo <= pk <= hi for pk in pks)}
+    with open(rows_file, "r+b") as f:
+        for g, _, offset, size, _, _ in meta:
+            if g in spoiled:
+                f.seek(offset)
+                f.write(b"\0" * size)
+    return len(spoiled)
+
+
+def test_a_narrowed_lookup_reads_only_the_groups_holding_its_keys(store):
+    """Real DuckDB, real DuckLake files: 3 keys of 80 000, in 3 of the row index's 20 groups, and every other
+    group spoiled on disk. The plain ``key IN (...)`` reads every group and fails on the first spoiled one;
+    with the row filter, the lookup never reads them and answers the 3 rows."""
+    import duckdb
+
+    wanted = [{"pk": {"S": pk_of(k)}} for k in (3, 41_000, 79_999)]
+    keys = [key_text(k, S) for k in wanted]
+    base = f"SELECT r.key, r.version FROM {row_table('T')} r WHERE r.key IN ({', '.join('?' for _ in keys)})"
+    extra, params = row_filter(S, wanted, "r")
+    assert extra
+    assert _corrupt_groups_without(store, {k["pk"]["S"] for k in wanted}) >= ITEMS // 4096 - 3
+    with Store(store) as st:
+        con = st.lake.con
+        con.execute("SET enable_external_file_cache = false")
+        assert sorted(k for k, _ in con.execute(base + extra, keys + params).fetchall()) == sorted(keys)
+        with pytest.raises(duckdb.Error):
+            con.execute(base, keys).fetchall()
+
+
+def test_prune_keys_bounds_the_filter(monkeypatch):
+    monkeypatch.setattr(key_pruning, "PRUNE_KEYS", 2)
+    assert row_filter(S, s("a1", "b2"), "r")[0]
+    assert row_filter(S, s("a1", "b2", "c3"), "r") == ("", [])
