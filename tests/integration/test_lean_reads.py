@@ -112,3 +112,24 @@ def test_lean_is_only_for_plain_streams_clients(aws):
     assert lean(Wrapper(streams)) is None
     assert lean(_client(aws, "dynamodb")) is None
     assert lean(object()) is None
+
+
+def test_a_botocore_without_the_attributes_lean_reads_falls_back_to_the_clients_own_method(aws, monkeypatch):
+    """Fault: a botocore release without the private attributes the lean reader uses (the client's signer, its
+    endpoint). ``lean`` then gives nothing, and the sync's real constructor takes the client's own
+    ``get_records``, which reads the same changes over HTTP (the attribute is back for that call: a real
+    renamed release would have it under its new name)."""
+    from dynadex.stream import SyncSettings
+    from dynadex.stream.sync import TableSync
+
+    ddb, arn = _table(aws, "LeanFallback")
+    ddb.put_item(TableName="LeanFallback", Item={"pk": {"S": "a"}})
+    for attribute in ("_request_signer", "_endpoint"):
+        streams = _client(aws, "dynamodbstreams")
+        assert isinstance(TableSync(None, "T", None, streams, None, SyncSettings()).get_records, GetRecords)
+        monkeypatch.delattr(streams, attribute)
+        assert lean(streams) is None
+        chosen = TableSync(None, "T", None, streams, None, SyncSettings()).get_records
+        assert chosen == streams.get_records
+        monkeypatch.undo()
+        assert [c.keys for _, (c, _) in _changes(chosen, streams, arn)] == [{"pk": {"S": "a"}}]
