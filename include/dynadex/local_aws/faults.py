@@ -38,6 +38,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qs
 
 CONTROL_PATH = "/_dynadex/faults"
@@ -55,8 +56,12 @@ KNOWN = {
     "RequestLimitExceeded": (400, "Throughput exceeds the current throughput limit for your account."),
     "InternalServerError": (500, "Internal server error"),
 }
-REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error",
-           503: "Service Unavailable"}
+def status_line(status: int) -> str:
+    """``"400 Bad Request"``: the status and its standard reason phrase, for any answer the emulator makes."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"
 
 
 @dataclass
@@ -133,14 +138,14 @@ def _s3_error(fault: Fault, req: Request, method: str) -> tuple[str, list, bytes
         + (f"<Key>{req.key}</Key>" if req.key else "")
         + f"<RequestId>{rid}</RequestId><HostId>dynadex-local-aws</HostId></Error>").encode()
     headers = [("Content-Type", "application/xml"), ("x-amz-request-id", rid), ("Content-Length", str(len(body)))]
-    return f"{fault.status} {REASONS.get(fault.status, 'Error')}", headers, body
+    return status_line(fault.status), headers, body
 
 
 def _json_error(fault: Fault) -> tuple[str, list, bytes]:
     body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{fault.code}", "message": fault.message}).encode()
     headers = [("Content-Type", "application/x-amz-json-1.0"), ("x-amzn-RequestId", uuid.uuid4().hex),
                ("Content-Length", str(len(body)))]
-    return f"{fault.status} {REASONS.get(fault.status, 'Error')}", headers, body
+    return status_line(fault.status), headers, body
 
 
 @dataclass

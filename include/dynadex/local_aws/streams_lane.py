@@ -27,8 +27,9 @@ import io
 import json
 import uuid
 
+from dynadex.local_aws.faults import status_line
+
 PREFIX = "DynamoDBStreams_20120810"
-REASONS = {400: "BAD REQUEST", 404: "NOT FOUND", 500: "INTERNAL SERVER ERROR"}
 
 
 def describe_stream(registry, body: dict) -> dict:
@@ -86,7 +87,7 @@ class StreamsLane:
         except JsonRESTError as err:
             text = err.get_body().encode()
             headers = [h for h in err.get_headers() if h[0].lower() != "content-type"]
-            start_response(f"{err.code} {REASONS.get(err.code, 'ERROR')}",
+            start_response(status_line(err.code),
                            headers + _headers(err.content_type, text))
             return [text]
         start_response("200 OK", _headers("application/x-amz-json-1.0", out))
