@@ -241,6 +241,7 @@ VARIANTS = {
     "hold-off": ("catalog hold off", {"DYNADEX_CATALOG_HOLD": "0"}, {}),
     "emulator-before": ("emulator closing connections, moto dispatch", {}, {"keep_alive": 0, "streams_lane": 0}),
     "botocore-reads": ("GetRecords through botocore", {"DYNADEX_LEAN_GET_RECORDS": "0"}, {}),
+    "plain-keys": ("batch key statements not narrowed (decision 0025)", {"DYNADEX_NARROW_KEYS": "0"}, {}),
     "before": ("before this round: botocore reads, emulator closing connections, moto dispatch",
                {"DYNADEX_LEAN_GET_RECORDS": "0"}, {"keep_alive": 0, "streams_lane": 0}),
 }
@@ -556,7 +557,7 @@ if __name__ == "__main__":
     ap.add_argument("--stream-shards", type=int,
                     help="the single freshness run on this many shards rolling over every --rollover-seconds")
     ap.add_argument("--compare", default="now",
-                    help="with --fresh-shards or --shards: variants to run each case with, side by side: "
+                    help="with --fresh-shards, --shards or the single freshness run: variants to run each case with, side by side: "
                          + ", ".join(f"{k} ({v[0]})" for k, v in VARIANTS.items()))
     ap.add_argument("--samples-out", help="write every write's lag of the freshness run here (JSON, for bench/plots.py)")
     ap.add_argument("--call-cpu", action="store_true", help="only the CPU per GetRecords, lean against botocore")
@@ -580,5 +581,7 @@ if __name__ == "__main__":
         if not a.skip_apply:
             apply_bench(a.records, a.keys, a.rounds, wire=a.wire)
         if not a.apply_only:
-            freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out, a.sync_log,
-                            **({"shards": a.stream_shards, "rollover_seconds": a.rollover_seconds} if a.stream_shards else {}))
+            for variant in a.compare.split(","):  # each on its own fresh table, store and preload, one by one
+                freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out, a.sync_log, variant=variant,
+                                **({"shards": a.stream_shards, "rollover_seconds": a.rollover_seconds}
+                                   if a.stream_shards else {}))

@@ -56,6 +56,11 @@ included (botocore's ``total_max_attempts``; decision 0017). Read once, at impor
 INLINE_ROWS = _declare("DYNADEX_INLINE_ROWS", 1000, int, """Inserts of at most this many rows are inlined in
 the catalog (decision 0021); 0 leaves DuckLake's own limit. Read once, when ``store.lake`` is imported.""")
 
+NARROW_KEYS = _declare("DYNADEX_NARROW_KEYS", 32, int, """A stream batch of 2 to this many keys, on a table of
+500 000 rows or more, adds filters on the key columns to its lookup and deletes so that DuckDB reads only the
+row groups holding its keys (``store/key_pruning.py``, decision 0025); 0 turns it off. Read once, at import of
+``store.key_pruning``.""")
+
 CATALOG_HOLD = _declare("DYNADEX_CATALOG_HOLD", True, _flag, """A writing store keeps one connection to its
 SQLite catalog open (``store/catalog_hold.py``, decision 0023); 0 turns it off. Read once, at import of
 ``store.lake``.""")

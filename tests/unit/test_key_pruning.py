@@ -129,3 +129,17 @@ def test_prune_keys_bounds_the_filter(monkeypatch):
     monkeypatch.setattr(key_pruning, "PRUNE_KEYS", 2)
     assert row_filter(S, s("a1", "b2"), "r")[0]
     assert row_filter(S, s("a1", "b2", "c3"), "r") == ("", [])
+
+
+def test_dynadex_narrow_keys_0_turns_it_off():
+    """The operator's switch (settings.NARROW_KEYS), read at import: with 0, no batch statement is narrowed."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("from dynadex.store.key_pruning import row_filter; "
+             "print(repr(row_filter(('pk',), [{'pk': {'S': 'a1'}}, {'pk': {'S': 'b2'}}], 'r')))")
+    for value, want in (("0", "('', [])"), ("", "(' AND r.pk IN (?, ?)', ['a1', 'b2'])")):
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                             env={**os.environ, "DYNADEX_NARROW_KEYS": value})
+        assert out.stdout.strip() == want, out.stdout

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import base64
 
-PRUNE_KEYS = 32  # most keys a batch statement narrows by the key columns (measured: bench_stream --batch-scale)
+from dynadex import settings
+
+PRUNE_KEYS = settings.NARROW_KEYS.read()  # most keys a batch statement narrows by (bench_stream --batch-scale)
 PRUNE_ABOVE_ROWS = 500_000  # the smallest table whose batches narrow (about 120 row groups of 4 096)
 
 
