@@ -78,8 +78,9 @@ cores. Read at every chunk build.""")
 DUCKDB_MEMORY = _declare("DYNADEX_DUCKDB_MEMORY", None, str, """DuckDB's memory limit for every connection the
 library opens (e.g. ``4GB``); unset: the caller's, else 1500MB. Read at every connection.""")
 
-DUCKDB_TEMP = _declare("DYNADEX_DUCKDB_TEMP", None, str, """Where DuckDB spills sorts and joins; unset: the
-temp directory's ``dynadex-duckdb-spill``. Read at every connection.""")
+DUCKDB_TEMP = _declare("DYNADEX_DUCKDB_TEMP", None, str, """Where DuckDB spills sorts and joins, each
+connection in a folder of its own under it (``store/extensions.py``); unset: the temp directory's
+``dynadex-duckdb-spill``. Read at every connection.""")
 
 EXTENSION_DIR = _declare("DYNADEX_EXTENSION_DIR", None, str, """Where the DuckDB extensions from their pip
 packages are laid out for DuckDB to load; unset: a per-user temp directory. Read once per process.""")

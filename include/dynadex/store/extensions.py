@@ -1,15 +1,28 @@
 """DuckDB connections that load extensions from their pip packages only.
 
-Invariant: no connection made here downloads anything. Extensions come from
-the ``duckdb-extension-*`` wheels pinned to the DuckDB version; we lay out a
-private extension directory with the names DuckDB expects (see
-docs/decisions/0002) and turn auto-install off.
+Invariants:
+
+* No connection made here downloads anything. Extensions come from the
+  ``duckdb-extension-*`` wheels pinned to the DuckDB version; we lay out a
+  private extension directory with the names DuckDB expects (see
+  docs/decisions/0002) and turn auto-install off.
+* Every connection spills into a folder of its own. DuckDB names its spill
+  files the same in every instance (``duckdb_temp_storage_…-0.tmp``), so two
+  instances spilling into one folder overwrite each other's blocks: two chunk
+  builds in parallel (two mapped tasks on one worker, or ``ingest-export
+  --workers 2``) crashed the second one with a segfault in DuckDB, every time
+  at 1 M items a chunk. The folders sit under one root; DuckDB removes its own
+  when its instance closes, and a process that died leaves one that the next
+  process on the same host removes.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
+import shutil
+import socket
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -81,6 +94,45 @@ def _mark_absent_modules() -> None:
         sys.meta_path.insert(0, _Absent(absent))
 
 
+_instances = itertools.count()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+@lru_cache(maxsize=None)
+def _prune_dead(root: str, host: str) -> None:
+    """Once per process and root: make the root (DuckDB makes only the last folder of a spill path) and remove
+    the spill folders this host's dead processes left."""
+    try:
+        os.makedirs(root, exist_ok=True)
+        entries = list(os.scandir(root))
+    except OSError:  # unwritable: a connection that never spills still works; one that does names the folder
+        return
+    for entry in entries:
+        name_host, _, rest = entry.name.rpartition("~")
+        pid = rest.split("-", 1)[0]
+        if entry.is_dir() and name_host == host and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def spill_directory() -> str:
+    """A spill folder for one new DuckDB instance: ``<root>/<host>~<pid>-<n>`` (not created: DuckDB makes it
+    when it first spills and removes it when the instance closes). Root: ``DYNADEX_DUCKDB_TEMP`` or the temp
+    directory's ``dynadex-duckdb-spill``; the host keeps processes of other machines sharing it apart."""
+    root = settings.DUCKDB_TEMP.read() or str(Path(tempfile.gettempdir()) / "dynadex-duckdb-spill")
+    host = socket.gethostname().replace("~", "-")
+    _prune_dead(root, host)
+    return str(Path(root) / f"{host}~{os.getpid()}-{next(_instances)}")
+
+
 def connect(database: str = ":memory:", *, read_only: bool = False, threads: int | None = None,
             memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     _mark_absent_modules()
@@ -93,7 +145,7 @@ def connect(database: str = ":memory:", *, read_only: bool = False, threads: int
         config["threads"] = threads
     # bounded memory whatever the data size: DuckDB spills sorts and joins to disk beyond this
     config["memory_limit"] = settings.DUCKDB_MEMORY.read() or memory_limit or "1500MB"
-    config["temp_directory"] = settings.DUCKDB_TEMP.read() or str(Path(tempfile.gettempdir()) / "dynadex-duckdb-spill")
+    config["temp_directory"] = spill_directory()
     con = duckdb.connect(database, read_only=read_only, config=config)
     con.execute("SET enable_progress_bar = false")  # it would scribble over task logs
     return con
