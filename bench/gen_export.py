@@ -65,7 +65,8 @@ def write_export(root: Path, files, *, prefix: str = "bench", export_id: str = E
     return folder / "manifest-summary.json"
 
 
-def generate(root: Path, items: int, files: int, sizes: str = "even", seed: int = 1) -> Path:
+def generate(root: Path, items: int, files: int, sizes: str = "even", seed: int = 1,
+             export_time: str | None = None) -> Path:
     rnd = random.Random(seed)
     weights = [rnd.lognormvariate(0, 1) for _ in range(files)] if sizes == "lognormal" else [1.0] * files
     total_w = sum(weights)
@@ -76,7 +77,8 @@ def generate(root: Path, items: int, files: int, sizes: str = "even", seed: int 
     def file_lines(f: int) -> list[str]:  # one file at a time: memory stays one file's lines
         return [json.dumps({"Item": item(n, rnd)}, separators=(",", ":")) for n in range(starts[f], starts[f] + counts[f])]
 
-    return write_export(root, (file_lines(f) for f in range(files)))
+    return write_export(root, (file_lines(f) for f in range(files)),
+                        **({"export_time": export_time} if export_time else {}))
 
 
 if __name__ == "__main__":
