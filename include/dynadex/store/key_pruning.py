@@ -28,24 +28,17 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
-
 from dynadex import settings
+from dynadex.store.shape import key_value
 
 PRUNE_KEYS = settings.NARROW_KEYS.read()  # most keys a batch statement narrows by (bench_stream --batch-scale)
 PRUNE_ABOVE_ROWS = 500_000  # the smallest table whose batches narrow (about 120 row groups of 4 096)
+PREFIX_BYTES = 8  # what DuckDB keeps of a string column's min/max
 
 
 def worth_it(rows: int) -> bool:
     """Whether a table of about ``rows`` rows is large enough for the filters to pay."""
     return rows >= PRUNE_ABOVE_ROWS
-PREFIX_BYTES = 8  # what DuckDB keeps of a string column's min/max
-
-
-def _stored(av: dict):
-    """A key attribute value as the row index stores it: S and N as text, B as bytes."""
-    ((tag, value),) = av.items()
-    return base64.b64decode(value) if tag == "B" else value
 
 
 def _prunes(values: list) -> bool:
@@ -59,7 +52,7 @@ def _part_values(key_names: tuple[str, ...], keys: list[dict]) -> list[tuple[int
         return []
     out = []
     for i, name in enumerate(key_names):
-        values = list(dict.fromkeys(_stored(k[name]) for k in keys))
+        values = list(dict.fromkeys(key_value(k[name], name) for k in keys))  # as the row index stores them
         if _prunes(values):
             out.append((i, values))
     return out
