@@ -191,9 +191,10 @@ def batch_latency(store: str, table: str, changes: int = 20, batches: int = 6) -
 def batch_scale(sizes: list[int], changes: list[int], out: str | None) -> None:
     """How a small stream batch's time grows with the index: for each table size a fresh store of that many
     published items (one sorted row file in row groups of 4 096), then batches of each change count. A batch
-    looks its keys up and deletes their rows from the row and column indexes: DuckDB 1.5.5 prunes row groups
-    by min/max for one key but scans the whole key column for two or more (the IN list is a hash join with
-    an "optional" filter no reader uses), so these statements grow with the table, not the batch."""
+    looks its keys up and deletes their rows from the row and column indexes. "plain" is those statements as
+    ``key IN (...)``, which DuckDB 1.5.5 prunes for one key only, so they grow with the table; "narrowed"
+    adds the key columns' filters (store/key_pruning.py, decision 0025) at every size, to show where they
+    gain."""
     from dynadex.store import key_pruning
 
     rows = []
