@@ -96,7 +96,7 @@ def report(name: str, doc: dict, base: float, duck: float) -> None:
           f"{doc['publish']['files']} files registered")
     print(f"  plan {ph['plan']:.2f} s | build {ph['build']:.2f} s | checks {ph['prepare'] + ph['checks']:.2f} s "
           f"({doc['jobs']['key_ranges']} key ranges, {doc['jobs'].get('entry_ranges', 0)} entry ranges, "
-          f"{doc['jobs']['conformed_chunks']} conformed) | "
+          f"{doc['jobs'].get('cast_chunks', doc['jobs'].get('conformed_chunks', 0))} chunks cast) | "
           f"publish {ph['publish']:.2f} s | wall {wall:.2f} s (process start included)")
     print(f"  end to end {rate:,.0f} items/s = {rate / base:.2f}x (a), {rate / duck:.2f}x (b); "
           f"publish is {100 * ph['publish'] / wall:.2f}% of the wall time")

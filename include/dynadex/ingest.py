@@ -188,7 +188,7 @@ def ingest_export(source: str, table: str, key: str, *, store: str | None = None
         "publish": published,
         "jobs": {"key_ranges": sum(1 for j in prepared.jobs if j.kind == "keys"),
                  "entry_ranges": sum(1 for j in prepared.jobs if j.kind == "entries"),
-                 "conformed_chunks": sum(1 for j in prepared.jobs if j.kind == "conform")},
+                 "cast_chunks": len(prepared.cast_chunks)},
         "phases": phases,
         "cpu_seconds": cpu,
         "builds": [BuildResult(**r).to_dict() for r in results],

@@ -131,11 +131,11 @@ def prepare(meta: dict, chunks: list[dict], table: dict, params: dict) -> list[d
     plan = prep.prepare(location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
                         spec.expected_items, spec.total_items)
     prep.save_plan(location, plan)
-    count = {kind: sum(1 for j in plan.jobs if j.kind == kind) for kind in ("keys", "entries", "conform")}
-    log.info("%s: %d items in %d chunks; %d columns; %d key ranges (check + merge), %d inverted-entry ranges "
-             "(merge), %d chunk(s) to conform", spec.table, plan.items, len(plan.chunk_ids), len(plan.columns),
-             count["keys"], count["entries"], count["conform"])
-    return [{**j.to_dict(), "label": j.label(count[j.kind] if j.kind != "conform" else None)} for j in plan.jobs]
+    count = {kind: sum(1 for j in plan.jobs if j.kind == kind) for kind in ("keys", "entries")}
+    log.info("%s: %d items in %d chunks; %d columns; %d key ranges (check + merge rows and columns), %d "
+             "inverted-entry ranges (merge); %d chunk(s) whose columns are cast on the way", spec.table, plan.items,
+             len(plan.chunk_ids), len(plan.columns), count["keys"], count["entries"], len(plan.cast_chunks))
+    return [{**j.to_dict(), "label": j.label(count[j.kind])} for j in plan.jobs]
 
 
 @fail_fast

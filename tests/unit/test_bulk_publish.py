@@ -80,9 +80,9 @@ def plan_of(location, spec: PublishSpec) -> prep.PublishPlan:
 
 
 def test_publish_registers_the_merged_ranges_and_writes_no_data(tmp_path, monkeypatch):
-    """The key-range and entry-range jobs write each range of the row and inverted index as one sorted file
-    (disjoint ranges); publish's transaction adds exactly those files and the chunks' column files to the three
-    tables, and no data file is written while it commits: its work is metadata."""
+    """The key-range and entry-range jobs write each range of the row, column and inverted index as one sorted
+    file (disjoint ranges); publish's transaction adds exactly those files to the three tables, and no data file
+    is written while it commits: its work is metadata."""
     monkeypatch.setattr(prep, "MERGE_ENTRIES_ABOVE_CHUNKS", 0)
     summary = export_of(tmp_path, [gen_items(300, 0), gen_items(300, 300), gen_items(300, 600), gen_items(1, 900)])
     store = str(tmp_path / "store")
@@ -97,14 +97,19 @@ def test_publish_registers_the_merged_ranges_and_writes_no_data(tmp_path, monkey
     with Store(store, read_only=False) as st:
         result = st.publish(spec, plan)
     assert parquet_files(tmp_path / "store") == before  # nothing written: files registered as they are
-    assert result["published"] and result["items"] == 901 and result["files"] == 2 + len(specs) + 2
+    assert result["published"] and result["items"] == 901 and result["files"] == 2 + 2 + 2
     merged = {kind: [f for r in records if r["job"]["kind"] == kind for f in r["files"]] for kind in ("keys", "entries")}
+    merged_cols = [f for r in records if r["job"]["kind"] == "keys" for f in r["cols"]]
     assert sorted(listed(store, "row_index")) == sorted(merged["keys"])
-    assert sorted(listed(store, "main")) == sorted(f for m in manifests for f in m.files["cols"])
+    assert sorted(listed(store, "main")) == sorted(merged_cols)
+    assert not set(listed(store, "main")) & {f for m in manifests for f in m.files["cols"]}
     assert sorted(listed(store, "inverted_index")) == sorted(merged["entries"])
-    # each merged file is sorted, and the files of one index hold disjoint ranges, in the plan's order
+    # each merged file is sorted, and the files of one index hold disjoint ranges, in the plan's order; the
+    # column index is cut at the same keys as the row index
     keys = [pq.read_table(f, columns=["key"])["key"].to_pylist() for f in merged["keys"]]
     assert all(k == sorted(k) for k in keys) and keys[0][-1] < keys[1][0] and sum(map(len, keys)) == 901
+    assert [pq.read_table(f, columns=["_key"])["_key"].to_pylist() for f in merged_cols] == keys
+    assert all(pq.ParquetFile(f).metadata.row_group(0).num_rows <= 16384 for f in merged_cols)
     entries = [list(zip(*pq.read_table(f, columns=["path", "value"]).to_pydict().values())) for f in merged["entries"]]
     order = [sorted(e, key=lambda pv: (pv[0], pv[1] is None, pv[1] or "")) for e in entries]
     assert entries == order and (entries[0][-1][0], entries[0][-1][1]) < (entries[1][0][0], entries[1][0][1])
@@ -119,10 +124,12 @@ def test_publish_registers_the_merged_ranges_and_writes_no_data(tmp_path, monkey
         assert st.query("SELECT DISTINCT write_id FROM row_index.T")[1] == [(0,)]
 
 
-def test_chunks_that_disagree_on_types_are_conformed_by_their_own_job(tmp_path):
+@pytest.mark.parametrize("ranges", [2, 4])
+def test_chunks_that_disagree_on_types_are_cast_by_the_range_merges(tmp_path, monkeypatch, ranges):
     """One chunk holds only integers at `price`, another decimals; at `code` one chunk's majority is S, the
-    other's N. Publish's plan names exactly those chunks for a conform job; the final columns follow the
-    type-conflict rule over all items, and every value stays exact."""
+    other's N. The plan names exactly those chunks as cast; the key-range merges write every range with the
+    final columns, which follow the type-conflict rule over all items, and every value stays exact."""
+    monkeypatch.setattr(prep, "RANGE_KEYS", 65 // ranges + 1)
     a = [{"pk": {"S": f"a{i}"}, "price": {"N": str(i)}, "code": {"S": f"s{i}"}} for i in range(30)]
     b = [{"pk": {"S": f"b{i}"}, "price": {"N": f"{i}.25"}, "code": {"N": str(i)} if i < 20 else {"S": f"x{i}"}}
          for i in range(25)]
@@ -132,13 +139,14 @@ def test_chunks_that_disagree_on_types_are_conformed_by_their_own_job(tmp_path):
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
     plan = plan_of(location, spec)
-    conform = sorted(j.chunk_id for j in plan.jobs if j.kind == "conform")
+    assert [j.kind for j in plan.jobs] == ["keys"] * ranges
+    cast = sorted(plan.cast_chunks)
     by_file = {s.files[0]["key"]: s.chunk_id for s in specs}
     chunk_of = {name: by_file[k] for name, k in zip("abc", sorted(by_file))}
     # a: integers (BIGINT) against DECIMAL elsewhere; b: its majority N owns "code" in b alone
-    assert conform == sorted([chunk_of["a"], chunk_of["b"]])
+    assert cast == sorted([chunk_of["a"], chunk_of["b"]])
     with Store(store, read_only=False) as st:
-        assert st.publish(spec)["conformed"] == 2
+        assert st.publish(spec)["cast_chunks"] == 2
     with Store(store) as st:
         types = dict(st.query("SELECT column_name, data_type FROM information_schema.columns "
                               "WHERE table_schema = 'main' AND table_name = 'T'")[1])
@@ -146,11 +154,12 @@ def test_chunks_that_disagree_on_types_are_conformed_by_their_own_job(tmp_path):
         rows = dict(st.query('SELECT _key, CAST(price AS VARCHAR) FROM T')[1])
         assert rows['{"pk":{"S":"a7"}}'] == "7.000000000" and rows['{"pk":{"S":"b3"}}'] == "3.250000000"
         assert st.query('SELECT count("code:N"), count(code) FROM T')[1] == [(20, 45)]
-        # the chunk's own files (as built, before the cast) are not part of the snapshot
-        cols = set(st.lake.con.execute("SELECT data_file FROM ducklake_list_files('lake', 'T')").fetchall())
-        for cid in conform:
-            m = read_manifest(location, "T", spec.build_id, cid)
-            assert (m.files["cols"][0],) not in cols
+        assert st.query("SELECT count(*), count(DISTINCT _key) FROM T")[1] == [(65, 65)]
+        # the chunks' own files (as built, before the cast) are not part of the snapshot: one file per range
+        cols = {r[0] for r in st.lake.con.execute("SELECT data_file FROM ducklake_list_files('lake', 'T')").fetchall()}
+        assert len(cols) == ranges
+        for s in specs:
+            assert not cols & set(read_manifest(location, "T", spec.build_id, s.chunk_id).files["cols"])
 
 
 @pytest.mark.parametrize("ranges", [1, 4])
@@ -231,11 +240,15 @@ def test_orphans_of_replaced_and_failed_attempts_are_never_read_and_maintenance_
     stray.parent.mkdir()
     pq.write_table(pa.table({"key": ['{"pk":{"S":"ghost"}}'], "pk": ["ghost"], "item": ['{"pk":{"S":"ghost"}}'],
                              "version": [1], "origin": ["x"], "write_id": [0]}), stray)
+    # the replaced attempt's column file now holds a ghost too: were it read, the column index would show it
+    pq.write_table(pa.table({"_key": ['{"pk":{"S":"ghost"}}'], "pk": ["ghost"]}), first.files["cols"][0])
     with Store(store, read_only=False) as st:
         st.publish(spec_for(export, specs))
-    files = listed(store, "main")  # the chunks' column files are registered as they are
-    assert first.files["cols"][0] not in files and again.files["cols"][0] in files
+    files = listed(store, "main")  # the key-range merges' column files, from the manifests' files only
+    assert files and all("/merged-keys-" in f for f in files)
     assert str(stray) not in listed(store)  # the rows are merged from the manifests' files only
+    with Store(store) as st:
+        assert st.query("SELECT count(*), count(*) FILTER (WHERE pk = 'ghost') FROM T")[1] == [(80, 0)]
     assert len(dump(store)) == 80 and all("ghost" not in i for i in dump(store))
     import datetime as dt
 
@@ -348,7 +361,10 @@ def test_publish_killed_mid_commit_shows_old_or_new_never_a_mix(tmp_path):
     with Store(store, read_only=False) as st:
         st.publish(spec)  # the re-run: publishes, or finds it published
     assert dump(store) == after
-    assert len(listed(store, "main")) == len(specs)
+    # each range's column file registered once, beside its row file
+    assert len(listed(store, "main")) == len(set(listed(store, "main"))) == len(listed(store, "row_index"))
+    with Store(store) as st:
+        assert st.query("SELECT count(*) FROM T")[1] == [(len(after),)]
 
 
 def test_re_running_every_step_after_publish_is_a_no_op(tmp_path, monkeypatch):
@@ -477,10 +493,11 @@ def test_a_point_lookup_opens_one_file_whatever_the_chunk_count(tmp_path, monkey
         assert len(st.find("T", "tags=t3")) == 60 and len(st.find("T", "city=Rome")) == 100
 
 
-@pytest.mark.parametrize("kind", ["keys", "entries"])
+@pytest.mark.parametrize("kind", ["keys", "columns", "entries", "older"])
 def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, monkeypatch, kind):
     """A range record whose merged count disagrees with the chunks (a lost or doubled file) makes publish refuse:
-    no row and no inverted entry can go missing between the chunks and the snapshot."""
+    no row, column-index row or inverted entry can go missing between the chunks and the snapshot. Nor is a
+    key-range record without column files (run by an older release, which left them to conform jobs) taken."""
     from dynadex.store.chunks import write_json
 
     monkeypatch.setattr(prep, "MERGE_ENTRIES_ABOVE_CHUNKS", 0)
@@ -490,10 +507,13 @@ def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, monkeypatch,
     spec = spec_for(export, specs)
     plan = plan_of(location, spec)
     records = [prep.run_job(location, plan, job) for job in plan.jobs]
-    victim = next(r for r in records if r["job"]["kind"] == kind and r["merged"])
-    write_json(location, "T", spec.build_id, victim["job"]["name"], {**victim, "merged": victim["merged"] - 1})
+    job_kind, field_ = {"keys": ("keys", "merged"), "columns": ("keys", "cols_merged"),
+                        "entries": ("entries", "merged"), "older": ("keys", "cols")}[kind]
+    victim = next(r for r in records if r["job"]["kind"] == job_kind and r["merged"])
+    changed = {k: v for k, v in victim.items() if k not in ("cols", "cols_merged")} if kind == "older" \
+        else {**victim, field_: victim[field_] - 1}
+    write_json(location, "T", spec.build_id, victim["job"]["name"], changed)
     with Store(store, read_only=False) as st:
-        with pytest.raises(PublishRefused, match=f"the {kind} ranges merged"):
+        with pytest.raises(PublishRefused, match="older release" if kind == "older" else f"the {kind} ranges merged"):
             st.publish(spec, plan)
         assert st.tables() == []
-

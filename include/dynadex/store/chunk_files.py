@@ -12,9 +12,9 @@ Invariants:
   (path, value); every row and entry carries ``BULK_WRITE_ID``.
 * Column names and types are those the type-conflict rule (``registry``)
   gives for this chunk's own statistics. Numbers are cast from their exact
-  text, so the only rounding is into a DOUBLE column. When all chunks agree
-  (the data does) publish takes the file as is; otherwise ``conform``
-  rewrites it in its own task.
+  text, so the only rounding is into a DOUBLE column. Where chunks disagree
+  (the data does), the key-range merges cast this chunk's columns to the
+  final types on the way (``prepare``), in parallel, never in publish.
 * The key bounds (min, ``BOUNDS`` evenly spaced keys, max) and the inverted
   bounds (the same of (path, value)) let prepare split each index into ranges
   of about equal size, which parallel jobs check and merge (``range_merge``).

@@ -7,16 +7,19 @@ statistics), and returns a ``PublishPlan`` of independent jobs:
 
 * ``keys`` jobs, one per key range: read every chunk's row file in that range
   (row groups outside it are skipped by their statistics), refuse any key
-  held twice, and write the range as one sorted row file (``range_merge``).
-  The ranges partition the key space, so together they see every key exactly
-  once: no duplicate anywhere escapes, and no job reads more than its share.
+  held twice, and write the range as one sorted row file (``range_merge``);
+  then write the same range of every chunk's column file as one column file
+  sorted by key, with the final names and types (a chunk whose own
+  statistics chose another type or name is cast on the way: only where the
+  data disagrees). The ranges partition the key space, so together they see
+  every key exactly once: no duplicate anywhere escapes, no job reads more
+  than its share, and a stream batch's delete from either index finds each
+  key in one file (decision 0026).
 * ``entries`` jobs, one per (path, value, key) range of the inverted index:
   merge the range of every chunk's inverted file into one sorted file. Only
   for builds of more than ``MERGE_ENTRIES_ABOVE_CHUNKS`` chunks: the merge
   costs about as much again as the chunks' own inverted writes, and below
   that a ``find`` opens few enough files (decision 0022).
-* ``conform`` jobs, one per chunk whose column file disagrees with the final
-  names or types (only where the data disagrees): rewrite that file, cast.
 
 Invariants: jobs are pure functions of the plan (re-running one rewrites its
 record and writes a fresh attempt folder); every record carries the plan's
@@ -52,7 +55,7 @@ from dynadex.store.registry import Column, Registry
 RANGE_KEYS = 2_000_000  # rows one key-range job checks and merges, about
 RANGE_ENTRIES = 16_000_000  # inverted entries one entry-range job merges, about
 CHUNKS_PER_RANGE = 2  # at least one range of each index per this many chunks: merges spread like builds
-MAX_RANGES = 256  # per index (with the conform jobs, under Airflow's max_map_length of 1024)
+MAX_RANGES = 256  # per index (both under Airflow's max_map_length of 1024)
 MERGE_ENTRIES_ABOVE_CHUNKS = settings.MERGE_ENTRIES_ABOVE_CHUNKS.default  # fewer chunks: their own inverted files are registered
 
 
@@ -69,22 +72,21 @@ class PublishRefused(DynadexError, ValueError):
 
 @dataclass
 class Job:
-    kind: str  # "keys", "entries" or "conform"
+    kind: str  # "keys" or "entries"
     name: str  # its record's name, unique in the plan
     lo: str | list | None = None  # keys: first key of the range (inclusive); entries: [path, value, key]; None: open
     hi: str | list | None = None  # the end of the range (exclusive), the same way
-    chunk_id: str | None = None  # conform: the chunk whose column file is rewritten
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
-        return cls(**d)
+        # a plan saved by an older release may carry its conform jobs' chunk_id; such a plan's jobs are refused
+        # by kind when run, and publish asks for them to run again
+        return cls(**{k: v for k, v in d.items() if k in ("kind", "name", "lo", "hi")})
 
     def label(self, count: int | None = None) -> str:
-        if self.kind == "conform":
-            return f"conform columns of {self.chunk_id}"
         what = "check + merge keys" if self.kind == "keys" else "merge entries"
         return f"{what} {self.name.split('-')[-1]}" + (f" of {count}" if count else "")
 
@@ -98,6 +100,7 @@ class PublishPlan:
     chunk_ids: list[str]
     columns: list[dict]  # the final registry: path, kind, name, sql_type
     jobs: list[Job] = field(default_factory=list)
+    cast_chunks: list[str] = field(default_factory=list)  # chunks whose columns the keys jobs cast (information)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "jobs": [j.to_dict() for j in self.jobs]}
@@ -155,7 +158,7 @@ def final_columns(manifests: list[ChunkManifest]) -> list[dict]:
     return [{"path": list(c.path), "kind": c.kind, "name": c.name, "sql_type": c.sql_type} for c in registry.columns]
 
 
-def needs_conform(manifest: ChunkManifest, registry: Registry) -> bool:
+def needs_cast(manifest: ChunkManifest, registry: Registry) -> bool:
     for c in manifest.columns:
         final = registry.by_key[(c.path, c.kind)]
         if (final.name, final.sql_type) != (c.name, c.sql_type):
@@ -197,9 +200,7 @@ def plan_for(table: str, build_id: str, manifests: list[ChunkManifest]) -> Publi
             plan.jobs.append(Job(kind, f"{kind}-{i:0{width}d}", lo=list(lo) if isinstance(lo, tuple) else lo,
                                  hi=list(hi) if isinstance(hi, tuple) else hi))
     registry = plan.registry()
-    for m in manifests:
-        if needs_conform(m, registry):
-            plan.jobs.append(Job("conform", f"conform-{m.chunk_id}", chunk_id=m.chunk_id))
+    plan.cast_chunks = [m.chunk_id for m in manifests if needs_cast(m, registry)]
     return plan
 
 
@@ -235,16 +236,15 @@ def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: in
             from dynadex.store.lake import s3_secret
 
             s3_secret(con, location)
+        if job.kind not in ("keys", "entries"):
+            raise ValueError(f"unknown publish job kind {job.kind!r}")
+        folder = new_attempt_dir(location, plan.table, plan.build_id, "merged-" + job.name)
         if job.kind == "keys":
             result = _check_keys(con, plan, job, manifests)
-            result.update(_merge(con, location, plan, job, manifests))
-        elif job.kind == "entries":
-            result = _merge(con, location, plan, job, manifests)
-        elif job.kind == "conform":
-            [m] = [m for m in manifests if m.chunk_id == job.chunk_id]
-            result = _conform(con, location, plan, m)
+            result.update(_merge(con, folder, job, manifests))
+            result.update(_merge_columns(con, folder, plan, job, manifests))
         else:
-            raise ValueError(f"unknown publish job kind {job.kind!r}")
+            result = _merge(con, folder, job, manifests)
     finally:
         con.close()
     record = {"digest": plan.digest, "job": job.to_dict(), **result}
@@ -270,13 +270,14 @@ def _check_keys(con, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]
     return {"rows": int(rows)}
 
 
-def _merge(con, location: StoreLocation, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]) -> dict:
-    """Write the job's range of every chunk's rows (keys) or inverted entries (entries) as one sorted file."""
+def _merge(con, folder: str, job: Job, manifests: list[ChunkManifest]) -> dict:
+    """Write the job's range of every chunk's rows (keys) or inverted entries (entries) as one sorted file in
+    ``folder`` (the job's fresh attempt folder)."""
     index = "rows" if job.kind == "keys" else "inv"
     files = [f for m in manifests for f in m.files[index]]
     if not files:
         return {"merged": 0, "files": []}
-    target = f"{new_attempt_dir(location, plan.table, plan.build_id, 'merged-' + job.name)}/{index}.parquet"
+    target = f"{folder}/{index}.parquet"
     if job.kind == "keys":
         sql, params = range_merge.merge_rows_sql(files, job.lo, job.hi, target)
     else:
@@ -286,17 +287,31 @@ def _merge(con, location: StoreLocation, plan: PublishPlan, job: Job, manifests:
     return {"merged": merged, "files": [target] if merged else []}  # an empty range registers no file
 
 
-def _conform(con, location: StoreLocation, plan: PublishPlan, m: ChunkManifest) -> dict:
-    registry = plan.registry()
+def column_select(m: ChunkManifest, registry: Registry) -> list[str] | None:
+    """The SELECT list that reads chunk ``m``'s column file with the final names and types; None where the file
+    already has them."""
+    if not needs_cast(m, registry):
+        return None
     select = [quote(KEY_COLUMN)]
     for c in m.columns:
         final = registry.by_key[(c.path, c.kind)]
         select.append(f"{chunk_files.cast_sql(quote(c.name), c.sql_type, final.sql_type)} AS {quote(final.name)}")
-    d = new_attempt_dir(location, plan.table, plan.build_id, m.chunk_id)
-    target = f"{d}/cols.parquet"
-    con.execute(f"COPY (SELECT {', '.join(select)} FROM read_parquet({literal_list(m.files['cols'])})) "
-                f"TO {literal(target)} ({chunk_files.PARQUET})")
-    return {"chunk_id": m.chunk_id, "cols": [target]}
+    return select
+
+
+def _merge_columns(con, folder: str, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]) -> dict:
+    """Write the job's key range of every chunk's column file as one file sorted by key, final names and types."""
+    registry = plan.registry()
+    as_is = [f for m in manifests if column_select(m, registry) is None for f in m.files["cols"]]
+    sources = [(as_is, None)] if as_is else []
+    sources += [(m.files["cols"], sel) for m in manifests if (sel := column_select(m, registry)) is not None]
+    if not sources:
+        return {"cols_merged": 0, "cols": []}
+    target = f"{folder}/cols.parquet"
+    sql, params = range_merge.merge_columns_sql(sources, [quote(c.name) for c in registry.columns], job.lo, job.hi,
+                                                target)
+    merged = range_merge.run_copy(con, sql, params)
+    return {"cols_merged": merged, "cols": [target] if merged else []}
 
 
 def save_plan(location: StoreLocation, plan: PublishPlan) -> None:

@@ -6,15 +6,16 @@ Invariants:
   the records of the plan's jobs (``prepare``), then in ONE DuckLake
   transaction creates the three tables with the final column types,
   registers the files (``ducklake_add_data_files``): the key-range jobs' row
-  files, the chunks' column files (or their conformed copies) and the
-  entry-range jobs' inverted files (a small build's: the chunks'), and writes the
+  and column files and the entry-range jobs' inverted files (a small
+  build's: the chunks'), and writes the
   column registry, the chunk ledger, the table's export/stream state and its
   initial shard checkpoints. Its cost grows with the number of files, not of
   items. Readers see the previous snapshot until the commit, then the new one.
 * Refuses (changing nothing) when a chunk is missing, a chunk's item count
   differs from the plan's, the total differs from the export's, a key appears
   twice, a job of the plan has no record for the chunks as they are now, or
-  the merged ranges hold other counts of rows or entries than the chunks.
+  the merged ranges hold other counts of rows, column-index rows or entries
+  than the chunks.
 * Publishing the same build again is a no-op.
 """
 
@@ -107,20 +108,24 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
         raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: the key checks saw {checked} "
                              f"keys, the chunks hold {current.items}")
     merged = {kind: [r for _, r in sorted(records.items()) if r["job"]["kind"] == kind] for kind in ("keys", "entries")}
+    older = [r["job"]["name"] for r in merged["keys"] if "cols" not in r]
+    if older:  # a key-range job run by a release that left the column files to conform jobs
+        raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: job(s) {', '.join(older)} "
+                             "were run by an older release; clear the check tasks (or prepare again) to run them again")
     entries_merged = any(j.kind == "entries" for j in current.jobs)  # else the chunks' inverted files as they are
     entries = sum(m.inverted_entries for m in manifests)
-    for kind, want in (("keys", current.items), ("entries", entries)):
-        got = sum(r["merged"] for r in merged[kind])
-        if (kind == "keys" or entries_merged) and got != want:
+    counts = {"keys": ("merged", current.items), "columns": ("cols_merged", current.items),
+              "entries": ("merged", entries)}
+    for kind, (field_, want) in counts.items():
+        got = sum(r[field_] for r in merged["entries" if kind == "entries" else "keys"])
+        if (kind != "entries" or entries_merged) and got != want:
             raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: the {kind} ranges merged "
                                  f"{got} rows, the chunks hold {want}")
-    conformed = {r["chunk_id"]: r["cols"] for r in records.values() if r["job"]["kind"] == "conform"}
-    files = {"rows": [f for r in merged["keys"] for f in r["files"]], "cols": [],
+    files = {"rows": [f for r in merged["keys"] for f in r["files"]],
+             "cols": [f for r in merged["keys"] for f in r["cols"]],
              "inv": [f for r in merged["entries"] for f in r["files"]]}
-    for m in manifests:
-        files["cols"] += conformed.get(m.chunk_id, m.files["cols"])
-        if not entries_merged:
-            files["inv"] += m.files["inv"]
+    if not entries_merged:
+        files["inv"] += [f for m in manifests for f in m.files["inv"]]
     registry = current.registry()
     con = lake.con
     with lake.transaction():
@@ -162,11 +167,10 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
                 f"INSERT INTO {STATE_SCHEMA}.checkpoints VALUES (?, ?, ?, ?, ?, now())",
                 [spec.table, cp["shard_id"], cp.get("parent_shard_id"), cp.get("sequence_number"), bool(cp.get("ended"))],
             )
-        for m in manifests:  # the files each chunk built (its rows and entries are registered merged by range)
-            chunk_files = {**m.files, "cols": conformed.get(m.chunk_id, m.files["cols"])}
+        for m in manifests:  # the files each chunk built (registered merged by range)
             con.execute(
                 f"INSERT INTO {STATE_SCHEMA}.chunks VALUES (?, ?, ?, ?, ?, now())",
-                [spec.table, spec.build_id, m.chunk_id, m.items, json.dumps(chunk_files)],
+                [spec.table, spec.build_id, m.chunk_id, m.items, json.dumps(m.files)],
             )
         con.execute(
             f"INSERT INTO {STATE_SCHEMA}.events VALUES (?, now(), 'publish', ?)",
@@ -180,4 +184,4 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
         remove_other_staging(lake.location, spec.table, spec.build_id)
     return {"published": True, "build_id": spec.build_id, "items": current.items, "chunks": len(manifests),
             "columns": len(registry.columns), "files": sum(len(v) for v in files.values()),
-            "conformed": len(conformed), "seconds": round(seconds, 3)}
+            "cast_chunks": len(current.cast_chunks), "seconds": round(seconds, 3)}
