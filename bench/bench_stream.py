@@ -77,13 +77,13 @@ class TimedConnection:
         return getattr(self.con, name)
 
 
-def apply_store(keys: int) -> str:
-    """A fresh store whose table S holds ``keys`` published items."""
+def apply_store(keys: int, key_prefix: str = "k") -> str:
+    """A fresh store whose table S holds ``keys`` published items, keys ``<key_prefix><7 digits>``."""
     store = tempfile.mkdtemp(prefix="dynadex-apply-")
     with Store(store, read_only=False, threads=1) as st:
         w = st.segment_writer("S", "b", "c0", ("pk",), ("S",))
         for k in range(keys):
-            w.add(canonical_item({"pk": {"S": f"k{k:07d}"}, "n": {"N": "0"}}), 0, "bulk")
+            w.add(canonical_item({"pk": {"S": f"{key_prefix}{k:07d}"}, "n": {"N": "0"}}), 0, "bulk")
         w.finish()
         st.publish(PublishSpec("S", "b", ["c0"], ("pk",), ("S",)))
     return store
@@ -188,19 +188,20 @@ def batch_latency(store: str, table: str, changes: int = 20, batches: int = 6) -
     return times
 
 
-def batch_scale(sizes: list[int], changes: list[int], out: str | None) -> None:
+def batch_scale(sizes: list[int], changes: list[int], out: str | None, key_prefix: str = "k") -> None:
     """How a small stream batch's time grows with the index: for each table size a fresh store of that many
     published items (one sorted row file in row groups of 4 096), then batches of each change count. A batch
     looks its keys up and deletes their rows from the row and column indexes. "plain" is those statements as
     ``key IN (...)``, which DuckDB 1.5.5 prunes for one key only, so they grow with the table; "narrowed"
     adds the key columns' filters (store/key_pruning.py, decision 0025) at every size, to show where they
-    gain."""
+    gain. ``key_prefix``: what every key value starts with (``customer#``: values that share their first 8
+    bytes, which the key-column filters cannot narrow, decision 0027)."""
     from dynadex.store import key_pruning
 
     rows = []
     narrowing, above = key_pruning.PRUNE_KEYS, key_pruning.PRUNE_ABOVE_ROWS
     for size in sizes:
-        store = apply_store(size)
+        store = apply_store(size, key_prefix)
         try:
             for n in changes:
                 for variant in ("narrowed", "plain") if n <= narrowing else ("narrowed",):
@@ -210,7 +211,7 @@ def batch_scale(sizes: list[int], changes: list[int], out: str | None) -> None:
                     key_pruning.PRUNE_ABOVE_ROWS = 0
                     times = batch_latency(store, "S", n)
                     rows.append({"items": size, "changes": n, "variant": variant, "median_s": median(times[1:]),
-                                 "first_s": times[0]})
+                                 "first_s": times[0], "key_prefix": key_prefix})
                     print(f"scale: {size:,} items, {n} changes, {variant}: median {median(times[1:]):.3f} s",
                           flush=True)
         finally:
@@ -553,6 +554,8 @@ if __name__ == "__main__":
     ap.add_argument("--batch-scale", help="small-batch latency against fresh stores of these sizes, e.g. 50000,1000000")
     ap.add_argument("--batch-changes", default="20,500", help="with --batch-scale: changes per batch to compare")
     ap.add_argument("--batch-out", help="with --batch-scale: write the rows here (JSON)")
+    ap.add_argument("--batch-key-prefix", default="k",
+                    help="with --batch-scale: what every key value starts with, e.g. customer# (shared first bytes)")
     ap.add_argument("--shards", help="only measure pass times for streams of these shard counts, e.g. 4,32,128,256")
     ap.add_argument("--readers", default="1,16", help="with --shards: the pool sizes to compare (1: sequential)")
     ap.add_argument("--latency-ms", type=float, default=0.0, help="with --shards: simulated round trip per stream call")
@@ -586,7 +589,7 @@ if __name__ == "__main__":
         batch_latency(a.batch_store, a.batch_table)
     elif a.batch_scale:
         batch_scale([int(x) for x in a.batch_scale.split(",")], [int(x) for x in a.batch_changes.split(",")],
-                    a.batch_out)
+                    a.batch_out, a.batch_key_prefix)
     else:
         if not a.skip_apply:
             apply_bench(a.records, a.keys, a.rounds, wire=a.wire)

@@ -200,28 +200,22 @@ def test_fast_apply_stores_what_the_reference_stores(tmp_path, composite, pool, 
 
 @pytest.mark.parametrize("composite", [False, True], ids=["pk-S", "pk-N+sk-B"])
 def test_narrowed_small_batches_store_what_the_reference_stores(tmp_path, monkeypatch, composite):
-    """Batches of a few keys, whose lookups and deletes the fast path narrows by the key columns
-    (store/key_pruning.py; forced here on a small table): the same stores as the reference path's plain
-    statements, stale records and deletes included; and the narrowing did run, on both indexes."""
+    """Batches of a few keys, whose lookups and deletes the fast path narrows by the key order numbers
+    (store/key_order.py, key_pruning.py; forced here on a small table): the same stores as the reference path's
+    plain statements, stale records and deletes included; and the narrowing did run, on both indexes."""
     from dynadex.store import changes as changes_module
     from dynadex.store import key_pruning
 
     monkeypatch.setattr(key_pruning, "PRUNE_ABOVE_ROWS", 0)
-    used = {"row": 0, "column": 0}
-    real_row, real_column = changes_module.row_filter, changes_module.column_filter
+    used = {"key_order": 0, '"_key_order"': 0}
+    real = changes_module.order_filter
 
-    def row_filter(*a):
-        out = real_row(*a)
-        used["row"] += bool(out[0])
+    def order_filter(keys, prefix, column, alias):
+        out = real(keys, prefix, column, alias)
+        used[column] += bool(out[0])
         return out
 
-    def column_filter(*a):
-        out = real_column(*a)
-        used["column"] += bool(out[0])
-        return out
-
-    monkeypatch.setattr(changes_module, "row_filter", row_filter)
-    monkeypatch.setattr(changes_module, "column_filter", column_filter)
+    monkeypatch.setattr(changes_module, "order_filter", order_filter)
     rnd = random.Random(7 + composite)
     pool = 200
     snapshot = [canonical_item({**key_of(k, composite), "count": {"N": str(k)}, "city": {"S": "Paris"}})
@@ -240,8 +234,8 @@ def test_narrowed_small_batches_store_what_the_reference_stores(tmp_path, monkey
                 for batch in batches]
     assert results["fast"] == results["reference"]
     assert sum(r["stale"] for r in results["fast"]) > 0 and sum(r["deletes"] for r in results["fast"]) > 0
-    assert used["row"] >= 16  # every batch's lookup, and the deletes of stored keys
-    assert used["column"] > 0 or composite  # an N partition key has no column filter (key_pruning)
+    assert used["key_order"] >= 16  # every batch's lookup, and the deletes of stored keys
+    assert used['"_key_order"'] > 0  # whatever the key's types
     ref, fast = dump(stores["reference"]), dump(stores["fast"])
     for part in ref:
         assert fast[part] == ref[part], part

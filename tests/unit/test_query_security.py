@@ -40,7 +40,7 @@ def test_query_refuses_writes_attaches_and_setting_changes(store, sql):
 
 def test_read_pragmas_still_work(store):
     with Store(str(store / "store")) as st:
-        assert [r[1] for r in st.query("PRAGMA table_info('T')")[1]][:2] == ["_key", "n"]
+        assert [r[1] for r in st.query("PRAGMA table_info('T')")[1]][:3] == ["_key", "_key_order", "n"]
 
 
 def test_plain_queries_read_local_files_and_the_sandbox_does_not(store):

@@ -26,10 +26,11 @@ import pyarrow as pa
 from dynadex.gcpause import quiet, settle
 
 from dynadex.store.batch_shape import check_keys, shape_batch
-from dynadex.store.key_pruning import column_filter, row_filter, worth_it
+from dynadex.store.key_order import order_number_sql
+from dynadex.store.key_pruning import column_filter, order_filter, row_filter, worth_it
 from dynadex.store.lake import ALIAS, NUL_GUARD_ROWS, Lake
-from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, STATE_SCHEMA, column_table,
-                                 inverted_table, quote, row_table)
+from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, KEY_ORDER_COLUMN, ROW_KEY_ORDER,
+                                 ROW_SCHEMA, STATE_SCHEMA, column_table, inverted_table, quote, row_table)
 from dynadex.store.registry import Registry
 from dynadex.store.segments import KIND_ARROW, inverted_arrow, rows_arrow
 from dynadex.store.shape import NUMERIC_KINDS, KeyError_, Shaped, key_text, number_fits, stats_fit
@@ -65,6 +66,7 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
     """
     settle()
     key_names, key_types = lake.key_spec(table)
+    prefix = lake.key_prefix(table)  # None: published before the indexes held key order numbers
     last: dict[str, Change] = {}
     for ch in changes:
         last[key_text(ch.keys, key_names)] = ch  # later wins
@@ -81,7 +83,8 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
             # the reference path keeps the plain statements (tests, bench); small tables gain nothing
             narrow = not reference and len(last) > 1 and worth_it(lake.rows_estimate(table))
             stored = dict(_keyed(con, f"SELECT r.key, r.version FROM {row_table(table)} r", "r.key", list(last),
-                                 row_filter(key_names, [c.keys for c in last.values()], "r") if narrow else None))
+                                 _row_narrowing(key_names, prefix, list(last), [c.keys for c in last.values()], "r")
+                                 if narrow else None))
             winners = {}
             for key, ch in last.items():
                 old = stored.get(key)
@@ -96,10 +99,9 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                 if present:
                     keys = [winners[k].keys for k in present]
                     _keyed(con, f"DELETE FROM {row_table(table)} AS t", "t.key", present,
-                           row_filter(key_names, keys, "t") if narrow else None)
+                           _row_narrowing(key_names, prefix, present, keys, "t") if narrow else None)
                     _keyed(con, f"DELETE FROM {column_table(table)} AS t", f"t.{quote(KEY_COLUMN)}", present,
-                           column_filter(key_names, keys, _key_columns(registry), "t")
-                           if narrow and registry is not None else None)
+                           _column_narrowing(key_names, prefix, present, keys, registry) if narrow else None)
         elif last:
             winners = _replace_many(con, table, last, force)
             applied["stale"] = len(last) - len(winners)
@@ -242,6 +244,21 @@ def _keyed(con, statement: str, column: str, keys: list, narrow: tuple[str, list
         con.unregister("dynadex_keys")
 
 
+def _row_narrowing(key_names, prefix: str | None, texts: list[str], keys: list[dict], alias: str) -> tuple[str, list]:
+    """The row index's pruning filter: by key order number, or on a table published before them by the key
+    attributes' columns (store/key_pruning.py)."""
+    if prefix is not None:
+        return order_filter(texts, prefix, ROW_KEY_ORDER, alias)
+    return row_filter(key_names, keys, alias)
+
+
+def _column_narrowing(key_names, prefix: str | None, texts: list[str], keys: list[dict],
+                      registry: Registry | None) -> tuple[str, list] | None:
+    if prefix is not None:
+        return order_filter(texts, prefix, quote(KEY_ORDER_COLUMN), "t")
+    return column_filter(key_names, keys, _key_columns(registry), "t") if registry is not None else None
+
+
 def _key_columns(registry: Registry) -> dict[tuple[str, str], str]:
     """(top-level attribute, kind) -> its quoted column in the column index."""
     return {(c.path[0], c.kind): quote(c.name) for c in registry.columns if len(c.path) == 1}
@@ -308,15 +325,20 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
     # cannot inline every such value (Lake.not_inlined); any larger batch writes files anyway
     with (lake.not_inlined([(s, table) for s in (ROW_SCHEMA, COLUMN_SCHEMA, INVERTED_SCHEMA)])
           if n <= NUL_GUARD_ROWS and any("\\u0000" in text for text in shaped.items) else nullcontext()):
-        _write_indexes(con, table, key_types, shaped, out, write_id)
+        _write_indexes(con, table, key_types, shaped, out, write_id, lake.key_prefix(table))
     return len(new_columns)
 
 
-def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, out: dict, write_id: int) -> None:
+def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, out: dict, write_id: int,
+                   prefix: str | None) -> None:
+    """Insert the shaped items into the three indexes; with the table's key ``prefix`` (None: a table published
+    before decision 0027) each row and column-index row gets its key order number (store/key_order.py)."""
     con.register("dynadex_rows", rows_arrow(shaped, key_types))
     key_cols = "key, pk" + (", sk" if len(key_types) > 1 else "")
-    con.execute(f"INSERT INTO {row_table(table)} ({key_cols}, item, version, origin, write_id) "
-                f"SELECT {key_cols}, item, version, origin, ? FROM dynadex_rows", [write_id])
+    order_col, order = ((f", {ROW_KEY_ORDER}", f", {order_number_sql('key', prefix)}") if prefix is not None
+                        else ("", ""))
+    con.execute(f"INSERT INTO {row_table(table)} ({key_cols}, item, version, origin, write_id{order_col}) "
+                f"SELECT {key_cols}, item, version, origin, ?{order} FROM dynadex_rows", [write_id])
     con.unregister("dynadex_rows")
 
     arrays = {KEY_COLUMN: pa.array(shaped.keys, pa.string())}
@@ -328,6 +350,9 @@ def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, 
     con.register("dynadex_cols", pa.table(arrays))
     names = [quote(KEY_COLUMN)] + [quote(name) for name, _, _ in staged]
     select = [quote(KEY_COLUMN)] + [f"CAST({alias} AS {t})" for _, alias, t in staged]
+    if prefix is not None:
+        names.append(quote(KEY_ORDER_COLUMN))
+        select.append(order_number_sql(quote(KEY_COLUMN), prefix))
     con.execute(f"INSERT INTO {column_table(table)} ({', '.join(names)}) SELECT {', '.join(select)} FROM dynadex_cols")
     con.unregister("dynadex_cols")
 

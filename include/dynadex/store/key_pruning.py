@@ -12,6 +12,11 @@ the attribute's column in the column index) usually differ early, so an
 IN filter on them skips every row group that holds none of the batch's
 keys: the statement's cost follows the batch, not the table.
 
+On a table published since decision 0027 both indexes also hold a number
+that follows the key order (store/key_order.py); ``order_filter`` narrows by
+it, whatever the key values share, and the key-column filters below serve
+tables published before.
+
 Invariants:
 
 * Every filter returned is implied by ``key IN (keys)``: added to a
@@ -29,6 +34,7 @@ Invariants:
 from __future__ import annotations
 
 from dynadex import settings
+from dynadex.store.key_order import order_number
 from dynadex.store.shape import key_value
 
 PRUNE_KEYS = settings.NARROW_KEYS.read()  # most keys a batch statement narrows by (bench_stream --batch-scale)
@@ -82,3 +88,13 @@ def column_filter(key_names: tuple[str, ...], keys: list[dict], columns: dict[tu
         sql += f" AND {alias}.{column} IN ({', '.join('?' for _ in values)})"
         params += values
     return sql, params
+
+
+def order_filter(keys: list[str], prefix: str, column: str, alias: str) -> tuple[str, list]:
+    """`` AND <alias>.<column> IN (?...)`` over the key order numbers of ``keys`` (key texts) under the table's
+    ``prefix`` (``column``: ``key_order`` in the row index, ``"_key_order"`` in the column index);
+    ``("", [])`` outside 2..PRUNE_KEYS keys."""
+    if not 2 <= len(keys) <= PRUNE_KEYS:
+        return "", []
+    numbers = sorted({order_number(k, prefix) for k in keys})
+    return f" AND {alias}.{column} IN ({', '.join('?' for _ in numbers)})", numbers

@@ -57,7 +57,9 @@ STATE_DDL = [
         export_arn VARCHAR, export_time VARCHAR, export_time_micros BIGINT,
         stream_arn VARCHAR, stream_start_micros BIGINT, published_at TIMESTAMPTZ,
         last_change_micros BIGINT, last_applied_at TIMESTAMPTZ, export_bucket VARCHAR, export_prefix VARCHAR,
-        synced_at TIMESTAMPTZ)""",
+        synced_at TIMESTAMPTZ, key_prefix VARCHAR)""",
+    # a catalog made before decision 0027: its tables have no key order numbers (key_prefix NULL)
+    f"ALTER TABLE {STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS key_prefix VARCHAR",
     f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.checkpoints (
         table_name VARCHAR, shard_id VARCHAR, parent_shard_id VARCHAR,
         sequence_number VARCHAR, ended BOOLEAN, updated_at TIMESTAMPTZ)""",
@@ -259,6 +261,7 @@ class Lake:
         self.write_id_tables.clear()
         self.registries.clear()
         self.__dict__.pop("_key_specs", None)
+        self.__dict__.pop("_key_prefixes", None)
         self.__dict__.pop("_rows_estimates", None)
         self._open()
 
@@ -443,6 +446,15 @@ class Lake:
 
             state = self.require_table(table)
             cache[table] = (tuple(json.loads(state["key_names"])), tuple(json.loads(state["key_types"])))
+        return cache[table]
+
+    def key_prefix(self, table: str) -> str | None:
+        """The common key prefix the table's key order numbers are taken after (store/key_order.py), fixed at
+        publish; None for a table published before decision 0027, whose indexes hold no such numbers. Cached
+        with the key spec: a publish (the only writer of it) replaces the table."""
+        cache = self.__dict__.setdefault("_key_prefixes", {})
+        if table not in cache:
+            cache[table] = self.require_table(table).get("key_prefix")
         return cache[table]
 
     def rows_estimate(self, table: str) -> int:

@@ -34,6 +34,8 @@ INVERTED_SCHEMA = "inverted_index"
 COLUMN_SCHEMA = "main"
 STATE_SCHEMA = "dynadex"
 KEY_COLUMN = "_key"
+KEY_ORDER_COLUMN = "_key_order"  # the column index's key order number (store/key_order.py)
+ROW_KEY_ORDER = "key_order"  # the row index's
 
 
 def quote(name: str) -> str:

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 
 from dynadex import settings
 from dynadex.errors import DynadexError
-from dynadex.store import chunk_files, range_merge
+from dynadex.store import chunk_files, key_order, range_merge
 from dynadex.store.chunks import (
     ChunkManifest,
     ColumnStats,
@@ -101,6 +101,7 @@ class PublishPlan:
     columns: list[dict]  # the final registry: path, kind, name, sql_type
     jobs: list[Job] = field(default_factory=list)
     cast_chunks: list[str] = field(default_factory=list)  # chunks whose columns the keys jobs cast (information)
+    key_prefix: str = ""  # the common key prefix of the key order numbers the keys jobs write (key_order.py)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "jobs": [j.to_dict() for j in self.jobs]}
@@ -194,6 +195,9 @@ def plan_for(table: str, build_id: str, manifests: list[ChunkManifest]) -> Publi
     columns = final_columns(manifests)
     plan = PublishPlan(table, build_id, digest(manifests, columns), sum(m.items for m in manifests), list(chunk_ids),
                        columns)
+    if manifests:
+        plan.key_prefix = key_order.table_prefix([k for m in manifests for k in m.key_bounds],
+                                                 tuple(manifests[0].key_names), tuple(manifests[0].key_types))
     for kind, ranges in (("keys", key_ranges(manifests, plan.items)), ("entries", entry_ranges(manifests))):
         width = len(str(len(ranges)))
         for i, (lo, hi) in enumerate(ranges, 1):  # entry bounds are tuples, kept as JSON lists
@@ -241,10 +245,10 @@ def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: in
         folder = new_attempt_dir(location, plan.table, plan.build_id, "merged-" + job.name)
         if job.kind == "keys":
             result = _check_keys(con, plan, job, manifests)
-            result.update(_merge(con, folder, job, manifests))
+            result.update(_merge(con, folder, plan, job, manifests))
             result.update(_merge_columns(con, folder, plan, job, manifests))
         else:
-            result = _merge(con, folder, job, manifests)
+            result = _merge(con, folder, plan, job, manifests)
     finally:
         con.close()
     record = {"digest": plan.digest, "job": job.to_dict(), **result}
@@ -270,7 +274,7 @@ def _check_keys(con, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]
     return {"rows": int(rows)}
 
 
-def _merge(con, folder: str, job: Job, manifests: list[ChunkManifest]) -> dict:
+def _merge(con, folder: str, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]) -> dict:
     """Write the job's range of every chunk's rows (keys) or inverted entries (entries) as one sorted file in
     ``folder`` (the job's fresh attempt folder)."""
     index = "rows" if job.kind == "keys" else "inv"
@@ -279,7 +283,7 @@ def _merge(con, folder: str, job: Job, manifests: list[ChunkManifest]) -> dict:
         return {"merged": 0, "files": []}
     target = f"{folder}/{index}.parquet"
     if job.kind == "keys":
-        sql, params = range_merge.merge_rows_sql(files, job.lo, job.hi, target)
+        sql, params = range_merge.merge_rows_sql(files, job.lo, job.hi, target, plan.key_prefix)
     else:
         lo, hi = (None if b is None else tuple(b) for b in (job.lo, job.hi))
         sql, params = range_merge.merge_entries_sql(files, lo, hi, target)
@@ -309,7 +313,7 @@ def _merge_columns(con, folder: str, plan: PublishPlan, job: Job, manifests: lis
         return {"cols_merged": 0, "cols": []}
     target = f"{folder}/cols.parquet"
     sql, params = range_merge.merge_columns_sql(sources, [quote(c.name) for c in registry.columns], job.lo, job.hi,
-                                                target)
+                                                target, plan.key_prefix)
     merged = range_merge.run_copy(con, sql, params)
     return {"cols_merged": merged, "cols": [target] if merged else []}
 

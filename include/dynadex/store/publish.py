@@ -32,6 +32,8 @@ from dynadex.store.lake import ALIAS, Lake
 from dynadex.store.names import (
     INVERTED_SCHEMA,
     KEY_COLUMN,
+    KEY_ORDER_COLUMN,
+    ROW_KEY_ORDER,
     ROW_SCHEMA,
     STATE_SCHEMA,
     column_table,
@@ -73,7 +75,7 @@ def row_index_ddl(table: str, key_types: tuple[str, ...]) -> str:
     cols = ["key VARCHAR", f"pk {sql(key_types[0])}"]
     if len(key_types) > 1:
         cols.append(f"sk {sql(key_types[1])}")
-    cols += ["item VARCHAR", "version BIGINT", "origin VARCHAR", "write_id BIGINT"]
+    cols += ["item VARCHAR", "version BIGINT", "origin VARCHAR", "write_id BIGINT", f"{ROW_KEY_ORDER} BIGINT"]
     return f"CREATE TABLE {row_table(table)} ({', '.join(cols)})"
 
 
@@ -132,7 +134,8 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
         for schema_table in (column_table(spec.table), row_table(spec.table), inverted_table(spec.table)):
             con.execute(f"DROP TABLE IF EXISTS {schema_table}")
         con.execute(row_index_ddl(spec.table, spec.key_types))
-        col_defs = [f"{quote(KEY_COLUMN)} VARCHAR"] + [f"{quote(c.name)} {c.sql_type}" for c in registry.columns]
+        col_defs = [f"{quote(KEY_COLUMN)} VARCHAR", f"{quote(KEY_ORDER_COLUMN)} BIGINT"] + \
+            [f"{quote(c.name)} {c.sql_type}" for c in registry.columns]
         con.execute(f"CREATE TABLE {column_table(spec.table)} ({', '.join(col_defs)})")
         con.execute(f"CREATE TABLE {inverted_table(spec.table)} {INVERTED_DDL}")
         # later merges (maintenance) keep each index in its lookup order
@@ -146,7 +149,7 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
             con.execute(f"DELETE FROM {STATE_SCHEMA}.{t} WHERE table_name = ?", [spec.table])
         registry.save_new(con, spec.table, registry.columns)
         con.execute(
-            f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, NULL, ?, ?, now())",
+            f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, NULL, ?, ?, now(), ?)",
             [
                 spec.table,
                 json.dumps(list(spec.key_names)),
@@ -160,6 +163,7 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
                 spec.export_time_micros,
                 spec.export_bucket,
                 spec.export_prefix,
+                current.key_prefix,
             ],
         )
         for cp in spec.checkpoints:
@@ -177,6 +181,7 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
             [spec.table, json.dumps({"build_id": spec.build_id, "items": current.items, "chunks": len(manifests),
                                      "files": sum(len(v) for v in files.values()), "export_arn": spec.export_arn})],
         )
+    lake.__dict__.get("_key_prefixes", {}).pop(spec.table, None)  # this connection's cache: the new prefix
     seconds = time.monotonic() - started
     log.info("publish %s: %d chunks, %d files, %d items registered in %.2fs", spec.table, len(manifests),
              sum(len(v) for v in files.values()), current.items, seconds)

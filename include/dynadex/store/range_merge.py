@@ -33,7 +33,8 @@ from __future__ import annotations
 import math
 
 from dynadex.store.chunks import ChunkManifest
-from dynadex.store.names import KEY_COLUMN, literal, literal_list, quote
+from dynadex.store.key_order import order_number_sql
+from dynadex.store.names import KEY_COLUMN, KEY_ORDER_COLUMN, ROW_KEY_ORDER, literal, literal_list, quote
 
 Entry = tuple[str, str | None, str]  # (path, value, key): a None value is NULL, after every value of the path
 
@@ -124,16 +125,18 @@ COLUMN_GROUP_ROWS = 16384
 PARQUET = "FORMAT parquet, COMPRESSION zstd"
 
 
-def merge_rows_sql(files: list[str], lo: str | None, hi: str | None, target: str) -> tuple[str, list]:
+def merge_rows_sql(files: list[str], lo: str | None, hi: str | None, target: str, prefix: str) -> tuple[str, list]:
+    """The range ``[lo, hi)`` of the row index as one file sorted by key, with each key's order number under the
+    table's ``prefix`` (store/key_order.py)."""
     where, params = key_range_sql(lo, hi)
-    return (f"COPY (SELECT * FROM read_parquet({literal_list(files)}) {where} ORDER BY key) TO {literal(target)} "
-            f"({PARQUET}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"), params
+    return (f"COPY (SELECT *, {order_number_sql('key', prefix)} AS {ROW_KEY_ORDER} FROM read_parquet({literal_list(files)}) "
+            f"{where} ORDER BY key) TO {literal(target)} ({PARQUET}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"), params
 
 
 def merge_columns_sql(sources: list[tuple[list[str], list[str] | None]], columns: list[str], lo: str | None,
-                      hi: str | None, target: str) -> tuple[str, list]:
-    """The range ``[lo, hi)`` of the column index as one file sorted by key, with the final ``columns``
-    (quoted names, in order). ``sources``: (chunk column files, their SELECT list casting to the final names
+                      hi: str | None, target: str, prefix: str) -> tuple[str, list]:
+    """The range ``[lo, hi)`` of the column index as one file sorted by key, with each key's order number under
+    the table's ``prefix`` and the final ``columns`` (quoted names, in order). ``sources``: (chunk column files, their SELECT list casting to the final names
     and types, or None where the files already have them); sources are united by column name, a column a
     file lacks being NULL."""
     branches, params = [], []
@@ -145,7 +148,9 @@ def merge_columns_sql(sources: list[tuple[list[str], list[str] | None]], columns
             branches.append(f"SELECT {', '.join(select)} FROM read_parquet({literal_list(files)}) {where}")
         params += p
     union = " UNION ALL BY NAME ".join(f"({b})" for b in branches)
-    return (f"COPY (SELECT {', '.join([quote(KEY_COLUMN), *columns])} FROM ({union}) ORDER BY {quote(KEY_COLUMN)}) "
+    order = f"{order_number_sql(quote(KEY_COLUMN), prefix)} AS {quote(KEY_ORDER_COLUMN)}"
+    return (f"COPY (SELECT {', '.join([quote(KEY_COLUMN), order, *columns])} FROM ({union}) "
+            f"ORDER BY {quote(KEY_COLUMN)}) "
             f"TO {literal(target)} ({PARQUET}, ROW_GROUP_SIZE {COLUMN_GROUP_ROWS})"), params
 
 

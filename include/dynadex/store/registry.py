@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from dynadex.store.names import KEY_COLUMN, STATE_SCHEMA, path_text, unique_name
+from dynadex.store.names import KEY_COLUMN, KEY_ORDER_COLUMN, STATE_SCHEMA, path_text, unique_name
 from dynadex.store.shape import NumberStats, sql_type_for
 
 KIND_ORDER = ("S", "N", "BOOL", "B", "SS", "NS", "BS", "L")
@@ -41,7 +41,7 @@ class Registry:
     def __init__(self, columns: list[Column] | None = None):
         self.columns: list[Column] = []
         self.by_key: dict[tuple[tuple[str, ...], str], Column] = {}
-        self.taken: set[str] = {KEY_COLUMN.lower()}  # lower-cased (see names.unique_name)
+        self.taken: set[str] = {KEY_COLUMN.lower(), KEY_ORDER_COLUMN.lower()}  # lower-cased (names.unique_name)
         self.paths: set[tuple[str, ...]] = set()
         for c in columns or []:
             self._add(c)
