@@ -210,8 +210,8 @@ def test_narrowed_small_batches_store_what_the_reference_stores(tmp_path, monkey
     used = {"key_order": 0, '"_key_order"': 0}
     real = changes_module.order_filter
 
-    def order_filter(keys, prefix, column, alias):
-        out = real(keys, prefix, column, alias)
+    def order_filter(keys, prefix, column, alias, most=None):
+        out = real(keys, prefix, column, alias, most)
         used[column] += bool(out[0])
         return out
 

@@ -143,3 +143,19 @@ def test_dynadex_narrow_keys_0_turns_it_off():
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                              env={**os.environ, "DYNADEX_NARROW_KEYS": value})
         assert out.stdout.strip() == want, out.stdout
+
+
+@pytest.mark.parametrize("rows,most", [(0, 32), (500_000, 32), (1_000_000, 61), (4_000_000, 244),
+                                       (100_000_000, 256)])
+def test_order_numbers_narrow_more_keys_on_larger_tables(rows, most):
+    """Key order numbers prune exactly, so larger tables narrow larger batches: one key per 16 384 rows
+    (a quarter of the row groups), at least PRUNE_KEYS, at most ORDER_KEYS."""
+    assert key_pruning.order_keys(rows) == most
+    keys = [f'{{"pk":{{"S":"k{i:05d}"}}}}' for i in range(most + 1)]
+    assert key_pruning.order_filter(keys[:most], '{"pk":{"S":"', "key_order", "t", most)[0]
+    assert key_pruning.order_filter(keys, '{"pk":{"S":"', "key_order", "t", most) == ("", [])
+
+
+def test_order_numbers_narrow_nothing_when_narrowing_is_off(monkeypatch):
+    monkeypatch.setattr(key_pruning, "PRUNE_KEYS", 0)
+    assert key_pruning.order_keys(100_000_000) == 0

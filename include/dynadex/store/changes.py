@@ -27,7 +27,7 @@ from dynadex.gcpause import quiet, settle
 
 from dynadex.store.batch_shape import check_keys, shape_batch
 from dynadex.store.key_order import order_number_sql
-from dynadex.store.key_pruning import column_filter, order_filter, row_filter, worth_it
+from dynadex.store.key_pruning import column_filter, order_filter, order_keys, row_filter, worth_it
 from dynadex.store.lake import ALIAS, NUL_GUARD_ROWS, Lake
 from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, KEY_ORDER_COLUMN, ROW_KEY_ORDER,
                                  ROW_SCHEMA, STATE_SCHEMA, column_table, inverted_table, quote, row_table)
@@ -81,10 +81,12 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
         _ensure_write_ids(lake, table)
         if last and (reference or len(last) <= IN_LIST_KEYS):
             # the reference path keeps the plain statements (tests, bench); small tables gain nothing
-            narrow = not reference and len(last) > 1 and worth_it(lake.rows_estimate(table))
+            rows = 0 if reference or len(last) < 2 else lake.rows_estimate(table)
+            narrow = not reference and len(last) > 1 and worth_it(rows)
+            most = order_keys(rows)  # key order numbers prune exactly: more keys than the key columns
             stored = dict(_keyed(con, f"SELECT r.key, r.version FROM {row_table(table)} r", "r.key", list(last),
-                                 _row_narrowing(key_names, prefix, list(last), [c.keys for c in last.values()], "r")
-                                 if narrow else None))
+                                 _row_narrowing(key_names, prefix, list(last), [c.keys for c in last.values()], "r",
+                                                most) if narrow else None))
             winners = {}
             for key, ch in last.items():
                 old = stored.get(key)
@@ -99,9 +101,9 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                 if present:
                     keys = [winners[k].keys for k in present]
                     _keyed(con, f"DELETE FROM {row_table(table)} AS t", "t.key", present,
-                           _row_narrowing(key_names, prefix, present, keys, "t") if narrow else None)
+                           _row_narrowing(key_names, prefix, present, keys, "t", most) if narrow else None)
                     _keyed(con, f"DELETE FROM {column_table(table)} AS t", f"t.{quote(KEY_COLUMN)}", present,
-                           _column_narrowing(key_names, prefix, present, keys, registry) if narrow else None)
+                           _column_narrowing(key_names, prefix, present, keys, registry, most) if narrow else None)
         elif last:
             winners = _replace_many(con, table, last, force)
             applied["stale"] = len(last) - len(winners)
@@ -244,18 +246,19 @@ def _keyed(con, statement: str, column: str, keys: list, narrow: tuple[str, list
         con.unregister("dynadex_keys")
 
 
-def _row_narrowing(key_names, prefix: str | None, texts: list[str], keys: list[dict], alias: str) -> tuple[str, list]:
-    """The row index's pruning filter: by key order number, or on a table published before them by the key
-    attributes' columns (store/key_pruning.py)."""
+def _row_narrowing(key_names, prefix: str | None, texts: list[str], keys: list[dict], alias: str,
+                   most: int) -> tuple[str, list]:
+    """The row index's pruning filter: by key order number (up to ``most`` keys), or on a table published
+    before them by the key attributes' columns (store/key_pruning.py)."""
     if prefix is not None:
-        return order_filter(texts, prefix, ROW_KEY_ORDER, alias)
+        return order_filter(texts, prefix, ROW_KEY_ORDER, alias, most)
     return row_filter(key_names, keys, alias)
 
 
 def _column_narrowing(key_names, prefix: str | None, texts: list[str], keys: list[dict],
-                      registry: Registry | None) -> tuple[str, list] | None:
+                      registry: Registry | None, most: int) -> tuple[str, list] | None:
     if prefix is not None:
-        return order_filter(texts, prefix, quote(KEY_ORDER_COLUMN), "t")
+        return order_filter(texts, prefix, quote(KEY_ORDER_COLUMN), "t", most)
     return column_filter(key_names, keys, _key_columns(registry), "t") if registry is not None else None
 
 
