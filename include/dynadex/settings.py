@@ -58,8 +58,9 @@ the catalog (decision 0021); 0 leaves DuckLake's own limit. Read once, when ``st
 
 NARROW_KEYS = _declare("DYNADEX_NARROW_KEYS", 32, int, """A stream batch of 2 to this many keys, on a table of
 500 000 rows or more, adds filters on the key columns to its lookup and deletes so that DuckDB reads only the
-row groups holding its keys (``store/key_pruning.py``, decision 0025); 0 turns it off. Read once, at import of
-``store.key_pruning``.""")
+row groups holding its keys (``store/key_pruning.py``, decision 0025); by key order numbers (decision 0027)
+larger tables narrow more keys, one per 16 384 rows up to 256, never fewer than this. 0 turns all narrowing
+off. Read once, at import of ``store.key_pruning``.""")
 
 CATALOG_HOLD = _declare("DYNADEX_CATALOG_HOLD", True, _flag, """A writing store keeps one connection to its
 SQLite catalog open (``store/catalog_hold.py``, decision 0023); 0 turns it off. Read once, at import of
