@@ -517,3 +517,28 @@ def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, monkeypatch,
         with pytest.raises(PublishRefused, match="older release" if kind == "older" else f"the {kind} ranges merged"):
             st.publish(spec, plan)
         assert st.tables() == []
+
+
+def test_publish_writes_the_ledger_and_registry_in_few_statements_in_order(tmp_path, monkeypatch):
+    """The chunk ledger and the column registry go in one INSERT per STATEMENT_ROWS rows (a load of hundreds of
+    chunks or columns is not hundreds of catalog round trips); split in parts of 2 here, every row is there and
+    the registry reads back in its order."""
+    import importlib
+
+    from dynadex.store.registry import Registry
+
+    publish_module = importlib.import_module("dynadex.store.publish")  # dynadex.store.publish is also a function
+    registry_module = importlib.import_module("dynadex.store.registry")
+
+    monkeypatch.setattr(publish_module, "STATEMENT_ROWS", 2)
+    monkeypatch.setattr(registry_module, "STATEMENT_ROWS", 2)
+    items = [[{"pk": {"S": f"k{f}-{i}"}, f"a{f}": {"N": str(i)}, "z": {"S": "x"}} for i in range(5)] for f in range(5)]
+    summary = export_of(tmp_path, items)
+    store = str(tmp_path / "store")
+    export, specs, location = build_all(summary, store)
+    spec = spec_for(export, specs)
+    want = [c["name"] for c in plan_of(location, spec).columns]
+    with Store(store, read_only=False) as st:
+        st.publish(spec)
+        assert st.query("SELECT count(*), count(DISTINCT chunk_id) FROM dynadex.chunks")[1] == [(5, 5)]
+        assert [c.name for c in Registry.load(st.lake.con, "T").columns] == want and len(want) == 7

@@ -43,6 +43,7 @@ from dynadex.store.names import (
     row_table,
 )
 from dynadex.store.prepare import PublishPlan, PublishRefused
+from dynadex.store.registry import STATEMENT_ROWS
 
 
 log = logging.getLogger("dynadex.publish")
@@ -171,11 +172,12 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
                 f"INSERT INTO {STATE_SCHEMA}.checkpoints VALUES (?, ?, ?, ?, ?, now())",
                 [spec.table, cp["shard_id"], cp.get("parent_shard_id"), cp.get("sequence_number"), bool(cp.get("ended"))],
             )
-        for m in manifests:  # the files each chunk built (registered merged by range)
-            con.execute(
-                f"INSERT INTO {STATE_SCHEMA}.chunks VALUES (?, ?, ?, ?, ?, now())",
-                [spec.table, spec.build_id, m.chunk_id, m.items, json.dumps(m.files)],
-            )
+        # the files each chunk built (registered merged by range); a statement per 500 chunks, not per chunk:
+        # each costs a round trip to the catalog, and a terabyte's load has hundreds of chunks
+        for start in range(0, len(manifests), STATEMENT_ROWS):
+            part = manifests[start:start + STATEMENT_ROWS]
+            con.execute(f"INSERT INTO {STATE_SCHEMA}.chunks VALUES " + ", ".join("(?, ?, ?, ?, ?, now())" for _ in part),
+                        [v for m in part for v in (spec.table, spec.build_id, m.chunk_id, m.items, json.dumps(m.files))])
         con.execute(
             f"INSERT INTO {STATE_SCHEMA}.events VALUES (?, now(), 'publish', ?)",
             [spec.table, json.dumps({"build_id": spec.build_id, "items": current.items, "chunks": len(manifests),

@@ -37,6 +37,9 @@ class Column:
         return self.kind.split(":", 1)[0]
 
 
+STATEMENT_ROWS = 500  # rows of state one INSERT writes at most (its parameters stay few thousand)
+
+
 class Registry:
     def __init__(self, columns: list[Column] | None = None):
         self.columns: list[Column] = []
@@ -63,11 +66,13 @@ class Registry:
         return cls([Column(tuple(json.loads(p)), k, n, t) for p, k, n, t in rows])
 
     def save_new(self, con, table: str, columns: list[Column]) -> None:
-        for c in columns:
-            con.execute(
-                f"INSERT INTO {STATE_SCHEMA}.columns VALUES (?, ?, ?, ?, ?)",
-                [table, json.dumps(list(c.path), ensure_ascii=False), c.kind, c.name, c.sql_type],
-            )
+        """One statement for all of them (a publish registers every column; each statement costs a DuckLake
+        round trip), in order: ``load`` reads them back by rowid."""
+        for start in range(0, len(columns), STATEMENT_ROWS):
+            part = columns[start:start + STATEMENT_ROWS]
+            con.execute(f"INSERT INTO {STATE_SCHEMA}.columns VALUES " + ", ".join("(?, ?, ?, ?, ?)" for _ in part),
+                        [v for c in part for v in (table, json.dumps(list(c.path), ensure_ascii=False), c.kind,
+                                                   c.name, c.sql_type)])
 
     # ------------------------------------------------------------ decisions
     @classmethod
