@@ -19,6 +19,8 @@ from dynadex.store.names import literal
 from dynadex.store.shape import key_text
 from dynadex.types import canonical_item
 
+from .spoil import spoil_groups_without
+
 S = ("pk",)
 
 
@@ -112,20 +114,8 @@ def _corrupt_groups_without(store: str, numbers: set[int]) -> dict[str, int]:
             "SELECT path FROM __ducklake_metadata_lake.ducklake_data_file WHERE end_snapshot IS NULL "
             "AND (path LIKE '%rows.parquet' OR path LIKE '%cols.parquet')").fetchall()]
     assert len(files) == 2
-    con = duckdb.connect()
-    spoiled = {}
-    for path in files:
-        meta = con.execute("SELECT row_group_id, path_in_schema, coalesce(dictionary_page_offset, data_page_offset), "
-                           "total_compressed_size, stats_min, stats_max FROM parquet_metadata(?)", [path]).fetchall()
-        bounds = {g: (int(lo), int(hi)) for g, column, _, _, lo, hi in meta if column in ("key_order", "_key_order")}
-        bad = {g for g, (lo, hi) in bounds.items() if not any(lo <= n <= hi for n in numbers)}
-        with open(path, "r+b") as f:
-            for g, _, offset, size, _, _ in meta:
-                if g in bad:
-                    f.seek(offset)
-                    f.write(b"\0" * size)
-        spoiled[path.rsplit("/", 1)[1]] = len(bad)
-    return spoiled
+    return {path.rsplit("/", 1)[1]: spoil_groups_without(path, column, numbers, int)
+            for path, column in ((f, "key_order" if f.endswith("rows.parquet") else "_key_order") for f in files)}
 
 
 def test_a_batch_on_shared_prefix_keys_reads_only_the_groups_of_its_keys(store, monkeypatch):

@@ -18,6 +18,8 @@ from dynadex.store.names import row_table
 from dynadex.store.shape import key_text
 from dynadex.types import canonical_item
 
+from .spoil import spoil_groups_without
+
 S = ("pk",)
 SB = ("pk", "sk")
 
@@ -81,28 +83,12 @@ def store(tmp_path_factory):
 
 
 def _corrupt_groups_without(store: str, pks: set[str]) -> int:
-    """Fault: overwrite with zeros every column chunk of the row index's row groups that hold none of ``pks``
-    (their page headers and data; the footer stays), so that any statement reading such a group fails.
-    Returns how many groups were spoiled."""
-    import duckdb
-
+    """Fault: spoil every row group of the row index that holds none of ``pks`` (spoil.py)."""
     with Store(store) as st:  # the row index's one registered file (the chunk's own was merged into it)
         (rows_file,) = [r[0] for r in st.lake.con.execute(
             "SELECT path FROM __ducklake_metadata_lake.ducklake_data_file WHERE end_snapshot IS NULL "
             "AND path LIKE '%rows.parquet'").fetchall()]
-    con = duckdb.connect()
-    meta = con.execute("SELECT row_group_id, path_in_schema, coalesce(dictionary_page_offset, data_page_offset), "
-                       "total_compressed_size, stats_min, stats_max FROM parquet_metadata(?)",
-                       [str(rows_file)]).fetchall()
-    con.close()
-    bounds = {g: (lo, hi) for g, column, _, _, lo, hi in meta if column == "pk"}
-    spoiled = {g for g, (lo, hi) in bounds.items() if not any(lo <= pk <= hi for pk in pks)}
-    with open(rows_file, "r+b") as f:
-        for g, _, offset, size, _, _ in meta:
-            if g in spoiled:
-                f.seek(offset)
-                f.write(b"\0" * size)
-    return len(spoiled)
+    return spoil_groups_without(rows_file, "pk", pks)
 
 
 def test_a_narrowed_lookup_reads_only_the_groups_holding_its_keys(store):

@@ -457,6 +457,10 @@ class Lake:
             cache[table] = self.require_table(table).get("key_prefix")
         return cache[table]
 
+    def published(self, table: str) -> None:
+        """This connection published ``table`` anew: forget what it cached of the table before (its key prefix)."""
+        self.__dict__.get("_key_prefixes", {}).pop(table, None)
+
     def rows_estimate(self, table: str) -> int:
         """About how many rows a table's row index holds (DuckLake's table statistics), taken once per
         connection: it decides how a batch's statements are shaped (store/key_pruning.py), where an order of

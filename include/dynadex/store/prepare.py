@@ -306,9 +306,15 @@ def column_select(m: ChunkManifest, registry: Registry) -> list[str] | None:
 def _merge_columns(con, folder: str, plan: PublishPlan, job: Job, manifests: list[ChunkManifest]) -> dict:
     """Write the job's key range of every chunk's column file as one file sorted by key, final names and types."""
     registry = plan.registry()
-    as_is = [f for m in manifests if column_select(m, registry) is None for f in m.files["cols"]]
-    sources = [(as_is, None)] if as_is else []
-    sources += [(m.files["cols"], sel) for m in manifests if (sel := column_select(m, registry)) is not None]
+    as_is, sources = [], []
+    for m in manifests:
+        select = column_select(m, registry)
+        if select is None:
+            as_is += m.files["cols"]
+        else:
+            sources.append((m.files["cols"], select))
+    if as_is:
+        sources.insert(0, (as_is, None))
     if not sources:
         return {"cols_merged": 0, "cols": []}
     target = f"{folder}/cols.parquet"

@@ -183,7 +183,7 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
             [spec.table, json.dumps({"build_id": spec.build_id, "items": current.items, "chunks": len(manifests),
                                      "files": sum(len(v) for v in files.values()), "export_arn": spec.export_arn})],
         )
-    lake.__dict__.get("_key_prefixes", {}).pop(spec.table, None)  # this connection's cache: the new prefix
+    lake.published(spec.table)  # this connection's cache: the new key prefix
     seconds = time.monotonic() - started
     log.info("publish %s: %d chunks, %d files, %d items registered in %.2fs", spec.table, len(manifests),
              sum(len(v) for v in files.values()), current.items, seconds)
