@@ -4,6 +4,8 @@ apply:     records shaped exactly as boto3 hands GetRecords pages (datetimes, by
            applied in batches of 10 000 with their checkpoints (one transaction each), DuckDB on 1 thread;
            the old path (reference=True) and the new one batch by batch on two stores, in one process
            (--apply-only --rounds N), with CPU seconds per phase: conversion, shaping + Arrow, SQL.
+sustained: (--steady-batches N --keys K) N such batches onto K items, with and without the sync's small-file
+           folds (decision 0028), CPU ms per batch by window of 10 batches and the files left at the end.
 freshness: a writer puts items at a steady rate; `dynadex sync` follows the stream in another process;
            a reader polls the store; lag = first poll that sees a write minus the moment the write was acked.
 passes:    (--shards N,... --readers K,...) one table whose stream has N open shards on the emulator: the time
@@ -161,6 +163,70 @@ def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False) ->
           f"{records / median(totals['reference']):,.0f} records/s, fast {records / median(totals['fast']):,.0f} "
           f"records/s (median of {rounds} rounds; best {records / min(totals['fast']):,.0f}); fast/reference per round "
           + ", ".join(f"{x:.2f}x" for x in ratios))
+
+
+def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = None) -> None:
+    """Sustained apply: ``batches`` batches of 10 000 records (the sync's default) onto a fresh store of
+    ``keys`` items, once as the sync runs them (a small-file fold checked every ``fold_every_batches``,
+    decision 0028) and once without folds, batch by batch in alternating order in one process. Prints CPU
+    milliseconds per batch over each ``window`` batches (median and mean, folds included), the slowest
+    batches, and the files each index holds at the end: the first batches after a bulk load are not what
+    hours of a busy stream cost."""
+    from dynadex.store import small_files
+    from dynadex.store.changes import apply_changes
+    from dynadex.stream.sync import SyncSettings
+
+    every = SyncSettings().fold_every_batches
+    names = ("fold", "no fold")
+    stores = {n: apply_store(keys) for n in names}
+    rnd = random.Random(11)
+    rows = []
+    try:
+        with Store(stores["fold"], read_only=False, threads=1) as a, \
+                Store(stores["no fold"], read_only=False, threads=1) as b:
+            opened = {"fold": a, "no fold": b}
+            times = {n: [] for n in names}  # CPU seconds of each batch (the fold variant's folds included)
+            fold_times = []
+            for i in range(batches):
+                batch = [wire_record(page_record(j, rnd.randrange(keys), rnd))
+                         for j in range(i * 10_000, (i + 1) * 10_000)]
+                cps = [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])]
+                for n in (names if i % 2 == 0 else names[::-1]):
+                    t = time.process_time()
+                    apply_changes(opened[n].lake, "S", [ch for ch, _ in record_changes(batch, "shard-1")], cps)
+                    if n == "fold" and every and (i + 1) % every == 0:
+                        f = time.process_time()
+                        if opened[n].fold_small_files("S"):
+                            fold_times.append(time.process_time() - f)
+                    times[n].append(time.process_time() - t)
+                if (i + 1) % window == 0:
+                    got = {n: times[n][-window:] for n in names}
+                    row = {"batches": i + 1, **{f"{n} mean_ms": 1000 * sum(v) / window for n, v in got.items()},
+                           **{f"{n} median_ms": 1000 * median(v) for n, v in got.items()}}
+                    rows.append(row)
+                    print(f"sustained apply, batches {i + 2 - window}-{i + 1}: " + ", ".join(
+                        f"{n} {row[n + ' median_ms']:.0f} ms/batch median ({row[n + ' mean_ms']:.0f} mean)" for n in names)
+                        + f" ({row['no fold median_ms'] / row['fold median_ms']:.2f}x)", flush=True)
+            for n in names:  # what made a window's mean: the slowest batches
+                slow = sorted(range(batches), key=lambda k: -times[n][k])[:3]
+                print(f"sustained apply, {n}: slowest batches " + ", ".join(
+                    f"#{k + 1} {1000 * times[n][k]:.0f} ms" for k in slow), flush=True)
+            folds = len(fold_times)
+            if fold_times:
+                print(f"sustained apply: {folds} folds, {1000 * median(fold_times):.0f} ms median, "
+                      f"{1000 * max(fold_times):.0f} ms at most", flush=True)
+            files = {n: {index.schema: len(small_files.listed(st.lake, index.schema, "S")) for index in small_files.INDEXES}
+                     for n, st in opened.items()}
+        print(f"sustained apply: {batches} batches of 10 000 records onto {keys:,} items, {folds} folds; files at the "
+              "end: " + "; ".join(f"{n} {f}" for n, f in files.items()), flush=True)
+        if out:
+            Path(out).write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                             "keys": keys, "windows": rows, "files": files, "folds": folds,
+                                             "fold_ms": [1000 * x for x in fold_times],
+                                             "batch_ms": {n: [1000 * x for x in v] for n, v in times.items()}}, indent=1))
+    finally:
+        for store in stores.values():
+            shutil.rmtree(store, ignore_errors=True)
 
 
 def batch_latency(store: str, table: str, changes: int = 20, batches: int = 6) -> list[float]:
@@ -546,6 +612,9 @@ if __name__ == "__main__":
     ap.add_argument("--apply-only", action="store_true", help="only the apply comparison")
     ap.add_argument("--wire", action="store_true",
                     help="apply: the fast path gets records as the lean GetRecords hands them (epoch times, base64)")
+    ap.add_argument("--steady-batches", type=int,
+                    help="only the sustained apply: this many 10 000-record batches onto --keys items, folds on and off")
+    ap.add_argument("--steady-out", help="with --steady-batches: write the windows here (JSON)")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rate", type=float, default=20)
     ap.add_argument("--index-items", type=int, default=0, help="freshness against an index preloaded with this many items")
@@ -577,6 +646,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.call_cpu:
         call_cpu_bench()
+    elif a.steady_batches:
+        steady_apply(a.steady_batches, a.keys, out=a.steady_out)
     elif a.idle:
         idle_bench(a.seconds, 4, [float(x) for x in a.idle_ceilings.split(",")])
     elif a.shards:

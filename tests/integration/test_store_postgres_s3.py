@@ -93,3 +93,59 @@ def test_duckdb_chunk_build_writes_its_segment_to_s3(postgres, tmp_path):
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+
+def test_a_delete_racing_a_fold_fails_the_fold_which_folds_again(postgres_server, tmp_path):
+    """On a PostgreSQL catalog no writer lock keeps a fold and a stream batch apart (store/writer_lock.py):
+    a delete that commits after the fold read its files' rows makes DuckLake's conflict check fail the fold's
+    commit, and ``Lake.retrying`` folds again from the new snapshot, so the deleted row never comes back
+    (decision 0028; tests/unit/test_small_files.py has the SQLite catalog's side)."""
+    import random
+    import threading
+
+    from dynadex.store import Checkpoint, small_files
+    from dynadex.store.changes import apply_changes
+    from dynadex.store.names import row_table
+    from dynadex.stream.sync import record_changes
+
+    from ..unit.test_apply_fast_path import rand_records
+    from ..unit.test_small_files import Hooked
+
+    catalog, data = postgres_server.database("fold_race"), str(tmp_path / "data")
+    rnd = random.Random(3)
+    with Store(catalog, data_path=data, read_only=False) as st:
+        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
+        for i in range(300):
+            w.add(canonical_item({"pk": {"S": f"k{i:04d}"}, "n": {"N": "0"}}), 1, "bulk")
+        w.finish()
+        st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=300))
+        for b in range(3):  # files: over the inline limit
+            changes = [ch for ch, _ in record_changes(rand_records(rnd, 1500, b + 1, False, 1200), "s")]
+            st.apply("T", changes, [Checkpoint("s", f"{b:04d}")])
+        last = small_files.foldable(small_files.listed(st.lake, "row_index", "T"))[-1]
+        key, = st.lake.con.execute(f"SELECT key FROM {row_table('T')} WHERE filename = ? LIMIT 1", [last]).fetchone()
+        victim = canonical_item({"pk": {"S": key.split('"S":"')[1].split('"')[0]}})
+        with Store(catalog, data_path=data, read_only=False) as other:
+            outcome = []
+
+            def delete() -> None:
+                try:
+                    outcome.append(apply_changes(other.lake, "T", [Change(victim, None, 9 * 10**18, "o")]))
+                except Exception as exc:  # noqa: BLE001 - checked below
+                    outcome.append(exc)
+
+            def after(sql: str) -> None:
+                if sql.startswith("INSERT INTO") and "filename IN" in sql and not outcome:
+                    racer = threading.Thread(target=delete)
+                    racer.start()
+                    racer.join(60)
+
+            hooked = Hooked(st.lake.con, after=after)
+            st.lake.con = hooked
+            folded = st.fold_small_files("T", at_files=2)
+        assert outcome == [{"upserts": 0, "deletes": 1, "stale": 0, "columns_added": 0}]  # committed mid-fold
+        assert st.lake.con is not hooked  # the fold's first commit failed: it ran again on a fresh connection
+        assert folded == {"row_index": 3, "main": 3}
+        assert st.get("T", key) is None
+        assert st.lake.con.execute(f"SELECT count(*) - count(DISTINCT key) FROM {row_table('T')}").fetchone() == (0,)
+        assert st.lake.con.execute('SELECT count(*) FROM main."T" WHERE _key = ?', [key]).fetchone() == (0,)

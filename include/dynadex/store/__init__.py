@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dynadex.store import maintenance, reads
+from dynadex.store import maintenance, reads, small_files
 from dynadex.store.changes import Change, Checkpoint, apply_changes
 from dynadex.store.lake import Lake
 from dynadex.store.location import StoreError, StoreLocation, resolve
@@ -104,6 +104,14 @@ class Store:
     def flush_inlined(self) -> None:
         """Small batches' inlined rows into files (the sync calls it every ``flush_every_batches`` batches)."""
         self.lake.retrying("flush of inlined rows", lambda: maintenance.flush_inlined(self.lake))
+
+    def fold_small_files(self, table: str, at_files: int | None = None, indexes=small_files.KEYED) -> dict:
+        """Fold ``table``'s small stream files into one sorted file per index where one of ``indexes`` (default:
+        the row and column indexes, the ones stream batches delete from) holds at least ``at_files`` of them
+        (default ``small_files.FOLD_AT_FILES``; store/small_files.py); files folded per index."""
+        at = small_files.FOLD_AT_FILES if at_files is None else at_files
+        return self.lake.retrying(f"{table}: fold of small files",
+                                  lambda: small_files.fold(self.lake, table, at, indexes))
 
     def compact(self) -> dict:
         pruned = self.lake.retrying("maintenance: prune", lambda: maintenance.prune_stale(self.lake))

@@ -1,5 +1,5 @@
-"""Store upkeep: prune superseded inverted entries, merge small files, flush inlined rows, expire old
-snapshots, delete their files, delete orphaned files.
+"""Store upkeep: prune superseded inverted entries, flush inlined rows, fold small files that lost rows,
+merge small files, expire old snapshots, delete their files, delete orphaned files.
 
 Invariant: maintenance never changes what a query at the current snapshot
 returns; it only rewrites storage. Snapshots younger than ``keep`` stay
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from dynadex.store import small_files
 from dynadex.store.lake import ALIAS, Lake
 from dynadex.store.names import inverted_table, row_table
 from dynadex.store.writes import LIVE
@@ -35,7 +36,7 @@ def flush_inlined(lake: Lake) -> None:
     lake.con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
 
 
-MERGE_BELOW_BYTES = 8_000_000
+MERGE_BELOW_BYTES = small_files.FOLD_BELOW_BYTES
 """Maintenance merges only files smaller than this (stream batches, flushes), into files of up to the store's
 target size (``lake.TARGET_FILE_SIZE``). A bulk load's range files are sorted and disjoint, the layout point
 lookups want (decision 0022), and above this size from about 10 M items on: merged together by DuckLake's defaults
@@ -44,9 +45,14 @@ are as fast as right after the load."""
 
 
 def compact(lake: Lake) -> dict:
+    """Flush inlined rows, fold every table's small files (DuckLake's merge skips a file with deletes, so
+    stream files that lost rows are folded, store/small_files.py), then merge the small files left."""
     flush_inlined(lake)
+    folded = 0
+    for table in lake.source_tables():
+        folded += sum(small_files.fold(lake, table).values())
     lake.con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', max_file_size => {MERGE_BELOW_BYTES})")
-    return {"compacted": True}
+    return {"compacted": True, "small_files_folded": folded}
 
 
 ORPHAN_AGE = dt.timedelta(hours=24)

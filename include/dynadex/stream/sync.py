@@ -103,6 +103,13 @@ class SyncSettings:
     files (``Store.flush_inlined``, ~0.4 s): without it a batch's statements slow down with every batch of
     the run (decision 0021). 0 never flushes (maintenance still does); the default is 100 while inlining is
     on (the default), 0 when ``DYNADEX_INLINE_ROWS=0`` turns it off."""
+    fold_every_batches: int = field(default_factory=lambda: int(_env("FOLD_EVERY_BATCHES", 10)))
+    """Every this many committed batches, the table's indexes are checked for small files (stream batches and
+    flushes) and folded into one sorted file per index once one holds ``small_files.FOLD_AT_FILES`` of them
+    (``Store.fold_small_files``, decision 0028): DuckLake's merge never touches a file that lost a row, so
+    without it each such file made every later batch slower until the next maintenance. The check (two
+    file listings, ~30 ms) is skipped while every batch since the last one was inlined. 0 never folds
+    (maintenance still does)."""
     lean_get_records: bool = field(default_factory=lambda: _env("LEAN_GET_RECORDS", 1) != 0)
     """GetRecords through ``stream.get_records`` (botocore's signer, pool and retry rules, without its per-call
     pipeline: ~0.5 ms less CPU per empty answer, 3x less on a page of records; decision 0024); 0 calls the
@@ -213,8 +220,9 @@ class TableSync:
         self.last_child_poll = 0.0
         self.at_timestamp = settings.at_timestamp  # cleared if the endpoint refuses AT_TIMESTAMP iterators
         self.get_records = (settings.lean_get_records and lean_get_records(streams)) or streams.get_records
+        self.files_since_fold = True  # a fold check lists files only after files were written (or a run began)
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
-                      "expired_iterators": 0, "flushes": 0, "full_describes": 0}
+                      "expired_iterators": 0, "flushes": 0, "folds": 0, "full_describes": 0}
 
     # ------------------------------------------------------------- discovery
     def refresh(self) -> None:
@@ -433,12 +441,23 @@ class TableSync:
                 self.stats["applied"] += result["upserts"] + result["deletes"]
                 self.stats["ttl_deletes"] += ttl
                 self.stats["batches"] += 1
+                # a batch over the inline limit wrote a file per index; an inlined one wrote none
+                self.files_since_fold |= result["upserts"] > lake_module.INLINE_ROWS
                 every = self.settings.flush_every_batches
                 if every and self.stats["batches"] % every == 0:
                     t_flush = time.time()
                     self.store.flush_inlined()
                     self.stats["flushes"] += 1
+                    self.files_since_fold = True
                     log.debug("flushed inlined rows in %.3fs", time.time() - t_flush)
+                every = self.settings.fold_every_batches
+                if every and self.stats["batches"] % every == 0 and self.files_since_fold:
+                    t_fold = time.time()
+                    folded = self.store.fold_small_files(self.table)
+                    self.files_since_fold = False
+                    if folded:
+                        self.stats["folds"] += 1
+                        log.debug("folded small files %s in %.3fs", folded, time.time() - t_fold)
             now = time.time()
             if at_tip and now - last_note >= self.settings.caught_up_note_seconds:
                 # a pass over every readable shard found nothing: all changes before it started are applied

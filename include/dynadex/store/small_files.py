@@ -1,0 +1,104 @@
+"""Folding the small files stream batches leave into one sorted file per index (decision 0028).
+
+Every stream batch of more than ``lake.INLINE_ROWS`` rows, and every flush of inlined rows, adds one
+Parquet file to each index. Later batches delete rows from those files: each delete is a delete file or
+an inlined deletion in the catalog. DuckLake's ``ducklake_merge_adjacent_files`` merges only files with
+no deletes, so a stream file that has lost one row stays as it is for good. Every batch's lookup and
+deletes then scan one more file, and every commit rewrites one more delete file. A fold rewrites the
+live rows of an index's small files as one file sorted like the bulk load's, and drops the old files.
+
+Invariants:
+
+* A fold never changes what a query at the new snapshot returns. In one transaction it inserts the live
+  rows of the chosen files, sorted, and deletes every row of those files by file name. A writer that
+  deleted from one of those files meanwhile makes the commit fail, and ``Lake.retrying`` folds again
+  from the new snapshot, so a row another writer removed is never written back.
+* Only files DuckLake wrote (stream batches, flushes, merges, earlier folds) under ``FOLD_BELOW_BYTES``
+  are folded. A bulk load's range files (``bulk/…``) stay as written: they are the sorted, disjoint
+  layout lookups want (decision 0022).
+* Files left with no live row are dropped by DuckLake's own rewrite at a delete threshold of 1.0, which
+  touches no file that still holds a live row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from dynadex.store.lake import ALIAS, Lake
+from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, literal, quote)
+
+FOLD_BELOW_BYTES = 8_000_000
+"""Files under this size are folded (``maintenance.MERGE_BELOW_BYTES``, the same bound as merges)."""
+FOLD_AT_FILES = 8
+"""The stream sync folds an index once it holds this many small files (maintenance: from 2)."""
+FOLD_MOST_BYTES = 256_000_000
+"""At most this many bytes of files per fold statement; the rest waits for the next fold."""
+
+
+@dataclass(frozen=True)
+class IndexOrder:
+    """One index of a table: its schema and the order its folded file is written in (the bulk load's)."""
+
+    schema: str
+    order_by: str
+
+
+INDEXES = (IndexOrder(ROW_SCHEMA, "key"), IndexOrder(COLUMN_SCHEMA, quote(KEY_COLUMN)),
+           IndexOrder(INVERTED_SCHEMA, "path, value, key"))
+KEYED = INDEXES[:2]
+"""The indexes a stream batch deletes from (the row and column indexes). The sync folds these only: nothing
+but maintenance's prune deletes inverted entries, and until then DuckLake's merge takes their small files."""
+
+
+def foldable(files: list[tuple[str, int]], most_bytes: int = FOLD_MOST_BYTES) -> list[str]:
+    """Of ``files`` ((path, size in bytes), as ``ducklake_list_files`` lists them), the ones a fold rewrites:
+    files DuckLake wrote (named ``ducklake-…``) under ``FOLD_BELOW_BYTES``, smallest first, up to
+    ``most_bytes`` in all."""
+    small = sorted((size, path) for path, size in files
+                   if size < FOLD_BELOW_BYTES and PurePosixPath(path).name.startswith("ducklake-"))
+    chosen, total = [], 0
+    for size, path in small:
+        if chosen and total + size > most_bytes:
+            break
+        chosen.append(path)
+        total += size
+    return chosen
+
+
+def fold_sql(schema: str, table: str, order_by: str, files: int) -> tuple[str, str]:
+    """The fold's two statements for ``files`` file names given as parameters: insert their live rows in
+    ``order_by`` order, then delete every row read from them (the new rows are in another file)."""
+    qualified = f"{ALIAS}.{quote(schema)}.{quote(table)}"
+    names = ", ".join("?" for _ in range(files))
+    return (f"INSERT INTO {qualified} SELECT * FROM {qualified} WHERE filename IN ({names}) ORDER BY {order_by}",
+            f"DELETE FROM {qualified} WHERE filename IN ({names})")
+
+
+def listed(lake: Lake, schema: str, table: str) -> list[tuple[str, int]]:
+    """(path, size) of each live data file of one index."""
+    return [(path, size) for path, size, *_ in lake.con.execute(
+        f"FROM ducklake_list_files({literal(ALIAS)}, ?, schema => ?)", [table, schema]).fetchall()]
+
+
+def fold(lake: Lake, table: str, at_files: int = 2, indexes: tuple[IndexOrder, ...] = INDEXES) -> dict:
+    """Fold each of ``indexes`` of ``table`` holding at least ``at_files`` foldable files; return files folded
+    per schema (absent: not folded). One transaction for the inserts and deletes, then DuckLake's rewrite at
+    threshold 1.0 drops the files left with no live row."""
+    chosen = {}
+    for index in indexes:
+        files = foldable(listed(lake, index.schema, table))
+        if len(files) >= at_files:
+            chosen[index] = files
+    if not chosen:
+        return {}
+    con = lake.con
+    with lake.transaction(), lake.not_inlined([(index.schema, table) for index in chosen]):
+        for index, files in chosen.items():
+            insert, delete = fold_sql(index.schema, table, index.order_by, len(files))
+            con.execute(insert, files)
+            con.execute(delete, files)
+    for index in chosen:
+        con.execute(f"CALL ducklake_rewrite_data_files({literal(ALIAS)}, ?, schema => ?, delete_threshold => 1.0)",
+                    [table, index.schema])
+    return {index.schema: len(files) for index, files in chosen.items()}

@@ -1,0 +1,197 @@
+"""Folding small stream files (store/small_files.py, decision 0028): which files, same answers, one sorted file,
+a concurrent delete never undone, maintenance and the sync fold."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from dynadex.store import Change, Checkpoint, Store, small_files
+from dynadex.store.changes import apply_changes
+from dynadex.store.lake import ALIAS
+from dynadex.store.names import row_table
+from dynadex.stream.sync import record_changes
+from dynadex.types import canonical_item
+
+from .test_apply_fast_path import dump, new_store, rand_records
+
+BULK = "/s/data/bulk/T/b1/merged-keys-1/0a1b/rows.parquet"
+
+
+def lake_file(name: str) -> str:
+    return f"/s/data/row_index/T/ducklake-{name}.parquet"
+
+
+@pytest.mark.parametrize("files, most, chosen", [
+    ([], 100, []),
+    ([(BULK, 10)], 100, []),  # a bulk load's range file stays as written, however small
+    ([(lake_file("a"), 10), (lake_file("b"), small_files.FOLD_BELOW_BYTES)], 100, [lake_file("a")]),  # not small
+    ([(lake_file("a"), 30), (lake_file("b"), 10), (lake_file("c"), 20)], 100,
+     [lake_file("b"), lake_file("c"), lake_file("a")]),  # smallest first
+    ([(lake_file("a"), 30), (lake_file("b"), 10), (lake_file("c"), 20)], 35,
+     [lake_file("b"), lake_file("c")]),  # up to the bytes a fold may write
+    ([(lake_file("a"), 300)], 35, [lake_file("a")]),  # one file over the bound still goes: nothing else would
+    ([("s3://b/p/inverted_index/T/ducklake-x.parquet", 5), ("s3://b/p/bulk/T/b1/c0/entries.parquet", 5)], 100,
+     ["s3://b/p/inverted_index/T/ducklake-x.parquet"]),
+])
+def test_foldable_takes_the_small_files_ducklake_wrote(files, most, chosen):
+    assert small_files.foldable(files, most) == chosen
+
+
+def test_fold_statements_read_and_delete_the_same_files_by_name():
+    insert, delete = small_files.fold_sql("row_index", 'we"ird', "key", 3)
+    target = f'{ALIAS}."row_index"."we""ird"'
+    assert insert == (f"INSERT INTO {target} SELECT * FROM {target} WHERE filename IN (?, ?, ?) ORDER BY key")
+    assert delete == f"DELETE FROM {target} WHERE filename IN (?, ?, ?)"
+
+
+def files_of(st: Store, schema: str) -> list[tuple[str, int]]:
+    return small_files.listed(st.lake, schema, "T")
+
+
+def batches(path, composite: bool, count: int, seed: int = 7) -> str:
+    """A published store of 300 items, then ``count`` batches of 1 500 records over 1 200 keys: each batch
+    writes files (over the inline limit) and replaces rows held in the earlier batches' files."""
+    rnd = random.Random(seed)
+    snapshot = [canonical_item({**k, "n": {"N": "0"}}) for k in
+                [({"pk": {"N": str(i % 7)}, "sk": {"B": i.to_bytes(2, "big") + b"\xff"}} if composite
+                  else {"pk": {"S": f"k{i:04d}"}}) for i in range(300)]]
+    store = new_store(path, composite, snapshot)
+    with Store(store, read_only=False) as st:
+        for b in range(count):
+            changes = [ch for ch, _ in record_changes(rand_records(rnd, 1500, b + 1, composite, 1200), "s")]
+            apply_changes(st.lake, "T", changes, [Checkpoint("s", f"{b:04d}")])
+    return store
+
+
+def with_write_ids(store: str) -> list:
+    with Store(store) as st:
+        return st.lake.con.execute(f"SELECT key, write_id FROM {row_table('T')} ORDER BY key").fetchall()
+
+
+@pytest.mark.parametrize("composite", [False, True], ids=["pk-S", "pk-N+sk-B"])
+def test_fold_keeps_every_answer_and_leaves_one_sorted_file_per_index(tmp_path, composite):
+    store = batches(tmp_path, composite, 4)
+    before, ids = dump(store), with_write_ids(store)
+    with Store(store, read_only=False) as st:
+        small = {i.schema: small_files.foldable(files_of(st, i.schema)) for i in small_files.INDEXES}
+        assert all(len(f) == 4 for f in small.values()), small  # one file per batch and index
+        assert st.fold_small_files("T", at_files=5, indexes=small_files.INDEXES) == {}  # below the count: nothing
+        assert st.fold_small_files("T", at_files=2, indexes=small_files.INDEXES) == {s: 4 for s in small}
+        for index in small_files.INDEXES:
+            files = files_of(st, index.schema)
+            left = small_files.foldable(files)
+            assert len(left) == 1 and not set(left) & set(small[index.schema])  # the old files are gone
+            assert len(files) == 2  # and the bulk load's file is as it was
+            as_written, as_sorted, n = st.lake.con.execute(  # in the bulk load's order (NULLs last, as DuckDB sorts)
+                f"SELECT list(({index.order_by}) ORDER BY file_row_number), "
+                f"list(({index.order_by}) ORDER BY {index.order_by}, file_row_number), count(*) "
+                "FROM read_parquet(?, file_row_number = true)", [left[0]]).fetchone()
+            assert as_written == as_sorted and n > 1000
+    assert dump(store) == before and with_write_ids(store) == ids
+    with Store(store) as st:  # and a lookup of each stored key still finds its item
+        for key, item in st.lake.con.execute(f"SELECT key, item FROM {row_table('T')} USING SAMPLE 20 ROWS").fetchall():
+            assert st.get("T", key) == item
+
+
+class Hooked:
+    """A connection that calls ``before(sql)`` and ``after(sql)`` around each statement it runs."""
+
+    def __init__(self, con, before=lambda sql: None, after=lambda sql: None):
+        self.con, self.before, self.after = con, before, after
+
+    def execute(self, sql, *params):
+        self.before(sql)
+        result = self.con.execute(sql, *params)
+        self.after(sql)
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+@pytest.mark.parametrize("moment", ["after the fold listed its files", "after the fold read their rows"])
+def test_a_delete_racing_a_fold_is_never_undone(tmp_path, moment):
+    """The fault: another connection deletes a key whose row is in one of the folded files, in another thread,
+    past the store's writer lock (as a writer on a PostgreSQL catalog, which has none, would), at ``moment``.
+    After the listing, the delete commits and the fold reads the rows without it. After the read, the fold
+    holds this SQLite catalog's write lock, so the delete's commit fails as retryable, and its retry (as
+    ``Lake.retrying`` would run it) deletes the row from the folded file. Either way the key stays deleted."""
+    from dynadex.store.lake import retryable
+
+    store = batches(tmp_path, False, 3)
+    with Store(store, read_only=False) as st, Store(store, read_only=False) as other:
+        last = small_files.foldable(files_of(st, "row_index"))[-1]
+        key, = st.lake.con.execute(f"SELECT key FROM {row_table('T')} WHERE filename = ? LIMIT 1", [last]).fetchone()
+        victim = canonical_item({"pk": {"S": key.split('"S":"')[1].split('"')[0]}})
+        outcome, listings = [], []
+
+        def delete() -> None:  # apply_changes itself: no writer lock, no retry
+            try:
+                outcome.append(apply_changes(other.lake, "T", [Change(victim, None, 9_000_000_000_000_000, "o")]))
+            except Exception as exc:  # noqa: BLE001 - checked below
+                outcome.append(exc)
+
+        def after(sql: str) -> None:
+            listings.append(sql) if "ducklake_list_files" in sql else None
+            due = (len(listings) == len(small_files.KEYED) and "ducklake_list_files" in sql
+                   if moment.endswith("listed its files") else sql.startswith("INSERT INTO") and "filename IN" in sql)
+            if due and not outcome:
+                racer = threading.Thread(target=delete)
+                racer.start()
+                racer.join(60)
+
+        st.lake.con = Hooked(st.lake.con, after=after)
+        folded = st.fold_small_files("T", at_files=2)
+        assert folded == {"row_index": 3, "main": 3}
+        deleted = {"upserts": 0, "deletes": 1, "stale": 0, "columns_added": 0}
+        if moment.endswith("listed its files"):
+            assert outcome == [deleted]
+        else:
+            assert len(outcome) == 1 and isinstance(outcome[0], Exception) and retryable(outcome[0]), outcome
+            other.lake.reopen()
+            assert apply_changes(other.lake, "T", [Change(victim, None, 9_000_000_000_000_000, "o")]) == deleted
+        assert st.get("T", key) is None
+        assert st.lake.con.execute(f"SELECT count(*) - count(DISTINCT key) FROM {row_table('T')}").fetchone() == (0,)
+        assert st.lake.con.execute('SELECT count(*) FROM main."T" WHERE _key = ?', [key]).fetchone() == (0,)
+
+
+def test_maintenance_folds_every_index_including_pruned_inverted_files(tmp_path):
+    store = batches(tmp_path, False, 3)
+    before = dump(store)
+    with Store(store, read_only=False) as st:
+        result = st.compact()  # prune deletes inverted entries from the batch files: DuckLake's merge skips them
+        assert result["stale_inverted_entries_removed"] > 0 and result["small_files_folded"] == 9
+        for index in small_files.INDEXES:
+            assert len(small_files.foldable(files_of(st, index.schema))) == 1
+    after = dump(store)
+    assert after["all_inverted"] == after["live_inverted"]  # pruned ...
+    assert {k: v for k, v in after.items() if k != "all_inverted"} == {
+        k: v for k, v in before.items() if k != "all_inverted"}  # ... and every answer as it was
+
+
+def test_the_sync_folds_its_small_files_as_it_goes(tmp_path, monkeypatch):
+    """A run of batches over the inline limit (one file per index each): every ``fold_every_batches`` batches
+    the sync folds once an index holds ``FOLD_AT_FILES`` small files, so a run never piles them up."""
+    from dynadex.store import PublishSpec
+    from dynadex.stream.sync import SyncSettings, TableSync
+
+    from .test_shard_discovery import ARN, ChainStream, Table
+
+    monkeypatch.setattr(small_files, "FOLD_AT_FILES", 3)
+    with Store(str(tmp_path), read_only=False) as st:
+        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
+        w.add(canonical_item({"pk": {"S": "seed"}}), 1, "test")
+        w.finish()
+        st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=1, stream_arn=ARN,
+                               stream_start_micros=0))
+        sync = TableSync(st, "T", Table(), ChainStream(1, 1, per_shard=12_000, filters=True), None,
+                         SyncSettings(batch_seconds=60, batch_records=1_500, overlap_seconds=0, fold_every_batches=2))
+        stats = sync.run(until=0, until_caught_up=True)
+        assert stats["batches"] >= 6 and stats["folds"] >= 2
+        for index in small_files.KEYED:
+            assert len(small_files.foldable(files_of(st, index.schema))) < 3 + 2  # at most a check's worth left
+        assert len(small_files.foldable(files_of(st, "inverted_index"))) == stats["batches"]  # left to merges
+        assert st.query("SELECT count(*), count(DISTINCT key) FROM row_index.T")[1] == [(12_001, 12_001)]
