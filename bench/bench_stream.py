@@ -167,16 +167,16 @@ def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False) ->
 
 def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = None) -> None:
     """Sustained apply: ``batches`` batches of 10 000 records (the sync's default) onto a fresh store of
-    ``keys`` items, once as the sync runs them (a small-file fold checked every ``fold_every_batches``,
-    decision 0028) and once without folds, batch by batch in alternating order in one process. Prints CPU
-    milliseconds per batch over each ``window`` batches (median and mean, folds included), the slowest
+    ``keys`` items, once as the sync runs them (every ``fold_every_batches`` a flush of inlined rows and a
+    small-file fold, decision 0028; every ``flush_every_batches`` a flush) and once as before (the flush
+    only), batch by batch in alternating order in one process. Prints CPU milliseconds per batch over each ``window`` batches (median and mean, folds included), the slowest
     batches, and the files each index holds at the end: the first batches after a bulk load are not what
     hours of a busy stream cost."""
     from dynadex.store import small_files
     from dynadex.store.changes import apply_changes
     from dynadex.stream.sync import SyncSettings
 
-    every = SyncSettings().fold_every_batches
+    every, flush_every = SyncSettings().fold_every_batches, SyncSettings().flush_every_batches
     names = ("fold", "no fold")
     stores = {n: apply_store(keys) for n in names}
     rnd = random.Random(11)
@@ -194,8 +194,11 @@ def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = No
                 for n in (names if i % 2 == 0 else names[::-1]):
                     t = time.process_time()
                     apply_changes(opened[n].lake, "S", [ch for ch, _ in record_changes(batch, "shard-1")], cps)
-                    if n == "fold" and every and (i + 1) % every == 0:
+                    if flush_every and (i + 1) % flush_every == 0:  # both, as the sync always did
+                        opened[n].flush_inlined()
+                    if n == "fold" and every and (i + 1) % every == 0:  # as the sync now does: flush, fold
                         f = time.process_time()
+                        opened[n].flush_inlined()
                         if opened[n].fold_small_files("S"):
                             fold_times.append(time.process_time() - f)
                     times[n].append(time.process_time() - t)

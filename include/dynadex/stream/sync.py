@@ -107,9 +107,9 @@ class SyncSettings:
     """Every this many committed batches, the table's indexes are checked for small files (stream batches and
     flushes) and folded into one sorted file per index once one holds ``small_files.FOLD_AT_FILES`` of them
     (``Store.fold_small_files``, decision 0028): DuckLake's merge never touches a file that lost a row, so
-    without it each such file made every later batch slower until the next maintenance. The check (two
-    file listings, ~30 ms) is skipped while every batch since the last one was inlined. 0 never folds
-    (maintenance still does)."""
+    without it each such file made every later batch slower until the next maintenance. The inlined rows are
+    flushed first (the checkpoint and state rows of a backlog's batches slowed its statements too). The check
+    is skipped while every batch since the last one was inlined. 0 never folds (maintenance still does)."""
     lean_get_records: bool = field(default_factory=lambda: _env("LEAN_GET_RECORDS", 1) != 0)
     """GetRecords through ``stream.get_records`` (botocore's signer, pool and retry rules, without its per-call
     pipeline: ~0.5 ms less CPU per empty answer, 3x less on a page of records; decision 0024); 0 calls the
@@ -453,6 +453,10 @@ class TableSync:
                 every = self.settings.fold_every_batches
                 if every and self.stats["batches"] % every == 0 and self.files_since_fold:
                     t_fold = time.time()
+                    # batches that write files are a backlog's: their inlined state rows (checkpoints, sync
+                    # state) slowed each batch's statements until the 100-batch flush; flushed here as well
+                    self.store.flush_inlined()
+                    self.stats["flushes"] += 1
                     folded = self.store.fold_small_files(self.table)
                     self.files_since_fold = False
                     if folded:
