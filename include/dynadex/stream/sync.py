@@ -444,7 +444,8 @@ class TableSync:
                 # a batch over the inline limit wrote a file per index; an inlined one wrote none
                 self.files_since_fold |= result["upserts"] > lake_module.INLINE_ROWS
                 every = self.settings.flush_every_batches
-                if every and self.stats["batches"] % every == 0:
+                flushed = bool(every) and self.stats["batches"] % every == 0
+                if flushed:
                     t_flush = time.time()
                     self.store.flush_inlined()
                     self.stats["flushes"] += 1
@@ -454,9 +455,11 @@ class TableSync:
                 if every and self.stats["batches"] % every == 0 and self.files_since_fold:
                     t_fold = time.time()
                     # batches that write files are a backlog's: their inlined state rows (checkpoints, sync
-                    # state) slowed each batch's statements until the 100-batch flush; flushed here as well
-                    self.store.flush_inlined()
-                    self.stats["flushes"] += 1
+                    # state) slowed each batch's statements until the 100-batch flush; flushed here as well,
+                    # unless this batch's flush just ran
+                    if not flushed:
+                        self.store.flush_inlined()
+                        self.stats["flushes"] += 1
                     folded = self.store.fold_small_files(self.table)
                     self.files_since_fold = False
                     if folded:
