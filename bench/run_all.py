@@ -11,6 +11,7 @@ for cmd in (
     [sys.executable, str(here / "bench_planner.py")],
     [sys.executable, str(here / "bench_build.py"), "--items", "1000000", "--workdir", work],
     [sys.executable, str(here / "bench_store.py"), "--store", f"{work}/store2"],
+    [sys.executable, str(here / "bench_open.py")],
     [sys.executable, str(here / "bench_ingest.py"), "--items", "1000000", "--chunks", "16", "--publish-scaling",
      "--workdir", f"{work}/ingest"],
     [sys.executable, str(here / "bench_stream.py")],

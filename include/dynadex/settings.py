@@ -86,6 +86,11 @@ connection in a folder of its own under it (``store/extensions.py``); unset: the
 EXTENSION_DIR = _declare("DYNADEX_EXTENSION_DIR", None, str, """Where the DuckDB extensions from their pip
 packages are laid out for DuckDB to load; unset: a per-user temp directory. Read once per process.""")
 
+EXTENSION_SIGNATURES = _declare("DYNADEX_EXTENSION_SIGNATURES", False, _flag, """1: every DuckDB instance checks
+the signature of each extension it loads, as DuckDB does by default (~0.1 s per extension, hashing its 35 MB);
+unset or 0: skipped while the extension directory is private to this user (decision 0029). Read once per
+process.""")
+
 STORE = _declare("DYNADEX_STORE", None, str, """The store (a folder, or a PostgreSQL catalog URI) commands use
 when not told. Read at every command.""")
 

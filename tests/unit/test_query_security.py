@@ -60,6 +60,12 @@ def test_plain_queries_read_local_files_and_the_sandbox_does_not(store):
         # the settings that make the sandbox cannot be undone from a query, even through the connection
         with pytest.raises(duckdb.Error, match="locked"):
             st.lake.con.execute("SET enable_external_access = true")
+        # extensions load without DuckDB's signature check (decision 0029), yet no file can be loaded here
+        planted = store / "planted.duckdb_extension"
+        planted.write_bytes(b"\x7fELF" + bytes(1000))
+        assert st.lake.con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0]
+        with pytest.raises(duckdb.Error, match="disabled through configuration"):
+            st.lake.con.execute(f"LOAD '{planted}'")
     done = cli(store / "store", "query", f"SELECT * FROM read_csv('{outside}')", "--sandbox")
     assert done.returncode == 1 and "secret-outside" not in done.stdout + done.stderr
     with pytest.raises(StoreError, match="read-only"):

@@ -14,15 +14,25 @@ Invariants:
   at 1 M items a chunk. The folders sit under one root; DuckDB removes its own
   when its instance closes, and a process that died leaves one that the next
   process on the same host removes.
+* DuckDB's check of each extension's signature (hashing its 35 MB at every
+  load, in every new instance: ~0.2 s for DuckLake and SQLite) is skipped
+  only while the extension directory is private: it and the folders under it
+  are this user's and writable by no one else, and no folder above it lets
+  another user replace it. Then nothing but the pip packages' own files can
+  be loaded from it, files as trusted as DuckDB's own library beside them.
+  Otherwise, or with ``DYNADEX_EXTENSION_SIGNATURES=1``, DuckDB checks every
+  load as it does by default (decision 0029).
 """
 
 from __future__ import annotations
 
 import importlib
 import itertools
+import logging
 import os
 import shutil
 import socket
+import stat
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +40,8 @@ from pathlib import Path
 import duckdb
 
 from dynadex import settings
+
+log = logging.getLogger("dynadex.extensions")
 
 # pip package -> the extension's own name (its entry point)
 PACKAGES = {
@@ -40,13 +52,69 @@ PACKAGES = {
 }
 
 
-@lru_cache(maxsize=1)
 def extension_directory() -> str:
+    return _layout()[0]
+
+
+def signatures_skipped() -> bool:
+    """Whether new connections load the extensions without DuckDB's signature check (the module docstring)."""
+    return _layout()[1]
+
+
+def _safe(st: os.stat_result, mine: bool) -> bool:
+    """One folder of a path (``lstat``): ``mine`` (the extension folders) is this user's, a real folder no one
+    else may write in; above them a folder is this user's or root's and, if others may write in it, sticky
+    (as /tmp is: they cannot rename or replace what is in it); a symbolic link above them is this user's or
+    root's, so no one else can point it elsewhere."""
+    uid = os.getuid()
+    if stat.S_ISLNK(st.st_mode):
+        return not mine and st.st_uid in (uid, 0)
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    others_write = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if mine:
+        return st.st_uid == uid and not others_write
+    return st.st_uid in (uid, 0) and (not others_write or bool(st.st_mode & stat.S_ISVTX))
+
+
+def _private(folder: Path, top: Path) -> bool:
+    """Only this user can change what ``folder`` (``top`` or under it) holds: every step of its path, as
+    written and as resolved, passes ``_safe`` (from ``top`` down, ``mine``)."""
+    chains = ((Path(os.path.abspath(folder)), Path(os.path.abspath(top))), (folder.resolve(), top.resolve()))
+    for path, mine_from in chains:
+        for step in (path, *path.parents):
+            try:
+                st = os.lstat(step)
+            except OSError:
+                return False
+            if not _safe(st, step == mine_from or mine_from in step.parents):
+                return False
+    return True
+
+
+def _make_private(base: Path, target: Path) -> None:
+    """Create the folders from ``base`` down to ``target`` for this user only; take write access away from
+    others on those this user already owns (a folder made by an older release under a permissive umask)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    folder = base
+    for part in (None, *target.relative_to(base).parts):
+        folder = folder / part if part else folder
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+        if st.st_uid == os.getuid() and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            os.chmod(folder, stat.S_IMODE(st.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
+
+
+@lru_cache(maxsize=1)
+def _layout() -> tuple[str, bool]:
+    """Lay out the extension directory once per process; return it and whether it is private."""
     version = duckdb.__version__
     platform = duckdb.connect().sql("PRAGMA platform").fetchone()[0]
     base = Path(settings.EXTENSION_DIR.read() or Path(tempfile.gettempdir()) / f"dynadex-duckdb-ext-{os.getuid()}")
     target = base / f"v{version}" / platform
-    target.mkdir(parents=True, exist_ok=True)
+    _make_private(base, target)
+    private = _private(target, base)
+    wanted = {}
     for package, name in PACKAGES.items():
         try:
             module = importlib.import_module(package)
@@ -56,6 +124,7 @@ def extension_directory() -> str:
         if not files:
             continue
         link = target / f"{name}.duckdb_extension"
+        wanted[link.name] = files[0]
         if link.is_symlink() and Path(os.readlink(link)) == files[0]:
             continue
         tmp = target / f".{name}.{os.getpid()}.tmp"
@@ -63,7 +132,17 @@ def extension_directory() -> str:
             tmp.unlink()
         tmp.symlink_to(files[0])
         os.replace(tmp, link)
-    return str(base)
+    # only our links may be loaded without a check: any other extension there (a user's own) keeps it on
+    others = sorted(e.name for e in os.scandir(target) if e.name.endswith(".duckdb_extension") and not (
+        e.is_symlink() and Path(os.readlink(e.path)) == wanted.get(e.name)))
+    if not private:
+        log.warning("DuckDB extension directory %s can be changed by other users: every DuckDB instance checks "
+                    "the extensions' signatures (~0.1 s each); make it yours and not writable by others, or set "
+                    "DYNADEX_EXTENSION_DIR to such a folder", target)
+    elif others:
+        log.info("DuckDB extension directory %s holds other extensions (%s): every DuckDB instance checks the "
+                 "extensions' signatures", target, ", ".join(others))
+    return str(base), private and not others and not settings.EXTENSION_SIGNATURES.read()
 
 
 # Modules DuckDB's Python binding tries to import while binding parameters and results. When one is not
@@ -140,6 +219,8 @@ def connect(database: str = ":memory:", *, read_only: bool = False, threads: int
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": True,
         "extension_directory": extension_directory(),
+        # the extensions are the pip packages' own files in a private folder (module docstring)
+        "allow_unsigned_extensions": signatures_skipped(),
     }
     if threads:
         config["threads"] = threads
