@@ -18,6 +18,7 @@ passes:    (--shards N,... --readers K,...) one table whose stream has N open sh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -165,67 +166,91 @@ def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False) ->
           + ", ".join(f"{x:.2f}x" for x in ratios))
 
 
-def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = None) -> None:
+STEADY = {
+    "fold": "as the sync runs: every fold_every_batches a flush and a fold of the three indexes",
+    "fold keyed": "as the sync ran before 2026-12-03's second change: the row and column indexes only",
+    "no fold": "as before decision 0028: the flush every flush_every_batches only",
+}
+
+
+def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = None,
+                 variants: tuple[str, ...] = ("fold", "no fold")) -> None:
     """Sustained apply: ``batches`` batches of 10 000 records (the sync's default) onto a fresh store of
-    ``keys`` items, once as the sync runs them (every ``fold_every_batches`` a flush of inlined rows and a
-    small-file fold, decision 0028; every ``flush_every_batches`` a flush) and once as before (the flush
-    only), batch by batch in alternating order in one process. Prints CPU milliseconds per batch over each ``window`` batches (median and mean, folds included), the slowest
-    batches, and the files each index holds at the end: the first batches after a bulk load are not what
-    hours of a busy stream cost."""
+    ``keys`` items per variant (``STEADY``), batch by batch in alternating order in one process. Prints CPU
+    milliseconds per batch over each ``window`` batches (median and mean, folds included), the wall time of a
+    selective ``find`` at each window's end (median of 5, a value written in the window), the slowest batches,
+    and the files each index holds at the end: the first batches after a bulk load are not what hours of a
+    busy stream cost."""
     from dynadex.store import small_files
     from dynadex.store.changes import apply_changes
     from dynadex.stream.sync import SyncSettings
 
     every, flush_every = SyncSettings().fold_every_batches, SyncSettings().flush_every_batches
-    names = ("fold", "no fold")
+    names = tuple(v.strip() for v in variants)
+    unknown = [n for n in names if n not in STEADY]
+    if unknown or len(set(names)) != len(names):
+        sys.exit(f"--steady-compare: unknown or repeated variant(s) {unknown or names}; choose from {', '.join(STEADY)}")
     stores = {n: apply_store(keys) for n in names}
     rnd = random.Random(11)
     rows = []
     try:
-        with Store(stores["fold"], read_only=False, threads=1) as a, \
-                Store(stores["no fold"], read_only=False, threads=1) as b:
-            opened = {"fold": a, "no fold": b}
+        with contextlib.ExitStack() as stack:
+            opened = {n: stack.enter_context(Store(stores[n], read_only=False, threads=1)) for n in names}
             times = {n: [] for n in names}  # CPU seconds of each batch (the fold variant's folds included)
-            fold_times = []
+            fold_times = {n: [] for n in names}
             for i in range(batches):
                 batch = [wire_record(page_record(j, rnd.randrange(keys), rnd))
                          for j in range(i * 10_000, (i + 1) * 10_000)]
                 cps = [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])]
-                for n in (names if i % 2 == 0 else names[::-1]):
+                order = names[i % len(names):] + names[:i % len(names)]
+                for n in order:
                     t = time.process_time()
                     apply_changes(opened[n].lake, "S", [ch for ch, _ in record_changes(batch, "shard-1")], cps)
-                    if flush_every and (i + 1) % flush_every == 0:  # both, as the sync always did
+                    flushed = bool(flush_every) and (i + 1) % flush_every == 0
+                    if flushed:  # all, as the sync always did
                         opened[n].flush_inlined()
-                    if n == "fold" and every and (i + 1) % every == 0:  # as the sync now does: flush, fold
+                    if n != "no fold" and every and (i + 1) % every == 0:  # as the sync now does: flush, fold
                         f = time.process_time()
-                        opened[n].flush_inlined()
-                        if opened[n].fold_small_files("S"):
-                            fold_times.append(time.process_time() - f)
+                        if not flushed:
+                            opened[n].flush_inlined()
+                        indexes = small_files.KEYED if n == "fold keyed" else small_files.INDEXES
+                        if opened[n].fold_small_files("S", indexes=indexes):
+                            fold_times[n].append(time.process_time() - f)
                     times[n].append(time.process_time() - t)
                 if (i + 1) % window == 0:
                     got = {n: times[n][-window:] for n in names}
+                    finds = {}
+                    for n in names:  # values of ``n`` written in this window: each is one item (REMOVE: none)
+                        lat = []
+                        for j in range(5):
+                            w = time.perf_counter()
+                            opened[n].find("S", f"n={(i + 1) * 10_000 - 1 - 997 * j}")
+                            lat.append(time.perf_counter() - w)
+                        finds[n] = 1000 * median(lat)
                     row = {"batches": i + 1, **{f"{n} mean_ms": 1000 * sum(v) / window for n, v in got.items()},
-                           **{f"{n} median_ms": 1000 * median(v) for n, v in got.items()}}
+                           **{f"{n} median_ms": 1000 * median(v) for n, v in got.items()},
+                           **{f"{n} find_ms": v for n, v in finds.items()}}
                     rows.append(row)
                     print(f"sustained apply, batches {i + 2 - window}-{i + 1}: " + ", ".join(
-                        f"{n} {row[n + ' median_ms']:.0f} ms/batch median ({row[n + ' mean_ms']:.0f} mean)" for n in names)
-                        + f" ({row['no fold median_ms'] / row['fold median_ms']:.2f}x)", flush=True)
+                        f"{n} {row[n + ' median_ms']:.0f} ms/batch median ({row[n + ' mean_ms']:.0f} mean, "
+                        f"find {finds[n]:.1f} ms)" for n in names), flush=True)
             for n in names:  # what made a window's mean: the slowest batches
                 slow = sorted(range(batches), key=lambda k: -times[n][k])[:3]
                 print(f"sustained apply, {n}: slowest batches " + ", ".join(
                     f"#{k + 1} {1000 * times[n][k]:.0f} ms" for k in slow), flush=True)
-            folds = len(fold_times)
-            if fold_times:
-                print(f"sustained apply: {folds} folds, {1000 * median(fold_times):.0f} ms median, "
-                      f"{1000 * max(fold_times):.0f} ms at most", flush=True)
+            for n, ft in fold_times.items():
+                if ft:
+                    print(f"sustained apply, {n}: {len(ft)} folds, {1000 * median(ft):.0f} ms median, "
+                          f"{1000 * max(ft):.0f} ms at most", flush=True)
             files = {n: {index.schema: len(small_files.listed(st.lake, index.schema, "S")) for index in small_files.INDEXES}
                      for n, st in opened.items()}
-        print(f"sustained apply: {batches} batches of 10 000 records onto {keys:,} items, {folds} folds; files at the "
+        print(f"sustained apply: {batches} batches of 10 000 records onto {keys:,} items; files at the "
               "end: " + "; ".join(f"{n} {f}" for n, f in files.items()), flush=True)
         if out:
             Path(out).write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                             "keys": keys, "windows": rows, "files": files, "folds": folds,
-                                             "fold_ms": [1000 * x for x in fold_times],
+                                             "keys": keys, "variants": {n: STEADY[n] for n in names},
+                                             "windows": rows, "files": files,
+                                             "fold_ms": {n: [1000 * x for x in v] for n, v in fold_times.items()},
                                              "batch_ms": {n: [1000 * x for x in v] for n, v in times.items()}}, indent=1))
     finally:
         for store in stores.values():
@@ -618,6 +643,8 @@ if __name__ == "__main__":
     ap.add_argument("--steady-batches", type=int,
                     help="only the sustained apply: this many 10 000-record batches onto --keys items, folds on and off")
     ap.add_argument("--steady-out", help="with --steady-batches: write the windows here (JSON)")
+    ap.add_argument("--steady-compare", default="fold,no fold",
+                    help="with --steady-batches: the variants, side by side: " + "; ".join(f"{k}: {v}" for k, v in STEADY.items()))
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rate", type=float, default=20)
     ap.add_argument("--index-items", type=int, default=0, help="freshness against an index preloaded with this many items")
@@ -650,7 +677,7 @@ if __name__ == "__main__":
     if a.call_cpu:
         call_cpu_bench()
     elif a.steady_batches:
-        steady_apply(a.steady_batches, a.keys, out=a.steady_out)
+        steady_apply(a.steady_batches, a.keys, out=a.steady_out, variants=tuple(a.steady_compare.split(",")))
     elif a.idle:
         idle_bench(a.seconds, 4, [float(x) for x in a.idle_ceilings.split(",")])
     elif a.shards:

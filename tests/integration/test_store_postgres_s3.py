@@ -145,7 +145,7 @@ def test_a_delete_racing_a_fold_fails_the_fold_which_folds_again(postgres_server
             folded = st.fold_small_files("T", at_files=2)
         assert outcome == [{"upserts": 0, "deletes": 1, "stale": 0, "columns_added": 0}]  # committed mid-fold
         assert st.lake.con is not hooked  # the fold's first commit failed: it ran again on a fresh connection
-        assert folded == {"row_index": 3, "main": 3}
+        assert folded == {"row_index": 3, "main": 3, "inverted_index": 3}
         assert st.get("T", key) is None
         assert st.lake.con.execute(f"SELECT count(*) - count(DISTINCT key) FROM {row_table('T')}").fetchone() == (0,)
         assert st.lake.con.execute('SELECT count(*) FROM main."T" WHERE _key = ?', [key]).fetchone() == (0,)

@@ -105,10 +105,10 @@ class Store:
         """Small batches' inlined rows into files (the sync calls it every ``flush_every_batches`` batches)."""
         self.lake.retrying("flush of inlined rows", lambda: maintenance.flush_inlined(self.lake))
 
-    def fold_small_files(self, table: str, at_files: int | None = None, indexes=small_files.KEYED) -> dict:
+    def fold_small_files(self, table: str, at_files: int | None = None, indexes=small_files.INDEXES) -> dict:
         """Fold ``table``'s small stream files into one sorted file per index where one of ``indexes`` (default:
-        the row and column indexes, the ones stream batches delete from) holds at least ``at_files`` of them
-        (default ``small_files.FOLD_AT_FILES``; store/small_files.py); files folded per index."""
+        all three) holds at least ``at_files`` of them (default ``small_files.FOLD_AT_FILES``;
+        store/small_files.py); files folded per index."""
         at = small_files.FOLD_AT_FILES if at_files is None else at_files
         return self.lake.retrying(f"{table}: fold of small files",
                                   lambda: small_files.fold(self.lake, table, at, indexes))

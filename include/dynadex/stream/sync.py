@@ -107,7 +107,8 @@ class SyncSettings:
     """Every this many committed batches, the table's indexes are checked for small files (stream batches and
     flushes) and folded into one sorted file per index once one holds ``small_files.FOLD_AT_FILES`` of them
     (``Store.fold_small_files``, decision 0028): DuckLake's merge never touches a file that lost a row, so
-    without it each such file made every later batch slower until the next maintenance. The inlined rows are
+    without it each such file made every later batch slower until the next maintenance, and each inverted
+    stream file every `find`. The inlined rows are
     flushed first (the checkpoint and state rows of a backlog's batches slowed its statements too). The check
     is skipped while every batch since the last one was inlined. 0 never folds (maintenance still does)."""
     lean_get_records: bool = field(default_factory=lambda: _env("LEAN_GET_RECORDS", 1) != 0)
