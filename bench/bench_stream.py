@@ -167,8 +167,10 @@ def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False) ->
 
 
 STEADY = {
-    "fold": "as the sync runs: every fold_every_batches a flush and a fold of the three indexes",
-    "fold keyed": "as the sync ran before 2026-12-03's second change: the row and column indexes only",
+    "fold": "as the sync runs: every fold_every_batches a flush, a fold of the three indexes and a rewrite "
+            "of the worn files (a quarter deleted, the bulk load's included)",
+    "fold no worn": "the same without rewriting worn files",
+    "fold keyed": "the row and column indexes only, no worn files (the sync of decision 0028 as first written)",
     "no fold": "as before decision 0028: the flush every flush_every_batches only",
 }
 
@@ -214,7 +216,7 @@ def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = No
                         if not flushed:
                             opened[n].flush_inlined()
                         indexes = small_files.KEYED if n == "fold keyed" else small_files.INDEXES
-                        if opened[n].fold_small_files("S", indexes=indexes):
+                        if opened[n].fold_small_files("S", indexes=indexes, rewrite_worn=n == "fold"):
                             fold_times[n].append(time.process_time() - f)
                     times[n].append(time.process_time() - t)
                 if (i + 1) % window == 0:

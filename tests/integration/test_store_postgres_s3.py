@@ -149,3 +149,12 @@ def test_a_delete_racing_a_fold_fails_the_fold_which_folds_again(postgres_server
         assert st.get("T", key) is None
         assert st.lake.con.execute(f"SELECT count(*) - count(DISTINCT key) FROM {row_table('T')}").fetchone() == (0,)
         assert st.lake.con.execute('SELECT count(*) FROM main."T" WHERE _key = ?', [key]).fetchone() == (0,)
+        # the bulk load's file lost most of its rows: read from DuckLake's PostgreSQL catalog tables, its share
+        # makes it worn, and it is rewritten alone
+        st.flush_inlined()
+        bulk = [p for p, _ in small_files.listed(st.lake, "row_index", "T") if "/bulk/" in p]
+        rows = st.lake.con.execute(f"SELECT count(*) FROM {row_table('T')}").fetchone()
+        assert len(bulk) == 1 and st.fold_small_files("T", at_files=99, rewrite_worn=True)["row_index worn"] >= 1
+        assert bulk[0] not in [p for p, _ in small_files.listed(st.lake, "row_index", "T")]
+        assert st.lake.con.execute(f"SELECT count(*) FROM {row_table('T')}").fetchone() == rows
+        assert st.get("T", key) is None

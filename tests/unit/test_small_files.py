@@ -96,6 +96,57 @@ def test_fold_keeps_every_answer_and_leaves_one_sorted_file_per_index(tmp_path, 
             assert st.get("T", key) == item
 
 
+@pytest.mark.parametrize("shares, skip, most, chosen", [
+    ([("a", 10, 0.5), ("b", 10, 0.2)], set(), 100, ["a"]),  # under a quarter deleted: left
+    ([("a", 10, 0.25), ("b", 10, 0.9)], set(), 100, ["b", "a"]),  # most deleted first
+    ([("a", 10, 0.5), ("b", 10, 0.9)], {"b"}, 100, ["a"]),  # folded anyway with the small files
+    ([("big", 500, 0.9), ("a", 10, 0.5)], set(), 100, ["a"]),  # over the bound alone: waits for maintenance
+    ([("big", 500, 0.9), ("a", 10, 0.5)], set(), None, ["big", "a"]),
+    ([], set(), 100, []),
+])
+def test_worn_takes_the_files_that_lost_a_quarter_of_their_rows(shares, skip, most, chosen):
+    assert small_files.worn(shares, skip, most_bytes=most) == chosen
+
+
+@pytest.mark.parametrize("composite", [False, True], ids=["pk-S", "pk-N+sk-B"])
+def test_a_worn_bulk_file_is_rewritten_alone_and_every_answer_stays(tmp_path, composite):
+    """The bulk load's file has lost most of its rows to the batches (inlined deletions, flushed into delete
+    files): a fold that may rewrite worn files writes its live rows alone into a new file, in key order, and
+    drops it; answers are unchanged."""
+    store = batches(tmp_path, composite, 3)
+    before, ids = dump(store), with_write_ids(store)
+    with Store(store, read_only=False) as st:
+        st.flush_inlined()  # as the sync does before it folds: inlined deletions become delete files and count
+        bulk = {i.schema: [p for p, _ in files_of(st, i.schema) if "/bulk/" in p] for i in small_files.KEYED}
+        assert all(len(f) == 1 for f in bulk.values()), bulk
+        shares = {i.schema: small_files.deleted_shares(st.lake, i.schema, "T", files_of(st, i.schema))
+                  for i in small_files.KEYED}
+        for schema, rows in shares.items():
+            share = {p: d for p, _, d in rows}[bulk[schema][0]]
+            assert share >= small_files.WORN_SHARE, (schema, share)
+        live = {i.schema: st.lake.con.execute(f'SELECT count(*) FROM {ALIAS}."{i.schema}"."T" WHERE filename = ?',
+                                              bulk[i.schema]).fetchone()[0] for i in small_files.KEYED}
+        listed_before = {i.schema: {p for p, _ in files_of(st, i.schema)} for i in small_files.KEYED}
+        # no small files folded (at 99), only the worn ones rewritten, each alone (the batches' files too)
+        worn_before = {i.schema: sum(d >= small_files.WORN_SHARE for _, _, d in shares[i.schema])
+                       for i in small_files.KEYED}
+        assert st.fold_small_files("T", at_files=99, rewrite_worn=True) == {
+            f"{schema} worn": n for schema, n in worn_before.items()}
+        for index in small_files.KEYED:
+            files = [p for p, _ in files_of(st, index.schema)]
+            assert bulk[index.schema][0] not in files  # dropped from the snapshot
+            new = [p for p in files if p not in listed_before[index.schema]]
+            counts = [st.lake.con.execute("SELECT count(*) FROM read_parquet(?)", [p]).fetchone()[0] for p in new]
+            assert live[index.schema] in counts  # one new file holding exactly the old one's live rows
+            path = new[counts.index(live[index.schema])]
+            as_written, as_sorted = st.lake.con.execute(
+                f"SELECT list(({index.order_by}) ORDER BY file_row_number), list(({index.order_by}) ORDER BY "
+                f"{index.order_by}) FROM read_parquet(?, file_row_number = true)", [path]).fetchone()
+            assert as_written == as_sorted
+        assert st.fold_small_files("T", at_files=99, rewrite_worn=True) == {}  # nothing worn left
+    assert dump(store) == before and with_write_ids(store) == ids
+
+
 class Hooked:
     """A connection that calls ``before(sql)`` and ``after(sql)`` around each statement it runs."""
 
@@ -158,12 +209,15 @@ def test_a_delete_racing_a_fold_is_never_undone(tmp_path, moment):
         assert st.lake.con.execute('SELECT count(*) FROM main."T" WHERE _key = ?', [key]).fetchone() == (0,)
 
 
-def test_maintenance_folds_every_index_including_pruned_inverted_files(tmp_path):
+def test_maintenance_folds_every_index_including_pruned_inverted_files_and_rewrites_worn_ones(tmp_path):
     store = batches(tmp_path, False, 3)
     before = dump(store)
     with Store(store, read_only=False) as st:
         result = st.compact()  # prune deletes inverted entries from the batch files: DuckLake's merge skips them
         assert result["stale_inverted_entries_removed"] > 0 and result["small_files_folded"] == 9
+        assert result["worn_files_rewritten"] == 2  # the bulk load's row and column files lost most rows
+        for index in small_files.KEYED:
+            assert not [p for p, _ in files_of(st, index.schema) if "/bulk/" in p]
         for index in small_files.INDEXES:
             assert len(small_files.foldable(files_of(st, index.schema))) == 1
     after = dump(store)

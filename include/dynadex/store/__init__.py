@@ -105,13 +105,15 @@ class Store:
         """Small batches' inlined rows into files (the sync calls it every ``flush_every_batches`` batches)."""
         self.lake.retrying("flush of inlined rows", lambda: maintenance.flush_inlined(self.lake))
 
-    def fold_small_files(self, table: str, at_files: int | None = None, indexes=small_files.INDEXES) -> dict:
+    def fold_small_files(self, table: str, at_files: int | None = None, indexes=small_files.INDEXES, *,
+                         rewrite_worn: bool = False) -> dict:
         """Fold ``table``'s small stream files into one sorted file per index where one of ``indexes`` (default:
-        all three) holds at least ``at_files`` of them (default ``small_files.FOLD_AT_FILES``;
-        store/small_files.py); files folded per index."""
+        all three) holds at least ``at_files`` of them (default ``small_files.FOLD_AT_FILES``), and with
+        ``rewrite_worn`` rewrite alone each file of the row and column indexes that lost a quarter of its rows,
+        up to ``small_files.WORN_MOST_BYTES`` (store/small_files.py); files folded or rewritten per index."""
         at = small_files.FOLD_AT_FILES if at_files is None else at_files
         return self.lake.retrying(f"{table}: fold of small files",
-                                  lambda: small_files.fold(self.lake, table, at, indexes))
+                                  lambda: small_files.fold(self.lake, table, at, indexes, rewrite_worn=rewrite_worn))
 
     def compact(self) -> dict:
         pruned = self.lake.retrying("maintenance: prune", lambda: maintenance.prune_stale(self.lake))

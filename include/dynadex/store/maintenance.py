@@ -1,5 +1,5 @@
 """Store upkeep: prune superseded inverted entries, flush inlined rows, fold small files that lost rows,
-merge small files, expire old snapshots, delete their files, delete orphaned files.
+rewrite worn files, merge small files, expire old snapshots, delete their files, delete orphaned files.
 
 Invariant: maintenance never changes what a query at the current snapshot
 returns; it only rewrites storage. Snapshots younger than ``keep`` stay
@@ -46,13 +46,19 @@ are as fast as right after the load."""
 
 def compact(lake: Lake) -> dict:
     """Flush inlined rows, fold every table's small files (DuckLake's merge skips a file with deletes, so
-    stream files that lost rows are folded, store/small_files.py), then merge the small files left."""
+    stream files that lost rows are folded, store/small_files.py) and rewrite its worn files (a quarter of
+    their rows deleted, up to ``small_files.WORN_MOST_BYTES`` per index, as the sync does), then merge the
+    small files left."""
     flush_inlined(lake)
-    folded = 0
+    folded = worn = 0
     for table in lake.source_tables():
-        folded += sum(small_files.fold(lake, table).values())
+        for name, count in small_files.fold(lake, table, rewrite_worn=True).items():
+            if name.endswith(" worn"):
+                worn += count
+            else:
+                folded += count
     lake.con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', max_file_size => {MERGE_BELOW_BYTES})")
-    return {"compacted": True, "small_files_folded": folded}
+    return {"compacted": True, "small_files_folded": folded, "worn_files_rewritten": worn}
 
 
 ORPHAN_AGE = dt.timedelta(hours=24)

@@ -18,6 +18,12 @@ Invariants:
   layout lookups want (decision 0022).
 * Files left with no live row are dropped by DuckLake's own rewrite at a delete threshold of 1.0, which
   touches no file that still holds a live row.
+* A file of the row or column index that has lost ``WORN_SHARE`` of its rows (a bulk load's range file
+  included) is rewritten alone, its live rows in the same order, by the same two statements, when the
+  caller allows it: each batch otherwise scans its deleted rows and writes its whole delete file again.
+  Rewritten alone, a range file stays one file over its own key range (decision 0022). DuckLake's rewrite
+  at such a threshold would merge every such file of the table into one (probed, whatever the target
+  file size), a serial sort of the table at scale.
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ FOLD_AT_FILES = 8
 """The stream sync folds an index once it holds this many small files (maintenance: from 2)."""
 FOLD_MOST_BYTES = 256_000_000
 """At most this many bytes of files per fold statement; the rest waits for the next fold."""
+WORN_SHARE = 0.25
+"""A file is worn once this share of its rows is deleted (in delete files: inlined deletions count once
+flushed). Rewriting it then costs at most 3 live rows copied per deleted row."""
+WORN_MOST_BYTES = 64_000_000
+"""At most this many bytes of worn files rewritten per index by one fold of the stream sync; maintenance
+has no bound."""
 
 
 @dataclass(frozen=True)
@@ -77,30 +89,80 @@ def fold_sql(schema: str, table: str, order_by: str, files: int) -> tuple[str, s
             f"DELETE FROM {qualified} WHERE filename IN ({names})")
 
 
+def worn(shares: list[tuple[str, int, float]], skip: set[str], share: float = WORN_SHARE,
+         most_bytes: int | None = WORN_MOST_BYTES) -> list[str]:
+    """Of ``shares`` ((path, size in bytes, share of rows deleted)), the files to rewrite alone: deleted at
+    least ``share``, not in ``skip`` (folded anyway), most deleted first, up to ``most_bytes`` in all (None:
+    no bound; a file larger than the bound alone waits for maintenance)."""
+    chosen, total = [], 0
+    for _share, size, path in sorted(((-d, size, path) for path, size, d in shares if d >= share and path not in skip)):
+        if most_bytes is not None and total + size > most_bytes:
+            continue
+        chosen.append(path)
+        total += size
+    return chosen
+
+
+def deleted_shares(lake: Lake, schema: str, table: str, files: list[tuple[str, int]]) -> list[tuple[str, int, float]]:
+    """(path, size, share of its rows deleted) of each of ``files`` (``listed``) that has a delete file, from
+    DuckLake's own catalog tables (its specification's ``ducklake_data_file`` and ``ducklake_delete_file``)."""
+    meta = f"__ducklake_metadata_{ALIAS}"
+    rows = lake.con.execute(
+        f"SELECT d.path, d.path_is_relative, d.record_count, x.delete_count "
+        f"FROM {meta}.ducklake_data_file d "
+        f"JOIN {meta}.ducklake_delete_file x ON x.data_file_id = d.data_file_id AND x.end_snapshot IS NULL "
+        f"JOIN {meta}.ducklake_table t ON t.table_id = d.table_id AND t.end_snapshot IS NULL "
+        f"JOIN {meta}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL "
+        f"WHERE d.end_snapshot IS NULL AND s.schema_name = ? AND t.table_name = ?", [schema, table]).fetchall()
+    sizes = dict(files)
+    by_tail = {PurePosixPath(path).name: path for path in sizes}
+    out = []
+    for path, relative, records, deleted in rows:
+        full = by_tail.get(PurePosixPath(path).name) if relative else path
+        if full in sizes and records:
+            out.append((full, sizes[full], deleted / records))
+    return out
+
+
 def listed(lake: Lake, schema: str, table: str) -> list[tuple[str, int]]:
     """(path, size) of each live data file of one index."""
     return [(path, size) for path, size, *_ in lake.con.execute(
         f"FROM ducklake_list_files({literal(ALIAS)}, ?, schema => ?)", [table, schema]).fetchall()]
 
 
-def fold(lake: Lake, table: str, at_files: int = 2, indexes: tuple[IndexOrder, ...] = INDEXES) -> dict:
-    """Fold each of ``indexes`` of ``table`` holding at least ``at_files`` foldable files; return files folded
-    per schema (absent: not folded). One transaction for the inserts and deletes, then DuckLake's rewrite at
-    threshold 1.0 drops the files left with no live row."""
-    chosen = {}
+def fold(lake: Lake, table: str, at_files: int = 2, indexes: tuple[IndexOrder, ...] = INDEXES, *,
+         rewrite_worn: bool = False, worn_most_bytes: int | None = WORN_MOST_BYTES) -> dict:
+    """Fold each of ``indexes`` of ``table`` holding at least ``at_files`` foldable files, and with
+    ``rewrite_worn`` rewrite each worn file of its row and column indexes alone (``worn``); return files
+    folded per schema and worn files rewritten per ``"<schema> worn"`` (absent: none). One transaction for
+    the inserts and deletes, then DuckLake's rewrite at threshold 1.0 drops the files left with no live row."""
+    chosen, alone = {}, {}
     for index in indexes:
-        files = foldable(listed(lake, index.schema, table))
-        if len(files) >= at_files:
-            chosen[index] = files
-    if not chosen:
+        files = listed(lake, index.schema, table)
+        small = foldable(files)
+        if len(small) >= at_files:
+            chosen[index] = small
+        if rewrite_worn and index in KEYED:
+            tired = worn(deleted_shares(lake, index.schema, table, files), set(chosen.get(index, ())),
+                         most_bytes=worn_most_bytes)
+            if tired:
+                alone[index] = tired
+    if not chosen and not alone:
         return {}
     con = lake.con
-    with lake.transaction(), lake.not_inlined([(index.schema, table) for index in chosen]):
+    touched = list(dict.fromkeys([*chosen, *alone]))
+    with lake.transaction(), lake.not_inlined([(index.schema, table) for index in touched]):
         for index, files in chosen.items():
             insert, delete = fold_sql(index.schema, table, index.order_by, len(files))
             con.execute(insert, files)
             con.execute(delete, files)
-    for index in chosen:
+        for index, files in alone.items():
+            for path in files:  # one statement each: one new file over the old one's rows
+                insert, delete = fold_sql(index.schema, table, index.order_by, 1)
+                con.execute(insert, [path])
+                con.execute(delete, [path])
+    for index in touched:
         con.execute(f"CALL ducklake_rewrite_data_files({literal(ALIAS)}, ?, schema => ?, delete_threshold => 1.0)",
                     [table, index.schema])
-    return {index.schema: len(files) for index, files in chosen.items()}
+    return {**{index.schema: len(files) for index, files in chosen.items()},
+            **{f"{index.schema} worn": len(files) for index, files in alone.items()}}

@@ -108,7 +108,9 @@ class SyncSettings:
     flushes) and folded into one sorted file per index once one holds ``small_files.FOLD_AT_FILES`` of them
     (``Store.fold_small_files``, decision 0028): DuckLake's merge never touches a file that lost a row, so
     without it each such file made every later batch slower until the next maintenance, and each inverted
-    stream file every `find`. The inlined rows are
+    stream file every `find`. Files of the row and column indexes that lost a quarter of their rows (a bulk
+    load's range files too, up to ``small_files.WORN_MOST_BYTES``) are rewritten alone at the same moment:
+    every batch scanned their deleted rows and wrote their whole delete file again. The inlined rows are
     flushed first (the checkpoint and state rows of a backlog's batches slowed its statements too). The check
     is skipped while every batch since the last one was inlined. 0 never folds (maintenance still does)."""
     lean_get_records: bool = field(default_factory=lambda: _env("LEAN_GET_RECORDS", 1) != 0)
@@ -461,7 +463,7 @@ class TableSync:
                     if not flushed:
                         self.store.flush_inlined()
                         self.stats["flushes"] += 1
-                    folded = self.store.fold_small_files(self.table)
+                    folded = self.store.fold_small_files(self.table, rewrite_worn=True)
                     self.files_since_fold = False
                     if folded:
                         self.stats["folds"] += 1
