@@ -44,8 +44,8 @@ WORN_SHARE = 0.25
 """A file is worn once this share of its rows is deleted (in delete files: inlined deletions count once
 flushed). Rewriting it then costs at most 3 live rows copied per deleted row."""
 WORN_MOST_BYTES = 64_000_000
-"""At most this many bytes of worn files rewritten per index by one fold of the stream sync; maintenance
-has no bound."""
+"""At most this many bytes of worn files rewritten per index by one fold (the sync's or maintenance's): a
+rewrite holds the store's writer lock, so a larger range file is left as it is (decision 0028)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def worn(shares: list[tuple[str, int, float]], skip: set[str], share: float = WO
          most_bytes: int | None = WORN_MOST_BYTES) -> list[str]:
     """Of ``shares`` ((path, size in bytes, share of rows deleted)), the files to rewrite alone: deleted at
     least ``share``, not in ``skip`` (folded anyway), most deleted first, up to ``most_bytes`` in all (None:
-    no bound; a file larger than the bound alone waits for maintenance)."""
+    no bound; a file larger than the bound is never taken)."""
     chosen, total = [], 0
     for _share, size, path in sorted(((-d, size, path) for path, size, d in shares if d >= share and path not in skip)):
         if most_bytes is not None and total + size > most_bytes:
