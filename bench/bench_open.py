@@ -18,26 +18,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from bench_stream import apply_store
+
 from dynadex.store import Store, extensions
-from dynadex.store.publish import PublishSpec
-from dynadex.types import canonical_item
 
 MODES = {"check skipped (default)": "0", "DuckDB's check (DYNADEX_EXTENSION_SIGNATURES=1)": "1"}
-
-
-def small_store() -> str:
-    store = tempfile.mkdtemp(prefix="dynadex-open-")
-    with Store(store, read_only=False, threads=1) as st:
-        w = st.segment_writer("T", "b", "c0", ("pk",), ("S",))
-        for k in range(1000):
-            w.add(canonical_item({"pk": {"S": f"k{k:05d}"}, "n": {"N": str(k)}}), 0, "bulk")
-        w.finish()
-        st.publish(PublishSpec("T", "b", ["c0"], ("pk",), ("S",)))
-    return store
 
 
 def use(mode: str) -> None:
@@ -47,26 +35,26 @@ def use(mode: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--store", help="a store whose table T has key k00001 (default: a new 1 000-item store)")
+    ap.add_argument("--store", help="a store whose table S has key k0000001 (default: a new 1 000-item store)")
     ap.add_argument("--opens", type=int, default=20)
     ap.add_argument("--cli", type=int, default=6)
     ap.add_argument("--out")
     a = ap.parse_args()
-    store = a.store or small_store()
-    key = '{"pk":{"S":"k00001"}}'
+    store = a.store or apply_store(1000)
+    key = '{"pk":{"S":"k0000001"}}'
     opens = {m: [] for m in MODES}
     for i in range(a.opens):
         for name, mode in (list(MODES.items()) if i % 2 == 0 else list(MODES.items())[::-1]):
             use(mode)
             t = time.perf_counter()
             with Store(store) as st:
-                assert st.get("T", key) is not None
+                assert st.get("S", key) is not None
             opens[name].append(time.perf_counter() - t)
     cli = {m: [] for m in MODES}
     for i in range(a.cli):
         for name, mode in (list(MODES.items()) if i % 2 == 0 else list(MODES.items())[::-1]):
             t = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "dynadex.cli", "get", "T", key, "--store", store],
+            done = subprocess.run([sys.executable, "-m", "dynadex.cli", "get", "S", key, "--store", store],
                                   capture_output=True, text=True, env={**os.environ, "DYNADEX_EXTENSION_SIGNATURES": mode})
             cli[name].append(time.perf_counter() - t)
             assert done.returncode == 0, done.stderr[-2000:]

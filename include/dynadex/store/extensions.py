@@ -96,9 +96,9 @@ def _make_private(base: Path, target: Path) -> None:
     """Create the folders from ``base`` down to ``target`` for this user only; take write access away from
     others on those this user already owns (a folder made by an older release under a permissive umask)."""
     base.parent.mkdir(parents=True, exist_ok=True)
-    folder = base
-    for part in (None, *target.relative_to(base).parts):
-        folder = folder / part if part else folder
+    parts = target.relative_to(base).parts
+    for depth in range(len(parts) + 1):
+        folder = base.joinpath(*parts[:depth])
         folder.mkdir(mode=0o700, exist_ok=True)
         st = os.lstat(folder)
         if st.st_uid == os.getuid() and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):

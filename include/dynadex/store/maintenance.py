@@ -52,11 +52,8 @@ def compact(lake: Lake) -> dict:
     flush_inlined(lake)
     folded = worn = 0
     for table in lake.source_tables():
-        for name, count in small_files.fold(lake, table, rewrite_worn=True).items():
-            if name.endswith(" worn"):
-                worn += count
-            else:
-                folded += count
+        small, tired = small_files.totals(small_files.fold(lake, table, rewrite_worn=True))
+        folded, worn = folded + small, worn + tired
     lake.con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', max_file_size => {MERGE_BELOW_BYTES})")
     return {"compacted": True, "small_files_folded": folded, "worn_files_rewritten": worn}
 

@@ -165,4 +165,14 @@ def fold(lake: Lake, table: str, at_files: int = 2, indexes: tuple[IndexOrder, .
         con.execute(f"CALL ducklake_rewrite_data_files({literal(ALIAS)}, ?, schema => ?, delete_threshold => 1.0)",
                     [table, index.schema])
     return {**{index.schema: len(files) for index, files in chosen.items()},
-            **{f"{index.schema} worn": len(files) for index, files in alone.items()}}
+            **{index.schema + WORN: len(files) for index, files in alone.items()}}
+
+
+WORN = " worn"
+"""``fold``'s key suffix for the worn files of an index rewritten (the plain schema: small files folded)."""
+
+
+def totals(result: dict) -> tuple[int, int]:
+    """(small files folded, worn files rewritten) of a ``fold`` result."""
+    worn_files = sum(n for name, n in result.items() if name.endswith(WORN))
+    return sum(result.values()) - worn_files, worn_files
