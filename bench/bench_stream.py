@@ -169,7 +169,10 @@ def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False) ->
 STEADY = {
     "fold": "as the sync runs: every fold_every_batches a flush, a fold of the three indexes and a rewrite "
             "of the worn files (a quarter deleted, the bulk load's included)",
-    "fold no worn": "the same without rewriting worn files",
+    "fold sliced": "as fold, with the bytes one fold may rewrite per index an eighth of the bulk load's row file: "
+                   "the worn bulk files are moved a slice per fold check, as a range file of a table of hundreds "
+                   "of GB is by the 64 MB bound",
+    "fold no worn": "the same without rewriting worn files (what a worn file over the bound got before slices)",
     "fold keyed": "the row and column indexes only, no worn files (the sync of decision 0028 as first written)",
     "no fold": "as before decision 0028: the flush every flush_every_batches only",
 }
@@ -193,6 +196,11 @@ def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = No
     if unknown or len(set(names)) != len(names):
         sys.exit(f"--steady-compare: unknown or repeated variant(s) {unknown or names}; choose from {', '.join(STEADY)}")
     stores = {n: apply_store(keys) for n in names}
+    slice_bytes = None
+    if "fold sliced" in names:
+        with Store(stores["fold sliced"]) as st:
+            slice_bytes = max(size for _, size in small_files.listed(st.lake, small_files.ROW_SCHEMA, "S")) // 8
+        print(f"sustained apply, fold sliced: at most {slice_bytes / 1e6:.1f} MB per index per fold", flush=True)
     rnd = random.Random(11)
     rows = []
     try:
@@ -200,6 +208,7 @@ def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = No
             opened = {n: stack.enter_context(Store(stores[n], read_only=False, threads=1)) for n in names}
             times = {n: [] for n in names}  # CPU seconds of each batch (the fold variant's folds included)
             fold_times = {n: [] for n in names}
+            slices = {n: 0 for n in names}
             for i in range(batches):
                 batch = [wire_record(page_record(j, rnd.randrange(keys), rnd))
                          for j in range(i * 10_000, (i + 1) * 10_000)]
@@ -216,8 +225,16 @@ def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = No
                         if not flushed:
                             opened[n].flush_inlined()
                         indexes = small_files.KEYED if n == "fold keyed" else small_files.INDEXES
-                        if opened[n].fold_small_files("S", indexes=indexes, rewrite_worn=n == "fold"):
+                        bound = small_files.WORN_MOST_BYTES
+                        small_files.WORN_MOST_BYTES = slice_bytes if n == "fold sliced" else bound
+                        try:
+                            folded = opened[n].fold_small_files("S", indexes=indexes,
+                                                                rewrite_worn=n in ("fold", "fold sliced"))
+                        finally:
+                            small_files.WORN_MOST_BYTES = bound
+                        if folded:
                             fold_times[n].append(time.process_time() - f)
+                            slices[n] += small_files.totals(folded)[2]
                     times[n].append(time.process_time() - t)
                 if (i + 1) % window == 0:
                     got = {n: times[n][-window:] for n in names}
@@ -243,7 +260,7 @@ def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = No
             for n, ft in fold_times.items():
                 if ft:
                     print(f"sustained apply, {n}: {len(ft)} folds, {1000 * median(ft):.0f} ms median, "
-                          f"{1000 * max(ft):.0f} ms at most", flush=True)
+                          f"{1000 * max(ft):.0f} ms at most; {slices[n]} worn-file slices", flush=True)
             files = {n: {index.schema: len(small_files.listed(st.lake, index.schema, "S")) for index in small_files.INDEXES}
                      for n, st in opened.items()}
         print(f"sustained apply: {batches} batches of 10 000 records onto {keys:,} items; files at the "
@@ -253,6 +270,7 @@ def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = No
                                              "keys": keys, "variants": {n: STEADY[n] for n in names},
                                              "windows": rows, "files": files,
                                              "fold_ms": {n: [1000 * x for x in v] for n, v in fold_times.items()},
+                                             "slice_bytes": slice_bytes, "slices": slices,
                                              "batch_ms": {n: [1000 * x for x in v] for n, v in times.items()}}, indent=1))
     finally:
         for store in stores.values():

@@ -15,7 +15,7 @@ from dynadex.store.names import row_table
 from dynadex.stream.sync import record_changes
 from dynadex.types import canonical_item
 
-from .test_apply_fast_path import dump, new_store, rand_records
+from .test_apply_fast_path import dump, key_of, new_store, rand_records
 
 BULK = "/s/data/bulk/T/b1/merged-keys-1/0a1b/rows.parquet"
 
@@ -96,16 +96,32 @@ def test_fold_keeps_every_answer_and_leaves_one_sorted_file_per_index(tmp_path, 
             assert st.get("T", key) == item
 
 
-@pytest.mark.parametrize("shares, skip, most, chosen", [
-    ([("a", 10, 0.5), ("b", 10, 0.2)], set(), 100, ["a"]),  # under a quarter deleted: left
-    ([("a", 10, 0.25), ("b", 10, 0.9)], set(), 100, ["b", "a"]),  # most deleted first
-    ([("a", 10, 0.5), ("b", 10, 0.9)], {"b"}, 100, ["a"]),  # folded anyway with the small files
-    ([("big", 500, 0.9), ("a", 10, 0.5)], set(), 100, ["a"]),  # over the bound alone: waits for maintenance
-    ([("big", 500, 0.9), ("a", 10, 0.5)], set(), None, ["big", "a"]),
+W = small_files.Wear
+R = small_files.Rewrite
+
+
+@pytest.mark.parametrize("wears, skip, most, chosen", [
+    ([W("a", 10, 100, 0.5), W("b", 10, 100, 0.2)], set(), 100, [R("a")]),  # under a quarter deleted: left
+    ([W("a", 10, 100, 0.25), W("b", 10, 100, 0.9)], set(), 100, [R("b"), R("a")]),  # most deleted first
+    ([W("a", 10, 100, 0.5), W("b", 10, 100, 0.9)], {"b"}, 100, [R("a")]),  # folded anyway with the small files
+    # over the bound alone and the most deleted: a slice of it, as many rows as the bound holds at its bytes per row
+    ([W("big", 500, 1000, 0.9), W("a", 10, 100, 0.5)], set(), 100, [R("big", 200)]),
+    ([W("big", 500, 1000, 0.3), W("a", 10, 100, 0.5)], set(), 100, [R("a")]),  # less deleted: its turn comes later
+    ([W("big", 500, 1000, 0.9), W("a", 10, 100, 0.5)], set(), None, [R("big"), R("a")]),  # no bound
+    ([W("huge", 10**12, 10, 0.9)], set(), 100, [R("huge", 1)]),  # a slice is never empty
     ([], set(), 100, []),
 ])
-def test_worn_takes_the_files_that_lost_a_quarter_of_their_rows(shares, skip, most, chosen):
-    assert small_files.worn(shares, skip, most_bytes=most) == chosen
+def test_worn_takes_the_files_that_lost_a_quarter_of_their_rows(wears, skip, most, chosen):
+    assert small_files.worn(wears, skip, most_bytes=most) == chosen
+
+
+def test_slice_statements_move_and_delete_the_same_keys_of_one_file():
+    assert small_files.slice_end_sql("main", "T", '"_key"') == (
+        f'SELECT "_key" FROM {ALIAS}."main"."T" WHERE filename = ? ORDER BY "_key" LIMIT 1 OFFSET ?')
+    insert, delete = small_files.slice_sql("row_index", "T", "key")
+    target = f'{ALIAS}."row_index"."T"'
+    assert insert == f"INSERT INTO {target} SELECT * FROM {target} WHERE filename = ? AND key < ? ORDER BY key"
+    assert delete == f"DELETE FROM {target} WHERE filename = ? AND key < ?"
 
 
 @pytest.mark.parametrize("composite", [False, True], ids=["pk-S", "pk-N+sk-B"])
@@ -122,13 +138,13 @@ def test_a_worn_bulk_file_is_rewritten_alone_and_every_answer_stays(tmp_path, co
         shares = {i.schema: small_files.deleted_shares(st.lake, i.schema, "T", files_of(st, i.schema))
                   for i in small_files.KEYED}
         for schema, rows in shares.items():
-            share = {p: d for p, _, d in rows}[bulk[schema][0]]
+            share = {w.path: w.deleted for w in rows}[bulk[schema][0]]
             assert share >= small_files.WORN_SHARE, (schema, share)
         live = {i.schema: st.lake.con.execute(f'SELECT count(*) FROM {ALIAS}."{i.schema}"."T" WHERE filename = ?',
                                               bulk[i.schema]).fetchone()[0] for i in small_files.KEYED}
         listed_before = {i.schema: {p for p, _ in files_of(st, i.schema)} for i in small_files.KEYED}
         # no small files folded (at 99), only the worn ones rewritten, each alone (the batches' files too)
-        worn_before = {i.schema: sum(d >= small_files.WORN_SHARE for _, _, d in shares[i.schema])
+        worn_before = {i.schema: sum(w.deleted >= small_files.WORN_SHARE for w in shares[i.schema])
                        for i in small_files.KEYED}
         assert st.fold_small_files("T", at_files=99, rewrite_worn=True) == {
             f"{schema} worn": n for schema, n in worn_before.items()}
@@ -144,6 +160,124 @@ def test_a_worn_bulk_file_is_rewritten_alone_and_every_answer_stays(tmp_path, co
                 f"{index.order_by}) FROM read_parquet(?, file_row_number = true)", [path]).fetchone()
             assert as_written == as_sorted
         assert st.fold_small_files("T", at_files=99, rewrite_worn=True) == {}  # nothing worn left
+    assert dump(store) == before and with_write_ids(store) == ids
+
+
+def one_big_worn_file(path, composite: bool) -> str:
+    """A published store of 3 000 items, then one batch of 1 500 records over those keys (flushed): the bulk
+    load's row and column files each lost about two fifths of their rows."""
+    snapshot = [canonical_item({**key_of(i, composite), "n": {"N": str(i)}}) for i in range(3000)]
+    store = new_store(path, composite, snapshot)
+    with Store(store, read_only=False) as st:
+        changes = [ch for ch, _ in record_changes(rand_records(random.Random(5), 1500, 1, composite, 3000), "s")]
+        apply_changes(st.lake, "T", changes, [Checkpoint("s", "0001")])
+        st.flush_inlined()
+    return store
+
+
+def live_keys(st: Store, index, path: str) -> list:
+    return [k for k, in st.lake.con.execute(f"SELECT {index.order_by} FROM {ALIAS}.{index.schema}.\"T\" "
+                                            f"WHERE filename = ? ORDER BY {index.order_by}", [path]).fetchall()]
+
+
+@pytest.mark.parametrize("composite", [False, True], ids=["pk-S", "pk-N+sk-B"])
+def test_a_worn_file_over_the_bound_is_moved_a_slice_per_fold_and_every_answer_stays(tmp_path, monkeypatch, composite):
+    """The bound of one fold is a fifth of the bulk load's file: each fold moves about that many bytes of its
+    live rows, the first in key order, into a new sorted file, so what is left of it is always a key suffix;
+    after the last slice the file is gone and its slices are disjoint sorted files holding exactly its live
+    rows. Answers and write ids are the same after every fold."""
+    store = one_big_worn_file(tmp_path, composite)
+    before, ids = dump(store), with_write_ids(store)
+    with Store(store, read_only=False) as st:
+        bulk = {i: [p for p, _ in files_of(st, i.schema) if "/bulk/" in p] for i in small_files.KEYED}
+        assert all(len(f) == 1 for f in bulk.values()), bulk
+        bulk = {i: f[0] for i, f in bulk.items()}
+        wear = {i: {w.path: w for w in small_files.deleted_shares(st.lake, i.schema, "T", files_of(st, i.schema))}[bulk[i]]
+                for i in small_files.KEYED}
+        assert all(small_files.WORN_SHARE <= w.deleted < 0.6 for w in wear.values()), wear
+        monkeypatch.setattr(small_files, "WORN_MOST_BYTES", max(w.size for w in wear.values()) // 5)
+        rows = {i: wear[i].records * small_files.WORN_MOST_BYTES // wear[i].size for i in small_files.KEYED}
+        first_live = {i: live_keys(st, i, bulk[i]) for i in small_files.KEYED}
+        listed_before = {i: {p for p, _ in files_of(st, i.schema)} for i in small_files.KEYED}
+        left = dict(first_live)
+        folds = 0
+        while any(left.values()):
+            got = st.fold_small_files("T", at_files=99, rewrite_worn=True)
+            folds += 1
+            assert got and folds < 20
+            for index in small_files.KEYED:
+                was = left[index]
+                now = live_keys(st, index, bulk[index]) if bulk[index] in {p for p, _ in files_of(st, index.schema)} else []
+                moved = len(was) - len(now)
+                assert now == was[moved:]  # the first keys moved, the rest as it was
+                if now:  # a slice: the bound's rows, the file kept for the next fold
+                    assert moved == rows[index] and got[index.schema + small_files.SLICED] == 1
+                elif was:  # the last slice: the file is dropped
+                    assert moved <= rows[index] and got[index.schema + small_files.WORN] == 1
+                left[index] = now
+            assert dump(store) == before and with_write_ids(store) == ids
+        assert folds >= 3
+        assert st.fold_small_files("T", at_files=99, rewrite_worn=True) == {}  # nothing worn left
+        for index in small_files.KEYED:
+            new = sorted(p for p, _ in files_of(st, index.schema) if p not in listed_before[index])
+            spans = []
+            for path in new:  # each slice one file, sorted as written
+                as_written, as_sorted = st.lake.con.execute(
+                    f"SELECT list(({index.order_by}) ORDER BY file_row_number), list(({index.order_by}) ORDER BY "
+                    f"{index.order_by}) FROM read_parquet(?, file_row_number = true)", [path]).fetchone()
+                assert as_written == as_sorted
+                spans.append(as_sorted)
+            spans.sort()
+            assert [k for span in spans for k in span] == first_live[index]  # disjoint, exactly the live rows
+    assert dump(store) == before and with_write_ids(store) == ids
+
+
+def test_maintenance_moves_a_large_worn_file_a_transaction_per_slice(tmp_path, monkeypatch):
+    """Maintenance goes on slicing until the file is gone, each slice in a transaction of its own, the writer
+    lock released between (the sync's batches go on meanwhile)."""
+    store = one_big_worn_file(tmp_path, False)
+    before = dump(store)
+    with Store(store, read_only=False) as st:
+        size = max(size for i in small_files.KEYED for p, size in files_of(st, i.schema) if "/bulk/" in p)
+        monkeypatch.setattr(small_files, "WORN_MOST_BYTES", size // 4)
+        works, retrying = [], st.lake.retrying
+        monkeypatch.setattr(st.lake, "retrying", lambda what, work, **kw: works.append(what) or retrying(what, work, **kw))
+        result = st.compact()
+        assert result["worn_slices"] >= 4 and result["worn_files_rewritten"] == 2, result
+        assert works.count("maintenance: T: worn file slice") >= 3, works
+        for index in small_files.KEYED:
+            assert not [p for p, _ in files_of(st, index.schema) if "/bulk/" in p]
+    after = dump(store)
+    assert {k: v for k, v in after.items() if k != "all_inverted"} == {
+        k: v for k, v in before.items() if k != "all_inverted"}
+
+
+def test_a_slice_that_fails_half_way_leaves_nothing_and_the_next_fold_goes_on(tmp_path, monkeypatch):
+    """The fault: the slice's delete fails after its insert ran. The transaction rolls back (no row twice,
+    none lost, the file as it was) and the next fold moves the same slice."""
+    store = one_big_worn_file(tmp_path, False)
+    before, ids = dump(store), with_write_ids(store)
+    with Store(store, read_only=False) as st:
+        size = max(size for i in small_files.KEYED for p, size in files_of(st, i.schema) if "/bulk/" in p)
+        monkeypatch.setattr(small_files, "WORN_MOST_BYTES", size // 4)
+        bulk = [p for p, _ in files_of(st, "row_index") if "/bulk/" in p][0]
+        index = small_files.KEYED[0]
+        live = live_keys(st, index, bulk)
+
+        def fail(sql: str) -> None:
+            if sql.startswith("DELETE FROM") and "key < ?" in sql:
+                raise RuntimeError("injected: the disk went away")
+
+        con = st.lake.con
+        st.lake.con = Hooked(con, before=fail)
+        with pytest.raises(RuntimeError, match="injected"):
+            small_files.fold(st.lake, "T", at_files=99, rewrite_worn=True)
+        st.lake.con = con
+        st.lake.reopen()
+        assert live_keys(st, index, bulk) == live
+        assert dump(store) == before and with_write_ids(store) == ids
+        assert st.fold_small_files("T", at_files=99, rewrite_worn=True)["row_index" + small_files.SLICED] == 1
+        assert live_keys(st, index, bulk) == live[len(live) - len(live_keys(st, index, bulk)):]
     assert dump(store) == before and with_write_ids(store) == ids
 
 

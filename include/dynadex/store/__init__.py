@@ -110,14 +110,27 @@ class Store:
         """Fold ``table``'s small stream files into one sorted file per index where one of ``indexes`` (default:
         all three) holds at least ``at_files`` of them (default ``small_files.FOLD_AT_FILES``), and with
         ``rewrite_worn`` rewrite alone each file of the row and column indexes that lost a quarter of its rows,
-        up to ``small_files.WORN_MOST_BYTES`` (store/small_files.py); files folded or rewritten per index."""
+        up to ``small_files.WORN_MOST_BYTES`` (a larger one a slice of that size; store/small_files.py); files
+        folded, rewritten or sliced per index."""
         at = small_files.FOLD_AT_FILES if at_files is None else at_files
         return self.lake.retrying(f"{table}: fold of small files",
                                   lambda: small_files.fold(self.lake, table, at, indexes, rewrite_worn=rewrite_worn))
 
     def compact(self) -> dict:
+        """Prune, flush, fold, rewrite worn files and merge (store/maintenance.py). A worn file larger than one
+        fold may rewrite is moved a slice per transaction until it is gone, the writer lock released between
+        slices so that the sync's batches go on meanwhile."""
         pruned = self.lake.retrying("maintenance: prune", lambda: maintenance.prune_stale(self.lake))
-        return {**pruned, **self.lake.retrying("maintenance: compact", lambda: maintenance.compact(self.lake))}
+        done, pending = self.lake.retrying("maintenance: compact", lambda: maintenance.compact(self.lake))
+        for table in pending:
+            while True:
+                finished, sliced = self.lake.retrying(f"maintenance: {table}: worn file slice",
+                                                      lambda: maintenance.worn_slice(self.lake, table))
+                done["worn_files_rewritten"] += finished
+                done["worn_slices"] += sliced
+                if not (finished or sliced):  # nothing worn left
+                    break
+        return {**pruned, **done}
 
     def expire(self, keep: dt.timedelta = dt.timedelta(hours=1),
                orphans_older_than: dt.timedelta = maintenance.ORPHAN_AGE) -> dict:

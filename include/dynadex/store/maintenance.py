@@ -1,5 +1,6 @@
 """Store upkeep: prune superseded inverted entries, flush inlined rows, fold small files that lost rows,
-rewrite worn files, merge small files, expire old snapshots, delete their files, delete orphaned files.
+rewrite worn files (large ones a slice per transaction), merge small files, expire old snapshots, delete
+their files, delete orphaned files.
 
 Invariant: maintenance never changes what a query at the current snapshot
 returns; it only rewrites storage. Snapshots younger than ``keep`` stay
@@ -44,18 +45,30 @@ they made ``get`` 3.5-3.8x and ``find`` about 2x slower at 10 M items; left as w
 are as fast as right after the load."""
 
 
-def compact(lake: Lake) -> dict:
+def compact(lake: Lake) -> tuple[dict, list[str]]:
     """Flush inlined rows, fold every table's small files (DuckLake's merge skips a file with deletes, so
     stream files that lost rows are folded, store/small_files.py) and rewrite its worn files (a quarter of
     their rows deleted, up to ``small_files.WORN_MOST_BYTES`` per index, as the sync does), then merge the
-    small files left."""
+    small files left. Returns the counts and the tables whose largest worn file was only sliced: the caller
+    goes on with ``worn_slice`` for each, a transaction at a time."""
     flush_inlined(lake)
-    folded = worn = 0
+    folded = worn = slices = 0
+    pending = []
     for table in lake.source_tables():
-        small, tired = small_files.totals(small_files.fold(lake, table, rewrite_worn=True))
-        folded, worn = folded + small, worn + tired
+        small, tired, sliced = small_files.totals(small_files.fold(lake, table, rewrite_worn=True))
+        folded, worn, slices = folded + small, worn + tired, slices + sliced
+        if sliced:
+            pending.append(table)
     lake.con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', max_file_size => {MERGE_BELOW_BYTES})")
-    return {"compacted": True, "small_files_folded": folded, "worn_files_rewritten": worn}
+    return {"compacted": True, "small_files_folded": folded, "worn_files_rewritten": worn,
+            "worn_slices": slices}, pending
+
+
+def worn_slice(lake: Lake, table: str) -> tuple[int, int]:
+    """The next step of rewriting ``table``'s worn files: (worn files finished, slices moved with more to
+    come); (0, 0) once none is left. Small files are left to ``compact``."""
+    _, tired, sliced = small_files.totals(small_files.fold(lake, table, at_files=1 << 30, rewrite_worn=True))
+    return tired, sliced
 
 
 ORPHAN_AGE = dt.timedelta(hours=24)

@@ -24,6 +24,11 @@ Invariants:
   Rewritten alone, a range file stays one file over its own key range (decision 0022). DuckLake's rewrite
   at such a threshold would merge every such file of the table into one (probed, whatever the target
   file size), a serial sort of the table at scale.
+* A worn file larger than the bytes one fold may rewrite (a range file of a table of hundreds of GB) is
+  rewritten a slice at a time: each fold moves its first live rows in key order, about that many bytes,
+  into a new file, in one transaction of its own. The file's live rows are always a key suffix of it, so
+  no progress is stored anywhere: an interrupted rewrite goes on from what is left, and the file is
+  dropped once its last slice is moved. Its slices are disjoint sorted files over its key range.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ WORN_SHARE = 0.25
 flushed). Rewriting it then costs at most 3 live rows copied per deleted row."""
 WORN_MOST_BYTES = 64_000_000
 """At most this many bytes of worn files rewritten per index by one fold (the sync's or maintenance's): a
-rewrite holds the store's writer lock, so a larger range file is left as it is (decision 0028)."""
+rewrite holds the store's writer lock, so a larger file is rewritten a slice of about this size per fold
+(decision 0028)."""
 
 
 @dataclass(frozen=True)
@@ -89,23 +95,43 @@ def fold_sql(schema: str, table: str, order_by: str, files: int) -> tuple[str, s
             f"DELETE FROM {qualified} WHERE filename IN ({names})")
 
 
-def worn(shares: list[tuple[str, int, float]], skip: set[str], share: float = WORN_SHARE,
-         most_bytes: int | None = WORN_MOST_BYTES) -> list[str]:
-    """Of ``shares`` ((path, size in bytes, share of rows deleted)), the files to rewrite alone: deleted at
-    least ``share``, not in ``skip`` (folded anyway), most deleted first, up to ``most_bytes`` in all (None:
-    no bound; a file larger than the bound is never taken)."""
+@dataclass(frozen=True)
+class Wear:
+    """A data file of an index with deleted rows, as DuckLake's catalog counts them."""
+
+    path: str
+    size: int  # bytes
+    records: int  # rows written, the deleted ones included
+    deleted: float  # share of ``records`` deleted
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A worn file to rewrite: all its live rows (``rows`` None), or its first ``rows`` live rows in key order."""
+
+    path: str
+    rows: int | None = None
+
+
+def worn(wears: list[Wear], skip: set[str], share: float = WORN_SHARE,
+         most_bytes: int | None = WORN_MOST_BYTES) -> list[Rewrite]:
+    """Of ``wears``, the files to rewrite alone: deleted at least ``share``, not in ``skip`` (folded anyway),
+    most deleted first, up to ``most_bytes`` in all (None: no bound). When the most deleted file is alone
+    larger than the bound, only a slice of it: as many of its first live rows as fill the bound at its bytes
+    per row (a file being sliced is the most deleted, so it goes on being chosen until it is gone)."""
     chosen, total = [], 0
-    for _share, size, path in sorted(((-d, size, path) for path, size, d in shares if d >= share and path not in skip)):
-        if most_bytes is not None and total + size > most_bytes:
-            continue
-        chosen.append(path)
-        total += size
+    for w in sorted((w for w in wears if w.deleted >= share and w.path not in skip), key=lambda w: (-w.deleted, w.size, w.path)):
+        if most_bytes is None or total + w.size <= most_bytes:
+            chosen.append(Rewrite(w.path))
+            total += w.size
+        elif not chosen:
+            return [Rewrite(w.path, max(1, w.records * most_bytes // w.size))]
     return chosen
 
 
-def deleted_shares(lake: Lake, schema: str, table: str, files: list[tuple[str, int]]) -> list[tuple[str, int, float]]:
-    """(path, size, share of its rows deleted) of each of ``files`` (``listed``) that has a delete file, from
-    DuckLake's own catalog tables (its specification's ``ducklake_data_file`` and ``ducklake_delete_file``)."""
+def deleted_shares(lake: Lake, schema: str, table: str, files: list[tuple[str, int]]) -> list[Wear]:
+    """The ``Wear`` of each of ``files`` (``listed``) that has a delete file, from DuckLake's own catalog
+    tables (its specification's ``ducklake_data_file`` and ``ducklake_delete_file``)."""
     meta = f"__ducklake_metadata_{ALIAS}"
     rows = lake.con.execute(
         f"SELECT d.path, d.path_is_relative, d.record_count, x.delete_count "
@@ -120,8 +146,24 @@ def deleted_shares(lake: Lake, schema: str, table: str, files: list[tuple[str, i
     for path, relative, records, deleted in rows:
         full = by_tail.get(PurePosixPath(path).name) if relative else path
         if full in sizes and records:
-            out.append((full, sizes[full], deleted / records))
+            out.append(Wear(full, sizes[full], records, deleted / records))
     return out
+
+
+def slice_end_sql(schema: str, table: str, order_by: str) -> str:
+    """The key that ends a slice: the first live key of the file (a parameter) past the slice's row count (a
+    parameter); none when the rest of the file fits in the slice. ``order_by`` is the index's key column."""
+    qualified = f"{ALIAS}.{quote(schema)}.{quote(table)}"
+    return f"SELECT {order_by} FROM {qualified} WHERE filename = ? ORDER BY {order_by} LIMIT 1 OFFSET ?"
+
+
+def slice_sql(schema: str, table: str, order_by: str) -> tuple[str, str]:
+    """A slice's two statements, parameters (file name, end key): move the file's live rows with keys before
+    the end key into a new file, in key order, and delete them from it."""
+    qualified = f"{ALIAS}.{quote(schema)}.{quote(table)}"
+    where = f"filename = ? AND {order_by} < ?"
+    return (f"INSERT INTO {qualified} SELECT * FROM {qualified} WHERE {where} ORDER BY {order_by}",
+            f"DELETE FROM {qualified} WHERE {where}")
 
 
 def listed(lake: Lake, schema: str, table: str) -> list[tuple[str, int]]:
@@ -131,10 +173,11 @@ def listed(lake: Lake, schema: str, table: str) -> list[tuple[str, int]]:
 
 
 def fold(lake: Lake, table: str, at_files: int = 2, indexes: tuple[IndexOrder, ...] = INDEXES, *,
-         rewrite_worn: bool = False, worn_most_bytes: int | None = WORN_MOST_BYTES) -> dict:
+         rewrite_worn: bool = False) -> dict:
     """Fold each of ``indexes`` of ``table`` holding at least ``at_files`` foldable files, and with
     ``rewrite_worn`` rewrite each worn file of its row and column indexes alone (``worn``); return files
-    folded per schema and worn files rewritten per ``"<schema> worn"`` (absent: none). One transaction for
+    folded per schema, worn files rewritten whole (or their last slice) per ``"<schema> worn"`` and slices
+    moved from a file that keeps live rows per ``"<schema> worn slice"`` (absent: none). One transaction for
     the inserts and deletes, then DuckLake's rewrite at threshold 1.0 drops the files left with no live row."""
     chosen, alone = {}, {}
     for index in indexes:
@@ -144,35 +187,52 @@ def fold(lake: Lake, table: str, at_files: int = 2, indexes: tuple[IndexOrder, .
             chosen[index] = small
         if rewrite_worn and index in KEYED:
             tired = worn(deleted_shares(lake, index.schema, table, files), set(chosen.get(index, ())),
-                         most_bytes=worn_most_bytes)
+                         most_bytes=WORN_MOST_BYTES)
             if tired:
                 alone[index] = tired
     if not chosen and not alone:
         return {}
     con = lake.con
     touched = list(dict.fromkeys([*chosen, *alone]))
+    sliced: dict[IndexOrder, int] = {}
     with lake.transaction(), lake.not_inlined([(index.schema, table) for index in touched]):
         for index, files in chosen.items():
             insert, delete = fold_sql(index.schema, table, index.order_by, len(files))
             con.execute(insert, files)
             con.execute(delete, files)
-        for index, files in alone.items():
-            for path in files:  # one statement each: one new file over the old one's rows
-                insert, delete = fold_sql(index.schema, table, index.order_by, 1)
-                con.execute(insert, [path])
-                con.execute(delete, [path])
+        for index, rewrites in alone.items():
+            for rewrite in rewrites:  # one statement each: one new file over the old one's rows (or a slice of them)
+                end = None
+                if rewrite.rows is not None:
+                    end = con.execute(slice_end_sql(index.schema, table, index.order_by),
+                                      [rewrite.path, rewrite.rows]).fetchone()
+                if end is None:
+                    insert, delete = fold_sql(index.schema, table, index.order_by, 1)
+                    con.execute(insert, [rewrite.path])
+                    con.execute(delete, [rewrite.path])
+                else:
+                    sliced[index] = sliced.get(index, 0) + 1
+                    insert, delete = slice_sql(index.schema, table, index.order_by)
+                    con.execute(insert, [rewrite.path, end[0]])
+                    con.execute(delete, [rewrite.path, end[0]])
     for index in touched:
         con.execute(f"CALL ducklake_rewrite_data_files({literal(ALIAS)}, ?, schema => ?, delete_threshold => 1.0)",
                     [table, index.schema])
     return {**{index.schema: len(files) for index, files in chosen.items()},
-            **{index.schema + WORN: len(files) for index, files in alone.items()}}
+            **{index.schema + WORN: len(files) - sliced.get(index, 0) for index, files in alone.items()
+               if len(files) > sliced.get(index, 0)},
+            **{index.schema + SLICED: n for index, n in sliced.items()}}
 
 
 WORN = " worn"
-"""``fold``'s key suffix for the worn files of an index rewritten (the plain schema: small files folded)."""
+"""``fold``'s key suffix for the worn files of an index rewritten whole (the plain schema: small files folded)."""
+SLICED = " worn slice"
+"""``fold``'s key suffix for a slice of a worn file moved, the file keeping live rows for the next fold."""
 
 
-def totals(result: dict) -> tuple[int, int]:
-    """(small files folded, worn files rewritten) of a ``fold`` result."""
+def totals(result: dict) -> tuple[int, int, int]:
+    """(small files folded, worn files rewritten whole or finished, slices moved with more to come) of a
+    ``fold`` result."""
     worn_files = sum(n for name, n in result.items() if name.endswith(WORN))
-    return sum(result.values()) - worn_files, worn_files
+    slices = sum(n for name, n in result.items() if name.endswith(SLICED))
+    return sum(result.values()) - worn_files - slices, worn_files, slices
