@@ -109,8 +109,9 @@ class SyncSettings:
     (``Store.fold_small_files``, decision 0028): DuckLake's merge never touches a file that lost a row, so
     without it each such file made every later batch slower until the next maintenance, and each inverted
     stream file every `find`. Files of the row and column indexes that lost a quarter of their rows (a bulk
-    load's range files too, up to ``small_files.WORN_MOST_BYTES``) are rewritten alone at the same moment:
-    every batch scanned their deleted rows and wrote their whole delete file again. The inlined rows are
+    load's range files too, up to ``small_files.WORN_MOST_BYTES``; a larger one a slice of that size per
+    check) are rewritten alone at the same moment: every batch scanned their deleted rows and wrote their
+    whole delete file again. The inlined rows are
     flushed first (the checkpoint and state rows of a backlog's batches slowed its statements too). The check
     is skipped while every batch since the last one was inlined. 0 never folds (maintenance still does)."""
     lean_get_records: bool = field(default_factory=lambda: _env("LEAN_GET_RECORDS", 1) != 0)
