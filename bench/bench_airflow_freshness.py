@@ -31,7 +31,10 @@ from dynadex.airflow_local import _request, free_port, token  # noqa: E402
 def wait_for(what, probe, timeout=600, every=1.0):
     deadline = time.time() + timeout
     while True:
-        value = probe()
+        try:
+            value = probe()
+        except OSError:  # the REST API too busy to answer in time: ask again
+            value = None
         if value:
             return value
         if time.time() > deadline:
@@ -45,6 +48,19 @@ def parse(ts: str | None) -> float | None:
 
 def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
+
+
+def api_get(url: str, auth: str) -> dict:
+    """GET from Airflow's REST API, patient: on 2 busy cores its server can take over 10 s to answer."""
+    for attempt in range(5):
+        try:
+            code, doc = _request(url, token=auth, timeout=60)
+            if code == 200:
+                return doc
+        except OSError as exc:  # a timeout, a reset
+            print(f"REST API: {exc}; asking again", flush=True)
+        time.sleep(2 * (attempt + 1))
+    raise SystemExit(f"no answer from {url}")
 
 
 def main() -> None:
@@ -117,19 +133,20 @@ def main() -> None:
                         break
                 time.sleep(0.05)
         end = time.time()
+        lags = sorted(seen[i] - acked[i] for i in seen if i in acked)
+        print(f"{len(lags)} writes seen: lag p50 {pct(lags, 0.5):.2f} s, p99 {pct(lags, 0.99):.2f} s", flush=True)
         # the sync tasks' intervals, from the REST API
-        runs = _request(f"{api}/dags/dynamodb_stream_sync/dagRuns?limit=100&order_by=start_date", token=auth)[1]["dag_runs"]
+        runs = api_get(f"{api}/dags/dynamodb_stream_sync/dagRuns?limit=100&order_by=start_date", auth)["dag_runs"]
         spans = []
         for r in runs:
-            tis = _request(f"{api}/dags/dynamodb_stream_sync/dagRuns/{r['dag_run_id']}/taskInstances?limit=100",
-                           token=auth)[1]["task_instances"]
+            tis = api_get(f"{api}/dags/dynamodb_stream_sync/dagRuns/{r['dag_run_id']}/taskInstances?limit=100",
+                          auth)["task_instances"]
             for ti in tis:
                 if ti["task_id"] == "sync" and ti.get("start_date"):
                     spans.append((parse(ti["start_date"]), parse(ti.get("end_date")) or end))
         spans.sort()
         gaps = [(b[0] - a_[1]) for a_, b in zip(spans, spans[1:]) if start - 60 < b[0] < end]
         in_span = lambda t: any(s <= t <= e for s, e in spans)  # noqa: E731
-        lags = sorted(seen[i] - acked[i] for i in seen if i in acked)
         running = sorted(seen[i] - acked[i] for i in seen if i in acked and in_span(acked[i]))
         between = sorted(seen[i] - acked[i] for i in seen if i in acked and not in_span(acked[i]))
         figures = {

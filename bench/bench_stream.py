@@ -362,6 +362,7 @@ VARIANTS = {
     "emulator-before": ("emulator closing connections, moto dispatch", {}, {"keep_alive": 0, "streams_lane": 0}),
     "botocore-reads": ("GetRecords through botocore", {"DYNADEX_LEAN_GET_RECORDS": "0"}, {}),
     "plain-keys": ("batch key statements not narrowed (decision 0025)", {"DYNADEX_NARROW_KEYS": "0"}, {}),
+    "window-0.5": ("the sync's default batch window (0.5 s; the bench's own is 0.1 s)", {"DYNADEX_BATCH_SECONDS": "0.5"}, {}),
     "before": ("before this round: botocore reads, emulator closing connections, moto dispatch",
                {"DYNADEX_LEAN_GET_RECORDS": "0"}, {"keep_alive": 0, "streams_lane": 0}),
 }
@@ -435,6 +436,7 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
                     time.sleep(pause)
 
         th = threading.Thread(target=writer)
+        cpu0 = (process_cpu(sync.pid), process_cpu(aws.process.pid), time.process_time(), time.time())
         th.start()
         seen: dict[int, float] = {}
         slow_polls = 0  # reader queries that took over 0.3 s
@@ -458,6 +460,10 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
                         break
                 time.sleep(0.05)
         th.join()
+        cpu1 = (process_cpu(sync.pid), process_cpu(aws.process.pid), time.process_time(), time.time())
+        span = cpu1[3] - cpu0[3]
+        cores = {name: (after - before) / span
+                 for name, before, after in zip(("sync", "emulator", "writer and reader"), cpu0, cpu1)}
         sync.terminate()
         sync.wait()
         lags = sorted(seen[i] - acked[i] for i in seen if i in acked)
@@ -470,13 +476,20 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
                                for i in sorted(seen) if i in acked]}
             Path(samples_out).write_text(json.dumps(doc))
         out = {"shards": shards, "rollover_seconds": rollover_seconds, "rate": rate, "written_per_second": written,
-               "variant": variant, "slow_polls": slow_polls,
+               "variant": variant, "slow_polls": slow_polls, "cores": cores,
                "writes": len(acked), "seen": len(lags), "p50": lags[len(lags) // 2], "p99": lags[int(len(lags) * 0.99)],
                "max": lags[-1]}
         print(f"freshness: {len(lags)} writes at {rate:g}/s (achieved {written:.0f}/s) over {seconds:g}s, "
               f"{shards} shards rolling every {rollover_seconds:g}s, index of {items + 1:,} items, {label}: lag p50 {out['p50']:.2f}s p99 {out['p99']:.2f}s max {out['max']:.2f}s; "
-              f"{slow_polls} reader polls over 0.3 s", flush=True)
+              f"{slow_polls} reader polls over 0.3 s; cores busy: "
+              + ", ".join(f"{name} {used:.2f}" for name, used in cores.items()), flush=True)
         return out
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def freshness_matrix(seconds: float, shard_counts: list[int], rates: list[float], rollover_seconds: float,
@@ -485,10 +498,12 @@ def freshness_matrix(seconds: float, shard_counts: list[int], rates: list[float]
     several ``variants`` (``VARIANTS``), each case once with each, one after the other."""
     rows = [freshness_bench(seconds, rate, shards=n, rollover_seconds=rollover_seconds, variant=v)
             for n in shard_counts for rate in rates for v in variants]
-    print("| shards | writes/s asked (achieved) | variant | p50 | p99 | max | reader polls over 0.3 s |")
+    print("| shards | writes/s asked (achieved) | variant | p50 | p99 | max | reader polls over 0.3 s "
+          "| cores busy: sync / emulator / writer and reader |")
     for r in rows:
         print(f"| {r['shards']} | {r['rate']:g} ({r['written_per_second']:.0f}) | {VARIANTS[r['variant']][0]} | "
-              f"{r['p50']:.2f} s | {r['p99']:.2f} s | {r['max']:.2f} s | {r['slow_polls']} |")
+              f"{r['p50']:.2f} s | {r['p99']:.2f} s | {r['max']:.2f} s | {r['slow_polls']} | "
+              + " / ".join(f"{used:.2f}" for used in r["cores"].values()) + " |")
     if out:
         Path(out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "seconds": seconds, "rows": rows}, indent=1))
 
