@@ -175,6 +175,11 @@ def one_big_worn_file(path, composite: bool) -> str:
     return store
 
 
+def bulk_bytes(st: Store) -> int:
+    """The size of the larger of the bulk load's row and column files."""
+    return max(size for i in small_files.KEYED for p, size in files_of(st, i.schema) if "/bulk/" in p)
+
+
 def live_keys(st: Store, index, path: str) -> list:
     return [k for k, in st.lake.con.execute(f"SELECT {index.order_by} FROM {ALIAS}.{index.schema}.\"T\" "
                                             f"WHERE filename = ? ORDER BY {index.order_by}", [path]).fetchall()]
@@ -192,8 +197,10 @@ def test_a_worn_file_over_the_bound_is_moved_a_slice_per_fold_and_every_answer_s
         bulk = {i: [p for p, _ in files_of(st, i.schema) if "/bulk/" in p] for i in small_files.KEYED}
         assert all(len(f) == 1 for f in bulk.values()), bulk
         bulk = {i: f[0] for i, f in bulk.items()}
-        wear = {i: {w.path: w for w in small_files.deleted_shares(st.lake, i.schema, "T", files_of(st, i.schema))}[bulk[i]]
-                for i in small_files.KEYED}
+        wear = {}
+        for i in small_files.KEYED:
+            wear[i], = [w for w in small_files.deleted_shares(st.lake, i.schema, "T", files_of(st, i.schema))
+                        if w.path == bulk[i]]
         assert all(small_files.WORN_SHARE <= w.deleted < 0.6 for w in wear.values()), wear
         monkeypatch.setattr(small_files, "WORN_MOST_BYTES", max(w.size for w in wear.values()) // 5)
         rows = {i: wear[i].records * small_files.WORN_MOST_BYTES // wear[i].size for i in small_files.KEYED}
@@ -207,7 +214,8 @@ def test_a_worn_file_over_the_bound_is_moved_a_slice_per_fold_and_every_answer_s
             assert got and folds < 20
             for index in small_files.KEYED:
                 was = left[index]
-                now = live_keys(st, index, bulk[index]) if bulk[index] in {p for p, _ in files_of(st, index.schema)} else []
+                kept = bulk[index] in {p for p, _ in files_of(st, index.schema)}
+                now = live_keys(st, index, bulk[index]) if kept else []
                 moved = len(was) - len(now)
                 assert now == was[moved:]  # the first keys moved, the rest as it was
                 if now:  # a slice: the bound's rows, the file kept for the next fold
@@ -238,10 +246,13 @@ def test_maintenance_moves_a_large_worn_file_a_transaction_per_slice(tmp_path, m
     store = one_big_worn_file(tmp_path, False)
     before = dump(store)
     with Store(store, read_only=False) as st:
-        size = max(size for i in small_files.KEYED for p, size in files_of(st, i.schema) if "/bulk/" in p)
-        monkeypatch.setattr(small_files, "WORN_MOST_BYTES", size // 4)
+        monkeypatch.setattr(small_files, "WORN_MOST_BYTES", bulk_bytes(st) // 4)
         works, retrying = [], st.lake.retrying
-        monkeypatch.setattr(st.lake, "retrying", lambda what, work, **kw: works.append(what) or retrying(what, work, **kw))
+
+        def noted(what, work, **kw):
+            works.append(what)
+            return retrying(what, work, **kw)
+        monkeypatch.setattr(st.lake, "retrying", noted)
         result = st.compact()
         assert result["worn_slices"] >= 4 and result["worn_files_rewritten"] == 2, result
         assert works.count("maintenance: T: worn file slice") >= 3, works
@@ -258,8 +269,7 @@ def test_a_slice_that_fails_half_way_leaves_nothing_and_the_next_fold_goes_on(tm
     store = one_big_worn_file(tmp_path, False)
     before, ids = dump(store), with_write_ids(store)
     with Store(store, read_only=False) as st:
-        size = max(size for i in small_files.KEYED for p, size in files_of(st, i.schema) if "/bulk/" in p)
-        monkeypatch.setattr(small_files, "WORN_MOST_BYTES", size // 4)
+        monkeypatch.setattr(small_files, "WORN_MOST_BYTES", bulk_bytes(st) // 4)
         bulk = [p for p, _ in files_of(st, "row_index") if "/bulk/" in p][0]
         index = small_files.KEYED[0]
         live = live_keys(st, index, bulk)

@@ -120,7 +120,8 @@ def worn(wears: list[Wear], skip: set[str], share: float = WORN_SHARE,
     larger than the bound, only a slice of it: as many of its first live rows as fill the bound at its bytes
     per row (a file being sliced is the most deleted, so it goes on being chosen until it is gone)."""
     chosen, total = [], 0
-    for w in sorted((w for w in wears if w.deleted >= share and w.path not in skip), key=lambda w: (-w.deleted, w.size, w.path)):
+    candidates = [w for w in wears if w.deleted >= share and w.path not in skip]
+    for w in sorted(candidates, key=lambda w: (-w.deleted, w.size, w.path)):
         if most_bytes is None or total + w.size <= most_bytes:
             chosen.append(Rewrite(w.path))
             total += w.size
@@ -201,20 +202,9 @@ def fold(lake: Lake, table: str, at_files: int = 2, indexes: tuple[IndexOrder, .
             con.execute(insert, files)
             con.execute(delete, files)
         for index, rewrites in alone.items():
-            for rewrite in rewrites:  # one statement each: one new file over the old one's rows (or a slice of them)
-                end = None
-                if rewrite.rows is not None:
-                    end = con.execute(slice_end_sql(index.schema, table, index.order_by),
-                                      [rewrite.path, rewrite.rows]).fetchone()
-                if end is None:
-                    insert, delete = fold_sql(index.schema, table, index.order_by, 1)
-                    con.execute(insert, [rewrite.path])
-                    con.execute(delete, [rewrite.path])
-                else:
+            for rewrite in rewrites:
+                if _rewrite_alone(con, index, table, rewrite):
                     sliced[index] = sliced.get(index, 0) + 1
-                    insert, delete = slice_sql(index.schema, table, index.order_by)
-                    con.execute(insert, [rewrite.path, end[0]])
-                    con.execute(delete, [rewrite.path, end[0]])
     for index in touched:
         con.execute(f"CALL ducklake_rewrite_data_files({literal(ALIAS)}, ?, schema => ?, delete_threshold => 1.0)",
                     [table, index.schema])
@@ -222,6 +212,23 @@ def fold(lake: Lake, table: str, at_files: int = 2, indexes: tuple[IndexOrder, .
             **{index.schema + WORN: len(files) - sliced.get(index, 0) for index, files in alone.items()
                if len(files) > sliced.get(index, 0)},
             **{index.schema + SLICED: n for index, n in sliced.items()}}
+
+
+def _rewrite_alone(con, index: IndexOrder, table: str, rewrite: Rewrite) -> bool:
+    """Move ``rewrite``'s rows into one new file: all its live rows, or its first ``rewrite.rows`` in key order
+    (True: a slice, the file keeps live rows). Runs inside the fold's transaction."""
+    end = None
+    if rewrite.rows is not None:
+        end = con.execute(slice_end_sql(index.schema, table, index.order_by), [rewrite.path, rewrite.rows]).fetchone()
+    if end is None:  # whole, or the last slice
+        insert, delete = fold_sql(index.schema, table, index.order_by, 1)
+        con.execute(insert, [rewrite.path])
+        con.execute(delete, [rewrite.path])
+        return False
+    insert, delete = slice_sql(index.schema, table, index.order_by)
+    con.execute(insert, [rewrite.path, end[0]])
+    con.execute(delete, [rewrite.path, end[0]])
+    return True
 
 
 WORN = " worn"

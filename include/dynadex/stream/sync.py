@@ -111,9 +111,9 @@ class SyncSettings:
     stream file every `find`. Files of the row and column indexes that lost a quarter of their rows (a bulk
     load's range files too, up to ``small_files.WORN_MOST_BYTES``; a larger one a slice of that size per
     check) are rewritten alone at the same moment: every batch scanned their deleted rows and wrote their
-    whole delete file again. The inlined rows are
-    flushed first (the checkpoint and state rows of a backlog's batches slowed its statements too). The check
-    is skipped while every batch since the last one was inlined. 0 never folds (maintenance still does)."""
+    whole delete file again. The inlined rows are flushed first (the checkpoint and state rows of a backlog's
+    batches slowed its statements too). The check is skipped while every batch since the last one was
+    inlined. 0 never folds (maintenance still does)."""
     lean_get_records: bool = field(default_factory=lambda: _env("LEAN_GET_RECORDS", 1) != 0)
     """GetRecords through ``stream.get_records`` (botocore's signer, pool and retry rules, without its per-call
     pipeline: ~0.5 ms less CPU per empty answer, 3x less on a page of records; decision 0024); 0 calls the
