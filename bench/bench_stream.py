@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -225,13 +226,10 @@ def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = No
                         if not flushed:
                             opened[n].flush_inlined()
                         indexes = small_files.KEYED if n == "fold keyed" else small_files.INDEXES
-                        bound = small_files.WORN_MOST_BYTES
-                        small_files.WORN_MOST_BYTES = slice_bytes if n == "fold sliced" else bound
-                        try:
+                        bound = slice_bytes if n == "fold sliced" else small_files.WORN_MOST_BYTES
+                        with mock.patch.object(small_files, "WORN_MOST_BYTES", bound):
                             folded = opened[n].fold_small_files("S", indexes=indexes,
                                                                 rewrite_worn=n in ("fold", "fold sliced"))
-                        finally:
-                            small_files.WORN_MOST_BYTES = bound
                         if folded:
                             fold_times[n].append(time.process_time() - f)
                             slices[n] += small_files.totals(folded)[2]
@@ -488,9 +486,11 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
 
 
 def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) process ``pid`` has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) process ``pid`` has used so far (psutil, pinned through Airflow)."""
+    import psutil
+
+    used = psutil.Process(pid).cpu_times()
+    return used.user + used.system
 
 
 def freshness_matrix(seconds: float, shard_counts: list[int], rates: list[float], rollover_seconds: float,
