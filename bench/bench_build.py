@@ -61,10 +61,10 @@ def duckdb_floor(export, work: Path) -> tuple[int, float]:
     """What DuckDB spends just moving the data into the three segments, with the build's own expressions for
     columns and inverted entries but no canonical text, no key text and no checks: no DuckDB build can be
     faster than this on the same box."""
-    from dynadex.export import fast_sql as fs
-    from dynadex.export import fast_structure as st
-    from dynadex.export import fastbuild as fb
-    from dynadex.store.extensions import connect
+    from dynadex.store.bulk import fast_sql as fs
+    from dynadex.store.bulk import fast_structure as st
+    from dynadex.store.bulk import fastbuild as fb
+    from dynadex.store.catalog.extensions import connect
 
     files = [str(export.source.path(f.key)) for f in export.files]
     out = work / "floor"
@@ -97,8 +97,8 @@ def duckdb_floor(export, work: Path) -> tuple[int, float]:
 BUILD_ONE = """
 import json, resource, sys, time
 from dynadex.export import read_export
-from dynadex.export.plan import plan_chunks
-from dynadex.export.build import build_chunk
+from dynadex.store.bulk.plan import plan_chunks
+from dynadex.store.bulk.build import build_chunk
 from dynadex.store import resolve
 export = read_export(sys.argv[1])
 [spec] = plan_chunks(export.files, 10**15)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from bench_stream import apply_store
 
-from dynadex.store import Store, extensions
+from dynadex.store import Store
+from dynadex.store.catalog import extensions
 
 MODES = {"check skipped (default)": "0", "DuckDB's check (DYNADEX_EXTENSION_SIGNATURES=1)": "1"}
 

@@ -11,7 +11,7 @@ import heapq
 import random
 
 from dynadex.export.manifest import DataFile
-from dynadex.export.plan import plan_chunks
+from dynadex.store.bulk.plan import plan_chunks
 
 
 def one_task_per_file(sizes: list[int], workers: int) -> int:

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_stream import apply_store, page_record  # noqa: E402
 
-from dynadex.store import Checkpoint, Store, changes as store_changes  # noqa: E402
+from dynadex.store import Checkpoint, Store
+from dynadex.store.apply import changes as store_changes  # noqa: E402
 from dynadex.stream.sync import record_changes  # noqa: E402
 
 PATHS = ("files", "inlined-old", "inlined")

@@ -85,7 +85,7 @@ def apply_store(keys: int, key_prefix: str = "k") -> str:
     """A fresh store whose table S holds ``keys`` published items, keys ``<key_prefix><7 digits>``."""
     store = tempfile.mkdtemp(prefix="dynadex-apply-")
     with Store(store, read_only=False, threads=1) as st:
-        w = st.segment_writer("S", "b", "c0", ("pk",), ("S",))
+        w = st.chunk_writer("S", "b", "c0", ("pk",), ("S",))
         for k in range(keys):
             w.add(canonical_item({"pk": {"S": f"{key_prefix}{k:07d}"}, "n": {"N": "0"}}), 0, "bulk")
         w.finish()
@@ -112,7 +112,7 @@ def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False) ->
     one path after the other (the order alternating from batch to batch), so load from other processes falls
     on both alike. Rates are records per second of this process's CPU time (DuckDB runs on 1 thread: one
     core), split into conversion, shaping (Python, Arrow) and SQL."""
-    from dynadex.store.changes import apply_changes
+    from dynadex.store.apply.changes import apply_changes
     from dynadex.stream.sync import record_change
 
     rnd = random.Random(5)
@@ -187,8 +187,8 @@ def steady_apply(batches: int, keys: int, window: int = 10, out: str | None = No
     selective ``find`` at each window's end (median of 5, a value written in the window), the slowest batches,
     and the files each index holds at the end: the first batches after a bulk load are not what hours of a
     busy stream cost."""
-    from dynadex.store import small_files
-    from dynadex.store.changes import apply_changes
+    from dynadex.store.apply.changes import apply_changes
+    from dynadex.store.upkeep import small_files
     from dynadex.stream.sync import SyncSettings
 
     every, flush_every = SyncSettings().fold_every_batches, SyncSettings().flush_every_batches
@@ -305,10 +305,10 @@ def batch_scale(sizes: list[int], changes: list[int], out: str | None, key_prefi
     published items (one sorted row file in row groups of 4 096), then batches of each change count. A batch
     looks its keys up and deletes their rows from the row and column indexes. "plain" is those statements as
     ``key IN (...)``, which DuckDB 1.5.5 prunes for one key only, so they grow with the table; "narrowed"
-    adds the key columns' filters (store/key_pruning.py, decision 0025) at every size, to show where they
+    adds the key columns' filters (store/apply/key_pruning.py, decision 0025) at every size, to show where they
     gain. ``key_prefix``: what every key value starts with (``customer#``: values that share their first 8
     bytes, which the key-column filters cannot narrow, decision 0027)."""
-    from dynadex.store import key_pruning
+    from dynadex.store.apply import key_pruning
 
     rows = []
     narrowing, above = key_pruning.PRUNE_KEYS, key_pruning.PRUNE_ABOVE_ROWS
@@ -318,7 +318,7 @@ def batch_scale(sizes: list[int], changes: list[int], out: str | None, key_prefi
             for n in changes:
                 for variant in ("narrowed", "plain") if n <= narrowing else ("narrowed",):
                     # "narrowed": the key columns' filters at any table size; "plain": the statements before
-                    # store/key_pruning.py (key IN (...) alone)
+                    # store/apply/key_pruning.py (key IN (...) alone)
                     key_pruning.PRUNE_KEYS = narrowing if variant == "narrowed" else 0
                     key_pruning.PRUNE_ABOVE_ROWS = 0
                     times = batch_latency(store, "S", n)

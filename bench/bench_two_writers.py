@@ -4,7 +4,7 @@ maintenance (what `dynadex maintain` does: prune, compact, expire) in a loop in 
     bench/bench_two_writers.py --seconds T [--maintain-pause P] [--json]
 
 Both write the same SQLite catalog, so they take turns through the store's writer lock
-(store/writer_lock.py) and retry what still conflicts (Lake.retrying, decision 0009). Measured:
+(store/catalog/writer_lock.py) and retry what still conflicts (Lake.retrying, decision 0009). Measured:
   sync         batches committed, retried attempts (by reason), lock waits: how many batches found the lock
                held by maintenance, the total and the longest wait;
   maintenance  runs (each: prune, compact, expire keeping --keep-seconds), their durations, retries, waits;
@@ -37,8 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from live_table import (BUCKET, CheckpointWatch, bootstrap, checkpoint_coverage, child_env, dynadex,  # noqa: E402
-                        last_json, new_table)
+from live_table import BUCKET, CheckpointWatch, bootstrap, checkpoint_coverage, child_env, dynadex, last_json, new_table  # noqa: E402
 from seeded_writes import SeededWriter  # noqa: E402
 
 TABLE = "TwoWriters"
@@ -47,7 +46,8 @@ TABLE = "TwoWriters"
 def maintain_loop(store: str, seconds: float, pause: float, keep_seconds: float, stop_file: str | None = None) -> int:
     """The maintenance process: `dynadex maintain`'s work in a loop, one JSON line per run, then the totals.
     It ends after ``seconds`` or, sooner, once ``stop_file`` exists."""
-    from dynadex.store import Store, contention
+    from dynadex.store import Store
+    from dynadex.store.catalog import contention
 
     end = time.monotonic() + seconds
     runs = 0

@@ -209,7 +209,7 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
 def _cmd_maintain(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from dynadex.store import contention
+    from dynadex.store.catalog import contention
 
     with _open(args, read_only=False) as st:
         compacted = st.compact()
@@ -236,7 +236,8 @@ def _aws_clients():
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from dynadex.store import Store, contention
+    from dynadex.store import Store
+    from dynadex.store.catalog import contention
     from dynadex.stream import sync_table
 
     _logging("INFO")

@@ -77,7 +77,7 @@ class AwsCredentials:
     # ------------------------------------------------------------ consumers
     def duckdb_secret(self, con) -> None:
         """Create the connection's temporary S3 secret (httpfs), replacing any before."""
-        from dynadex.store.names import literal
+        from dynadex.store.layout.names import literal
 
         parts = ["TYPE s3"]
         if self.access_key:

@@ -23,12 +23,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from dynadex.errors import DynadexError
-from dynadex.export.build import BuildResult, build_chunk, snapshot_version
 from dynadex.export.manifest import Export, read_export
-from dynadex.export.plan import ChunkSpec, plan_chunks
 from dynadex.store import PublishSpec, Store
-from dynadex.store import prepare as prep
-from dynadex.store.location import StoreLocation, resolve
+from dynadex.store.bulk import prepare as prep
+from dynadex.store.bulk.build import BuildResult, build_chunk, snapshot_version
+from dynadex.store.bulk.plan import ChunkSpec, plan_chunks
+from dynadex.store.catalog.location import StoreLocation, resolve
 
 log = logging.getLogger("dynadex.ingest")
 

@@ -58,12 +58,12 @@ the catalog (decision 0021); 0 leaves DuckLake's own limit. Read once, when ``st
 
 NARROW_KEYS = _declare("DYNADEX_NARROW_KEYS", 32, int, """A stream batch of 2 to this many keys, on a table of
 500 000 rows or more, adds filters on the key columns to its lookup and deletes so that DuckDB reads only the
-row groups holding its keys (``store/key_pruning.py``, decision 0025); by key order numbers (decision 0027)
+row groups holding its keys (``store/apply/key_pruning.py``, decision 0025); by key order numbers (decision 0027)
 larger tables narrow more keys, one per 16 384 rows up to 256, never fewer than this. 0 turns all narrowing
 off. Read once, at import of ``store.key_pruning``.""")
 
 CATALOG_HOLD = _declare("DYNADEX_CATALOG_HOLD", True, _flag, """A writing store keeps one connection to its
-SQLite catalog open (``store/catalog_hold.py``, decision 0023); 0 turns it off. Read once, at import of
+SQLite catalog open (``store/catalog/hold.py``, decision 0023); 0 turns it off. Read once, at import of
 ``store.lake``.""")
 
 MERGE_ENTRIES_ABOVE_CHUNKS = _declare("DYNADEX_MERGE_ENTRIES_ABOVE_CHUNKS", 16, int, """Above this many chunks a
@@ -80,7 +80,7 @@ DUCKDB_MEMORY = _declare("DYNADEX_DUCKDB_MEMORY", None, str, """DuckDB's memory 
 library opens (e.g. ``4GB``); unset: the caller's, else 1500MB. Read at every connection.""")
 
 DUCKDB_TEMP = _declare("DYNADEX_DUCKDB_TEMP", None, str, """Where DuckDB spills sorts and joins, each
-connection in a folder of its own under it (``store/extensions.py``); unset: the temp directory's
+connection in a folder of its own under it (``store/catalog/extensions.py``); unset: the temp directory's
 ``dynadex-duckdb-spill``. Read at every connection.""")
 
 EXTENSION_DIR = _declare("DYNADEX_EXTENSION_DIR", None, str, """Where the DuckDB extensions from their pip

@@ -57,8 +57,8 @@ _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # Already canonical numbers need no Decimal work: the common case in exports (DynamoDB writes them so).
 # Integers up to 38 digits, and decimals with at most 38 significant digits, no trailing zero and a
 # magnitude well inside the range (at most 38 integer digits; at least 1E-92 as a fraction).
-_PLAIN_INT = re.compile(r"-?[1-9]\d{0,37}|0")
-_PLAIN_DEC = re.compile(r"-?(?:[1-9]\d{0,36}\.\d{0,36}[1-9]|0\.0{0,90}[1-9](?:\d{0,35}[1-9])?)")
+PLAIN_INT = re.compile(r"-?[1-9]\d{0,37}|0")
+PLAIN_DEC = re.compile(r"-?(?:[1-9]\d{0,36}\.\d{0,36}[1-9]|0\.0{0,90}[1-9](?:\d{0,35}[1-9])?)")
 
 
 class AttributeValueError(DynadexError, ValueError):
@@ -138,12 +138,12 @@ def format_number(value: Decimal) -> str:
 
 def canonical_number(text: Any, path: str = "") -> str:
     """Validate a DynamoDB number and return its canonical text."""
-    if type(text) is str and (_PLAIN_INT.fullmatch(text) or (_PLAIN_DEC.fullmatch(text) and _digits_ok(text))):
+    if type(text) is str and (PLAIN_INT.fullmatch(text) or (PLAIN_DEC.fullmatch(text) and digits_ok(text))):
         return text
     return format(parse_number(text, path), "f")
 
 
-def _digits_ok(text: str) -> bool:
+def digits_ok(text: str) -> bool:
     """At most 38 significant digits (the regex bounds the parts, not their sum)."""
     body = text.lstrip("-").replace(".", "").lstrip("0")
     return len(body) <= MAX_DIGITS
@@ -333,7 +333,7 @@ def canonical(av: Any, path: str = "") -> dict:
             raise AttributeValueError(path, f"S must be a string, got {_describe(value)}")
         return av
     if tag == "N":
-        if type(value) is str and (_PLAIN_INT.fullmatch(value) or (_PLAIN_DEC.fullmatch(value) and _digits_ok(value))):
+        if type(value) is str and (PLAIN_INT.fullmatch(value) or (PLAIN_DEC.fullmatch(value) and digits_ok(value))):
             return av
         return {"N": canonical_number(value, path)}
     if tag == "M":

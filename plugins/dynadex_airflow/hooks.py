@@ -7,7 +7,7 @@ from dataclasses import replace
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
 from dynadex.credentials import AwsCredentials
-from dynadex.store.location import StoreLocation, resolve
+from dynadex.store.catalog.location import StoreLocation, resolve
 
 
 class DynamoDBClientHook(AwsBaseHook):

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 
 from dynadex import bootstrap
-from dynadex.export.build import build_chunk as build_one
 from dynadex.export.manifest import read_export
-from dynadex.export.plan import ChunkSpec, makespan_ratio, plan_chunks
 from dynadex.ingest import auto_chunk_target_mb, iso_to_micros
-from dynadex.export.build import snapshot_version
 from dynadex.store import PublishSpec, Store
-from dynadex.store import prepare as prep
+from dynadex.store.bulk import prepare as prep
+from dynadex.store.bulk.build import build_chunk as build_one
+from dynadex.store.bulk.build import snapshot_version
+from dynadex.store.bulk.plan import ChunkSpec, makespan_ratio, plan_chunks
 from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client, store_location
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 
 def chunk_label(spec) -> str:
-    from dynadex.export.plan import ChunkSpec
+    from dynadex.store.bulk.plan import ChunkSpec
 
     try:
         return ChunkSpec.from_dict(dict(spec)).label()

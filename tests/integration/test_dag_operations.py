@@ -212,7 +212,7 @@ def test_keep_hours_zero_means_zero(aws, tmp_path):
 
     store = str(tmp_path / "store")
     with Store(store, read_only=False) as st:
-        w = st.segment_writer("K", "b1", "c0", ("pk",), ("S",))
+        w = st.chunk_writer("K", "b1", "c0", ("pk",), ("S",))
         w.add(canonical_item({"pk": {"S": "a"}}), 1, "bulk")
         w.finish()
         st.publish(PublishSpec("K", "b1", ["c0"], ("pk",), ("S",)))

@@ -248,6 +248,7 @@ def test_table_without_pitr_or_stream_is_refused(aws, tmp_path, pitr, stream, re
 
 def test_bad_params_rejected_by_the_form_and_at_run_time(aws):
     from airflow.sdk.exceptions import ParamValidationError
+
     from dynadex import bootstrap
 
     dag = af.dag("dynamodb_ingest")
@@ -267,7 +268,7 @@ def test_maintenance_dag_prunes_superseded_entries_and_answers_stay(aws, tmp_pat
     store = str(tmp_path / "store")
     item = lambda k, city: canonical_item({"pk": {"S": k}, "city": {"S": city}})  # noqa: E731
     with Store(store, read_only=False) as st:
-        w = st.segment_writer("M", "b1", "c0", ("pk",), ("S",))
+        w = st.chunk_writer("M", "b1", "c0", ("pk",), ("S",))
         for k in range(20):
             w.add(item(f"k{k}", "Paris"), 1, "bulk")
         w.finish()

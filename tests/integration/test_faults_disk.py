@@ -26,13 +26,13 @@ import pytest
 
 from dynadex import bootstrap
 from dynadex.store import Store
-from dynadex.store.disk_full import StoreFull
-from dynadex.store.lake import ALIAS
+from dynadex.store.catalog.disk_full import StoreFull
+from dynadex.store.catalog.lake import ALIAS
 from dynadex.stream import sync_table
 from dynadex.stream.verify import verify
+from tests.integration.conftest import emulator_env
 from tests.integration.test_faults_aws import BUCKET, churn, filled, no_duplicates
 from tests.integration.test_stream_sync import clients, converge
-from tests.integration.conftest import emulator_env
 
 
 def _can_mount() -> bool:
@@ -78,7 +78,8 @@ class SmallDisk:
                     except OSError as exc:
                         assert exc.errno == errno.ENOSPC
             return
-        from dynadex.store import changes, chunk_files
+        from dynadex.store.apply import changes
+        from dynadex.store.bulk import chunk_files
 
         def no_space(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device", self.data_path)
@@ -155,7 +156,7 @@ def test_disk_full_while_writing_a_stream_batch_keeps_the_checkpoints_then_catch
     """A batch above the inline limit writes its rows as files (a backlog's batch: over 1000 rows at the
     default limit; here a limit of 20, set on the store as ``DYNADEX_INLINE_ROWS=20`` would): on a full data
     disk it fails with one clear error and commits nothing, checkpoints included."""
-    monkeypatch.setattr("dynadex.store.lake.INLINE_ROWS", INLINE_LIMIT)  # the store takes it when created
+    monkeypatch.setattr("dynadex.store.catalog.lake.INLINE_ROWS", INLINE_LIMIT)  # the store takes it when created
     table = f"FullBatch{disk.mode.split('-')[0]}"
     ddb = filled(aws, table)
     store = str(tmp_path / "store")
@@ -188,7 +189,7 @@ def test_small_batches_commit_on_a_full_data_disk_and_their_rows_land_when_flush
     readable); once space is freed the flush writes them out and the index still equals the table."""
     if disk.mode != "tmpfs":
         pytest.skip("needs a real small disk: injected ENOSPC replaces the batch's insert, inlined or not")
-    monkeypatch.setattr("dynadex.store.lake.INLINE_ROWS", 1000)  # the default, whatever DYNADEX_INLINE_ROWS says
+    monkeypatch.setattr("dynadex.store.catalog.lake.INLINE_ROWS", 1000)  # the default, whatever DYNADEX_INLINE_ROWS says
     table = "FullInlined"
     ddb = filled(aws, table)
     store = str(tmp_path / "store")

@@ -6,7 +6,7 @@ build tag on every item) with change batches that move value between two
 items (the total stays constant). The reader checks, on every query, that
 what it sees is one whole snapshot: one build tag, the build's item count in
 all three indexes (current inverted entries: batches append, see
-store/writes.py), and the constant total.
+store/layout/writes.py), and the constant total.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import textwrap
 WRITER = textwrap.dedent(
     """
     import sys, time, random
-    from dynadex.store import Store, PublishSpec, Change
+    from dynadex.store import Change, PublishSpec, Store
     from dynadex.types import canonical_item
     store = sys.argv[1]
     rnd = random.Random(7)
@@ -32,7 +32,7 @@ WRITER = textwrap.dedent(
         while time.time() < deadline:
             build += 1
             n = 200 + 37 * (build % 5)          # item count differs per build
-            w = st.segment_writer("T", f"b{build}", "c0", ("pk",), ("S",))
+            w = st.chunk_writer("T", f"b{build}", "c0", ("pk",), ("S",))
             for i in range(n):
                 w.add(item(i, build, 100), build * 1000, "bulk")   # total = 100 * n
             w.finish()
@@ -115,7 +115,7 @@ BATCHES = textwrap.dedent(
             return -1
     expected = {}
     with Store(store, read_only=False) as st:
-        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
+        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
         for i in range(300):
             w.add(item(i, 0), 1, "bulk")
             expected[f"k{i:03d}"] = 0

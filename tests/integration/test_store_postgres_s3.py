@@ -31,7 +31,7 @@ def test_postgres_catalog_with_s3_data(postgres):
             s3.create_bucket(Bucket="lake")
             with Store(postgres, data_path="s3://lake/data/", read_only=False) as st:
                 assert st.location.catalog.startswith("postgres:") and st.location.is_s3
-                w = st.segment_writer("Orders", "b1", "c0", ("pk",), ("S",))
+                w = st.chunk_writer("Orders", "b1", "c0", ("pk",), ("S",))
                 for i in range(500):
                     w.add(canonical_item({"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "city": {"S": "Paris" if i % 2 else "Rome"}}), 1, "t")
                 w.finish()
@@ -51,7 +51,7 @@ def test_postgres_catalog_with_s3_data(postgres):
             with Store(postgres, data_path="s3://lake/data/") as st:
                 assert st.find("Orders", "new=true") == ['{"n":{"N":"-1"},"new":{"BOOL":true},"pk":{"S":"k1"}}']
                 assert st.get("Orders", '{"pk":{"S":"k2"}}') is None
-            from dynadex.store.location import resolve  # the display never shows a password
+            from dynadex.store.catalog.location import resolve  # the display never shows a password
             assert "secret" not in resolve("postgresql://u:secret@h/db", "s3://b/").display
         finally:
             os.environ.clear()
@@ -64,10 +64,10 @@ def test_duckdb_chunk_build_writes_its_segment_to_s3(postgres, tmp_path):
     import json as _json
 
     from dynadex.export import read_export
-    from dynadex.export.build import build_chunk
-    from dynadex.export.plan import plan_chunks
     from dynadex.store import resolve
-    from dynadex.store.chunks import read_manifest
+    from dynadex.store.bulk.build import build_chunk
+    from dynadex.store.bulk.chunk_manifest import read_manifest
+    from dynadex.store.bulk.plan import plan_chunks
 
     with running() as aws:
         saved = dict(os.environ)
@@ -96,16 +96,17 @@ def test_duckdb_chunk_build_writes_its_segment_to_s3(postgres, tmp_path):
 
 
 def test_a_delete_racing_a_fold_fails_the_fold_which_folds_again(postgres_server, tmp_path):
-    """On a PostgreSQL catalog no writer lock keeps a fold and a stream batch apart (store/writer_lock.py):
+    """On a PostgreSQL catalog no writer lock keeps a fold and a stream batch apart (store/catalog/writer_lock.py):
     a delete that commits after the fold read its files' rows makes DuckLake's conflict check fail the fold's
     commit, and ``Lake.retrying`` folds again from the new snapshot, so the deleted row never comes back
     (decision 0028; tests/unit/test_small_files.py has the SQLite catalog's side)."""
     import random
     import threading
 
-    from dynadex.store import Checkpoint, small_files
-    from dynadex.store.changes import apply_changes
-    from dynadex.store.names import row_table
+    from dynadex.store import Checkpoint
+    from dynadex.store.apply.changes import apply_changes
+    from dynadex.store.layout.names import row_table
+    from dynadex.store.upkeep import small_files
     from dynadex.stream.sync import record_changes
 
     from ..unit.test_apply_fast_path import rand_records
@@ -114,7 +115,7 @@ def test_a_delete_racing_a_fold_fails_the_fold_which_folds_again(postgres_server
     catalog, data = postgres_server.database("fold_race"), str(tmp_path / "data")
     rnd = random.Random(3)
     with Store(catalog, data_path=data, read_only=False) as st:
-        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
+        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
         for i in range(300):
             w.add(canonical_item({"pk": {"S": f"k{i:04d}"}, "n": {"N": "0"}}), 1, "bulk")
         w.finish()

@@ -10,7 +10,7 @@ INCLUDE = Path(__file__).resolve().parents[2] / "include"
 
 
 def test_pyarrow_still_works_after_a_store_connection_in_a_fresh_process():
-    code = ("from dynadex.store.extensions import connect\n"
+    code = ("from dynadex.store.catalog.extensions import connect\n"
             "con = connect()\n"
             "import pyarrow as pa\n"
             "print(pa.array([1, 2]).to_pylist(), pa.Table.from_pylist([{'a': 1}]).num_rows)\n")

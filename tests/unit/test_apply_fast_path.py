@@ -17,11 +17,11 @@ import string
 import pytest
 
 from dynadex.store import Checkpoint, PublishSpec, Store
-from dynadex.store.batch_shape import item_text, shape_batch
-from dynadex.store.changes import apply_changes
-from dynadex.store.names import column_table, inverted_table, row_table
-from dynadex.store.shape import Shaped, key_text
-from dynadex.store.writes import LIVE
+from dynadex.store.apply.batch_shape import item_text, shape_batch
+from dynadex.store.apply.changes import apply_changes
+from dynadex.store.layout.names import column_table, inverted_table, row_table
+from dynadex.store.layout.shape import Shaped, key_text
+from dynadex.store.layout.writes import LIVE
 from dynadex.stream.images import canonical_image
 from dynadex.stream.sync import record_change, record_changes
 from dynadex.types import AttributeValueError, canonical_item, canonical_json
@@ -129,7 +129,7 @@ def rand_records(rnd: random.Random, n: int, batch: int, composite: bool, pool: 
 def new_store(path, composite: bool, snapshot: list[dict]) -> str:
     names, types = (("pk", "sk"), ("N", "B")) if composite else (("pk",), ("S",))
     with Store(str(path), read_only=False) as st:
-        w = st.segment_writer("T", "b1", "c0", names, types)
+        w = st.chunk_writer("T", "b1", "c0", names, types)
         for item in snapshot:
             w.add(canonical_item(item), 1, "bulk")
         w.finish()
@@ -201,10 +201,10 @@ def test_fast_apply_stores_what_the_reference_stores(tmp_path, composite, pool, 
 @pytest.mark.parametrize("composite", [False, True], ids=["pk-S", "pk-N+sk-B"])
 def test_narrowed_small_batches_store_what_the_reference_stores(tmp_path, monkeypatch, composite):
     """Batches of a few keys, whose lookups and deletes the fast path narrows by the key order numbers
-    (store/key_order.py, key_pruning.py; forced here on a small table): the same stores as the reference path's
+    (store/layout/key_order.py, key_pruning.py; forced here on a small table): the same stores as the reference path's
     plain statements, stale records and deletes included; and the narrowing did run, on both indexes."""
-    from dynadex.store import changes as changes_module
-    from dynadex.store import key_pruning
+    from dynadex.store.apply import changes as changes_module
+    from dynadex.store.apply import key_pruning
 
     monkeypatch.setattr(key_pruning, "PRUNE_ABOVE_ROWS", 0)
     used = {"key_order": 0, '"_key_order"': 0}

@@ -34,7 +34,7 @@ def test_service_faults_keep_the_task_retries_and_bad_input_does_not():
     import pickle
 
     from dynadex.errors import AwsUnreachable, MissingFileError, S3Unavailable
-    from dynadex.store.disk_full import StoreFull, is_no_space
+    from dynadex.store.catalog.disk_full import StoreFull, is_no_space
     from dynadex_airflow.failures import deterministic
 
     slow = S3Unavailable("s3://b/AWSDynamoDB/x/data/a.json.gz", "S3 answered SlowDown (HTTP 503) 9 times: m")

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dynadex.export import read_export
-from dynadex.export.build import build_chunk
-from dynadex.export.plan import plan_chunks
 from dynadex.ingest import auto_chunk_target_mb, ingest_export
 from dynadex.store import PublishRefused, PublishSpec, Store, resolve
-from dynadex.store import prepare as prep
-from dynadex.store.chunks import read_manifest
+from dynadex.store.bulk import prepare as prep
+from dynadex.store.bulk.build import build_chunk
+from dynadex.store.bulk.chunk_manifest import read_manifest
+from dynadex.store.bulk.plan import plan_chunks
 from dynadex.types import canonical_item, canonical_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -263,8 +263,8 @@ def test_orphans_of_replaced_and_failed_attempts_are_never_read_and_maintenance_
 BUILD_THEN_HANG = textwrap.dedent("""
     import sys, time
     from dynadex.export import read_export
-    from dynadex.export.build import build_chunk
-    from dynadex.export.plan import plan_chunks
+    from dynadex.store.bulk.build import build_chunk
+    from dynadex.store.bulk.plan import plan_chunks
     from dynadex.store import resolve
     export = read_export(sys.argv[1])
     loc = resolve(sys.argv[2])
@@ -498,7 +498,7 @@ def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, monkeypatch,
     """A range record whose merged count disagrees with the chunks (a lost or doubled file) makes publish refuse:
     no row, column-index row or inverted entry can go missing between the chunks and the snapshot. Nor is a
     key-range record without column files (run by an older release, which left them to conform jobs) taken."""
-    from dynadex.store.chunks import write_json
+    from dynadex.store.bulk.staging import write_json
 
     monkeypatch.setattr(prep, "MERGE_ENTRIES_ABOVE_CHUNKS", 0)
     summary = export_of(tmp_path, [gen_items(40, 0), gen_items(40, 40)])
@@ -525,10 +525,10 @@ def test_publish_writes_the_ledger_and_registry_in_few_statements_in_order(tmp_p
     the registry reads back in its order."""
     import importlib
 
-    from dynadex.store.registry import Registry
+    from dynadex.store.layout.registry import Registry
 
-    publish_module = importlib.import_module("dynadex.store.publish")  # dynadex.store.publish is also a function
-    registry_module = importlib.import_module("dynadex.store.registry")
+    publish_module = importlib.import_module("dynadex.store.bulk.publish")  # dynadex.store.bulk.publish is also a function
+    registry_module = importlib.import_module("dynadex.store.layout.registry")
 
     monkeypatch.setattr(publish_module, "STATEMENT_ROWS", 2)
     monkeypatch.setattr(registry_module, "STATEMENT_ROWS", 2)

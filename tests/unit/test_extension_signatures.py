@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from dynadex.store import extensions
+from dynadex.store.catalog import extensions
 
 INCLUDE = Path(__file__).resolve().parents[2] / "include"
 
 PROBE = """
 import os, tempfile
-from dynadex.store.extensions import connect
+from dynadex.store.catalog.extensions import connect
 con = connect(threads=1)
 folder = tempfile.mkdtemp()
 con.execute(f"ATTACH 'ducklake:sqlite:{folder}/c.sqlite' AS lake (DATA_PATH '{folder}/data/')")

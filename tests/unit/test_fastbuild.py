@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from dynadex.export import read_export
-from dynadex.export.build import build_chunk
-from dynadex.export.fastbuild import build_chunk_fast
-from dynadex.export.plan import plan_chunks
 from dynadex.store import resolve
-from dynadex.store.chunks import read_manifest
+from dynadex.store.bulk.build import build_chunk
+from dynadex.store.bulk.chunk_manifest import read_manifest
+from dynadex.store.bulk.fastbuild import build_chunk_fast
+from dynadex.store.bulk.plan import plan_chunks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import gen_export  # noqa: E402  (the benchmarks' export writer: the real S3 layout)
@@ -183,7 +183,7 @@ def test_valid_lines_outside_the_domain_are_shaped_by_python_inside_the_fast_bui
 
 
 def test_too_many_lines_outside_the_domain_send_the_chunk_to_the_python_path(tmp_path, monkeypatch):
-    from dynadex.export import fastbuild
+    from dynadex.store.bulk import fastbuild
 
     monkeypatch.setattr(fastbuild, "MIXED_MIN_LINES", 0)
     monkeypatch.setattr(fastbuild, "MIXED_FRACTION", 0.01)
@@ -199,7 +199,7 @@ def test_too_many_lines_outside_the_domain_send_the_chunk_to_the_python_path(tmp
 @pytest.mark.parametrize("odd", list(INVALID))
 def test_invalid_lines_get_the_python_paths_error_with_file_and_line(tmp_path, monkeypatch, odd, sampled):
     if not sampled:  # the structure then comes from the other lines: only the per-line guards can see the odd one
-        from dynadex.export import fast_structure
+        from dynadex.store.bulk import fast_structure
 
         monkeypatch.setattr(fast_structure, "SAMPLE_HEAD", 5)
         monkeypatch.setattr(fast_structure, "SAMPLE_ROWS", 0)
@@ -287,7 +287,7 @@ def test_attributes_named_like_type_tags_stay_on_the_fast_path(tmp_path, monkeyp
 def test_a_tag_holding_an_object_is_refused_where_names_look_like_tags(tmp_path, monkeypatch, odd, message, sampled):
     """Where "S":{ may be an attribute named S, the regex lets it pass; the count of "S":{ in the line
     against the regenerated text catches the S tag that holds an object."""
-    from dynadex.export import fast_structure
+    from dynadex.store.bulk import fast_structure
 
     if not sampled:
         monkeypatch.setattr(fast_structure, "SAMPLE_HEAD", 5)

@@ -20,7 +20,7 @@ from dynadex.ingest import ingest_export
 from dynadex.limits import MAX_ITEM_BYTES, item_size
 from dynadex.local_aws.exports import ion_line
 from dynadex.store import Store
-from dynadex.store.chunks import read_manifest
+from dynadex.store.bulk.chunk_manifest import read_manifest
 from dynadex.types import canonical_item, canonical_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

@@ -1,4 +1,4 @@
-"""Key order numbers (store/key_order.py): monotone in DuckDB's key order, the same in SQL as in Python.
+"""Key order numbers (store/layout/key_order.py): monotone in DuckDB's key order, the same in SQL as in Python.
 
 Then on a real store whose keys all share their first bytes (``customer#…``, where the key-column filters of
 decision 0025 prune nothing): a narrowed batch reads only the row groups of its keys, in both indexes.
@@ -12,11 +12,18 @@ import duckdb
 import pytest
 
 from dynadex.store import Change, PublishSpec, Store
-from dynadex.store import key_pruning
-from dynadex.store.key_order import ABOVE, BELOW, common_prefix, order_number, order_number_sql, structural_prefix, \
-    table_prefix
-from dynadex.store.names import literal
-from dynadex.store.shape import key_text
+from dynadex.store.apply import key_pruning
+from dynadex.store.layout.key_order import (
+    ABOVE,
+    BELOW,
+    common_prefix,
+    order_number,
+    order_number_sql,
+    structural_prefix,
+    table_prefix,
+)
+from dynadex.store.layout.names import literal
+from dynadex.store.layout.shape import key_text
 from dynadex.types import canonical_item
 
 from .spoil import spoil_groups_without
@@ -88,7 +95,7 @@ def store(tmp_path):
     """One published chunk of keys that all start with ``customer#00``."""
     path = str(tmp_path / "store")
     with Store(path, read_only=False, threads=1) as st:
-        w = st.segment_writer("T", "b", "c0", S, ("S",))
+        w = st.chunk_writer("T", "b", "c0", S, ("S",))
         for i in range(ITEMS):
             w.add(canonical_item({"pk": {"S": f"customer#{i:07d}"}, "n": {"N": str(i)}}), 0, "bulk")
         w.finish()
@@ -151,7 +158,7 @@ def test_a_batch_on_shared_prefix_keys_reads_only_the_groups_of_its_keys(store, 
 def test_a_store_published_before_key_order_numbers_keeps_working(tmp_path, monkeypatch):
     """A table whose state has no key prefix (published by an older release: its indexes have no number
     columns) is written and narrowed as before: by the key attributes' columns."""
-    from dynadex.store import changes as changes_module
+    from dynadex.store.apply import changes as changes_module
 
     monkeypatch.setattr(key_pruning, "PRUNE_ABOVE_ROWS", 0)
     used = []
@@ -159,7 +166,7 @@ def test_a_store_published_before_key_order_numbers_keeps_working(tmp_path, monk
     monkeypatch.setattr(changes_module, "row_filter", lambda *a: used.append(real(*a)) or used[-1])
     path = str(tmp_path / "store")
     with Store(path, read_only=False, threads=1) as st:
-        w = st.segment_writer("T", "b", "c0", S, ("S",))
+        w = st.chunk_writer("T", "b", "c0", S, ("S",))
         for i in range(100):
             w.add(canonical_item({"pk": {"S": f"k{i:03d}"}, "n": {"N": str(i)}}), 0, "bulk")
         w.finish()

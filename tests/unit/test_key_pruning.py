@@ -1,4 +1,4 @@
-"""The filters that let a stream batch's few-key statements skip row groups (store/key_pruning.py).
+"""The filters that let a stream batch's few-key statements skip row groups (store/apply/key_pruning.py).
 
 Table-driven for the pure rules; then, on a real store, that a narrowed lookup reads only the row groups
 holding its keys where the plain one reads every group, and answers the same.
@@ -12,10 +12,10 @@ import hashlib
 import pytest
 
 from dynadex.store import PublishSpec, Store
-from dynadex.store import key_pruning
-from dynadex.store.key_pruning import column_filter, row_filter
-from dynadex.store.names import row_table
-from dynadex.store.shape import key_text
+from dynadex.store.apply import key_pruning
+from dynadex.store.apply.key_pruning import column_filter, row_filter
+from dynadex.store.layout.names import row_table
+from dynadex.store.layout.shape import key_text
 from dynadex.types import canonical_item
 
 from .spoil import spoil_groups_without
@@ -74,7 +74,7 @@ def pk_of(k: int) -> str:
 def store(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("prune"))
     with Store(path, read_only=False, threads=1) as st:
-        w = st.segment_writer("T", "b", "c0", S, ("S",))
+        w = st.chunk_writer("T", "b", "c0", S, ("S",))
         for k in range(ITEMS):
             w.add(canonical_item({"pk": {"S": pk_of(k)}, "n": {"N": str(k)}}), 0, "bulk")
         w.finish()
@@ -123,7 +123,7 @@ def test_dynadex_narrow_keys_0_turns_it_off():
     import subprocess
     import sys
 
-    probe = ("from dynadex.store.key_pruning import row_filter; "
+    probe = ("from dynadex.store.apply.key_pruning import row_filter; "
              "print(repr(row_filter(('pk',), [{'pk': {'S': 'a1'}}, {'pk': {'S': 'b2'}}], 'r')))")
     for value, want in (("0", "('', [])"), ("", "(' AND r.pk IN (?, ?)', ['a1', 'b2'])")):
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,

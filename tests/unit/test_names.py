@@ -13,9 +13,9 @@ from hypothesis import strategies as st_
 
 from dynadex.ingest import ingest_export
 from dynadex.store import Change, QueryError, Store
-from dynadex.store.names import name_text, parse_path_text, path_text
+from dynadex.store.layout.names import name_text, parse_path_text, path_text
+from dynadex.store.layout.shape import shape_item
 from dynadex.store.reads import split_find_expression
-from dynadex.store.shape import shape_item
 from dynadex.types import canonical_item, canonical_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

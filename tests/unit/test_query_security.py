@@ -11,7 +11,7 @@ import pytest
 
 from dynadex.credentials import AwsCredentials, CredentialsError
 from dynadex.store import QueryError, Store, StoreError
-from dynadex.store.location import mask, resolve
+from dynadex.store.catalog.location import mask, resolve
 from tests.unit.test_store import cli, publish_items
 
 SECRET = "PLANTED-wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
@@ -73,7 +73,7 @@ def test_plain_queries_read_local_files_and_the_sandbox_does_not(store):
 
 
 def _connected():
-    from dynadex.store.extensions import connect
+    from dynadex.store.catalog.extensions import connect
 
     return connect()
 

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dynadex.store import range_merge as rm
-from dynadex.store.extensions import connect
+from dynadex.store.bulk import range_merge as rm
+from dynadex.store.catalog.extensions import connect
 
 # strings that sort in surprising ways: empty, prefixes, NUL, a control character, code points past the BMP,
 # the byte order of UTF-8 against the code units of UTF-16

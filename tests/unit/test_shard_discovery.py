@@ -95,7 +95,7 @@ class Table:
 @pytest.fixture
 def store(tmp_path):
     with Store(str(tmp_path), read_only=False) as st:
-        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
+        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
         w.add(canonical_item({"pk": {"S": "seed"}}), 1, "test")
         w.finish()
         st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=1, stream_arn=ARN, stream_start_micros=0))

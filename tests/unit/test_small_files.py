@@ -1,4 +1,4 @@
-"""Folding small stream files (store/small_files.py, decision 0028): which files, same answers, one sorted file,
+"""Folding small stream files (store/upkeep/small_files.py, decision 0028): which files, same answers, one sorted file,
 a concurrent delete never undone, maintenance and the sync fold."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import threading
 
 import pytest
 
-from dynadex.store import Change, Checkpoint, Store, small_files
-from dynadex.store.changes import apply_changes
-from dynadex.store.lake import ALIAS
-from dynadex.store.names import row_table
+from dynadex.store import Change, Checkpoint, Store
+from dynadex.store.apply.changes import apply_changes
+from dynadex.store.catalog.lake import ALIAS
+from dynadex.store.layout.names import row_table
+from dynadex.store.upkeep import small_files
 from dynadex.stream.sync import record_changes
 from dynadex.types import canonical_item
 
@@ -314,7 +315,7 @@ def test_a_delete_racing_a_fold_is_never_undone(tmp_path, moment):
     After the listing, the delete commits and the fold reads the rows without it. After the read, the fold
     holds this SQLite catalog's write lock, so the delete's commit fails as retryable, and its retry (as
     ``Lake.retrying`` would run it) deletes the row from the folded file. Either way the key stays deleted."""
-    from dynadex.store.lake import retryable
+    from dynadex.store.catalog.lake import retryable
 
     store = batches(tmp_path, False, 3)
     with Store(store, read_only=False) as st, Store(store, read_only=False) as other:
@@ -381,7 +382,7 @@ def test_the_sync_folds_its_small_files_as_it_goes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(small_files, "FOLD_AT_FILES", 3)
     with Store(str(tmp_path), read_only=False) as st:
-        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
+        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
         w.add(canonical_item({"pk": {"S": "seed"}}), 1, "test")
         w.finish()
         st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=1, stream_arn=ARN,

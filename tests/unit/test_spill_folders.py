@@ -1,4 +1,4 @@
-"""Each DuckDB connection spills into a folder of its own (store/extensions.py).
+"""Each DuckDB connection spills into a folder of its own (store/catalog/extensions.py).
 
 DuckDB names its spill files alike in every instance: two processes spilling into one folder overwrite each
 other's blocks. Before the fix, two parallel chunk builds of 1 M items each crashed the second one (a
@@ -20,7 +20,7 @@ INCLUDE = Path(__file__).resolve().parents[2] / "include"
 # a sort far larger than the memory limit: it must spill
 SORT = """
 import os, sys
-from dynadex.store.extensions import connect
+from dynadex.store.catalog.extensions import connect
 con = connect(threads=1, memory_limit="60MB")
 total = con.execute("SELECT sum(i * (r % 7)) FROM (SELECT row_number() OVER (ORDER BY s) AS r, i FROM "
                     "(SELECT i, md5(i::VARCHAR) || md5((i * 7)::VARCHAR) AS s FROM range(2000000) t(i)))").fetchone()[0]
@@ -64,7 +64,7 @@ def test_the_folders_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
         for name in (f"{host}~{dead.pid}-0", f"{host}~{live.pid}-3", f"other-host~{dead.pid}-0", "not-ours"):
             (root / name).mkdir(parents=True)
             (root / name / "duckdb_temp_storage_S64K-0.tmp").write_bytes(b"x")
-        probe = "from dynadex.store.extensions import connect; connect().execute('SELECT 1')"
+        probe = "from dynadex.store.catalog.extensions import connect; connect().execute('SELECT 1')"
         subprocess.run([sys.executable, "-c", probe], env=_env(root), check=True)
         assert sorted(p.name for p in root.iterdir()) == sorted(
             [f"{host}~{live.pid}-3", f"other-host~{dead.pid}-0", "not-ours"])

@@ -12,7 +12,7 @@ from dynadex.types import canonical_item
 def published(store_dir, *, stream=True):
     now = int(time.time() * 1e6)
     with Store(str(store_dir), read_only=False) as st:
-        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
+        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
         w.add(canonical_item({"pk": {"S": "a"}}), 1, "bulk")
         w.finish()
         st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), export_time_micros=now - 300_000_000,

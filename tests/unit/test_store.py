@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from dynadex.store import Change, Checkpoint, PublishRefused, PublishSpec, QueryError, Store, StoreError
-from dynadex.store.names import name_text
+from dynadex.store.layout.names import name_text
 from dynadex.types import canonical_item, canonical_json
 
 EVERY_TYPE = {
@@ -38,7 +38,7 @@ def publish_items(store_dir, table, items, *, key=("pk",), types=("S",), build="
     with Store(str(store_dir), read_only=False) as st:
         ids = []
         for c in range(chunks):
-            w = st.segment_writer(table, build, f"c{c}", key, types)
+            w = st.chunk_writer(table, build, f"c{c}", key, types)
             for item in items[c::chunks]:
                 w.add(canonical_item(item), version, "test")
             w.finish()
@@ -165,7 +165,7 @@ def test_failed_batch_commits_nothing(tmp_path):
 def test_publish_refuses_and_changes_nothing(tmp_path):
     publish_items(tmp_path, "T", [{"pk": {"S": "old"}}], build="b0")
     with Store(str(tmp_path), read_only=False) as st:
-        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",))
+        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
         w.add(canonical_item({"pk": {"S": "a"}}), 1, "t")
         w.finish()
         with pytest.raises(PublishRefused, match="chunk\\(s\\) not built: c1"):
@@ -174,14 +174,14 @@ def test_publish_refuses_and_changes_nothing(tmp_path):
             st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), expected_items={"c0": 2}))
         with pytest.raises(PublishRefused, match="the export has 5"):
             st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=5))
-        w = st.segment_writer("T", "b1", "c1", ("pk",), ("S",))
+        w = st.chunk_writer("T", "b1", "c1", ("pk",), ("S",))
         w.add(canonical_item({"pk": {"S": "a"}}), 1, "t")
         w.finish()
         with pytest.raises(PublishRefused, match="appears 2 times"):
             st.publish(PublishSpec("T", "b1", ["c0", "c1"], ("pk",), ("S",)))
         assert [json.loads(i)["pk"] for i in st.dump("T")] == [{"S": "old"}]
         # a chunk re-run replaces its segment: c1 now holds another key, publish succeeds
-        w = st.segment_writer("T", "b1", "c1", ("pk",), ("S",))
+        w = st.chunk_writer("T", "b1", "c1", ("pk",), ("S",))
         w.add(canonical_item({"pk": {"S": "b"}}), 1, "t")
         w.finish()
         assert st.publish(PublishSpec("T", "b1", ["c0", "c1"], ("pk",), ("S",), total_items=2))["published"]
@@ -193,7 +193,7 @@ def test_publish_refuses_and_changes_nothing(tmp_path):
 
 def test_segment_without_manifest_is_not_published(tmp_path):
     with Store(str(tmp_path), read_only=False) as st:
-        w = st.segment_writer("T", "b1", "c0", ("pk",), ("S",), part_items=1)
+        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",), part_items=1)
         w.add(canonical_item({"pk": {"S": "a"}}), 1, "t")
         w.add(canonical_item({"pk": {"S": "b"}}), 1, "t")  # flushed a part, then "crashed"
         with pytest.raises(PublishRefused, match="not built: c0"):
@@ -237,7 +237,7 @@ def test_number_and_binary_keys(tmp_path):
         assert st.get("K", '{"ts":{"B":"AQ=="},"id":{"N":"10.0"}}') == canonical_json(items[0])
         assert st.query("SELECT pk, sk FROM row_index.K ORDER BY pk")[1] == [("10", b"\x01"), ("9.5", b"\x02")]
     with Store(str(tmp_path), read_only=False) as st:
-        w = st.segment_writer("K", "b2", "c0", ("id", "ts"), ("N", "B"))
+        w = st.chunk_writer("K", "b2", "c0", ("id", "ts"), ("N", "B"))
         with pytest.raises(ValueError, match="key attribute 'id' has type S"):
             w.add(canonical_item({"id": {"S": "x"}, "ts": {"B": "AQ=="}}), 1, "t")
         with pytest.raises(ValueError, match="no key attribute 'ts'"):
@@ -267,7 +267,7 @@ def test_maintenance_merges_into_files_sized_for_point_lookups(tmp_path):
     groups; on a 10 M-item store `get` became 4x and `find` 2.5x slower than over the bulk load's range files
     (decision 0022). The store now sets the inverted index's row groups to 16 384 rows (the row index's stay at
     4 096) and the target file size to 64 MB, so merged files keep the layout lookups need."""
-    from dynadex.store.lake import TARGET_FILE_SIZE
+    from dynadex.store.catalog.lake import TARGET_FILE_SIZE
 
     publish_items(tmp_path, "T", [{"pk": {"S": "seed"}}])
     with Store(str(tmp_path), read_only=False) as st:
@@ -370,7 +370,7 @@ def test_a_batch_outlasts_another_process_holding_the_catalog_lock(tmp_path, mon
     lands once. The holder lets go only when the first retry is logged (a condition, not a sleep)."""
     import logging
 
-    from dynadex.store import lake as lake_module
+    from dynadex.store.catalog import lake as lake_module
 
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
     monkeypatch.setattr(lake_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
@@ -424,7 +424,7 @@ def test_a_read_waits_out_a_locked_catalog_in_milliseconds_not_seconds(tmp_path,
     """Fault: the catalog is locked while a reader opens the store and queries it. DuckDB's SQLite would
     sleep a whole second per busy wait (the p99 of the freshness lag); a read-only store retries each
     statement itself. The holder lets go once the reader has met the lock three times (a condition)."""
-    from dynadex.store import lake as lake_module
+    from dynadex.store.catalog import lake as lake_module
 
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
     release, met = tmp_path / "release", []
@@ -450,7 +450,7 @@ def test_a_read_waits_out_a_locked_catalog_in_milliseconds_not_seconds(tmp_path,
 
 
 def test_a_catalog_locked_for_longer_than_the_read_wait_is_a_clear_error(tmp_path, monkeypatch):
-    from dynadex.store import lake as lake_module
+    from dynadex.store.catalog import lake as lake_module
 
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}}])
     monkeypatch.setattr(lake_module, "READ_WAIT_SECONDS", 0.3)
@@ -467,8 +467,8 @@ def test_a_catalog_locked_for_longer_than_the_read_wait_is_a_clear_error(tmp_pat
 
 
 def test_an_error_of_the_batch_itself_is_not_retried(tmp_path, monkeypatch):
-    from dynadex.store.lake import Lake
-    from dynadex.store.shape import KeyError_
+    from dynadex.store.catalog.lake import Lake
+    from dynadex.store.layout.shape import KeyError_
 
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
     reopened = []
@@ -482,7 +482,7 @@ def test_an_error_of_the_batch_itself_is_not_retried(tmp_path, monkeypatch):
 def test_a_batch_that_briefly_cannot_see_its_table_runs_again(tmp_path, monkeypatch):
     """Fault: the first read of the table's state comes back empty, as another connection's
     ducklake_flush_inlined_data can make it (duckdb/ducklake#1413). The batch runs again and lands once."""
-    from dynadex.store.lake import Lake
+    from dynadex.store.catalog.lake import Lake
 
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
     real = Lake.table_state
@@ -509,7 +509,7 @@ def test_a_batch_after_maintenance_in_another_process_starts_on_a_fresh_connecti
     from DuckLake: Table with name ducklake_inlined_data_11_2 does not exist" (the sync process died; found
     by bench/bench_two_writers.py). Now the batch sees the other writer's commit and starts on a fresh
     connection: no failed attempt, and every batch lands."""
-    from dynadex.store import contention
+    from dynadex.store.catalog import contention
 
     def item(i, v):
         return canonical_item({"pk": {"S": f"k{i:03d}"}, "v": {"N": str(v)}, f"a{v}": {"S": "x"}})
@@ -538,7 +538,7 @@ def test_an_inlined_table_read_stale_is_retried_where_no_lock_orders_the_writers
     the work itself): the same failure runs the write again on a fresh connection."""
     import duckdb
 
-    from dynadex.store.lake import retryable
+    from dynadex.store.catalog.lake import retryable
 
     assert retryable(duckdb.CatalogException(
         "Catalog Error: Failed to read inlined data from DuckLake: Table with name ducklake_inlined_data_11_3 "
@@ -577,7 +577,7 @@ def test_small_batches_are_inlined_until_flushed_and_answers_never_change(tmp_pa
     """A quiet table's stream batches must not leave three Parquet files each (every later statement opened
     them all: a batch slowed by 1 ms per batch before); they stay in the catalog until ``flush_inlined``
     writes them out, and every index answers the same before and after (decision 0021)."""
-    monkeypatch.setattr("dynadex.store.lake.INLINE_ROWS", 1000)  # DYNADEX_INLINE_ROWS=1000
+    monkeypatch.setattr("dynadex.store.catalog.lake.INLINE_ROWS", 1000)  # DYNADEX_INLINE_ROWS=1000
     publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "city": {"S": "Rome"}} for i in range(40)])
     with Store(str(tmp_path), read_only=False) as st:
         schemas = ("row_index", "main", "inverted_index")
@@ -609,7 +609,7 @@ def test_a_small_batch_holding_nul_commits_as_files_and_later_ones_inline_again(
     """DuckLake 1.5.5 fails at COMMIT when it inlines a VARCHAR[] holding U+0000 (a legal DynamoDB string):
     such a batch must write files instead, and the batches after it inline again (Lake.not_inlined) when
     inlining is on; with DuckLake's own limit (off) a 1-change batch would be inlined too."""
-    monkeypatch.setattr("dynadex.store.lake.INLINE_ROWS", inline_rows)
+    monkeypatch.setattr("dynadex.store.catalog.lake.INLINE_ROWS", inline_rows)
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}}])
     nul = canonical_item({"pk": {"S": "n\x00k"}, "tags": {"SS": ["x\x00y", "z"]}, "s": {"S": "p\x00q"}})
     with Store(str(tmp_path), read_only=False) as st:
@@ -632,8 +632,8 @@ def test_a_batch_knows_the_snapshot_it_commits_and_reads_the_registry_once(tmp_p
     """A small batch's statements cost ~20-45 ms each: a batch does not read the column registry again while
     no other writer committed (decision 0021), nor the catalog's snapshot after its own commit (it is the one
     before plus one). Were that sum wrong, every batch would start on a fresh connection."""
-    from dynadex.store import contention
-    from dynadex.store.registry import Registry
+    from dynadex.store.catalog import contention
+    from dynadex.store.layout.registry import Registry
 
     publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(10)])
     loads = []
@@ -656,7 +656,7 @@ def test_another_writers_new_column_reaches_a_cached_registry(tmp_path):
     """Two writers on one store, each adding columns: the one whose registry is cached meets the other's
     commit (Lake._fresh_for_write starts it on a fresh connection, which drops the cache), so the path the
     other added keeps its one column, and no column is added twice, not even in an attempt that fails."""
-    from dynadex.store import contention
+    from dynadex.store.catalog import contention
 
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
     contention.reset()
@@ -680,7 +680,7 @@ def test_another_writers_new_column_reaches_a_cached_registry(tmp_path):
 def test_a_batch_that_failed_leaves_no_column_in_the_cached_registry(tmp_path, monkeypatch):
     """A batch that added a column and then failed (rolled back) must not leave that column in the registry
     the next batch uses: the next batch adds it again, for real."""
-    from dynadex.store import changes
+    from dynadex.store.apply import changes
 
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
     real = changes._write_indexes
@@ -717,7 +717,7 @@ def test_a_writing_store_keeps_its_catalog_connected_and_its_wal_small(tmp_path)
     """DuckDB's SQLite opens a connection per transaction; when the count of connections to the catalog fell
     to zero between two batches, the last one out removed the WAL and the next one in rebuilt its index under
     an exclusive lock, and a reader or writer of another process meeting that lock slept a whole second
-    (store/catalog_hold.py). A writing store now keeps one connection open: the WAL survives every commit.
+    (store/catalog/hold.py). A writing store now keeps one connection open: the WAL survives every commit.
     Its held read is renewed past each commit, so the WAL still starts over (it grew by ~170 KB a batch with
     the read left pinned)."""
     publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "v": {"N": "0"}} for i in range(50)])
@@ -773,7 +773,7 @@ def test_a_read_that_meets_flush_after_flush_runs_again_until_it_gets_through(tm
     not run again."""
     import duckdb
 
-    from dynadex.store import lake as lake_module
+    from dynadex.store.catalog import lake as lake_module
 
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
     failures = [duckdb.CatalogException("Catalog Error: Table with name ducklake_inlined_data_11_2 does not exist!"),
@@ -817,7 +817,7 @@ def test_a_read_that_meets_flush_after_flush_runs_again_until_it_gets_through(tm
 def test_stale_inlined_data_is_recognised_in_each_wording():
     import duckdb
 
-    from dynadex.store.lake import stale_cache
+    from dynadex.store.catalog.lake import stale_cache
 
     assert stale_cache(duckdb.InvalidInputException(
         "Invalid Input Error: Attempting to fetch from an unsuccessful query result\nError: Catalog Error: Table "

@@ -278,7 +278,7 @@ def test_canonical_takes_boto3_client_shapes():
                 min_size=1, max_size=2, unique_by=lambda t: t[0]))
 def test_key_text_is_canonical_json_of_the_key(attrs):
     """key_text builds the key string without the encoder; it must be byte-identical to canonical_json."""
-    from dynadex.store.shape import key_text
+    from dynadex.store.layout.shape import key_text
 
     key = {name: {tag: value} for name, tag, value in attrs}
     assert key_text(key, tuple(key)) == canonical_json(key, validated=True)

@@ -1,10 +1,10 @@
-"""Writes to one SQLite catalog take turns (store/writer_lock.py), across threads as across processes."""
+"""Writes to one SQLite catalog take turns (store/catalog/writer_lock.py), across threads as across processes."""
 
 from __future__ import annotations
 
 import threading
 
-from dynadex.store.writer_lock import lock_path, writing
+from dynadex.store.catalog.writer_lock import lock_path, writing
 
 
 def test_a_second_writer_waits_for_the_first(tmp_path):
@@ -46,7 +46,7 @@ def test_a_write_inside_a_write_of_the_same_thread_goes_on(tmp_path):
 
 
 def test_waits_for_the_lock_are_counted_only_when_another_writer_held_it(tmp_path):
-    from dynadex.store import contention
+    from dynadex.store.catalog import contention
 
     catalog = f"sqlite:{tmp_path / 'catalog.sqlite'}"
     contention.reset()
@@ -73,7 +73,7 @@ def test_waits_for_the_lock_are_counted_only_when_another_writer_held_it(tmp_pat
 
 
 def test_retried_attempts_are_counted_by_reason():
-    from dynadex.store import contention
+    from dynadex.store.catalog import contention
 
     contention.reset()
     contention.retried(RuntimeError("Failed to commit DuckLake transaction: database is locked"))

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dynadex.store import maintenance, reads, small_files
-from dynadex.store.changes import Change, Checkpoint, apply_changes
-from dynadex.store.lake import Lake
-from dynadex.store.location import StoreError, StoreLocation, resolve
-from dynadex.store.prepare import PublishPlan, PublishRefused
-from dynadex.store.publish import PublishSpec, publish
+from dynadex.store import reads
+from dynadex.store.apply.changes import Change, Checkpoint, apply_changes
+from dynadex.store.bulk.chunk_writer import ChunkWriter
+from dynadex.store.bulk.prepare import PublishPlan, PublishRefused
+from dynadex.store.bulk.publish import PublishSpec, publish
+from dynadex.store.catalog.lake import Lake
+from dynadex.store.catalog.location import StoreError, StoreLocation, resolve
 from dynadex.store.reads import QueryError
-from dynadex.store.segments import SegmentWriter
+from dynadex.store.upkeep import maintenance, small_files
 
 
 class Store:
@@ -58,8 +59,8 @@ class Store:
         return self.lake.source_tables()
 
     # writes
-    def segment_writer(self, table: str, build_id: str, chunk_id: str, key_names, key_types, **kw) -> SegmentWriter:
-        return SegmentWriter(self.location, table, build_id, chunk_id, tuple(key_names), tuple(key_types), **kw)
+    def chunk_writer(self, table: str, build_id: str, chunk_id: str, key_names, key_types, **kw) -> ChunkWriter:
+        return ChunkWriter(self.location, table, build_id, chunk_id, tuple(key_names), tuple(key_types), **kw)
 
     # Every write below is idempotent and runs through Lake.retrying: a commit that meets another process's
     # (the stream sync, maintenance, a publish) runs again instead of failing the task.
@@ -73,7 +74,7 @@ class Store:
             replace_checkpoints=replace_checkpoints), commits=1)  # one transaction, always a change (sync state)
 
     def checkpoints(self, table: str) -> dict[str, dict]:
-        from dynadex.store.names import STATE_SCHEMA
+        from dynadex.store.layout.names import STATE_SCHEMA
 
         rows = self.lake.con.execute(
             f"SELECT shard_id, parent_shard_id, sequence_number, ended FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?",
@@ -89,7 +90,7 @@ class Store:
 
         Recovery then starts from there (minus the overlap) rather than from the last change, so an idle
         table hit by a gap needs no bootstrap, and the sync is not taken for stale while the table is idle."""
-        from dynadex.store.names import STATE_SCHEMA
+        from dynadex.store.layout.names import STATE_SCHEMA
 
         def note() -> None:
             with self.lake.transaction():
@@ -110,14 +111,14 @@ class Store:
         """Fold ``table``'s small stream files into one sorted file per index where one of ``indexes`` (default:
         all three) holds at least ``at_files`` of them (default ``small_files.FOLD_AT_FILES``), and with
         ``rewrite_worn`` rewrite alone each file of the row and column indexes that lost a quarter of its rows,
-        up to ``small_files.WORN_MOST_BYTES`` (a larger one a slice of that size; store/small_files.py); files
+        up to ``small_files.WORN_MOST_BYTES`` (a larger one a slice of that size; store/upkeep/small_files.py); files
         folded, rewritten or sliced per index."""
         at = small_files.FOLD_AT_FILES if at_files is None else at_files
         return self.lake.retrying(f"{table}: fold of small files",
                                   lambda: small_files.fold(self.lake, table, at, indexes, rewrite_worn=rewrite_worn))
 
     def compact(self) -> dict:
-        """Prune, flush, fold, rewrite worn files and merge (store/maintenance.py). A worn file larger than one
+        """Prune, flush, fold, rewrite worn files and merge (store/upkeep/maintenance.py). A worn file larger than one
         fold may rewrite is moved a slice per transaction until it is gone, the writer lock released between
         slices so that the sync's batches go on meanwhile."""
         pruned = self.lake.retrying("maintenance: prune", lambda: maintenance.prune_stale(self.lake))
@@ -145,7 +146,7 @@ __all__ = [
     "PublishRefused",
     "PublishSpec",
     "QueryError",
-    "SegmentWriter",
+    "ChunkWriter",
     "Store",
     "StoreError",
     "StoreLocation",

@@ -23,9 +23,9 @@ from decimal import Decimal
 import duckdb
 
 from dynadex.errors import DynadexError
-from dynadex.store.lake import Lake
-from dynadex.store.names import STATE_SCHEMA, inverted_table, row_table
-from dynadex.store.shape import key_text
+from dynadex.store.catalog.lake import Lake
+from dynadex.store.layout.names import STATE_SCHEMA, inverted_table, row_table
+from dynadex.store.layout.shape import key_text
 from dynadex.types import AttributeValueError, canonical, canonical_item, canonical_number
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import base64
 
-from dynadex.types import _PLAIN_DEC, _PLAIN_INT, _digits_ok, canonical, canonical_item
+from dynadex.types import PLAIN_DEC, PLAIN_INT, digits_ok, canonical, canonical_item
 
 _b64 = base64.b64encode  # standard, padded: what the reference writes
-_plain_int = _PLAIN_INT.fullmatch
-_plain_dec = _PLAIN_DEC.fullmatch
+_plain_int = PLAIN_INT.fullmatch
+_plain_dec = PLAIN_DEC.fullmatch
 
 
 class _Other(Exception):
@@ -45,7 +45,7 @@ def _value(av):
         if type(value) is str:
             return av
     elif tag == "N":
-        if type(value) is str and (_plain_int(value) or (_plain_dec(value) and _digits_ok(value))):
+        if type(value) is str and (_plain_int(value) or (_plain_dec(value) and digits_ok(value))):
             return av
     elif tag == "M":
         if type(value) is dict:

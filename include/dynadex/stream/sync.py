@@ -42,7 +42,7 @@ from dynadex.errors import AwsThrottled
 from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store
-from dynadex.store import lake as lake_module
+from dynadex.store.catalog import lake as lake_module
 from dynadex.stream.get_records import lean as lean_get_records
 from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders

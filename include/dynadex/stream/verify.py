@@ -21,8 +21,8 @@ import pyarrow as pa
 
 from dynadex.aws import from_client
 from dynadex.store import Store
-from dynadex.store.names import row_table
-from dynadex.store.shape import key_text
+from dynadex.store.layout.names import row_table
+from dynadex.store.layout.shape import key_text
 from dynadex.types import canonical_item, canonical_json
 
 

@@ -1,7 +1,7 @@
 """A batch of upserts shaped for the three indexes in one pass: the stream apply's fast path.
 
 Invariant: ``shape_batch(entries, ...)`` returns a ``Shaped`` equal, field by
-field, to the one ``Shaped.add`` builds item by item (``store/shape.py``, the
+field, to the one ``Shaped.add`` builds item by item (``store/layout/shape.py``, the
 reference, which the Python chunk build still uses): the same keys, typed
 key values, canonical item texts, columns (same (path, kind) entries, same
 values, None where absent), number statistics and inverted entries in the
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import base64
 
-from dynadex.store.names import child_text
-from dynadex.store.shape import NUMERIC_KINDS, KeyError_, NumberStats, Shaped, _inverted_leaf, _plain, key_value
+from dynadex.store.layout.names import child_text
+from dynadex.store.layout.shape import NUMERIC_KINDS, KeyError_, NumberStats, Shaped, inverted_leaf, plain_value, key_value
 from dynadex.types import canonical_json
 
 try:
@@ -123,10 +123,10 @@ def shape_batch(entries, key_names: tuple[str, ...], key_types: tuple[str, ...] 
             inv_value.extend(v)
             inv_key.extend([key] * n)
         elif tag == "L":
-            column(cols, path, tag).append([_plain(m) for m in v])
+            column(cols, path, tag).append([plain_value(m) for m in v])
             leaves: list = []
             for m in v:
-                _inverted_leaf(leaves, text, m)
+                inverted_leaf(leaves, text, m)
             for p, k, x in leaves:
                 inv_path.append(p)
                 inv_kind.append(k)

@@ -28,7 +28,7 @@ import logging
 
 import duckdb
 
-from dynadex.store.names import literal
+from dynadex.store.layout.names import literal
 
 log = logging.getLogger("dynadex.store")
 

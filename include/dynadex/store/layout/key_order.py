@@ -5,7 +5,7 @@ string's min/max, and the key texts of one table share far more: ``{"pk":{"S":"c
 min/max is exact, so each index also stores ``order_number(key, prefix)`` (``key_order`` in the row index,
 ``_key_order`` in the column index), where ``prefix`` is the table's common key prefix, fixed when it is
 published (``table_prefix``): the 7 bytes of the key's UTF-8 text that follow the prefix, as a big-endian
-number. A batch's statements add ``key_order IN (...)`` (store/key_pruning.py).
+number. A batch's statements add ``key_order IN (...)`` (store/apply/key_pruning.py).
 
 Invariants:
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 
-from dynadex.store.names import literal
+from dynadex.store.layout.names import literal
 
 WIDTH = 7  # bytes after the prefix: a non-negative BIGINT
 BELOW = -1  # keys that sort before the prefix

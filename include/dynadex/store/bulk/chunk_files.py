@@ -22,15 +22,15 @@ Invariants:
 
 from __future__ import annotations
 
-from dynadex.store.chunks import ColumnStats
-from dynadex.store.names import KEY_COLUMN, literal, quote, staging_name
-from dynadex.store.registry import Registry
-from dynadex.store.writes import BULK_WRITE_ID
+from dynadex.store.bulk.chunk_manifest import ColumnStats
+from dynadex.store.layout.names import KEY_COLUMN, literal, quote, staging_name
+from dynadex.store.layout.registry import Registry
+from dynadex.store.layout.row_groups import CHUNK_ROW_GROUP_ROWS as ROW_GROUP_ROWS
+from dynadex.store.layout.row_groups import PARQUET
+from dynadex.store.layout.writes import BULK_WRITE_ID
 
-ROW_GROUP_ROWS = 4096
 BOUNDS = 32
 BOUND_CHARS = 256
-PARQUET = "FORMAT parquet, COMPRESSION zstd"
 
 
 def cast_sql(expr: str, from_type: str, to_type: str) -> str:

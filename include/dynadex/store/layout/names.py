@@ -34,7 +34,7 @@ INVERTED_SCHEMA = "inverted_index"
 COLUMN_SCHEMA = "main"
 STATE_SCHEMA = "dynadex"
 KEY_COLUMN = "_key"
-KEY_ORDER_COLUMN = "_key_order"  # the column index's key order number (store/key_order.py)
+KEY_ORDER_COLUMN = "_key_order"  # the column index's key order number (store/layout/key_order.py)
 ROW_KEY_ORDER = "key_order"  # the row index's
 
 

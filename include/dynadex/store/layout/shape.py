@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _json_str  # what json.dumps(ensure_ascii=False) does to a str
 
 from dynadex.errors import DynadexError
-from dynadex.store.names import child_text
+from dynadex.store.layout.names import child_text
 from dynadex.types import canonical_json
 
 SCALAR_SQL = {"S": "VARCHAR", "B": "BLOB", "BOOL": "BOOLEAN", "SS": "VARCHAR[]", "BS": "BLOB[]", "L": "VARCHAR[]"}
@@ -64,7 +64,7 @@ def key_value(av: dict, name: str, expected: str | None = None):
     raise KeyError_(f"key attribute {name!r} has type {tag}; keys are S, N or B")
 
 
-def _plain(av: dict):
+def plain_value(av: dict):
     """One list element as text for a VARCHAR[] column."""
     ((tag, value),) = av.items()
     if tag in ("S", "N", "B"):
@@ -76,15 +76,15 @@ def _plain(av: dict):
     return canonical_json(av, validated=True)
 
 
-def _inverted_leaf(out: list, path: str, av: dict) -> None:
+def inverted_leaf(out: list, path: str, av: dict) -> None:
     """Inverted entries of one value inside a list (maps walked further, lists flattened)."""
     ((tag, value),) = av.items()
     if tag == "M":
         for k, v in value.items():
-            _inverted_leaf(out, child_text(path, k), v)
+            inverted_leaf(out, child_text(path, k), v)
     elif tag == "L":
         for v in value:
-            _inverted_leaf(out, path, v)
+            inverted_leaf(out, path, v)
     elif tag in ("SS", "NS", "BS"):
         kind = tag[0]
         out.extend((path, kind, v) for v in value)
@@ -132,9 +132,9 @@ def shape_item(item: dict) -> tuple[dict, list]:
                 columns[(path, tag)] = [base64.b64decode(v) for v in value]
                 inverted.extend((text, "B", v) for v in value)
             elif tag == "L":
-                columns[(path, tag)] = [_plain(v) for v in value]
+                columns[(path, tag)] = [plain_value(v) for v in value]
                 for v in value:
-                    _inverted_leaf(inverted, text, v)
+                    inverted_leaf(inverted, text, v)
 
     walk((), "", item)
     return columns, inverted

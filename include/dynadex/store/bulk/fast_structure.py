@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 
 from dynadex.limits import MAX_NAME_BYTES
-from dynadex.store.names import literal, quote
+from dynadex.store.layout.names import literal, quote
 
 SAMPLE_HEAD, SAMPLE_ROWS = 1_000, 20_000  # the structure comes from the first lines plus a seeded sample
 _SCALAR = {"S": "VARCHAR", "N": "VARCHAR", "B": "VARCHAR", "BOOL": "BOOLEAN", "NULL": "BOOLEAN"}

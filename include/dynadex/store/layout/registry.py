@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from dynadex.store.names import KEY_COLUMN, KEY_ORDER_COLUMN, STATE_SCHEMA, path_text, unique_name
-from dynadex.store.shape import NumberStats, sql_type_for
+from dynadex.store.layout.names import KEY_COLUMN, KEY_ORDER_COLUMN, STATE_SCHEMA, path_text, unique_name
+from dynadex.store.layout.shape import NumberStats, sql_type_for
 
 KIND_ORDER = ("S", "N", "BOOL", "B", "SS", "NS", "BS", "L")
 OVERFLOW = {"N": "N:double", "NS": "NS:double"}

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dynadex.store import small_files
-from dynadex.store.lake import ALIAS, Lake
-from dynadex.store.names import inverted_table, row_table
-from dynadex.store.writes import LIVE
+from dynadex.store.catalog.lake import ALIAS, Lake
+from dynadex.store.layout.names import inverted_table, row_table
+from dynadex.store.layout.writes import LIVE
+from dynadex.store.upkeep import small_files
 
 
 def prune_stale(lake: Lake) -> dict:
@@ -47,7 +47,7 @@ are as fast as right after the load."""
 
 def compact(lake: Lake) -> tuple[dict, list[str]]:
     """Flush inlined rows, fold every table's small files (DuckLake's merge skips a file with deletes, so
-    stream files that lost rows are folded, store/small_files.py) and rewrite its worn files (a quarter of
+    stream files that lost rows are folded, store/upkeep/small_files.py) and rewrite its worn files (a quarter of
     their rows deleted, up to ``small_files.WORN_MOST_BYTES`` per index, as the sync does), then merge the
     small files left. Returns the counts and the tables whose largest worn file was only sliced: the caller
     goes on with ``worn_slice`` for each, a transaction at a time."""

@@ -15,58 +15,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dynadex.store import chunk_files
-from dynadex.store.chunks import ChunkManifest, ColumnStats, new_attempt_dir, remove_manifest, write_manifest
-from dynadex.store.extensions import connect
-from dynadex.store.location import StoreLocation
-from dynadex.store.names import KEY_COLUMN, literal_list, staging_name
-from dynadex.store.shape import Shaped
-
-KIND_ARROW = {
-    "S": pa.string(),
-    "N": pa.string(),
-    "B": pa.binary(),
-    "BOOL": pa.bool_(),
-    "SS": pa.list_(pa.string()),
-    "NS": pa.list_(pa.string()),
-    "BS": pa.list_(pa.binary()),
-    "L": pa.list_(pa.string()),
-}
-
-
-def rows_arrow(shaped: Shaped, key_types: tuple[str, ...]) -> pa.Table:
-    arrays = {"key": pa.array(shaped.keys, pa.string())}
-    for name, values, t in (("pk", shaped.pk, key_types[0] if key_types else "S"),
-                            ("sk", shaped.sk, key_types[1] if len(key_types) > 1 else None)):
-        if t is None:
-            continue
-        arrays[name] = pa.array(values, pa.binary() if t == "B" else pa.string())
-    arrays["item"] = pa.array(shaped.items, pa.string())
-    arrays["version"] = pa.array(shaped.versions, pa.int64())
-    arrays["origin"] = pa.array(shaped.origins, pa.string())
-    return pa.table(arrays)
-
-
-def columns_arrow(shaped: Shaped) -> pa.Table:
-    shaped.pad()
-    arrays = {KEY_COLUMN: pa.array(shaped.keys, pa.string())}
-    for (path, kind), values in sorted(shaped.columns.items()):
-        arrays[staging_name(path, kind)] = pa.array(values, KIND_ARROW[kind])
-    return pa.table(arrays)
-
-
-def inverted_arrow(shaped: Shaped) -> pa.Table:
-    return pa.table(
-        {
-            "path": pa.array(shaped.inv_path, pa.string()),
-            "kind": pa.array(shaped.inv_kind, pa.string()),
-            "value": pa.array(shaped.inv_value, pa.string()),
-            "key": pa.array(shaped.inv_key, pa.string()),
-        }
-    )
+from dynadex.store.bulk import chunk_files
+from dynadex.store.bulk.chunk_manifest import ChunkManifest, ColumnStats, remove_manifest, write_manifest
+from dynadex.store.bulk.staging import new_attempt_dir
+from dynadex.store.catalog.extensions import connect
+from dynadex.store.catalog.location import StoreLocation
+from dynadex.store.layout.arrow import columns_arrow, inverted_arrow, rows_arrow
+from dynadex.store.layout.names import KEY_COLUMN, literal_list
+from dynadex.store.layout.shape import Shaped
 
 
 def finish_chunk(con, location: StoreLocation, table: str, build_id: str, chunk_id: str, key_types: tuple[str, ...],
@@ -88,7 +46,7 @@ def finish_chunk(con, location: StoreLocation, table: str, build_id: str, chunk_
             "inverted_bounds": inv_bounds}
 
 
-class SegmentWriter:
+class ChunkWriter:
     """Shapes items of one chunk in Python, stages them in parts; ``finish`` writes the final files."""
 
     def __init__(self, location: StoreLocation, table: str, build_id: str, chunk_id: str,
@@ -129,7 +87,7 @@ class SegmentWriter:
         con = connect(threads=threads)
         try:
             if self.location.data_path.startswith("s3://"):
-                from dynadex.store.lake import s3_secret
+                from dynadex.store.catalog.lake import s3_secret
 
                 s3_secret(con, self.location)
             if self.parts["rows"]:

@@ -13,7 +13,7 @@ IN filter on them skips every row group that holds none of the batch's
 keys: the statement's cost follows the batch, not the table.
 
 On a table published since decision 0027 both indexes also hold a number
-that follows the key order (store/key_order.py); ``order_filter`` narrows by
+that follows the key order (store/layout/key_order.py); ``order_filter`` narrows by
 it, whatever the key values share, and the key-column filters below serve
 tables published before.
 
@@ -34,8 +34,8 @@ Invariants:
 from __future__ import annotations
 
 from dynadex import settings
-from dynadex.store.key_order import order_number
-from dynadex.store.shape import key_value
+from dynadex.store.layout.key_order import order_number
+from dynadex.store.layout.shape import key_value
 
 PRUNE_KEYS = settings.NARROW_KEYS.read()  # most keys a batch statement narrows by (bench_stream --batch-scale)
 PRUNE_ABOVE_ROWS = 500_000  # the smallest table whose batches narrow (about 120 row groups of 4 096)

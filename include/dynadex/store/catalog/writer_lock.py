@@ -27,7 +27,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from dynadex.store import contention
+from dynadex.store.catalog import contention
 
 log = logging.getLogger("dynadex.store")
 
@@ -57,7 +57,7 @@ def writing(catalog: str, what: str):
     # a fresh open file per holder: flock locks belong to the open file, so threads of one process exclude
     # each other too (POSIX fcntl locks would not)
     with open(path, "a+b") as f:
-        try:  # free at once? (counted apart from a real wait: store/contention.py)
+        try:  # free at once? (counted apart from a real wait: store/catalog/contention.py)
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             contention.lock_taken(None)
         except BlockingIOError:

@@ -6,7 +6,7 @@ text except attribute names, as quoted identifiers and literals.
 
 Invariant: the canonical item text, key text, column values and inverted
 entries generated here are byte-for-byte what the Python path
-(``dynadex.store.shape``) gives for a line that passes ``guard`` and the
+(``dynadex.store.layout.shape``) gives for a line that passes ``guard`` and the
 length check (tests/unit/test_fastbuild.py compares them).
 """
 
@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import json
 
-from dynadex.export.fast_structure import SETS, TAGS, duck_type, ident, lit, name_counts_equal, names, wrong_json_type
 from dynadex.limits import MAX_ITEM_BYTES
-from dynadex.store.names import KEY_COLUMN, child_text, staging_name
+from dynadex.store.bulk.fast_structure import (
+    SETS,
+    TAGS,
+    duck_type,
+    ident,
+    lit,
+    name_counts_equal,
+    names,
+    wrong_json_type,
+)
+from dynadex.store.layout.names import KEY_COLUMN, child_text, staging_name
 
-# canonical numbers, as dynadex.types._PLAIN_INT / _PLAIN_DEC (digit count checked separately)
+# canonical numbers, as dynadex.types.PLAIN_INT / PLAIN_DEC (digit count checked separately)
 _NUMBER_RE = r"-?[1-9][0-9]{0,37}|0|-?[1-9][0-9]{0,36}\.[0-9]{0,36}[1-9]|-?0\.0{0,90}[1-9]([0-9]{0,35}[1-9])?"
 
 # An NS is sorted by DOUBLE: exact for members of at most 15 significant digits (distinct such decimals
@@ -90,7 +99,7 @@ class _Gen:
         return "concat('{', concat_ws(',', " + ", ".join(parts) + "), '}')"
 
     def plain(self, e: str, spec: dict) -> str:
-        """One list element as the column index holds it (dynadex.store.shape._plain)."""
+        """One list element as the column index holds it (dynadex.store.layout.shape.plain_value)."""
         whens = []
         for tag in sorted(spec):
             f = self.field(e, tag)

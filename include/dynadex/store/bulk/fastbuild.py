@@ -56,19 +56,20 @@ import time
 import pyarrow as pa
 
 from dynadex.errors import TransientError
-from dynadex.export import fast_sql
-from dynadex.export.fast_structure import OutsideFastPath, clean, merge, sampled_structure
 from dynadex.export.manifest import Export
-from dynadex.export.plan import ChunkSpec
 from dynadex.export.records import parse_json_line
 from dynadex.export.source import LocalSource
-from dynadex.store.chunks import ChunkManifest, ColumnStats, remove_manifest, write_manifest
-from dynadex.store.disk_full import is_no_space
-from dynadex.store.extensions import connect
-from dynadex.store.lake import s3_secret
-from dynadex.store.location import StoreLocation
-from dynadex.store.segments import add_stats, columns_arrow, finish_chunk, inverted_arrow, rows_arrow
-from dynadex.store.shape import NumberStats, Shaped
+from dynadex.store.bulk import fast_sql
+from dynadex.store.bulk.chunk_manifest import ChunkManifest, ColumnStats, remove_manifest, write_manifest
+from dynadex.store.bulk.chunk_writer import add_stats, finish_chunk
+from dynadex.store.bulk.fast_structure import OutsideFastPath, clean, merge, sampled_structure
+from dynadex.store.bulk.plan import ChunkSpec
+from dynadex.store.catalog.disk_full import is_no_space
+from dynadex.store.catalog.extensions import connect
+from dynadex.store.catalog.lake import s3_secret
+from dynadex.store.catalog.location import StoreLocation
+from dynadex.store.layout.arrow import columns_arrow, inverted_arrow, rows_arrow
+from dynadex.store.layout.shape import NumberStats, Shaped
 
 log = logging.getLogger("dynadex.build")
 

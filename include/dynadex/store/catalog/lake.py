@@ -37,14 +37,14 @@ from pathlib import Path
 import duckdb
 
 from dynadex import settings
-from dynadex.store import contention
-from dynadex.store.catalog_hold import CatalogHold
-from dynadex.store.disk_full import StoreFull, full_disk_under, reported
-from dynadex.store.extensions import connect
-from dynadex.store.location import StoreError, StoreLocation, mask
-from dynadex.store.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
-from dynadex.store.range_merge import ENTRY_GROUP_ROWS, ROW_GROUP_ROWS
-from dynadex.store.writer_lock import writing
+from dynadex.store.catalog import contention
+from dynadex.store.catalog.disk_full import StoreFull, full_disk_under, reported
+from dynadex.store.catalog.extensions import connect
+from dynadex.store.catalog.hold import CatalogHold
+from dynadex.store.catalog.location import StoreError, StoreLocation, mask
+from dynadex.store.catalog.writer_lock import writing
+from dynadex.store.layout.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
+from dynadex.store.layout.row_groups import ENTRY_GROUP_ROWS, ROW_GROUP_ROWS
 
 log = logging.getLogger("dynadex.store")
 
@@ -170,8 +170,8 @@ class Lake:
         self.location = location
         self.read_only = read_only
         self.sandbox = sandbox
-        self.write_id_tables: set[str] = set()  # tables known to have write_id columns (store/changes.py)
-        # each table's column registry as this connection's last stream batch committed it (store/changes.py):
+        self.write_id_tables: set[str] = set()  # tables known to have write_id columns (store/apply/changes.py)
+        # each table's column registry as this connection's last stream batch committed it (store/apply/changes.py):
         # valid until this connection opens another transaction or reopens (another writer committed)
         self.registries: dict[str, tuple] = {}
         root = location.local_root
@@ -449,7 +449,7 @@ class Lake:
         return cache[table]
 
     def key_prefix(self, table: str) -> str | None:
-        """The common key prefix the table's key order numbers are taken after (store/key_order.py), fixed at
+        """The common key prefix the table's key order numbers are taken after (store/layout/key_order.py), fixed at
         publish; None for a table published before decision 0027, whose indexes hold no such numbers. Cached
         with the key spec: a publish (the only writer of it) replaces the table."""
         cache = self.__dict__.setdefault("_key_prefixes", {})
@@ -463,7 +463,7 @@ class Lake:
 
     def rows_estimate(self, table: str) -> int:
         """About how many rows a table's row index holds (DuckLake's table statistics), taken once per
-        connection: it decides how a batch's statements are shaped (store/key_pruning.py), where an order of
+        connection: it decides how a batch's statements are shaped (store/apply/key_pruning.py), where an order of
         magnitude is what matters."""
         cache = self.__dict__.setdefault("_rows_estimates", {})
         if table not in cache:

@@ -7,7 +7,7 @@ Invariants:
   instant leaves either all of it or none of it.
 * A replaced key's inverted entries are not deleted: the new ones carry a
   new write id and readers keep only entries whose write id is the row's
-  (store/writes.py); ``maintain`` prunes the rest.
+  (store/layout/writes.py); ``maintain`` prunes the rest.
 * Within a batch, the last change of a key wins (changes come in sequence
   order). Across batches, a change whose version is older than the stored
   one is ignored: a stale version never overwrites a newer one (equal
@@ -24,17 +24,27 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from dynadex.gcpause import quiet, settle
-
-from dynadex.store.batch_shape import check_keys, shape_batch
-from dynadex.store.key_order import order_number_sql
-from dynadex.store.key_pruning import column_filter, order_filter, order_keys, row_filter, worth_it
-from dynadex.store.lake import ALIAS, NUL_GUARD_ROWS, Lake
-from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, KEY_ORDER_COLUMN, ROW_KEY_ORDER,
-                                 ROW_SCHEMA, STATE_SCHEMA, column_table, inverted_table, quote, row_table)
-from dynadex.store.registry import Registry
-from dynadex.store.segments import KIND_ARROW, inverted_arrow, rows_arrow
-from dynadex.store.shape import NUMERIC_KINDS, KeyError_, Shaped, key_text, number_fits, stats_fit
-from dynadex.store.writes import next_write_id
+from dynadex.store.apply.batch_shape import check_keys, shape_batch
+from dynadex.store.apply.key_pruning import column_filter, order_filter, order_keys, row_filter, worth_it
+from dynadex.store.catalog.lake import ALIAS, NUL_GUARD_ROWS, Lake
+from dynadex.store.layout.arrow import KIND_ARROW, inverted_arrow, rows_arrow
+from dynadex.store.layout.key_order import order_number_sql
+from dynadex.store.layout.names import (
+    COLUMN_SCHEMA,
+    INVERTED_SCHEMA,
+    KEY_COLUMN,
+    KEY_ORDER_COLUMN,
+    ROW_KEY_ORDER,
+    ROW_SCHEMA,
+    STATE_SCHEMA,
+    column_table,
+    inverted_table,
+    quote,
+    row_table,
+)
+from dynadex.store.layout.registry import Registry
+from dynadex.store.layout.shape import NUMERIC_KINDS, KeyError_, Shaped, key_text, number_fits, stats_fit
+from dynadex.store.layout.writes import next_write_id
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                 winners[key] = ch
             if winners:
                 # only keys the index holds have rows to remove; their inverted entries stay, superseded by
-                # the new write id (store/writes.py), until maintenance prunes them
+                # the new write id (store/layout/writes.py), until maintenance prunes them
                 present = [k for k in winners if k in stored]
                 if present:
                     keys = [winners[k].keys for k in present]
@@ -229,7 +239,7 @@ def _replace_many(con, table: str, last: dict[str, Change], force: bool) -> dict
 def _keyed(con, statement: str, column: str, keys: list, narrow: tuple[str, list] | None = None) -> list:
     """Run ``statement`` restricted to ``column`` in ``keys``; return its rows.
 
-    Few keys go as an IN list; ``narrow`` (store/key_pruning.py) adds filters on the key attributes' own
+    Few keys go as an IN list; ``narrow`` (store/apply/key_pruning.py) adds filters on the key attributes' own
     columns, implied by the keys, which let DuckDB skip the row groups holding none of them (one key alone
     is ``key = ?``, which prunes by itself; a list of key texts prunes nothing: they share their first 8
     bytes, all DuckDB keeps of a string's min/max). Many keys go as a join with a registered Arrow table."""
@@ -249,7 +259,7 @@ def _keyed(con, statement: str, column: str, keys: list, narrow: tuple[str, list
 def _row_narrowing(key_names, prefix: str | None, texts: list[str], keys: list[dict], alias: str,
                    most: int) -> tuple[str, list]:
     """The row index's pruning filter: by key order number (up to ``most`` keys), or on a table published
-    before them by the key attributes' columns (store/key_pruning.py)."""
+    before them by the key attributes' columns (store/apply/key_pruning.py)."""
     if prefix is not None:
         return order_filter(texts, prefix, ROW_KEY_ORDER, alias, most)
     return row_filter(key_names, keys, alias)
@@ -335,7 +345,7 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
 def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, out: dict, write_id: int,
                    prefix: str | None) -> None:
     """Insert the shaped items into the three indexes; with the table's key ``prefix`` (None: a table published
-    before decision 0027) each row and column-index row gets its key order number (store/key_order.py)."""
+    before decision 0027) each row and column-index row gets its key order number (store/layout/key_order.py)."""
     con.register("dynadex_rows", rows_arrow(shaped, key_types))
     key_cols = "key, pk" + (", sk" if len(key_types) > 1 else "")
     order_col, order = ((f", {ROW_KEY_ORDER}", f", {order_number_sql('key', prefix)}") if prefix is not None

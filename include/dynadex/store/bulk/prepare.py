@@ -37,20 +37,14 @@ from dataclasses import asdict, dataclass, field
 
 from dynadex import settings
 from dynadex.errors import DynadexError
-from dynadex.store import chunk_files, key_order, range_merge
-from dynadex.store.chunks import (
-    ChunkManifest,
-    ColumnStats,
-    merge_stats,
-    new_attempt_dir,
-    read_json,
-    read_manifest,
-    write_json,
-)
-from dynadex.store.extensions import connect
-from dynadex.store.location import StoreError, StoreLocation
-from dynadex.store.names import KEY_COLUMN, literal, literal_list, quote
-from dynadex.store.registry import Column, Registry
+from dynadex.store.bulk import chunk_files, range_merge
+from dynadex.store.bulk.chunk_manifest import ChunkManifest, ColumnStats, merge_stats, read_manifest
+from dynadex.store.bulk.staging import new_attempt_dir, read_json, write_json
+from dynadex.store.catalog.extensions import connect
+from dynadex.store.catalog.location import StoreError, StoreLocation
+from dynadex.store.layout import key_order
+from dynadex.store.layout.names import KEY_COLUMN, literal, literal_list, quote
+from dynadex.store.layout.registry import Column, Registry
 
 RANGE_KEYS = 2_000_000  # rows one key-range job checks and merges, about
 RANGE_ENTRIES = 16_000_000  # inverted entries one entry-range job merges, about
@@ -213,7 +207,7 @@ def plan_for(table: str, build_id: str, manifests: list[ChunkManifest]) -> Publi
 
 def is_published(location: StoreLocation, table: str, build_id: str) -> bool:
     """Whether ``build_id`` is the table's published snapshot (a store that cannot be opened: no)."""
-    from dynadex.store.lake import Lake
+    from dynadex.store.catalog.lake import Lake
 
     try:
         with Lake(location, read_only=True) as lake:
@@ -237,7 +231,7 @@ def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: in
     con.execute("SET preserve_insertion_order = false")  # the merges write in their own ORDER BY: less memory
     try:
         if location.data_path.startswith("s3://"):
-            from dynadex.store.lake import s3_secret
+            from dynadex.store.catalog.lake import s3_secret
 
             s3_secret(con, location)
         if job.kind not in ("keys", "entries"):

@@ -26,10 +26,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from dynadex.store import prepare as prep
-from dynadex.store.chunks import remove_other_staging
-from dynadex.store.lake import ALIAS, Lake
-from dynadex.store.names import (
+from dynadex.store.bulk import prepare as prep
+from dynadex.store.bulk.prepare import PublishPlan, PublishRefused
+from dynadex.store.bulk.staging import remove_other_staging
+from dynadex.store.catalog.lake import ALIAS, Lake
+from dynadex.store.layout.names import (
     INVERTED_SCHEMA,
     KEY_COLUMN,
     KEY_ORDER_COLUMN,
@@ -42,9 +43,7 @@ from dynadex.store.names import (
     quote,
     row_table,
 )
-from dynadex.store.prepare import PublishPlan, PublishRefused
-from dynadex.store.registry import STATEMENT_ROWS
-
+from dynadex.store.layout.registry import STATEMENT_ROWS
 
 log = logging.getLogger("dynadex.publish")
 

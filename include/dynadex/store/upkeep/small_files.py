@@ -36,8 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from dynadex.store.lake import ALIAS, Lake
-from dynadex.store.names import (COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, literal, quote)
+from dynadex.store.catalog.lake import ALIAS, Lake
+from dynadex.store.layout.names import COLUMN_SCHEMA, INVERTED_SCHEMA, KEY_COLUMN, ROW_SCHEMA, literal, quote
 
 FOLD_BELOW_BYTES = 8_000_000
 """Files under this size are folded (``maintenance.MERGE_BELOW_BYTES``, the same bound as merges)."""

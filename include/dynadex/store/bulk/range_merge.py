@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import math
 
-from dynadex.store.chunks import ChunkManifest
-from dynadex.store.key_order import order_number_sql
-from dynadex.store.names import KEY_COLUMN, KEY_ORDER_COLUMN, ROW_KEY_ORDER, literal, literal_list, quote
+from dynadex.store.bulk.chunk_manifest import ChunkManifest
+from dynadex.store.layout.key_order import order_number_sql
+from dynadex.store.layout.names import KEY_COLUMN, KEY_ORDER_COLUMN, ROW_KEY_ORDER, literal, literal_list, quote
+from dynadex.store.layout.row_groups import COLUMN_GROUP_ROWS, ENTRY_GROUP_ROWS, PARQUET, ROW_GROUP_ROWS
 
 Entry = tuple[str, str | None, str]  # (path, value, key): a None value is NULL, after every value of the path
 
@@ -117,17 +118,11 @@ def entry_range_sql(lo: Entry | None, hi: Entry | None) -> tuple[str, list]:
     return (f"WHERE {' AND '.join(where)}" if where else ""), params
 
 
-ROW_GROUP_ROWS = 4096  # a point lookup reads one small group of the (one) file holding its key
-ENTRY_GROUP_ROWS = 16384  # a find reads one group of entries per file it opens
-# a stream batch's column-index delete reads one group per key (decision 0026); 16 384 rows scan as fast as
-# DuckDB's default 122 880 (4 096 took twice as long: bench_store's GROUP BY)
-COLUMN_GROUP_ROWS = 16384
-PARQUET = "FORMAT parquet, COMPRESSION zstd"
 
 
 def merge_rows_sql(files: list[str], lo: str | None, hi: str | None, target: str, prefix: str) -> tuple[str, list]:
     """The range ``[lo, hi)`` of the row index as one file sorted by key, with each key's order number under the
-    table's ``prefix`` (store/key_order.py)."""
+    table's ``prefix`` (store/layout/key_order.py)."""
     where, params = key_range_sql(lo, hi)
     return (f"COPY (SELECT *, {order_number_sql('key', prefix)} AS {ROW_KEY_ORDER} FROM read_parquet({literal_list(files)}) "
             f"{where} ORDER BY key) TO {literal(target)} ({PARQUET}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"), params

@@ -9,7 +9,7 @@ Invariants:
 
 * The chunk's files are a pure function of the chunk spec and the export:
   same chunk id, same files, same rows (re-running writes a new attempt and
-  replaces the manifest, never adds; see ``store/chunks.py``).
+  replaces the manifest, never adds; see ``store/bulk/chunk_manifest.py``).
 * Nothing is recorded as complete (no chunk manifest) unless every file of
   the chunk verified: MD5, complete gzip, item count, every line a valid
   item with the table's key. Errors name the file, the line and the path.
@@ -27,15 +27,15 @@ from dataclasses import dataclass
 
 from dynadex import settings
 from dynadex.errors import MalformedLine
-from dynadex.export.fastbuild import build_chunk_fast
 from dynadex.export.manifest import DataFile, Export
-from dynadex.export.plan import ChunkSpec
 from dynadex.export.reader import FileStats, iter_lines
 from dynadex.export.records import parser_for
-from dynadex.store.disk_full import reported
-from dynadex.store.location import StoreLocation
-from dynadex.store.segments import SegmentWriter
-from dynadex.store.shape import KeyError_
+from dynadex.store.bulk.chunk_writer import ChunkWriter
+from dynadex.store.bulk.fastbuild import build_chunk_fast
+from dynadex.store.bulk.plan import ChunkSpec
+from dynadex.store.catalog.disk_full import reported
+from dynadex.store.catalog.location import StoreLocation
+from dynadex.store.layout.shape import KeyError_
 
 log = logging.getLogger("dynadex.build")
 
@@ -62,8 +62,8 @@ def _env_threads() -> int | None:
 
 def _published_chunk(location: StoreLocation, table: str, build_id: str, chunk_id: str):
     """The chunk's manifest when its build is the table's published snapshot, else None."""
-    from dynadex.store.chunks import read_manifest
-    from dynadex.store.prepare import is_published
+    from dynadex.store.bulk.chunk_manifest import read_manifest
+    from dynadex.store.bulk.prepare import is_published
 
     manifest = read_manifest(location, table, build_id, chunk_id)
     if manifest is None:
@@ -103,7 +103,7 @@ def _build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table
             return BuildResult(spec.chunk_id, fast.items, fast.gzip_bytes, fast.json_bytes, time.monotonic() - started,
                                "duckdb")
     parse = parser_for(export.summary.output_format)
-    writer = SegmentWriter(location, table, build_id, spec.chunk_id, key_names, key_types, part_items=part_items)
+    writer = ChunkWriter(location, table, build_id, spec.chunk_id, key_names, key_types, part_items=part_items)
     gz = raw = 0
     for n, f in enumerate(spec.files, 1):
         data_file = DataFile(key=f["key"], item_count=f["item_count"], md5=f["md5"], size=f.get("size"))
