@@ -30,6 +30,7 @@ from bench_stream import apply_store, page_record  # noqa: E402
 
 from dynadex.store import Checkpoint, Store
 from dynadex.store.apply import changes as store_changes  # noqa: E402
+from dynadex.store.catalog import state as store_state  # noqa: E402
 from dynadex.stream.sync import record_changes  # noqa: E402
 
 PATHS = ("files", "inlined-old", "inlined")
@@ -38,8 +39,8 @@ PATHS = ("files", "inlined-old", "inlined")
 def apply_old_statements(st: Store, table: str, changes: list, cps: list) -> dict:
     """``Store.apply`` with a batch's statements as before: no cached registry, no known snapshot, Arrow
     checkpoints (same rows, same transaction)."""
-    saved = store_changes.CHECKPOINT_LITERALS
-    store_changes.CHECKPOINT_LITERALS = 0
+    saved = store_state.CHECKPOINT_LITERALS
+    store_state.CHECKPOINT_LITERALS = 0
     try:
         def work():
             st.lake.registries.clear()
@@ -47,7 +48,7 @@ def apply_old_statements(st: Store, table: str, changes: list, cps: list) -> dic
 
         return st.lake.retrying(f"{table}: batch of {len(changes)} changes", work)
     finally:
-        store_changes.CHECKPOINT_LITERALS = saved
+        store_state.CHECKPOINT_LITERALS = saved
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -345,12 +346,12 @@ def preload(store: str, table: str, items: int) -> None:
         state, cps = st.table_state(table), st.checkpoints(table)
     root = tempfile.mkdtemp(prefix="dynadex-preload-")
     # the snapshot is as of the bootstrap's stream start: an older export time is a gap the sync refuses
-    as_of = dt.datetime.fromtimestamp(state["stream_start_micros"] / 1e6, dt.timezone.utc)
+    as_of = dt.datetime.fromtimestamp(state.stream_start_micros / 1e6, dt.timezone.utc)
     summary = generate(Path(root), items, max(1, items // 62_500),
                        export_time=as_of.strftime("%Y-%m-%dT%H:%M:%S.") + f"{as_of.microsecond // 1000:03d}Z")
     ingest_export(str(summary), table, "pk:S", store=store, workers=2, chunk_target_mb=64,
-                  stream_arn=state["stream_arn"], stream_start_micros=state["stream_start_micros"],
-                  checkpoints=[{"shard_id": s, **{k: v for k, v in cp.items() if k != "ended"}} for s, cp in cps.items()])
+                  stream_arn=state.stream_arn, stream_start_micros=state.stream_start_micros,
+                  checkpoints=[dataclasses.replace(cp, ended=False) for cp in cps.values()])
 
 
 # What --compare-* sets side by side: (name, environment of the sync process, emulator knobs)
@@ -408,8 +409,7 @@ def freshness_bench(seconds: float, rate: float, items: int = 0, samples_out: st
 
             def synced() -> bool:  # by the sync itself: the publish sets synced_at too
                 state = reader.table_state("Fresh")
-                return bool(state.get("synced_at")) and (state.get("published_at") is None
-                                                         or state["synced_at"] > state["published_at"])
+                return bool(state.synced_at) and (state.published_at is None or state.synced_at > state.published_at)
             while not synced() and time.time() < deadline:
                 time.sleep(0.1)
         acked: dict[int, float] = {}
@@ -601,7 +601,7 @@ def pass_bench(shard_counts: list[int], readers: list[int], latency_ms: float, p
     from dynadex.aws import client
     from dynadex.local_aws import running
     from dynadex.stream.readers import ShardReaders
-    from dynadex.stream.sync import SyncSettings, TableSync
+    from dynadex.stream.sync import TableSync
 
     for n, variant in [(n, v) for n in shard_counts for v in variants]:
         label, _, knobs = VARIANTS[variant]

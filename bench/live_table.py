@@ -110,7 +110,7 @@ class CheckpointWatch:
         from dynadex.store import Store
 
         with Store(self.store) as st:
-            return {s: (int(c["sequence_number"]) if c["sequence_number"] else -1, bool(c["ended"]))
+            return {s: (int(c.sequence_number) if c.sequence_number else -1, c.ended)
                     for s, c in st.checkpoints(self.table).items()}
 
     @staticmethod
@@ -157,4 +157,4 @@ def checkpoint_coverage(streams, ddb, store: str, table: str) -> dict:
         cps = st.checkpoints(table)
     return {"shards": len(shards), "without_checkpoint": sorted(s.shard_id for s in shards if s.shard_id not in cps),
             "closed_not_ended": sorted(s.shard_id for s in shards
-                                       if s.closed and not cps.get(s.shard_id, {}).get("ended"))}
+                                       if s.closed and not (s.shard_id in cps and cps[s.shard_id].ended))}

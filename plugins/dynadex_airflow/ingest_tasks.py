@@ -152,7 +152,7 @@ def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, pa
     spec = _spec(meta, chunks, table, pinned, params)
     with Store(_location(params), read_only=False) as st:
         state = st.lake.table_state(spec.table)
-        already = state is not None and state["build_id"] == spec.build_id
+        already = state is not None and state.build_id == spec.build_id
         plan = None if already else prep.load_plan(st.location, spec.table, spec.build_id)
         result = st.publish(spec, plan)
     log.info("publish %s: %s", table["name"], result)

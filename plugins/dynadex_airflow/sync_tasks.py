@@ -59,7 +59,7 @@ def tables_to_sync(store: str | None, table: str | None, aws_conn_id: str | None
         return [table]
     try:
         with Store(store_location(store, aws_conn_id)) as st:
-            return [t for t in st.tables() if st.table_state(t).get("stream_arn")]
+            return [t for t in st.tables() if st.table_state(t).stream_arn]
     except StoreError as exc:  # a followed store that has no catalog (yet, or any more)
         log.info("store %s: %s; nothing to sync there", store or "(default)", exc)
         return []
@@ -80,7 +80,7 @@ def health(st: Store, store: str | None, table: str, stats: dict) -> dict:
         "stopped_early": bool(stats.get("stopped_early")),  # another run was waiting: this one ended early
         **lag(state),
         "shards": len(cps),
-        "shards_open": sum(1 for c in cps.values() if not c["ended"]),
+        "shards_open": sum(1 for c in cps.values() if not c.ended),
         "recoveries": stats.get("recoveries", 0),
         "recovered": stats.get("recovered", []),
     }
@@ -176,8 +176,8 @@ def sync(target: dict) -> dict:
             log.error("store %s table %s: %s", t.store or "(default)", t.table, exc)
             state = st.table_state(t.table)
             again = {"table_name": t.table, "store": t.store, "aws_conn_id": t.aws_conn_id}
-            if state.get("export_bucket"):
-                again.update(s3_bucket=state["export_bucket"], s3_prefix=state.get("export_prefix") or "dynadex")
+            if state.export_bucket:
+                again.update(s3_bucket=state.export_bucket, s3_prefix=state.export_prefix or "dynadex")
             stats = {"needs_bootstrap": str(exc)}
         h = health(st, t.store, t.table, stats)
     if "needs_bootstrap" in stats:

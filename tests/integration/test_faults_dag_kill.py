@@ -50,8 +50,8 @@ def committed(store: str, table: str) -> tuple:
     try:
         with Store(store) as st:
             cps = st.checkpoints(table)
-            return sum(1 for c in cps.values() if c["sequence_number"]), tuple(sorted(
-                (s, c["sequence_number"] or "") for s, c in cps.items()))
+            return sum(1 for c in cps.values() if c.sequence_number), tuple(sorted(
+                (s, c.sequence_number or "") for s, c in cps.items()))
     except Exception:
         return 0, ()
 

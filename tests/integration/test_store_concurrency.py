@@ -193,4 +193,4 @@ def test_stream_batches_and_maintenance_commit_side_by_side(tmp_path):
         for city, rest in (("Oslo", 0), ("Paris", 1), ("Rome", 2)):
             found = sorted(json.loads(i)["pk"]["S"] for i in st.find("T", f"city={city}"))
             assert found == sorted(k for k, v in done["expected"].items() if v % 3 == rest)
-        assert st.checkpoints("T")["shard-1"]["sequence_number"] == str(1000 + done["batches"])
+        assert st.checkpoints("T")["shard-1"].sequence_number == str(1000 + done["batches"])

@@ -232,7 +232,7 @@ def test_changed_stream_arn_is_a_gap(short_lived, tmp_path):
     stats, report = converge(store, "Restream")
     assert stats["recoveries"] >= 1 and report.ok
     with Store(store) as st:
-        assert st.table_state("Restream")["stream_arn"] == ddb.describe_table(TableName="Restream")["Table"]["LatestStreamArn"]
+        assert st.table_state("Restream").stream_arn == ddb.describe_table(TableName="Restream")["Table"]["LatestStreamArn"]
 
 
 def test_gap_beyond_pitr_window_needs_a_fresh_bootstrap(short_lived, tmp_path):
@@ -297,7 +297,7 @@ def test_idle_table_followed_by_a_running_sync_recovers_a_gap_without_bootstrap(
         stats = sync_table(st, "Quiet", d, streams, s3, seconds=26, settings=settings)  # beyond PITR (24 s)
         assert stats.get("recoveries", 0) == 0  # idle, not stale
         state = st.table_state("Quiet")
-        assert time.time() - state["last_change_micros"] / 1e6 < 3  # applied through a moment ago
+        assert time.time() - state.last_change_micros / 1e6 < 3  # applied through a moment ago
     # now a gap: the stream is switched off and on (a new ARN) while writes go on
     ddb.update_table(TableName="Quiet", StreamSpecification={"StreamEnabled": False})
     ddb.put_item(TableName="Quiet", Item={"pk": {"S": "while-off"}})
@@ -323,8 +323,8 @@ def test_children_are_found_when_their_parent_ends_and_read_in_the_same_batch(aw
                            settings=SyncSettings(batch_seconds=60, batch_records=100_000))
         cps = st.checkpoints("Rolling")
     assert stats["records"] >= 400 and stats["batches"] == 1, stats
-    ended = [s for s, c in cps.items() if c["ended"]]
-    assert len(ended) >= 6 and sum(1 for c in cps.values() if c["parent_shard_id"] in ended) >= 6
+    ended = [s for s, c in cps.items() if c.ended]
+    assert len(ended) >= 6 and sum(1 for c in cps.values() if c.parent_shard_id in ended) >= 6
     with Store(store) as st:
         assert verify(st, "Rolling", ddb).ok
 
@@ -465,9 +465,9 @@ def test_64_shards_rolling_over_while_writes_continue_converge(wide, tmp_path):
     assert stats["records"] > 0 and stats["batches"] >= 1  # it applied while writes went on (more batches: load-bound)
     with Store(store) as st:
         cps = st.checkpoints("Wide")
-    ended = {s for s, c in cps.items() if c["ended"]}
+    ended = {s for s, c in cps.items() if c.ended}
     assert len(cps) >= 64 + 32 and len(ended) >= 32, (len(cps), len(ended))
-    assert sum(1 for c in cps.values() if c["parent_shard_id"] in ended) >= 32
+    assert sum(1 for c in cps.values() if c.parent_shard_id in ended) >= 32
 
 
 def test_two_tables_of_one_store_sync_side_by_side_and_keep_every_checkpoint(aws, tmp_path):
@@ -613,7 +613,7 @@ def test_a_first_sync_later_than_the_retention_after_t0_is_a_gap_even_if_the_pub
     ddb.put_item(TableName="LateFirst", Item={"pk": {"S": "a"}})
     bootstrap.run(ddb, "LateFirst", bucket="dynadex-exports", store=store, poll_seconds=0.1)
     with Store(store, read_only=False) as st:  # as if T0 were 12 s ago (retention 10 s), the publish just now
-        t0 = st.table_state("LateFirst")["stream_start_micros"]
+        t0 = st.table_state("LateFirst").stream_start_micros
         st.apply("LateFirst", [], state_updates={"stream_start_micros": t0 - 12_000_000})
         st.lake.execute("UPDATE dynadex.tables SET synced_at = published_at WHERE table_name = 'LateFirst'")
     ddb.put_item(TableName="LateFirst", Item={"pk": {"S": "b"}})

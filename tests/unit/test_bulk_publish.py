@@ -523,15 +523,9 @@ def test_publish_writes_the_ledger_and_registry_in_few_statements_in_order(tmp_p
     """The chunk ledger and the column registry go in one INSERT per STATEMENT_ROWS rows (a load of hundreds of
     chunks or columns is not hundreds of catalog round trips); split in parts of 2 here, every row is there and
     the registry reads back in its order."""
-    import importlib
+    from dynadex.store.catalog import state
 
-    from dynadex.store.layout.registry import Registry
-
-    publish_module = importlib.import_module("dynadex.store.bulk.publish")  # dynadex.store.bulk.publish is also a function
-    registry_module = importlib.import_module("dynadex.store.layout.registry")
-
-    monkeypatch.setattr(publish_module, "STATEMENT_ROWS", 2)
-    monkeypatch.setattr(registry_module, "STATEMENT_ROWS", 2)
+    monkeypatch.setattr(state, "STATEMENT_ROWS", 2)
     items = [[{"pk": {"S": f"k{f}-{i}"}, f"a{f}": {"N": str(i)}, "z": {"S": "x"}} for i in range(5)] for f in range(5)]
     summary = export_of(tmp_path, items)
     store = str(tmp_path / "store")
@@ -541,4 +535,4 @@ def test_publish_writes_the_ledger_and_registry_in_few_statements_in_order(tmp_p
     with Store(store, read_only=False) as st:
         st.publish(spec)
         assert st.query("SELECT count(*), count(DISTINCT chunk_id) FROM dynadex.chunks")[1] == [(5, 5)]
-        assert [c.name for c in Registry.load(st.lake.con, "T").columns] == want and len(want) == 7
+        assert [c.name for c in state.load_registry(st.lake.con, "T").columns] == want and len(want) == 7

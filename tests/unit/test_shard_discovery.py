@@ -119,7 +119,7 @@ def test_a_backlog_across_rollovers_is_one_batch(store, filters, roots, generati
         assert streams.full_describes <= 2 + (generations - 1)
         assert stats["full_describes"] == generations - 1
     cps = store.checkpoints("T")
-    assert sum(c["ended"] for c in cps.values()) == roots * (generations - 1)
+    assert sum(c.ended for c in cps.values()) == roots * (generations - 1)
     assert store.query("SELECT count(*) FROM row_index.T")[1] == [(roots * generations * 5 + 1,)]
 
 

@@ -404,7 +404,7 @@ def test_a_batch_outlasts_another_process_holding_the_catalog_lock(tmp_path, mon
     with Store(str(tmp_path)) as st:
         assert st.get("T", '{"pk":{"S":"a"}}') == canonical_json({"pk": {"S": "a"}, "v": {"N": "2"}})
         assert st.query("SELECT count(*) FROM row_index.T")[1] == [(1,)]
-        assert st.checkpoints("T")["shard-1"]["sequence_number"] == "200"
+        assert st.checkpoints("T")["shard-1"].sequence_number == "200"
 
 
 def _catalog_holder(catalog, release):
@@ -530,7 +530,7 @@ def test_a_batch_after_maintenance_in_another_process_starts_on_a_fresh_connecti
         assert st.query("SELECT count(*), count(DISTINCT key) FROM row_index.T")[1] == [(20, 20)]
         assert sorted(json.loads(st.get("T", json.dumps({"pk": {"S": f"k{v:03d}"}}, separators=(",", ":")))).get("v", {}).get("N")
                       for v in (1, 2, 9)) == ["1", "2", "9"]
-        assert st.checkpoints("T")["s1"]["sequence_number"] == "9"
+        assert st.checkpoints("T")["s1"].sequence_number == "9"
 
 
 def test_an_inlined_table_read_stale_is_retried_where_no_lock_orders_the_writers():
@@ -599,7 +599,7 @@ def test_small_batches_are_inlined_until_flushed_and_answers_never_change(tmp_pa
         assert sorted(st.dump("T")) == before
         assert st.query('SELECT city, count(*) FROM main."T" GROUP BY ALL ORDER BY ALL')[1] == cities
         assert st.find("T", "city=c29") == found
-        assert st.checkpoints("T")["shard-1"]["sequence_number"] == "1029"
+        assert st.checkpoints("T")["shard-1"].sequence_number == "1029"
     with Store(str(tmp_path)) as reader:  # another connection reads the flushed store alike
         assert sorted(reader.dump("T")) == before
 
@@ -633,13 +633,12 @@ def test_a_batch_knows_the_snapshot_it_commits_and_reads_the_registry_once(tmp_p
     no other writer committed (decision 0021), nor the catalog's snapshot after its own commit (it is the one
     before plus one). Were that sum wrong, every batch would start on a fresh connection."""
     from dynadex.store.catalog import contention
-    from dynadex.store.layout.registry import Registry
+    from dynadex.store.catalog import state
 
     publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(10)])
     loads = []
-    real = Registry.load.__func__
-    monkeypatch.setattr(Registry, "load",
-                        classmethod(lambda cls, con, table: loads.append(table) or real(cls, con, table)))
+    real = state.load_registry
+    monkeypatch.setattr(state, "load_registry", lambda con, table: loads.append(table) or real(con, table))
     contention.reset()
     with Store(str(tmp_path), read_only=False) as st:
         for v in range(1, 6):
@@ -708,9 +707,8 @@ def test_a_batch_replaces_the_checkpoints_of_its_shards_only(tmp_path, shards):
             st.apply("T", [Change({"pk": {"S": "a"}}, canonical_item({"pk": {"S": "a"}, "n": {"N": str(n)}}), n, "s")],
                      [Checkpoint(f"s{i}", f"{n}{i}", "p" if i % 2 else None, i == 0 and n == 2) for i in range(shards)])
         got = st.checkpoints("T")
-    assert got.pop("other") == {"parent_shard_id": None, "sequence_number": "7", "ended": True}
-    assert got == {f"s{i}": {"parent_shard_id": "p" if i % 2 else None, "sequence_number": f"2{i}", "ended": i == 0}
-                   for i in range(shards)}
+    assert got.pop("other") == Checkpoint("other", "7", None, True)
+    assert got == {f"s{i}": Checkpoint(f"s{i}", f"2{i}", "p" if i % 2 else None, i == 0) for i in range(shards)}
 
 
 def test_a_writing_store_keeps_its_catalog_connected_and_its_wal_small(tmp_path):

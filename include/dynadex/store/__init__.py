@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 
 from dynadex.store import reads
-from dynadex.store.apply.changes import Change, Checkpoint, apply_changes
+from dynadex.store.apply.changes import Change, apply_changes
 from dynadex.store.bulk.chunk_writer import ChunkWriter
 from dynadex.store.bulk.prepare import PublishPlan, PublishRefused
 from dynadex.store.bulk.publish import PublishSpec, publish
+from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import Lake
 from dynadex.store.catalog.location import StoreError, StoreLocation, resolve
+from dynadex.store.catalog.state import Checkpoint, TableState
 from dynadex.store.reads import QueryError
 from dynadex.store.upkeep import maintenance, small_files
 
@@ -73,16 +75,11 @@ class Store:
             self.lake, table, changes, list(checkpoints), event=event, force=force, state_updates=state_updates,
             replace_checkpoints=replace_checkpoints), commits=1)  # one transaction, always a change (sync state)
 
-    def checkpoints(self, table: str) -> dict[str, dict]:
-        from dynadex.store.layout.names import STATE_SCHEMA
+    def checkpoints(self, table: str) -> dict[str, Checkpoint]:
+        """Shard id -> where the sync has read that shard up to."""
+        return state.read_checkpoints(self.lake.con, table)
 
-        rows = self.lake.con.execute(
-            f"SELECT shard_id, parent_shard_id, sequence_number, ended FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?",
-            [table],
-        ).fetchall()
-        return {s: {"parent_shard_id": p, "sequence_number": q, "ended": bool(e)} for s, p, q, e in rows}
-
-    def table_state(self, table: str) -> dict:
+    def table_state(self, table: str) -> TableState:
         return self.lake.require_table(table)
 
     def note_caught_up(self, table: str, micros: int) -> None:
@@ -90,15 +87,9 @@ class Store:
 
         Recovery then starts from there (minus the overlap) rather than from the last change, so an idle
         table hit by a gap needs no bootstrap, and the sync is not taken for stale while the table is idle."""
-        from dynadex.store.layout.names import STATE_SCHEMA
-
         def note() -> None:
             with self.lake.transaction():
-                self.lake.con.execute(
-                    # synced_at = the instant the pass started, so lag (synced_at - applied through) reads 0
-                    f"UPDATE {STATE_SCHEMA}.tables SET synced_at = to_timestamp(?::DOUBLE / 1000000), "
-                    "last_change_micros = greatest(coalesce(last_change_micros, 0), ?) WHERE table_name = ?",
-                    [micros, micros, table])
+                state.note_caught_up(self.lake.con, table, micros)
 
         self.lake.retrying(f"{table}: caught up", note)
 
@@ -150,5 +141,6 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLocation",
+    "TableState",
     "resolve",
 ]

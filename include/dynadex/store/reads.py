@@ -23,8 +23,10 @@ from decimal import Decimal
 import duckdb
 
 from dynadex.errors import DynadexError
+from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import Lake
-from dynadex.store.layout.names import STATE_SCHEMA, inverted_table, row_table
+from dynadex.store.catalog.state import TableState
+from dynadex.store.layout.names import inverted_table, row_table
 from dynadex.store.layout.shape import key_text
 from dynadex.types import AttributeValueError, canonical, canonical_item, canonical_number
 
@@ -87,10 +89,6 @@ def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple]]:
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {str(exc).strip()}") from None
     return [d[0] for d in cur.description or []], rows
-
-
-def _key_names(state: dict) -> tuple[str, ...]:
-    return tuple(json.loads(state["key_names"]))
 
 
 def _cached_key_names(lake: Lake, table: str) -> tuple[str, ...]:
@@ -243,7 +241,7 @@ def _micros_iso(micros: int | None) -> str | None:
     return dt.datetime.fromtimestamp(micros / 1e6, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def lag(state: dict, now_micros: int | None = None) -> dict:
+def lag(found: TableState, now_micros: int | None = None) -> dict:
     """How far behind the table the index is, as the sync last saw it.
 
     ``lag_seconds`` = (when the sync last committed or looked: ``synced_at``) - (the instant every change
@@ -253,9 +251,9 @@ def lag(state: dict, now_micros: int | None = None) -> dict:
     sync has not run for an hour. None without a stream or before any sync state exists. The time since
     the last change (``last_change_at``) is a different figure: an idle table is not a lagging index."""
     now_micros = int(time.time() * 1e6) if now_micros is None else now_micros
-    through = state.get("last_change_micros") or state.get("export_time_micros")
-    synced = state.get("synced_at")
-    if not state.get("stream_arn") or not through or synced is None:
+    through = found.last_change_micros or found.export_time_micros
+    synced = found.synced_at
+    if not found.stream_arn or not through or synced is None:
         return {"lag_seconds": None, "checked_at": jsonable(synced) if synced is not None else None,
                 "checked_seconds_ago": None}
     synced_micros = int(synced.timestamp() * 1e6)
@@ -272,7 +270,7 @@ def status(lake: Lake, table: str | None = None) -> dict:
     out = {"store": lake.location.display, "snapshot": snapshot[0] if snapshot else None, "tables": []}
     now_micros = int(time.time() * 1e6)
     for name in tables:
-        state = lake.require_table(name)
+        found = lake.require_table(name)
         items = lake.con.execute(f"SELECT count(*) FROM {row_table(name)}").fetchone()[0]
         files = size = 0
         for schema in ("main", "row_index", "inverted_index"):
@@ -282,36 +280,28 @@ def status(lake: Lake, table: str | None = None) -> dict:
             ).fetchone()
             files += n
             size += int(b)
-        cps = lake.con.execute(
-            f"SELECT shard_id, parent_shard_id, sequence_number, ended, updated_at FROM {STATE_SCHEMA}.checkpoints "
-            "WHERE table_name = ? ORDER BY shard_id",
-            [name],
-        ).fetchall()
-        events = lake.con.execute(
-            f"SELECT happened_at, kind, detail FROM {STATE_SCHEMA}.events WHERE table_name = ? ORDER BY happened_at DESC LIMIT 10", [name]
-        ).fetchall()
-        last = state["last_change_micros"]
         out["tables"].append(
             {
                 "table": name,
                 "items": items,
                 "bytes": size,
                 "files": files,
-                "key": json.loads(state["key_names"]),
-                "build_id": state["build_id"],
-                "export_arn": state["export_arn"],
-                "export_time": state["export_time"],
-                "stream_arn": state["stream_arn"],
-                "published_at": jsonable(state["published_at"]),
-                "applied_through": _micros_iso(last),  # every change before this instant is in the index
-                "last_applied_at": jsonable(state["last_applied_at"]),
-                "last_change_at": jsonable(state["last_applied_at"]),  # when a stream change last landed
-                **lag(state, now_micros),
+                "key": list(found.key_names),
+                "build_id": found.build_id,
+                "export_arn": found.export_arn,
+                "export_time": found.export_time,
+                "stream_arn": found.stream_arn,
+                "published_at": jsonable(found.published_at),
+                "applied_through": _micros_iso(found.last_change_micros),  # every change before this is in the index
+                "last_applied_at": jsonable(found.last_applied_at),
+                "last_change_at": jsonable(found.last_applied_at),  # when a stream change last landed
+                **lag(found, now_micros),
                 "checkpoints": [
                     {"shard_id": s, "parent_shard_id": p, "sequence_number": q, "ended": e, "updated_at": jsonable(u)}
-                    for s, p, q, e, u in cps
+                    for s, p, q, e, u in state.checkpoint_rows(lake.con, name)
                 ],
-                "recent_events": [{"at": jsonable(a), "kind": k, "detail": json.loads(d) if d else None} for a, k, d in events],
+                "recent_events": [{"at": jsonable(a), "kind": k, "detail": json.loads(d) if d else None}
+                                  for a, k, d in state.recent_events(lake.con, name)],
             }
         )
     return out

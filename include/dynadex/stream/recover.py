@@ -18,7 +18,6 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import time
@@ -79,7 +78,7 @@ def recover(store: Store, table: str, ddb, s3, *, reason: str, settings) -> dict
     pitr = ddb.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
     pitr_desc = pitr.get("PointInTimeRecoveryDescription", {})
     now = time.time()
-    last = (state["last_change_micros"] or state["stream_start_micros"] or 0) / 1e6
+    last = (state.last_change_micros or state.stream_start_micros or 0) / 1e6
     start = last - settings.overlap_seconds
     earliest = pitr_desc.get("EarliestRestorableDateTime")
     earliest = earliest.timestamp() if hasattr(earliest, "timestamp") else float(earliest or 0)
@@ -101,12 +100,12 @@ def recover(store: Store, table: str, ddb, s3, *, reason: str, settings) -> dict
         end = time.time() - 1
     start = min(start, end - settings.min_window_seconds)
     start = max(start, floor)
-    bucket, prefix = state.get("export_bucket"), state.get("export_prefix") or "dynadex"
+    bucket, prefix = state.export_bucket, state.export_prefix or "dynadex"
     if not bucket:
         raise NeedsBootstrap(f"{table}: gap ({reason}) but no export bucket is recorded for incremental exports")
     plan = windows(start, end, settings.min_window_seconds, settings.max_window_seconds)  # start..end >= min window
     log.warning("%s: gap (%s); recovering through %d incremental export(s) from %.3f to %.3f", table, reason, len(plan), plan[0][0], end)
-    key_names = tuple(json.loads(state["key_names"]))
+    key_names = state.key_names
     applied = {"windows": len(plan), "upserts": 0, "deletes": 0}
     for i, (a, b) in enumerate(plan):
         d = ddb.export_table_to_point_in_time(

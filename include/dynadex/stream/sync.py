@@ -41,7 +41,7 @@ from dynadex.aws import error_code
 from dynadex.errors import AwsThrottled
 from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
-from dynadex.store import Change, Checkpoint, Store
+from dynadex.store import Change, Checkpoint, Store, TableState
 from dynadex.store.catalog import lake as lake_module
 from dynadex.stream.get_records import lean as lean_get_records
 from dynadex.stream.images import canonical_image
@@ -123,16 +123,16 @@ class SyncSettings:
     run waits to follow a new table) ends at that batch boundary, not at its window's end."""
 
 
-def _needed_since(state: dict) -> float | None:
+def _needed_since(state: TableState) -> float | None:
     """The oldest instant whose stream records the next pass may still need (epoch seconds): the last time a
     sync committed or looked, or, when none has since the publish (a fresh bootstrap, whose shards have no
     checkpoints), the snapshot's stream start T0: an export of hours and a paused sync could otherwise start
     reading after records from T0 on were trimmed, and a shard read without a checkpoint would not notice."""
-    synced, published = state.get("synced_at"), state.get("published_at")
+    synced, published = state.synced_at, state.published_at
     if synced is not None and (published is None or synced > published):
         return synced.timestamp()
-    if state.get("stream_start_micros"):
-        return state["stream_start_micros"] / 1e6
+    if state.stream_start_micros:
+        return state.stream_start_micros / 1e6
     return published.timestamp() if published is not None else None
 
 
@@ -238,8 +238,8 @@ class TableSync:
             raise NeedsBootstrap(f"{self.table}: DynamoDB Streams is off; turn it on and bootstrap again")
         if spec.get("StreamViewType") not in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
             raise NeedsBootstrap(f"{self.table}: stream view type {spec.get('StreamViewType')} carries no new images")
-        if state["stream_arn"] != current:
-            raise Gap(f"stream ARN changed from {state['stream_arn']} to {current}")
+        if state.stream_arn != current:
+            raise Gap(f"stream ARN changed from {state.stream_arn} to {current}")
         since = _needed_since(state)
         if since is not None and time.time() - since > self.settings.retention_seconds:
             raise Gap(f"the stream must be read from {_iso(since)} on, older than its retention "
@@ -248,7 +248,7 @@ class TableSync:
         listed = {s.shard_id for s in shards}
         stored = self.store.checkpoints(self.table)
         for shard_id, cp in stored.items():
-            if not cp["ended"] and shard_id not in listed:
+            if not cp.ended and shard_id not in listed:
                 raise Gap(f"shard {shard_id} was pruned before it was read to its end")
         cursors = {}
         for s in shards:
@@ -257,12 +257,12 @@ class TableSync:
                 old.info = s
                 cursors[s.shard_id] = old
                 continue
-            cp = stored.get(s.shard_id, {})
-            cursors[s.shard_id] = ShardCursor(s, cp.get("sequence_number"), bool(cp.get("ended")))
+            cp = stored.get(s.shard_id)
+            cursors[s.shard_id] = ShardCursor(s, cp.sequence_number if cp else None, bool(cp and cp.ended))
         self.cursors = cursors
         self.stored = stored
         self.stream_arn = current
-        self.skip_before = (state["stream_start_micros"] or 0) - int(self.settings.overlap_seconds * 1e6)
+        self.skip_before = (state.stream_start_micros or 0) - int(self.settings.overlap_seconds * 1e6)
 
     def add_children_of(self, parents: list[ShardCursor]) -> bool:
         """Shards that ended in one pass: their children, in as few DescribeStream calls as the listing allows.
@@ -295,8 +295,8 @@ class TableSync:
         new = False
         for s in children:
             if s.shard_id not in self.cursors:
-                cp = self.stored.get(s.shard_id, {})
-                self.cursors[s.shard_id] = ShardCursor(s, cp.get("sequence_number"), bool(cp.get("ended")))
+                cp = self.stored.get(s.shard_id)
+                self.cursors[s.shard_id] = ShardCursor(s, cp.sequence_number if cp else None, bool(cp and cp.ended))
                 new = True
         if children:
             self.childless.pop(parent.info.shard_id, None)

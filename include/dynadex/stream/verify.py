@@ -13,7 +13,6 @@ the comparison is three joins with the row index, not a dict of the dump.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -64,7 +63,7 @@ SCANNED = "dynadex_verify_scan"
 
 def verify(store: Store, table: str, ddb, *, max_rcu: float | None = None, keep: int = 1000,
            batch: int = 10_000) -> Report:
-    names = tuple(json.loads(store.table_state(table)["key_names"]))
+    names = store.table_state(table).key_names
     con = store.lake.con
     rows = row_table(table)
     report = Report()

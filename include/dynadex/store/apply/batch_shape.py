@@ -27,7 +27,15 @@ from __future__ import annotations
 import base64
 
 from dynadex.store.layout.names import child_text
-from dynadex.store.layout.shape import NUMERIC_KINDS, KeyError_, NumberStats, Shaped, inverted_leaf, plain_value, key_value
+from dynadex.store.layout.shape import (
+    NUMERIC_KINDS,
+    KeyError_,
+    NumberStats,
+    Shaped,
+    inverted_leaf,
+    key_value,
+    plain_value,
+)
 from dynadex.types import canonical_json
 
 try:

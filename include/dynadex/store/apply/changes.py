@@ -17,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -26,7 +25,9 @@ import pyarrow as pa
 from dynadex.gcpause import quiet, settle
 from dynadex.store.apply.batch_shape import check_keys, shape_batch
 from dynadex.store.apply.key_pruning import column_filter, order_filter, order_keys, row_filter, worth_it
+from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import ALIAS, NUL_GUARD_ROWS, Lake
+from dynadex.store.catalog.state import Checkpoint
 from dynadex.store.layout.arrow import KIND_ARROW, inverted_arrow, rows_arrow
 from dynadex.store.layout.key_order import order_number_sql
 from dynadex.store.layout.names import (
@@ -36,7 +37,6 @@ from dynadex.store.layout.names import (
     KEY_ORDER_COLUMN,
     ROW_KEY_ORDER,
     ROW_SCHEMA,
-    STATE_SCHEMA,
     column_table,
     inverted_table,
     quote,
@@ -53,14 +53,6 @@ class Change:
     item: dict | None  # canonical new image; None deletes
     version: int  # change time in microseconds
     origin: str
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    shard_id: str
-    sequence_number: str | None
-    parent_shard_id: str | None = None
-    ended: bool = False
 
 
 def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: list[Checkpoint] = (),
@@ -141,67 +133,22 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                     shaped = shape_batch(upserts, key_names, key_types)
             if len(shaped):
                 if registry is None:
-                    registry = Registry.load(con, table)
+                    registry = state.load_registry(con, table)
                 applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id(), registry,
                                                    reference=reference)
         if replace_checkpoints:
-            con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ?", [table])
-        if checkpoints:
-            _store_checkpoints(con, table, checkpoints)
-        allowed = {"stream_arn", "stream_start_micros", "last_change_micros", "export_bucket", "export_prefix"}
-        sets, values = ["synced_at = now()"], []
-        if newest is not None:
-            sets += ["last_change_micros = greatest(coalesce(last_change_micros, 0), ?)", "last_applied_at = now()"]
-            values.append(newest)
-        for column, value in (state_updates or {}).items():
-            if column not in allowed:
-                raise ValueError(f"cannot update sync state column {column!r}")
-            if column == "last_change_micros":
-                sets = [x for x in sets if not x.startswith("last_change_micros")]
-                if newest is not None:
-                    values.pop(0)
-            sets.append(f"{column} = ?")
-            values.append(value)
-        con.execute(f"UPDATE {STATE_SCHEMA}.tables SET {', '.join(sets)} WHERE table_name = ?", [*values, table])
+            state.replace_checkpoints(con, table, checkpoints)
+        elif checkpoints:
+            state.store_checkpoints(con, table, checkpoints)
+        state.note_batch(con, table, newest, state_updates)
         if event is not None:
-            con.execute(f"INSERT INTO {STATE_SCHEMA}.events VALUES (?, now(), ?, ?)", [table, event[0], json.dumps(event[1])])
-    # committed: the registry as it now is serves this connection's next batch (Registry.load costs one
+            state.record_event(con, table, event[0], event[1])
+    # committed: the registry as it now is serves this connection's next batch (loading it costs one
     # DuckLake statement, ~15-20 ms of a small batch); any other transaction, or a fresh connection after
     # another writer's commit (Lake.retrying), drops it
     if registry is not None:
         lake.registries[table] = tuple(registry.columns)
     return applied
-
-
-CHECKPOINT_LITERALS = 50  # up to this many checkpoints go as parameters; more as a registered Arrow table
-
-
-def _store_checkpoints(con, table: str, checkpoints: list[Checkpoint]) -> None:
-    """Replace the shards' checkpoints (delete, then insert: one UPDATE costs DuckLake the same two steps).
-
-    A batch's few checkpoints go as parameters: registering an Arrow table and reading it in a subquery cost
-    ~5-10 ms more per batch than the same statements with values."""
-    if len(checkpoints) <= CHECKPOINT_LITERALS:
-        con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ? AND shard_id IN "
-                    f"({', '.join('?' for _ in checkpoints)})", [table, *(c.shard_id for c in checkpoints)])
-        con.execute(f"INSERT INTO {STATE_SCHEMA}.checkpoints VALUES "
-                    + ", ".join("(?, ?, ?, ?, ?, now())" for _ in checkpoints),
-                    [v for c in checkpoints
-                     for v in (table, c.shard_id, c.parent_shard_id, c.sequence_number, c.ended)])
-        return
-    con.register("dynadex_cps", pa.table({
-        "shard_id": pa.array([c.shard_id for c in checkpoints], pa.string()),
-        "parent_shard_id": pa.array([c.parent_shard_id for c in checkpoints], pa.string()),
-        "sequence_number": pa.array([c.sequence_number for c in checkpoints], pa.string()),
-        "ended": pa.array([c.ended for c in checkpoints], pa.bool_()),
-    }))
-    try:
-        con.execute(f"DELETE FROM {STATE_SCHEMA}.checkpoints WHERE table_name = ? "
-                    "AND shard_id IN (SELECT shard_id FROM dynadex_cps)", [table])
-        con.execute(f"INSERT INTO {STATE_SCHEMA}.checkpoints SELECT ?, shard_id, parent_shard_id, sequence_number, "
-                    "ended, now() FROM dynadex_cps", [table])
-    finally:
-        con.unregister("dynadex_cps")
 
 
 IN_LIST_KEYS = 1000
@@ -332,7 +279,7 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
             out[column.name] = (column, values)
     for column in new_columns:
         con.execute(f"ALTER TABLE {column_table(table)} ADD COLUMN {quote(column.name)} {column.sql_type}")
-    registry.save_new(con, table, new_columns)
+    state.save_columns(con, table, new_columns)
 
     # an item text holding an escaped U+0000 (some string, name or key holds one) goes to files: DuckLake
     # cannot inline every such value (Lake.not_inlined); any larger batch writes files anyway

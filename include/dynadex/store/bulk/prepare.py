@@ -43,7 +43,7 @@ from dynadex.store.bulk.staging import new_attempt_dir, read_json, write_json
 from dynadex.store.catalog.extensions import connect
 from dynadex.store.catalog.location import StoreError, StoreLocation
 from dynadex.store.layout import key_order
-from dynadex.store.layout.names import KEY_COLUMN, literal, literal_list, quote
+from dynadex.store.layout.names import KEY_COLUMN, literal_list, quote
 from dynadex.store.layout.registry import Column, Registry
 
 RANGE_KEYS = 2_000_000  # rows one key-range job checks and merges, about
@@ -211,10 +211,10 @@ def is_published(location: StoreLocation, table: str, build_id: str) -> bool:
 
     try:
         with Lake(location, read_only=True) as lake:
-            state = lake.table_state(table)
+            found = lake.table_state(table)
     except StoreError:
         return False
-    return state is not None and state["build_id"] == build_id
+    return found is not None and found.build_id == build_id
 
 
 def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: int | None = None) -> dict:

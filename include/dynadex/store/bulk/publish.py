@@ -21,7 +21,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,21 +28,21 @@ from dataclasses import dataclass, field
 from dynadex.store.bulk import prepare as prep
 from dynadex.store.bulk.prepare import PublishPlan, PublishRefused
 from dynadex.store.bulk.staging import remove_other_staging
+from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import ALIAS, Lake
+from dynadex.store.catalog.state import Checkpoint, TableState
 from dynadex.store.layout.names import (
     INVERTED_SCHEMA,
     KEY_COLUMN,
     KEY_ORDER_COLUMN,
     ROW_KEY_ORDER,
     ROW_SCHEMA,
-    STATE_SCHEMA,
     column_table,
     inverted_table,
     literal,
     quote,
     row_table,
 )
-from dynadex.store.layout.registry import STATEMENT_ROWS
 
 log = logging.getLogger("dynadex.publish")
 
@@ -62,7 +61,7 @@ class PublishSpec:
     export_time_micros: int | None = None
     stream_arn: str | None = None
     stream_start_micros: int | None = None
-    checkpoints: list[dict] = field(default_factory=list)  # shard_id, parent_shard_id, sequence_number
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # each shard's start, pinned before the export
     export_bucket: str | None = None  # where recovery's incremental exports go
     export_prefix: str | None = None
     keep_staging: bool = False
@@ -91,8 +90,8 @@ def _add_files(con, schema: str, table: str, files: list[str]) -> None:
 def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) -> dict:
     """Commit the build. Without ``prepared`` (tests, small stores) the plan's jobs run here, one by one;
     the DAG and ``ingest-export`` run them in parallel first and pass the plan."""
-    state = lake.table_state(spec.table)
-    if state is not None and state["build_id"] == spec.build_id:
+    before = lake.table_state(spec.table)
+    if before is not None and before.build_id == spec.build_id:
         return {"published": False, "reason": "already published", "build_id": spec.build_id}
     started = time.monotonic()
     manifests = prep.read_manifests(lake.location, spec.table, spec.build_id, spec.chunk_ids, spec.key_names,
@@ -145,43 +144,18 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
         _add_files(con, ROW_SCHEMA, spec.table, files["rows"])
         _add_files(con, "main", spec.table, files["cols"])
         _add_files(con, INVERTED_SCHEMA, spec.table, files["inv"])
-        for t in ("columns", "tables", "checkpoints"):
-            con.execute(f"DELETE FROM {STATE_SCHEMA}.{t} WHERE table_name = ?", [spec.table])
-        registry.save_new(con, spec.table, registry.columns)
-        con.execute(
-            f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, NULL, ?, ?, now(), ?)",
-            [
-                spec.table,
-                json.dumps(list(spec.key_names)),
-                json.dumps(list(spec.key_types)),
-                spec.build_id,
-                spec.export_arn,
-                spec.export_time,
-                spec.export_time_micros,
-                spec.stream_arn,
-                spec.stream_start_micros,
-                spec.export_time_micros,
-                spec.export_bucket,
-                spec.export_prefix,
-                current.key_prefix,
-            ],
-        )
-        for cp in spec.checkpoints:
-            con.execute(
-                f"INSERT INTO {STATE_SCHEMA}.checkpoints VALUES (?, ?, ?, ?, ?, now())",
-                [spec.table, cp["shard_id"], cp.get("parent_shard_id"), cp.get("sequence_number"), bool(cp.get("ended"))],
-            )
-        # the files each chunk built (registered merged by range); a statement per 500 chunks, not per chunk:
-        # each costs a round trip to the catalog, and a terabyte's load has hundreds of chunks
-        for start in range(0, len(manifests), STATEMENT_ROWS):
-            part = manifests[start:start + STATEMENT_ROWS]
-            con.execute(f"INSERT INTO {STATE_SCHEMA}.chunks VALUES " + ", ".join("(?, ?, ?, ?, ?, now())" for _ in part),
-                        [v for m in part for v in (spec.table, spec.build_id, m.chunk_id, m.items, json.dumps(m.files))])
-        con.execute(
-            f"INSERT INTO {STATE_SCHEMA}.events VALUES (?, now(), 'publish', ?)",
-            [spec.table, json.dumps({"build_id": spec.build_id, "items": current.items, "chunks": len(manifests),
-                                     "files": sum(len(v) for v in files.values()), "export_arn": spec.export_arn})],
-        )
+        state.replace_table(con, TableState(
+            spec.table, tuple(spec.key_names), tuple(spec.key_types), build_id=spec.build_id,
+            export_arn=spec.export_arn, export_time=spec.export_time, export_time_micros=spec.export_time_micros,
+            stream_arn=spec.stream_arn, stream_start_micros=spec.stream_start_micros,
+            last_change_micros=spec.export_time_micros, export_bucket=spec.export_bucket,
+            export_prefix=spec.export_prefix, key_prefix=current.key_prefix))
+        state.save_columns(con, spec.table, registry.columns)
+        state.replace_checkpoints(con, spec.table, list(spec.checkpoints))
+        state.record_chunks(con, spec.table, spec.build_id, manifests)
+        state.record_event(con, spec.table, "publish", {
+            "build_id": spec.build_id, "items": current.items, "chunks": len(manifests),
+            "files": sum(len(v) for v in files.values()), "export_arn": spec.export_arn})
     lake.published(spec.table)  # this connection's cache: the new key prefix
     seconds = time.monotonic() - started
     log.info("publish %s: %d chunks, %d files, %d items registered in %.2fs", spec.table, len(manifests),

@@ -37,7 +37,7 @@ from pathlib import Path
 import duckdb
 
 from dynadex import settings
-from dynadex.store.catalog import contention
+from dynadex.store.catalog import contention, state
 from dynadex.store.catalog.disk_full import StoreFull, full_disk_under, reported
 from dynadex.store.catalog.extensions import connect
 from dynadex.store.catalog.hold import CatalogHold
@@ -48,29 +48,6 @@ from dynadex.store.layout.row_groups import ENTRY_GROUP_ROWS, ROW_GROUP_ROWS
 
 log = logging.getLogger("dynadex.store")
 
-STATE_DDL = [
-    f"CREATE SCHEMA IF NOT EXISTS {ROW_SCHEMA}",
-    f"CREATE SCHEMA IF NOT EXISTS {INVERTED_SCHEMA}",
-    f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (
-        table_name VARCHAR, key_names VARCHAR, key_types VARCHAR, build_id VARCHAR,
-        export_arn VARCHAR, export_time VARCHAR, export_time_micros BIGINT,
-        stream_arn VARCHAR, stream_start_micros BIGINT, published_at TIMESTAMPTZ,
-        last_change_micros BIGINT, last_applied_at TIMESTAMPTZ, export_bucket VARCHAR, export_prefix VARCHAR,
-        synced_at TIMESTAMPTZ, key_prefix VARCHAR)""",
-    # a catalog made before decision 0027: its tables have no key order numbers (key_prefix NULL)
-    f"ALTER TABLE {STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS key_prefix VARCHAR",
-    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.checkpoints (
-        table_name VARCHAR, shard_id VARCHAR, parent_shard_id VARCHAR,
-        sequence_number VARCHAR, ended BOOLEAN, updated_at TIMESTAMPTZ)""",
-    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.chunks (
-        table_name VARCHAR, build_id VARCHAR, chunk_id VARCHAR, items BIGINT,
-        files VARCHAR, published_at TIMESTAMPTZ)""",
-    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.columns (
-        table_name VARCHAR, path VARCHAR, kind VARCHAR, column_name VARCHAR, sql_type VARCHAR)""",
-    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.events (
-        table_name VARCHAR, happened_at TIMESTAMPTZ, kind VARCHAR, detail VARCHAR)""",
-]
 
 ALIAS = "lake"
 INLINE_ROWS = settings.INLINE_ROWS.read()
@@ -251,8 +228,7 @@ class Lake:
 
     def _setup(self) -> None:
         with self.transaction():
-            for ddl in STATE_DDL:
-                self.con.execute(ddl)
+            state.create(self.con)
         self._tune()
 
     def reopen(self) -> None:
@@ -418,34 +394,24 @@ class Lake:
         return bool(row[0])
 
     def source_tables(self) -> list[str]:
-        if not self.table_exists(STATE_SCHEMA, "tables"):
-            return []
-        return [r[0] for r in self.con.execute(f"SELECT table_name FROM {STATE_SCHEMA}.tables ORDER BY 1").fetchall()]
+        return state.table_names(self.con) if self.table_exists(STATE_SCHEMA, "tables") else []
 
-    def table_state(self, table: str) -> dict | None:
-        if not self.table_exists(STATE_SCHEMA, "tables"):
-            return None
-        cur = self.con.execute(f"SELECT * FROM {STATE_SCHEMA}.tables WHERE table_name = ?", [table])
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row))
+    def table_state(self, table: str) -> state.TableState | None:
+        return state.read_table(self.con, table) if self.table_exists(STATE_SCHEMA, "tables") else None
 
-    def require_table(self, table: str) -> dict:
-        state = self.table_state(table)
-        if state is None:
+    def require_table(self, table: str) -> state.TableState:
+        found = self.table_state(table)
+        if found is None:
             known = ", ".join(self.source_tables()) or "none"
             raise StoreError(f"unknown table {table!r} in store {self.location.display} (known: {known})")
-        return state
+        return found
 
     def key_spec(self, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(key names, key types) of a table; cached, since a table's key never changes."""
         cache = self.__dict__.setdefault("_key_specs", {})
         if table not in cache:
-            import json
-
-            state = self.require_table(table)
-            cache[table] = (tuple(json.loads(state["key_names"])), tuple(json.loads(state["key_types"])))
+            found = self.require_table(table)
+            cache[table] = (found.key_names, found.key_types)
         return cache[table]
 
     def key_prefix(self, table: str) -> str | None:
@@ -454,7 +420,7 @@ class Lake:
         with the key spec: a publish (the only writer of it) replaces the table."""
         cache = self.__dict__.setdefault("_key_prefixes", {})
         if table not in cache:
-            cache[table] = self.require_table(table).get("key_prefix")
+            cache[table] = self.require_table(table).key_prefix
         return cache[table]
 
     def published(self, table: str) -> None:

@@ -15,10 +15,9 @@ Invariant (the type-conflict rule, never failing a write):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from dynadex.store.layout.names import KEY_COLUMN, KEY_ORDER_COLUMN, STATE_SCHEMA, path_text, unique_name
+from dynadex.store.layout.names import KEY_COLUMN, KEY_ORDER_COLUMN, path_text, unique_name
 from dynadex.store.layout.shape import NumberStats, sql_type_for
 
 KIND_ORDER = ("S", "N", "BOOL", "B", "SS", "NS", "BS", "L")
@@ -37,7 +36,6 @@ class Column:
         return self.kind.split(":", 1)[0]
 
 
-STATEMENT_ROWS = 500  # rows of state one INSERT writes at most (its parameters stay few thousand)
 
 
 class Registry:
@@ -56,23 +54,11 @@ class Registry:
         self.paths.add(column.path)
         return column
 
-    # ------------------------------------------------------------ persistence
     @classmethod
-    def load(cls, con, table: str) -> "Registry":
-        rows = con.execute(
-            f"SELECT path, kind, column_name, sql_type FROM {STATE_SCHEMA}.columns WHERE table_name = ? ORDER BY rowid",
-            [table],
-        ).fetchall()
-        return cls([Column(tuple(json.loads(p)), k, n, t) for p, k, n, t in rows])
-
-    def save_new(self, con, table: str, columns: list[Column]) -> None:
-        """One statement for all of them (a publish registers every column; each statement costs a DuckLake
-        round trip), in order: ``load`` reads them back by rowid."""
-        for start in range(0, len(columns), STATEMENT_ROWS):
-            part = columns[start:start + STATEMENT_ROWS]
-            con.execute(f"INSERT INTO {STATE_SCHEMA}.columns VALUES " + ", ".join("(?, ?, ?, ?, ?)" for _ in part),
-                        [v for c in part for v in (table, json.dumps(list(c.path), ensure_ascii=False), c.kind,
-                                                   c.name, c.sql_type)])
+    def of(cls, rows) -> "Registry":
+        """A registry of stored columns, (path, kind, name, SQL type) in the order they were added
+        (``catalog/state.py`` reads and writes them)."""
+        return cls([Column(*r) for r in rows])
 
     # ------------------------------------------------------------ decisions
     @classmethod
