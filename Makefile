@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dynadex-installed
 
-.PHONY: demo airflow test test-slow test-all bench plots lock clean
+.PHONY: demo airflow test test-slow test-all bench plots lock clean settings-doc
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# README's settings table (between <!-- settings:begin --> and <!-- settings:end -->) from include/dynadex/settings.py
+settings-doc: $(STAMP)
+	$(PY) -m dynadex.settings --readme README.md
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

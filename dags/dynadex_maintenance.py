@@ -17,11 +17,10 @@ Wiring only: the work is in `plugins/dynadex_airflow/maintenance_tasks.py` -> `i
 
 from __future__ import annotations
 
-import os
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from dynadex import settings
 from dynadex.bootstrap import PARAMS_SCHEMA
 from dynadex_airflow import maintenance_tasks
 from dynadex_airflow.dag_defaults import default_args, timeout
@@ -30,7 +29,7 @@ from dynadex_airflow.dag_defaults import default_args, timeout
 @dag(
     dag_id="dynadex_maintenance",
     description="Prune, compact and expire old snapshots of a dynadex store (daily)",
-    schedule=os.environ.get("DYNADEX_MAINTENANCE_SCHEDULE", "@daily"),
+    schedule=settings.MAINTENANCE_SCHEDULE.read(),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -54,19 +54,18 @@ Wiring only: task bodies are in `plugins/dynadex_airflow` (which calls `include/
 
 from __future__ import annotations
 
-import os
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from dynadex import settings
 from dynadex.bootstrap import PARAMS_SCHEMA
 from dynadex_airflow import assets, ingest_tasks, labels
 from dynadex_airflow.dag_defaults import chunk_pool, default_args, timeout
 from dynadex_airflow.operators import DynamoDBExportSensor, DynamoDBStartExportOperator, StartStreamSyncOperator
 
-MAX_ACTIVE_CHUNKS = int(os.environ.get("DYNADEX_MAX_ACTIVE_CHUNKS", "16"))
-EXPORT_POLL_SECONDS = float(os.environ.get("DYNADEX_EXPORT_POLL_SECONDS", "30"))
-EXPORT_TIMEOUT_SECONDS = float(os.environ.get("DYNADEX_EXPORT_TIMEOUT_SECONDS", str(6 * 3600)))
+MAX_ACTIVE_CHUNKS = settings.MAX_ACTIVE_CHUNKS.read()
+EXPORT_POLL_SECONDS = settings.EXPORT_POLL_SECONDS.read()
+EXPORT_TIMEOUT_SECONDS = settings.EXPORT_TIMEOUT_SECONDS.read()
 
 
 def _param(name: str, default, **extra) -> Param:

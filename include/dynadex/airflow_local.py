@@ -37,6 +37,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from dynadex import settings
+
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "Orders"
 POOL = {"name": "dynadex_chunks", "slots": 16, "description": "dynadex chunk builds (all dynamodb_ingest runs together)"}
@@ -144,8 +146,9 @@ def airflow_env(home: Path, port: int, endpoint: str, password: str) -> dict:
                                                 "login": "admin", "password": password}),
         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
         "DYNADEX_STORE": str(home / "store"),
-        "DYNADEX_EXPORT_POLL_SECONDS": os.environ.get("DYNADEX_EXPORT_POLL_SECONDS", "2"),
-        "DYNADEX_SYNC_RUN_SECONDS": os.environ.get("DYNADEX_SYNC_RUN_SECONDS", "30"),
+        # shorter than the declared defaults, for a demo table; the caller's values win
+        "DYNADEX_EXPORT_POLL_SECONDS": str(settings.EXPORT_POLL_SECONDS.read(default=2)),
+        "DYNADEX_SYNC_RUN_SECONDS": str(settings.SYNC_RUN_SECONDS.read(default=30)),
     }
 
 
@@ -189,10 +192,10 @@ def stop_group(proc: subprocess.Popen, grace: float = 45) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make airflow", description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", default=str(ROOT / ".airflow"), help="AIRFLOW_HOME (default .airflow/)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DYNADEX_AIRFLOW_PORT", "8080")),
+    parser.add_argument("--port", type=int, default=settings.AIRFLOW_PORT.read(),
                         help="API server / UI port (default 8080, env DYNADEX_AIRFLOW_PORT; 0 picks a free one)")
-    parser.add_argument("--items", type=int, default=int(os.environ.get("DYNADEX_DEMO_ITEMS", "5000")),
-                        help="items in the demo table (default 5000)")
+    parser.add_argument("--items", type=int, default=settings.DEMO_ITEMS.read(default=5000),
+                        help="items in the demo table (default 5000, env DYNADEX_DEMO_ITEMS)")
     parser.add_argument("--no-writes", action="store_true", help="do not keep changing the demo table")
     parser.add_argument("--startup-timeout", type=float, default=600, help="seconds to wait for the UI")
     args = parser.parse_args(argv)

@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     for f in _fields(Knobs):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=float, default=None,
-                       help=f"default {f.default} (env DYNADEX_LOCAL_AWS_{f.name.upper()})")
+                       help=f"default {f.default} (env {Knobs.setting(f).env})")
     p.set_defaults(func=_cmd_local_aws)
 
     p = sub.add_parser("sync", help="follow the table's stream into the store (gaps recovered by incremental export)")
@@ -390,7 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # reads settings (DYNADEX_QUERY_SANDBOX): a bad value is one line, as below
+    except DynadexError as exc:
+        print(f"dynadex: error: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     try:
         return args.func(args)

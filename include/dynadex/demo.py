@@ -29,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from dynadex import settings
 from dynadex.local_aws import running
 
 SAMPLES = Path(__file__).parent / "samples" / "aws"
@@ -190,7 +191,7 @@ def main() -> int:
         # CreateTable answers CREATING, as AWS does: wait for ACTIVE before configuring the table
         ddb.get_waiter("table_exists").wait(TableName=TABLE, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
         ddb.update_continuous_backups(TableName=TABLE, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
-        n = int(os.environ.get("DYNADEX_DEMO_ITEMS", "50000"))
+        n = settings.DEMO_ITEMS.read()
         load(aws, n)
 
         stop = threading.Event()

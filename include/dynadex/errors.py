@@ -81,3 +81,11 @@ class AwsUnreachable(TransientError):
 
 class AwsThrottled(TransientError):
     """An AWS call still throttled (or answering 5xx) after every retry of its budget."""
+
+
+class SettingError(DynadexError, ValueError):
+    """An environment variable declared in ``dynadex.settings`` whose value is not of its type.
+
+    The message names the variable, the value as given and what was expected:
+    ``DYNADEX_BATCH_RECORDS='abc' is not an integer (default 10000)``.
+    """

@@ -11,11 +11,12 @@ creates the connection.
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 
-CONN_ENV = "DYNADEX_AIRFLOW_API_CONN"
+from dynadex import settings
+
+CONN_ENV = settings.AIRFLOW_API_CONN.env
 
 
 def _json(url: str, body: dict, method: str, token: str | None = None, timeout: float = 15) -> dict:
@@ -38,7 +39,7 @@ def unpause(dag_id: str) -> tuple[bool, str]:
     """(done, why): unpause ``dag_id`` through the REST API."""
     from airflow.sdk import BaseHook
 
-    conn_id = os.environ.get(CONN_ENV, "airflow_api")
+    conn_id = settings.AIRFLOW_API_CONN.read()
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception:

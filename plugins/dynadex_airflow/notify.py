@@ -1,5 +1,7 @@
 """The optional failure notifier, configured in one place (the environment of the workers), off by default.
 
+Both variables are declared in ``dynadex.settings`` (group "airflow").
+
 * ``DYNADEX_FAILURE_WEBHOOK=https://...``: every failed task instance (a
   final failure, not one that will be retried) POSTs one JSON document to it:
   ``{"dag_id", "run_id", "task_id", "map_index", "try_number", "error",
@@ -19,13 +21,14 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import urllib.request
+
+from dynadex import settings
 
 log = logging.getLogger("dynadex.notify")
 
-WEBHOOK_ENV = "DYNADEX_FAILURE_WEBHOOK"
-CALLBACK_ENV = "DYNADEX_FAILURE_CALLBACK"
+WEBHOOK_ENV = settings.FAILURE_WEBHOOK.env
+CALLBACK_ENV = settings.FAILURE_CALLBACK.env
 
 
 def _document(context) -> dict:
@@ -55,7 +58,7 @@ def post_webhook(url: str, doc: dict, timeout: float = 10) -> None:
 
 def notify_failure(context) -> None:
     """on_failure_callback: tell the configured webhook and/or callable; never raise."""
-    url, target = os.environ.get(WEBHOOK_ENV), os.environ.get(CALLBACK_ENV)
+    url, target = settings.FAILURE_WEBHOOK.read(), settings.FAILURE_CALLBACK.read()
     if url:
         try:
             post_webhook(url, _document(context))
@@ -71,4 +74,4 @@ def notify_failure(context) -> None:
 
 def callbacks() -> list:
     """The DAGs' on_failure_callback: [notify_failure] when a notifier is configured, else none."""
-    return [notify_failure] if os.environ.get(WEBHOOK_ENV) or os.environ.get(CALLBACK_ENV) else []
+    return [notify_failure] if settings.FAILURE_WEBHOOK.read() or settings.FAILURE_CALLBACK.read() else []

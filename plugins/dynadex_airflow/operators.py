@@ -8,7 +8,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator, timezone
 
-from dynadex import bootstrap
+from dynadex import bootstrap, settings
 from dynadex_airflow import airflow_api, stores
 from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client
@@ -59,16 +59,18 @@ class DynamoDBExportSensor(BaseOperator):
     """Waits for an export to finish, deferred (no worker slot held); returns its manifest's s3:// URL.
 
     A FAILED export fails the task with AWS's FailureCode and FailureMessage. With
-    ``export_manifest`` given (an existing export), returns it without waiting.
+    ``export_manifest`` given (an existing export), returns it without waiting. ``poke_interval`` and
+    ``timeout`` (seconds) default to ``DYNADEX_EXPORT_POLL_SECONDS`` and ``DYNADEX_EXPORT_TIMEOUT_SECONDS``.
     """
 
     template_fields = ("export_arn", "export_manifest", "aws_conn_id")
 
-    def __init__(self, *, export_arn, export_manifest=None, aws_conn_id="aws_default", poke_interval: float = 30,
-                 timeout: float = 6 * 3600, **kwargs):
+    def __init__(self, *, export_arn, export_manifest=None, aws_conn_id="aws_default",
+                 poke_interval: float | None = None, timeout: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.export_arn, self.export_manifest, self.aws_conn_id = export_arn, export_manifest, aws_conn_id
-        self.poke_interval, self.wait_timeout = poke_interval, timeout
+        self.poke_interval = settings.EXPORT_POLL_SECONDS.read() if poke_interval is None else poke_interval
+        self.wait_timeout = settings.EXPORT_TIMEOUT_SECONDS.read() if timeout is None else timeout
 
     @fail_fast
     def execute(self, context):
@@ -128,8 +130,6 @@ class StartStreamSyncOperator(TriggerDagRunOperator):
             return None
 
     def execute(self, context):
-        import os
-
         store = self.store if self.store not in (None, "", "None") else None
         self.conf = {"handover": {"table_name": self.table_name, "store": store}, "aws_conn_id": self.aws_conn_id}
         new_store = stores.remember(store)
@@ -138,9 +138,8 @@ class StartStreamSyncOperator(TriggerDagRunOperator):
                           store or "(default)", stores.VARIABLE)
         paused, unpaused = self._paused(context), False
         if paused:
-            wanted = self.unpause if self.unpause is not None else \
-                os.environ.get("DYNADEX_UNPAUSE_SYNC", "true").lower() not in ("0", "false", "no")
-            why = "unpausing is turned off (DYNADEX_UNPAUSE_SYNC=false)"
+            wanted = self.unpause if self.unpause is not None else settings.UNPAUSE_SYNC.read()
+            why = f"unpausing is turned off ({settings.UNPAUSE_SYNC.env}=false)"
             if wanted:
                 unpaused, why = airflow_api.unpause(self.trigger_dag_id)
             if unpaused:

@@ -1,38 +1,45 @@
 """The emulator's knobs: AWS's values by default, turned down to seconds by tests.
 
-Every knob is a flag of ``dynadex local-aws`` and an environment variable
-``DYNADEX_LOCAL_AWS_<NAME>`` (upper case), flags winning.
+Every knob is a flag of ``dynadex local-aws`` and an environment variable declared in ``dynadex.settings``
+(group "emulator", ``DYNADEX_LOCAL_AWS_<NAME>``; the field's metadata names it), flags winning.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+
+from dynadex import settings
+
+
+def _knob(setting: settings.Setting):
+    """A knob whose default and environment variable are ``setting``'s."""
+    return field(default=setting.default, metadata={"setting": setting})
 
 
 @dataclass
 class Knobs:
-    export_seconds: float = 5.0  # how long an export stays IN_PROGRESS
-    export_files: int = 4  # data files per export (partitions by key hash; some may be empty)
-    stream_shards: int = 4  # open shards per stream (items spread by key hash)
-    rollover_records: int = 0  # close a shard after this many records (0: never by count)
-    rollover_seconds: float = 4 * 3600.0  # close a shard after this age (AWS: about 4 h)
-    retention_seconds: float = 24 * 3600.0  # stream records live this long
-    iterator_seconds: float = 15 * 60.0  # shard iterators expire after this
-    min_incremental_seconds: float = 15 * 60.0  # shortest incremental export window
-    max_incremental_seconds: float = 24 * 3600.0  # longest incremental export window
-    pitr_window_seconds: float = 35 * 86400.0  # how far back PITR reaches
-    ttl_interval_seconds: float = 10.0  # how often the TTL sweeper runs
-    streams_lane: int = 1  # answer DynamoDB Streams' reads without moto's dispatch (0: through moto, as before)
-    keep_alive: int = 1  # keep HTTP connections open between requests, as AWS does (0: close after each answer)
+    export_seconds: float = _knob(settings.LOCAL_AWS_EXPORT_SECONDS)  # how long an export stays IN_PROGRESS
+    export_files: int = _knob(settings.LOCAL_AWS_EXPORT_FILES)  # data files per export (by key hash; some empty)
+    stream_shards: int = _knob(settings.LOCAL_AWS_STREAM_SHARDS)  # open shards per stream (items by key hash)
+    rollover_records: int = _knob(settings.LOCAL_AWS_ROLLOVER_RECORDS)  # close a shard after this many records
+    rollover_seconds: float = _knob(settings.LOCAL_AWS_ROLLOVER_SECONDS)  # close a shard after this age (~4 h)
+    retention_seconds: float = _knob(settings.LOCAL_AWS_RETENTION_SECONDS)  # stream records live this long
+    iterator_seconds: float = _knob(settings.LOCAL_AWS_ITERATOR_SECONDS)  # shard iterators expire after this
+    min_incremental_seconds: float = _knob(settings.LOCAL_AWS_MIN_INCREMENTAL_SECONDS)  # shortest incremental window
+    max_incremental_seconds: float = _knob(settings.LOCAL_AWS_MAX_INCREMENTAL_SECONDS)  # longest incremental window
+    pitr_window_seconds: float = _knob(settings.LOCAL_AWS_PITR_WINDOW_SECONDS)  # how far back PITR reaches
+    ttl_interval_seconds: float = _knob(settings.LOCAL_AWS_TTL_INTERVAL_SECONDS)  # how often the TTL sweeper runs
+    streams_lane: int = _knob(settings.LOCAL_AWS_STREAMS_LANE)  # Streams' reads without moto's dispatch (0: moto)
+    keep_alive: int = _knob(settings.LOCAL_AWS_KEEP_ALIVE)  # keep HTTP connections open (0: close after each)
+
+    @staticmethod
+    def setting(f) -> settings.Setting:
+        """The declaration of knob field ``f``: its environment variable, type, default and documentation."""
+        return f.metadata["setting"]
 
     @classmethod
     def from_env(cls, **overrides) -> "Knobs":
-        values = {}
-        for f in fields(cls):
-            env = os.environ.get(f"DYNADEX_LOCAL_AWS_{f.name.upper()}")
-            if env is not None:
-                values[f.name] = type(f.default)(float(env)) if f.type in ("int", int) else float(env)
+        values = {f.name: cls.setting(f).read() for f in fields(cls)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         knobs = cls(**values)
         knobs.export_files = int(knobs.export_files)

@@ -32,11 +32,11 @@ Invariants (ARCHITECTURE.md 1, 2 and 4):
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass, field
 
+from dynadex import settings as declared
 from dynadex.aws import error_code
 from dynadex.errors import AwsThrottled
 from dynadex.gcpause import quiet
@@ -56,54 +56,57 @@ THROTTLED = {"LimitExceededException", "ThrottlingException", "ProvisionedThroug
              "RequestLimitExceeded", "InternalServerError"}
 
 
-def _env(name: str, default: float) -> float:
-    return float(os.environ.get(f"DYNADEX_{name}", default))
+def _from(setting: declared.Setting):
+    """A field read from ``setting`` (``dynadex.settings``, group "sync") when a ``SyncSettings`` is made."""
+    return field(default_factory=setting.read, metadata={"setting": setting})
 
 
 @dataclass
 class SyncSettings:
-    """How the sync reads, batches and recovers. Every knob is read here, once, from ``DYNADEX_<NAME>``
-    (the default when unset); callers and tests override fields by name."""
+    """How the sync reads, batches and recovers. The knobs an environment variable sets are declared in
+    ``dynadex.settings`` (group "sync"; the field's metadata names it) and read when one is made; callers and
+    tests override fields by name."""
 
-    overlap_seconds: float = field(default_factory=lambda: _env("OVERLAP_SECONDS", 300))
+    overlap_seconds: float = _from(declared.OVERLAP_SECONDS)
     """Records older than the export's stream start minus this are skipped: the snapshot holds them."""
-    batch_records: int = field(default_factory=lambda: int(_env("BATCH_RECORDS", 10000)))
+    batch_records: int = _from(declared.BATCH_RECORDS)
     """A batch commits once it holds this many changes (or ``batch_seconds`` passed)."""
-    batch_seconds: float = field(default_factory=lambda: _env("BATCH_SECONDS", 0.5))
+    batch_seconds: float = _from(declared.BATCH_SECONDS)
     """A batch commits at the end of the pass that outlived this (or at the tip)."""
-    shard_readers: int = field(default_factory=lambda: int(_env("SHARD_READERS", 16)))
+    shard_readers: int = _from(declared.SHARD_READERS)
     """GetRecords calls in flight at once over a table's readable shards (one per shard at most); 1 reads
     the shards one after another in the sync's own thread."""
-    retention_seconds: float = field(default_factory=lambda: _env("STREAM_RETENTION_SECONDS", 24 * 3600))
+    retention_seconds: float = _from(declared.STREAM_RETENTION_SECONDS)
     """How long stream records live: a sync last seen longer ago than this is a gap."""
-    min_window_seconds: float = field(default_factory=lambda: _env("MIN_INCREMENTAL_SECONDS", 15 * 60))
+    min_window_seconds: float = _from(declared.MIN_INCREMENTAL_SECONDS)
     """The shortest incremental export window recovery may ask for."""
-    max_window_seconds: float = field(default_factory=lambda: _env("MAX_INCREMENTAL_SECONDS", 24 * 3600))
+    max_window_seconds: float = _from(declared.MAX_INCREMENTAL_SECONDS)
     """The longest incremental export window; longer gaps chain several."""
-    pitr_window_seconds: float = field(default_factory=lambda: _env("PITR_WINDOW_SECONDS", 35 * 86400))
+    pitr_window_seconds: float = _from(declared.PITR_WINDOW_SECONDS)
     """How far back point-in-time recovery reaches: a gap older than this needs a fresh bootstrap."""
-    export_poll_seconds: float = field(default_factory=lambda: _env("EXPORT_POLL_SECONDS", 10))
+    export_poll_seconds: float = _from(declared.EXPORT_POLL_SECONDS)
     """How often recovery polls DescribeExport."""
-    export_timeout_seconds: float = field(default_factory=lambda: _env("EXPORT_TIMEOUT_SECONDS", 6 * 3600))
+    export_timeout_seconds: float = _from(declared.EXPORT_TIMEOUT_SECONDS)
     """How long recovery waits for one incremental export."""
-    caught_up_note_seconds: float = field(default_factory=lambda: _env("CAUGHT_UP_NOTE_SECONDS", 60))
+    caught_up_note_seconds: float = _from(declared.CAUGHT_UP_NOTE_SECONDS)
     """At most this often, a pass at the tip stores its start as applied-through."""
     idle_min_seconds: float = 0.05
     """The first pause after a pass that found nothing."""
-    idle_max_seconds: float = field(default_factory=lambda: _env("IDLE_MAX_SECONDS", 1.0))
+    idle_max_seconds: float = _from(declared.IDLE_MAX_SECONDS)
     """Idle pauses double up to this."""
     max_backoff_attempts: int = 8
     """Calls throttled this many times in a row raise."""
-    at_timestamp: bool = field(default_factory=lambda: _env("AT_TIMESTAMP", 1) != 0)
+    at_timestamp: bool = _from(declared.AT_TIMESTAMP)
     """A shard without a checkpoint is read from the snapshot's stream start minus ``overlap_seconds``
     (GetShardIterator AT_TIMESTAMP) rather than from the 24 h horizon; 0 turns it off."""
     flush_every_batches: int = field(
-        default_factory=lambda: int(_env("FLUSH_EVERY_BATCHES", 100 if lake_module.INLINE_ROWS else 0)))
+        default_factory=lambda: declared.FLUSH_EVERY_BATCHES.read(None if lake_module.INLINE_ROWS else 0),
+        metadata={"setting": declared.FLUSH_EVERY_BATCHES})
     """Every this many committed batches, the rows small batches inlined in the catalog are written into
     files (``Store.flush_inlined``, ~0.4 s): without it a batch's statements slow down with every batch of
     the run (decision 0021). 0 never flushes (maintenance still does); the default is 100 while inlining is
     on (the default), 0 when ``DYNADEX_INLINE_ROWS=0`` turns it off."""
-    fold_every_batches: int = field(default_factory=lambda: int(_env("FOLD_EVERY_BATCHES", 10)))
+    fold_every_batches: int = _from(declared.FOLD_EVERY_BATCHES)
     """Every this many committed batches, the table's indexes are checked for small files (stream batches and
     flushes) and folded into one sorted file per index once one holds ``small_files.FOLD_AT_FILES`` of them
     (``Store.fold_small_files``, decision 0028): DuckLake's merge never touches a file that lost a row, so
@@ -114,11 +117,11 @@ class SyncSettings:
     whole delete file again. The inlined rows are flushed first (the checkpoint and state rows of a backlog's
     batches slowed its statements too). The check is skipped while every batch since the last one was
     inlined. 0 never folds (maintenance still does)."""
-    lean_get_records: bool = field(default_factory=lambda: _env("LEAN_GET_RECORDS", 1) != 0)
+    lean_get_records: bool = _from(declared.LEAN_GET_RECORDS)
     """GetRecords through ``stream.get_records`` (botocore's signer, pool and retry rules, without its per-call
     pipeline: ~0.5 ms less CPU per empty answer, 3x less on a page of records; decision 0024); 0 calls the
     boto3 client's method."""
-    stop_check_seconds: float = field(default_factory=lambda: _env("STOP_CHECK_SECONDS", 15))
+    stop_check_seconds: float = _from(declared.STOP_CHECK_SECONDS)
     """How often a run with a ``should_stop`` asks it (after a batch): a run that is no longer wanted (another
     run waits to follow a new table) ends at that batch boundary, not at its window's end."""
 
