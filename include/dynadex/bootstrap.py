@@ -158,6 +158,29 @@ class TableInfo:
     def to_dict(self) -> dict:
         return {**self.__dict__, "key_names": list(self.key_names), "key_types": list(self.key_types)}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TableInfo":
+        return cls(**{**d, "key_names": tuple(d["key_names"]), "key_types": tuple(d["key_types"])})
+
+
+@dataclass(frozen=True)
+class PinnedStream:
+    """The stream position the sync starts from, taken before the export: its ARN and T0 (epoch seconds)."""
+
+    stream_arn: str
+    t0: float
+
+    @property
+    def start_micros(self) -> int:
+        return int(self.t0 * 1_000_000)
+
+    def to_dict(self) -> dict:
+        return {"stream_arn": self.stream_arn, "t0": self.t0}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PinnedStream":
+        return cls(d["stream_arn"], float(d["t0"]))
+
 
 def validate_table(ddb, table_name: str) -> TableInfo:
     try:
@@ -198,9 +221,9 @@ def validate_table(ddb, table_name: str) -> TableInfo:
     )
 
 
-def pin_stream_start(info: TableInfo) -> dict:
+def pin_stream_start(info: TableInfo) -> PinnedStream:
     """The stream position the sync will start from, taken before the export: stream ARN and T0."""
-    return {"stream_arn": info.stream_arn, "t0": round(time.time(), 3)}
+    return PinnedStream(info.stream_arn, round(time.time(), 3))
 
 
 def client_token(*parts: str) -> str:
@@ -258,10 +281,10 @@ def run(ddb, table_name: str, *, bucket: str, prefix: str = "dynadex", export_fo
     say(f"table {table_name}: key {key}, about {info.items_estimate} items (DescribeTable's estimate), "
         f"stream {info.stream_arn}")
     pinned = pin_stream_start(info)
-    say(f"stream pinned at T0 {pinned['t0']:.3f}: the sync will read from there")
-    token = client_token("dynadex-run", table_name, str(pinned["t0"]), *token_parts)
+    say(f"stream pinned at T0 {pinned.t0:.3f}: the sync will read from there")
+    token = client_token("dynadex-run", table_name, str(pinned.t0), *token_parts)
     arn = start_export(ddb, info, bucket=bucket, prefix=prefix, export_format=export_format,
-                       export_time=pinned["t0"], token=token, bucket_owner=bucket_owner, kms_key_id=kms_key_id)
+                       export_time=pinned.t0, token=token, bucket_owner=bucket_owner, kms_key_id=kms_key_id)
     say(f"export {arn} started to s3://{bucket}/{prefix.strip('/')} ({export_format})")
     started = time.time()
     deadline = started + timeout_seconds
@@ -277,6 +300,6 @@ def run(ddb, table_name: str, *, bucket: str, prefix: str = "dynadex", export_fo
     say(f"export {description['ExportStatus']} after {time.time() - started:.0f}s: "
         f"{description.get('ItemCount', '?')} items, {description.get('BilledSizeBytes', '?')} bytes; indexing {manifest}")
     result = ingest_export(manifest, table_name, key, store=store, data_path=data_path, workers=workers,
-                           chunk_target_mb=chunk_target_mb, stream_arn=pinned["stream_arn"],
-                           stream_start_micros=int(pinned["t0"] * 1_000_000))
-    return {**result, "export_arn": arn, "manifest": manifest, "t0": pinned["t0"]}
+                           chunk_target_mb=chunk_target_mb, stream_arn=pinned.stream_arn,
+                           stream_start_micros=pinned.start_micros)
+    return {**result, "export_arn": arn, "manifest": manifest, "t0": pinned.t0}

@@ -13,7 +13,6 @@ cores (``threads_per_build``).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import os
@@ -24,10 +23,11 @@ from dataclasses import dataclass
 
 from dynadex.errors import DynadexError
 from dynadex.export.manifest import Export, read_export
-from dynadex.store import PublishSpec, Store
+from dynadex.store import Checkpoint, PublishSpec, Store
 from dynadex.store.bulk import prepare as prep
 from dynadex.store.bulk.build import BuildResult, build_chunk, snapshot_version
 from dynadex.store.bulk.plan import ChunkSpec, plan_chunks
+from dynadex.store.bulk.publish import ExportMeta
 from dynadex.store.catalog.location import StoreLocation, resolve
 
 log = logging.getLogger("dynadex.ingest")
@@ -50,13 +50,6 @@ def parse_key_spec(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if not 1 <= len(names) <= 2:
         raise KeySpecError(f"bad key spec {text!r}: a key has a partition key and at most one sort key")
     return tuple(names), tuple(types)
-
-
-def iso_to_micros(text: str) -> int:
-    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return int(when.timestamp() * 1_000_000)
 
 
 MAX_CHUNK_MB = 256
@@ -95,8 +88,8 @@ def plan(source: str, chunk_target_mb: float | None = None, parallelism: int = 1
     if chunk_target_mb <= 0:
         raise DynadexError(f"chunk target must be more than 0 MB, got {chunk_target_mb}")
     chunks = plan_chunks(export.files, int(chunk_target_mb * 1_000_000))
-    micros = iso_to_micros(export.summary.export_time)
-    return IngestPlan(export, chunks, export.summary.export_id, snapshot_version(micros), chunk_target_mb)
+    return IngestPlan(export, chunks, export.summary.export_id, snapshot_version(export.summary.export_time_micros),
+                      chunk_target_mb)
 
 
 def _build_one(args) -> dict:
@@ -108,7 +101,8 @@ def _build_one(args) -> dict:
 
 def _run_job(args) -> dict:
     location, plan_dict, job_dict, threads = args
-    return prep.run_job(location, prep.PublishPlan.from_dict(plan_dict), prep.Job.from_dict(job_dict), threads=threads)
+    return prep.run_job(location, prep.PublishPlan.from_dict(plan_dict), prep.Job.from_dict(job_dict),
+                        threads=threads).to_dict()
 
 
 def _cpu_seconds() -> float:
@@ -126,7 +120,7 @@ def _map(fn, jobs: list, workers: int) -> list:
 
 def ingest_export(source: str, table: str, key: str, *, store: str | None = None, data_path: str | None = None,
                   workers: int | None = None, chunk_target_mb: float | None = None, stream_arn: str | None = None,
-                  stream_start_micros: int | None = None, checkpoints: list[dict] | None = None) -> dict:
+                  stream_start_micros: int | None = None, checkpoints: list[Checkpoint] = ()) -> dict:
     key_names, key_types = parse_key_spec(key)
     workers = workers or os.cpu_count() or 1
     phases: dict[str, float] = {}
@@ -149,24 +143,9 @@ def ingest_export(source: str, table: str, key: str, *, store: str | None = None
     p.export.check_total()  # every data file held what its entry says: now the entries must add up
     phase("build")
     s = p.export.summary
-    spec = PublishSpec(
-        table=table,
-        build_id=p.build_id,
-        chunk_ids=[c.chunk_id for c in p.chunks],
-        key_names=key_names,
-        key_types=key_types,
-        expected_items={c.chunk_id: c.items for c in p.chunks},
-        total_items=s.item_count,
-        export_arn=s.export_arn,
-        export_time=s.export_time,
-        export_time_micros=iso_to_micros(s.export_time),
-        stream_arn=stream_arn,
-        stream_start_micros=min(stream_start_micros, iso_to_micros(s.export_time))
-        if stream_start_micros else iso_to_micros(s.export_time),
-        checkpoints=checkpoints or [],
-        export_bucket=s.s3_bucket if source.startswith("s3://") else None,
-        export_prefix=s.s3_prefix,
-    )
+    spec = PublishSpec.for_export(table, key_names, key_types, ExportMeta.of(s, source), p.chunks,
+                                  stream_arn=stream_arn, stream_start_micros=stream_start_micros,
+                                  checkpoints=checkpoints)
     prepared = prep.prepare(location, table, p.build_id, spec.chunk_ids, key_names, spec.expected_items,
                             spec.total_items)
     phase("prepare")

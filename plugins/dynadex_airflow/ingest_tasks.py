@@ -15,12 +15,12 @@ import logging
 
 from dynadex import bootstrap
 from dynadex.export.manifest import read_export
-from dynadex.ingest import auto_chunk_target_mb, iso_to_micros
+from dynadex.ingest import auto_chunk_target_mb
 from dynadex.store import PublishSpec, Store
 from dynadex.store.bulk import prepare as prep
 from dynadex.store.bulk.build import build_chunk as build_one
-from dynadex.store.bulk.build import snapshot_version
 from dynadex.store.bulk.plan import ChunkSpec, makespan_ratio, plan_chunks
+from dynadex.store.bulk.publish import ExportMeta
 from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client, store_location
 
@@ -37,10 +37,9 @@ def validate(params: dict) -> dict:
 
 @fail_fast
 def pin(table: dict) -> dict:
-    info = bootstrap.TableInfo(**{**table, "key_names": tuple(table["key_names"]), "key_types": tuple(table["key_types"])})
-    pinned = bootstrap.pin_stream_start(info)
-    log.info("stream pinned: %s from T0=%s", pinned["stream_arn"], pinned["t0"])
-    return pinned
+    pinned = bootstrap.pin_stream_start(bootstrap.TableInfo.from_dict(table))
+    log.info("stream pinned: %s from T0=%s", pinned.stream_arn, pinned.t0)
+    return pinned.to_dict()
 
 
 def _full_export(manifest: str, params: dict):
@@ -52,21 +51,8 @@ def _full_export(manifest: str, params: dict):
 
 @fail_fast
 def describe(manifest: str, params: dict) -> dict:
-    """What publish needs to know about the export (small; XCom)."""
-    s = _full_export(manifest, params).summary
-    micros = iso_to_micros(s.export_time)
-    return {
-        "manifest": manifest,
-        "build_id": s.export_id,
-        "export_arn": s.export_arn,
-        "export_time": s.export_time,
-        "export_time_micros": micros,
-        "version": snapshot_version(micros),
-        "total_items": s.item_count,
-        "format": s.output_format,
-        "bucket": manifest.split("/")[2] if manifest.startswith("s3://") else None,
-        "prefix": s.s3_prefix,
-    }
+    """What publish needs to know about the export (an ExportMeta; XCom carries its dict)."""
+    return ExportMeta.of(_full_export(manifest, params).summary, manifest).to_dict()
 
 
 @fail_fast
@@ -86,11 +72,11 @@ def plan(manifest: str, params: dict, parallelism: int = 16) -> list[dict]:
 
 @fail_fast
 def build(spec: dict, meta: dict, table: dict, params: dict) -> dict:
-    chunk = ChunkSpec.from_dict(spec)
-    export = read_export(meta["manifest"], check_sidecars=False, stat_files=False,
+    chunk, export_meta, info = ChunkSpec.from_dict(spec), ExportMeta.from_dict(meta), bootstrap.TableInfo.from_dict(table)
+    export = read_export(export_meta.manifest, check_sidecars=False, stat_files=False,
                          s3_client=client("s3", params["aws_conn_id"]))
-    result = build_one(export, chunk, _location(params), table["name"], meta["build_id"],
-                       tuple(table["key_names"]), tuple(table["key_types"]), meta["version"])
+    result = build_one(export, chunk, _location(params), info.name, export_meta.build_id, info.key_names,
+                       info.key_types, export_meta.version)
     log.info("%s: %d items, %.1f MB gzip / %.1f MB JSON in %.1fs (%.1f MB/s)", chunk.label(), result.items,
              result.gzip_bytes / 1e6, result.json_bytes / 1e6, result.seconds, result.json_bytes / 1e6 / max(result.seconds, 1e-9))
     return result.to_dict()
@@ -102,24 +88,15 @@ def _location(params: dict):
 
 
 def _spec(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, params: dict) -> PublishSpec:
-    return PublishSpec(
-        table=table["name"],
-        build_id=meta["build_id"],
-        chunk_ids=[c["chunk_id"] for c in chunks],
-        key_names=tuple(table["key_names"]),
-        key_types=tuple(table["key_types"]),
-        expected_items={c["chunk_id"]: c["items"] for c in chunks},
-        total_items=meta["total_items"],
-        export_arn=meta["export_arn"],
-        export_time=meta["export_time"],
-        export_time_micros=meta["export_time_micros"],
-        export_bucket=meta.get("bucket") or params.get("s3_bucket"),
-        export_prefix=meta.get("prefix") or params.get("s3_prefix"),
-        stream_arn=(pinned or {}).get("stream_arn") or table.get("stream_arn"),
-        # the stream must be read from no later than the export time (an existing export may be older than T0)
-        stream_start_micros=min(int(float(pinned["t0"]) * 1_000_000), meta["export_time_micros"])
-        if pinned else meta["export_time_micros"],
-    )
+    """The publish these XCom values describe (PublishSpec.for_export, as ``ingest_export`` builds it)."""
+    info = bootstrap.TableInfo.from_dict(table)
+    stream = bootstrap.PinnedStream.from_dict(pinned) if pinned else None
+    return PublishSpec.for_export(
+        info.name, info.key_names, info.key_types, ExportMeta.from_dict(meta),
+        [ChunkSpec.from_dict(c) for c in chunks],
+        stream_arn=(stream.stream_arn if stream else None) or info.stream_arn,
+        stream_start_micros=stream.start_micros if stream else None,
+        export_bucket=params.get("s3_bucket"), export_prefix=params.get("s3_prefix"))
 
 
 @fail_fast
@@ -141,10 +118,10 @@ def prepare(meta: dict, chunks: list[dict], table: dict, params: dict) -> list[d
 @fail_fast
 def run_check(job: dict, meta: dict, table: dict, params: dict) -> dict:
     location = _location(params)
-    plan = prep.load_plan(location, table["name"], meta["build_id"])
+    plan = prep.load_plan(location, bootstrap.TableInfo.from_dict(table).name, ExportMeta.from_dict(meta).build_id)
     record = prep.run_job(location, plan, prep.Job.from_dict({k: v for k, v in job.items() if k != "label"}))
-    log.info("%s: %s", job["label"], {k: v for k, v in record.items() if k not in ("job", "digest")})
-    return {k: v for k, v in record.items() if k != "job"}
+    log.info("%s: %s", job["label"], record.figures())
+    return {"digest": record.digest, **record.figures()}
 
 
 @fail_fast
@@ -155,5 +132,5 @@ def publish(meta: dict, chunks: list[dict], table: dict, pinned: dict | None, pa
         already = state is not None and state.build_id == spec.build_id
         plan = None if already else prep.load_plan(st.location, spec.table, spec.build_id)
         result = st.publish(spec, plan)
-    log.info("publish %s: %s", table["name"], result)
+    log.info("publish %s: %s", spec.table, result)
     return result

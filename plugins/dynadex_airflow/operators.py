@@ -44,14 +44,14 @@ class DynamoDBStartExportOperator(BaseOperator):
         if self.export_arn:
             self.log.info("indexing the existing export %s", self.export_arn)
             return self.export_arn
-        info = bootstrap.TableInfo(**{**self.table, "key_names": tuple(self.table["key_names"]),
-                                      "key_types": tuple(self.table["key_types"])})
-        token = bootstrap.client_token(self.dag_id, context["run_id"], info.name, str(self.pin["t0"]))
+        info = bootstrap.TableInfo.from_dict(self.table)
+        pin = bootstrap.PinnedStream.from_dict(self.pin)
+        token = bootstrap.client_token(self.dag_id, context["run_id"], info.name, str(pin.t0))
         arn = bootstrap.start_export(client("dynamodb", self.aws_conn_id), info, bucket=self.s3_bucket,
                                      prefix=self.s3_prefix or "", export_format=self.export_format,
-                                     export_time=self.pin["t0"], token=token,
+                                     export_time=pin.t0, token=token,
                                      bucket_owner=self.s3_bucket_owner or None, kms_key_id=self.s3_sse_kms_key_id or None)
-        self.log.info("export %s of %s at T0=%s (ClientToken %s)", arn, info.name, self.pin["t0"], token)
+        self.log.info("export %s of %s at T0=%s (ClientToken %s)", arn, info.name, pin.t0, token)
         return arn
 
 

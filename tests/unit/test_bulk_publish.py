@@ -98,8 +98,8 @@ def test_publish_registers_the_merged_ranges_and_writes_no_data(tmp_path, monkey
         result = st.publish(spec, plan)
     assert parquet_files(tmp_path / "store") == before  # nothing written: files registered as they are
     assert result["published"] and result["items"] == 901 and result["files"] == 2 + 2 + 2
-    merged = {kind: [f for r in records if r["job"]["kind"] == kind for f in r["files"]] for kind in ("keys", "entries")}
-    merged_cols = [f for r in records if r["job"]["kind"] == "keys" for f in r["cols"]]
+    merged = {kind: [f for r in records if r.job.kind == kind for f in r.files] for kind in ("keys", "entries")}
+    merged_cols = [f for r in records if r.job.kind == "keys" for f in r.cols]
     assert sorted(listed(store, "row_index")) == sorted(merged["keys"])
     assert sorted(listed(store, "main")) == sorted(merged_cols)
     assert not set(listed(store, "main")) & {f for m in manifests for f in m.files["cols"]}
@@ -141,7 +141,7 @@ def test_chunks_that_disagree_on_types_are_cast_by_the_range_merges(tmp_path, mo
     plan = plan_of(location, spec)
     assert [j.kind for j in plan.jobs] == ["keys"] * ranges
     cast = sorted(plan.cast_chunks)
-    by_file = {s.files[0]["key"]: s.chunk_id for s in specs}
+    by_file = {s.files[0].key: s.chunk_id for s in specs}
     chunk_of = {name: by_file[k] for name, k in zip("abc", sorted(by_file))}
     # a: integers (BIGINT) against DECIMAL elsewhere; b: its majority N owns "code" in b alone
     assert cast == sorted([chunk_of["a"], chunk_of["b"]])
@@ -180,7 +180,7 @@ def test_a_key_in_two_chunks_is_refused_by_the_range_checks(tmp_path, monkeypatc
         if job.kind != "keys":
             continue
         try:
-            outcomes.append(prep.run_job(location, plan, job)["rows"])
+            outcomes.append(prep.run_job(location, plan, job).rows)
         except PublishRefused as exc:
             outcomes.append(str(exc))
     refusals = [o for o in outcomes if isinstance(o, str)]
@@ -203,7 +203,7 @@ def test_ranges_partition_the_keys(tmp_path, monkeypatch):
     jobs = [j for j in plan.jobs if j.kind == "keys"]
     assert len(jobs) == 8 and jobs[0].lo is None and jobs[-1].hi is None
     assert all(a.hi == b.lo for a, b in zip(jobs, jobs[1:]))  # contiguous, no gap, no overlap
-    counts = [prep.run_job(location, plan, j)["rows"] for j in jobs]
+    counts = [prep.run_job(location, plan, j).rows for j in jobs]
     assert sum(counts) == 400 and max(counts) < 100  # each job reads its share only
 
 
@@ -387,7 +387,7 @@ def test_re_running_every_step_after_publish_is_a_no_op(tmp_path, monkeypatch):
         assert result.seconds == 0.0
     plan = plan_of(location, spec)
     for job in plan.jobs:  # nor do the range jobs read the deleted files or merge again
-        assert prep.run_job(location, plan, job)["digest"] == plan.digest
+        assert prep.run_job(location, plan, job).digest == plan.digest
     assert parquet_files(tmp_path / "store") == before
     with Store(store, read_only=False) as st:
         assert st.publish(spec, plan)["published"] is False
@@ -506,7 +506,7 @@ def test_publish_refuses_merged_ranges_that_do_not_add_up(tmp_path, monkeypatch,
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
     plan = plan_of(location, spec)
-    records = [prep.run_job(location, plan, job) for job in plan.jobs]
+    records = [prep.run_job(location, plan, job).to_dict() for job in plan.jobs]  # as kept on disk
     job_kind, field_ = {"keys": ("keys", "merged"), "columns": ("keys", "cols_merged"),
                         "entries": ("entries", "merged"), "older": ("keys", "cols")}[kind]
     victim = next(r for r in records if r["job"]["kind"] == job_kind and r["merged"])
@@ -531,7 +531,7 @@ def test_publish_writes_the_ledger_and_registry_in_few_statements_in_order(tmp_p
     store = str(tmp_path / "store")
     export, specs, location = build_all(summary, store)
     spec = spec_for(export, specs)
-    want = [c["name"] for c in plan_of(location, spec).columns]
+    want = [c.name for c in plan_of(location, spec).columns]
     with Store(store, read_only=False) as st:
         st.publish(spec)
         assert st.query("SELECT count(*), count(DISTINCT chunk_id) FROM dynadex.chunks")[1] == [(5, 5)]

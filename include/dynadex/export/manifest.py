@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import json
 import posixpath
@@ -45,6 +46,14 @@ class DataFile:
     md5: str  # base64(MD5(gzip bytes))
     etag: str | None = None
     size: int | None = None  # bytes, when known (listing or local stat)
+
+
+def iso_to_micros(text: str) -> int:
+    """An ISO 8601 instant as AWS writes it (``2024-05-14T11:14:20.608Z``; no zone means UTC) in microseconds."""
+    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return int(when.timestamp() * 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,11 @@ class ExportSummary:
     @property
     def export_id(self) -> str:
         return self.export_arn.rsplit("/", 1)[-1]
+
+    @property
+    def export_time_micros(self) -> int:
+        """The export time (a full export's point in time) in microseconds since the epoch, UTC."""
+        return iso_to_micros(self.export_time)
 
     @property
     def table_name(self) -> str | None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from dynadex import settings
 from dynadex.errors import MalformedLine
-from dynadex.export.manifest import DataFile, Export
+from dynadex.export.manifest import Export
 from dynadex.export.reader import FileStats, iter_lines
 from dynadex.export.records import parser_for
 from dynadex.store.bulk.chunk_writer import ChunkWriter
@@ -105,8 +105,7 @@ def _build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table
     parse = parser_for(export.summary.output_format)
     writer = ChunkWriter(location, table, build_id, spec.chunk_id, key_names, key_types, part_items=part_items)
     gz = raw = 0
-    for n, f in enumerate(spec.files, 1):
-        data_file = DataFile(key=f["key"], item_count=f["item_count"], md5=f["md5"], size=f.get("size"))
+    for n, data_file in enumerate(spec.files, 1):
         where = export.url(data_file.key)
         stats = FileStats()
         for number, line in iter_lines(export.source, data_file, stats):
@@ -120,6 +119,6 @@ def _build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table
         elapsed = max(time.monotonic() - started, 1e-9)
         log.info("%s: file %d/%d done (%d items); %d items, %.1f MB/s so far",
                  spec.chunk_id, n, len(spec.files), stats.items, writer.items + len(writer.shaped), raw / elapsed / 1e6)
-    manifest = writer.finish({"files": [f["key"] for f in spec.files], "json_bytes": raw, "gzip_bytes": gz},
+    manifest = writer.finish({"files": [f.key for f in spec.files], "json_bytes": raw, "gzip_bytes": gz},
                              threads=threads or _env_threads())
     return BuildResult(spec.chunk_id, manifest.items, gz, raw, time.monotonic() - started)

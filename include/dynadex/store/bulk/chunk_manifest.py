@@ -81,8 +81,8 @@ class ChunkManifest:
     items: int
     key_names: tuple[str, ...]
     key_types: tuple[str, ...]
-    files: dict[str, list[str]]  # rows / cols / inv -> file URIs as DuckDB reads them
-    columns: list[ColumnStats]
+    files: dict[str, list[str]] = field(default_factory=dict)  # rows / cols / inv -> file URIs as DuckDB reads them
+    columns: list[ColumnStats] = field(default_factory=list)
     key_bounds: list[str] = field(default_factory=list)  # min, evenly spaced keys, max (sorted); [] if empty
     inverted_entries: int = 0
     inverted_bounds: list[list] = field(default_factory=list)  # [path, value, key]: min, evenly spaced, max

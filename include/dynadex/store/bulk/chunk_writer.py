@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 
@@ -27,23 +28,26 @@ from dynadex.store.layout.names import KEY_COLUMN, literal_list
 from dynadex.store.layout.shape import Shaped
 
 
-def finish_chunk(con, location: StoreLocation, table: str, build_id: str, chunk_id: str, key_types: tuple[str, ...],
-                 *, rows_sql: str, cols_sql: str | None, inv_sql: str, stats: list[ColumnStats], steps=None) -> dict:
-    """Write the chunk's final files (fresh attempt folder) from staged relations; returns files and figures."""
-    d = new_attempt_dir(location, table, build_id, chunk_id)
+def finish_chunk(con, location: StoreLocation, chunk: ChunkManifest, *, rows_sql: str, cols_sql: str | None,
+                 inv_sql: str, stats: list[ColumnStats], steps=None) -> ChunkManifest:
+    """Write the chunk's final files (a fresh attempt folder) from staged relations, then its manifest: ``chunk``
+    (identity, item count and build figures) completed with the files, columns and bounds. The chunk exists for
+    publish from the moment this returns, not before."""
+    d = new_attempt_dir(location, chunk.table, chunk.build_id, chunk.chunk_id)
     step = steps or (lambda _name: None)
     files = {"rows": [f"{d}/rows.parquet"], "cols": [f"{d}/cols.parquet"], "inv": [f"{d}/inv.parquet"]}
-    chunk_files.write_rows(con, rows_sql, key_types, files["rows"][0])
+    chunk_files.write_rows(con, rows_sql, chunk.key_types, files["rows"][0])
     step("rows")
     columns = chunk_files.chunk_columns([s for s in stats if s.count])
     chunk_files.write_columns(con, cols_sql or f"SELECT key AS {KEY_COLUMN} FROM ({rows_sql})", columns, files["cols"][0])
     step("columns")
     entries = chunk_files.write_inverted(con, inv_sql, files["inv"][0])
     step("inverted")
-    bounds = chunk_files.key_bounds(con, files["rows"][0])
-    inv_bounds = chunk_files.inverted_bounds(con, files["inv"][0], entries)
-    return {"files": files, "columns": columns, "key_bounds": bounds, "inverted_entries": entries,
-            "inverted_bounds": inv_bounds}
+    manifest = replace(chunk, files=files, columns=columns, key_bounds=chunk_files.key_bounds(con, files["rows"][0]),
+                       inverted_entries=entries,
+                       inverted_bounds=chunk_files.inverted_bounds(con, files["inv"][0], entries))
+    write_manifest(location, manifest)
+    return manifest
 
 
 class ChunkWriter:
@@ -98,18 +102,14 @@ class ChunkWriter:
                 rows_sql = empty_rows_sql(self.key_types)
                 cols_sql = None
                 inv_sql = "SELECT NULL::VARCHAR AS path, NULL::VARCHAR AS kind, NULL::VARCHAR AS value, NULL::VARCHAR AS key LIMIT 0"
-            out = finish_chunk(con, self.location, self.table, self.build_id, self.chunk_id, self.key_types,
-                               rows_sql=rows_sql, cols_sql=cols_sql, inv_sql=inv_sql, stats=list(self.stats.values()))
+            chunk = ChunkManifest(self.table, self.build_id, self.chunk_id, self.items, self.key_names, self.key_types,
+                                  built_by=extra.get("built_by", "python"), source_files=extra.get("files", []),
+                                  json_bytes=extra.get("json_bytes", 0), gzip_bytes=extra.get("gzip_bytes", 0))
+            return finish_chunk(con, self.location, chunk, rows_sql=rows_sql, cols_sql=cols_sql, inv_sql=inv_sql,
+                                stats=list(self.stats.values()))
         finally:
             con.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
-        manifest = ChunkManifest(self.table, self.build_id, self.chunk_id, self.items, self.key_names, self.key_types,
-                                 out["files"], out["columns"], out["key_bounds"], out["inverted_entries"],
-                                 inverted_bounds=out["inverted_bounds"],
-                                 built_by=extra.get("built_by", "python"), source_files=extra.get("files", []),
-                                 json_bytes=extra.get("json_bytes", 0), gzip_bytes=extra.get("gzip_bytes", 0))
-        write_manifest(self.location, manifest)
-        return manifest
 
 
 def empty_rows_sql(key_types: tuple[str, ...]) -> str:

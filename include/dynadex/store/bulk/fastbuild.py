@@ -5,7 +5,7 @@ but about 13k items/s per core. Here DuckDB reads the gzip files, parses
 each line into a struct whose type is the export's own attribute structure,
 and stages the three indexes with SQL generated from that structure
 (``fast_sql``: canonical item text, canonical key, typed columns, inverted
-entries); ``segments.finish_chunk`` writes them as the chunk's final files.
+entries); ``chunk_writer.finish_chunk`` writes them as the chunk's final files.
 This module only orchestrates: download and checks, parse rounds, the
 Python share of odd lines, the manifest.
 
@@ -60,7 +60,7 @@ from dynadex.export.manifest import Export
 from dynadex.export.records import parse_json_line
 from dynadex.export.source import LocalSource
 from dynadex.store.bulk import fast_sql
-from dynadex.store.bulk.chunk_manifest import ChunkManifest, ColumnStats, remove_manifest, write_manifest
+from dynadex.store.bulk.chunk_manifest import ChunkManifest, ColumnStats, remove_manifest
 from dynadex.store.bulk.chunk_writer import add_stats, finish_chunk
 from dynadex.store.bulk.fast_structure import OutsideFastPath, clean, merge, sampled_structure
 from dynadex.store.bulk.plan import ChunkSpec
@@ -103,17 +103,17 @@ def _local_files(export: Export, spec: ChunkSpec, tmp: str) -> tuple[list[str], 
     for f in spec.files:
         md5 = hashlib.md5()
         if isinstance(export.source, LocalSource):
-            path = str(export.source.path(f["key"]))
+            path = str(export.source.path(f.key))
             with open(path, "rb") as fh:
                 while block := fh.read(1 << 22):
                     md5.update(block)
         else:
             path = os.path.join(tmp, f"{len(paths):05d}.json.gz")
-            with export.source.open(f["key"]) as body, open(path, "wb") as out:
+            with export.source.open(f.key) as body, open(path, "wb") as out:
                 while block := body.read(1 << 22):
                     md5.update(block)
                     out.write(block)
-        if base64.b64encode(md5.digest()).decode("ascii") != f["md5"]:
+        if base64.b64encode(md5.digest()).decode("ascii") != f.md5:
             raise OutsideFastPath(f"{f['key']}: MD5 differs")
         with open(path, "rb") as fh:
             head = fh.read(2)
@@ -140,7 +140,7 @@ def _check_counts(con, files: list[str], isizes: list[int], spec: ChunkSpec) -> 
               con.execute("SELECT filename, count(*), sum(strlen(line) + 1) FROM lines GROUP BY ALL").fetchall()}
     for path, isize, f in zip(files, isizes, spec.files):
         n, size = counts.get(path, (0, 0))
-        if n != f["item_count"]:
+        if n != f.item_count:
             raise OutsideFastPath(f"{f['key']}: {n} lines, manifest says {f['item_count']}")
         # DuckDB reads a gzip stream cut before its trailer without complaint: the trailer's size must
         # match what was read (a truncated file ends in deflate data, not in its size)
@@ -248,14 +248,12 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
             rows = f"({rows}) UNION ALL BY NAME (SELECT * FROM py_rows)"
             cols = f"({cols}) UNION ALL BY NAME (SELECT * FROM py_cols)"
             inv = f"({inv}) UNION ALL BY NAME (SELECT * FROM py_inv)"
-        out = finish_chunk(con, location, table, build_id, spec.chunk_id, key_types, rows_sql=rows, cols_sql=cols,
-                           inv_sql=inv, stats=list(stats.values()), steps=steps)
-        manifest = ChunkManifest(table, build_id, spec.chunk_id, total, tuple(key_names), tuple(key_types),
-                                 out["files"], out["columns"], out["key_bounds"], out["inverted_entries"],
-                                 inverted_bounds=out["inverted_bounds"],
-                                 built_by="duckdb", python_lines=bad, source_files=[f["key"] for f in spec.files],
-                                 json_bytes=int(json_bytes), gzip_bytes=sum(os.path.getsize(p) for p in files))
-        write_manifest(location, manifest)
+        manifest = finish_chunk(
+            con, location, ChunkManifest(table, build_id, spec.chunk_id, total, tuple(key_names), tuple(key_types),
+                                         built_by="duckdb", python_lines=bad, source_files=[f.key for f in spec.files],
+                                         json_bytes=int(json_bytes),
+                                         gzip_bytes=sum(os.path.getsize(p) for p in files)),
+            rows_sql=rows, cols_sql=cols, inv_sql=inv, stats=list(stats.values()), steps=steps)
         log.info("%s: %d items, %.0f MB in %.1fs in DuckDB (%d files): %s", spec.chunk_id, total, json_bytes / 1e6,
                  time.monotonic() - started, len(files), ", ".join(steps.spent))
         return manifest

@@ -28,16 +28,17 @@ class ChunkSpec:
     chunk_id: str
     index: int
     count: int
-    files: list[dict]  # {"key", "size", "item_count", "md5"}
+    files: list[DataFile]  # key, item count, md5 and size of each: never data
     bytes: int
     items: int
 
     def to_dict(self) -> dict:
+        """For XCom: plain JSON."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChunkSpec":
-        return cls(**d)
+        return cls(**{**d, "files": [DataFile(**f) for f in d["files"]]})
 
     def label(self) -> str:
         return f"chunk {self.index + 1}/{self.count} · {len(self.files)} files · {_human(self.bytes)}"
@@ -74,7 +75,7 @@ def plan_chunks(files: list[DataFile], target_bytes: int, max_chunks: int = MAX_
                 chunk_id=f"c{b:05d}",
                 index=b,
                 count=count,
-                files=[{"key": f.key, "size": s, "item_count": f.item_count, "md5": f.md5} for f, s in members],
+                files=[DataFile(f.key, f.item_count, f.md5, size=s) for f, s in members],
                 bytes=sum(s for _, s in members),
                 items=sum(f.item_count for f, _ in members),
             )

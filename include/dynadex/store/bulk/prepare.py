@@ -92,20 +92,48 @@ class PublishPlan:
     digest: str
     items: int
     chunk_ids: list[str]
-    columns: list[dict]  # the final registry: path, kind, name, sql_type
+    columns: list[Column]  # the final registry
     jobs: list[Job] = field(default_factory=list)
     cast_chunks: list[str] = field(default_factory=list)  # chunks whose columns the keys jobs cast (information)
     key_prefix: str = ""  # the common key prefix of the key order numbers the keys jobs write (key_order.py)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "jobs": [j.to_dict() for j in self.jobs]}
+        return {**asdict(self), "columns": [c.to_dict() for c in self.columns], "jobs": [j.to_dict() for j in self.jobs]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PublishPlan":
-        return cls(**{**d, "jobs": [Job.from_dict(j) for j in d["jobs"]]})
+        return cls(**{**d, "columns": [Column.from_dict(c) for c in d["columns"]],
+                      "jobs": [Job.from_dict(j) for j in d["jobs"]]})
 
     def registry(self) -> Registry:
-        return Registry([Column(tuple(c["path"]), c["kind"], c["name"], c["sql_type"]) for c in self.columns])
+        return Registry(list(self.columns))
+
+
+@dataclass
+class JobRecord:
+    """What a job of the plan did, kept beside the manifests (``staging.write_json``): publish registers the
+    files it names and checks its counts against the chunks'."""
+
+    digest: str  # the plan's: a record of another plan is not this job's
+    job: Job
+    rows: int = 0  # keys: the keys of the range, each checked to be once
+    merged: int = 0  # rows (keys) or entries (entries) written into ``files``
+    files: list[str] = field(default_factory=list)
+    cols_merged: int | None = None  # keys: column-index rows written into ``cols``; None: an older release's job
+    cols: list[str] | None = None
+    published: bool = False  # the build was already published when the job ran again: nothing was read
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "job": self.job.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "JobRecord":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{**{k: v for k, v in d.items() if k in known}, "job": Job.from_dict(d["job"])})
+
+    def figures(self) -> dict:
+        """The record without its job and digest: what a task logs and returns."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("job", "digest")}
 
 
 def read_manifests(location: StoreLocation, table: str, build_id: str, chunk_ids: list[str], key_names,
@@ -139,18 +167,17 @@ def read_manifests(location: StoreLocation, table: str, build_id: str, chunk_ids
     return manifests
 
 
-def digest(manifests: list[ChunkManifest], columns: list[dict]) -> str:
+def digest(manifests: list[ChunkManifest], columns: list[Column]) -> str:
     h = hashlib.sha256()
     for m in sorted(manifests, key=lambda m: m.chunk_id):
         h.update(m.digest_part.encode())
-    h.update(json.dumps(columns, sort_keys=True, ensure_ascii=False).encode())
+    h.update(json.dumps([c.to_dict() for c in columns], sort_keys=True, ensure_ascii=False).encode())
     return h.hexdigest()[:24]
 
 
-def final_columns(manifests: list[ChunkManifest]) -> list[dict]:
+def final_columns(manifests: list[ChunkManifest]) -> list[Column]:
     merged = merge_stats(m.columns for m in manifests)
-    registry = Registry.for_publish({k: (s.count, s.number) for k, s in merged.items()})
-    return [{"path": list(c.path), "kind": c.kind, "name": c.name, "sql_type": c.sql_type} for c in registry.columns]
+    return Registry.for_publish({k: (s.count, s.number) for k, s in merged.items()}).columns
 
 
 def needs_cast(manifest: ChunkManifest, registry: Registry) -> bool:
@@ -217,12 +244,12 @@ def is_published(location: StoreLocation, table: str, build_id: str) -> bool:
     return found is not None and found.build_id == build_id
 
 
-def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: int | None = None) -> dict:
+def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: int | None = None) -> JobRecord:
     """Run one job of the plan and record its result (refusing on a duplicate key). A job of a published build
     (a task cleared after publish) returns its record and reads nothing."""
     if is_published(location, plan.table, plan.build_id):
-        return read_json(location, plan.table, plan.build_id, job.name) or {"digest": plan.digest,
-                                                                            "job": job.to_dict(), "published": True}
+        kept = read_json(location, plan.table, plan.build_id, job.name)
+        return JobRecord.from_dict(kept) if kept else JobRecord(plan.digest, job, published=True)
     manifests = [read_manifest(location, plan.table, plan.build_id, c) for c in plan.chunk_ids]
     if any(m is None for m in manifests) or digest(manifests, plan.columns) != plan.digest:
         raise PublishRefused(f"publish of {plan.table} build {plan.build_id} refused: chunks were rebuilt or removed "
@@ -245,8 +272,8 @@ def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: in
             result = _merge(con, folder, plan, job, manifests)
     finally:
         con.close()
-    record = {"digest": plan.digest, "job": job.to_dict(), **result}
-    write_json(location, plan.table, plan.build_id, job.name, record)
+    record = JobRecord(plan.digest, job, **result)
+    write_json(location, plan.table, plan.build_id, job.name, record.to_dict())
     return record
 
 
@@ -330,7 +357,7 @@ def load_plan(location: StoreLocation, table: str, build_id: str) -> PublishPlan
     return PublishPlan.from_dict(doc)
 
 
-def results(location: StoreLocation, plan: PublishPlan) -> dict[str, dict]:
+def results(location: StoreLocation, plan: PublishPlan) -> dict[str, JobRecord]:
     """The recorded result of every job of the plan; refuses if one is missing or belongs to another plan."""
     out, missing = {}, []
     for job in plan.jobs:
@@ -338,12 +365,12 @@ def results(location: StoreLocation, plan: PublishPlan) -> dict[str, dict]:
         if r is None or r.get("digest") != plan.digest:
             missing.append(job.name)
         else:
-            out[job.name] = r
+            out[job.name] = JobRecord.from_dict(r)
     if missing:
         raise PublishRefused(f"publish of {plan.table} build {plan.build_id} refused: publish job(s) not run for "
                              f"these chunks: {', '.join(missing)}")
     return out
 
 
-__all__ = ["ColumnStats", "Job", "PublishPlan", "PublishRefused", "load_plan", "prepare", "results", "run_job",
+__all__ = ["ColumnStats", "Job", "JobRecord", "PublishPlan", "PublishRefused", "load_plan", "prepare", "results", "run_job",
            "save_plan"]

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+from dynadex.export.manifest import ExportSummary
 from dynadex.store.bulk import prepare as prep
+from dynadex.store.bulk.build import snapshot_version
+from dynadex.store.bulk.plan import ChunkSpec
 from dynadex.store.bulk.prepare import PublishPlan, PublishRefused
 from dynadex.store.bulk.staging import remove_other_staging
 from dynadex.store.catalog import state
@@ -67,6 +70,56 @@ class PublishSpec:
     keep_staging: bool = False
 
 
+    @classmethod
+    def for_export(cls, table: str, key_names, key_types, meta: "ExportMeta", chunks: list[ChunkSpec], *,
+                   stream_arn: str | None = None, stream_start_micros: int | None = None,
+                   checkpoints: list[Checkpoint] = (), export_bucket: str | None = None,
+                   export_prefix: str | None = None) -> "PublishSpec":
+        """The one way a publish of an export is described (the DAG's tasks and ``ingest_export`` alike).
+
+        The stream is read from no later than the export time: an existing export may be older than the
+        stream start that was pinned for it, and a start after it would lose the changes in between."""
+        start = meta.export_time_micros if stream_start_micros is None else min(stream_start_micros,
+                                                                                 meta.export_time_micros)
+        return cls(table=table, build_id=meta.build_id, chunk_ids=[c.chunk_id for c in chunks],
+                   key_names=tuple(key_names), key_types=tuple(key_types),
+                   expected_items={c.chunk_id: c.items for c in chunks}, total_items=meta.total_items,
+                   export_arn=meta.export_arn, export_time=meta.export_time,
+                   export_time_micros=meta.export_time_micros, stream_arn=stream_arn, stream_start_micros=start,
+                   checkpoints=list(checkpoints), export_bucket=meta.bucket or export_bucket,
+                   export_prefix=meta.prefix or export_prefix)
+
+
+@dataclass(frozen=True)
+class ExportMeta:
+    """What a load needs to know of its export (small: it travels between the DAG's tasks through XCom)."""
+
+    manifest: str  # the export's manifest-summary.json (a local path or an s3:// URL)
+    build_id: str  # the export's id: chunks, jobs and the publish are filed under it
+    export_arn: str
+    export_time: str
+    export_time_micros: int
+    version: int  # of every snapshot item (snapshot_version): the stream's overlap applies over it
+    total_items: int
+    format: str  # DYNAMODB_JSON or ION
+    bucket: str | None = None  # where the export is, so recovery's incremental exports go there too
+    prefix: str | None = None
+
+    @classmethod
+    def of(cls, summary: ExportSummary, manifest: str) -> "ExportMeta":
+        micros = summary.export_time_micros
+        return cls(manifest, summary.export_id, summary.export_arn, summary.export_time, micros,
+                   snapshot_version(micros), summary.item_count, summary.output_format,
+                   manifest.split("/")[2] if manifest.startswith("s3://") else None, summary.s3_prefix)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExportMeta":
+        return cls(**d)
+
+
 def row_index_ddl(table: str, key_types: tuple[str, ...]) -> str:
     def sql(t: str) -> str:
         return "BLOB" if t == "B" else "VARCHAR"
@@ -104,12 +157,12 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
         raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: chunks were rebuilt since "
                              "publish was prepared; prepare again")
     records = prep.results(lake.location, current)
-    checked = sum(r["rows"] for r in records.values() if r["job"]["kind"] == "keys")
+    checked = sum(r.rows for r in records.values() if r.job.kind == "keys")
     if checked != current.items:
         raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: the key checks saw {checked} "
                              f"keys, the chunks hold {current.items}")
-    merged = {kind: [r for _, r in sorted(records.items()) if r["job"]["kind"] == kind] for kind in ("keys", "entries")}
-    older = [r["job"]["name"] for r in merged["keys"] if "cols" not in r]
+    merged = {kind: [r for _, r in sorted(records.items()) if r.job.kind == kind] for kind in ("keys", "entries")}
+    older = [r.job.name for r in merged["keys"] if r.cols is None]
     if older:  # a key-range job run by a release that left the column files to conform jobs
         raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: job(s) {', '.join(older)} "
                              "were run by an older release; clear the check tasks (or prepare again) to run them again")
@@ -118,13 +171,13 @@ def publish(lake: Lake, spec: PublishSpec, prepared: PublishPlan | None = None) 
     counts = {"keys": ("merged", current.items), "columns": ("cols_merged", current.items),
               "entries": ("merged", entries)}
     for kind, (field_, want) in counts.items():
-        got = sum(r[field_] for r in merged["entries" if kind == "entries" else "keys"])
+        got = sum(getattr(r, field_) for r in merged["entries" if kind == "entries" else "keys"])
         if (kind != "entries" or entries_merged) and got != want:
             raise PublishRefused(f"publish of {spec.table} build {spec.build_id} refused: the {kind} ranges merged "
                                  f"{got} rows, the chunks hold {want}")
-    files = {"rows": [f for r in merged["keys"] for f in r["files"]],
-             "cols": [f for r in merged["keys"] for f in r["cols"]],
-             "inv": [f for r in merged["entries"] for f in r["files"]]}
+    files = {"rows": [f for r in merged["keys"] for f in r.files],
+             "cols": [f for r in merged["keys"] for f in r.cols],
+             "inv": [f for r in merged["entries"] for f in r.files]}
     if not entries_merged:
         files["inv"] += [f for m in manifests for f in m.files["inv"]]
     registry = current.registry()

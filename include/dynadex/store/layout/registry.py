@@ -35,6 +35,13 @@ class Column:
     def base_kind(self) -> str:
         return self.kind.split(":", 1)[0]
 
+    def to_dict(self) -> dict:
+        return {"path": list(self.path), "kind": self.kind, "name": self.name, "sql_type": self.sql_type}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Column":
+        return cls(tuple(d["path"]), d["kind"], d["name"], d["sql_type"])
+
 
 
 
