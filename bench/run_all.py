@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark, at the sizes the README reports (override with the scripts' flags)."""
+"""`make bench`: every benchmark, at the sizes docs/benchmarks.md reports (override with the scripts' flags)."""
 
 import subprocess
 import sys

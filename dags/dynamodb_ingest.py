@@ -48,8 +48,8 @@ every store an ingest published into (Variable `dynadex_stores`).
 transient AWS errors are retried. Clear a failed `build_chunk` map index to rebuild just that chunk;
 `publish` then runs again. A cleared `publish` over a published index changes nothing.
 
-Wiring only: task bodies are in `plugins/dynadex_airflow` (which calls `include/dynadex`). See the README
-(section "Operating it") and `dynadex status` for lag.
+Wiring only: task bodies are in `plugins/dynadex_airflow` (which calls `include/dynadex`). See
+docs/operations.md ("The DAGs", "Clearing and re-running") and `dynadex status` for lag.
 """
 
 from __future__ import annotations

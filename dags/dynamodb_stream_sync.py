@@ -23,7 +23,7 @@ parallelism (or give the task a pool) for the number of tables followed.
 store), `aws_conn_id`, `run_seconds` (1-86400; default `$DYNADEX_SYNC_RUN_SECONDS` or 3600).
 
 **Run length** (docs/decisions/0020): between two runs no task follows the tables for the seconds Airflow takes
-to finish one run and start the next one's tasks (measured in the README), so runs are long (an hour) and the
+to finish one run and start the next one's tasks (measured in docs/benchmarks.md, "Through Airflow's scheduler"), so runs are long (an hour) and the
 maintenance DAG prunes old ones (`keep_run_days`). A run ends early, at a batch boundary, when another run of
 this DAG is queued behind it: an ingest's handover queues one, so a new table is followed within seconds.
 

@@ -1,6 +1,6 @@
 """The stream sync loop: from the stored checkpoints to now, exactly once.
 
-Invariants (ARCHITECTURE.md 1, 2 and 4):
+Invariants (docs/architecture.md, invariants 1, 2 and 4):
 
 * Shards are read parents before children, a table's readable shards
   concurrently (``readers``: at most ``shard_readers`` GetRecords at once, one

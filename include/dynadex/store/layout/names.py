@@ -20,7 +20,8 @@ Invariants:
   cannot hold exactly goes to ``path:double``. Names already taken get
   ``#2``, ``#3``…, compared without case (SQL identifiers ignore it, DynamoDB
   names do not: ``Upper`` and ``upper`` become ``Upper`` and ``upper#2``). The
-  registry in ``dynadex.columns`` makes the mapping stable.
+  registry, the SQL table ``dynadex.columns`` of the sync state
+  (``store/catalog/state.py``), makes the mapping stable.
 """
 
 from __future__ import annotations
