@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from dynadex.errors import DynadexError
+from dynadex.errors import BootstrapError
 
 FORMATS = ("DYNAMODB_JSON", "ION")
 TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
@@ -30,10 +30,6 @@ BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 # AWS error codes that mean "try again later", never "this request is wrong"
 TRANSIENT_CODES = {"LimitExceededException", "ThrottlingException", "ProvisionedThroughputExceededException",
                    "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable", "RequestTimeout"}
-
-
-class BootstrapError(DynadexError, ValueError):
-    """A table, parameter or export that cannot be bootstrapped as asked."""
 
 
 CHUNK_TARGET_MAX_MB = 100000

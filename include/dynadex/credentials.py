@@ -17,14 +17,10 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from dynadex.errors import DynadexError
+from dynadex.errors import CredentialsError
 
 DEFAULT_REGION = "us-east-1"
 SECRET_NAME = "dynadex_s3"
-
-
-class CredentialsError(DynadexError, RuntimeError):
-    """The S3 settings could not be handed to DuckDB (the message never holds the secret)."""
 
 
 @dataclass(frozen=True)

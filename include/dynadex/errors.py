@@ -1,8 +1,12 @@
-"""The errors dynadex raises for bad input.
+"""The errors dynadex raises for bad input, and those of its top-level modules.
 
 Invariant: every error raised for bad input is a ``DynadexError`` whose
 message names what is wrong and where (file, line, attribute path), and
-carries no credential. The CLI prints the message and exits 1.
+carries no credential. The CLI prints the message and exits 1. A
+``TransientError`` is a service's failure: Airflow keeps the task's retries
+(plugins/dynadex_airflow/failures.py). Each package keeps its own in one
+``errors`` module beside this one's kind: ``dynadex.store.errors``,
+``dynadex.stream.errors``, ``dynadex.local_aws.errors``.
 """
 
 from __future__ import annotations
@@ -81,3 +85,28 @@ class AwsUnreachable(TransientError):
 
 class AwsThrottled(TransientError):
     """An AWS call still throttled (or answering 5xx) after every retry of its budget."""
+
+
+class CredentialsError(DynadexError, RuntimeError):
+    """The S3 settings could not be handed to DuckDB (the message never holds the secret)."""
+
+
+class BootstrapError(DynadexError, ValueError):
+    """A table, parameter or export that cannot be bootstrapped as asked."""
+
+
+class KeySpecError(DynadexError, ValueError):
+    """A key spec (``pk[:S|N|B][,sk[:S|N|B]]``) that cannot be read."""
+
+
+class AttributeValueError(DynadexError, ValueError):
+    """A value that is not a valid DynamoDB attribute value.
+
+    ``path`` names the attribute (``a.b[2]``); ``reason`` says what is wrong.
+    """
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        where = f"attribute {path!r}" if path else "the item"
+        super().__init__(f"{reason} (at {where})")

@@ -29,10 +29,9 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from dynadex.errors import DynadexError
+from dynadex.errors import AttributeValueError
 
 __all__ = [
-    "AttributeValueError",
     "TYPE_TAGS",
     "parse_number",
     "format_number",
@@ -59,19 +58,6 @@ _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # magnitude well inside the range (at most 38 integer digits; at least 1E-92 as a fraction).
 PLAIN_INT = re.compile(r"-?[1-9]\d{0,37}|0")
 PLAIN_DEC = re.compile(r"-?(?:[1-9]\d{0,36}\.\d{0,36}[1-9]|0\.0{0,90}[1-9](?:\d{0,35}[1-9])?)")
-
-
-class AttributeValueError(DynadexError, ValueError):
-    """A value that is not a valid DynamoDB attribute value.
-
-    ``path`` names the attribute (``a.b[2]``); ``reason`` says what is wrong.
-    """
-
-    def __init__(self, path: str, reason: str):
-        self.path = path
-        self.reason = reason
-        where = f"attribute {path!r}" if path else "the item"
-        super().__init__(f"{reason} (at {where})")
 
 
 def child_path(path: str, key: str) -> str:

@@ -16,7 +16,8 @@ import pytest
 
 from dynadex.export import read_export
 from dynadex.ingest import auto_chunk_target_mb, ingest_export
-from dynadex.store import PublishRefused, PublishSpec, Store, resolve
+from dynadex.store import PublishSpec, Store, resolve
+from dynadex.store.errors import PublishRefused
 from dynadex.store.bulk import prepare as prep
 from dynadex.store.bulk.build import build_chunk
 from dynadex.store.bulk.chunk_manifest import read_manifest

@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 
-from dynadex.errors import MalformedLine
+from dynadex.errors import AttributeValueError, MalformedLine
 from dynadex.limits import MAX_DEPTH, MAX_ITEM_BYTES, MAX_NAME_BYTES, check_item
-from dynadex.types import AttributeValueError, canonical_item, item_from_ion
+from dynadex.types import canonical_item, item_from_ion
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from werkzeug.exceptions import HTTPException
 
 from dynadex.local_aws import feed as feedmod
 from dynadex.local_aws import validate
+from dynadex.local_aws.errors import ValidationException
 from dynadex.local_aws.feed import LOCK
 
 WRITES = {
@@ -286,7 +287,7 @@ def _write(method, action: str):
                 if isinstance(exc, (JsonRESTError, HTTPException)) or not isinstance(exc, Exception):
                     raise
                 traceback.print_exc(file=sys.stderr)
-                raise validate.ValidationException(
+                raise ValidationException(
                     f"The emulator could not run this request ({type(exc).__name__}: {exc}); nothing was written"
                 ) from None
             finally:
@@ -308,7 +309,7 @@ def _read(method, action: str):
             if isinstance(exc, (JsonRESTError, HTTPException)):
                 raise
             traceback.print_exc(file=sys.stderr)
-            raise validate.ValidationException(
+            raise ValidationException(
                 f"The emulator could not run this request ({type(exc).__name__}: {exc})") from None
         normalise_result(getattr(result, "result", None))
         return _as_json(result)

@@ -22,15 +22,12 @@ from decimal import Decimal
 
 import duckdb
 
-from dynadex.errors import DynadexError
+from dynadex.errors import AttributeValueError
 from dynadex.store.catalog.lake import Lake
+from dynadex.store.errors import QueryError
 from dynadex.store.layout.names import STATE_SCHEMA, inverted_table, row_table
 from dynadex.store.layout.shape import key_text
-from dynadex.types import AttributeValueError, canonical, canonical_item, canonical_number
-
-
-class QueryError(DynadexError, ValueError):
-    """A query refused or failed; nothing was changed."""
+from dynadex.types import canonical, canonical_item, canonical_number
 
 
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}

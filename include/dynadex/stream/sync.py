@@ -43,10 +43,11 @@ from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store
 from dynadex.store.catalog import lake as lake_module
+from dynadex.stream.errors import Gap, NeedsBootstrap
 from dynadex.stream.get_records import lean as lean_get_records
 from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
-from dynadex.stream.recover import NeedsBootstrap, recover
+from dynadex.stream.recover import recover
 from dynadex.stream.shards import ShardInfo, children_of, describe_all
 from dynadex.types import canonical_item
 
@@ -140,12 +141,6 @@ def _iso(seconds: float) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="seconds")
-
-
-class Gap(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _call(fn, settings: SyncSettings, **kwargs):

@@ -35,7 +35,7 @@ from dynadex.store.bulk.fastbuild import build_chunk_fast
 from dynadex.store.bulk.plan import ChunkSpec
 from dynadex.store.catalog.disk_full import reported
 from dynadex.store.catalog.location import StoreLocation
-from dynadex.store.layout.shape import KeyError_
+from dynadex.store.errors import KeyError_
 
 log = logging.getLogger("dynadex.build")
 

@@ -27,9 +27,10 @@ import time
 from dataclasses import dataclass, field
 
 from dynadex.store.bulk import prepare as prep
-from dynadex.store.bulk.prepare import PublishPlan, PublishRefused
+from dynadex.store.bulk.prepare import PublishPlan
 from dynadex.store.bulk.staging import remove_other_staging
 from dynadex.store.catalog.lake import ALIAS, Lake
+from dynadex.store.errors import PublishRefused
 from dynadex.store.layout.names import (
     INVERTED_SCHEMA,
     KEY_COLUMN,

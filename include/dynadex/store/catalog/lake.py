@@ -38,11 +38,12 @@ import duckdb
 
 from dynadex import settings
 from dynadex.store.catalog import contention
-from dynadex.store.catalog.disk_full import StoreFull, full_disk_under, reported
+from dynadex.store.catalog.disk_full import full_disk_under, reported
 from dynadex.store.catalog.extensions import connect
 from dynadex.store.catalog.hold import CatalogHold
-from dynadex.store.catalog.location import StoreError, StoreLocation, mask
+from dynadex.store.catalog.location import StoreLocation, mask
 from dynadex.store.catalog.writer_lock import writing
+from dynadex.store.errors import StoreError, StoreFull
 from dynadex.store.layout.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
 from dynadex.store.layout.row_groups import ENTRY_GROUP_ROWS, ROW_GROUP_ROWS
 

@@ -19,13 +19,9 @@ from pathlib import Path
 
 from dynadex import settings
 from dynadex.credentials import AwsCredentials
-from dynadex.errors import DynadexError
+from dynadex.store.errors import StoreError
 
 DEFAULT_STORE = "./.dynadex"
-
-
-class StoreError(DynadexError, ValueError):
-    """A store that cannot be opened or used as asked."""
 
 
 @dataclass(frozen=True)
