@@ -158,8 +158,8 @@ class TableInfo:
 def validate_table(ddb, table_name: str) -> TableInfo:
     try:
         table = ddb.describe_table(TableName=table_name)["Table"]
-    except ddb.exceptions.ResourceNotFoundException:
-        raise BootstrapError(f"table {table_name!r} does not exist (in this account and region)") from None
+    except ddb.exceptions.ResourceNotFoundException as exc:
+        raise BootstrapError(f"table {table_name!r} does not exist (in this account and region)") from exc
     problems = []
     backups = ddb.describe_continuous_backups(TableName=table_name)["ContinuousBackupsDescription"]
     if backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") != "ENABLED":
@@ -219,7 +219,8 @@ def start_export(ddb, info: TableInfo, *, bucket: str, prefix: str, export_forma
         err = getattr(exc, "response", {}).get("Error", {})
         status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         if err and err.get("Code") not in TRANSIENT_CODES and status < 500:
-            raise BootstrapError(f"export of {info.name} refused by AWS: {err.get('Code')}: {err.get('Message')}") from None
+            raise BootstrapError(f"export of {info.name} refused by AWS: {err.get('Code')}: "
+                                 f"{err.get('Message')}") from exc
         raise  # throttling or a server error: not a refusal, so the task's retries apply (same ClientToken)
 
 

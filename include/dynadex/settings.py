@@ -34,8 +34,8 @@ class Setting:
             return self.default if default is None else default
         try:
             return self.parse(raw.strip())
-        except ValueError:
-            raise ValueError(f"{self.env}={raw!r} is not valid: {self.doc.split('.')[0]}") from None
+        except ValueError as exc:
+            raise ValueError(f"{self.env}={raw!r} is not valid: {self.doc.split('.')[0]}") from exc
 
 
 def _flag(raw: str) -> bool:

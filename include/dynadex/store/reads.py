@@ -39,7 +39,7 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
-        raise QueryError(f"query does not parse: {str(exc).splitlines()[0]}") from None
+        raise QueryError(f"query does not parse: {str(exc).splitlines()[0]}") from exc
     if not statements:
         raise QueryError("empty query")
     for st in statements:
@@ -82,7 +82,7 @@ def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple]]:
     try:
         cur, rows = lake.reading(run)
     except duckdb.Error as exc:
-        raise QueryError(f"query failed: {str(exc).strip()}") from None
+        raise QueryError(f"query failed: {str(exc).strip()}") from exc
     return [d[0] for d in cur.description or []], rows
 
 
@@ -101,7 +101,7 @@ def parse_key(lake: Lake, table: str, key_json: str) -> str:
         key = json.loads(key_json)
     except json.JSONDecodeError as exc:
         raise QueryError(f"key is not valid JSON ({exc.msg} at character {exc.pos}); "
-                         f'write it in DynamoDB JSON, e.g. {{"{names[0]}":{{"S":"a"}}}}') from None
+                         f'write it in DynamoDB JSON, e.g. {{"{names[0]}":{{"S":"a"}}}}') from exc
     if not isinstance(key, dict):
         raise QueryError("key must be a JSON object of attribute values")
     if set(key) != set(names):
@@ -109,7 +109,7 @@ def parse_key(lake: Lake, table: str, key_json: str) -> str:
     try:
         key = canonical_item(key)
     except AttributeValueError as exc:
-        raise QueryError(f"key: {exc}") from None
+        raise QueryError(f"key: {exc}") from exc
     return key_text(key, names)
 
 
@@ -126,7 +126,7 @@ def _value_candidates(value: str) -> list[tuple[str, str | None]]:
         try:
             av = canonical(json.loads(text), "value")
         except (json.JSONDecodeError, AttributeValueError) as exc:
-            raise QueryError(f"value {value!r} is neither plain text nor a DynamoDB JSON value: {exc}") from None
+            raise QueryError(f"value {value!r} is neither plain text nor a DynamoDB JSON value: {exc}") from exc
         ((tag, v),) = av.items()
         if tag in ("S", "N", "B"):
             return [(tag, v)]

@@ -345,9 +345,9 @@ class TableSync:
                 self.at_timestamp = False
                 return self._iterator(c)
             if error_code(exc) == "TrimmedDataAccessException":
-                raise Gap(f"checkpoint {c.sequence_number} of shard {c.info.shard_id} was trimmed") from None
+                raise Gap(f"checkpoint {c.sequence_number} of shard {c.info.shard_id} was trimmed") from exc
             if error_code(exc) == "ResourceNotFoundException":
-                raise Gap(f"shard {c.info.shard_id} vanished") from None
+                raise Gap(f"shard {c.info.shard_id} vanished") from exc
             raise
 
     def read(self, c: ShardCursor) -> "ShardRead":
@@ -364,7 +364,7 @@ class TableSync:
                 c.iterator = self._iterator(c)
                 page = _call(self.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
             elif code == "TrimmedDataAccessException":
-                raise Gap(f"records of shard {c.info.shard_id} after {c.sequence_number} were trimmed") from None
+                raise Gap(f"records of shard {c.info.shard_id} after {c.sequence_number} were trimmed") from exc
             else:
                 raise
         c.iterator = page.get("NextShardIterator")

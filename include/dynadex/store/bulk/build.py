@@ -114,7 +114,7 @@ def _build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table
             try:
                 writer.add(record.item, version, origin)
             except KeyError_ as exc:
-                raise MalformedLine(where, str(exc), number) from None
+                raise MalformedLine(where, str(exc), number) from exc
         gz += stats.gzip_bytes
         raw += stats.json_bytes
         elapsed = max(time.monotonic() - started, 1e-9)

@@ -44,7 +44,7 @@ def key_text(item: dict, key_names: tuple[str, ...]) -> str:
                 return canonical_json({k: item[k] for k in key_names}, validated=True)
             parts.append(f"{_json_str(name)}:{{{_json_str(tag)}:{_json_str(value)}}}")
     except KeyError as exc:
-        raise KeyError_(f"item has no key attribute {exc.args[0]!r}") from None
+        raise KeyError_(f"item has no key attribute {exc.args[0]!r}") from exc
     return "{" + ",".join(parts) + "}"
 
 
