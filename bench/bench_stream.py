@@ -39,7 +39,7 @@ from statistics import median
 
 from dynadex.gcpause import settle
 from dynadex.store import Checkpoint, PublishSpec, Store
-from dynadex.store.reads import QueryError
+from dynadex.store.errors import QueryError
 from dynadex.stream.sync import record_changes
 from dynadex.types import canonical_item
 

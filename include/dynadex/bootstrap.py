@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from dynadex.errors import DynadexError
+from dynadex.errors import BootstrapError
 
 FORMATS = ("DYNAMODB_JSON", "ION")
 TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
@@ -30,10 +30,6 @@ BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 # AWS error codes that mean "try again later", never "this request is wrong"
 TRANSIENT_CODES = {"LimitExceededException", "ThrottlingException", "ProvisionedThroughputExceededException",
                    "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable", "RequestTimeout"}
-
-
-class BootstrapError(DynadexError, ValueError):
-    """A table, parameter or export that cannot be bootstrapped as asked."""
 
 
 CHUNK_TARGET_MAX_MB = 100000
@@ -185,8 +181,8 @@ class PinnedStream:
 def validate_table(ddb, table_name: str) -> TableInfo:
     try:
         table = ddb.describe_table(TableName=table_name)["Table"]
-    except ddb.exceptions.ResourceNotFoundException:
-        raise BootstrapError(f"table {table_name!r} does not exist (in this account and region)") from None
+    except ddb.exceptions.ResourceNotFoundException as exc:
+        raise BootstrapError(f"table {table_name!r} does not exist (in this account and region)") from exc
     problems = []
     backups = ddb.describe_continuous_backups(TableName=table_name)["ContinuousBackupsDescription"]
     if backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") != "ENABLED":
@@ -246,7 +242,8 @@ def start_export(ddb, info: TableInfo, *, bucket: str, prefix: str, export_forma
         err = getattr(exc, "response", {}).get("Error", {})
         status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         if err and err.get("Code") not in TRANSIENT_CODES and status < 500:
-            raise BootstrapError(f"export of {info.name} refused by AWS: {err.get('Code')}: {err.get('Message')}") from None
+            raise BootstrapError(f"export of {info.name} refused by AWS: {err.get('Code')}: "
+                                 f"{err.get('Message')}") from exc
         raise  # throttling or a server error: not a refusal, so the task's retries apply (same ClientToken)
 
 

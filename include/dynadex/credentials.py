@@ -6,7 +6,8 @@ Invariants:
   connection, a boto3 session, or, for the command line only, the usual
   ``AWS_*`` environment): nothing here writes to ``os.environ``.
 * The secret key and session token never appear in ``repr``, ``str``,
-  ``to_dict`` or an error message; ``to_dict`` is what may be logged.
+  ``to_dict``, an error message or the DuckDB error it chains (kept
+  scrubbed: ``errors.scrubbed_causes``); ``to_dict`` is what may be logged.
 * DuckDB receives them as a temporary secret (``CREATE SECRET``, kept in the
   connection's memory, never persisted); pyarrow as S3 filesystem options.
 """
@@ -17,14 +18,10 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from dynadex.errors import DynadexError
+from dynadex.errors import CredentialsError, scrubbed_causes
 
 DEFAULT_REGION = "us-east-1"
 SECRET_NAME = "dynadex_s3"
-
-
-class CredentialsError(DynadexError, RuntimeError):
-    """The S3 settings could not be handed to DuckDB (the message never holds the secret)."""
 
 
 @dataclass(frozen=True)
@@ -91,19 +88,32 @@ class AwsCredentials:
             url = urlparse(self.endpoint_url)
             parts += [f"ENDPOINT {literal(url.netloc)}", "URL_STYLE 'path'",
                       f"USE_SSL {'true' if url.scheme == 'https' else 'false'}"]
-        try:
-            con.execute("LOAD httpfs")
-            con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {SECRET_NAME} ({', '.join(parts)})")
-        except Exception as exc:  # a parser error quotes the statement, secret included: never pass that on
-            raise CredentialsError(f"could not give DuckDB the S3 settings {self.to_dict()}: {self._reason(exc)}") from None
+        with scrubbed_causes(self._scrub):  # DuckDB's error may quote the statement: the cause is kept scrubbed
+            try:
+                con.execute("LOAD httpfs")
+                con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {SECRET_NAME} ({', '.join(parts)})")
+            except Exception as exc:
+                raise CredentialsError(f"could not give DuckDB the S3 settings {self.to_dict()}: "
+                                       f"{self._reason(exc)}") from exc
+
+    def _scrub(self, exc: BaseException) -> str:
+        """``exc``'s text without the secret key or token. A parser error quotes the statement where it
+        stopped, which can be inside the key (a character SQL text cannot hold cuts it short, so the whole
+        value never appears to be replaced): its text is withheld entirely."""
+        if type(exc).__name__ == "ParserException":
+            return ("Parser Error: the secret statement did not parse (DuckDB's text withheld: it quotes the "
+                    "statement, secret included)")
+        text = str(exc)
+        for value in (self.secret_key, self.session_token):
+            if value:
+                text = text.replace(value.replace("'", "''"), "***").replace(value, "***")  # as quoted, as given
+        return text
 
     def _reason(self, exc: Exception) -> str:
         if type(exc).__name__ == "ParserException":
             return "the secret statement did not parse (a value holds a character SQL text cannot)"
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        for value in (self.secret_key, self.session_token):
-            if value:
-                text = text.replace(value, "***")
+        text = self._scrub(exc).strip()
+        text = text.splitlines()[0] if text else type(exc).__name__
         if not self.access_key:
             text += " (no access key given: DuckDB looked for credentials in its default chain)"
         return text

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from dynadex.errors import DynadexError
+from dynadex.errors import DynadexError, KeySpecError
 from dynadex.export.manifest import Export, read_export
 from dynadex.store import Checkpoint, PublishSpec, Store
 from dynadex.store.bulk import prepare as prep
@@ -31,10 +31,6 @@ from dynadex.store.bulk.publish import ExportMeta
 from dynadex.store.catalog.location import StoreLocation, resolve
 
 log = logging.getLogger("dynadex.ingest")
-
-
-class KeySpecError(DynadexError, ValueError):
-    pass
 
 
 def parse_key_spec(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -21,7 +21,8 @@ import base64
 import binascii
 from decimal import Decimal, InvalidOperation
 
-from dynadex.types import AttributeValueError, child_path
+from dynadex.errors import AttributeValueError
+from dynadex.types import child_path
 
 MAX_ITEM_BYTES = 400 * 1024  # "400 KB": names and values included
 MAX_DEPTH = 32  # nested levels of maps and lists

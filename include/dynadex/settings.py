@@ -41,10 +41,10 @@ class Kind:
 def _int(raw: str) -> int:
     try:
         return int(raw)
-    except ValueError:
+    except ValueError as exc:
         value = float(raw)  # 1e4 and 16.0 were always taken (the sync and emulator parsed floats)
         if not value.is_integer():
-            raise ValueError(raw) from None
+            raise ValueError(f"{raw!r} is not a whole number") from exc
         return int(value)
 
 
@@ -80,9 +80,9 @@ class Setting:
         """``raw`` as this setting's type; ``SettingError`` naming the variable and the value when it is not."""
         try:
             return self.kind.parse(raw.strip())
-        except (ValueError, OverflowError):
+        except (ValueError, OverflowError) as exc:
             raise SettingError(f"{self.env}={raw!r} is not {self.kind.expected} "
-                               f"(default {shown(self.default)})") from None
+                               f"(default {shown(self.default)})") from exc
 
     def read(self, default: Any = None) -> Any:
         """The variable's value, parsed; unset or empty: ``default`` if given, else the declared default."""

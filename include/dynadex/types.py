@@ -29,10 +29,9 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from dynadex.errors import DynadexError
+from dynadex.errors import AttributeValueError
 
 __all__ = [
-    "AttributeValueError",
     "TYPE_TAGS",
     "parse_number",
     "format_number",
@@ -59,19 +58,6 @@ _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # magnitude well inside the range (at most 38 integer digits; at least 1E-92 as a fraction).
 PLAIN_INT = re.compile(r"-?[1-9]\d{0,37}|0")
 PLAIN_DEC = re.compile(r"-?(?:[1-9]\d{0,36}\.\d{0,36}[1-9]|0\.0{0,90}[1-9](?:\d{0,35}[1-9])?)")
-
-
-class AttributeValueError(DynadexError, ValueError):
-    """A value that is not a valid DynamoDB attribute value.
-
-    ``path`` names the attribute (``a.b[2]``); ``reason`` says what is wrong.
-    """
-
-    def __init__(self, path: str, reason: str):
-        self.path = path
-        self.reason = reason
-        where = f"attribute {path!r}" if path else "the item"
-        super().__init__(f"{reason} (at {where})")
 
 
 def child_path(path: str, key: str) -> str:
@@ -103,8 +89,8 @@ def parse_number(text: Any, path: str = "") -> Decimal:
             raise AttributeValueError(path, f"N {_describe(text)} is not a number")
         try:
             value = Decimal(text)
-        except InvalidOperation:  # pragma: no cover - the regex admits only numbers
-            raise AttributeValueError(path, f"N {_describe(text)} is not a number") from None
+        except InvalidOperation as exc:  # pragma: no cover - the regex admits only numbers
+            raise AttributeValueError(path, f"N {_describe(text)} is not a number") from exc
     if value.is_zero():
         return Decimal(0)
     sign, digits, exponent = value.as_tuple()
@@ -157,8 +143,8 @@ def _b64decode(text: Any, path: str) -> bytes:
         raise AttributeValueError(path, f"B must be a base64 string, got {_describe(text)}")
     try:
         return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise AttributeValueError(path, f"B {_describe(text)} is not valid base64") from None
+    except (binascii.Error, ValueError) as exc:
+        raise AttributeValueError(path, f"B {_describe(text)} is not valid base64") from exc
 
 
 def _b64encode(raw: bytes) -> str:
@@ -344,7 +330,9 @@ def canonical(av: Any, path: str = "") -> dict:
             for k, v in value.items():
                 out[k] = canonical(v)
         except AttributeValueError as exc:  # name the full path; computed only when something is wrong
-            raise AttributeValueError(child_path(path, _join(k, exc.path)), exc.reason) from None
+            # the same error, its path one level longer: chained from what the innermost one was chained from
+            # (the base64 or Decimal error), not from each shorter-path copy of itself, one per level
+            raise AttributeValueError(child_path(path, _join(k, exc.path)), exc.reason) from exc.__cause__
         return {"M": out}
     if tag == "L":
         if type(value) is not list:
@@ -353,8 +341,8 @@ def canonical(av: Any, path: str = "") -> dict:
         try:
             for v in value:
                 out_list.append(canonical(v))
-        except AttributeValueError as exc:
-            raise AttributeValueError(f"{path}[{len(out_list)}]" + _suffix(exc.path), exc.reason) from None
+        except AttributeValueError as exc:  # the same error one level up, chained as in M above
+            raise AttributeValueError(f"{path}[{len(out_list)}]" + _suffix(exc.path), exc.reason) from exc.__cause__
         return {"L": out_list}
     if tag == "SS":
         members = _set_members(value, tag, path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from dynadex import bootstrap
+from dynadex.errors import BootstrapError
 from dynadex.export.manifest import read_export
 from dynadex.ingest import auto_chunk_target_mb
 from dynadex.store import PublishSpec, Store
@@ -45,7 +46,7 @@ def pin(table: dict) -> dict:
 def _full_export(manifest: str, params: dict):
     export = read_export(manifest, s3_client=client("s3", params["aws_conn_id"]))
     if export.summary.export_type != "FULL_EXPORT":
-        raise bootstrap.BootstrapError(f"{manifest} is an {export.summary.export_type}; the bootstrap needs a full export")
+        raise BootstrapError(f"{manifest} is an {export.summary.export_type}; the bootstrap needs a full export")
     return export
 
 

@@ -9,6 +9,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseOperator, timezone
 
 from dynadex import bootstrap, settings
+from dynadex.errors import BootstrapError
 from dynadex_airflow import airflow_api, stores
 from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client
@@ -94,7 +95,7 @@ class DynamoDBExportSensor(BaseOperator):
     def execute_complete(self, context, event=None):
         description = bootstrap.describe_export(client("dynamodb", self.aws_conn_id), self.export_arn)
         if event and event.get("status") != "success" and description["ExportStatus"] != "COMPLETED":
-            raise bootstrap.BootstrapError(
+            raise BootstrapError(
                 f"export {self.export_arn} {description['ExportStatus']}: "
                 f"{description.get('FailureCode')}: {description.get('FailureMessage')}"
             )

@@ -36,9 +36,11 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
-from dynadex.store import Store, StoreError
+from dynadex.store import Store
+from dynadex.store.errors import StoreError
 from dynadex.store.reads import lag
-from dynadex.stream import NeedsBootstrap, sync_table
+from dynadex.stream import sync_table
+from dynadex.stream.errors import NeedsBootstrap
 from dynadex_airflow import stores as followed
 from dynadex_airflow.dag_defaults import sync_run_seconds
 from dynadex_airflow.failures import fail_fast

@@ -142,11 +142,12 @@ def test_the_form_refuses_bad_values_before_a_run_exists(aws, dag_id, conf, fiel
 
 def test_good_values_pass_the_form():
     from dynadex import bootstrap
+    from dynadex.errors import BootstrapError
 
     for name in ("abc", "Orders.v2", "a-b_c", "x" * 255):
         bootstrap.validate_params({"table_name": name, "s3_bucket": "dynadex-exports"})
     bootstrap.validate_params({"table_name": "Orders", "s3_bucket": "b12", "chunk_target_mb": 0.0001})
-    with pytest.raises(bootstrap.BootstrapError, match="chunk_target_mb 0 must be a number above 0"):
+    with pytest.raises(BootstrapError, match="chunk_target_mb 0 must be a number above 0"):
         bootstrap.validate_params({"table_name": "Orders", "s3_bucket": "b12", "chunk_target_mb": 0})
 
 

@@ -242,7 +242,8 @@ def test_table_without_pitr_or_stream_is_refused(aws, tmp_path, pitr, stream, re
     arn = ddb.describe_table(TableName=name)["Table"]["TableArn"]
     assert ddb.list_exports(TableArn=arn)["ExportSummaries"] == []
     from dynadex import bootstrap
-    with pytest.raises(bootstrap.BootstrapError, match=reason):
+    from dynadex.errors import BootstrapError
+    with pytest.raises(BootstrapError, match=reason):
         bootstrap.validate_table(ddb, name)
 
 
@@ -250,13 +251,14 @@ def test_bad_params_rejected_by_the_form_and_at_run_time(aws):
     from airflow.sdk.exceptions import ParamValidationError
 
     from dynadex import bootstrap
+    from dynadex.errors import BootstrapError
 
     dag = af.dag("dynamodb_ingest")
     with pytest.raises(ParamValidationError, match="chunk_target_mb"):
         dag.test(run_conf={"table_name": "Everything", "chunk_target_mb": -1})
     with pytest.raises(ParamValidationError, match="export_format"):
         dag.test(run_conf={"table_name": "Everything", "export_format": "CSV"})
-    with pytest.raises(bootstrap.BootstrapError, match="table_name 'x' is not a DynamoDB table name.*s3_bucket"):
+    with pytest.raises(BootstrapError, match="table_name 'x' is not a DynamoDB table name.*s3_bucket"):
         bootstrap.validate_params({"table_name": "x", "s3_bucket": "UPPER"})
 
 

@@ -26,8 +26,8 @@ import pytest
 
 from dynadex import bootstrap
 from dynadex.store import Store
-from dynadex.store.catalog.disk_full import StoreFull
 from dynadex.store.catalog.lake import ALIAS
+from dynadex.store.errors import StoreFull
 from dynadex.stream import sync_table
 from dynadex.stream.verify import verify
 from tests.integration.conftest import emulator_env

@@ -17,7 +17,8 @@ from dynadex import bootstrap
 from dynadex.aws import client
 from dynadex.local_aws import running
 from dynadex.store import Store
-from dynadex.stream import NeedsBootstrap, SyncSettings, sync_table
+from dynadex.stream import SyncSettings, sync_table
+from dynadex.stream.errors import NeedsBootstrap
 from dynadex.stream.recover import windows
 from dynadex.stream.verify import verify
 from tests.integration.conftest import emulator_env

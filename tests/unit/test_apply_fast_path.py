@@ -16,6 +16,7 @@ import string
 
 import pytest
 
+from dynadex.errors import AttributeValueError
 from dynadex.store import Checkpoint, PublishSpec, Store
 from dynadex.store.apply.batch_shape import item_text, shape_batch
 from dynadex.store.apply.changes import apply_changes
@@ -24,7 +25,7 @@ from dynadex.store.layout.shape import Shaped, key_text
 from dynadex.store.layout.writes import LIVE
 from dynadex.stream.images import canonical_image
 from dynadex.stream.sync import record_change, record_changes
-from dynadex.types import AttributeValueError, canonical_item, canonical_json
+from dynadex.types import canonical_item, canonical_json
 
 TEXT = string.ascii_letters + string.digits + " .[]\\\"'\n\t\x00\x1f\x7fé☃日本\U0001F600\u2028"
 

@@ -9,6 +9,7 @@ def test_a_throttled_export_request_is_not_a_refusal():
     from botocore.exceptions import ClientError
 
     from dynadex import bootstrap
+    from dynadex.errors import BootstrapError
 
     info = bootstrap.TableInfo("T", "arn:aws:dynamodb:us-east-1:1:table/T", ("pk",), ("S",), "arn:s", "NEW_IMAGE", 0)
 
@@ -21,7 +22,7 @@ def test_a_throttled_export_request_is_not_a_refusal():
                                "ResponseMetadata": {"HTTPStatusCode": self.status}}, "ExportTableToPointInTime")
 
     kw = dict(bucket="b12", prefix="p", export_format="DYNAMODB_JSON", export_time=1.0, token="t")
-    with pytest.raises(bootstrap.BootstrapError, match="refused by AWS: PointInTimeRecoveryUnavailableException"):
+    with pytest.raises(BootstrapError, match="refused by AWS: PointInTimeRecoveryUnavailableException"):
         bootstrap.start_export(Ddb("PointInTimeRecoveryUnavailableException", 400), info, **kw)
     for code, status in (("LimitExceededException", 400), ("InternalServerError", 500)):
         with pytest.raises(ClientError):
@@ -34,7 +35,8 @@ def test_service_faults_keep_the_task_retries_and_bad_input_does_not():
     import pickle
 
     from dynadex.errors import AwsUnreachable, MissingFileError, S3Unavailable
-    from dynadex.store.catalog.disk_full import StoreFull, is_no_space
+    from dynadex.store.catalog.disk_full import is_no_space
+    from dynadex.store.errors import StoreFull
     from dynadex_airflow.failures import deterministic
 
     slow = S3Unavailable("s3://b/AWSDynamoDB/x/data/a.json.gz", "S3 answered SlowDown (HTTP 503) 9 times: m")

@@ -16,11 +16,12 @@ import pytest
 
 from dynadex.export import read_export
 from dynadex.ingest import auto_chunk_target_mb, ingest_export
-from dynadex.store import PublishRefused, PublishSpec, Store, resolve
+from dynadex.store import PublishSpec, Store, resolve
 from dynadex.store.bulk import prepare as prep
 from dynadex.store.bulk.build import build_chunk
 from dynadex.store.bulk.chunk_manifest import read_manifest
 from dynadex.store.bulk.plan import plan_chunks
+from dynadex.store.errors import PublishRefused
 from dynadex.types import canonical_item, canonical_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

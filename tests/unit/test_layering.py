@@ -128,3 +128,30 @@ def test_dags_are_wiring_only():
         found += [f"{path.name}:{node.lineno}: class {node.name}" for node in ast.walk(tree)
                   if isinstance(node, ast.ClassDef)]
     assert not found, "move this into plugins/dynadex_airflow (or include/dynadex):\n" + "\n".join(found)
+
+
+# exception classes defined outside an errors module, and why
+OWN_EXCEPTIONS = {
+    "dynadex.stream.images._Other": "a private signal of the fast walk, one instance raised without traceback for "
+                                    "speed and caught in the same function's module: never seen outside it",
+}
+
+
+def test_the_library_defines_its_exceptions_in_errors_modules():
+    """One ``errors`` module per package (dynadex, dynadex.store, dynadex.stream, dynadex.local_aws) holds its
+    exception classes, so their bases (``DynadexError``: fail at once; ``TransientError``: keep the retries)
+    are read in one place."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import dynadex
+
+    found = []
+    for info in pkgutil.walk_packages(dynadex.__path__, "dynadex."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == info.name
+                    and not info.name.endswith(".errors") and f"{info.name}.{name}" not in OWN_EXCEPTIONS):
+                found.append(f"{info.name}.{name}")
+    assert not found, "move these to their package's errors module:\n" + "\n".join(found)

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st_
 
 from dynadex.ingest import ingest_export
-from dynadex.store import Change, QueryError, Store
-from dynadex.store.layout.names import name_text, parse_path_text, path_text
+from dynadex.store import Change, Store
+from dynadex.store.errors import QueryError
+from dynadex.store.layout.names import parse_path_text, path_text
 from dynadex.store.layout.shape import shape_item
 from dynadex.store.reads import split_find_expression
 from dynadex.types import canonical_item, canonical_json

@@ -9,9 +9,11 @@ import pickle
 import duckdb
 import pytest
 
-from dynadex.credentials import AwsCredentials, CredentialsError
-from dynadex.store import QueryError, Store, StoreError
+from dynadex.credentials import AwsCredentials
+from dynadex.errors import CredentialsError
+from dynadex.store import Store
 from dynadex.store.catalog.location import mask, resolve
+from dynadex.store.errors import QueryError, StoreError
 from tests.unit.test_store import cli, publish_items
 
 SECRET = "PLANTED-wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"

@@ -2,7 +2,8 @@
 
 ``layout`` (what the indexes look like) <- ``catalog`` (opening and committing) <- ``bulk``, ``apply``,
 ``upkeep`` and ``reads`` (the ways data gets in, stays fast and gets out) <- ``store/__init__`` (the
-``Store`` facade). ``export`` reads exports and knows nothing of the store. No module imports another's
+``Store`` facade). ``errors`` (the store's exception classes) lies below them all: every room may raise
+them, and it imports no room. ``export`` reads exports and knows nothing of the store. No module imports another's
 private names. The rules are read from the code's own imports (``ast``), so a new module obeys them too.
 """
 
@@ -17,12 +18,13 @@ LIB = Path(__file__).resolve().parents[2] / "include" / "dynadex"
 
 # room -> the store rooms it may import (besides itself and anything outside dynadex.store)
 MAY_IMPORT = {
-    "layout": set(),
-    "catalog": {"layout"},
-    "bulk": {"layout", "catalog"},
-    "apply": {"layout", "catalog"},
-    "upkeep": {"layout", "catalog"},
-    "reads": {"layout", "catalog"},
+    "errors": set(),
+    "layout": {"errors"},
+    "catalog": {"errors", "layout"},
+    "bulk": {"errors", "layout", "catalog"},
+    "apply": {"errors", "layout", "catalog"},
+    "upkeep": {"errors", "layout", "catalog"},
+    "reads": {"errors", "layout", "catalog"},
 }
 
 

@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from dynadex.store import Change, Checkpoint, PublishRefused, PublishSpec, QueryError, Store, StoreError
+from dynadex.store import Change, Checkpoint, PublishSpec, Store
+from dynadex.store.errors import PublishRefused, QueryError, StoreError
 from dynadex.store.layout.names import name_text
 from dynadex.types import canonical_item, canonical_json
 
@@ -468,7 +469,7 @@ def test_a_catalog_locked_for_longer_than_the_read_wait_is_a_clear_error(tmp_pat
 
 def test_an_error_of_the_batch_itself_is_not_retried(tmp_path, monkeypatch):
     from dynadex.store.catalog.lake import Lake
-    from dynadex.store.layout.shape import KeyError_
+    from dynadex.store.errors import KeyError_
 
     publish_items(tmp_path, "T", [{"pk": {"S": "a"}, "v": {"N": "1"}}])
     reopened = []
@@ -632,8 +633,7 @@ def test_a_batch_knows_the_snapshot_it_commits_and_reads_the_registry_once(tmp_p
     """A small batch's statements cost ~20-45 ms each: a batch does not read the column registry again while
     no other writer committed (decision 0021), nor the catalog's snapshot after its own commit (it is the one
     before plus one). Were that sum wrong, every batch would start on a fresh connection."""
-    from dynadex.store.catalog import contention
-    from dynadex.store.catalog import state
+    from dynadex.store.catalog import contention, state
 
     publish_items(tmp_path, "T", [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(10)])
     loads = []

@@ -148,7 +148,7 @@ def parse_summary(data: bytes, where: str) -> ExportSummary:
     try:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(where, f"not valid JSON: {exc}") from None
+        raise ManifestError(where, f"not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise ManifestError(where, "not a JSON object")
     export_type = _require(raw, "exportType", str, where, optional=True) or FULL_EXPORT
@@ -203,8 +203,8 @@ def parse_files(data: bytes, where: str, folder: str | None = None) -> list[Data
     files = []
     try:
         text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ManifestError(where, "not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(where, "not UTF-8 text") from exc
     seen = set()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -212,7 +212,7 @@ def parse_files(data: bytes, where: str, folder: str | None = None) -> list[Data
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ManifestError(where, f"not valid JSON: {exc.msg}", line=number) from None
+            raise ManifestError(where, f"not valid JSON: {exc.msg}", line=number) from exc
         if not isinstance(raw, dict):
             raise ManifestError(where, "not a JSON object", line=number)
         at = f"{where} line {number}"
@@ -296,7 +296,7 @@ def read_export(location: str | SummaryLocation, *, check_sidecars: bool = True,
     try:
         files_data = source.read(summary.manifest_files_key)
     except MissingFileError as exc:
-        raise ManifestError(files_where, f"files manifest unreadable: {exc.reason}") from None
+        raise ManifestError(files_where, f"files manifest unreadable: {exc.reason}") from exc
     if check_sidecars:
         _check_sidecars(source, summary.manifest_files_key, files_data)
     files = parse_files(files_data, files_where, data_folder(summary.manifest_files_key))
@@ -317,5 +317,5 @@ def _with_size(source, f: DataFile, files_where: str) -> DataFile:
     try:
         head = source._call(f.key, source.client.head_object)
     except MissingFileError as exc:
-        raise MissingFileError(exc.where, f"{exc.reason} (a data file listed in {files_where})") from None
+        raise MissingFileError(exc.where, f"{exc.reason} (a data file listed in {files_where})") from exc
     return replace(f, size=int(head["ContentLength"]))

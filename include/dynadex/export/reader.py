@@ -54,7 +54,7 @@ def iter_lines(source, data_file: DataFile, stats: FileStats | None = None) -> I
                     inflater = zlib.decompressobj(wbits=31)
                     text += inflater.decompress(rest)
             except zlib.error as exc:
-                raise CorruptDataFile(where, f"corrupt gzip data: {exc}") from None
+                raise CorruptDataFile(where, f"corrupt gzip data: {exc}") from exc
             if not text:
                 continue
             stats.json_bytes += len(text)

@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 
-from dynadex.errors import MalformedLine
+from dynadex.errors import AttributeValueError, MalformedLine
 from dynadex.limits import MAX_DEPTH, MAX_ITEM_BYTES, MAX_NAME_BYTES, check_item
-from dynadex.types import AttributeValueError, canonical_item, item_from_ion
+from dynadex.types import canonical_item, item_from_ion
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ def _write_micros(meta: object, where: str, line: int) -> int:
         if isinstance(value, bool):
             raise ValueError
         micros = int(Decimal(str(value)))
-    except Exception:
-        raise MalformedLine(where, f"WriteTimestampMicros {value!r} is not a number", line) from None
+    except Exception as exc:
+        raise MalformedLine(where, f"WriteTimestampMicros {value!r} is not a number", line) from exc
     return micros
 
 
@@ -65,7 +65,7 @@ def _from_obj(obj: object, where: str, line: int, ion: bool = False) -> Record:
                 old_image=convert(old) if old is not None else None,
             )
     except AttributeValueError as exc:
-        raise MalformedLine(where, str(exc), line) from None
+        raise MalformedLine(where, str(exc), line) from exc
     raise MalformedLine(where, f"expected 'Item' or 'Keys', got fields {sorted(obj)}", line)
 
 
@@ -85,7 +85,7 @@ def _within_limits(record: Record, text: str | bytes, ion: bool, where: str, lin
                 try:
                     check_item(image, size=size, nesting=nesting, names=names)
                 except AttributeValueError as exc:
-                    raise MalformedLine(where, str(exc), line) from None
+                    raise MalformedLine(where, str(exc), line) from exc
     return record
 
 
@@ -94,7 +94,7 @@ def parse_json_line(text: str | bytes, where: str, line: int) -> Record:
         obj = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "msg", str(exc))
-        raise MalformedLine(where, f"not valid JSON: {reason}", line) from None
+        raise MalformedLine(where, f"not valid JSON: {reason}", line) from exc
     record = _from_obj(obj, where, line)
     return _within_limits(record, text, False, where, line)
 
@@ -116,7 +116,7 @@ def parse_ion_line(text: str | bytes, where: str, line: int) -> Record:
     try:
         obj = simpleion.loads(text, single_value=True, text_buffer_size_limit=_ion_buffer(text))
     except Exception as exc:  # amazon-ion raises several unrelated types
-        raise MalformedLine(where, f"not valid Ion: {exc}", line) from None
+        raise MalformedLine(where, f"not valid Ion: {exc}", line) from exc
     record = _from_obj(_ion_fields(obj, where, line), where, line, ion=True)
     return _within_limits(record, text, True, where, line)
 

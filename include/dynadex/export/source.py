@@ -7,6 +7,9 @@ Reads stream: ``open`` never loads a whole data file into memory.
 S3 throttling, 5xx answers and lost connections are retried by botocore
 (``aws.MAX_ATTEMPTS``); what is left of them is an ``S3Unavailable`` naming
 the object (transient: the task's retries apply), never a missing file.
+Each keeps botocore's (or the OS's) error as its cause: boto3 signs S3
+requests in the Authorization header, so neither the URL nor the text of a
+botocore error holds a signature or a key.
 """
 
 from __future__ import annotations
@@ -50,10 +53,10 @@ class LocalSource:
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self.path(key), "rb")
-        except FileNotFoundError:
-            raise MissingFileError(self.url(key), "file not found") from None
-        except PermissionError:
-            raise MissingFileError(self.url(key), "permission denied") from None
+        except FileNotFoundError as exc:
+            raise MissingFileError(self.url(key), "file not found") from exc
+        except PermissionError as exc:
+            raise MissingFileError(self.url(key), "permission denied") from exc
 
     def read(self, key: str) -> bytes:
         with self.open(key) as f:
@@ -80,7 +83,7 @@ class _Body:
             return self.body.read(None if size is None or size < 0 else size)
         except Exception as exc:
             if connection_failure(exc) or isinstance(exc, OSError):
-                raise S3Unavailable(self.url, f"connection lost while reading: {exc}") from None
+                raise S3Unavailable(self.url, f"connection lost while reading: {exc}") from exc
             raise
 
     def close(self) -> None:
@@ -120,19 +123,19 @@ class S3Source:
             error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
             code, status = error.get("Code", ""), int(meta.get("HTTPStatusCode") or 0)
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise MissingFileError(self.url(key), "object not found") from None
+                raise MissingFileError(self.url(key), "object not found") from exc
             if code in ("NoSuchBucket",):
-                raise MissingFileError(self.url(key), f"bucket {self.bucket!r} does not exist") from None
+                raise MissingFileError(self.url(key), f"bucket {self.bucket!r} does not exist") from exc
             if code in ("AccessDenied", "403", "Forbidden"):
-                raise MissingFileError(self.url(key), "access denied") from None
+                raise MissingFileError(self.url(key), "access denied") from exc
             if status >= 500 or code in THROTTLED:
                 raise S3Unavailable(self.url(key), f"S3 answered {code} (HTTP {status}) "
                                     f"{int(meta.get('RetryAttempts') or 0) + 1} times: {error.get('Message', '')}"
-                                    ) from None
-            raise MissingFileError(self.url(key), f"S3 error {code}") from None
+                                    ) from exc
+            raise MissingFileError(self.url(key), f"S3 error {code}") from exc
         except Exception as exc:
             if connection_failure(exc):
-                raise S3Unavailable(self.url(key), str(exc)) from None
+                raise S3Unavailable(self.url(key), str(exc)) from exc
             raise
 
     def open(self, key: str) -> BinaryIO:

@@ -25,8 +25,8 @@ import datetime as dt
 import gzip
 import hashlib
 import json
-import re
 import random
+import re
 import string
 import threading
 import zlib
@@ -81,8 +81,8 @@ def _file_name(rnd: random.Random) -> str:
 
 
 def _ion_value(av: dict):
-    from amazon.ion.simple_types import IonPyBytes, IonPyDecimal, IonPyDict, IonPyList, IonPyNull
     from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyBytes, IonPyDecimal, IonPyDict, IonPyList, IonPyNull
 
     ((tag, v),) = av.items()
     if tag == "S":
@@ -219,8 +219,8 @@ class ExportEngine:
             name = table_arn.split(":table/", 1)[-1].split("/", 1)[0]
             try:
                 table = backend.get_table(name)
-            except Exception:
-                raise _error("TableNotFoundException", f"Table not found: {table_arn}") from None
+            except Exception as exc:
+                raise _error("TableNotFoundException", f"Table not found: {table_arn}") from exc
             if body.get("FilterSpecification"):
                 raise _error("ValidationException", "FilterSpecification is not supported by the dynadex emulator "
                              "(dynadex local-aws): export the whole table and filter while reading")
@@ -340,8 +340,8 @@ class ExportEngine:
             arns = [e.arn for e in exports]
             try:
                 start = arns.index(base64.urlsafe_b64decode(token.encode()).decode()) + 1
-            except (ValueError, UnicodeDecodeError, binascii.Error):
-                raise _error("ValidationException", "Invalid NextToken") from None
+            except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+                raise _error("ValidationException", "Invalid NextToken") from exc
         size = int(max_results or 25)
         page = exports[start:start + size]
         more = start + size < len(exports)

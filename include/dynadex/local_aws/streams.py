@@ -225,8 +225,8 @@ class Stream:
                 raise _error("ValidationException", f"SequenceNumber is required for {kind}")
             try:
                 n = int(seq)
-            except ValueError:
-                raise _error("ValidationException", f"Invalid SequenceNumber {seq}") from None
+            except ValueError as exc:
+                raise _error("ValidationException", f"Invalid SequenceNumber {seq}") from exc
             position = n + 1 if kind == "AFTER_SEQUENCE_NUMBER" else n
             if position < shard.trimmed_before and (first is None or position < first):
                 raise _error(

@@ -37,6 +37,7 @@ from werkzeug.exceptions import HTTPException
 
 from dynadex.local_aws import feed as feedmod
 from dynadex.local_aws import validate
+from dynadex.local_aws.errors import ValidationException
 from dynadex.local_aws.feed import LOCK
 
 WRITES = {
@@ -282,13 +283,13 @@ def _write(method, action: str):
                     _restore(backend, self.body.get("TableName"), self.body.get("Key") or {}, before)
                 _reattach_feeds(backend)
                 if refused is not None and action == "TransactWriteItems":
-                    raise _cancelled(self.body, refused, exc) from None
+                    raise _cancelled(self.body, refused, exc) from exc
                 if isinstance(exc, (JsonRESTError, HTTPException)) or not isinstance(exc, Exception):
                     raise
                 traceback.print_exc(file=sys.stderr)
-                raise validate.ValidationException(
+                raise ValidationException(
                     f"The emulator could not run this request ({type(exc).__name__}: {exc}); nothing was written"
-                ) from None
+                ) from exc
             finally:
                 feedmod.end()
             normalise_result(getattr(result, "result", None))
@@ -308,8 +309,8 @@ def _read(method, action: str):
             if isinstance(exc, (JsonRESTError, HTTPException)):
                 raise
             traceback.print_exc(file=sys.stderr)
-            raise validate.ValidationException(
-                f"The emulator could not run this request ({type(exc).__name__}: {exc})") from None
+            raise ValidationException(
+                f"The emulator could not run this request ({type(exc).__name__}: {exc})") from exc
         normalise_result(getattr(result, "result", None))
         return _as_json(result)
 

@@ -22,9 +22,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-from moto.core.exceptions import JsonRESTError
-
 from dynadex.limits import MAX_DEPTH, MAX_ITEM_BYTES, MAX_NAME_BYTES, item_size
+from dynadex.local_aws.errors import ValidationException
 
 HASH_KEY_MAX = 2048
 RANGE_KEY_MAX = 1024
@@ -42,13 +41,6 @@ ITEM_TOO_LARGE = "Item size has exceeded the maximum allowed size"
 UPDATE_TOO_LARGE = "Item size to update has exceeded the maximum allowed size"
 EMPTY_VALUE = "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"
 MANY_TYPES = "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
-
-
-class ValidationException(JsonRESTError):
-    code = 400
-
-    def __init__(self, message: str):
-        super().__init__("ValidationException", message)
 
 
 def fail(message: str):

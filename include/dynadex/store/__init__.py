@@ -12,13 +12,13 @@ import datetime as dt
 from dynadex.store import reads
 from dynadex.store.apply.changes import Change, apply_changes
 from dynadex.store.bulk.chunk_writer import ChunkWriter
-from dynadex.store.bulk.prepare import PublishPlan, PublishRefused
+from dynadex.store.bulk.prepare import PublishPlan
 from dynadex.store.bulk.publish import PublishSpec, publish
 from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import Lake
-from dynadex.store.catalog.location import StoreError, StoreLocation, resolve
+from dynadex.store.catalog.location import StoreLocation, resolve
 from dynadex.store.catalog.state import Checkpoint, TableState
-from dynadex.store.reads import QueryError
+from dynadex.store.errors import PublishRefused, QueryError, StoreError  # the facade's errors: public API
 from dynadex.store.upkeep import maintenance, small_files
 
 

@@ -22,18 +22,14 @@ from decimal import Decimal
 
 import duckdb
 
-from dynadex.errors import DynadexError
+from dynadex.errors import AttributeValueError
 from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import Lake
 from dynadex.store.catalog.state import TableState
+from dynadex.store.errors import QueryError
 from dynadex.store.layout.names import inverted_table, row_table
 from dynadex.store.layout.shape import key_text
-from dynadex.types import AttributeValueError, canonical, canonical_item, canonical_number
-
-
-class QueryError(DynadexError, ValueError):
-    """A query refused or failed; nothing was changed."""
-
+from dynadex.types import canonical, canonical_item, canonical_number
 
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
 READ_PRAGMAS = {"table_info", "show", "show_tables", "show_tables_expanded", "database_list", "database_size",
@@ -44,7 +40,7 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
-        raise QueryError(f"query does not parse: {str(exc).splitlines()[0]}") from None
+        raise QueryError(f"query does not parse: {str(exc).splitlines()[0]}") from exc
     if not statements:
         raise QueryError("empty query")
     for st in statements:
@@ -87,7 +83,7 @@ def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple]]:
     try:
         cur, rows = lake.reading(run)
     except duckdb.Error as exc:
-        raise QueryError(f"query failed: {str(exc).strip()}") from None
+        raise QueryError(f"query failed: {str(exc).strip()}") from exc
     return [d[0] for d in cur.description or []], rows
 
 
@@ -102,7 +98,7 @@ def parse_key(lake: Lake, table: str, key_json: str) -> str:
         key = json.loads(key_json)
     except json.JSONDecodeError as exc:
         raise QueryError(f"key is not valid JSON ({exc.msg} at character {exc.pos}); "
-                         f'write it in DynamoDB JSON, e.g. {{"{names[0]}":{{"S":"a"}}}}') from None
+                         f'write it in DynamoDB JSON, e.g. {{"{names[0]}":{{"S":"a"}}}}') from exc
     if not isinstance(key, dict):
         raise QueryError("key must be a JSON object of attribute values")
     if set(key) != set(names):
@@ -110,7 +106,7 @@ def parse_key(lake: Lake, table: str, key_json: str) -> str:
     try:
         key = canonical_item(key)
     except AttributeValueError as exc:
-        raise QueryError(f"key: {exc}") from None
+        raise QueryError(f"key: {exc}") from exc
     return key_text(key, names)
 
 
@@ -127,7 +123,7 @@ def _value_candidates(value: str) -> list[tuple[str, str | None]]:
         try:
             av = canonical(json.loads(text), "value")
         except (json.JSONDecodeError, AttributeValueError) as exc:
-            raise QueryError(f"value {value!r} is neither plain text nor a DynamoDB JSON value: {exc}") from None
+            raise QueryError(f"value {value!r} is neither plain text nor a DynamoDB JSON value: {exc}") from exc
         ((tag, v),) = av.items()
         if tag in ("S", "N", "B"):
             return [(tag, v)]

@@ -26,16 +26,13 @@ from dynadex.errors import DynadexError
 from dynadex.export.manifest import read_export
 from dynadex.export.reader import iter_records
 from dynadex.store import Change, Store
+from dynadex.stream.errors import NeedsBootstrap
 
 log = logging.getLogger("dynadex.recover")
 
 MIN_WINDOW = 15 * 60
 MAX_WINDOW = 24 * 3600
 PITR_WINDOW = 35 * 86400
-
-
-class NeedsBootstrap(DynadexError):
-    """The index cannot be caught up from the stream or incremental exports: a fresh full export is needed."""
 
 
 def windows(start: float, end: float, min_window: float = MIN_WINDOW, max_window: float = MAX_WINDOW) -> list[tuple[float, float]]:

@@ -43,10 +43,11 @@ from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store, TableState
 from dynadex.store.catalog import lake as lake_module
+from dynadex.stream.errors import Gap, NeedsBootstrap
 from dynadex.stream.get_records import lean as lean_get_records
 from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
-from dynadex.stream.recover import NeedsBootstrap, recover
+from dynadex.stream.recover import recover
 from dynadex.stream.shards import ShardInfo, children_of, describe_all
 from dynadex.types import canonical_item
 
@@ -143,12 +144,6 @@ def _iso(seconds: float) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="seconds")
-
-
-class Gap(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _call(fn, settings: SyncSettings, **kwargs):
@@ -353,9 +348,9 @@ class TableSync:
                 self.at_timestamp = False
                 return self._iterator(c)
             if error_code(exc) == "TrimmedDataAccessException":
-                raise Gap(f"checkpoint {c.sequence_number} of shard {c.info.shard_id} was trimmed") from None
+                raise Gap(f"checkpoint {c.sequence_number} of shard {c.info.shard_id} was trimmed") from exc
             if error_code(exc) == "ResourceNotFoundException":
-                raise Gap(f"shard {c.info.shard_id} vanished") from None
+                raise Gap(f"shard {c.info.shard_id} vanished") from exc
             raise
 
     def read(self, c: ShardCursor) -> "ShardRead":
@@ -372,7 +367,7 @@ class TableSync:
                 c.iterator = self._iterator(c)
                 page = _call(self.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
             elif code == "TrimmedDataAccessException":
-                raise Gap(f"records of shard {c.info.shard_id} after {c.sequence_number} were trimmed") from None
+                raise Gap(f"records of shard {c.info.shard_id} after {c.sequence_number} were trimmed") from exc
             else:
                 raise
         c.iterator = page.get("NextShardIterator")

@@ -26,16 +26,9 @@ from __future__ import annotations
 
 import base64
 
+from dynadex.store.errors import KeyError_
 from dynadex.store.layout.names import child_text
-from dynadex.store.layout.shape import (
-    NUMERIC_KINDS,
-    KeyError_,
-    NumberStats,
-    Shaped,
-    inverted_leaf,
-    key_value,
-    plain_value,
-)
+from dynadex.store.layout.shape import NUMERIC_KINDS, NumberStats, Shaped, inverted_leaf, key_value, plain_value
 from dynadex.types import canonical_json
 
 try:

@@ -28,6 +28,7 @@ from dynadex.store.apply.key_pruning import column_filter, order_filter, order_k
 from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import ALIAS, NUL_GUARD_ROWS, Lake
 from dynadex.store.catalog.state import Checkpoint
+from dynadex.store.errors import KeyError_
 from dynadex.store.layout.arrow import KIND_ARROW, inverted_arrow, rows_arrow
 from dynadex.store.layout.key_order import order_number_sql
 from dynadex.store.layout.names import (
@@ -43,7 +44,7 @@ from dynadex.store.layout.names import (
     row_table,
 )
 from dynadex.store.layout.registry import Registry
-from dynadex.store.layout.shape import NUMERIC_KINDS, KeyError_, Shaped, key_text, number_fits, stats_fit
+from dynadex.store.layout.shape import NUMERIC_KINDS, Shaped, key_text, number_fits, stats_fit
 from dynadex.store.layout.writes import next_write_id
 
 

@@ -35,7 +35,7 @@ from dynadex.store.bulk.fastbuild import build_chunk_fast
 from dynadex.store.bulk.plan import ChunkSpec
 from dynadex.store.catalog.disk_full import reported
 from dynadex.store.catalog.location import StoreLocation
-from dynadex.store.layout.shape import KeyError_
+from dynadex.store.errors import KeyError_
 
 log = logging.getLogger("dynadex.build")
 
@@ -113,7 +113,7 @@ def _build_chunk(export: Export, spec: ChunkSpec, location: StoreLocation, table
             try:
                 writer.add(record.item, version, origin)
             except KeyError_ as exc:
-                raise MalformedLine(where, str(exc), number) from None
+                raise MalformedLine(where, str(exc), number) from exc
         gz += stats.gzip_bytes
         raw += stats.json_bytes
         elapsed = max(time.monotonic() - started, 1e-9)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 from dynadex.limits import MAX_NAME_BYTES
+from dynadex.store.errors import OutsideFastPath
 from dynadex.store.layout.names import literal, quote
 
 SAMPLE_HEAD, SAMPLE_ROWS = 1_000, 20_000  # the structure comes from the first lines plus a seeded sample
@@ -83,10 +84,6 @@ def name_counts_equal(tags) -> list[str]:
         checks.append(f"{raw} = {regen}")
     return checks
 
-
-
-class OutsideFastPath(Exception):
-    """The chunk needs the exact Python path (never shown to users)."""
 
 
 lit = literal  # a SQL string literal

@@ -62,12 +62,13 @@ from dynadex.export.source import LocalSource
 from dynadex.store.bulk import fast_sql
 from dynadex.store.bulk.chunk_manifest import ChunkManifest, ColumnStats, remove_manifest
 from dynadex.store.bulk.chunk_writer import add_stats, finish_chunk
-from dynadex.store.bulk.fast_structure import OutsideFastPath, clean, merge, sampled_structure
+from dynadex.store.bulk.fast_structure import clean, merge, sampled_structure
 from dynadex.store.bulk.plan import ChunkSpec
 from dynadex.store.catalog.disk_full import is_no_space
 from dynadex.store.catalog.extensions import connect
 from dynadex.store.catalog.lake import s3_secret
 from dynadex.store.catalog.location import StoreLocation
+from dynadex.store.errors import OutsideFastPath
 from dynadex.store.layout.arrow import columns_arrow, inverted_arrow, rows_arrow
 from dynadex.store.layout.shape import NumberStats, Shaped
 

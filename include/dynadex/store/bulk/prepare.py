@@ -36,12 +36,12 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from dynadex import settings
-from dynadex.errors import DynadexError
 from dynadex.store.bulk import chunk_files, range_merge
 from dynadex.store.bulk.chunk_manifest import ChunkManifest, ColumnStats, merge_stats, read_manifest
 from dynadex.store.bulk.staging import new_attempt_dir, read_json, write_json
 from dynadex.store.catalog.extensions import connect
-from dynadex.store.catalog.location import StoreError, StoreLocation
+from dynadex.store.catalog.location import StoreLocation
+from dynadex.store.errors import PublishRefused, StoreError
 from dynadex.store.layout import key_order
 from dynadex.store.layout.names import KEY_COLUMN, literal_list, quote
 from dynadex.store.layout.registry import Column, Registry
@@ -58,10 +58,6 @@ def merge_entries_above_chunks() -> int:
     merged by range. Raise it where files are cheap to open (local disk) and loads must be fast; lower it on
     S3, where a find over unmerged files opens one per chunk (decision 0022)."""
     return settings.MERGE_ENTRIES_ABOVE_CHUNKS.read(default=MERGE_ENTRIES_ABOVE_CHUNKS)
-
-
-class PublishRefused(DynadexError, ValueError):
-    """Publish found the chunks incomplete or inconsistent; nothing was changed."""
 
 
 @dataclass
@@ -372,5 +368,5 @@ def results(location: StoreLocation, plan: PublishPlan) -> dict[str, JobRecord]:
     return out
 
 
-__all__ = ["ColumnStats", "Job", "JobRecord", "PublishPlan", "PublishRefused", "load_plan", "prepare", "results", "run_job",
+__all__ = ["ColumnStats", "Job", "JobRecord", "PublishPlan", "load_plan", "prepare", "results", "run_job",
            "save_plan"]

@@ -29,11 +29,12 @@ from dynadex.export.manifest import ExportSummary
 from dynadex.store.bulk import prepare as prep
 from dynadex.store.bulk.build import snapshot_version
 from dynadex.store.bulk.plan import ChunkSpec
-from dynadex.store.bulk.prepare import PublishPlan, PublishRefused
+from dynadex.store.bulk.prepare import PublishPlan
 from dynadex.store.bulk.staging import remove_other_staging
 from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import ALIAS, Lake
 from dynadex.store.catalog.state import Checkpoint, TableState
+from dynadex.store.errors import PublishRefused
 from dynadex.store.layout.names import (
     INVERTED_SCHEMA,
     KEY_COLUMN,

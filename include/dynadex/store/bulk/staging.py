@@ -23,7 +23,8 @@ from urllib.parse import urlparse
 
 from pyarrow import fs as pafs
 
-from dynadex.store.catalog.location import StoreError, StoreLocation
+from dynadex.store.catalog.location import StoreLocation
+from dynadex.store.errors import StoreError
 
 _SAFE = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 

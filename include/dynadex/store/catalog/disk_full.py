@@ -19,13 +19,9 @@ from __future__ import annotations
 import errno
 from contextlib import contextmanager
 
-from dynadex.errors import TransientError
+from dynadex.store.errors import StoreFull
 
 NO_SPACE = ("no space left on device", "database or disk is full", "disk quota exceeded")
-
-
-class StoreFull(TransientError):
-    """The store's disk (data path or catalog) has no space left for a write."""
 
 
 def is_no_space(exc: BaseException) -> bool:

@@ -37,12 +37,14 @@ from pathlib import Path
 import duckdb
 
 from dynadex import settings
+from dynadex.errors import scrubbed_causes
 from dynadex.store.catalog import contention, state
-from dynadex.store.catalog.disk_full import StoreFull, full_disk_under, reported
+from dynadex.store.catalog.disk_full import full_disk_under, reported
 from dynadex.store.catalog.extensions import connect
 from dynadex.store.catalog.hold import CatalogHold
-from dynadex.store.catalog.location import StoreError, StoreLocation, mask
+from dynadex.store.catalog.location import StoreLocation, mask
 from dynadex.store.catalog.writer_lock import writing
+from dynadex.store.errors import StoreError, StoreFull
 from dynadex.store.layout.names import INVERTED_SCHEMA, ROW_SCHEMA, STATE_SCHEMA, literal, quote
 from dynadex.store.layout.row_groups import ENTRY_GROUP_ROWS, ROW_GROUP_ROWS
 
@@ -187,16 +189,18 @@ class Lake:
             options.append("READ_ONLY")
         if self.read_only and location.catalog.startswith("sqlite:"):
             self.con = ReadRetrying(self.con)
-        try:
-            self.con.execute(f"ATTACH {literal('ducklake:' + location.catalog)} AS {ALIAS} ({', '.join(options)})")
-        except duckdb.Error as exc:
-            self.con.close()
-            detail = mask(str(exc).splitlines()[0])
-            root = location.local_root
-            if root is not None and full_disk_under(root):  # SQLite says "disk I/O error", not why
-                raise StoreFull(f"cannot open store {location.display}: {detail}: the disk holding {root} has no "
-                                "space left: free space and run again") from None
-            raise StoreError(f"cannot open store {location.display}: {detail}") from None
+        # DuckDB's error quotes the catalog spec, a Postgres password included: the cause is kept masked
+        with scrubbed_causes(lambda exc: mask(str(exc))):
+            try:
+                self.con.execute(f"ATTACH {literal('ducklake:' + location.catalog)} AS {ALIAS} ({', '.join(options)})")
+            except duckdb.Error as exc:
+                self.con.close()
+                detail = mask(str(exc).splitlines()[0])
+                root = location.local_root
+                if root is not None and full_disk_under(root):  # SQLite says "disk I/O error", not why
+                    raise StoreFull(f"cannot open store {location.display}: {detail}: the disk holding {root} has "
+                                    "no space left: free space and run again") from exc
+                raise StoreError(f"cannot open store {location.display}: {detail}") from exc
         self.con.execute(f"USE {ALIAS}")
         if CATALOG_HOLD and not self.read_only and location.catalog.startswith("sqlite:"):
             # this process keeps a connection to the catalog open: no commit or read waits a second (catalog_hold)

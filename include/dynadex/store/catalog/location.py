@@ -19,13 +19,9 @@ from pathlib import Path
 
 from dynadex import settings
 from dynadex.credentials import AwsCredentials
-from dynadex.errors import DynadexError
+from dynadex.store.errors import StoreError
 
 DEFAULT_STORE = "./.dynadex"
-
-
-class StoreError(DynadexError, ValueError):
-    """A store that cannot be opened or used as asked."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +52,10 @@ def _slash(path: str) -> str:
 
 
 def mask(spec: str) -> str:
-    """``spec`` (or a message quoting it) with any password replaced by ``***``."""
+    """``spec`` (or a message quoting it) with any password replaced by ``***``: in a URI's user part, or a
+    ``password=`` value, quoted (libpq's ``'…'``, spaces and ``\\'`` inside) or not."""
     spec = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", spec)
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", spec, flags=re.I)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", r"\1***", spec, flags=re.I)
 
 
 def resolve(spec: str | None = None, data_path: str | None = None, *,

@@ -22,16 +22,12 @@ import base64
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _json_str  # what json.dumps(ensure_ascii=False) does to a str
 
-from dynadex.errors import DynadexError
+from dynadex.store.errors import KeyError_
 from dynadex.store.layout.names import child_text
 from dynadex.types import canonical_json
 
 SCALAR_SQL = {"S": "VARCHAR", "B": "BLOB", "BOOL": "BOOLEAN", "SS": "VARCHAR[]", "BS": "BLOB[]", "L": "VARCHAR[]"}
 NUMERIC_KINDS = ("N", "NS")
-
-
-class KeyError_(DynadexError, ValueError):
-    """An item without its key attributes, or with a key of the wrong type."""
 
 
 def key_text(item: dict, key_names: tuple[str, ...]) -> str:
@@ -48,7 +44,7 @@ def key_text(item: dict, key_names: tuple[str, ...]) -> str:
                 return canonical_json({k: item[k] for k in key_names}, validated=True)
             parts.append(f"{_json_str(name)}:{{{_json_str(tag)}:{_json_str(value)}}}")
     except KeyError as exc:
-        raise KeyError_(f"item has no key attribute {exc.args[0]!r}") from None
+        raise KeyError_(f"item has no key attribute {exc.args[0]!r}") from exc
     return "{" + ",".join(parts) + "}"
 
 

@@ -1,0 +1,33 @@
+"""The errors the store raises, in one place below every room (each room may import it; it imports no room).
+
+Each keeps its base: a ``DynadexError`` is bad input or configuration, failed at once by Airflow's
+``fail_fast``; a ``TransientError`` (``StoreFull``) keeps the task's retries (plugins/dynadex_airflow/failures.py).
+"""
+
+from __future__ import annotations
+
+from dynadex.errors import DynadexError, TransientError
+
+
+class StoreError(DynadexError, ValueError):
+    """A store that cannot be opened or used as asked."""
+
+
+class StoreFull(TransientError):
+    """The store's disk (data path or catalog) has no space left for a write (``catalog/disk_full.py``)."""
+
+
+class QueryError(DynadexError, ValueError):
+    """A query refused or failed; nothing was changed."""
+
+
+class PublishRefused(DynadexError, ValueError):
+    """Publish found the chunks incomplete or inconsistent; nothing was changed."""
+
+
+class KeyError_(DynadexError, ValueError):
+    """An item without its key attributes, or with a key of the wrong type."""
+
+
+class OutsideFastPath(Exception):
+    """The chunk needs the exact Python path (never shown to users: ``bulk/fastbuild.py`` falls back on it)."""
