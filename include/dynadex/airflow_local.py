@@ -9,9 +9,9 @@
    pointing at the emulator and ``airflow_api`` pointing at the API server (so
    ``start_stream_sync`` can unpause ``dynamodb_stream_sync``), and the pool
    ``dynadex_chunks``;
-3. print the URL and the login, then wait; Ctrl-C stops Airflow (its whole
-   process group: scheduler, triggerer, DAG processor, API server) and the
-   emulator, and exits 0.
+3. print the URL and the login, then wait; Ctrl-C (SIGINT), SIGTERM or SIGHUP
+   stops every process it started, and theirs, within about 5 s, and exits 0
+   (``stop_children``).
 
 The emulator keeps its tables in memory, so every start begins with a new
 table and an empty store (``.airflow/store``); the Airflow metadata (past
@@ -45,7 +45,10 @@ POOL = {"name": "dynadex_chunks", "slots": 16, "description": "dynadex chunk bui
 
 
 def say(text: str) -> None:
-    print(text, flush=True)
+    try:
+        print(text, flush=True)
+    except OSError:  # stdout is gone (terminal closed, reader exited): the stop goes on all the same
+        pass
 
 
 def port_free(port: int) -> bool:
@@ -164,29 +167,114 @@ def password_for(home: Path) -> str:
         return password
 
 
-def stop_group(proc: subprocess.Popen, grace: float = 45) -> None:
-    """SIGINT to Airflow's process group (standalone stops its components), then SIGTERM, then SIGKILL."""
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
-        # the leader is gone; stragglers in its group get the same signal until none is left
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
+# Seconds the children get to exit on SIGTERM before SIGKILL. Airflow's components finish their shutdown
+# within a second here, then linger about 5 s more in the interpreter's exit; the whole stop stays under 10 s.
+STOP_GRACE = 5.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, the terminal closing
+
+
+class Stop(BaseException):
+    """Raised in the main thread by the first of ``STOP_SIGNALS`` (a BaseException, like KeyboardInterrupt, so
+    that no ``except Exception`` on the way swallows it)."""
+
+
+def _raise_stop(signum, frame) -> None:
+    _ignore_signals()  # one Stop only: a second Ctrl-C must not cut the stop short (the stop is bounded)
+    raise Stop(signum)
+
+
+def _ignore_signals() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: None)  # a handler, not SIG_IGN: children started later would inherit that
+
+
+def adopt_orphans() -> bool:
+    """Linux: become a child subreaper, so a descendant whose parent dies (airflow standalone's components when
+    standalone goes first, a task runner whose LocalExecutor worker goes first) is re-parented to this process
+    rather than to init: ``stop_children`` still sees it, stops it and reaps it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def stop_children(grace: float = STOP_GRACE, kill_wait: float = 3.0, every: float = 0.1) -> list:
+    """Stop every descendant of this process at once, with one deadline; return those still alive (none, normally).
+
+    SIGTERM to each at once (not to airflow standalone alone, which stops its components one after another and
+    waits for each); the descendants are looked up again every ``every`` s, so a process forked meanwhile gets it
+    too. At ``grace`` s, SIGKILL to each one left and to every process group one of them leads: Airflow's
+    LocalExecutor workers ignore SIGINT and SIGTERM, each task runner leads a group of its own, and a process
+    forked just before its parent died is still reached through its group where ``adopt_orphans`` is unavailable.
+    Zombies count as gone (this process reaps its own). Uses psutil (installed with Airflow).
+    """
+    import psutil
+
+    me, own_group = os.getpid(), os.getpgid(0)
+    known: dict[int, psutil.Process] = {}  # every descendant seen, even after it was orphaned
+    gone: set[int] = set()
+    groups: set[int] = set()  # process groups led by one of them
+    sent: set[tuple[psutil.Process, int]] = set()
+
+    def still_there(proc: psutil.Process) -> bool:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                if os.getpgid(proc.pid) == proc.pid != own_group:
+                    groups.add(proc.pid)
+                return True
+            if proc.ppid() == me:
+                os.waitpid(proc.pid, os.WNOHANG)  # reap ours: nothing is left behind, not even a zombie
+        except (psutil.Error, OSError):
+            pass
+        return False
+
+    def living() -> list:
+        children: dict[int, list[psutil.Process]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            children.setdefault(proc.info["ppid"], []).append(proc)
+        todo = [me, *(pid for pid in known if pid not in gone)]
+        while todo:
+            for proc in children.get(todo.pop(), ()):
+                if known.get(proc.pid) != proc:  # new (psutil compares pid and start time: a reused pid is new)
+                    known[proc.pid] = proc
+                    gone.discard(proc.pid)
+                    todo.append(proc.pid)
+        alive = []
+        for pid, proc in known.items():
+            if pid not in gone:
+                if still_there(proc):
+                    alive.append(proc)
+                else:
+                    gone.add(pid)
+        return alive
+
+    start = time.monotonic()
+    for sig, until in ((signal.SIGTERM, grace), (signal.SIGKILL, grace + kill_wait)):
+        while True:
+            alive = living()
+            for proc in alive:
+                if (proc, sig) not in sent:
+                    sent.add((proc, sig))
+                    try:
+                        proc.send_signal(sig)
+                    except psutil.Error:
+                        pass
+            if sig == signal.SIGKILL:
+                for group in groups:
+                    try:
+                        os.killpg(group, sig)
+                    except OSError:
+                        pass
+            if not alive:
+                return []
+            if time.monotonic() - start >= until:
+                break
+            time.sleep(every)
+    return alive
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,8 +288,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=600, help="seconds to wait for the UI")
     args = parser.parse_args(argv)
 
-    from dynadex.local_aws import running
-
     home = Path(args.home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     port = args.port or free_port()
@@ -210,56 +296,98 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     shutil.rmtree(home / "store", ignore_errors=True)  # the emulator's tables are new each start: so is the index
     password = password_for(home)
-    url = f"http://127.0.0.1:{port}"
-    interrupted = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: interrupted.set())
-    signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_stop)
+    adopt_orphans()
+    try:
+        return serve(args, home, port, password)
+    except Stop:
+        return 0
 
+
+def serve(args, home: Path, port: int, password: str) -> int:
+    """The emulator, the demo table and airflow standalone, until ``Stop`` (or a failure): then every child goes."""
+    from dynadex.local_aws import running
+
+    stop_writes = threading.Event()
     say("starting the bundled AWS emulator ...")
-    with running(export_seconds=3, export_files=8, stream_shards=4) as aws:
-        demo_table(aws, args.items)
-        say(f"emulator at {aws.endpoint}: bucket dynadex-exports, table {TABLE} with {args.items} items")
-        stop_writes = threading.Event()
-        if not args.no_writes:
-            threading.Thread(target=writer, args=(aws, args.items, stop_writes), daemon=True).start()
-        env = airflow_env(home, port, aws.endpoint, password)
-        log_path = home / "standalone.log"
-        say(f"starting airflow standalone (log: {log_path}); the first start migrates its database ...")
-        with open(log_path, "a") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        say(f"airflow standalone pid {proc.pid}")
+    try:
+        with running(export_seconds=3, export_files=8, stream_shards=4) as aws:
+            try:
+                demo_table(aws, args.items)
+                say(f"emulator at {aws.endpoint}: bucket dynadex-exports, table {TABLE} with {args.items} items")
+                if not args.no_writes:
+                    threading.Thread(target=writer, args=(aws, args.items, stop_writes), daemon=True).start()
+                return run_airflow(args, home, port, aws, password)
+            finally:  # before the emulator's own exit, which would stop it alone first
+                stop_all(stop_writes)
+    finally:  # a Stop during the emulator's start: nothing is left either way
+        stop_all(stop_writes, quiet=True)
+
+
+def stop_all(stop_writes: threading.Event, quiet: bool = False) -> None:
+    """``stop_children`` with the stop signals ignored; a Stop raised just before that starts it over."""
+    for _ in range(2):  # _raise_stop raises once at most
         try:
-            deadline = time.time() + args.startup_timeout
-            while not healthy(url):
-                if proc.poll() is not None:
-                    say(f"make airflow: airflow standalone exited ({proc.returncode}); see {log_path}")
-                    return 1
-                if interrupted.wait(1) or time.time() > deadline:
-                    if not interrupted.is_set():
-                        say(f"make airflow: the UI did not answer within {args.startup_timeout:g}s; see {log_path}")
-                    return 0 if interrupted.is_set() else 1
-            auth = token(url, "admin", password)
-            if auth:
-                _request(f"{url}/api/v2/pools", POOL, "POST", auth)  # 409 when it exists: fine
-            say("")
-            say(f"Airflow UI   {url}")
-            say(f"login        admin / {password}")
-            say(f"try it       trigger dynamodb_ingest with table_name {TABLE} (the defaults fit the emulator);")
-            say("             start_stream_sync then unpauses dynamodb_stream_sync, which follows the table")
-            say(f"store        {env['DYNADEX_STORE']}  (dynadex status {TABLE} --store {env['DYNADEX_STORE']})")
-            say("stop         Ctrl-C")
-            say("", )
-            while not interrupted.wait(1):
-                if proc.poll() is not None:
-                    say(f"make airflow: airflow standalone exited ({proc.returncode}); see {log_path}")
-                    return 1
-            return 0
-        finally:
-            say("stopping Airflow and the emulator ...")
+            _ignore_signals()
             stop_writes.set()
-            stop_group(proc)
-            say("stopped")
+            if not quiet:
+                say("stopping Airflow and the emulator ...")
+            left = stop_children()
+            if not quiet:
+                say("stopped" if not left else f"stopped, but still running: {[p.pid for p in left]}")
+            return
+        except Stop:
+            continue
+
+
+def reap_adopted(keep: set[int]) -> None:
+    """Reap the exited processes ``adopt_orphans`` gave this one (``keep``: the children waited for elsewhere)."""
+    import psutil
+
+    for child in psutil.Process().children():
+        try:
+            if child.pid not in keep and child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+        except (psutil.Error, OSError):
+            pass
+
+
+def run_airflow(args, home: Path, port: int, aws, password: str) -> int:
+    url = f"http://127.0.0.1:{port}"
+    env = airflow_env(home, port, aws.endpoint, password)
+    log_path = home / "standalone.log"
+    say(f"starting airflow standalone (log: {log_path}); the first start migrates its database ...")
+    with open(log_path, "a") as log:
+        # a session of its own: a Ctrl-C in the terminal reaches this process only, which stops them all at once
+        proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    say(f"airflow standalone pid {proc.pid}")
+    deadline = time.time() + args.startup_timeout
+    while not healthy(url):
+        if proc.poll() is not None:
+            say(f"make airflow: airflow standalone exited ({proc.returncode}); see {log_path}")
+            return 1
+        if time.time() > deadline:
+            say(f"make airflow: the UI did not answer within {args.startup_timeout:g}s; see {log_path}")
+            return 1
+        time.sleep(1)
+    auth = token(url, "admin", password)
+    if auth:
+        _request(f"{url}/api/v2/pools", POOL, "POST", auth)  # 409 when it exists: fine
+    say("")
+    say(f"Airflow UI   {url}")
+    say(f"login        admin / {password}")
+    say(f"try it       trigger dynamodb_ingest with table_name {TABLE} (the defaults fit the emulator);")
+    say("             start_stream_sync then unpauses dynamodb_stream_sync, which follows the table")
+    say(f"store        {env['DYNADEX_STORE']}  (dynadex status {TABLE} --store {env['DYNADEX_STORE']})")
+    say("stop         Ctrl-C")
+    say("")
+    while proc.poll() is None:  # until Stop
+        reap_adopted({proc.pid, aws.process.pid})
+        time.sleep(1)
+    say(f"make airflow: airflow standalone exited ({proc.returncode}); see {log_path}")
+    return 1
 
 
 if __name__ == "__main__":

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,11 +115,39 @@ def resume(sdk_dag, run):
     return dr
 
 
+def get(url, token=None):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def post(url, body, token=None):
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def wait_for(what, probe, timeout=300, every=2):
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.time() + timeout
+    while True:
+        value = probe()
+        if value or time.time() > deadline:
+            assert value, f"timed out waiting for {what}"
+            return value
+        time.sleep(every)
+
+
 class MakeAirflow:
     """``make airflow`` (``python -m dynadex.airflow_local``) as a child process on a free port, home of its own.
 
     ``start()`` waits for its banner and reads the URL, the login and the standalone pid from it;
-    ``stop()`` sends SIGINT (what Ctrl-C sends) and returns the exit code. Its output is in ``lines``.
+    ``stop()`` sends SIGINT (what Ctrl-C sends) and returns the exit code; ``processes()`` is its process tree.
+    Its output is in ``lines``.
     """
 
     def __init__(self, home: Path, port: int, items: int = 50):
@@ -128,7 +160,8 @@ class MakeAirflow:
     def output(self, last: int = 30) -> str:
         return "\n".join(self.lines[-last:])
 
-    def start(self, timeout: float = 600) -> "MakeAirflow":
+    def start(self, timeout: float = 600, until: str = "stop ") -> "MakeAirflow":
+        """Start it and wait for the line starting with ``until`` (by default the banner's last: it is up)."""
         import threading
 
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")])}
@@ -140,22 +173,29 @@ class MakeAirflow:
         def read():
             for line in self.proc.stdout:
                 self.lines.append(line.rstrip("\n"))
-                if line.startswith("stop "):
+                if line.startswith(until):
                     ready.set()
             ready.set()
 
         threading.Thread(target=read, daemon=True).start()
         assert ready.wait(timeout) and self.proc.poll() is None, self.output()
-        self.standalone_pid = int(next(l for l in self.lines if l.startswith("airflow standalone pid ")).split()[-1])
-        self.url = next(l.split()[-1] for l in self.lines if l.startswith("Airflow UI"))
-        self.user, self.password = next(l for l in self.lines if l.startswith("login")).split()[1::2]
+        self.standalone_pid = next((int(l.split()[-1]) for l in self.lines if l.startswith("airflow standalone pid ")),
+                                   None)
+        self.url = next((l.split()[-1] for l in self.lines if l.startswith("Airflow UI")), None)
+        self.user, self.password = next((l.split()[1::2] for l in self.lines if l.startswith("login")), (None, None))
         return self
 
-    def stop(self, timeout: float = 120, fast: bool = False) -> int | None:
-        """Ctrl-C, and its exit code. ``fast``: SIGKILL Airflow's process group first (a graceful standalone
-        shutdown takes about a minute, SIGTERM about as long), for tests whose subject is not the clean stop."""
-        import signal
+    def processes(self) -> list:
+        """The command and every process below it (psutil), as they are now."""
+        import psutil
 
+        root = psutil.Process(self.proc.pid)
+        return [root, *root.children(recursive=True)]
+
+    def stop(self, timeout: float = 120, fast: bool = False, sig: int = signal.SIGINT) -> int | None:
+        """Send ``sig`` (SIGINT: what Ctrl-C sends) and return the exit code; ``timeout`` s without one: kill the
+        command and raise TimeoutExpired. ``fast``: SIGKILL Airflow's process group first, for tests whose subject
+        is not the clean stop."""
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
         if fast and self.standalone_pid:
@@ -163,7 +203,7 @@ class MakeAirflow:
                 os.killpg(self.standalone_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -7,45 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.airflow_support import MakeAirflow
+from tests.integration.airflow_support import MakeAirflow, get, post, wait_for
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def get(url, token=None):
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return resp.status, json.loads(resp.read())
-
-
-def post(url, body, token=None):
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-def wait_for(what, probe, timeout=300, every=2):
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.time() + timeout
-    while True:
-        value = probe()
-        if value or time.time() > deadline:
-            assert value, f"timed out waiting for {what}"
-            return value
-        time.sleep(every)
 
 
 def test_make_airflow_serves_the_ui_with_our_dags_then_stops_cleanly_on_ctrl_c(tmp_path):
