@@ -399,20 +399,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except DynadexError as exc:
-        print(f"dynadex: error: {exc}", file=sys.stderr)
+        from dynadex.store.catalog.location import without_secrets
+
+        print(f"dynadex: error: {without_secrets(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:
         from dynadex.reach import as_unreachable, connection_failure
+        from dynadex.store.catalog.location import without_secrets
 
+        shown = without_secrets(exc)  # a Postgres catalog's error quotes its connection string
         if not connection_failure(exc):
-            raise
-        print(f"dynadex: error: {as_unreachable(exc, args.command)}", file=sys.stderr)
-        return 1
+            if shown is exc:
+                raise
+        else:
+            print(f"dynadex: error: {as_unreachable(shown, args.command)}", file=sys.stderr)
+            return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into head & co.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    # the scrubbed copy, raised outside the handler: Python would otherwise chain the original as its context
+    raise shown
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,8 +6,10 @@ file, a refused publish) raised by a task body becomes Airflow's
 ``AirflowFailException``, which fails the task instance with no retry: running
 it again would fail the same way, only later. Anything else (throttling after
 the backoff, a network error, a lock held by another process) propagates as
-it is, so the task's ``retries`` apply. The message is kept; the original
-error is chained for the log.
+it is (the same type), so the task's ``retries`` apply. The message is kept;
+the original error is chained for the log. No password reaches the log: an
+error quoting a Postgres connection string is shown through ``mask``
+(``without_secrets``).
 
 The core library (include/dynadex) never imports Airflow: this is the one
 place that maps its errors to Airflow's. Wrap every task body with
@@ -36,8 +38,16 @@ def fail_fast(fn):
         except AirflowFailException:
             raise
         except Exception as exc:
+            from dynadex.store.catalog.location import without_secrets  # the store's modules: not at DAG parse
+
+            shown = without_secrets(exc)  # a Postgres catalog's error quotes its connection string
+            if not deterministic(exc) and shown is exc:
+                raise
+            failure = shown
             if deterministic(exc):
-                raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: this is not transient)") from exc
-            raise
+                failure = AirflowFailException(f"{type(exc).__name__}: {shown} (not retried: this is not transient)")
+                failure.__cause__ = shown
+        # raised outside the handler, so Python does not chain the unscrubbed original as its context
+        raise failure
 
     return wrapper

@@ -267,3 +267,59 @@ def test_no_cause_is_dropped_without_a_reason():
                     if not any("# secret:" in line for line in lines[node.lineno - 1:node.end_lineno]):
                         dropped.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not dropped, "raise from the cause (scrubbed_causes where it may hold a secret):\n" + "\n".join(dropped)
+
+
+def _catalog_gone(*_args, **_kwargs):
+    """What DuckDB raises when a Postgres catalog's server goes away mid-session (seen with a real server
+    stopped under an open store): its message quotes the connection string, password included."""
+    try:
+        raise ConnectionRefusedError("connection refused")
+    except ConnectionRefusedError:
+        raise duckdb.IOException(f'IO Error: Unable to connect to Postgres at "postgresql://dynadex:{PASSWORD}'
+                                 f'@127.0.0.1:{closed_port()}/dynadex": Connection refused') from None
+
+
+def test_the_cli_shows_no_password_of_an_error_met_mid_session(monkeypatch, capsys):
+    """The CLI's last word on an unexpected error is its traceback: it shows a scrubbed copy, same type."""
+    from dynadex import cli
+
+    real = cli.build_parser
+
+    def parser_with_a_failing_status():
+        parser = real()
+        parser._subparsers._group_actions[0].choices["status"].set_defaults(func=_catalog_gone)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", parser_with_a_failing_status)
+    with pytest.raises(duckdb.IOException) as info:
+        cli.main(["status"])
+    shown = "".join(traceback.format_exception(info.value))
+    assert "***" in shown and "Unable to connect to Postgres" in shown
+    assert PASSWORD not in shown + capsys.readouterr().err
+    assert all(PASSWORD not in str(e) for e in chain(info.value))
+
+
+def test_an_airflow_task_logs_no_password_and_keeps_its_retries():
+    """``fail_fast``: a transient error stays of its type (Airflow's retries apply) and a deterministic one
+    fails the task; neither carries the password into the task log."""
+    pytest.importorskip("airflow")
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dynadex.store.errors import StoreError
+    from dynadex_airflow.failures import fail_fast
+
+    with pytest.raises(duckdb.IOException) as transient:
+        fail_fast(_catalog_gone)()
+
+    def refused():
+        try:
+            _catalog_gone()
+        except duckdb.IOException as exc:
+            raise StoreError(f"the store is unreachable: {exc}") from exc
+
+    with pytest.raises(AirflowFailException) as deterministic:
+        fail_fast(refused)()
+    for exc in (transient.value, deterministic.value):
+        shown = "".join(traceback.format_exception(exc))
+        assert PASSWORD not in shown and "***" in shown
+        assert all(PASSWORD not in str(e) for e in chain(exc))

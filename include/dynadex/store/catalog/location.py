@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dynadex import settings
 from dynadex.credentials import AwsCredentials
+from dynadex.errors import scrubbed
 from dynadex.store.errors import StoreError
 
 DEFAULT_STORE = "./.dynadex"
@@ -56,6 +57,23 @@ def mask(spec: str) -> str:
     ``password=`` value, quoted (libpq's ``'…'``, spaces and ``\\'`` inside) or not."""
     spec = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", spec)
     return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", r"\1***", spec, flags=re.I)
+
+
+def without_secrets(exc: BaseException) -> BaseException:
+    """``exc`` as it may be shown or logged: ``exc`` itself when nothing in its text or chain holds a password,
+    else a copy (``errors.scrubbed``) whose text and chain went through ``mask``. A DuckDB error met on a
+    Postgres catalog (a server gone mid-session) quotes the connection string, password included; the CLI and
+    the Airflow tasks pass every error through here before it reaches a terminal or a task log."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if mask(str(e)) != str(e):
+            return scrubbed(exc, lambda x: mask(str(x)))
+        todo += [e.__cause__, e.__context__]
+    return exc
 
 
 def resolve(spec: str | None = None, data_path: str | None = None, *,
