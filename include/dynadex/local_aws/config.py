@@ -25,6 +25,7 @@ class Knobs:
     ttl_interval_seconds: float = 10.0  # how often the TTL sweeper runs
     streams_lane: int = 1  # answer DynamoDB Streams' reads without moto's dispatch (0: through moto, as before)
     keep_alive: int = 1  # keep HTTP connections open between requests, as AWS does (0: close after each answer)
+    test_clock: int = 0  # 1: tests may move its clock forward (POST /_dynadex/clock, clock.py); not for deployments
 
     @classmethod
     def from_env(cls, **overrides) -> "Knobs":
@@ -40,6 +41,7 @@ class Knobs:
         knobs.rollover_records = int(knobs.rollover_records)
         knobs.streams_lane = int(knobs.streams_lane)
         knobs.keep_alive = int(knobs.keep_alive)
+        knobs.test_clock = int(knobs.test_clock)
         return knobs
 
     def to_args(self) -> list[str]:
