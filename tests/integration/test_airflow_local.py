@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.airflow_support import MakeAirflow
-from tests.integration.conftest import free_port
+from tests.support.airflow import MakeAirflow
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from dynadex.store.names import literal
 from dynadex.store.shape import key_text
 from dynadex.types import canonical_item
 
-from .spoil import spoil_groups_without
+from tests.support.spoil import spoil_groups_without
 
 S = ("pk",)
 

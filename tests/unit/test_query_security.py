@@ -12,7 +12,7 @@ import pytest
 from dynadex.credentials import AwsCredentials, CredentialsError
 from dynadex.store import QueryError, Store, StoreError
 from dynadex.store.location import mask, resolve
-from tests.unit.test_store import cli, publish_items
+from tests.support.store import cli, publish_items
 
 SECRET = "PLANTED-wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 TOKEN = "PLANTED-TOKEN-FwoGZXIvYXdzEJr"
