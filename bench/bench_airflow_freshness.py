@@ -23,7 +23,7 @@ import tempfile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.integration.airflow_support import MakeAirflow  # noqa: E402
+from tests.support.airflow import MakeAirflow  # noqa: E402
 
 from dynadex.airflow_local import _request, free_port, token  # noqa: E402
 

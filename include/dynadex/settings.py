@@ -355,6 +355,10 @@ LOCAL_AWS_STREAMS_LANE = _declare("DYNADEX_LOCAL_AWS_STREAMS_LANE", INT, 1, "1: 
 LOCAL_AWS_KEEP_ALIVE = _declare("DYNADEX_LOCAL_AWS_KEEP_ALIVE", INT, 1, "1: HTTP connections stay open between "
                                 "requests, as AWS keeps them; 0: closed after each answer.", group="emulator")
 
+LOCAL_AWS_TEST_CLOCK = _declare("DYNADEX_LOCAL_AWS_TEST_CLOCK", INT, 0, "1: tests may move the emulator's clock "
+                                "forward (`POST /_dynadex/clock`, `local_aws/clock.py`); never for deployments.",
+                                group="emulator")
+
 
 # ---- the table ---------------------------------------------------------------------------------------
 

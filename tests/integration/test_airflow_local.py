@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.airflow_support import MakeAirflow, get, post, wait_for
-from tests.integration.conftest import free_port
+from tests.support.airflow import MakeAirflow, get, post, wait_for
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

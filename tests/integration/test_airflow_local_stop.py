@@ -19,8 +19,8 @@ import time
 import psutil
 import pytest
 
-from tests.integration.airflow_support import MakeAirflow, get, post, wait_for
-from tests.integration.conftest import free_port
+from tests.support.airflow import MakeAirflow, get, post, wait_for
+from tests.support.servers import free_port
 
 LIMIT = 10  # seconds, from the signal
 COMPONENTS = ("airflow standalone", "scheduler", "triggerer", "dag-processor", "api-server")

@@ -1,6 +1,6 @@
 """Issue #12, the new user's first look: `make airflow` in a real browser (headless Chromium from Debian's packages).
 
-Starts the real `make airflow` stack (shared with test_airflow_local.py: airflow_support.MakeAirflow) on a
+Starts the real `make airflow` stack (shared with test_airflow_local.py: tests/support/airflow.py, MakeAirflow) on a
 free port with its own home, then as a user would: signs in on the login page with the printed login,
 finds our three DAGs in the DAG list, opens dynamodb_ingest's trigger form, checks that our params render
 with their titles and descriptions, and submits a table name the param's pattern refuses (Airflow 3's form
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.airflow_support import MakeAirflow
-from tests.integration.conftest import free_port
+from tests.support.airflow import MakeAirflow
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"

@@ -28,7 +28,8 @@ import pytest
 from dynadex.local_aws import running
 from dynadex.store import Store
 from dynadex.stream.verify import verify
-from tests.integration.conftest import free_port
+from tests.support.poll import wait_until
+from tests.support.servers import free_port, listening
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,7 @@ def redis_url():
     port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    wait_until(lambda: listening(port), "redis-server to listen", timeout=30, every=0.02, proc=proc)
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)

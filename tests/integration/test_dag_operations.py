@@ -16,8 +16,12 @@ from contextlib import contextmanager
 import pytest
 
 from dynadex.store import Store
-from tests.integration import airflow_support as af
-from tests.integration.test_dags import aws, fill, make_table, xcom  # noqa: F401 (aws is a fixture)
+from tests.support import airflow as af
+from tests.support.airflow import xcom
+from tests.support.emulator import DAG_KNOBS, make_table
+from tests.support.sync import fill
+
+pytestmark = pytest.mark.emulator(**DAG_KNOBS)
 
 DAG_IDS = ("dynamodb_ingest", "dynamodb_stream_sync", "dynadex_maintenance")
 PARSED: dict = {}
@@ -177,7 +181,8 @@ def test_a_transient_error_is_retried_and_a_chunk_keeps_its_label_in_every_state
     """A network error in one chunk build: retried, then failed, named by its chunk; the others succeed at once."""
     from dynadex_airflow import ingest_tasks
 
-    ddb = make_table(aws, "Flaky")
+    make_table(aws, "Flaky", sort=("sk", "N"))
+    ddb = aws.client("dynamodb")
     fill(ddb, "Flaky", 600)
     real = ingest_tasks.build_one
 
@@ -232,7 +237,8 @@ def test_a_sync_run_ends_early_when_another_run_is_queued_behind_it(aws, tmp_pat
 
     from dynadex import bootstrap
 
-    ddb = make_table(aws, "Handed")
+    make_table(aws, "Handed", sort=("sk", "N"))
+    ddb = aws.client("dynamodb")
     fill(ddb, "Handed", 20)
     store = str(tmp_path / "store")
     assert bootstrap.run(ddb, "Handed", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
@@ -312,7 +318,8 @@ def test_handover_unpauses_the_sync_and_every_ingested_store_is_followed_with_he
     monkeypatch.delenv("AIRFLOW_CONN_AIRFLOW_API", raising=False)
     Variable.delete("dynadex_stores")  # stores earlier tests of this process ingested into (their tables are gone)
     for name in ("FollowA", "FollowB"):
-        fill(make_table(aws, name), name, 300)
+        make_table(aws, name, sort=("sk", "N"))
+        fill(aws.client("dynamodb"), name, 300)
     store_a, store_b = str(tmp_path / "a"), str(tmp_path / "b")
     ingest = af.dag("dynamodb_ingest")
     set_paused("dynamodb_stream_sync", True)  # as it is on creation

@@ -12,44 +12,12 @@ from dynadex.export import iter_records, read_export
 from dynadex.store import Store
 from dynadex.stream.verify import verify
 from dynadex.types import canonical_json
-from tests.integration import airflow_support as af
-from tests.integration.conftest import emulator_env
+from tests.support import airflow as af
+from tests.support.airflow import xcom
+from tests.support.emulator import DAG_KNOBS, make_table, wait_export
+from tests.support.sync import fill, rich_item
 
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory):
-    with emulator_env(bucket="dynadex-exports", airflow_home=tmp_path_factory.mktemp("airflow"), export_seconds=1.5,
-                      export_files=8, stream_shards=2, rollover_records=200, min_incremental_seconds=1) as a:
-        yield a
-
-
-def make_table(aws, name, *, pitr=True, stream="NEW_AND_OLD_IMAGES"):
-    ddb = aws.client("dynamodb")
-    kw = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": stream}} if stream else {}
-    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"}],
-                     BillingMode="PAY_PER_REQUEST", **kw)
-    if pitr:
-        ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
-    return ddb
-
-
-def rich_item(i: int) -> dict:
-    """An item with every DynamoDB type (boto3 client shapes: B as bytes)."""
-    return {
-        "pk": {"S": f"user#{i % 997}"}, "sk": {"N": str(i)},
-        "name": {"S": f"naïve {i} ☃"}, "price": {"N": f"{i}.{i % 100:02d}"}, "big": {"N": "1" + "0" * (i % 40)},
-        "ok": {"BOOL": i % 2 == 0}, "nothing": {"NULL": True}, "blob": {"B": bytes([i % 256, 0, 255])},
-        "tags": {"SS": [f"t{i % 5}", f"t{(i + 1) % 5}"]}, "nums": {"NS": [str(i), str(-i - 1)]},
-        "bins": {"BS": [b"\x00", bytes([i % 200 + 1])]},
-        "list": {"L": [{"S": "x"}, {"N": "1.50"}, {"M": {"deep": {"BOOL": True}}}]},
-        "map": {"M": {"city": {"S": ["Paris", "Rome", "Oslo"][i % 3]}, "zip": {"N": str(10000 + i)}}},
-    }
-
-
-def fill(ddb, table, n):
-    for start in range(0, n, 25):
-        ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": rich_item(i)}} for i in range(start, min(n, start + 25))]})
+pytestmark = pytest.mark.emulator(**DAG_KNOBS)
 
 
 def export_items(export_url: str) -> list[str]:
@@ -62,20 +30,10 @@ def store_dump(store, table) -> list[str]:
         return sorted(st.dump(table))
 
 
-def xcom(run, task_id, map_index=-1):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, map_indexes=map_index,
-                                   key="return_value")
-        rows = session.scalars(query).all()
-        return XComModel.deserialize_value(rows[0]) if rows else None
-
-
 def test_bootstrap_under_writes_then_stream_sync_converges(aws, tmp_path):
     """>= 10k items of every type, writes continuing during the export; then the stream DAG catches up."""
-    ddb = make_table(aws, "Everything")
+    make_table(aws, "Everything", sort=("sk", "N"))
+    ddb = aws.client("dynamodb")
     fill(ddb, "Everything", 10_500)
     store = str(tmp_path / "store")
     log, stop = [], threading.Event()
@@ -153,7 +111,8 @@ def test_bootstrap_under_writes_then_stream_sync_converges(aws, tmp_path):
 
 
 def test_ion_export(aws, tmp_path):
-    ddb = make_table(aws, "IonTable")
+    make_table(aws, "IonTable", sort=("sk", "N"))
+    ddb = aws.client("dynamodb")
     fill(ddb, "IonTable", 300)
     store = str(tmp_path / "store")
     run = af.dag("dynamodb_ingest").test(run_conf={"table_name": "IonTable", "store": store, "export_format": "ION"})
@@ -167,14 +126,13 @@ def test_ion_export(aws, tmp_path):
 def _existing_export(aws, ddb, table, prefix):
     arn = ddb.describe_table(TableName=table)["Table"]["TableArn"]
     d = ddb.export_table_to_point_in_time(TableArn=arn, S3Bucket="dynadex-exports", S3Prefix=prefix)["ExportDescription"]
-    while d["ExportStatus"] == "IN_PROGRESS":
-        time.sleep(0.2)
-        d = ddb.describe_export(ExportArn=d["ExportArn"])["ExportDescription"]
+    d = wait_export(ddb, d["ExportArn"], timeout=120)
     return f"s3://dynadex-exports/{d['ExportManifest']}"
 
 
 def test_existing_export_failed_chunk_cleared_and_rerun_publish_noop(aws, tmp_path):
-    ddb = make_table(aws, "Existing")
+    make_table(aws, "Existing", sort=("sk", "N"))
+    ddb = aws.client("dynamodb")
     fill(ddb, "Existing", 2000)
     manifest = _existing_export(aws, ddb, "Existing", "given")
     e = read_export(manifest)
@@ -216,7 +174,7 @@ def test_existing_export_failed_chunk_cleared_and_rerun_publish_noop(aws, tmp_pa
 
 
 def test_failed_export_fails_wait_with_aws_reason(aws, tmp_path):
-    make_table(aws, "NoBucket")
+    make_table(aws, "NoBucket", sort=("sk", "N"))
     run = af.dag("dynamodb_ingest").test(run_conf={"table_name": "NoBucket", "store": str(tmp_path / "s"),
                                                    "s3_bucket": "no-such-bucket"})
     s = af.states(run)
@@ -235,7 +193,8 @@ def test_failed_export_fails_wait_with_aws_reason(aws, tmp_path):
 ])
 def test_table_without_pitr_or_stream_is_refused(aws, tmp_path, pitr, stream, reason):
     name = f"Bad{int(pitr)}{stream or 'none'}".replace("_", "")
-    ddb = make_table(aws, name, pitr=pitr, stream=stream)
+    make_table(aws, name, sort=("sk", "N"), pitr=pitr, stream=stream)
+    ddb = aws.client("dynamodb")
     run = af.dag("dynamodb_ingest").test(run_conf={"table_name": name, "store": str(tmp_path / "s")})
     s = af.states(run)
     assert run.state == "failed" and s[("validate_table", -1)] == "failed" and s[("start_export", -1)] == "upstream_failed"

@@ -31,7 +31,6 @@ import gzip
 import hashlib
 import json
 import re
-import time
 
 import pytest
 import requests
@@ -39,35 +38,14 @@ from botocore.exceptions import ClientError
 
 from dynadex.aws import to_client
 from dynadex.demo import SAMPLES
-from dynadex.local_aws import running
 from dynadex.types import canonical_item, canonical_json
+from tests.support.emulator import make_table, wait_export
 
 FIXTURES_CLI = SAMPLES / "streams-cli-2019"  # the AWS CLI examples, as in ../shared/fixtures/aws
 
 
-@pytest.fixture(scope="module")
-def aws():
-    with running(export_seconds=0.2, export_files=2, stream_shards=2, rollover_records=0,
-                 min_incremental_seconds=1) as a:
-        a.client("s3").create_bucket(Bucket="conf")
-        yield a
-
-
-def make_table(aws, name, *, hash_type="S", range_type=None):
-    ddb = aws.client("dynamodb")
-    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    attrs = [{"AttributeName": "pk", "AttributeType": hash_type}]
-    if range_type:
-        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
-        attrs.append({"AttributeName": "sk", "AttributeType": range_type})
-    ddb.create_table(TableName=name, KeySchema=schema, AttributeDefinitions=attrs, BillingMode="PAY_PER_REQUEST",
-                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
-    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-    ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
-    return ddb.describe_table(TableName=name)["Table"]
-
-
-from tests.integration.test_local_aws import wait_export  # noqa: E402  (one export wait for both modules)
+pytestmark = pytest.mark.emulator(bucket="conf", export_seconds=0.2, export_files=2, stream_shards=2, rollover_records=0,
+                                  min_incremental_seconds=1)
 
 
 def shard_records(st, arn, shard_id, **iterator):
@@ -314,7 +292,7 @@ def test_accepted_at_the_limits(aws):
 
 def test_empty_binary_key_refused(aws):
     """An empty B key is refused like an empty S key [DG-limits]; wording as for strings (wording ours)."""
-    t = make_table(aws, "BinKey", hash_type="B")
+    t = make_table(aws, "BinKey", key=("pk", "B"))
     before = state(aws, t)
     with pytest.raises(ClientError) as info:
         aws.client("dynamodb").put_item(TableName="BinKey", Item={"pk": {"B": b""}})
@@ -362,7 +340,7 @@ def test_numbers_are_normalised_on_every_read(aws):
     Source: [DG-limits] "leading and trailing zeroes are trimmed"; the emulator's own streams and exports
     (like AWS's, see ../shared/fixtures/aws) already answered the normalised text.
     """
-    make_table(aws, "Nums", range_type="N")
+    make_table(aws, "Nums", sort=("sk", "N"))
     ddb = aws.client("dynamodb")
     item = {"pk": {"S": "a"}, "sk": {"N": "-0"}, "x": {"N": "3.14000"}, "ns": {"NS": ["1E+2", "3.140"]},
             "m": {"M": {"y": {"N": "0E+10"}, "l": {"L": [{"N": "007.50"}]}}}}
@@ -455,49 +433,48 @@ def test_stream_size_bytes_label_and_table_answers_match_aws(aws):
     assert len(label) == len(described["LatestStreamLabel"])
 
 
-def test_stream_limits_filters_and_timestamps(aws):
+def test_stream_limits_filters_and_timestamps(emulator):
     """[botocore] DescribeStream Limit <= 100, GetRecords Limit <= 1000 (refused above, not clamped);
     ShardFilter CHILD_SHARDS; AT_TIMESTAMP; a sequence number of another shard is refused."""
-    with running(stream_shards=2, rollover_records=2) as small:
-        t = make_table(small, "Roll")
-        ddb, st = small.client("dynamodb"), small.client("dynamodbstreams")
-        arn = t["LatestStreamArn"]
-        for i in range(12):
-            ddb.put_item(TableName="Roll", Item={"pk": {"S": f"k{i}"}})
-        for kw, what in (({"Limit": 101}, "describe"), ({"Limit": 1001}, "records")):
-            with pytest.raises(ClientError) as info:
-                if what == "describe":
-                    st.describe_stream(StreamArn=arn, **kw)
-                else:
-                    shard = st.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-                    it = st.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-                    st.get_records(ShardIterator=it, **kw)
-            assert info.value.response["Error"]["Code"] == "ValidationException"
-            assert "less than or equal to" in info.value.response["Error"]["Message"]
-        shards = st.describe_stream(StreamArn=arn, Limit=100)["StreamDescription"]["Shards"]
-        parents = {s["ParentShardId"] for s in shards if "ParentShardId" in s}
-        assert parents
-        for parent in parents:
-            children = st.describe_stream(StreamArn=arn, ShardFilter={"Type": "CHILD_SHARDS", "ShardId": parent})
-            got = [s["ShardId"] for s in children["StreamDescription"]["Shards"]]
-            assert got == [s["ShardId"] for s in shards if s.get("ParentShardId") == parent] and got
-        # another shard's sequence number is refused
-        a, b = shards[0], next(s for s in shards if s["ShardId"] != shards[0]["ShardId"])
-        seq_b = b["SequenceNumberRange"]["StartingSequenceNumber"]
+    small = emulator(stream_shards=2, rollover_records=2, test_clock=1)
+    t = make_table(small, "Roll")
+    ddb, st = small.client("dynamodb"), small.client("dynamodbstreams")
+    arn = t["LatestStreamArn"]
+    for i in range(12):
+        ddb.put_item(TableName="Roll", Item={"pk": {"S": f"k{i}"}})
+    for kw, what in (({"Limit": 101}, "describe"), ({"Limit": 1001}, "records")):
         with pytest.raises(ClientError) as info:
-            st.get_shard_iterator(StreamArn=arn, ShardId=a["ShardId"], ShardIteratorType="AT_SEQUENCE_NUMBER",
-                                  SequenceNumber=seq_b)
+            if what == "describe":
+                st.describe_stream(StreamArn=arn, **kw)
+            else:
+                shard = st.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+                it = st.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                st.get_records(ShardIterator=it, **kw)
         assert info.value.response["Error"]["Code"] == "ValidationException"
-        # AT_TIMESTAMP: the first record written at or after the instant
-        ddb.put_item(TableName="Roll", Item={"pk": {"S": "before"}})
-        instant = time.time() + 0.002
-        while time.time() <= instant + 0.002:  # the next write is strictly after the instant (ms on the wire)
-            pass
-        ddb.put_item(TableName="Roll", Item={"pk": {"S": "before"}, "v": {"S": "after"}})
-        seen = []
-        for s in st.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-            seen += shard_records(st, arn, s["ShardId"], ShardIteratorType="AT_TIMESTAMP", Timestamp=instant)
-        assert [(r["eventName"], r["dynamodb"]["NewImage"].get("v")) for r in seen] == [("MODIFY", {"S": "after"})]
+        assert "less than or equal to" in info.value.response["Error"]["Message"]
+    shards = st.describe_stream(StreamArn=arn, Limit=100)["StreamDescription"]["Shards"]
+    parents = {s["ParentShardId"] for s in shards if "ParentShardId" in s}
+    assert parents
+    for parent in parents:
+        children = st.describe_stream(StreamArn=arn, ShardFilter={"Type": "CHILD_SHARDS", "ShardId": parent})
+        got = [s["ShardId"] for s in children["StreamDescription"]["Shards"]]
+        assert got == [s["ShardId"] for s in shards if s.get("ParentShardId") == parent] and got
+    # another shard's sequence number is refused
+    a, b = shards[0], next(s for s in shards if s["ShardId"] != shards[0]["ShardId"])
+    seq_b = b["SequenceNumberRange"]["StartingSequenceNumber"]
+    with pytest.raises(ClientError) as info:
+        st.get_shard_iterator(StreamArn=arn, ShardId=a["ShardId"], ShardIteratorType="AT_SEQUENCE_NUMBER",
+                              SequenceNumber=seq_b)
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    # AT_TIMESTAMP: the first record written at or after the instant
+    ddb.put_item(TableName="Roll", Item={"pk": {"S": "before"}})
+    instant = small.clock.advance(0.01)  # after the write above
+    small.clock.advance(0.01)  # the next write is strictly after the instant (ms on the wire)
+    ddb.put_item(TableName="Roll", Item={"pk": {"S": "before"}, "v": {"S": "after"}})
+    seen = []
+    for s in st.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        seen += shard_records(st, arn, s["ShardId"], ShardIteratorType="AT_TIMESTAMP", Timestamp=instant)
+    assert [(r["eventName"], r["dynamodb"]["NewImage"].get("v")) for r in seen] == [("MODIFY", {"S": "after"})]
 
 
 # ------------------------------------------------------------------ exports

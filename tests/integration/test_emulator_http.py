@@ -12,7 +12,6 @@ from urllib.parse import urlparse
 import boto3
 import pytest
 
-from dynadex.local_aws import running
 from dynadex.local_aws.faults import Fault
 
 AUTH = b"AWS4-HMAC-SHA256 Credential=local/20261203/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=x"
@@ -23,16 +22,7 @@ ITEMS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def aws():
-    with running(stream_shards=2) as a:
-        yield a
-
-
-@pytest.fixture(autouse=True)
-def no_faults_left(aws):
-    yield
-    aws.faults.clear()
+pytestmark = [pytest.mark.emulator(stream_shards=2), pytest.mark.usefixtures("no_faults_left")]
 
 
 def _calls(endpoint: str) -> list[tuple[str, int, str]]:
@@ -83,11 +73,8 @@ def _calls(endpoint: str) -> list[tuple[str, int, str]]:
     return out
 
 
-def test_streams_lane_answers_what_moto_dispatch_answers():
-    answers = []
-    for lane in (1, 0):
-        with running(stream_shards=2, streams_lane=lane) as a:
-            answers.append(_calls(a.endpoint))
+def test_streams_lane_answers_what_moto_dispatch_answers(emulator):
+    answers = [_calls(emulator(stream_shards=2, streams_lane=lane).endpoint) for lane in (1, 0)]
     lane, moto = answers
     assert len(lane) == len(moto) == 15
     for (op, status, body, ctype, etype), theirs in zip(lane, moto):

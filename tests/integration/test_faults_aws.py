@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,65 +23,19 @@ from dynadex.local_aws.faults import Fault
 from dynadex.store import Store
 from dynadex.stream import sync_table
 from dynadex.stream.verify import verify
-from tests.integration.test_stream_sync import clients, converge, new_table
-from tests.integration.conftest import emulator_env
+from tests.support.emulator import BUCKET, end_outage, make_table
+from tests.support.poll import wait_until
+from tests.support.sync import churn, clients, converge, filled, no_duplicates
 
-BUCKET = "dynadex-exports"
-
-
-@pytest.fixture(scope="module")
-def aws():
-    with emulator_env(bucket=BUCKET, export_seconds=0.3, export_files=3, stream_shards=3, rollover_records=60,
-                      min_incremental_seconds=1) as a:
-        yield a
-
-
-@pytest.fixture(autouse=True)
-def no_faults_left(aws):
-    yield
-    end_outage(aws)
-    aws.faults.clear()
-
-
-def end_outage(aws) -> None:
-    """SIGUSR1 ends the emulator's outage at once (a real signal to the real process); wait until it answers."""
-    aws.process.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            aws.faults.state()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+pytestmark = [pytest.mark.emulator(bucket=BUCKET, env=True, export_seconds=0.3, export_files=3, stream_shards=3,
+                                   rollover_records=60, min_incremental_seconds=1),
+              pytest.mark.usefixtures("no_faults_left")]
 
 
 def bare(aws, service: str):
     """A client that never retries, to see exactly what the emulator answers."""
     return boto3.client(service, endpoint_url=aws.endpoint, region_name="us-east-1", aws_access_key_id="local",
                         aws_secret_access_key="local", config=Config(retries={"total_max_attempts": 1}))
-
-
-def filled(aws, name: str, items: int = 60):
-    ddb = new_table(aws, name)
-    for i in range(items):
-        ddb.put_item(TableName=name, Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "tags": {"SS": ["a", f"t{i % 4}"]}})
-    return ddb
-
-
-def churn(ddb, name: str, start: int, count: int) -> None:
-    for i in range(start, start + count):
-        if i % 5 == 0:
-            ddb.delete_item(TableName=name, Key={"pk": {"S": f"k{i % 60}"}})
-        else:
-            ddb.put_item(TableName=name, Item={"pk": {"S": f"k{i % 90}"}, "n": {"N": str(i)}, "m": {"M": {"x": {"N": f"{i}.5"}}}})
-
-
-def no_duplicates(store: str, table: str) -> None:
-    with Store(store) as st:
-        assert st.query(f"SELECT count(*) = count(DISTINCT key) FROM row_index.{table}")[1] == [(True,)]
-        assert st.query(f"SELECT count(*) FROM {table}")[1] == st.query(f"SELECT count(*) FROM row_index.{table}")[1]
 
 
 # ------------------------------------------------------------------------------------------- the facility
@@ -122,7 +75,7 @@ def test_faults_answer_in_aws_wire_formats_and_are_counted(aws):
     for _ in range(3):
         with pytest.raises(ddb.exceptions.ClientError, match="ThrottlingException"):
             ddb.list_tables()
-    new_table(aws, "Wire")
+    make_table(aws, "Wire")
     aws.client("dynamodb").put_item(TableName="Wire", Item={"pk": {"S": "a"}})
     arn = aws.client("dynamodb").describe_table(TableName="Wire")["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
@@ -141,7 +94,7 @@ def test_faults_answer_in_aws_wire_formats_and_are_counted(aws):
 
 def test_an_outage_refuses_connections_and_the_emulator_comes_back_with_its_state(aws):
     ddb = bare(aws, "dynamodb")
-    new_table(aws, "Outage")
+    make_table(aws, "Outage")
     ddb.put_item(TableName="Outage", Item={"pk": {"S": "kept"}})
     aws.faults.outage(30)
     import socket
@@ -162,7 +115,7 @@ def test_an_outage_refuses_connections_and_the_emulator_comes_back_with_its_stat
     # a request that still reaches the server (the socket closes in a moment) gets no answer
     with pytest.raises((ConnectionClosedError, EndpointConnectionError)):
         ddb.list_tables()
-    _wait(refused, "the listening socket to close")
+    wait_until(refused, "the listening socket to close", every=0.05)
     with pytest.raises(EndpointConnectionError, match=aws.endpoint.split("//")[1]):
         ddb.list_tables()
     end_outage(aws)
@@ -305,14 +258,6 @@ def test_an_outage_mid_ingest_is_retried_and_a_lasting_one_names_endpoint_and_ob
         assert verify(st, "Gone", ddb).ok
 
 
-def _wait(condition, what: str, deadline: float = 120.0) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_a_short_outage_mid_sync_is_ridden_out(aws, tmp_path):
     ddb = filled(aws, "Blip")
     store = str(tmp_path / "store")
@@ -322,9 +267,9 @@ def test_a_short_outage_mid_sync_is_ridden_out(aws, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", "Blip", "--for", "12", "--store", store],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        _wait(lambda: _checkpoints(store, "Blip"), "the first batch")
+        wait_until(lambda: _checkpoints(store, "Blip"), "the first batch", every=0.05)
         aws.faults.outage(1.5)
-        _wait(lambda: (_state(aws) or {}).get("outages") == 1, "the outage's end")
+        wait_until(lambda: (_state(aws) or {}).get("outages") == 1, "the outage's end", every=0.05)
         churn(ddb, "Blip", 60, 30)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -359,7 +304,7 @@ def test_a_lasting_outage_mid_sync_ends_the_cli_with_one_line_naming_the_endpoin
     proc = subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", "Down", "--for", "60", "--store", store],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        _wait(lambda: _checkpoints(store, "Down"), "the first batch")
+        wait_until(lambda: _checkpoints(store, "Down"), "the first batch", every=0.05)
         aws.faults.outage(600)
         started = time.monotonic()
         out, err = proc.communicate(timeout=120)

@@ -21,19 +21,15 @@ import pytest
 from dynadex import bootstrap
 from dynadex.store import Store
 from dynadex.stream.verify import verify
-from tests.integration import airflow_support as af
-from tests.integration.test_faults_aws import BUCKET, filled, no_duplicates
-from tests.integration.test_stream_sync import Writer, converge
-from tests.integration.conftest import emulator_env
+from tests.support import airflow as af
+from tests.support.emulator import BUCKET
+from tests.support.poll import wait_until
+from tests.support.sync import Writer, filled, no_duplicates
 
 DAG_FILE = af.ROOT / "dags" / "dynamodb_stream_sync.py"
 
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory):
-    with emulator_env(bucket=BUCKET, airflow_home=tmp_path_factory.mktemp("airflow"), export_seconds=0.3,
-                      export_files=2, stream_shards=2, rollover_records=80) as a:
-        yield a
+pytestmark = pytest.mark.emulator(bucket=BUCKET, airflow=True, export_seconds=0.3, export_files=2, stream_shards=2,
+                                  rollover_records=80)
 
 
 def dag_test(table: str, store: str, run_seconds: float, batch_records: int) -> subprocess.Popen:
@@ -54,16 +50,6 @@ def committed(store: str, table: str) -> tuple:
                 (s, c.sequence_number or "") for s, c in cps.items()))
     except Exception:
         return 0, ()
-
-
-def wait_for(condition, what: str, proc: subprocess.Popen, deadline: float = 180.0) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"the DAG run ended ({proc.returncode}) before {what}: {proc.stdout.read()[-3000:]}")
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_sigkill_of_the_dag_sync_task_mid_batch_loses_and_duplicates_nothing(aws, tmp_path):
@@ -88,7 +74,7 @@ def test_sigkill_of_the_dag_sync_task_mid_batch_loses_and_duplicates_nothing(aws
                     return len(seen) >= 2
 
                 t = time.monotonic()
-                wait_for(moved, "batches committed by the DAG's sync task", proc)
+                wait_until(moved, "batches committed by the DAG's sync task", timeout=180, every=0.05, proc=proc)
                 time.sleep(rnd.uniform(0, 0.3))  # 25-record batches commit back to back: land inside one
                 print(f"dags test: batches committed {time.monotonic() - t:.1f}s after start; SIGKILL")
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -30,9 +30,8 @@ from dynadex.store.catalog.lake import ALIAS
 from dynadex.store.errors import StoreFull
 from dynadex.stream import sync_table
 from dynadex.stream.verify import verify
-from tests.integration.conftest import emulator_env
-from tests.integration.test_faults_aws import BUCKET, churn, filled, no_duplicates
-from tests.integration.test_stream_sync import clients, converge
+from tests.support.emulator import BUCKET
+from tests.support.sync import churn, clients, converge, filled, no_duplicates
 
 
 def _can_mount() -> bool:
@@ -51,6 +50,8 @@ def _can_mount() -> bool:
 
 # DYNADEX_TEST_DISK=injected-enospc runs the fallback where tmpfs would work too
 DISK = os.environ.get("DYNADEX_TEST_DISK") or ("tmpfs" if _can_mount() else "injected-enospc")
+
+pytestmark = pytest.mark.emulator(bucket=BUCKET, env=True, export_seconds=0.3, export_files=2, stream_shards=2)
 
 
 class SmallDisk:
@@ -97,12 +98,6 @@ class SmallDisk:
         self.patches.undo()
         if self.mode == "tmpfs":
             subprocess.run(["umount", "-l", str(self.root)], check=False)
-
-
-@pytest.fixture(scope="module")
-def aws():
-    with emulator_env(bucket=BUCKET, export_seconds=0.3, export_files=2, stream_shards=2) as a:
-        yield a
 
 
 @pytest.fixture(params=[DISK])

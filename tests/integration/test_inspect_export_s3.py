@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import GENUINE_DIR_KEY, GENUINE_ROOT
+from tests.support.exports import GENUINE_DIR_KEY, GENUINE_ROOT
 
 
 @pytest.fixture(scope="module")

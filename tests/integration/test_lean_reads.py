@@ -13,7 +13,9 @@ from botocore.exceptions import ClientError
 from dynadex.local_aws.faults import Fault
 from dynadex.stream.get_records import GetRecords, lean
 from dynadex.stream.sync import record_change
-from tests.integration.test_emulator_http import aws, no_faults_left  # noqa: F401 - the same emulator fixtures
+from tests.support.emulator import make_table
+
+pytestmark = [pytest.mark.emulator(stream_shards=2), pytest.mark.usefixtures("no_faults_left")]
 
 ITEMS = [
     {"pk": {"S": "plain"}, "n": {"N": "1"}},
@@ -31,12 +33,8 @@ def _client(aws, service: str, attempts: int = 3):
 
 
 def _table(aws, name: str):
-    ddb = _client(aws, "dynamodb")
-    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST",
-                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
-    return ddb, ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    arn = make_table(aws, name, pitr=False)["LatestStreamArn"]
+    return _client(aws, "dynamodb"), arn
 
 
 def _changes(get_records, streams, arn: str) -> list:

@@ -1,4 +1,9 @@
-"""The bundled emulator behaves like AWS: every behaviour through boto3 over real HTTP to a child process."""
+"""The bundled emulator behaves like AWS: every behaviour through boto3 over real HTTP to a child process.
+
+Time passes on the emulator's clock, which tests move forward (``test_clock=1``, ``aws.clock.advance``)
+instead of sleeping: so every instant a test sends the emulator is read from that clock (``aws.clock.now()``),
+never from ``time.time()``, which the clock is ahead of once a test moved it.
+"""
 
 from __future__ import annotations
 
@@ -16,46 +21,18 @@ from botocore.exceptions import ClientError
 
 from dynadex.aws import from_client, to_client
 from dynadex.export import iter_records, read_export
-from dynadex.local_aws import running
 from dynadex.types import canonical_item, canonical_json
-from tests.conftest import GENUINE_DIR_KEY, GENUINE_ROOT
+from tests.support.emulator import make_table, wait_export
+from tests.support.exports import GENUINE_DIR_KEY, GENUINE_ROOT
+from tests.support.poll import wait_until
 
-
-def make_table(aws, name, *, stream=True, pitr=True, range_key=False, view="NEW_AND_OLD_IMAGES"):
-    ddb = aws.client("dynamodb")
-    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    attrs = [{"AttributeName": "pk", "AttributeType": "S"}]
-    if range_key:
-        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
-        attrs.append({"AttributeName": "sk", "AttributeType": "N"})
-    kw = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": view}} if stream else {}
-    ddb.create_table(TableName=name, KeySchema=schema, AttributeDefinitions=attrs, BillingMode="PAY_PER_REQUEST", **kw)
-    if pitr:
-        ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
-    return ddb.describe_table(TableName=name)["Table"]
-
-
-def wait_export(ddb, arn, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        d = ddb.describe_export(ExportArn=arn)["ExportDescription"]
-        if d["ExportStatus"] != "IN_PROGRESS":
-            return d
-        time.sleep(0.1)
-    raise AssertionError("export did not finish")
+pytestmark = pytest.mark.emulator(bucket="exports", test_clock=1, export_seconds=0.4, export_files=4,
+                                  min_incremental_seconds=1, stream_shards=3, rollover_records=4, retention_seconds=4,
+                                  iterator_seconds=2, ttl_interval_seconds=0.3)
 
 
 def code(exc: ClientError) -> str:
     return exc.response["Error"]["Code"]
-
-
-@pytest.fixture(scope="module")
-def aws():
-    with running(export_seconds=0.4, export_files=4, min_incremental_seconds=1, stream_shards=3,
-                 rollover_records=4, retention_seconds=4, iterator_seconds=2, ttl_interval_seconds=0.3) as a:
-        s3 = a.client("s3")
-        s3.create_bucket(Bucket="exports")
-        yield a
 
 
 # ------------------------------------------------------------------ exports
@@ -69,10 +46,10 @@ def test_export_errors_like_aws(aws):
     assert code(info.value) == "PointInTimeRecoveryUnavailableException"
     t = make_table(aws, "Errs")
     with pytest.raises(ClientError) as info:
-        ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports", ExportTime=time.time() + 3600)
+        ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports", ExportTime=aws.clock.now() + 3600)
     assert code(info.value) == "InvalidExportTimeException"
     with pytest.raises(ClientError) as info:
-        ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports", ExportTime=time.time() - 86400)
+        ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports", ExportTime=aws.clock.now() - 86400)
     assert code(info.value) == "InvalidExportTimeException"  # before PITR was enabled
     first = ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports", S3Prefix="p", ClientToken="tok-1")
     again = ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports", S3Prefix="p", ClientToken="tok-1")
@@ -164,11 +141,11 @@ def test_export_at_time_t_while_writes_continue(aws):
         i = 0
         while not stop.is_set():
             i += 1
-            sent = time.time()
+            sent = aws.clock.now()
             ddb.put_item(TableName="Busy", Item={"pk": {"S": f"k{i % 7}"}, "v": {"N": str(i)}})
             if i % 5 == 0:
                 ddb.delete_item(TableName="Busy", Key={"pk": {"S": f"k{(i + 3) % 7}"}})
-            log.append((sent, time.time(), i))
+            log.append((sent, aws.clock.now(), i))
             if i % 25 == 0:
                 time.sleep(0.02)  # leave gaps: instants between two writes
 
@@ -182,19 +159,19 @@ def test_export_at_time_t_while_writes_continue(aws):
 
 
 def _check_export_at(ddb, s3, t, log, stop, th):
-    time.sleep(1.0)
-    # T: a moment between two writes (after write i's answer, before write i+1 was sent)
-    snap = list(log)
-    export_time = None
-    for (s1, a1, i1), (s2, a2, i2) in zip(snap, snap[1:]):
-        if s2 - a1 > 0.01:
-            export_time, last = (a1 + s2) / 2, i1
-            break
-    assert export_time is not None
-    time.sleep(0.5)
+    def pause_between_writes():
+        """T: a moment between two writes (after write i's answer, before write i+1 was sent), past the first 100."""
+        snap = list(log)
+        for (s1, a1, i1), (s2, a2, i2) in zip(snap[100:], snap[101:]):
+            if s2 - a1 > 0.01:
+                return (a1 + s2) / 2, i1
+
+    export_time, last = wait_until(pause_between_writes, "a pause of 10 ms between two writes, after 100 of them")
+    wait_until(lambda: len(log) > last + 5, "5 writes after T, before the export is asked for")
     d = ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports", S3Prefix="busy",
                                           ExportTime=export_time)["ExportDescription"]
-    time.sleep(0.3)
+    asked = len(log)
+    wait_until(lambda: len(log) > asked + 5, "5 writes while the export is in progress")
     stop.set()
     th.join()
     # the table as it was at T: replay writes 1..last
@@ -211,16 +188,15 @@ def _check_export_at(ddb, s3, t, log, stop, th):
         body = s3.get_object(Bucket="exports", Key=json.loads(l)["dataFileS3Key"])["Body"].read()
         got += [canonical_json(json.loads(x)["Item"]) for x in gzip.decompress(body).decode().splitlines()]
     assert sorted(got) == expected
-    assert len(log) > last + 5  # writes really continued after T
 
 
 def test_ion_and_incremental_exports(aws, monkeypatch):
     ddb = aws.client("dynamodb")
     for k, v in aws.env().items():
         monkeypatch.setenv(k, v)
-    t = make_table(aws, "Incr", range_key=True)
-    start = time.time()
-    time.sleep(0.01)
+    t = make_table(aws, "Incr", sort=("sk", "N"))
+    start = aws.clock.now()
+    aws.clock.advance(0.01)  # every write below is after ``start``
     ddb.put_item(TableName="Incr", Item={"pk": {"S": "a"}, "sk": {"N": "1"}, "b": {"B": b"hi"}, "ns": {"NS": ["2", "1.50"]},
                                          "m": {"M": {"bin": {"B": b"\x00\xff"}, "bs": {"BS": [b"x", b"y"]}}}})
     ddb.put_item(TableName="Incr", Item={"pk": {"S": "gone"}, "sk": {"N": "2"}})
@@ -228,8 +204,7 @@ def test_ion_and_incremental_exports(aws, monkeypatch):
                     ExpressionAttributeValues={":x": {"L": [{"NULL": True}, {"BOOL": True}]}})
     ddb.delete_item(TableName="Incr", Key={"pk": {"S": "gone"}, "sk": {"N": "2"}})
     ddb.put_item(TableName="Incr", Item={"pk": {"S": "b"}, "sk": {"N": "-3.25"}})
-    time.sleep(1.1)
-    end = time.time()
+    end = aws.clock.advance(1.1)  # a window longer than the shortest incremental export (min_incremental_seconds=1)
     # ION full export decodes to the same items as the table holds
     ion = wait_export(ddb, ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports", S3Prefix="ion",
                                                              ExportFormat="ION")["ExportDescription"]["ExportArn"])
@@ -261,12 +236,12 @@ def test_ion_and_incremental_exports(aws, monkeypatch):
     assert a.item["m"]["M"]["bs"] == {"BS": ["eA==", "eQ=="]}
     assert start * 1e6 <= a.write_micros < end * 1e6
     # a delete inside a window: the record has Keys and OldImage but no NewImage
-    t2 = time.time()
+    t2 = aws.clock.now()
     ddb.delete_item(TableName="Incr", Key={"pk": {"S": "b"}, "sk": {"N": "-3.25"}})
-    time.sleep(1.05)
+    t3 = aws.clock.advance(1.05)
     inc2 = wait_export(ddb, ddb.export_table_to_point_in_time(
         TableArn=t["TableArn"], S3Bucket="exports", S3Prefix="inc", ExportType="INCREMENTAL_EXPORT",
-        IncrementalExportSpecification={"ExportFromTime": t2, "ExportToTime": time.time()})["ExportDescription"]["ExportArn"])
+        IncrementalExportSpecification={"ExportFromTime": t2, "ExportToTime": t3})["ExportDescription"]["ExportArn"])
     e = read_export(f"s3://exports/{inc2['ExportManifest']}")
     [rec] = [r for f in e.files for r in iter_records(e, f)]
     assert rec.item is None and rec.keys == {"pk": {"S": "b"}, "sk": {"N": "-3.25"}} and rec.old_image is not None
@@ -279,7 +254,7 @@ def test_items_at_dynamodbs_limits_export_exactly_in_both_formats(aws, monkeypat
     for k, v in aws.env().items():
         monkeypatch.setenv(k, v)
     t = make_table(aws, "Limits")
-    start = time.time()
+    start = aws.clock.now()
     deep: dict = {"S": "bottom"}
     for level in range(31):  # 32 levels with the top map
         deep = {"L": [deep]} if level % 2 else {"M": {"a": deep}}
@@ -292,8 +267,7 @@ def test_items_at_dynamodbs_limits_export_exactly_in_both_formats(aws, monkeypat
         ddb.put_item(TableName="Limits", Item=item)
     scan = sorted(canonical_json(canonical_item(from_client(i))) for i in ddb.scan(TableName="Limits")["Items"])
     assert len(scan) == 3
-    time.sleep(1.05)  # the shortest incremental window the fixture allows (min_incremental_seconds=1)
-    end = time.time()
+    end = aws.clock.advance(1.05)  # the shortest incremental window the knobs allow (min_incremental_seconds=1)
     for fmt in ("DYNAMODB_JSON", "ION"):
         d = wait_export(ddb, ddb.export_table_to_point_in_time(TableArn=t["TableArn"], S3Bucket="exports",
                                                                S3Prefix=f"limits-{fmt}", ExportFormat=fmt)
@@ -374,7 +348,7 @@ def test_streams_shards_rollover_lineage_and_order(aws):
 
 def test_stream_records_look_like_aws(aws):
     ddb, st = aws.client("dynamodb"), aws.client("dynamodbstreams")
-    t = make_table(aws, "Shape", view="NEW_IMAGE")
+    t = make_table(aws, "Shape", stream="NEW_IMAGE")
     ddb.put_item(TableName="Shape", Item={"pk": {"S": "x"}, "n": {"N": "1.0"}})
     ddb.put_item(TableName="Shape", Item={"pk": {"S": "x"}, "n": {"N": "2"}})
     ddb.delete_item(TableName="Shape", Key={"pk": {"S": "x"}})
@@ -400,11 +374,13 @@ def test_iterator_expiry_retention_trim_and_vanishing_shards(aws):
     recs, _ = read_shard(st, arn, first["ShardId"])
     old_seq = recs[0]["dynamodb"]["SequenceNumber"]
     it = st.get_shard_iterator(StreamArn=arn, ShardId=first["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    time.sleep(2.2)  # iterator lifetime is 2 s
+    assert st.get_records(ShardIterator=it)["Records"]  # fresh: it reads
+    it = st.get_shard_iterator(StreamArn=arn, ShardId=first["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    aws.clock.advance(2.2)  # iterator lifetime is 2 s
     with pytest.raises(ClientError) as info:
         st.get_records(ShardIterator=it)
     assert code(info.value) == "ExpiredIteratorException"
-    time.sleep(2.2)  # retention is 4 s: the first records are trimmed now
+    aws.clock.advance(2.2)  # retention is 4 s: the first records are trimmed now
     ddb.put_item(TableName="Old", Item={"pk": {"S": "fresh"}})
     with pytest.raises(ClientError) as info:
         st.get_shard_iterator(StreamArn=arn, ShardId=first["ShardId"], ShardIteratorType="AT_SEQUENCE_NUMBER",
@@ -421,14 +397,12 @@ def test_ttl_deletes_are_service_removes(aws):
     ddb, st = aws.client("dynamodb"), aws.client("dynamodbstreams")
     t = make_table(aws, "Ttl")
     ddb.update_time_to_live(TableName="Ttl", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
-    ddb.put_item(TableName="Ttl", Item={"pk": {"S": "old"}, "expires": {"N": str(int(time.time()) - 10)}})
-    ddb.put_item(TableName="Ttl", Item={"pk": {"S": "keep"}, "expires": {"N": str(int(time.time()) + 3600)}})
+    ddb.put_item(TableName="Ttl", Item={"pk": {"S": "old"}, "expires": {"N": str(int(aws.clock.now()) - 10)}})
+    ddb.put_item(TableName="Ttl", Item={"pk": {"S": "keep"}, "expires": {"N": str(int(aws.clock.now()) + 3600)}})
     ddb.put_item(TableName="Ttl", Item={"pk": {"S": "user"}})
     ddb.delete_item(TableName="Ttl", Key={"pk": {"S": "user"}})
-    deadline = time.time() + 5
-    while time.time() < deadline and "Item" in ddb.get_item(TableName="Ttl", Key={"pk": {"S": "old"}}):
-        time.sleep(0.1)
-    assert "Item" not in ddb.get_item(TableName="Ttl", Key={"pk": {"S": "old"}})
+    wait_until(lambda: "Item" not in ddb.get_item(TableName="Ttl", Key={"pk": {"S": "old"}}),
+               "the TTL sweeper (every 0.3 s) to delete the expired item", timeout=5, every=0.05)
     assert "Item" in ddb.get_item(TableName="Ttl", Key={"pk": {"S": "keep"}})
     recs = [r for s in all_shards(st, t["LatestStreamArn"]) for r in read_shard(st, t["LatestStreamArn"], s["ShardId"])[0]]
     removes = {r["dynamodb"]["Keys"]["pk"]["S"]: r for r in recs if r["eventName"] == "REMOVE"}

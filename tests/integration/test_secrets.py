@@ -24,8 +24,11 @@ import pytest
 from dynadex.credentials import AwsCredentials
 from dynadex.store import Store
 from dynadex.stream.verify import verify
-from tests.integration import airflow_support as af
-from tests.integration.test_dags import aws, fill, make_table  # noqa: F401 (aws is a fixture)
+from tests.support import airflow as af
+from tests.support.emulator import DAG_KNOBS, make_table
+from tests.support.sync import fill
+
+pytestmark = pytest.mark.emulator(**DAG_KNOBS)
 
 SECRET = "PLANTED-SECRET-9f3c2e7a-wJalrXUtnFEMI"
 TOKEN = "PLANTED-TOKEN-5d1b8c44-FwoGZXIvYXdz"
@@ -45,7 +48,7 @@ class Everything(logging.Handler):
 
 
 @pytest.fixture
-def planted(aws, tmp_path, monkeypatch):  # noqa: F811
+def planted(aws, tmp_path, monkeypatch):
     """aws_default holds the planted credentials; the environment holds none (nor the endpoint)."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
                  "AWS_ENDPOINT_URL_S3"):
@@ -82,8 +85,9 @@ def _files(root: Path):
             yield path, path.read_bytes()
 
 
-def test_no_secret_in_logs_xcom_airflow_db_store_status_or_errors(aws, planted, tmp_path, capfd):  # noqa: F811
-    ddb = make_table(aws, "Secretive")
+def test_no_secret_in_logs_xcom_airflow_db_store_status_or_errors(aws, planted, tmp_path, capfd):
+    make_table(aws, "Secretive", sort=("sk", "N"))
+    ddb = aws.client("dynamodb")
     fill(ddb, "Secretive", 120)
     store = str(tmp_path / "store")
     run = af.dag("dynamodb_ingest").test(run_conf={"table_name": "Secretive", "store": store})

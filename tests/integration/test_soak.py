@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def run_bench(script: str, *args: str, tmp_path: Path, timeout: float = 900) -> dict:
-    done = subprocess.run([sys.executable, str(BENCH / script), *args, "--json", "--quiet", "--workdir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.stdout.strip(), done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1]) | {"returncode": done.returncode}
+from tests.support.bench import run_bench
 
 
 def test_seeded_soak_with_kills_and_rollovers_ends_with_no_difference(tmp_path):

@@ -12,7 +12,6 @@ import sys
 
 import pytest
 
-from dynadex.local_aws import running
 from dynadex.store import Change, PublishSpec, Store
 from dynadex.types import canonical_item
 
@@ -22,43 +21,36 @@ def postgres(postgres_server):
     return postgres_server.database("dynadex")
 
 
-def test_postgres_catalog_with_s3_data(postgres):
-    with running() as aws:
-        saved = dict(os.environ)
-        os.environ.update(aws.env())
-        try:
-            s3 = aws.client("s3")
-            s3.create_bucket(Bucket="lake")
-            with Store(postgres, data_path="s3://lake/data/", read_only=False) as st:
-                assert st.location.catalog.startswith("postgres:") and st.location.is_s3
-                w = st.chunk_writer("Orders", "b1", "c0", ("pk",), ("S",))
-                for i in range(500):
-                    w.add(canonical_item({"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "city": {"S": "Paris" if i % 2 else "Rome"}}), 1, "t")
-                w.finish()
-                assert st.publish(PublishSpec("Orders", "b1", ["c0"], ("pk",), ("S",), total_items=500))["published"]
-                st.apply("Orders", [Change({"pk": {"S": "k1"}}, canonical_item({"pk": {"S": "k1"}, "n": {"N": "-1"}, "new": {"BOOL": True}}), 5, "s"),
-                                    Change({"pk": {"S": "k2"}}, None, 5, "s")])
-            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]]
-            # the chunk's final files, on S3 under bulk/ (a two-change stream batch is inlined in the catalog)
-            assert any(k.startswith("data/bulk/Orders/b1/c0/") and k.endswith("/rows.parquet") for k in keys)
-            # another process reads through the CLI, with the same settings
-            env = {**os.environ}
-            done = subprocess.run([sys.executable, "-m", "dynadex.cli", "query", "SELECT count(*) AS n, sum(n) AS s FROM Orders",
-                                   "--json", "--store", postgres, "--data-path", "s3://lake/data/"],
-                                  capture_output=True, text=True, env=env)
-            assert done.returncode == 0, done.stderr
-            assert done.stdout.strip() == '{"n": 499, "s": 124746}'  # 124750 - 1 - 1 (k1 -> -1) - 2 (k2 deleted)
-            with Store(postgres, data_path="s3://lake/data/") as st:
-                assert st.find("Orders", "new=true") == ['{"n":{"N":"-1"},"new":{"BOOL":true},"pk":{"S":"k1"}}']
-                assert st.get("Orders", '{"pk":{"S":"k2"}}') is None
-            from dynadex.store.catalog.location import resolve  # the display never shows a password
-            assert "secret" not in resolve("postgresql://u:secret@h/db", "s3://b/").display
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+def test_postgres_catalog_with_s3_data(postgres, emulator):
+    aws = emulator(bucket="lake", env=True)
+    s3 = aws.client("s3")
+    with Store(postgres, data_path="s3://lake/data/", read_only=False) as st:
+        assert st.location.catalog.startswith("postgres:") and st.location.is_s3
+        w = st.chunk_writer("Orders", "b1", "c0", ("pk",), ("S",))
+        for i in range(500):
+            w.add(canonical_item({"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "city": {"S": "Paris" if i % 2 else "Rome"}}), 1, "t")
+        w.finish()
+        assert st.publish(PublishSpec("Orders", "b1", ["c0"], ("pk",), ("S",), total_items=500))["published"]
+        st.apply("Orders", [Change({"pk": {"S": "k1"}}, canonical_item({"pk": {"S": "k1"}, "n": {"N": "-1"}, "new": {"BOOL": True}}), 5, "s"),
+                            Change({"pk": {"S": "k2"}}, None, 5, "s")])
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]]
+    # the chunk's final files, on S3 under bulk/ (a two-change stream batch is inlined in the catalog)
+    assert any(k.startswith("data/bulk/Orders/b1/c0/") and k.endswith("/rows.parquet") for k in keys)
+    # another process reads through the CLI, with the same settings
+    env = {**os.environ}
+    done = subprocess.run([sys.executable, "-m", "dynadex.cli", "query", "SELECT count(*) AS n, sum(n) AS s FROM Orders",
+                           "--json", "--store", postgres, "--data-path", "s3://lake/data/"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == '{"n": 499, "s": 124746}'  # 124750 - 1 - 1 (k1 -> -1) - 2 (k2 deleted)
+    with Store(postgres, data_path="s3://lake/data/") as st:
+        assert st.find("Orders", "new=true") == ['{"n":{"N":"-1"},"new":{"BOOL":true},"pk":{"S":"k1"}}']
+        assert st.get("Orders", '{"pk":{"S":"k2"}}') is None
+    from dynadex.store.catalog.location import resolve  # the display never shows a password
+    assert "secret" not in resolve("postgresql://u:secret@h/db", "s3://b/").display
 
 
-def test_duckdb_chunk_build_writes_its_segment_to_s3(postgres, tmp_path):
+def test_duckdb_chunk_build_writes_its_segment_to_s3(postgres, emulator, tmp_path):
     """The DuckDB build path with S3 data (a distributed deployment): the chunk's final files on S3, then a
     publish that registers them."""
     import json as _json
@@ -69,30 +61,23 @@ def test_duckdb_chunk_build_writes_its_segment_to_s3(postgres, tmp_path):
     from dynadex.store.bulk.chunk_manifest import read_manifest
     from dynadex.store.bulk.plan import plan_chunks
 
-    with running() as aws:
-        saved = dict(os.environ)
-        os.environ.update(aws.env())
-        try:
-            aws.client("s3").create_bucket(Bucket="lake")
-            sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "bench"))
-            from gen_export import generate
+    emulator(bucket="lake", env=True)
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "bench"))
+    from gen_export import generate
 
-            summary = generate(tmp_path, 3000, 3)
-            export = read_export(str(summary))
-            [spec] = plan_chunks(export.files, 10**15)
-            location = resolve(postgres, "s3://lake/data/")
-            result = build_chunk(export, spec, location, "Gen", "b1", ("pk", "sk"), ("S", "N"), 1)
-            manifest = read_manifest(location, "Gen", "b1", spec.chunk_id)
-            assert result.items == 3000 and manifest.built_by == "duckdb"
-            assert all(p.startswith("s3://lake/data/bulk/Gen/b1/") for files in manifest.files.values() for p in files)
-            with Store(postgres, data_path="s3://lake/data/", read_only=False) as st:
-                assert st.publish(PublishSpec("Gen", "b1", [spec.chunk_id], ("pk", "sk"), ("S", "N"), total_items=3000))["published"]
-                assert st.query('SELECT count(*) FROM "Gen"')[1][0][0] == 3000
-                hit = st.find("Gen", "email=user7@example.com")
-                assert len(hit) == 1 and _json.loads(hit[0])["pk"] == {"S": "customer#000000007"}
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    summary = generate(tmp_path, 3000, 3)
+    export = read_export(str(summary))
+    [spec] = plan_chunks(export.files, 10**15)
+    location = resolve(postgres, "s3://lake/data/")
+    result = build_chunk(export, spec, location, "Gen", "b1", ("pk", "sk"), ("S", "N"), 1)
+    manifest = read_manifest(location, "Gen", "b1", spec.chunk_id)
+    assert result.items == 3000 and manifest.built_by == "duckdb"
+    assert all(p.startswith("s3://lake/data/bulk/Gen/b1/") for files in manifest.files.values() for p in files)
+    with Store(postgres, data_path="s3://lake/data/", read_only=False) as st:
+        assert st.publish(PublishSpec("Gen", "b1", [spec.chunk_id], ("pk", "sk"), ("S", "N"), total_items=3000))["published"]
+        assert st.query('SELECT count(*) FROM "Gen"')[1][0][0] == 3000
+        hit = st.find("Gen", "email=user7@example.com")
+        assert len(hit) == 1 and _json.loads(hit[0])["pk"] == {"S": "customer#000000007"}
 
 
 def test_a_delete_racing_a_fold_fails_the_fold_which_folds_again(postgres_server, tmp_path):
@@ -109,8 +94,8 @@ def test_a_delete_racing_a_fold_fails_the_fold_which_folds_again(postgres_server
     from dynadex.store.upkeep import small_files
     from dynadex.stream.sync import record_changes
 
-    from ..unit.test_apply_fast_path import rand_records
-    from ..unit.test_small_files import Hooked
+    from tests.support.records import rand_records
+    from tests.support.store import Hooked
 
     catalog, data = postgres_server.database("fold_race"), str(tmp_path / "data")
     rnd = random.Random(3)

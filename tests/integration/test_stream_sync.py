@@ -14,101 +14,32 @@ import time
 import pytest
 
 from dynadex import bootstrap
-from dynadex.aws import client
-from dynadex.local_aws import running
 from dynadex.store import Store
 from dynadex.stream import SyncSettings, sync_table
 from dynadex.stream.errors import NeedsBootstrap
 from dynadex.stream.recover import windows
 from dynadex.stream.verify import verify
-from tests.integration.conftest import emulator_env
+from tests.support.clock import sync_clock_ahead
+from tests.support.emulator import BUCKET, make_table
+from tests.support.poll import wait_until
+from tests.support.sync import Writer, clients, converge
 
-
-def new_table(aws, name, *, ttl=False):
-    ddb = aws.client("dynamodb")
-    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
-    ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
-    if ttl:
-        ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
-    return ddb
-
-
-class Writer:
-    """Puts, updates, deletes (and TTL-expiring puts) against a table in a background thread."""
-
-    def __init__(self, ddb, table, seed=1, keys=300):
-        self.ddb, self.table, self.rnd, self.keys = ddb, table, random.Random(seed), keys
-        self.stop = threading.Event()
-        self.count = 0
-        self.thread = threading.Thread(target=self.run)
-
-    def one(self):
-        k = f"k{self.rnd.randrange(self.keys)}"
-        op = self.rnd.random()
-        if op < 0.5:
-            self.ddb.put_item(TableName=self.table, Item={"pk": {"S": k}, "n": {"N": str(self.count)},
-                                                          "s": {"SS": ["a", f"v{self.count % 7}"]}, "b": {"B": bytes([self.count % 256])}})
-        elif op < 0.75:
-            self.ddb.update_item(TableName=self.table, Key={"pk": {"S": k}}, UpdateExpression="SET m = :m, n2 = :n",
-                                 ExpressionAttributeValues={":m": {"M": {"c": {"N": f"{self.count}.5"}}}, ":n": {"N": "-1E+20"}})
-        elif op < 0.9:
-            self.ddb.delete_item(TableName=self.table, Key={"pk": {"S": k}})
-        else:
-            self.ddb.put_item(TableName=self.table, Item={"pk": {"S": k}, "expires": {"N": str(int(time.time()) - 5)}})
-        self.count += 1
-
-    def run(self):
-        while not self.stop.is_set():
-            self.one()
-            time.sleep(0.002)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-
-def clients():
-    return client("dynamodb"), client("dynamodbstreams"), client("s3")
-
-
-@pytest.fixture(scope="module")
-def aws():
-    with emulator_env(bucket="dynadex-exports", export_seconds=0.5, export_files=3, stream_shards=3, rollover_records=40,
-                      iterator_seconds=1.5, ttl_interval_seconds=0.3, min_incremental_seconds=1) as a:
-        yield a
-
-
-def converge(store, table, settings=None, rounds=8):
-    ddb, streams, s3 = clients()
-    total: dict = {}
-    for _ in range(rounds):
-        with Store(store, read_only=False) as st:
-            stats = sync_table(st, table, ddb, streams, s3, seconds=0, settings=settings)
-        for k, v in stats.items():
-            if isinstance(v, (int, float)):
-                total[k] = total.get(k, 0) + v
-        with Store(store) as st:
-            report = verify(st, table, ddb)
-        if report.ok:
-            break
-    return total, report
+pytestmark = pytest.mark.emulator(bucket=BUCKET, env=True, export_seconds=0.5, export_files=3, stream_shards=3,
+                                  rollover_records=40, iterator_seconds=1.5, ttl_interval_seconds=0.3,
+                                  min_incremental_seconds=1)
 
 
 def test_writes_during_and_after_export_converge_with_rollover_ttl_and_expiry(aws, tmp_path):
-    ddb = new_table(aws, "Live", ttl=True)
+    make_table(aws, "Live", ttl="expires")
+    ddb = aws.client("dynamodb")
     store = str(tmp_path / "store")
     for i in range(200):
         ddb.put_item(TableName="Live", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
     with Writer(ddb, "Live") as w:
         result = bootstrap.run(ddb, "Live", bucket="dynadex-exports", store=store, poll_seconds=0.1)
         assert result["publish"]["published"]
-        time.sleep(0.5)
+        after = w.count
+        wait_until(lambda: w.count >= after + 50, "50 writes after the bootstrap")
     # keep syncing while writes go on: a long-lived sync whose idle polls outlive the 1.5 s iterators
     settings = SyncSettings(idle_max_seconds=2.5, batch_records=200)
     ddb2, streams, s3 = clients()
@@ -117,8 +48,7 @@ def test_writes_during_and_after_export_converge_with_rollover_ttl_and_expiry(aw
             # 5 s: on a loaded 2-core box, opening the store, the first refresh and the first batch (read 0.5 s,
             # applied in 1.4-1.8 s) took the whole of a 3 s window, leaving no second batch
             stats = sync_table(st, "Live", ddb2, streams, s3, seconds=5, settings=settings)
-    time.sleep(3.5)  # idle longer than the iterator lifetime
-    with Store(store, read_only=False) as st:
+    with Store(store, read_only=False) as st:  # a new run: new iterators, from the checkpoints
         # idle polls back off 0.05, 0.1, … 1.6 s: the 1.6 s pause (past the 1.5 s iterators) starts about 1.6 s
         # in; 6 s leave it room on a loaded machine (with 4 s it was sometimes cut short)
         more = sync_table(st, "Live", ddb2, streams, s3, seconds=6, settings=settings)
@@ -138,7 +68,8 @@ def test_writes_during_and_after_export_converge_with_rollover_ttl_and_expiry(aw
 
 
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(aws, tmp_path):
-    ddb = new_table(aws, "Crashy")
+    make_table(aws, "Crashy")
+    ddb = aws.client("dynamodb")
     store = str(tmp_path / "store")
     for i in range(100):
         ddb.put_item(TableName="Crashy", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
@@ -170,47 +101,50 @@ def test_recovery_windows_cover_the_gap():
         assert 900 <= b - a <= 86400
 
 
-def _short_lived(retention: float, pitr: float):
-    with running(export_seconds=0.3, export_files=2, stream_shards=2, retention_seconds=retention,
-                 min_incremental_seconds=1, pitr_window_seconds=pitr) as a:
-        saved = dict(os.environ)
-        os.environ.update(a.env())
-        os.environ.update(DYNADEX_STREAM_RETENTION_SECONDS=f"{retention:g}", DYNADEX_MIN_INCREMENTAL_SECONDS="1",
-                          DYNADEX_PITR_WINDOW_SECONDS=f"{pitr:g}", DYNADEX_EXPORT_POLL_SECONDS="0.1",
-                          DYNADEX_OVERLAP_SECONDS="1")
-        a.client("s3").create_bucket(Bucket="dynadex-exports")
-        yield a
-        os.environ.clear()
-        os.environ.update(saved)
+def _short_lived(emulator, monkeypatch, retention: float, pitr: float, **knobs):
+    aws = emulator(bucket=BUCKET, env=True, export_seconds=0.3, export_files=2, stream_shards=2,
+                   retention_seconds=retention, min_incremental_seconds=1, pitr_window_seconds=pitr, **knobs)
+    for name, value in dict(DYNADEX_STREAM_RETENTION_SECONDS=f"{retention:g}", DYNADEX_MIN_INCREMENTAL_SECONDS="1",
+                            DYNADEX_PITR_WINDOW_SECONDS=f"{pitr:g}", DYNADEX_EXPORT_POLL_SECONDS="0.1",
+                            DYNADEX_OVERLAP_SECONDS="1").items():
+        monkeypatch.setenv(name, value)  # the sync is told the emulator's retention and PITR window
+    return aws
 
 
 @pytest.fixture
-def short_lived(tmp_path):
+def short_lived(emulator, monkeypatch):
     """An emulator whose stream keeps records 3 s and whose PITR reaches back 12 s."""
-    yield from _short_lived(3, 12)
+    return _short_lived(emulator, monkeypatch, 3, 12)
 
 
 @pytest.fixture
-def roomy(tmp_path):
-    """Retention 10 s and PITR 24 s: room for a sync pass on a loaded machine to stay within the retention."""
-    yield from _short_lived(10, 24)
+def roomy(emulator, monkeypatch):
+    """Retention 10 s and PITR 24 s: room for a sync pass on a loaded machine to stay within the retention.
+    Its clock can be moved on (``roomy.clock.advance``)."""
+    return _short_lived(emulator, monkeypatch, 10, 24, test_clock=1)
 
 
 def test_gap_after_retention_recovered_by_incremental_export(roomy, tmp_path):
-    """Retention 10 s (roomy): a 3 s retention also trimmed records the sync had not yet reached after the
-    recovery when the box was loaded (a test of the machine, not of the code)."""
-    ddb = new_table(roomy, "Gappy")
+    """Changes the stream trimmed before the sync read them come back through an incremental export. The
+    emulator's clock is moved past the retention (nothing waits for it), so the stream itself says the records
+    were trimmed. Retention 10 s (roomy): a 3 s retention also trimmed records the sync had not yet reached after
+    the recovery when the box was loaded (a test of the machine, not of the code)."""
+    make_table(roomy, "Gappy")
+    ddb = roomy.client("dynamodb")
     store = str(tmp_path / "store")
     for i in range(50):
         ddb.put_item(TableName="Gappy", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
     bootstrap.run(ddb, "Gappy", bucket="dynadex-exports", store=store, poll_seconds=0.1)
     stats, report = converge(store, "Gappy")
     assert report.ok
-    # sync stops; changes happen; the stream trims them (retention 10 s)
+    # sync stops; changes happen; 11 s pass on the emulator's clock: the stream trims them (retention 10 s)
     for i in range(30):
         ddb.put_item(TableName="Gappy", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(1000 + i)}})
     ddb.delete_item(TableName="Gappy", Key={"pk": {"S": "k49"}})
-    time.sleep(11)
+    written = time.time()
+    roomy.clock.advance(11)
+    # the recovery exports up to a second ago by the sync's own clock (recover.py): these writes are that old
+    wait_until(lambda: time.time() > written + 1.05, "the writes to be older than the recovery's 1 s margin")
     ddb.put_item(TableName="Gappy", Item={"pk": {"S": "after"}, "n": {"N": "1"}})
     stats, report = converge(store, "Gappy")
     assert stats["recoveries"] >= 1
@@ -222,7 +156,8 @@ def test_gap_after_retention_recovered_by_incremental_export(roomy, tmp_path):
 
 
 def test_changed_stream_arn_is_a_gap(short_lived, tmp_path):
-    ddb = new_table(short_lived, "Restream")
+    make_table(short_lived, "Restream")
+    ddb = short_lived.client("dynamodb")
     store = str(tmp_path / "store")
     ddb.put_item(TableName="Restream", Item={"pk": {"S": "a"}})
     bootstrap.run(ddb, "Restream", bucket="dynadex-exports", store=store, poll_seconds=0.1)
@@ -237,17 +172,21 @@ def test_changed_stream_arn_is_a_gap(short_lived, tmp_path):
 
 
 def test_gap_beyond_pitr_window_needs_a_fresh_bootstrap(short_lived, tmp_path):
-    ddb = new_table(short_lived, "Ancient")
+    """A sync that comes back later than the PITR window reaches asks for a fresh bootstrap, which converges.
+    "Later" is the sync's clock moved 13 s on (nothing waits for it): the decision is the sync's, taken from its
+    own clock before it reads or writes anything; the re-bootstrap then runs on the wall clock, as the emulator."""
+    make_table(short_lived, "Ancient")
+    ddb = short_lived.client("dynamodb")
     store = str(tmp_path / "store")
     ddb.put_item(TableName="Ancient", Item={"pk": {"S": "a"}})
     bootstrap.run(ddb, "Ancient", bucket="dynadex-exports", store=store, poll_seconds=0.1)
     ddb.put_item(TableName="Ancient", Item={"pk": {"S": "b"}})
-    time.sleep(13)  # beyond the 12 s PITR window and the 3 s retention
     ddb.put_item(TableName="Ancient", Item={"pk": {"S": "c"}})
     d, streams, s3 = clients()
     with Store(store, read_only=False) as st:
-        with pytest.raises(NeedsBootstrap, match="beyond the point-in-time recovery window"):
-            sync_table(st, "Ancient", d, streams, s3, seconds=0)
+        with sync_clock_ahead(13):  # beyond the 12 s PITR window and the 3 s retention
+            with pytest.raises(NeedsBootstrap, match="beyond the point-in-time recovery window"):
+                sync_table(st, "Ancient", d, streams, s3, seconds=0)
     bootstrap.run(ddb, "Ancient", bucket="dynadex-exports", store=store, poll_seconds=0.1)  # the re-bootstrap
     _, report = converge(store, "Ancient")
     assert report.ok and report.table_items == 3
@@ -255,7 +194,8 @@ def test_gap_beyond_pitr_window_needs_a_fresh_bootstrap(short_lived, tmp_path):
 
 def test_verify_reports_every_difference_and_the_cli_exits_1(aws, tmp_path):
     """Faults injected behind the sync's back: a missing, an extra and a changed item, each reported."""
-    ddb = new_table(aws, "Drift")
+    make_table(aws, "Drift")
+    ddb = aws.client("dynamodb")
     store = str(tmp_path / "store")
     for k in range(30):
         ddb.put_item(TableName="Drift", Item={"pk": {"S": f"k{k:02d}"}, "n": {"N": str(k)}})
@@ -288,7 +228,8 @@ def test_idle_table_followed_by_a_running_sync_recovers_a_gap_without_bootstrap(
     """Idle longer than PITR and the retention, but the sync kept finding the stream at its tip: recovery
     starts from that instant, not from the last change long ago (which would ask for a fresh bootstrap),
     and the idle sync is not taken for a stale one."""
-    ddb = new_table(roomy, "Quiet")
+    make_table(roomy, "Quiet")
+    ddb = roomy.client("dynamodb")
     store = str(tmp_path / "store")
     ddb.put_item(TableName="Quiet", Item={"pk": {"S": "a"}})
     bootstrap.run(ddb, "Quiet", bucket="dynadex-exports", store=store, poll_seconds=0.1)
@@ -312,7 +253,8 @@ def test_children_are_found_when_their_parent_ends_and_read_in_the_same_batch(aw
     """Against the emulator over HTTP: a backlog spanning several generations of every shard is applied in
     one batch, parents before children, with the checkpoints of both (the children found as each parent
     ends: tests/unit/test_shard_discovery.py covers children created after the last refresh)."""
-    ddb = new_table(aws, "Rolling")
+    make_table(aws, "Rolling")
+    ddb = aws.client("dynamodb")
     store = str(tmp_path / "store")
     ddb.put_item(TableName="Rolling", Item={"pk": {"S": "seed"}})
     assert bootstrap.run(ddb, "Rolling", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
@@ -333,7 +275,8 @@ def test_children_are_found_when_their_parent_ends_and_read_in_the_same_batch(aw
 def test_cli_bootstrap_then_sync_follows_without_airflow(aws, tmp_path):
     """`dynadex bootstrap TABLE --bucket B`: the key from DescribeTable, progress while the export runs, the
     export's KMS and bucket-owner settings passed on, the checkpoint stored; `dynadex sync` then follows."""
-    ddb = new_table(aws, "ByCli")
+    make_table(aws, "ByCli")
+    ddb = aws.client("dynamodb")
     for i in range(60):
         ddb.put_item(TableName="ByCli", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
     store = str(tmp_path / "store")
@@ -412,7 +355,8 @@ def test_reads_of_different_shards_overlap_never_two_on_one_shard(aws, tmp_path)
     """The shard readers: GetRecords on different shards of one table are in flight together (at most
     ``shard_readers``), never two on one shard; the batches still apply exactly once (the index verifies).
     Sequentially (shard_readers=1, or the code before the pool) the most in flight is 1."""
-    ddb = new_table(aws, "Overlap")
+    make_table(aws, "Overlap")
+    ddb = aws.client("dynamodb")
     store = str(tmp_path / "store")
     ddb.put_item(TableName="Overlap", Item={"pk": {"S": "seed"}})
     assert bootstrap.run(ddb, "Overlap", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
@@ -430,28 +374,16 @@ def test_reads_of_different_shards_overlap_never_two_on_one_shard(aws, tmp_path)
 
 
 @pytest.fixture
-def wide():
+def wide(emulator):
     """A second emulator whose streams have 64 shards, rolling over every 12 records (for one test: the
     environment points back at the module's emulator afterwards)."""
-    with running(export_seconds=0.5, export_files=2, stream_shards=64, rollover_records=12,
-                 min_incremental_seconds=1) as a:
-        saved = dict(os.environ)
-        os.environ.update(a.env())
-        a.client("s3").create_bucket(Bucket="dynadex-exports")
-        yield a
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def wait_until(condition, what: str, deadline: float = 120.0) -> None:
-    end = time.time() + deadline
-    while not condition():
-        assert time.time() < end, f"gave up waiting for {what}"
-        time.sleep(0.05)
+    return emulator(bucket=BUCKET, env=True, export_seconds=0.5, export_files=2, stream_shards=64, rollover_records=12,
+                    min_incremental_seconds=1)
 
 
 def test_64_shards_rolling_over_while_writes_continue_converge(wide, tmp_path):
-    ddb = new_table(wide, "Wide")
+    make_table(wide, "Wide")
+    ddb = wide.client("dynamodb")
     store = str(tmp_path / "store")
     for i in range(100):
         ddb.put_item(TableName="Wide", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
@@ -479,7 +411,8 @@ def test_two_tables_of_one_store_sync_side_by_side_and_keep_every_checkpoint(aws
     store = str(tmp_path / "store")
     tables = ("SideA", "SideB")
     for name in tables:
-        ddb = new_table(aws, name)
+        make_table(aws, name)
+        ddb = aws.client("dynamodb")
         for i in range(50):
             ddb.put_item(TableName=name, Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
         assert bootstrap.run(ddb, name, bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
@@ -517,7 +450,8 @@ def test_two_tables_of_one_store_sync_side_by_side_and_keep_every_checkpoint(aws
 def test_a_run_asked_to_stop_ends_at_a_batch_boundary_and_the_next_resumes_exactly(aws, tmp_path):
     """``should_stop`` (another run waits: a new table's handover) ends a long sync window between batches;
     the checkpoints it leaves let the next sync resume with nothing lost or repeated."""
-    ddb = new_table(aws, "Stopping")
+    make_table(aws, "Stopping")
+    ddb = aws.client("dynamodb")
     store = str(tmp_path / "store")
     ddb.put_item(TableName="Stopping", Item={"pk": {"S": "seed"}})
     assert bootstrap.run(ddb, "Stopping", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
@@ -535,10 +469,10 @@ def test_a_run_asked_to_stop_ends_at_a_batch_boundary_and_the_next_resumes_exact
         def writes_then_stop():  # more writes while the window is open, then the other run "arrives"
             for i in range(50, 80):
                 ddb.put_item(TableName="Stopping", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
-            deadline = time.time() + 120
-            while len(asked) < 2 and time.time() < deadline:  # the loop has asked (and been told no) already
-                time.sleep(0.05)
-            wanted.set()
+            try:
+                wait_until(lambda: len(asked) >= 2, "the loop to ask (and be told no)", every=0.05)
+            finally:
+                wanted.set()  # even if it never asked: the assertions below say so, the run does not go on 600 s
 
         th = threading.Thread(target=writes_then_stop)
         th.start()
@@ -557,7 +491,8 @@ def test_a_run_asked_to_stop_ends_at_a_batch_boundary_and_the_next_resumes_exact
 def test_a_failing_stop_question_does_not_stop_the_sync(aws, tmp_path):
     """A stop question that fails (Airflow's API unreachable) is not a reason to end the run: the sync goes on
     and asks again; the answer "stop" then ends it. No time window: the run is bounded by the answers."""
-    ddb = new_table(aws, "StopFails")
+    make_table(aws, "StopFails")
+    ddb = aws.client("dynamodb")
     store = str(tmp_path / "store")
     ddb.put_item(TableName="StopFails", Item={"pk": {"S": "seed"}})
     assert bootstrap.run(ddb, "StopFails", bucket="dynadex-exports", store=store, poll_seconds=0.1)["publish"]["published"]
@@ -582,12 +517,13 @@ def test_a_shard_without_checkpoint_starts_at_the_snapshot_not_at_the_horizon(aw
     """After a bootstrap, the stream's records from before the snapshot (up to 24 h of them on AWS) are not
     read to be skipped: a shard with no checkpoint starts AT_TIMESTAMP of the stream start minus the
     overlap. With the option off, the same sync reads and skips them; both end equal to the table."""
-    ddb = new_table(aws, "Horizon")
+    make_table(aws, "Horizon")
+    ddb = aws.client("dynamodb")
     for i in range(60):
         ddb.put_item(TableName="Horizon", Item={"pk": {"S": f"old{i}"}, "n": {"N": str(i)}})
     written = time.time()
-    while time.time() < written + 1.2:  # the records above are more than the 0.5 s overlap older than the export
-        time.sleep(0.05)
+    # the export's T0 is taken by the bootstrap's clock: the records above are more than the 0.5 s overlap older
+    wait_until(lambda: time.time() > written + 1.2, "the records to be 1.2 s old")
     stores = {at: str(tmp_path / f"store-{at}") for at in (True, False)}
     for where in stores.values():  # two bootstraps of the same table, one store each
         assert bootstrap.run(ddb, "Horizon", bucket="dynadex-exports", store=where, poll_seconds=0.1)["publish"]["published"]
@@ -609,7 +545,8 @@ def test_a_first_sync_later_than_the_retention_after_t0_is_a_gap_even_if_the_pub
     """An export of hours and a paused sync: the first sync can start more than the retention after T0 while
     the publish is recent. Its shards have no checkpoints, so nothing else would notice that records from T0
     on were trimmed: the retention is measured from T0 until a sync has run, and the gap is recovered."""
-    ddb = new_table(roomy, "LateFirst")
+    make_table(roomy, "LateFirst")
+    ddb = roomy.client("dynamodb")
     store = str(tmp_path / "store")
     ddb.put_item(TableName="LateFirst", Item={"pk": {"S": "a"}})
     bootstrap.run(ddb, "LateFirst", bucket="dynadex-exports", store=store, poll_seconds=0.1)

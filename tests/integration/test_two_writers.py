@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.integration.test_soak import run_bench
+from tests.support.bench import run_bench
 
 
 def test_sync_and_looping_maintenance_both_commit_and_lose_nothing(tmp_path):

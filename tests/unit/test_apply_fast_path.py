@@ -12,158 +12,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-import string
 
 import pytest
 
 from dynadex.errors import AttributeValueError
-from dynadex.store import Checkpoint, PublishSpec, Store
+from dynadex.store import Checkpoint, Store
 from dynadex.store.apply.batch_shape import item_text, shape_batch
 from dynadex.store.apply.changes import apply_changes
-from dynadex.store.layout.names import column_table, inverted_table, row_table
 from dynadex.store.layout.shape import Shaped, key_text
-from dynadex.store.layout.writes import LIVE
 from dynadex.stream.images import canonical_image
 from dynadex.stream.sync import record_change, record_changes
 from dynadex.types import canonical_item, canonical_json
-
-TEXT = string.ascii_letters + string.digits + " .[]\\\"'\n\t\x00\x1f\x7fé☃日本\U0001F600\u2028"
-
-
-def rand_text(rnd: random.Random, n: int = 8) -> str:
-    return "".join(rnd.choice(TEXT) for _ in range(rnd.randrange(n)))
-
-
-def rand_number(rnd: random.Random, ints_only: bool = False) -> str:
-    if ints_only:
-        return str(rnd.randrange(-10**6, 10**6))
-    return rnd.choice([
-        lambda: str(rnd.randrange(-10**12, 10**12)),
-        lambda: f"{rnd.randrange(-10**6, 10**6)}.{rnd.randrange(1, 10**4)}",
-        lambda: str(rnd.randrange(10**37, 10**38)),  # 38 digits
-        lambda: "-" + str(rnd.randrange(10**37, 10**38)) + "." + "5",  # 39 digits: not a valid... kept below
-        lambda: "1E-130", lambda: "9.9999999999999999999999999999999999999E+125", lambda: "0.000001",
-        lambda: "1.500", lambda: "007", lambda: "+5", lambda: "-0", lambda: "1e3", lambda: ".5", lambda: "0",
-    ])()
-
-
-def valid_number(rnd: random.Random, ints_only: bool = False) -> str:
-    while True:
-        text = rand_number(rnd, ints_only)
-        try:
-            canonical_item({"n": {"N": text}})
-            return text
-        except AttributeValueError:
-            continue
-
-
-def rand_value(rnd: random.Random, depth: int = 0, ints_only: bool = False) -> dict:
-    kinds = ["S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS"] + (["M", "L"] if depth < 3 else [])
-    kind = rnd.choice(kinds)
-    if kind == "S":
-        return {"S": rand_text(rnd)}
-    if kind == "N":
-        return {"N": valid_number(rnd, ints_only)}
-    if kind == "B":
-        return {"B": rnd.randbytes(rnd.randrange(0, 9))}
-    if kind == "BOOL":
-        return {"BOOL": rnd.random() < 0.5}
-    if kind == "NULL":
-        return {"NULL": True}
-    if kind == "SS":
-        return {"SS": list({rand_text(rnd) + str(i): None for i in range(rnd.randrange(1, 5))})}
-    if kind == "NS":
-        members = {}
-        for _ in range(rnd.randrange(1, 5)):
-            text = valid_number(rnd)
-            members.setdefault(canonical_item({"n": {"N": text}})["n"]["N"], text)  # distinct by value
-        return {"NS": list(members.values())}
-    if kind == "BS":
-        return {"BS": list({rnd.randbytes(rnd.randrange(1, 6)): None for _ in range(rnd.randrange(1, 4))})}
-    if kind == "M":
-        return {"M": {rand_text(rnd, 4): rand_value(rnd, depth + 1) for _ in range(rnd.randrange(0, 4))}}
-    return {"L": [rand_value(rnd, depth + 1) for _ in range(rnd.randrange(0, 4))]}
-
-
-def key_of(k: int, composite: bool) -> dict:
-    if composite:  # pk N + sk B
-        return {"pk": {"N": str(k % 7)}, "sk": {"B": k.to_bytes(2, "big") + b"\xff"}}
-    return {"pk": {"S": f"k{k:04d}"}}
-
-
-def rand_key(rnd: random.Random, composite: bool, pool: int) -> dict:
-    return key_of(rnd.randrange(pool), composite)
-
-
-def rand_image(rnd: random.Random, keys: dict, first_batch: bool) -> dict:
-    image = dict(keys)
-    # a path that holds small integers in the first batch and anything later: its BIGINT column overflows
-    image["count"] = {"N": valid_number(rnd, ints_only=first_batch)}
-    image["city"] = {"S": rnd.choice(["Paris", "Rome", "Oslo", "Zürich"])}
-    for _ in range(rnd.randrange(0, 6)):
-        image[rnd.choice(["a", "b", "c.d", "e[0]", "Upper", "upper", "_key", "日本", rand_text(rnd, 3) or "z"])] = (
-            rand_value(rnd, ints_only=first_batch))
-    return image
-
-
-def rand_records(rnd: random.Random, n: int, batch: int, composite: bool, pool: int) -> list[dict]:
-    out = []
-    for i in range(n):
-        keys = rand_key(rnd, composite, pool)
-        roll = rnd.random()
-        # mostly forward in time; now and then a record from long before (stale against what is stored)
-        second = 1_800_000_000 + batch * 100 + i // 10 - (1000 if roll > 0.95 else 0)
-        dyn = {"ApproximateCreationDateTime": dt.datetime.fromtimestamp(second, dt.timezone.utc),
-               "Keys": keys, "SequenceNumber": f"{batch:04d}{i:08d}", "SizeBytes": 100, "StreamViewType": "NEW_IMAGE"}
-        record = {"eventID": f"{batch}-{i}", "eventVersion": "1.1", "eventSource": "aws:dynamodb", "dynamodb": dyn}
-        if roll < 0.15:
-            record["eventName"] = "REMOVE"
-            if roll < 0.05:  # a TTL delete
-                record["userIdentity"] = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
-        else:
-            record["eventName"] = rnd.choice(["INSERT", "MODIFY"])
-            dyn["NewImage"] = rand_image(rnd, keys, batch == 0)
-        out.append(record)
-    return out
-
-
-def new_store(path, composite: bool, snapshot: list[dict]) -> str:
-    names, types = (("pk", "sk"), ("N", "B")) if composite else (("pk",), ("S",))
-    with Store(str(path), read_only=False) as st:
-        w = st.chunk_writer("T", "b1", "c0", names, types)
-        for item in snapshot:
-            w.add(canonical_item(item), 1, "bulk")
-        w.finish()
-        st.publish(PublishSpec("T", "b1", ["c0"], names, types, total_items=len(snapshot)))
-    return str(path)
-
-
-def dump(store: str) -> dict:
-    """Everything a stream batch writes, as sorted rows (write ids compared only as liveness: they are times)."""
-    with Store(store) as st:
-        con = st.lake.con
-        cols = [r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = 'lake' "
-            "AND schema_name = 'main' AND table_name = 'T' ORDER BY column_index").fetchall()]
-        q = ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
-
-        def rows(sql):
-            return con.execute(sql).fetchall()
-
-        return {
-            "row_index": rows(f"SELECT key, pk, {'sk, ' if 'sk' in cols else ''}item, version, origin "
-                              f"FROM {row_table('T')} ORDER BY key"),
-            "column_types": rows("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'lake' "
-                                 "AND schema_name = 'main' AND table_name = 'T' ORDER BY column_index"),
-            "registry": rows("SELECT path, kind, column_name, sql_type FROM dynadex.columns ORDER BY rowid"),
-            "column_index": rows(f"SELECT {q} FROM {column_table('T')} ORDER BY _key"),
-            "live_inverted": rows(f"SELECT i.path, i.kind, i.value, i.key FROM {inverted_table('T')} i "
-                                  f"JOIN {row_table('T')} r ON r.key = i.key AND {LIVE} ORDER BY ALL"),
-            "all_inverted": rows(f"SELECT path, kind, value, key FROM {inverted_table('T')} ORDER BY ALL"),
-            "checkpoints": rows("SELECT shard_id, sequence_number, ended FROM dynadex.checkpoints ORDER BY ALL"),
-            "state": rows("SELECT last_change_micros FROM dynadex.tables"),
-            "finds": [st.find("T", "city=Paris"), st.find("T", "count=0")],
-        }
+from tests.support.records import key_of, rand_records, rand_text, rand_value
+from tests.support.store import dump, new_store
 
 
 @pytest.mark.parametrize("composite,pool,records", [(False, 40, 300), (True, 40, 300), (False, 3000, 1500)],

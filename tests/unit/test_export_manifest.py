@@ -22,7 +22,7 @@ from dynadex.errors import (
 )
 from dynadex.export import iter_records, read_export, verify_file
 from dynadex.types import canonical_json
-from tests.conftest import GENUINE_DIR_KEY, GENUINE_ROOT
+from tests.support.exports import GENUINE_DIR_KEY, GENUINE_ROOT
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

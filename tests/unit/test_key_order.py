@@ -26,7 +26,7 @@ from dynadex.store.layout.names import literal
 from dynadex.store.layout.shape import key_text
 from dynadex.types import canonical_item
 
-from .spoil import spoil_groups_without
+from tests.support.spoil import spoil_groups_without
 
 S = ("pk",)
 

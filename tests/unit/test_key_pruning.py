@@ -18,7 +18,7 @@ from dynadex.store.layout.names import row_table
 from dynadex.store.layout.shape import key_text
 from dynadex.types import canonical_item
 
-from .spoil import spoil_groups_without
+from tests.support.spoil import spoil_groups_without
 
 S = ("pk",)
 SB = ("pk", "sk")

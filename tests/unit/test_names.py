@@ -22,7 +22,7 @@ from dynadex.types import canonical_item, canonical_json
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import gen_export  # noqa: E402
 
-from tests.unit.test_store import publish_items  # noqa: E402
+from tests.support.store import publish_items  # noqa: E402
 
 # (names of the attribute's path, the path text: column name and inverted path)
 PATHS = [

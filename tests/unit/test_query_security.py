@@ -14,7 +14,7 @@ from dynadex.errors import CredentialsError
 from dynadex.store import Store
 from dynadex.store.catalog.location import mask, resolve
 from dynadex.store.errors import QueryError, StoreError
-from tests.unit.test_store import cli, publish_items
+from tests.support.store import cli, publish_items
 
 SECRET = "PLANTED-wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 TOKEN = "PLANTED-TOKEN-FwoGZXIvYXdzEJr"

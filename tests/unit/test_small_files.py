@@ -15,8 +15,9 @@ from dynadex.store.layout.names import row_table
 from dynadex.store.upkeep import small_files
 from dynadex.stream.sync import record_changes
 from dynadex.types import canonical_item
-
-from .test_apply_fast_path import dump, key_of, new_store, rand_records
+from tests.support.fake_streams import ARN, ChainStream, Table
+from tests.support.records import key_of, rand_records
+from tests.support.store import Hooked, dump, new_store
 
 BULK = "/s/data/bulk/T/b1/merged-keys-1/0a1b/rows.parquet"
 
@@ -292,22 +293,6 @@ def test_a_slice_that_fails_half_way_leaves_nothing_and_the_next_fold_goes_on(tm
     assert dump(store) == before and with_write_ids(store) == ids
 
 
-class Hooked:
-    """A connection that calls ``before(sql)`` and ``after(sql)`` around each statement it runs."""
-
-    def __init__(self, con, before=lambda sql: None, after=lambda sql: None):
-        self.con, self.before, self.after = con, before, after
-
-    def execute(self, sql, *params):
-        self.before(sql)
-        result = self.con.execute(sql, *params)
-        self.after(sql)
-        return result
-
-    def __getattr__(self, name):
-        return getattr(self.con, name)
-
-
 @pytest.mark.parametrize("moment", ["after the fold listed its files", "after the fold read their rows"])
 def test_a_delete_racing_a_fold_is_never_undone(tmp_path, moment):
     """The fault: another connection deletes a key whose row is in one of the folded files, in another thread,
@@ -377,8 +362,6 @@ def test_the_sync_folds_its_small_files_as_it_goes(tmp_path, monkeypatch):
     entry is still found."""
     from dynadex.store import PublishSpec
     from dynadex.stream.sync import SyncSettings, TableSync
-
-    from .test_shard_discovery import ARN, ChainStream, Table
 
     monkeypatch.setattr(small_files, "FOLD_AT_FILES", 3)
     with Store(str(tmp_path), read_only=False) as st:

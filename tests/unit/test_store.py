@@ -14,6 +14,7 @@ from dynadex.store import Change, Checkpoint, PublishSpec, Store
 from dynadex.store.errors import PublishRefused, QueryError, StoreError
 from dynadex.store.layout.names import name_text
 from dynadex.types import canonical_item, canonical_json
+from tests.support.store import cli, publish_items
 
 EVERY_TYPE = {
     "pk": {"S": "k1"},
@@ -33,23 +34,6 @@ EVERY_TYPE = {
     "list": {"L": [{"S": "x"}, {"N": "2"}, {"BOOL": False}, {"NULL": True}, {"M": {"q": {"S": "in list"}}}]},
     "map": {"M": {"inner": {"M": {"deep": {"N": "7"}}}, "flag": {"BOOL": False}}},
 }
-
-
-def publish_items(store_dir, table, items, *, key=("pk",), types=("S",), build="b1", chunks=1, version=1):
-    with Store(str(store_dir), read_only=False) as st:
-        ids = []
-        for c in range(chunks):
-            w = st.chunk_writer(table, build, f"c{c}", key, types)
-            for item in items[c::chunks]:
-                w.add(canonical_item(item), version, "test")
-            w.finish()
-            ids.append(f"c{c}")
-        return st.publish(PublishSpec(table, build, ids, key, types, total_items=len(items)))
-
-
-def cli(store_dir, *args):
-    return subprocess.run([sys.executable, "-m", "dynadex.cli", *args, "--store", str(store_dir)],
-                          capture_output=True, text=True)
 
 
 def test_every_type_round_trips_through_each_index(tmp_path):

@@ -23,7 +23,7 @@ from dynadex.types import (
     item_from_ion,
     parse_number,
 )
-from tests.conftest import GENUINE_DIR_KEY, GENUINE_ROOT
+from tests.support.exports import GENUINE_DIR_KEY, GENUINE_ROOT
 
 
 def genuine_items() -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
 
 from dynadex.store.catalog.writer_lock import lock_path, writing
@@ -36,13 +37,36 @@ def test_postgres_catalogs_take_no_file_lock():
             pass
 
 
+def held_by_another(path) -> bool:
+    """Is the lock file held? (A fresh open file asks, as another writer would, without waiting.)"""
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return False
+
+
 def test_a_write_inside_a_write_of_the_same_thread_goes_on(tmp_path):
+    """The thread holding the lock writes again at once (a second flock of its own would wait on itself for
+    ever), the inner write's end leaves the lock held for the outer one, and the outer one's end frees it."""
     catalog = f"sqlite:{tmp_path / 'catalog.sqlite'}"
-    with writing(catalog, "outer"):
-        with writing(catalog, "inner"):
-            pass
-    with writing(catalog, "again"):  # released: a later write takes it
-        pass
+    path = lock_path(catalog)
+    seen = []
+
+    def nested():
+        with writing(catalog, "outer"):
+            with writing(catalog, "inner"):
+                seen.append(("inner", held_by_another(path)))
+            seen.append(("after inner", held_by_another(path)))
+        seen.append(("after outer", held_by_another(path)))
+
+    t = threading.Thread(target=nested, daemon=True)  # a deadlock fails the test instead of hanging it
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), f"the inner write waited on the outer one (self-deadlock); got only {seen}"
+    assert seen == [("inner", True), ("after inner", True), ("after outer", False)]
 
 
 def test_waits_for_the_lock_are_counted_only_when_another_writer_held_it(tmp_path):

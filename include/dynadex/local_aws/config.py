@@ -31,6 +31,7 @@ class Knobs:
     ttl_interval_seconds: float = _knob(settings.LOCAL_AWS_TTL_INTERVAL_SECONDS)  # how often the TTL sweeper runs
     streams_lane: int = _knob(settings.LOCAL_AWS_STREAMS_LANE)  # Streams' reads without moto's dispatch (0: moto)
     keep_alive: int = _knob(settings.LOCAL_AWS_KEEP_ALIVE)  # keep HTTP connections open (0: close after each)
+    test_clock: int = _knob(settings.LOCAL_AWS_TEST_CLOCK)  # 1: tests may move its clock forward (clock.py)
 
     @staticmethod
     def setting(f) -> settings.Setting:
@@ -47,6 +48,7 @@ class Knobs:
         knobs.rollover_records = int(knobs.rollover_records)
         knobs.streams_lane = int(knobs.streams_lane)
         knobs.keep_alive = int(knobs.keep_alive)
+        knobs.test_clock = int(knobs.test_clock)
         return knobs
 
     def to_args(self) -> list[str]:

@@ -42,6 +42,13 @@ class LocalAWS:
 
         return FaultControl(self.endpoint)
 
+    @property
+    def clock(self):
+        """The emulator's clock (``local_aws.clock``): ``now()``, and ``advance(seconds)`` with ``test_clock=1``."""
+        from dynadex.local_aws.clock import ClockControl
+
+        return ClockControl(self.endpoint)
+
 
 @contextmanager
 def running(host: str = "127.0.0.1", port: int = 0, timeout: float = 60, **knobs):

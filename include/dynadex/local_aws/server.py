@@ -10,6 +10,9 @@ We hook moto's classes from here (no fork, no vendored copy):
 * a TTL sweeper thread deletes expired items as the service would;
 * ``faults`` (middleware in front of everything) answers injected errors
   and outages declared as data at ``/_dynadex/faults``;
+* ``clock``: every time the emulator keeps or compares is its clock's
+  ``now()``, read at ``/_dynadex/clock`` and moved forward there by tests
+  (only with the test-only knob ``test_clock``);
 * ``strict.install`` wraps the DynamoDB handler's writes and reads so the
   emulator refuses what DynamoDB refuses (``validate``) and answers numbers
   as DynamoDB does; ``patches`` holds small named fixes that belong in moto.
@@ -27,6 +30,7 @@ import sys
 import threading
 import time
 
+from dynadex.local_aws.clock import ClockApp, now
 from dynadex.local_aws.config import Knobs
 from dynadex.local_aws.exports import ExportEngine
 from dynadex.local_aws.faults import Faults, FaultsApp
@@ -157,7 +161,7 @@ def sweep_ttl_once() -> int:
     from moto.dynamodb.models import dynamodb_backends
 
     deleted = 0
-    t = time.time()
+    t = now()
     with LOCK:
         for account in list(dynamodb_backends.keys()):
             for region, backend in list(dynamodb_backends[account].items()):
@@ -210,7 +214,7 @@ def make_app(knobs: Knobs, faults: Faults | None = None):
         from dynadex.local_aws.streams_lane import StreamsLane
 
         app = StreamsLane(app, _installed["streams"])
-    return FaultsApp(app, faults or Faults())
+    return ClockApp(FaultsApp(app, faults or Faults()), movable=bool(knobs.test_clock))
 
 
 def serve(host: str, port: int, knobs: Knobs) -> None:

@@ -1,4 +1,5 @@
-"""Servers the integration tests start themselves: a throw-away PostgreSQL cluster (Debian's packages)."""
+"""Servers the tests start themselves: free ports, a throw-away PostgreSQL cluster from Debian's packages
+(``postgres_server``: a pytest plugin)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.poll import wait_until
 
 
 def _bin(name: str) -> str | None:
@@ -22,34 +23,19 @@ def _bin(name: str) -> str | None:
     return None
 
 
-@contextmanager
-def emulator_env(*, bucket: str | None = None, airflow_home: Path | None = None, **knobs):
-    """The bundled emulator with ``knobs``, its endpoint and credentials in ``os.environ`` (as a deployment's
-    environment would hold them) and ``bucket`` created; with ``airflow_home``, an Airflow home prepared and
-    pointed at the emulator too. The environment is put back as it was afterwards, even when the test failed."""
-    from dynadex.local_aws import running
-    from tests.integration import airflow_support as af
-
-    saved = dict(os.environ)
-    try:
-        if airflow_home is not None:
-            af.prepare(airflow_home)
-        with running(**knobs) as aws:
-            if airflow_home is not None:
-                af.use_emulator(aws.endpoint)
-            if bucket:
-                aws.client("s3").create_bucket(Bucket=bucket)
-            os.environ.update(aws.env())
-            yield aws
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Does something accept connections on ``port``?"""
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -59,12 +45,13 @@ class PostgresServer:
     def database(self, name: str) -> str:
         """Create database ``name`` (if needed) and return its URI."""
         psql = _bin("psql") or "psql"
-        for _ in range(50):
+
+        def answered():
             done = subprocess.run([psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tc",
                                    f"SELECT 1 FROM pg_database WHERE datname = '{name}'"], capture_output=True, text=True)
-            if done.returncode == 0:
-                break
-            time.sleep(0.2)
+            return done if done.returncode == 0 else None
+
+        done = wait_until(answered, f"PostgreSQL on port {self.port} to answer", timeout=10, every=0.2)
         if "1" not in done.stdout:
             subprocess.run([psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", f"CREATE DATABASE {name}"],
                            check=True, capture_output=True)

@@ -65,6 +65,18 @@ def dag(dag_id: str):
     return bag.get_dag(dag_id)
 
 
+def xcom(run, task_id, map_index=-1):
+    """The return value a task instance of ``run`` pushed (None if none)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, map_indexes=map_index,
+                                   key="return_value")
+        rows = session.scalars(query).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None
+
+
 def states(run) -> dict:
     return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
 
