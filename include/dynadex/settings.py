@@ -1,8 +1,8 @@
 """Every ``DYNADEX_*`` environment variable, declared once here: name, type, default, one line of documentation.
 
 Invariant: nothing in ``include/``, ``plugins/`` or ``dags/`` reads a ``DYNADEX_*`` variable but through a
-``Setting`` declared here, library and Airflow side alike (tests/unit/test_layering.py checks the source;
-tests/unit/test_settings.py that every ``DYNADEX_*`` name the source mentions is declared, and that README's
+``Setting`` declared here, library and Airflow side alike (tests/test_layering.py checks the source;
+tests/test_settings.py that every ``DYNADEX_*`` name the source mentions is declared, and that README's
 table is ``python -m dynadex.settings --markdown``, which ``make settings-doc`` writes there).
 
 The declarations come in groups (``GROUPS``): the library and its command, the export waits, the stream

@@ -5,7 +5,7 @@
   key"), so an item attribute ``{"M": {"": {"S": "e"}}}`` went out as
   ``{"M": {"S": "e"}}`` and botocore crashed parsing it. DynamoDB allows an
   empty name inside a map and answers it as stored
-  (tests/integration/test_emulator_conformance.py::test_empty_key_in_a_map_reads_back).
+  (tests/local_aws/test_conformance.py::test_empty_key_in_a_map_reads_back).
 * ``item_size_by_dynamodb_rule``: moto refuses items over 405,000 bytes of
   its own count (numbers by their text length) while attributes are set.
   DynamoDB's limit is 400 KB (409,600 bytes) counted by the Developer

@@ -5,7 +5,7 @@ field, to the one ``Shaped.add`` builds item by item (``store/layout/shape.py``,
 reference, which the Python chunk build still uses): the same keys, typed
 key values, canonical item texts, columns (same (path, kind) entries, same
 values, None where absent), number statistics and inverted entries in the
-same order. tests/unit/test_apply_fast_path.py holds the two equal on
+same order. tests/store/apply/test_fast_path.py holds the two equal on
 batches with every type.
 
 What makes it faster, all without changing a value:

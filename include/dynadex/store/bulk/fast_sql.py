@@ -7,7 +7,7 @@ text except attribute names, as quoted identifiers and literals.
 Invariant: the canonical item text, key text, column values and inverted
 entries generated here are byte-for-byte what the Python path
 (``dynadex.store.layout.shape``) gives for a line that passes ``guard`` and the
-length check (tests/unit/test_fastbuild.py compares them).
+length check (tests/store/bulk/test_fastbuild.py compares them).
 """
 
 from __future__ import annotations

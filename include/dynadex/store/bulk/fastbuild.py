@@ -10,7 +10,7 @@ This module only orchestrates: download and checks, parse rounds, the
 Python share of odd lines, the manifest.
 
 Invariant: a segment written here is byte-for-byte what the Python path
-would write for the same chunk (tests/unit/test_fastbuild.py compares the
+would write for the same chunk (tests/store/bulk/test_fastbuild.py compares the
 two on a chunk with every type). The fast path only commits a segment when
 every line passes a guard that proves it lies in the domain where that holds:
 
