@@ -25,3 +25,4 @@ def test_metrics_count_requests_rows_and_lag(served, reader):
     text = served.call("GET", "/metrics").text
     assert 'dynadex_serve_requests_total{route="/v1/orgs/self/queries",method="POST",status="200"}' in text
     assert "dynadex_serve_rows_total" in text and "dynadex_serve_request_seconds_bucket" in text
+    assert 'dynadex_table_lag_seconds{table="Orders"} NaN' in text  # no stream sync has run on this store

@@ -68,6 +68,13 @@ class NotImplementedYet(ApiError):
     kind = "NOTIMPLEMENTEDYET"
 
 
+class NotAcceptable(ApiError):
+    """An answer format the server does not write (JSON, CSV and Arrow it does)."""
+
+    status = 406
+    kind = "NOTACCEPTABLE"
+
+
 class QueryTimedOut(ApiError):
     """A query interrupted at its deadline."""
 

@@ -67,7 +67,7 @@ class Metrics:
                     "# TYPE dynadex_serve_rows_total counter", f"dynadex_serve_rows_total {self.rows}",
                     "# HELP dynadex_table_lag_seconds How far behind its DynamoDB table the index was, as last read.",
                     "# TYPE dynadex_table_lag_seconds gauge"]
-            for table, seconds in sorted(self.lags.items()):
-                if seconds is not None:
-                    out.append(f'dynadex_table_lag_seconds{{table="{label(table)}"}} {seconds}')
+            for table, seconds in sorted(self.lags.items()):  # NaN: no stream sync has run yet
+                out.append(f'dynadex_table_lag_seconds{{table="{label(table)}"}} '
+                           f'{"NaN" if seconds is None else seconds}')
         return "\n".join(out) + "\n"
