@@ -269,6 +269,49 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from dynadex.serve.server import serve
+
+    _logging("WARNING")
+    serve(args.store, args.host, args.port, data_path=args.data_path, state=args.state)
+    return 0
+
+
+def _key_ring(args: argparse.Namespace):
+    from dynadex.serve.keys import KeyRing
+    from dynadex.serve.state import StateFile, state_path
+    from dynadex.store.catalog.location import resolve
+
+    return KeyRing(StateFile(state_path(resolve(args.store, args.data_path), args.state)))
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    ring = _key_ring(args)
+    try:
+        if args.action == "create":
+            tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables is not None else None
+            key = ring.create(args.name, tables, args.admin)
+            print(key)
+            print(f"key {args.name!r} created ({'admin, ' if args.admin else ''}"
+                  f"{'tables ' + ', '.join(tables) if tables else 'every table'}); it is shown this once",
+                  file=sys.stderr)
+        elif args.action == "list":
+            keys = ring.list()
+            if args.json:
+                print(json.dumps(keys, indent=2))
+            else:
+                for k in keys:
+                    print(f"{k['name']:<24} {k['hint']:<10} {'admin' if k['admin'] else 'read ':<6} "
+                          f"{','.join(k['tables']) if k['tables'] else '*':<24} created {k['created_at']}"
+                          + (f"  REVOKED {k['revoked_at']}" if k["revoked_at"] else ""))
+        else:
+            ring.revoke(args.name)
+            print(f"key {args.name!r} revoked", file=sys.stderr)
+    finally:
+        ring.state.close()
+    return 0
+
+
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="store folder or Postgres URI (default: $DYNADEX_STORE or ./.dynadex)")
     p.add_argument("--data-path", help="data files location for a Postgres catalog (local or s3://)")
@@ -381,6 +424,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rcu", type=float, help="read capacity units per second the scan may use")
     _store_args(p)
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("serve", help="answer queries over HTTP: Rockset's query API, Query Lambdas, get and find "
+                                     "(docs/serving.md)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; default 8765)")
+    p.add_argument("--state", help="the SQLite file of API keys and Query Lambdas (default: serve.sqlite in the "
+                                   "store folder; also DYNADEX_SERVE_STATE)")
+    _store_args(p)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("keys", help="API keys of dynadex serve: create (shown once), list, revoke")
+    keys = p.add_subparsers(dest="action", metavar="ACTION")
+    keys.required = True
+    for action, text in (("create", "make a key and print it, once"), ("list", "the keys, without the keys"),
+                         ("revoke", "refuse a key from now on")):
+        k = keys.add_parser(action, help=text)
+        if action != "list":
+            k.add_argument("name", metavar="NAME")
+        if action == "create":
+            k.add_argument("--tables", metavar="T,...", help="the tables it may read (default: every table)")
+            k.add_argument("--admin", action="store_true", help="it may also create, update and tag Query Lambdas")
+        if action == "list":
+            k.add_argument("--json", action="store_true")
+        k.add_argument("--state", help="the server's state file (as for serve)")
+        _store_args(k)
+        k.set_defaults(func=_cmd_keys)
 
     p = sub.add_parser("maintain", help="prune superseded inverted entries, compact small files, expire old snapshots")
     p.add_argument("--keep-seconds", type=float, default=3600, help="keep snapshots younger than this (default 3600)")

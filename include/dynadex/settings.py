@@ -107,6 +107,7 @@ GROUPS: dict[str, str] = {
     "library": "the library and the `dynadex` command: stores, chunk builds, DuckDB, AWS calls",
     "exports": "waiting for DynamoDB exports: the ingest DAG's full export and the sync's incremental ones",
     "sync": "the stream sync (`SyncSettings`, read when a sync starts; callers may override each field)",
+    "serve": "`dynadex serve`, the HTTP API (read when the server starts)",
     "airflow": "the DAGs and their tasks (`plugins/dynadex_airflow`, `dags/`; read when a DAG file is parsed "
                "or a task runs)",
     "launchers": "`make airflow` and `make demo`; unless set, they give the Airflow they start shorter waits: "
@@ -184,6 +185,30 @@ LOG_LEVEL = _declare("DYNADEX_LOG_LEVEL", STR, None, "The `dynadex` command's lo
 
 QUERY_SANDBOX = _declare("DYNADEX_QUERY_SANDBOX", BOOL, False, "`dynadex query` runs with `--sandbox` unless "
                          "told otherwise (decision 0016).", group="library")
+
+# ---- dynadex serve ------------------------------------------------------------------------------------
+
+SERVE_QUERY_SECONDS = _declare("DYNADEX_SERVE_QUERY_SECONDS", FLOAT, 30.0, "The longest a served query may run "
+                               "(a request's `timeout_ms` may ask for less); past it DuckDB is interrupted and the "
+                               "answer is 408.", group="serve")
+
+SERVE_MAX_ROWS = _declare("DYNADEX_SERVE_MAX_ROWS", INT, 10000, "The most rows a served answer holds (a request's "
+                          "`default_row_limit` may ask for fewer); more are cut off, with a warning.", group="serve")
+
+SERVE_MEMORY = _declare("DYNADEX_SERVE_MEMORY", STR, "512MB", "DuckDB's memory limit for each of the server's "
+                        "query connections (`DYNADEX_DUCKDB_MEMORY`, when set, wins).", group="serve")
+
+SERVE_CONNECTIONS = _declare("DYNADEX_SERVE_CONNECTIONS", INT, 4, "Sandboxed store connections the server "
+                             "answers with: at most this many requests read at once, the others wait.",
+                             group="serve")
+
+SERVE_WORKSPACE = _declare("DYNADEX_SERVE_WORKSPACE", STR, "commons", "The one Rockset workspace the server "
+                           "answers for: its collections are the store's tables (`commons.Orders`).",
+                           group="serve")
+
+SERVE_STATE = _declare("DYNADEX_SERVE_STATE", STR, None, "The SQLite file holding the server's API keys "
+                       "(hashed) and Query Lambdas; unset: `serve.sqlite` in the store folder (required for a "
+                       "PostgreSQL catalog).", group="serve")
 
 # ---- export waits -------------------------------------------------------------------------------------
 

@@ -18,7 +18,14 @@ from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import Lake
 from dynadex.store.catalog.location import StoreLocation, resolve
 from dynadex.store.catalog.state import Checkpoint, TableState
-from dynadex.store.errors import PublishRefused, QueryError, StoreError  # the facade's errors: public API
+from dynadex.store.errors import (  # the facade's errors: public API
+    PublishRefused,
+    QueryError,
+    QueryTimeout,
+    SnapshotBusy,
+    StoreError,
+)
+from dynadex.store.reads import QueryResult, Snapshot, SnapshotReader
 from dynadex.store.upkeep import maintenance, small_files
 
 
@@ -26,11 +33,14 @@ class Store:
     """A store opened for reading (default) or writing."""
 
     def __init__(self, spec: str | StoreLocation | None = None, *, data_path: str | None = None,
-                 read_only: bool = True, threads: int | None = None, credentials=None, sandbox: bool = False):
+                 read_only: bool = True, threads: int | None = None, credentials=None, sandbox: bool = False,
+                 memory_limit: str | None = None):
         """``credentials`` (an ``AwsCredentials``) reach an s3:// data path; without them, the AWS environment.
-        ``sandbox``: queries can read this store only, no other file, URL or setting (``Lake._lock_down``)."""
+        ``sandbox``: queries can read this store only, no other file, URL or setting (``Lake._lock_down``).
+        ``memory_limit``: DuckDB's for this store's connection (``4GB``; ``DYNADEX_DUCKDB_MEMORY`` wins)."""
         self.location = spec if isinstance(spec, StoreLocation) else resolve(spec, data_path, credentials=credentials)
-        self.lake = Lake(self.location, read_only=read_only, threads=threads, sandbox=sandbox)
+        self.lake = Lake(self.location, read_only=read_only, threads=threads, sandbox=sandbox,
+                         memory_limit=memory_limit)
 
     def close(self) -> None:
         self.lake.close()
@@ -59,6 +69,12 @@ class Store:
 
     def tables(self) -> list[str]:
         return self.lake.source_tables()
+
+    def read_snapshot(self, work, *, timeout: float | None = None):
+        """``(work(reader), snapshot)``: ``work`` reads one whole snapshot through a ``reads.SnapshotReader``
+        (``query``, ``get``, ``find``), run again if a flush or merge landed meanwhile; ``timeout`` in seconds
+        interrupts it (``QueryTimeout``). What ``dynadex serve`` answers each request with."""
+        return reads.read_whole_snapshot(self.lake, work, timeout=timeout)
 
     # writes
     def chunk_writer(self, table: str, build_id: str, chunk_id: str, key_names, key_types, **kw) -> ChunkWriter:
@@ -137,6 +153,11 @@ __all__ = [
     "PublishRefused",
     "PublishSpec",
     "QueryError",
+    "QueryResult",
+    "QueryTimeout",
+    "Snapshot",
+    "SnapshotBusy",
+    "SnapshotReader",
     "ChunkWriter",
     "Store",
     "StoreError",

@@ -21,6 +21,14 @@ class QueryError(DynadexError, ValueError):
     """A query refused or failed; nothing was changed."""
 
 
+class QueryTimeout(QueryError):
+    """A read interrupted at its deadline (``reads.read_whole_snapshot``); nothing was changed."""
+
+
+class SnapshotBusy(QueryError):
+    """Every attempt of a read overlapped a commit that moves rows (a flush, a merge): no whole snapshot was read."""
+
+
 class PublishRefused(DynadexError, ValueError):
     """Publish found the chunks incomplete or inconsistent; nothing was changed."""
 

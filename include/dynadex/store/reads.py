@@ -9,6 +9,12 @@ Invariants:
   JSON, so ``dump`` compares byte for byte with a canonicalised Scan.
 * ``find`` is served by the inverted index (path/value filter on data
   sorted by path and value), then fetches the items from the row index.
+* ``read_whole_snapshot`` answers from one whole snapshot: its work runs in
+  one read transaction (one snapshot, the newest at its start), and runs
+  again when a commit that moves rows (a flush of inlined rows, a merge)
+  landed while it read, since DuckLake can then show a reader a snapshot
+  without the moved rows (duckdb/ducklake#1413). It never answers from
+  such a read.
 """
 
 from __future__ import annotations
@@ -17,16 +23,18 @@ import base64
 import datetime as dt
 import json
 import re
+import threading
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 
 import duckdb
 
 from dynadex.errors import AttributeValueError
 from dynadex.store.catalog import state
-from dynadex.store.catalog.lake import Lake
+from dynadex.store.catalog.lake import ALIAS, Lake, stale_cache
 from dynadex.store.catalog.state import TableState
-from dynadex.store.errors import QueryError
+from dynadex.store.errors import QueryError, QueryTimeout, SnapshotBusy
 from dynadex.store.layout.names import inverted_table, row_table
 from dynadex.store.layout.shape import key_text
 from dynadex.types import canonical, canonical_item, canonical_number
@@ -301,3 +309,151 @@ def status(lake: Lake, table: str | None = None) -> dict:
             }
         )
     return out
+
+
+# ---------------------------------------------------------------- one whole snapshot per read (dynadex serve)
+
+# What a stream batch commits (DuckLake's ``changes`` of its snapshot): rows added or deleted, columns added.
+# A reader whose read overlaps such a commit still reads its own snapshot whole. Any other change (a flush of
+# inlined rows into files: ``flushed_inlined``; a merge of files: ``merge_adjacent``; a compaction) moves rows
+# that exist at the reader's snapshot, and DuckLake 1.5.5 can show a reader overlapping it the snapshot
+# without them: measured with a reader counting a table that only grows, 40 dips in 5 874 reads beside a
+# writer flushing every 5 batches, in autocommit reads, in one read transaction and with AT (VERSION => n)
+# alike (docs/decisions/0030-serve.md).
+ROW_KEEPING_CHANGES = frozenset({"inlined_insert", "inlined_delete", "tables_inserted_into", "tables_deleted_from",
+                                 "tables_altered"})
+WHOLE_SNAPSHOT_ATTEMPTS = 6  # a flush lasts milliseconds and comes every 100 batches: six reads never all meet one
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The DuckLake snapshot a read answered from: its id and when it was committed."""
+
+    id: int
+    committed_at: dt.datetime | None
+    attempts: int = 1  # reads it took: more than one when a flush or merge landed during a read
+
+    def as_dict(self) -> dict:
+        return {"snapshot": self.id, "committed_at": jsonable(self.committed_at), "attempts": self.attempts}
+
+
+@dataclass
+class QueryResult:
+    """A query's answer as an Arrow table (at most ``max_rows`` rows; ``truncated`` when it had more)."""
+
+    table: object  # pyarrow.Table
+    truncated: bool
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def rows(self) -> list[dict]:
+        return [{c: jsonable(v) for c, v in row.items()} for row in self.table.to_pylist()]
+
+
+class SnapshotReader:
+    """Reads inside one read transaction: every statement sees the same snapshot (``snapshot``)."""
+
+    def __init__(self, lake: Lake, snapshot: Snapshot):
+        self.lake = lake
+        self.snapshot = snapshot
+
+    def query(self, sql: str, params=None, *, max_rows: int | None = None, batch_rows: int = 2048) -> QueryResult:
+        """A read-only statement with bound ``params`` (a list for ``?``/``$1``, a dict for ``$name``), at most
+        ``max_rows`` rows fetched (the rest are never computed: the result streams)."""
+        import pyarrow as pa
+
+        check_read_only(self.lake.con, sql)
+        reader = self.lake.con.execute(sql, params if params is not None else []).to_arrow_reader(batch_rows)
+        batches, count, truncated = [], 0, False
+        for batch in reader:
+            batches.append(batch)
+            count += batch.num_rows
+            if max_rows is not None and count > max_rows:
+                truncated = True
+                break
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        return QueryResult(table.slice(0, max_rows) if truncated else table, truncated)
+
+    def get(self, table: str, key_json: str) -> str | None:
+        return get(self.lake, table, key_json)
+
+    def find(self, table: str, expression: str, limit: int | None = None) -> list[str]:
+        return find(self.lake, table, expression, limit)
+
+    def tables(self) -> list[str]:
+        return self.lake.source_tables()
+
+    def items(self, table: str) -> int:
+        """How many items ``table`` holds (its row index)."""
+        return self.lake.con.execute(f"SELECT count(*) FROM {row_table(table)}").fetchone()[0]
+
+    def table_state(self, table: str) -> TableState | None:
+        return self.lake.table_state(table)
+
+
+def _moving_commits(lake: Lake, since: int) -> list[int]:
+    """Snapshots after ``since`` whose changes move rows existing before them (``ROW_KEEPING_CHANGES``)."""
+    rows = lake.con.execute(f"SELECT snapshot_id, changes FROM {ALIAS}.snapshots() WHERE snapshot_id > ?",
+                            [since]).fetchall()
+    return [sid for sid, changes in rows if set(changes or {}) - ROW_KEEPING_CHANGES]
+
+
+def _rollback(lake: Lake) -> None:
+    try:
+        lake.con.execute("ROLLBACK")  # a read transaction: nothing to commit
+    except duckdb.Error:
+        pass  # no transaction left (DuckDB ended it with the failure being raised)
+
+
+def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None):
+    """``(work(reader), snapshot)``: ``work`` reads through a ``SnapshotReader`` inside one read transaction,
+    pinned at the snapshot newest at its start. When a commit that moves rows landed after that snapshot while
+    ``work`` ran, the answer may miss those rows (module docstring): it is thrown away and ``work`` runs again
+    in a new transaction, up to ``WHOLE_SNAPSHOT_ATTEMPTS`` times (``SnapshotBusy`` after). A connection whose
+    DuckLake cache went stale under another process's flush is reopened first (``Lake.reading``).
+    ``timeout``: seconds for every attempt together; past it DuckDB is interrupted (``QueryTimeout``)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    guard = threading.Lock()
+    state = {"done": False, "fired": False}
+
+    def interrupt() -> None:
+        with guard:
+            if not state["done"]:
+                state["fired"] = True
+                lake.con.interrupt()
+
+    timer = threading.Timer(timeout, interrupt) if timeout is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        for attempt in range(1, WHOLE_SNAPSHOT_ATTEMPTS + 1):
+            con = lake.con
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    sid, at = con.execute(f"SELECT snapshot_id, snapshot_time FROM {ALIAS}.snapshots() WHERE "
+                                          f"snapshot_id = (SELECT id FROM {ALIAS}.current_snapshot())").fetchone()
+                    snapshot = Snapshot(sid, at, attempt)
+                    result = work(SnapshotReader(lake, snapshot))
+                finally:
+                    _rollback(lake)
+                if not _moving_commits(lake, sid):
+                    return result, snapshot
+            except duckdb.Error as exc:
+                if state["fired"] or isinstance(exc, duckdb.InterruptException):
+                    raise QueryTimeout(f"query interrupted at its deadline of {timeout:g} s") from exc
+                if not (stale_cache(exc) or "current transaction is aborted" in str(exc).lower()):
+                    raise QueryError(f"query failed: {str(exc).strip()}") from exc
+                lake.reopen()  # the cache another process's flush made stale: a fresh connection (Lake.reading)
+            if deadline is not None and time.monotonic() > deadline:
+                raise QueryTimeout(f"query interrupted at its deadline of {timeout:g} s")
+        raise SnapshotBusy(f"every one of {WHOLE_SNAPSHOT_ATTEMPTS} reads overlapped a flush or merge of the store; "
+                           "try again")
+    finally:
+        with guard:
+            state["done"] = True
+        if timer is not None:
+            timer.cancel()

@@ -143,7 +143,7 @@ class ReadRetrying:
 
 class Lake:
     def __init__(self, location: StoreLocation, *, read_only: bool = False, threads: int | None = None,
-                 sandbox: bool = False):
+                 sandbox: bool = False, memory_limit: str | None = None):
         if sandbox and not read_only:
             raise StoreError("a sandboxed store is read-only")
         self.location = location
@@ -162,6 +162,7 @@ class Lake:
                 if not location.is_s3:
                     Path(location.data_path).mkdir(parents=True, exist_ok=True)
         self._threads = threads
+        self._memory_limit = memory_limit  # DuckDB's for this connection (``DYNADEX_DUCKDB_MEMORY`` wins)
         self._seen_snapshot: int | None = None  # the catalog's snapshot after this connection's last write
         self._writing = False
         self._hold: CatalogHold | None = None
@@ -171,7 +172,7 @@ class Lake:
 
     def _open(self) -> None:
         location = self.location
-        self.con = connect(threads=self._threads)
+        self.con = connect(threads=self._threads, memory_limit=self._memory_limit)
         if location.is_s3:
             s3_secret(self.con, location)
         options = [f"DATA_PATH {literal(location.data_path)}"]

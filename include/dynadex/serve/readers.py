@@ -1,0 +1,97 @@
+"""The server's sandboxed connections to the store, and what each answer says of its snapshot.
+
+Invariants:
+
+* Every read runs on a store opened with ``sandbox=True`` (``Lake._lock_down``: no file or URL outside the
+  store, no ATTACH, no setting), read-only, with its own DuckDB memory limit, and through
+  ``Store.read_snapshot``: one whole snapshot, the newest at its start, with a deadline.
+* A connection serves one request at a time; a request that finds none free within its deadline is refused
+  (``Busy``), never queued without end.
+* Each answer carries its snapshot (id, commit time) and, for each table it read, how far behind its
+  DynamoDB table that snapshot is (``reads.lag``), as the sync recorded it in that same snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+
+from dynadex.serve.errors import Busy, QueryFailed, QueryTimedOut
+from dynadex.store import QueryError, QueryTimeout, SnapshotBusy, Store
+from dynadex.store.reads import lag
+
+STATE_CACHE = 256  # (snapshot, table) -> the table's sync state in it: fixed once committed
+
+
+class Readers:
+    def __init__(self, spec: str, data_path: str | None = None, *, connections: int = 4, memory_limit: str = "512MB"):
+        self.connections = max(1, connections)
+        threads = max(1, (os.cpu_count() or 1) // self.connections)
+        self._free: queue.Queue[Store] = queue.Queue()
+        self._all: list[Store] = []
+        try:
+            for _ in range(self.connections):
+                st = Store(spec, data_path=data_path, sandbox=True, threads=threads, memory_limit=memory_limit)
+                self._all.append(st)
+                self._free.put(st)
+        except BaseException:
+            self.close()
+            raise
+        self.location = self._all[0].location
+        self._states: OrderedDict = OrderedDict()
+        self._states_lock = threading.Lock()
+
+    def read(self, work, *, timeout: float, tables=()):
+        """``(work(reader), snapshot, freshness)`` on a free connection: ``freshness`` maps each of ``tables``
+        (and whatever ``work`` read in ``reader.tables_read``) to its lag at the snapshot read."""
+        deadline = time.monotonic() + timeout
+        try:
+            st = self._free.get(timeout=timeout)
+        except queue.Empty as exc:
+            raise Busy(f"every one of the server's {self.connections} connections stayed busy for {timeout:g} s") from exc
+        try:
+            def run(reader):
+                result = work(reader)
+                return result, {t: self._state(reader, t) for t in tables}
+
+            (result, states), snapshot = st.read_snapshot(run, timeout=max(0.001, deadline - time.monotonic()))
+        except QueryTimeout as exc:
+            raise QueryTimedOut(str(exc)) from exc
+        except SnapshotBusy as exc:
+            raise Busy(str(exc)) from exc
+        except QueryError as exc:
+            raise QueryFailed(str(exc)) from exc
+        finally:
+            self._free.put(st)
+        now = int(time.time() * 1e6)
+        freshness = {t: (None if s is None else {**lag(s, now), "applied_through": _iso_micros(s.last_change_micros)})
+                     for t, s in states.items()}
+        return result, snapshot, freshness
+
+    def _state(self, reader, table: str):
+        key = (reader.snapshot.id, table)
+        with self._states_lock:
+            if key in self._states:
+                return self._states[key]
+        found = reader.table_state(table)
+        with self._states_lock:
+            self._states[key] = found
+            while len(self._states) > STATE_CACHE:
+                self._states.popitem(last=False)
+        return found
+
+    def close(self) -> None:
+        for st in self._all:
+            st.close()
+        self._all.clear()
+
+
+def _iso_micros(micros: int | None) -> str | None:
+    import datetime as dt
+
+    if micros is None:
+        return None
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.timezone.utc).isoformat().replace("+00:00", "Z")
