@@ -3,7 +3,7 @@ flushes inlined rows, folds small files and runs maintenance. No request fails, 
 never goes down between two reads of one client (nor does the snapshot a client is answered from).
 
 Without the guard (``reads.read_whole_snapshot`` running a read again when a flush or merge landed during
-it), reads beside such a writer saw the rows being flushed vanish: 40 dips in 5 874 reads (decision 0030)."""
+it), reads beside such a writer saw the rows being flushed vanish: 40 dips in 5 874 reads (decision 0031)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``dynadex serve``: the store over HTTP, for applications, with Rockset's query API (decision 0030).
+"""``dynadex serve``: the store over HTTP, for applications, with Rockset's query API (decision 0031).
 
 One concern per module:
 

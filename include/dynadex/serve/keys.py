@@ -4,7 +4,7 @@ Invariants:
 
 * A key is 32 random bytes (``secrets``); the state file keeps its SHA-256 and a few leading characters
   (``hint``), never the key. A key this random cannot be guessed from its hash, so a slow password hash
-  would only slow every request (decision 0030).
+  would only slow every request (decision 0031).
 * ``check`` answers for the key as the file is now: a key revoked (by ``dynadex keys revoke`` in another
   process) is refused at its next request.
 * A key limited to tables may read those tables' three indexes and nothing else (``Key.may_read``).

@@ -1,4 +1,4 @@
-"""Where the server keeps its API keys and Query Lambdas: one SQLite file of its own (decision 0030).
+"""Where the server keeps its API keys and Query Lambdas: one SQLite file of its own (decision 0031).
 
 Invariants:
 

@@ -319,7 +319,7 @@ def status(lake: Lake, table: str | None = None) -> dict:
 # that exist at the reader's snapshot, and DuckLake 1.5.5 can show a reader overlapping it the snapshot
 # without them: measured with a reader counting a table that only grows, 40 dips in 5 874 reads beside a
 # writer flushing every 5 batches, in autocommit reads, in one read transaction and with AT (VERSION => n)
-# alike (docs/decisions/0030-serve.md).
+# alike (docs/decisions/0031-serve.md).
 ROW_KEEPING_CHANGES = frozenset({"inlined_insert", "inlined_delete", "tables_inserted_into", "tables_deleted_from",
                                  "tables_altered"})
 WHOLE_SNAPSHOT_ATTEMPTS = 6  # a flush lasts milliseconds and comes every 100 batches: six reads never all meet one
