@@ -93,8 +93,8 @@ class ClockControl:
             try:
                 reason = json.loads(exc.read())["error"]
             except (ValueError, KeyError, TypeError):
-                raise exc from None
-            raise RuntimeError(f"{method} {self.url}: {reason}") from None
+                reason = f"HTTP {exc.code} {exc.reason}"
+            raise RuntimeError(f"{method} {self.url}: {reason}") from exc
 
     def now(self) -> float:
         """The emulator's time (epoch seconds)."""
