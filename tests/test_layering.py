@@ -158,3 +158,16 @@ def test_the_library_defines_its_exceptions_in_errors_modules():
                     and not info.name.endswith(".errors") and f"{info.name}.{name}" not in OWN_EXCEPTIONS):
                 found.append(f"{info.name}.{name}")
     assert not found, "move these to their package's errors module:\n" + "\n".join(found)
+
+
+def test_test_modules_import_from_tests_support_only():
+    """Shared fixtures and helpers live in ``tests/support/`` (conftest files wire fixtures in): a test module
+    that imports another test module (or a conftest) runs that module's tests' imports and couples the two."""
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if "support" in path.relative_to(ROOT / "tests").parts:
+            continue
+        for line, name in _imported(_tree(path)):
+            if name.startswith(".") or (name.startswith("tests.") and not name.startswith("tests.support")):
+                found.append(f"{path.relative_to(ROOT)}:{line}: {name}")
+    assert not found, "import these from tests/support instead:\n" + "\n".join(found)

@@ -1,82 +1,10 @@
-"""A tiny store and a real ``dynadex serve`` on a free port, for tests that talk HTTP to it."""
+"""Fixtures of the serve tests: a module's store and server (``tests/support/serve.py``), and its keys."""
 
 from __future__ import annotations
 
-import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
-
 import pytest
-import requests
 
-from dynadex.serve.keys import KeyRing
-from dynadex.serve.state import StateFile, state_path
-from dynadex.store.catalog.location import resolve
-from tests.unit.test_store import publish_items
-
-ROOT = Path(__file__).resolve().parents[2]
-ITEMS = [{"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "tag": {"S": "even" if i % 2 == 0 else "odd"}} for i in range(20)]
-SECRETS = [{"pk": {"S": "s1"}, "code": {"S": "launch"}}]
-
-
-def make_store(path: Path) -> Path:
-    publish_items(path, "Orders", ITEMS)
-    publish_items(path, "Secrets", SECRETS, build="b2")
-    return path
-
-
-class Served:
-    """A ``dynadex serve`` subprocess: its URL, its output, and keys made for it."""
-
-    def __init__(self, store: Path, env: dict | None = None):
-        self.store = store
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dynadex.cli", "serve", "--store", str(store), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": f"{ROOT / 'include'}:{ROOT / 'plugins'}:{ROOT}", **(env or {})})
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
-        try:
-            first = lines.get(timeout=60)  # the server prints this line once it listens
-        except queue.Empty:
-            self.proc.kill()
-            raise AssertionError(f"no 'listening on' line in 60 s: {self.proc.stderr.read()}") from None
-        assert first.startswith("listening on http://127.0.0.1:"), first
-        self.url = first.split()[-1]
-        self._ring = KeyRing(StateFile(state_path(resolve(str(store)))))
-
-    def key(self, name: str, tables=None, admin=False) -> str:
-        return self._ring.create(name, tables, admin)
-
-    def revoke(self, name: str) -> None:
-        self._ring.revoke(name)
-
-    def call(self, method: str, path: str, key: str | None = None, **kw) -> requests.Response:
-        headers = kw.pop("headers", {})
-        if key:
-            headers["Authorization"] = f"ApiKey {key}"
-        return requests.request(method, self.url + path, headers=headers, timeout=60, **kw)
-
-    def query(self, key: str | None, sql: str, parameters=None, **body) -> requests.Response:
-        return self.call("POST", "/v1/orgs/self/queries", key,
-                         json={"sql": {"query": sql, "parameters": parameters or [], **body.pop("sql_extra", {})},
-                               **body})
-
-    def stop(self, sig=signal.SIGTERM, within: float = 10) -> tuple[int, float]:
-        started = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=within)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self._ring.state.close()
-        return code, time.monotonic() - started
+from tests.support.serve import Served, make_store
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from tests.serve.conftest import ROOT
+from tests.support.serve import ROOT
 
 
 def test_no_key_a_wrong_key_and_a_revoked_key_are_401(served):

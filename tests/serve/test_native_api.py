@@ -28,7 +28,7 @@ def test_get_by_key_answers_the_item_exactly(served, reader):
 
 
 def test_find_answers_current_entries_only(tmp_path):
-    from tests.serve.conftest import Served, make_store
+    from tests.support.serve import Served, make_store
 
     server = Served(make_store(tmp_path / "store"))
     try:

@@ -66,7 +66,7 @@ def test_rows_past_the_limit_are_cut_with_a_warning(served, admin):
 
 
 def test_the_server_row_limit_and_memory_limit_hold(tmp_path):
-    from tests.serve.conftest import Served, make_store
+    from tests.support.serve import Served, make_store
 
     server = Served(make_store(tmp_path / "store"), env={"DYNADEX_SERVE_MAX_ROWS": "7",
                                                         "DYNADEX_SERVE_MEMORY": "64MB"})

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.serve.conftest import Served, make_store
+from tests.support.serve import Served, make_store
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from tests.serve.conftest import ROOT, Served, make_store
+from tests.support.serve import ROOT, Served, make_store
 
 CLIENTS = 16
 BATCHES = 80
