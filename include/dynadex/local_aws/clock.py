@@ -17,6 +17,8 @@ import json
 import threading
 import time
 
+from dynadex.local_aws.lock import LOCK
+
 CLOCK_PATH = "/_dynadex/clock"
 
 
@@ -63,8 +65,6 @@ class ClockApp:
                 return [body]
             if environ.get("REQUEST_METHOD") == "POST":
                 doc = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
-                from dynadex.local_aws.feed import LOCK
-
                 with LOCK:  # between two requests, never inside one (its writes share one instant)
                     self.clock.advance(float(doc.get("advance", 0)))
             body, status = json.dumps(self.clock.state()).encode(), "200 OK"

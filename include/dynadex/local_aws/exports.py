@@ -35,7 +35,8 @@ from decimal import Decimal
 
 from moto.core.exceptions import JsonRESTError
 
-from dynadex.local_aws.feed import LOCK, now
+from dynadex.local_aws.feed import now
+from dynadex.local_aws.lock import LOCK
 from dynadex.local_aws.validate import item_size
 from dynadex.types import canonical_json
 

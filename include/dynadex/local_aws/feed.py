@@ -28,9 +28,9 @@ from typing import Any
 
 from dynadex.aws import from_client
 from dynadex.local_aws.clock import now  # the emulator's one clock (tests may move it on: clock.py)
+from dynadex.local_aws.lock import LOCK
 from dynadex.types import canonical, canonical_item, canonical_json
 
-LOCK = threading.RLock()  # one lock for the emulator's state (moto requests run in threads)
 _service = threading.local()  # set while the TTL sweeper deletes
 _request = threading.local()  # the Pending writes of the request running in this thread
 

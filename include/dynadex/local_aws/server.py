@@ -24,7 +24,6 @@ so the history, the stream and moto's tables never disagree.
 from __future__ import annotations
 
 import json
-
 import signal
 import sys
 import threading
@@ -34,7 +33,8 @@ from dynadex.local_aws.clock import ClockApp, now
 from dynadex.local_aws.config import Knobs
 from dynadex.local_aws.exports import ExportEngine
 from dynadex.local_aws.faults import Faults, FaultsApp
-from dynadex.local_aws.feed import LOCK, ChangeFeed, service_delete
+from dynadex.local_aws.feed import ChangeFeed, service_delete
+from dynadex.local_aws.lock import LOCK
 from dynadex.local_aws.streams import Stream, StreamRegistry
 
 _installed: dict = {}

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 from moto.core.exceptions import JsonRESTError
 
-from dynadex.local_aws.feed import LOCK, now
+from dynadex.local_aws.feed import now
+from dynadex.local_aws.lock import LOCK
 from dynadex.local_aws.validate import item_size
 
 SERVICE_IDENTITY = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}

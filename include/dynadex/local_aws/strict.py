@@ -38,7 +38,7 @@ from werkzeug.exceptions import HTTPException
 from dynadex.local_aws import feed as feedmod
 from dynadex.local_aws import validate
 from dynadex.local_aws.errors import ValidationException
-from dynadex.local_aws.feed import LOCK
+from dynadex.local_aws.lock import LOCK
 
 WRITES = {
     "put_item": "PutItem",
