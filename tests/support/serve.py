@@ -15,7 +15,9 @@ import requests
 
 from dynadex.serve.keys import KeyRing
 from dynadex.serve.state import StateFile, state_path
+from dynadex.store import PublishSpec, Store
 from dynadex.store.catalog.location import resolve
+from dynadex.types import canonical_item
 from tests.support.paths import REPO as ROOT
 from tests.support.store import publish_items
 
@@ -23,8 +25,20 @@ ITEMS = [{"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "tag": {"S": "even" if i % 2
 SECRETS = [{"pk": {"S": "s1"}, "code": {"S": "launch"}}]
 
 
-def make_store(path: Path) -> Path:
-    publish_items(path, "Orders", ITEMS)
+def make_store(path: Path, *, followed_lag: float | None = None) -> Path:
+    """Orders (20 items) and Secrets (1). ``followed_lag``: Orders is published as a table the sync follows (a
+    stream), its export taken that many seconds before the publish, so its lag reads about that much."""
+    if followed_lag is None:
+        publish_items(path, "Orders", ITEMS)
+    else:
+        with Store(str(path), read_only=False) as st:
+            w = st.chunk_writer("Orders", "b1", "c0", ("pk",), ("S",))
+            for item in ITEMS:
+                w.add(canonical_item(item), 1, "test")
+            w.finish()
+            st.publish(PublishSpec("Orders", "b1", ["c0"], ("pk",), ("S",), total_items=len(ITEMS),
+                                   export_time_micros=int((time.time() - followed_lag) * 1e6),
+                                   stream_arn="arn:aws:dynamodb:us-east-1:000000000000:table/Orders/stream/x"))
     publish_items(path, "Secrets", SECRETS, build="b2")
     return path
 

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Match, Route
 
-from dynadex.serve import native_api, rockset_api
+from dynadex.serve import console, native_api, rockset_api
 from dynadex.serve.errors import ApiError
 from dynadex.serve.keys import Key
 from dynadex.serve.service import Service
@@ -75,7 +75,7 @@ async def metrics(request: Request):
 
 def build(service: Service) -> Starlette:
     routes = [Route("/health", health, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
-              *rockset_api.routes, *native_api.routes]
+              *rockset_api.routes, *native_api.routes, *console.routes]
 
     async def count(request: Request, call_next):
         started = time.monotonic()
