@@ -60,8 +60,9 @@ def dx_writer(a) -> None:
                 if rnd.random() < 0.2:
                     changes.append(Change(k, None, 10 + b, "s"))
                 else:
+                    extra = {f"a{b}": {"S": "new"}} if rnd.random() < a.new_attrs else {}  # a new column: schema
                     changes.append(Change(k, canonical_item({**k, "city": {"S": f"c{rnd.randrange(9)}"},
-                                                             "n": {"N": str(b)}}), 10 + b, "s"))
+                                                             "n": {"N": str(b)}, **extra}), 10 + b, "s"))
             phase("apply", b)
             st.apply("T", changes, [Checkpoint("s1", str(1000 + b))])
             if a.flush_every and b % a.flush_every == a.flush_every - 1:
@@ -231,7 +232,7 @@ def wait_quiet() -> None:
 def child(role: str, a, store: str, seed: int, log: Path, phase_file: Path | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-X", "faulthandler", __file__, "--role", role, "--store", store, "--seed", str(seed)]
     for name in ("engine", "batches", "items", "flush_every", "fold_every", "compact_every", "reader", "run_seconds",
-                 "writer_threads", "reader_threads"):
+                 "writer_threads", "reader_threads", "new_attrs"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(a, name))]
     if a.pd_hold:
         cmd.append("--pd-hold")
@@ -284,7 +285,7 @@ def orchestrate(a) -> None:
                          "writer_retries": text.count("got in the way") + text.count("retry:"),
                          "reader_errors": reader_errors})
         print(json.dumps({"label": label, **outcomes[-1]}), file=sys.stderr, flush=True)
-        if not crashed:
+        if rc == 0:  # a crash, an error or a run cut at its bound keeps its logs
             wlog.unlink(missing_ok=True)
             for i in range(a.readers):
                 (logs / f"{tag}-reader{i}.log").unlink(missing_ok=True)
@@ -311,6 +312,8 @@ def main() -> None:
     p.add_argument("--fold-every", type=int, default=0)
     p.add_argument("--compact-every", type=int, default=0)
     p.add_argument("--run-seconds", type=float, default=120.0)
+    p.add_argument("--new-attrs", type=float, default=0.0, help="dynadex writer: the share of changes that add an "
+                   "attribute never seen (a new column, a new schema version: superseded inlined tables to drop)")
     p.add_argument("--reader-threads", type=int, default=1, help="dynadex readers: threads (stores) per reader")
     p.add_argument("--writer-threads", type=int, default=0, help="DuckDB threads of the writer (0: DuckDB's)")
     p.add_argument("--pd-hold", action="store_true", help="duckdb engine: also hold the catalog as dynadex does")
