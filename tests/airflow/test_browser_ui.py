@@ -18,56 +18,23 @@ stopped with SIGKILL, the clean Ctrl-C stop being test_airflow_local's subject).
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests.support.airflow import MakeAirflow
+from tests.support.browser import WAIT, Shots, headless_chromium
 from tests.support.paths import REPO
 from tests.support.servers import free_port
 
 ROOT = REPO
-ARTIFACTS = ROOT / "test-artifacts" / "browser"
 DAGS = ("dynamodb_ingest", "dynamodb_stream_sync", "dynadex_maintenance")
-WAIT = 120  # seconds: generous, the box is shared
-
-
-def _chromium() -> tuple[str, str]:
-    browser = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
-    driver = next((p for p in ("/usr/bin/chromedriver", shutil.which("chromedriver")) if p and Path(p).exists()),
-                  None)
-    if not browser or not driver:
-        pytest.skip("headless-browser test needs Chromium and chromedriver from the OS packages "
-                    f"(apt-get install chromium chromium-driver); found browser={browser}, driver={driver}")
-    return browser, driver
 
 
 @pytest.fixture
 def browser(tmp_path, monkeypatch):
-    binary, driver_path = _chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common import selenium_manager
-
-    def no_manager(*_a, **_k):
-        raise AssertionError("Selenium Manager was invoked (it would download a driver); use the system one")
-
-    monkeypatch.setattr(selenium_manager.SeleniumManager, "binary_paths", no_manager)
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # to see the API's answers
-    drv = webdriver.Chrome(service=Service(executable_path=driver_path, log_output=str(tmp_path / "chromedriver.log")),
-                           options=options)
-    drv.set_page_load_timeout(WAIT)
-    try:
+    with headless_chromium(tmp_path, monkeypatch) as drv:  # skips without Chromium and chromedriver
         yield drv
-    finally:
-        drv.quit()
 
 
 @pytest.fixture
@@ -77,25 +44,6 @@ def stack(tmp_path):
         yield airflow.start()
     finally:
         airflow.stop(fast=True)  # the clean Ctrl-C stop is test_airflow_local's subject
-
-
-class Shots:
-    """Numbered screenshots + page HTML in ``folder``, copied to test-artifacts/browser/ as they are taken."""
-
-    def __init__(self, driver, folder: Path):
-        self.driver, self.folder, self.n = driver, folder, 0
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(ARTIFACTS, ignore_errors=True)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, name: str) -> Path:
-        self.n += 1
-        png = self.folder / f"{self.n:02d}-{name}.png"
-        self.driver.save_screenshot(str(png))
-        png.with_suffix(".html").write_text(self.driver.page_source)
-        for path in (png, png.with_suffix(".html")):
-            shutil.copy2(path, ARTIFACTS / path.name)
-        return png
 
 
 def api_responses(driver, path_end: str, method: str = "POST") -> list[dict]:
@@ -125,7 +73,7 @@ def test_new_user_signs_in_finds_our_dags_and_the_trigger_form_explains_and_refu
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, WAIT, poll_frequency=0.5)
-    shot = Shots(browser, tmp_path / "browser")
+    shot = Shots(browser, tmp_path / "browser", "browser")
     url = stack.url
     try:
         # 1. the login page (simple auth manager), with the login `make airflow` printed

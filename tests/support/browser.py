@@ -1,4 +1,4 @@
-"""A real headless Chromium for page tests, launched as tests/airflow/test_browser_ui.py launches it: Debian's
+"""A real headless Chromium for page tests (the Airflow UI's and the serve console's): Debian's
 ``chromium`` and ``chromedriver`` (``apt-get install chromium chromium-driver``; without them the test is
 skipped), the same flags, and never Selenium Manager (it would download a driver). Screenshots and the page's
 HTML of each step go to a test's folder and are copied to ``test-artifacts/<name>/`` (git-ignored)."""
