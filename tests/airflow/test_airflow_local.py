@@ -10,8 +10,9 @@ import os
 
 import pytest
 
-from tests.support.airflow import MakeAirflow, get, post, wait_for
+from tests.support.airflow import MakeAirflow, get, post
 from tests.support.paths import REPO
+from tests.support.poll import wait_until
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ def test_make_airflow_serves_the_ui_with_our_dags_then_stops_cleanly_on_ctrl_c(t
             dags = {d["dag_id"]: d for d in get(f"{url}/api/v2/dags?tags=dynadex", token)[1]["dags"]}
             return dags if len(dags) == 3 else None
 
-        dags = wait_for("the three DAGs", our_dags, 180)
+        dags = wait_until(our_dags, "the three DAGs", timeout=180, every=2)
         assert dags["dynamodb_stream_sync"]["is_paused"] and not dags["dynamodb_ingest"]["is_paused"]
         runs = f"{url}/api/v2/dags/dynamodb_ingest/dagRuns"
         # the server refuses a bad param before any run exists
@@ -45,13 +46,14 @@ def test_make_airflow_serves_the_ui_with_our_dags_then_stops_cleanly_on_ctrl_c(t
         code, run = post(runs, {"logical_date": None, "conf": {"table_name": "Orders", "chunk_target_mb": 0.005}},
                          token)
         assert code == 200, run
-        state = wait_for("the ingest to finish", lambda: get(f"{runs}/{run['dag_run_id']}", token)[1]["state"]
-                         if get(f"{runs}/{run['dag_run_id']}", token)[1]["state"] in ("success", "failed") else None)
+        state = wait_until(lambda: get(f"{runs}/{run['dag_run_id']}", token)[1]["state"]
+                           if get(f"{runs}/{run['dag_run_id']}", token)[1]["state"] in ("success", "failed") else None,
+                           "the ingest to finish", timeout=300, every=2)
         assert state == "success"
         assert get(f"{url}/api/v2/dags/dynamodb_stream_sync", token)[1]["is_paused"] is False
         sync_runs = f"{url}/api/v2/dags/dynamodb_stream_sync/dagRuns"
-        done = wait_for("a successful stream sync run", lambda: [r for r in get(sync_runs, token)[1]["dag_runs"]
-                                                                 if r["state"] == "success"])
+        done = wait_until(lambda: [r for r in get(sync_runs, token)[1]["dag_runs"] if r["state"] == "success"],
+                          "a successful stream sync run", timeout=300, every=2)
         entry = get(f"{sync_runs}/{done[0]['dag_run_id']}/taskInstances/sync/xcomEntries/health?deserialize=true",
                     token)[1]
         health = entry["value"]

@@ -19,7 +19,8 @@ import time
 import psutil
 import pytest
 
-from tests.support.airflow import MakeAirflow, get, post, wait_for
+from tests.support.airflow import MakeAirflow, get, post
+from tests.support.poll import wait_until
 from tests.support.servers import free_port
 
 LIMIT = 10  # seconds, from the signal
@@ -138,18 +139,17 @@ def stack(home, seen):
 
 def test_ctrl_c_with_everything_up_and_a_task_running_stops_every_process_within_10_s(stack, seen):
     stack.start()
-    wait_for("every component of the stack", lambda: up(stack), 180, every=1)
+    wait_until(lambda: up(stack), "every component of the stack", timeout=180, every=1)
     token = post(f"{stack.url}/auth/token", {"username": stack.user, "password": stack.password})[1]["access_token"]
     runs = f"{stack.url}/api/v2/dags/dynamodb_ingest/dagRuns"
-    wait_for("the ingest to be triggered (its DAG parsed)", lambda: post(
-        runs, {"logical_date": None, "conf": {"table_name": "Orders", "chunk_target_mb": 0.005}}, token)[0] == 200,
-        120, every=1)
-    wait_for("a task runner", lambda: task_runners(stack), 120, every=0.1)
+    wait_until(lambda: post(runs, {"logical_date": None, "conf": {"table_name": "Orders", "chunk_target_mb": 0.005}},
+                            token)[0] == 200, "the ingest to be triggered (its DAG parsed)", timeout=120, every=1)
+    wait_until(lambda: task_runners(stack), "a task runner", timeout=120, every=0.1)
     stop_and_check(stack, signal.SIGINT, seen)
 
 
 def test_sigterm_while_airflow_starts_stops_every_process_within_10_s(stack, seen):
     stack.start(until="airflow standalone pid")
     # the scheduler's LocalExecutor workers (they ignore SIGINT and SIGTERM) are there; the UI may not answer yet
-    wait_for("the scheduler's workers", lambda: in_tree(stack, "LocalExecutor", *COMPONENTS), 180, every=0.1)
+    wait_until(lambda: in_tree(stack, "LocalExecutor", *COMPONENTS), "the scheduler's workers", timeout=180, every=0.1)
     stop_and_check(stack, signal.SIGTERM, seen)

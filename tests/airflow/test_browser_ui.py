@@ -75,7 +75,7 @@ def test_new_user_signs_in_finds_our_dags_and_the_trigger_form_explains_and_refu
     wait = WebDriverWait(browser, WAIT, poll_frequency=0.5)
     shot = Shots(browser, tmp_path / "browser", "browser")
     url = stack.url
-    try:
+    with shot.on_failure():  # a screenshot of the page as it failed
         # 1. the login page (simple auth manager), with the login `make airflow` printed
         browser.get(url)
         wait.until(EC.url_contains("/auth/login"))
@@ -164,9 +164,3 @@ def test_new_user_signs_in_finds_our_dags_and_the_trigger_form_explains_and_refu
             f"{url}/api/v2/dags/dynamodb_ingest/dagRuns", headers={"Authorization": f"Bearer {tok}"}),
             timeout=10).read())
         assert runs["total_entries"] == 0, runs
-    except Exception:
-        try:
-            shot("failure")
-        except Exception:
-            pass
-        raise

@@ -7,13 +7,14 @@ outliving airflow standalone). The real stack is in tests/airflow/test_airflow_l
 
 from __future__ import annotations
 
-from tests.support.paths import REPO  # noqa: I001 - before the path it builds is used
 import json
 import subprocess
 import sys
 
 import psutil
 import pytest
+
+from tests.support.paths import REPO  # noqa: I001 - before the path it builds is used
 
 INCLUDE = REPO / "include"
 

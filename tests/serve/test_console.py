@@ -63,7 +63,7 @@ def test_console_in_chromium_wrong_key_query_tables_with_lag_and_a_lambda_from_i
                 "return [...document.querySelectorAll(`#${arguments[0]} tbody tr`)]"
                 ".map(tr => [...tr.querySelectorAll('td')].map(td => td.innerText));", table_id)
 
-        try:
+        with shot.on_failure():  # a screenshot of the page as it failed
             # 1. no key yet: the page says to enter one
             browser.get(server.url + "/")
             wait.until(lambda d: error().is_displayed() and "API key" in error().text)
@@ -132,9 +132,3 @@ def test_console_in_chromium_wrong_key_query_tables_with_lag_and_a_lambda_from_i
             console = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
                        and "status of 40" not in e["message"]]  # the refusals above are logged as such
             assert not console, console
-        except Exception:
-            try:
-                shot("failure")
-            except Exception:
-                pass
-            raise

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -141,17 +140,6 @@ def post(url, body, token=None):
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
-
-
-def wait_for(what, probe, timeout=300, every=2):
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.time() + timeout
-    while True:
-        value = probe()
-        if value or time.time() > deadline:
-            assert value, f"timed out waiting for {what}"
-            return value
-        time.sleep(every)
 
 
 class MakeAirflow:

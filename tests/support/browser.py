@@ -6,7 +6,7 @@ HTML of each step go to a test's folder and are copied to ``test-artifacts/<name
 from __future__ import annotations
 
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -63,6 +63,16 @@ class Shots:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.artifacts, ignore_errors=True)
         self.artifacts.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def on_failure(self):
+        """Inside: a failure takes one more screenshot ("failure") before it goes on, when the page still can."""
+        try:
+            yield
+        except Exception:
+            with suppress(Exception):
+                self("failure")
+            raise
 
     def __call__(self, name: str) -> Path:
         self.n += 1
