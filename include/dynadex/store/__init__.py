@@ -114,13 +114,19 @@ class Store:
         self.lake.retrying("flush of inlined rows", lambda: maintenance.flush_inlined(self.lake))
 
     def fold_small_files(self, table: str, at_files: int | None = None, indexes=small_files.INDEXES, *,
-                         rewrite_worn: bool = False) -> dict:
+                         rewrite_worn: bool = False, flush_first: bool = True) -> dict:
         """Fold ``table``'s small stream files into one sorted file per index where one of ``indexes`` (default:
         all three) holds at least ``at_files`` of them (default ``small_files.FOLD_AT_FILES``), and with
         ``rewrite_worn`` rewrite alone each file of the row and column indexes that lost a quarter of its rows,
         up to ``small_files.WORN_MOST_BYTES`` (a larger one a slice of that size; store/upkeep/small_files.py); files
-        folded, rewritten or sliced per index."""
+        folded, rewritten or sliced per index.
+
+        The inlined rows are flushed first unless ``flush_first`` is False (a caller that has just flushed): the
+        DuckLake we run fails the fold's commit, every retry alike, when a batch that added a column still has
+        rows inlined ("Referenced column ... not found", decision 0032)."""
         at = small_files.FOLD_AT_FILES if at_files is None else at_files
+        if flush_first:
+            self.flush_inlined()
         return self.lake.retrying(f"{table}: fold of small files",
                                   lambda: small_files.fold(self.lake, table, at, indexes, rewrite_worn=rewrite_worn))
 

@@ -458,11 +458,9 @@ class TableSync:
                     t_fold = time.time()
                     # batches that write files are a backlog's: their inlined state rows (checkpoints, sync
                     # state) slowed each batch's statements until the 100-batch flush; flushed here as well,
-                    # unless this batch's flush just ran
-                    if not flushed:
-                        self.store.flush_inlined()
-                        self.stats["flushes"] += 1
-                    folded = self.store.fold_small_files(self.table, rewrite_worn=True)
+                    # unless this batch's flush just ran (the fold flushes first unless told it just ran)
+                    folded = self.store.fold_small_files(self.table, rewrite_worn=True, flush_first=not flushed)
+                    self.stats["flushes"] += not flushed
                     self.files_since_fold = False
                     if folded:
                         self.stats["folds"] += 1

@@ -33,8 +33,19 @@ def prune_stale(lake: Lake) -> dict:
 
 def flush_inlined(lake: Lake) -> None:
     """Write the rows small batches inlined in the catalog into Parquet files (one per table), so scans do
-    not read a growing inlined table (lake.INLINE_ROWS). What every query returns stays the same."""
-    lake.con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
+    not read a growing inlined table (lake.INLINE_ROWS). What every query returns stays the same.
+
+    The flush runs on ONE DuckDB thread, the connection's own setting restored after it (decision 0033): on
+    several, the DuckLake we run corrupted its heap now and then while flushing the inlined rows of tables
+    whose schema had grown (the writer died of SIGSEGV or "double free or corruption", about 1 run in 7 of
+    40 batches under load); on one, never in the same runs. A flush writes a few small files: one thread
+    costs it little."""
+    threads = int(lake.con.execute("SELECT current_setting('threads')").fetchone()[0])
+    lake.con.execute("SET threads = 1")
+    try:
+        lake.con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
+    finally:
+        lake.con.execute(f"SET threads = {threads}")
 
 
 MERGE_BELOW_BYTES = small_files.FOLD_BELOW_BYTES
