@@ -239,11 +239,13 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from dynadex.store import Store
     from dynadex.store.catalog import contention
     from dynadex.stream import sync_table
+    from dynadex.stream.shard_groups import WHOLE, ShardGroup
 
     _logging("INFO")
+    group = ShardGroup.parse(args.group) if args.group else WHOLE
     ddb, streams, s3 = _aws_clients()
     with Store(args.store, data_path=args.data_path, read_only=False) as st:
-        stats = sync_table(st, args.table, ddb, streams, s3, seconds=0 if args.once else args.seconds)
+        stats = sync_table(st, args.table, ddb, streams, s3, seconds=0 if args.once else args.seconds, group=group)
     print(json.dumps({**stats, "store_writes": contention.snapshot().as_dict()}, default=str))
     return 0
 
@@ -416,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--once", action="store_true", help="sync until caught up, then stop (the default)")
     g.add_argument("--for", dest="seconds", type=float, default=0, metavar="SECONDS", help="sync for this long")
+    p.add_argument("--group", metavar="INDEX/COUNT",
+                   help="follow only shard group INDEX of COUNT (e.g. 0/2 and 1/2 in two processes): each shard "
+                        "is read by one group, a child after its parent whichever group read it (decision 0033)")
     _store_args(p)
     p.set_defaults(func=_cmd_sync)
 

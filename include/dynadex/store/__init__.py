@@ -109,6 +109,15 @@ class Store:
 
         self.lake.retrying(f"{table}: caught up", note)
 
+    def note_group_tip(self, table: str, index: int, count: int, micros: int) -> int | None:
+        """Shard group ``index`` of ``count`` found its shards at their tip at ``micros``; once every group of the
+        count has, the table is caught up to the oldest of their instants (``note_caught_up``), returned."""
+        def note() -> int | None:
+            with self.lake.transaction():
+                return state.note_group_tip(self.lake.con, table, index, count, micros)
+
+        return self.lake.retrying(f"{table}: group {index}/{count} at its tip", note)
+
     def flush_inlined(self) -> None:
         """Small batches' inlined rows into files (the sync calls it every ``flush_every_batches`` batches)."""
         self.lake.retrying("flush of inlined rows", lambda: maintenance.flush_inlined(self.lake))

@@ -19,3 +19,12 @@ class Gap(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class BadShardGroup(DynadexError, ValueError):
+    """A shard group that names no share of the stream (``--group INDEX/COUNT``)."""
+
+
+class GapInGroup(DynadexError):
+    """A gap met by one shard group: recovery rewrites the whole table's position, which one group of several
+    may not do; run one sync without groups (it recovers), then the groups again."""

@@ -43,11 +43,12 @@ from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store, TableState
 from dynadex.store.catalog import lake as lake_module
-from dynadex.stream.errors import Gap, NeedsBootstrap
+from dynadex.stream.errors import Gap, GapInGroup, NeedsBootstrap
 from dynadex.stream.get_records import lean as lean_get_records
 from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
 from dynadex.stream.recover import recover
+from dynadex.stream.shard_groups import WHOLE, ShardGroup
 from dynadex.stream.shards import ShardInfo, children_of, describe_all
 from dynadex.types import canonical_item
 
@@ -212,10 +213,20 @@ class ShardCursor:
     iterator: str | None = None
 
 
+PARENT_POLL_SECONDS = 0.5
+"""How often a shard group whose child shard waits on another group's parent reads that parent's checkpoint."""
+PARENT_WAIT_SECONDS = 300.0
+"""How long a shard group's run until caught up (``--once``) waits for other groups to end the parents of its
+shards before it ends anyway, saying so (the other groups are likely not running)."""
+
+
 class TableSync:
-    def __init__(self, store: Store, table: str, ddb, streams, s3, settings: SyncSettings):
+    def __init__(self, store: Store, table: str, ddb, streams, s3, settings: SyncSettings,
+                 group: ShardGroup = WHOLE):
         self.store, self.table, self.ddb, self.streams, self.s3 = store, table, ddb, streams, s3
         self.settings = settings
+        self.group = group  # the shards this sync reads (stream/shard_groups.py); WHOLE: all
+        self.last_parent_poll = 0.0
         self.cursors: dict[str, ShardCursor] = {}
         self.caught_up = False  # the run ended on a pass that found every readable shard at its tip
         self.childless: dict[str, float] = {}  # ended shards whose children DescribeStream did not list yet
@@ -302,6 +313,38 @@ class TableSync:
             self.childless.setdefault(parent.info.shard_id, time.time())
         return new
 
+    def parents_elsewhere(self) -> bool:
+        """Shards of this group whose parent another group reads: the parent's end, as that group committed it
+        (read at most every ``PARENT_POLL_SECONDS`` while one waits). True if a parent was found ended."""
+        now = time.time()
+        if self.group.whole or now - self.last_parent_poll < PARENT_POLL_SECONDS:
+            return False
+        waiting = self.waiting_on_others()
+        if not waiting:
+            return False
+        self.last_parent_poll = now
+        stored = self.store.checkpoints(self.table)
+        ended = [p for p in waiting if stored.get(p) is not None and stored[p].ended]
+        for p in ended:
+            self.cursors[p].ended = True
+        return bool(ended)
+
+    def waiting_on_others(self) -> set[str]:
+        """Parents, read by other shard groups and not ended yet, of shards of this group."""
+        if self.group.whole:
+            return set()
+        return {c.info.parent_id for c in self.cursors.values()
+                if not c.ended and self.group.owns(c.info.shard_id) and c.info.parent_id in self.cursors
+                and not self.cursors[c.info.parent_id].ended and not self.group.owns(c.info.parent_id)}
+
+    def _note_tip(self, micros: int) -> None:
+        """Every readable shard of this sync was at its tip at ``micros``: the table's applied-through, or, for one
+        shard group of several, this group's (the table's is the oldest of all groups')."""
+        if self.group.whole:
+            self.store.note_caught_up(self.table, micros)
+        else:
+            self.store.note_group_tip(self.table, self.group.index, self.group.count, micros)
+
     def retry_childless(self) -> bool:
         now = time.time()
         if now - self.last_child_poll < 1.0 or not self.childless:
@@ -318,7 +361,7 @@ class TableSync:
     def readable(self) -> list[ShardCursor]:
         out = []
         for c in self.cursors.values():
-            if c.ended:
+            if c.ended or not self.group.owns(c.info.shard_id):
                 continue
             parent = c.info.parent_id
             if parent and parent in self.cursors and not self.cursors[parent].ended:
@@ -376,7 +419,7 @@ class TableSync:
     def _note_final(self, at_tip: bool, pass_started: float, last_note: float) -> None:
         """A run that ends on a pass at the tip says so, whatever the note rate, so the lag it leaves reads 0."""
         if at_tip and last_note < pass_started:
-            self.store.note_caught_up(self.table, int(pass_started * 1e6))
+            self._note_tip(int(pass_started * 1e6))
         self.caught_up = at_tip
 
     # --------------------------------------------------------------- the loop
@@ -396,7 +439,7 @@ class TableSync:
     def _run(self, readers: ShardReaders, until: float, until_caught_up: bool, should_stop=None) -> dict:
         idle = self.settings.idle_min_seconds
         self.refresh()
-        last_refresh = time.time()
+        last_refresh = run_started = time.time()
         last_stop_check = last_refresh
         last_note = 0.0
         while True:
@@ -468,11 +511,21 @@ class TableSync:
             now = time.time()
             if at_tip and now - last_note >= self.settings.caught_up_note_seconds:
                 # a pass over every readable shard found nothing: all changes before it started are applied
-                self.store.note_caught_up(self.table, int(batch_started * 1e6))
+                self._note_tip(int(batch_started * 1e6))
                 last_note = now
             if until_caught_up and not progressed:
                 self.refresh()
                 if not any(c.iterator is None for c in self.readable()):  # every readable shard read to its tip
+                    if self.waiting_on_others() and now - run_started < PARENT_WAIT_SECONDS:
+                        # a shard group: a child of ours waits on another group's parent, not caught up yet
+                        time.sleep(PARENT_POLL_SECONDS)
+                        self.parents_elsewhere()
+                        continue
+                    if self.waiting_on_others():
+                        self.stats["waiting_on_other_groups"] = len(self.waiting_on_others())
+                        log.warning("%s: group %s ends with %d shard(s) waiting on parents other groups read; "
+                                    "are the other groups of %d running?", self.table, self.group,
+                                    self.stats["waiting_on_other_groups"], self.group.count)
                     self._note_final(at_tip, batch_started, last_note)
                     return self.stats
             elif not until_caught_up and now >= until:
@@ -492,26 +545,28 @@ class TableSync:
                 idle = min(self.settings.idle_max_seconds, idle * 2)
             # children of ended shards are already known (add_children); a full refresh catches new roots
             self.retry_childless()
+            self.parents_elsewhere()
             if time.time() - last_refresh > 10 or not self.readable():
                 self.refresh()
                 last_refresh = time.time()
 
 
 def sync_table(store: Store, table: str, ddb, streams, s3, *, seconds: float = 0.0, settings: SyncSettings | None = None,
-               should_stop=None) -> dict:
+               should_stop=None, group: ShardGroup = WHOLE) -> dict:
     """Sync ``table`` for ``seconds`` (0 or less: until caught up), or until ``should_stop()`` (asked between
-    batches every ``stop_check_seconds``) is true. Recovers gaps; raises NeedsBootstrap."""
+    batches every ``stop_check_seconds``) is true; only ``group``'s share of the shards (stream/shard_groups.py;
+    default all). Recovers gaps (one group of several raises ``GapInGroup``); raises NeedsBootstrap."""
     with unreachable(f"syncing {table}"):
-        return _sync_table(store, table, ddb, streams, s3, seconds, settings or SyncSettings(), should_stop)
+        return _sync_table(store, table, ddb, streams, s3, seconds, settings or SyncSettings(), should_stop, group)
 
 
 def _sync_table(store: Store, table: str, ddb, streams, s3, seconds: float, settings: SyncSettings,
-                should_stop=None) -> dict:
+                should_stop=None, group: ShardGroup = WHOLE) -> dict:
     until = time.time() + seconds
     once = seconds <= 0
     stats: dict = {}
     for _ in range(3):
-        sync = TableSync(store, table, ddb, streams, s3, settings)
+        sync = TableSync(store, table, ddb, streams, s3, settings, group)
         try:
             result = sync.run(until, until_caught_up=once, should_stop=should_stop)
             for k, v in result.items():
@@ -519,6 +574,10 @@ def _sync_table(store: Store, table: str, ddb, streams, s3, seconds: float, sett
             stats["caught_up"] = sync.caught_up
             return stats
         except Gap as gap:
+            if not group.whole:
+                raise GapInGroup(f"{table}: shard group {group} met a gap ({gap.reason}); recovery rewrites the "
+                                 "whole table's position: stop the groups, run `dynadex sync` once without "
+                                 "--group (it recovers), then start the groups again") from gap
             for k, v in sync.stats.items():
                 stats[k] = stats.get(k, 0) + v
             log.warning("%s: gap detected: %s", table, gap.reason)

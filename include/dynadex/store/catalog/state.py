@@ -32,6 +32,7 @@ CHECKPOINTS = f"{STATE_SCHEMA}.checkpoints"
 CHUNKS = f"{STATE_SCHEMA}.chunks"
 COLUMNS = f"{STATE_SCHEMA}.columns"
 EVENTS = f"{STATE_SCHEMA}.events"
+GROUP_TIPS = f"{STATE_SCHEMA}.group_tips"
 
 DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {ROW_SCHEMA}",
@@ -55,6 +56,9 @@ DDL = [
         table_name VARCHAR, path VARCHAR, kind VARCHAR, column_name VARCHAR, sql_type VARCHAR)""",
     f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
         table_name VARCHAR, happened_at TIMESTAMPTZ, kind VARCHAR, detail VARCHAR)""",
+    # shard groups (stream/shard_groups.py): when each group of a count last found its shards at their tip
+    f"""CREATE TABLE IF NOT EXISTS {GROUP_TIPS} (
+        table_name VARCHAR, group_count INTEGER, group_index INTEGER, tip_micros BIGINT)""",
 ]
 
 STATEMENT_ROWS = 500
@@ -167,7 +171,7 @@ def create(con) -> None:
 def replace_table(con, state: TableState) -> None:
     """A publish: the table's row, columns and checkpoints start anew (``published_at`` and ``synced_at`` now,
     no stream change applied yet)."""
-    for t in (COLUMNS, TABLES, CHECKPOINTS):
+    for t in (COLUMNS, TABLES, CHECKPOINTS, GROUP_TIPS):
         con.execute(f"DELETE FROM {t} WHERE table_name = ?", [state.table_name])
     row = state.to_dict()
     row["key_names"], row["key_types"] = json.dumps(list(state.key_names)), json.dumps(list(state.key_types))
@@ -253,6 +257,21 @@ def note_batch(con, table: str, newest_micros: int | None, updates: dict | None 
         sets.append(f"{column} = ?")
         values.append(value)
     con.execute(f"UPDATE {TABLES} SET {', '.join(sets)} WHERE table_name = ?", [*values, table])
+
+
+def note_group_tip(con, table: str, index: int, count: int, micros: int) -> int | None:
+    """Shard group ``index`` of ``count`` found its shards at their tip at ``micros``. When every group of that
+    count has said so, the table is caught up to the oldest of their instants: noted (``note_caught_up``) and
+    returned; else None. Rows of other counts (groups of a count no longer run) are removed."""
+    con.execute(f"DELETE FROM {GROUP_TIPS} WHERE table_name = ? AND (group_count <> ? OR group_index = ?)",
+                [table, count, index])
+    con.execute(f"INSERT INTO {GROUP_TIPS} VALUES (?, ?, ?, ?)", [table, count, index, micros])
+    groups, oldest = con.execute(f"SELECT count(*), min(tip_micros) FROM {GROUP_TIPS} WHERE table_name = ?",
+                                 [table]).fetchone()
+    if groups < count:
+        return None
+    note_caught_up(con, table, oldest)
+    return oldest
 
 
 def note_caught_up(con, table: str, micros: int) -> None:
