@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--for", dest="seconds", type=float, default=0, metavar="SECONDS", help="sync for this long")
     p.add_argument("--group", metavar="INDEX/COUNT",
                    help="follow only shard group INDEX of COUNT (e.g. 0/2 and 1/2 in two processes): each shard "
-                        "is read by one group, a child after its parent whichever group read it (decision 0033)")
+                        "is read by one group, a child after its parent whichever group read it (decision 0034)")
     _store_args(p)
     p.set_defaults(func=_cmd_sync)
 

@@ -1,6 +1,6 @@
 """Shard groups: several processes follow one table's stream, each a fixed share of its shards.
 
-Invariants (decision 0033, docs/architecture.md invariant 2):
+Invariants (decision 0034, docs/architecture.md invariant 2):
 
 * A shard belongs to exactly one group of a count, for as long as it lives: group ``crc32(shard id) %
   count``. Nothing that changes while a shard is open (its lineage, the listing, the other groups) moves
