@@ -31,6 +31,9 @@ class Contention:
     """Total time spent waiting for it."""
     lock_wait_max_seconds: float = 0.0
     """The longest single wait."""
+    lock_held_seconds: float = 0.0
+    """Total time this process held the lock: its serialized share of the store's writes (shard groups,
+    decision 0034, measure it against their busy time)."""
     retries: int = 0
     """Attempts run again because another writer got in the way (``Lake.retrying``)."""
     retry_reasons: dict[str, int] = field(default_factory=dict)
@@ -43,6 +46,7 @@ class Contention:
         out = asdict(self)
         out["lock_wait_seconds"] = round(self.lock_wait_seconds, 3)
         out["lock_wait_max_seconds"] = round(self.lock_wait_max_seconds, 3)
+        out["lock_held_seconds"] = round(self.lock_held_seconds, 3)
         return out
 
 
@@ -57,6 +61,12 @@ def lock_taken(waited_seconds: float | None) -> None:
             _now.lock_waits += 1
             _now.lock_wait_seconds += waited_seconds
             _now.lock_wait_max_seconds = max(_now.lock_wait_max_seconds, waited_seconds)
+
+
+def lock_released(held_seconds: float) -> None:
+    """The writer lock was held this long (one write attempt)."""
+    with _guard:
+        _now.lock_held_seconds += held_seconds
 
 
 REASONS = ("database is locked", "transaction conflict", "failed to commit ducklake transaction", "unknown table",
@@ -79,7 +89,7 @@ def reopened() -> None:
 def snapshot() -> Contention:
     with _guard:
         return Contention(_now.lock_acquisitions, _now.lock_waits, _now.lock_wait_seconds, _now.lock_wait_max_seconds,
-                          _now.retries, dict(_now.retry_reasons), _now.reopened)
+                          _now.lock_held_seconds, _now.retries, dict(_now.retry_reasons), _now.reopened)
 
 
 def reset() -> None:

@@ -68,8 +68,10 @@ def writing(catalog: str, what: str):
             if waited > WAIT_NOTE_SECONDS:
                 log.info("%s: waited %.1fs for another writer of this store", what, waited)
         _held.__dict__[key] = True
+        held_from = time.monotonic()
         try:
             yield
         finally:
             del _held.__dict__[key]
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            contention.lock_released(time.monotonic() - held_from)
