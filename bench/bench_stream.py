@@ -5,6 +5,8 @@ apply:     records shaped exactly as boto3 hands GetRecords pages (datetimes, by
            DuckDB on 1 thread; every path (--paths, the first the baseline) at every size on its own store, in
            one process (--apply-only --rounds N), with CPU per record by phase: conversion, shaping + Arrow,
            SQL, and a table of records/s and the ratio against the baseline.
+backlog:   (--backlog N --factors 1,10) N records replayed through the sync's own loop (TableSync.run to the
+           tip, flushes and folds included), fixed batches against batches that grow while behind (decision 0033).
 sustained: (--steady-batches N --keys K) N such batches onto K items, with and without the sync's small-file
            folds (decision 0028), CPU ms per batch by window of 10 batches and the files left at the end.
 freshness: a writer puts items at a steady rate; `dynadex sync` follows the stream in another process;
@@ -82,15 +84,17 @@ class TimedConnection:
         return getattr(self.con, name)
 
 
-def apply_store(keys: int, key_prefix: str = "k") -> str:
-    """A fresh store whose table S holds ``keys`` published items, keys ``<key_prefix><7 digits>``."""
+def apply_store(keys: int, key_prefix: str = "k", stream_arn: str | None = None) -> str:
+    """A fresh store whose table S holds ``keys`` published items, keys ``<key_prefix><7 digits>`` (its stream
+    ``stream_arn``, from its start, for a sync)."""
     store = tempfile.mkdtemp(prefix="dynadex-apply-")
     with Store(store, read_only=False, threads=1) as st:
         w = st.chunk_writer("S", "b", "c0", ("pk",), ("S",))
         for k in range(keys):
             w.add(canonical_item({"pk": {"S": f"{key_prefix}{k:07d}"}, "n": {"N": "0"}}), 0, "bulk")
         w.finish()
-        st.publish(PublishSpec("S", "b", ["c0"], ("pk",), ("S",)))
+        st.publish(PublishSpec("S", "b", ["c0"], ("pk",), ("S",), stream_arn=stream_arn,
+                               stream_start_micros=0 if stream_arn else None))
     return store
 
 
@@ -170,6 +174,74 @@ def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False, si
         ratios = [b / a for a, b in zip(totals[v], totals[base])]
         print(f"| {v[0]} | {v[1]:,} | {records / median(totals[v]):,.0f} | {median(ratios):.2f}x "
               f"({', '.join(f'{x:.2f}' for x in ratios)}) |", flush=True)
+
+
+class ReplayedStream:
+    """A DynamoDB Streams client over recorded pages: ``shards`` open shards holding the records in turn (as
+    the lean GetRecords hands them), for the sync's own loop without an emulator."""
+
+    ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/S/stream/2030-01-01T00:00:00.000"
+
+    def __init__(self, records: list[dict], shards: int):
+        self.records = {f"shardId-{s:05d}": records[s::shards] for s in range(shards)}
+
+    def describe_table(self, TableName):  # noqa: N803 - boto3's names
+        return {"Table": {"TableName": TableName, "LatestStreamArn": self.ARN,
+                          "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}}
+
+    def describe_stream(self, StreamArn, Limit=100, ExclusiveStartShardId=None, ShardFilter=None):  # noqa: N803
+        shards = [] if ShardFilter else [
+            {"ShardId": sid, "SequenceNumberRange": {"StartingSequenceNumber": recs[0]["dynamodb"]["SequenceNumber"]}}
+            for sid, recs in self.records.items()]
+        return {"StreamDescription": {"StreamArn": StreamArn, "Shards": shards}}
+
+    def get_shard_iterator(self, StreamArn, ShardId, ShardIteratorType, SequenceNumber=None, Timestamp=None):  # noqa: N803
+        pos = 0
+        if ShardIteratorType == "AFTER_SEQUENCE_NUMBER":
+            pos = [r["dynamodb"]["SequenceNumber"] for r in self.records[ShardId]].index(SequenceNumber) + 1
+        return {"ShardIterator": f"{ShardId}|{pos}"}
+
+    def get_records(self, ShardIterator, Limit=1000):  # noqa: N803
+        sid, pos = ShardIterator.split("|")
+        recs = self.records[sid][int(pos):int(pos) + Limit]
+        return {"Records": recs, "NextShardIterator": f"{sid}|{int(pos) + len(recs)}"}
+
+
+def backlog_bench(records: int, keys: int, factors: list[int], shards: int = 4, rounds: int = 1) -> None:
+    """A backlog of ``records`` wire records on ``shards`` shards applied by the sync's own loop
+    (``TableSync.run`` to the tip, its flushes and folds included) onto ``keys`` published items, once per
+    ``backlog_batch_factor`` (1: fixed 10 000-record batches, as before decision 0033), in turn, in one
+    process. Prints records/s of CPU and of wall time, the batches and the largest, and the ratio against
+    the first factor."""
+    from dynadex.stream.sync import SyncSettings, TableSync
+
+    rnd = random.Random(5)
+    backlog = [wire_record(page_record(i, rnd.randrange(keys), rnd)) for i in range(records)]
+    for r in backlog:
+        r["dynamodb"]["SizeBytes"] = len(json.dumps(r["dynamodb"].get("NewImage", r["dynamodb"]["Keys"])))
+    cpu = {f: [] for f in factors}
+    for r in range(rounds):
+        for f in factors[r % len(factors):] + factors[:r % len(factors)]:
+            store = apply_store(keys, stream_arn=ReplayedStream.ARN)
+            try:
+                with Store(store, read_only=False, threads=1) as st:
+                    streams = ReplayedStream(backlog, shards)
+                    sync = TableSync(st, "S", streams, streams, None, SyncSettings(
+                        backlog_batch_factor=f, overlap_seconds=0, shard_readers=1, lean_get_records=False))
+                    w, c = time.perf_counter(), time.process_time()
+                    stats = sync.run(until=0, until_caught_up=True)
+                    used, wall = time.process_time() - c, time.perf_counter() - w
+                cpu[f].append(used)
+                print(f"backlog, factor {f:2d}, round {r + 1}: {records / used:7,.0f} records/s of CPU "
+                      f"({records / wall:,.0f}/s wall), {stats['batches']} batches (largest {stats['largest_batch']:,}), "
+                      f"{stats['folds']} folds, {stats['flushes']} flushes", flush=True)
+            finally:
+                shutil.rmtree(store, ignore_errors=True)
+    base = factors[0]
+    print(f"backlog: {records:,} records on {shards} shards onto {keys:,} items, the sync's loop, 1 core (CPU), "
+          f"median of {rounds}: " + ", ".join(
+              f"factor {f} {records / median(cpu[f]):,.0f} records/s ({median(cpu[base]) / median(cpu[f]):.2f}x)"
+              for f in factors), flush=True)
 
 
 STEADY = {
@@ -685,6 +757,10 @@ if __name__ == "__main__":
                         f"{k}: {v}" for k, v in APPLY_PATHS.items()))
     ap.add_argument("--wire", action="store_true",
                     help="apply: the fast path gets records as the lean GetRecords hands them (epoch times, base64)")
+    ap.add_argument("--backlog", type=int,
+                    help="only the backlog through the sync's loop: this many records onto --keys items, per --factors")
+    ap.add_argument("--factors", default="1,10",
+                    help="with --backlog: DYNADEX_BACKLOG_BATCH_FACTOR values to compare (1: fixed batches, the old way)")
     ap.add_argument("--steady-batches", type=int,
                     help="only the sustained apply: this many 10 000-record batches onto --keys items, folds on and off")
     ap.add_argument("--steady-out", help="with --steady-batches: write the windows here (JSON)")
@@ -721,6 +797,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.call_cpu:
         call_cpu_bench()
+    elif a.backlog:
+        backlog_bench(a.backlog, a.keys, [int(x) for x in a.factors.split(",")], rounds=a.rounds)
     elif a.steady_batches:
         steady_apply(a.steady_batches, a.keys, out=a.steady_out, variants=tuple(a.steady_compare.split(",")))
     elif a.idle:

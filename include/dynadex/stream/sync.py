@@ -243,10 +243,11 @@ class BatchSize:
             self.scale = min(self.factor, self.scale * 2)
 
 
-GROW_BYTES = 64 << 20
-"""A batch whose records' ``SizeBytes`` add up to this does not make the next one larger (~10x as much memory
-while it is shaped): 100 000 records of 2 KB, or 10 000 of 400 KB (DynamoDB's largest), which the settings'
-bounds alone allow."""
+GROW_BYTES = 16 << 20
+"""A batch whose records' ``SizeBytes`` add up to this does not make the next one larger. A batch costs about
+7 KB of memory per record plus several times its bytes while it is shaped (100 000 records of 120 bytes:
+~0.75 GB over the sync's own), so records of 200 bytes stop growing batches at ~80 000 and of 2 KB at the
+settings' 10 000; only the settings bound a batch of larger items (10 000 of 400 KB, DynamoDB's largest)."""
 
 
 @dataclass
