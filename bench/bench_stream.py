@@ -439,6 +439,7 @@ VARIANTS = {
     "plain-keys": ("batch key statements not narrowed (decision 0025)", {"DYNADEX_NARROW_KEYS": "0"}, {}),
     "window-0.5": ("the sync's default batch window (0.5 s; the bench's own is 0.1 s)",
                    {"DYNADEX_BATCH_SECONDS": "0.5"}, {}),
+    "fixed-batches": ("batches of a fixed size, as before decision 0033", {"DYNADEX_BACKLOG_BATCH_FACTOR": "1"}, {}),
     "before": ("before this round: botocore reads, emulator closing connections, moto dispatch",
                {"DYNADEX_LEAN_GET_RECORDS": "0"}, {"keep_alive": 0, "streams_lane": 0}),
 }
