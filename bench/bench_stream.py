@@ -1,9 +1,12 @@
 """Stream sync: apply throughput from recorded GetRecords pages, and freshness lag against the emulator.
 
 apply:     records shaped exactly as boto3 hands GetRecords pages (datetimes, bytes) are converted and
-           applied in batches of 10 000 with their checkpoints (one transaction each), DuckDB on 1 thread;
-           the old path (reference=True) and the new one batch by batch on two stores, in one process
-           (--apply-only --rounds N), with CPU seconds per phase: conversion, shaping + Arrow, SQL.
+           applied in batches (--batch-sizes, default 10 000) with their checkpoints (one transaction each),
+           DuckDB on 1 thread; every path (--paths, the first the baseline) at every size on its own store, in
+           one process (--apply-only --rounds N), with CPU per record by phase: conversion, shaping + Arrow,
+           SQL, and a table of records/s and the ratio against the baseline.
+backlog:   (--backlog N --factors 1,10) N records replayed through the sync's own loop (TableSync.run to the
+           tip, flushes and folds included), fixed batches against batches that grow while behind (decision 0035).
 sustained: (--steady-batches N --keys K) N such batches onto K items, with and without the sync's small-file
            folds (decision 0028), CPU ms per batch by window of 10 batches and the files left at the end.
 freshness: a writer puts items at a steady rate; `dynadex sync` follows the stream in another process;
@@ -55,7 +58,6 @@ def page_record(i: int, key: int, rnd: random.Random) -> dict:
                          "SequenceNumber": str(10**20 + i), "SizeBytes": 120, "StreamViewType": "NEW_IMAGE"}}
 
 
-BATCH_PAGES = 10  # the sync's default batch: 10 000 records (DYNADEX_BATCH_RECORDS)
 
 
 class TimedConnection:
@@ -82,15 +84,17 @@ class TimedConnection:
         return getattr(self.con, name)
 
 
-def apply_store(keys: int, key_prefix: str = "k") -> str:
-    """A fresh store whose table S holds ``keys`` published items, keys ``<key_prefix><7 digits>``."""
+def apply_store(keys: int, key_prefix: str = "k", stream_arn: str | None = None) -> str:
+    """A fresh store whose table S holds ``keys`` published items, keys ``<key_prefix><7 digits>`` (its stream
+    ``stream_arn``, from its start, for a sync)."""
     store = tempfile.mkdtemp(prefix="dynadex-apply-")
     with Store(store, read_only=False, threads=1) as st:
         w = st.chunk_writer("S", "b", "c0", ("pk",), ("S",))
         for k in range(keys):
             w.add(canonical_item({"pk": {"S": f"{key_prefix}{k:07d}"}, "n": {"N": "0"}}), 0, "bulk")
         w.finish()
-        st.publish(PublishSpec("S", "b", ["c0"], ("pk",), ("S",)))
+        st.publish(PublishSpec("S", "b", ["c0"], ("pk",), ("S",), stream_arn=stream_arn,
+                               stream_start_micros=0 if stream_arn else None))
     return store
 
 
@@ -107,65 +111,137 @@ def wire_record(record: dict) -> dict:
     return {**record, "dynamodb": dyn}
 
 
-def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False) -> None:
-    """The old path (``reference``: record by record conversion, item by item shaping, the old key lookup) and
-    the new one, on the same records: each round builds two fresh stores and applies every batch to both,
-    one path after the other (the order alternating from batch to batch), so load from other processes falls
-    on both alike. Rates are records per second of this process's CPU time (DuckDB runs on 1 thread: one
-    core), split into conversion, shaping (Python, Arrow) and SQL."""
+APPLY_PATHS = {
+    "reference": "decision 0019's old path: record by record conversion, item by item shaping, the old key lookup",
+    "fast": "the sync's path before decision 0035: record_changes, shape_batch, DuckLake statements",
+}
+
+
+def apply_bench(records: int, keys: int, rounds: int = 3, wire: bool = False, sizes: tuple[int, ...] = (10_000,),
+                paths: tuple[str, ...] = ("reference", "fast")) -> None:
+    """Every (path, batch size) of ``paths`` x ``sizes`` (``APPLY_PATHS``) on the same records: each round builds
+    one fresh store per variant and applies every batch to each, variant after variant in an order that turns
+    from round to round, so load from other processes falls on all alike. Rates are records per second of
+    this process's CPU time (DuckDB runs on 1 thread: one core), split into conversion, shaping (Python,
+    Arrow) and SQL; the last table sets every variant against the first (the old path)."""
     from dynadex.store.apply.changes import apply_changes
     from dynadex.stream.sync import record_change
 
     rnd = random.Random(5)
-    pages = [[page_record(i, rnd.randrange(keys), rnd) for i in range(p, p + 1000)] for p in range(0, records, 1000)]
-    # with ``wire``, the fast path gets the records as the lean GetRecords hands them (the reference: boto3's)
-    fast_pages = [[wire_record(r) for r in page] for page in pages] if wire else pages
-    names = ("reference", "fast")
-    totals = {n: [] for n in names}
+    raw = [page_record(i, rnd.randrange(keys), rnd) for i in range(records)]
+    # with ``wire``, the fast paths get the records as the lean GetRecords hands them (the reference: boto3's)
+    wired = [wire_record(r) for r in raw] if wire else raw
+    variants = [(p, n) for n in sizes for p in paths]
+    totals = {v: [] for v in variants}
     for r in range(rounds):
-        stores = {n: apply_store(keys) for n in names}
-        phases = {n: {"convert": 0.0, "apply": 0.0, "sql": 0.0, "wall": 0.0} for n in names}
-        with Store(stores["reference"], read_only=False, threads=1) as ref, \
-                Store(stores["fast"], read_only=False, threads=1) as fast:
-            opened = {"reference": ref, "fast": fast}
-            timed = {n: TimedConnection(st.lake.con) for n, st in opened.items()}
-            for n, st in opened.items():
-                st.lake.con = timed[n]
-            for b, start in enumerate(range(0, len(pages), BATCH_PAGES)):
-                batch = [rec for page in pages[start:start + BATCH_PAGES] for rec in page]
-                cps = [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])]
-                for n in (names if b % 2 == 0 else names[::-1]):
-                    reference = n == "reference"
+        stores = {v: apply_store(keys) for v in variants}
+        order = variants[r % len(variants):] + variants[:r % len(variants)]
+        for v in order:
+            path, size = v
+            got = {"convert": 0.0, "apply": 0.0, "sql": 0.0, "wall": 0.0}
+            with Store(stores[v], read_only=False, threads=1) as st:
+                timed = TimedConnection(st.lake.con)
+                st.lake.con = timed
+                for start in range(0, records, size):
+                    batch = (raw if path == "reference" else wired)[start:start + size]
+                    cps = [Checkpoint("shard-1", batch[-1]["dynamodb"]["SequenceNumber"])]
                     w, c0 = time.perf_counter(), time.process_time()
-                    if reference:
+                    if path == "reference":
                         settle()
                         changes = [record_change(rec, "shard-1")[0] for rec in batch]
                     else:
-                        wired = [rec for page in fast_pages[start:start + BATCH_PAGES] for rec in page]
-                        changes = [ch for ch, _ in record_changes(wired, "shard-1")]
+                        changes = [ch for ch, _ in record_changes(batch, "shard-1")]
                     c1 = time.process_time()
-                    apply_changes(opened[n].lake, "S", changes, cps, reference=reference)
-                    got = phases[n]
+                    apply_changes(st.lake, "S", changes, cps, reference=path == "reference")
                     got["convert"] += c1 - c0
                     got["apply"] += time.process_time() - c1
                     got["wall"] += time.perf_counter() - w
-            for n, st in opened.items():
-                phases[n]["sql"] = timed[n].seconds
-                st.lake.con = timed[n].con
-        for n in names:
-            got = phases[n]
+                got["sql"] = timed.seconds
+                st.lake.con = timed.con
             cpu = got["convert"] + got["apply"]
-            totals[n].append(cpu)
-            print(f"apply {n:9s} round {r + 1}: {records / cpu:7,.0f} records/s of CPU "
-                  f"({records / got['wall']:,.0f}/s wall); convert {got['convert']:.2f}s, "
-                  f"shape+Arrow {got['apply'] - got['sql']:.2f}s, SQL {got['sql']:.2f}s", flush=True)
+            totals[v].append(cpu)
+            print(f"apply {path:9s} batches of {size:6,d}, round {r + 1}: {records / cpu:7,.0f} records/s of CPU "
+                  f"({records / got['wall']:,.0f}/s wall); per record: convert {got['convert'] / records * 1e6:.1f} µs, "
+                  f"shape+Arrow {(got['apply'] - got['sql']) / records * 1e6:.1f} µs, SQL {got['sql'] / records * 1e6:.1f} µs "
+                  f"({got['sql'] / -(-records // size) * 1000:.0f} ms per batch)", flush=True)
         for store in stores.values():
             shutil.rmtree(store, ignore_errors=True)
-    ratios = [a / b for a, b in zip(totals["reference"], totals["fast"])]
-    print(f"apply: {records:,} records onto {keys:,} items, batches of 10 000, 1 core (CPU time): reference "
-          f"{records / median(totals['reference']):,.0f} records/s, fast {records / median(totals['fast']):,.0f} "
-          f"records/s (median of {rounds} rounds; best {records / min(totals['fast']):,.0f}); fast/reference per round "
-          + ", ".join(f"{x:.2f}x" for x in ratios))
+    base = variants[0]
+    print(f"apply: {records:,} records onto {keys:,} items, 1 core (CPU time), median of {rounds} rounds; "
+          f"ratio against {base[0]} at {base[1]:,}:")
+    print("| path | batch | records/s | ratio (per round) |")
+    for v in variants:
+        ratios = [b / a for a, b in zip(totals[v], totals[base])]
+        print(f"| {v[0]} | {v[1]:,} | {records / median(totals[v]):,.0f} | {median(ratios):.2f}x "
+              f"({', '.join(f'{x:.2f}' for x in ratios)}) |", flush=True)
+
+
+class ReplayedStream:
+    """A DynamoDB Streams client over recorded pages: ``shards`` open shards holding the records in turn (as
+    the lean GetRecords hands them), for the sync's own loop without an emulator."""
+
+    ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/S/stream/2030-01-01T00:00:00.000"
+
+    def __init__(self, records: list[dict], shards: int):
+        self.records = {f"shardId-{s:05d}": records[s::shards] for s in range(shards)}
+
+    def describe_table(self, TableName):  # noqa: N803 - boto3's names
+        return {"Table": {"TableName": TableName, "LatestStreamArn": self.ARN,
+                          "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}}
+
+    def describe_stream(self, StreamArn, Limit=100, ExclusiveStartShardId=None, ShardFilter=None):  # noqa: N803
+        shards = [] if ShardFilter else [
+            {"ShardId": sid, "SequenceNumberRange": {"StartingSequenceNumber": recs[0]["dynamodb"]["SequenceNumber"]}}
+            for sid, recs in self.records.items()]
+        return {"StreamDescription": {"StreamArn": StreamArn, "Shards": shards}}
+
+    def get_shard_iterator(self, StreamArn, ShardId, ShardIteratorType, SequenceNumber=None, Timestamp=None):  # noqa: N803
+        pos = 0
+        if ShardIteratorType == "AFTER_SEQUENCE_NUMBER":
+            pos = [r["dynamodb"]["SequenceNumber"] for r in self.records[ShardId]].index(SequenceNumber) + 1
+        return {"ShardIterator": f"{ShardId}|{pos}"}
+
+    def get_records(self, ShardIterator, Limit=1000):  # noqa: N803
+        sid, pos = ShardIterator.split("|")
+        recs = self.records[sid][int(pos):int(pos) + Limit]
+        return {"Records": recs, "NextShardIterator": f"{sid}|{int(pos) + len(recs)}"}
+
+
+def backlog_bench(records: int, keys: int, factors: list[int], shards: int = 4, rounds: int = 1) -> None:
+    """A backlog of ``records`` wire records on ``shards`` shards applied by the sync's own loop
+    (``TableSync.run`` to the tip, its flushes and folds included) onto ``keys`` published items, once per
+    ``backlog_batch_factor`` (1: fixed 10 000-record batches, as before decision 0035), in turn, in one
+    process. Prints records/s of CPU and of wall time, the batches and the largest, and the ratio against
+    the first factor."""
+    from dynadex.stream.sync import SyncSettings, TableSync
+
+    rnd = random.Random(5)
+    backlog = [wire_record(page_record(i, rnd.randrange(keys), rnd)) for i in range(records)]
+    for r in backlog:
+        r["dynamodb"]["SizeBytes"] = len(json.dumps(r["dynamodb"].get("NewImage", r["dynamodb"]["Keys"])))
+    cpu = {f: [] for f in factors}
+    for r in range(rounds):
+        for f in factors[r % len(factors):] + factors[:r % len(factors)]:
+            store = apply_store(keys, stream_arn=ReplayedStream.ARN)
+            try:
+                with Store(store, read_only=False, threads=1) as st:
+                    streams = ReplayedStream(backlog, shards)
+                    sync = TableSync(st, "S", streams, streams, None, SyncSettings(
+                        backlog_batch_factor=f, overlap_seconds=0, shard_readers=1, lean_get_records=False))
+                    w, c = time.perf_counter(), time.process_time()
+                    stats = sync.run(until=0, until_caught_up=True)
+                    used, wall = time.process_time() - c, time.perf_counter() - w
+                cpu[f].append(used)
+                print(f"backlog, factor {f:2d}, round {r + 1}: {records / used:7,.0f} records/s of CPU "
+                      f"({records / wall:,.0f}/s wall), {stats['batches']} batches (largest {stats['largest_batch']:,}), "
+                      f"{stats['folds']} folds, {stats['flushes']} flushes", flush=True)
+            finally:
+                shutil.rmtree(store, ignore_errors=True)
+    base = factors[0]
+    print(f"backlog: {records:,} records on {shards} shards onto {keys:,} items, the sync's loop, 1 core (CPU), "
+          f"median of {rounds}: " + ", ".join(
+              f"factor {f} {records / median(cpu[f]):,.0f} records/s ({median(cpu[base]) / median(cpu[f]):.2f}x)"
+              for f in factors), flush=True)
 
 
 STEADY = {
@@ -363,6 +439,7 @@ VARIANTS = {
     "plain-keys": ("batch key statements not narrowed (decision 0025)", {"DYNADEX_NARROW_KEYS": "0"}, {}),
     "window-0.5": ("the sync's default batch window (0.5 s; the bench's own is 0.1 s)",
                    {"DYNADEX_BATCH_SECONDS": "0.5"}, {}),
+    "fixed-batches": ("batches of a fixed size, as before decision 0035", {"DYNADEX_BACKLOG_BATCH_FACTOR": "1"}, {}),
     "before": ("before this round: botocore reads, emulator closing connections, moto dispatch",
                {"DYNADEX_LEAN_GET_RECORDS": "0"}, {"keep_alive": 0, "streams_lane": 0}),
 }
@@ -674,8 +751,17 @@ if __name__ == "__main__":
     ap.add_argument("--keys", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=3, help="apply: runs of each path (old and new, alternately)")
     ap.add_argument("--apply-only", action="store_true", help="only the apply comparison")
+    ap.add_argument("--batch-sizes", default="10000",
+                    help="apply: batch sizes to compare, e.g. 10000,50000 (each with every --paths)")
+    ap.add_argument("--paths", default="reference,fast",
+                    help="apply: the paths to compare, the first the baseline: " + "; ".join(
+                        f"{k}: {v}" for k, v in APPLY_PATHS.items()))
     ap.add_argument("--wire", action="store_true",
                     help="apply: the fast path gets records as the lean GetRecords hands them (epoch times, base64)")
+    ap.add_argument("--backlog", type=int,
+                    help="only the backlog through the sync's loop: this many records onto --keys items, per --factors")
+    ap.add_argument("--factors", default="1,10",
+                    help="with --backlog: DYNADEX_BACKLOG_BATCH_FACTOR values to compare (1: fixed batches, the old way)")
     ap.add_argument("--steady-batches", type=int,
                     help="only the sustained apply: this many 10 000-record batches onto --keys items, folds on and off")
     ap.add_argument("--steady-out", help="with --steady-batches: write the windows here (JSON)")
@@ -712,6 +798,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.call_cpu:
         call_cpu_bench()
+    elif a.backlog:
+        backlog_bench(a.backlog, a.keys, [int(x) for x in a.factors.split(",")], rounds=a.rounds)
     elif a.steady_batches:
         steady_apply(a.steady_batches, a.keys, out=a.steady_out, variants=tuple(a.steady_compare.split(",")))
     elif a.idle:
@@ -729,7 +817,8 @@ if __name__ == "__main__":
                     a.batch_out, a.batch_key_prefix)
     else:
         if not a.skip_apply:
-            apply_bench(a.records, a.keys, a.rounds, wire=a.wire)
+            apply_bench(a.records, a.keys, a.rounds, wire=a.wire, sizes=tuple(int(x) for x in a.batch_sizes.split(",")),
+                        paths=tuple(a.paths.split(",")))
         if not a.apply_only:
             for variant in a.compare.split(","):  # each on its own fresh table, store and preload, one by one
                 freshness_bench(a.seconds, a.rate, a.index_items, a.samples_out, a.sync_log, variant=variant,

@@ -234,6 +234,13 @@ BATCH_RECORDS = _declare("DYNADEX_BATCH_RECORDS", INT, 10000, "A batch commits o
 BATCH_SECONDS = _declare("DYNADEX_BATCH_SECONDS", FLOAT, 0.5, "A batch commits at the end of the pass that "
                          "outlived this (or at the tip).", group="sync")
 
+BACKLOG_BATCH_FACTOR = _declare("DYNADEX_BACKLOG_BATCH_FACTOR", INT, 10, "While the sync is behind (a batch filled "
+                                "up, or a shard answered a full page), each next batch may hold twice as many "
+                                "changes and take twice as long, up to this many times `DYNADEX_BATCH_RECORDS` "
+                                "and `DYNADEX_BATCH_SECONDS`: a backlog's fixed costs per batch amortize. At the "
+                                "tip batches shrink back at once; 1 keeps them fixed (decision 0035).",
+                                group="sync")
+
 SHARD_READERS = _declare("DYNADEX_SHARD_READERS", INT, 16, "GetRecords calls in flight at once over a table's "
                          "readable shards, one per shard at most (decision 0014); 1 reads them one after another.",
                          group="sync")

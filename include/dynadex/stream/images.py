@@ -4,7 +4,8 @@ Invariant: ``canonical_image(item)`` returns exactly what
 ``dynadex.types.canonical_item(item)`` returns, and raises exactly what it
 raises, for every input. It only takes the common shapes faster (one loop
 with the type tests inlined, no call per scalar): S and N values that are
-already canonical, raw-bytes B (boto3 hands binaries as bytes), BOOL, NULL,
+already canonical, raw-bytes B (boto3 hands binaries as bytes), B text that
+is already canonical base64 (the wire's, as the lean GetRecords hands it), BOOL, NULL,
 maps and lists of those, string sets of distinct members. Whenever an
 attribute holds anything else (a set to sort or check, a number to rewrite,
 base64 text, a bad value), that whole top-level attribute goes through
@@ -14,10 +15,12 @@ base64 text, a bad value), that whole top-level attribute goes through
 from __future__ import annotations
 
 import base64
+import binascii
 
 from dynadex.types import PLAIN_DEC, PLAIN_INT, digits_ok, canonical, canonical_item
 
 _b64 = base64.b64encode  # standard, padded: what the reference writes
+_a2b = binascii.a2b_base64
 _plain_int = PLAIN_INT.fullmatch
 _plain_dec = PLAIN_DEC.fullmatch
 
@@ -56,6 +59,14 @@ def _value(av):
     elif tag == "B":
         if type(value) is bytes:
             return {"B": _b64(value).decode("ascii")}
+        if type(value) is str:
+            # canonical base64 (what it decodes to re-encodes to the same text): the reference returns it as it
+            # is; anything else (padding, line breaks, other characters) is the reference's to decide
+            try:
+                if _b64(_a2b(value)).decode("ascii") == value:
+                    return av
+            except (binascii.Error, ValueError):
+                pass
     elif tag == "L":
         if type(value) is list:
             return {"L": list(map(_value, value))}

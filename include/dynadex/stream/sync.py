@@ -12,7 +12,11 @@ Invariants (docs/architecture.md, invariants 1, 2 and 4):
   NewImage, REMOVE deletes; TTL removes are counted as such).
 * A batch (at most ``batch_records`` records or ``batch_seconds``) and the
   checkpoints of the shards it read commit in ONE store transaction, so a
-  crash at any instant neither loses nor repeats a change.
+  crash at any instant neither loses nor repeats a change. While the sync is
+  behind (the last batch filled up, or a shard answered a full page), the
+  next batch may be twice as large and long, up to ``backlog_batch_factor``
+  times both bounds (``BatchSize``); the first batch that ends without
+  either goes back to the bounds, so freshness at the tip is as before.
 * A gap is never silent: a trimmed checkpoint (TrimmedDataAccessException),
   a checkpointed shard that vanished, a stream ARN that changed, or a sync
   that last ran longer ago than the retention, triggers recovery through
@@ -75,6 +79,9 @@ class SyncSettings:
     """A batch commits once it holds this many changes (or ``batch_seconds`` passed)."""
     batch_seconds: float = _from(declared.BATCH_SECONDS)
     """A batch commits at the end of the pass that outlived this (or at the tip)."""
+    backlog_batch_factor: int = _from(declared.BACKLOG_BATCH_FACTOR)
+    """While behind, batches double up to this many times ``batch_records`` and ``batch_seconds`` (``BatchSize``);
+    1 keeps them fixed."""
     shard_readers: int = _from(declared.SHARD_READERS)
     """GetRecords calls in flight at once over a table's readable shards (one per shard at most); 1 reads
     the shards one after another in the sync's own thread."""
@@ -198,6 +205,52 @@ def record_changes(records: list[dict], shard_id: str) -> list[tuple[Change, boo
         return [record_change(r, shard_id, canonical=canonical_image) for r in records]
 
 
+PAGE_LIMIT = 1000
+"""Records asked of each GetRecords (DynamoDB Streams' largest page): a page this full says the shard holds more."""
+
+
+@dataclass
+class BatchSize:
+    """The bounds of the next batch: the settings' at the tip, doubled after each batch that found the stream
+    behind, up to ``backlog_batch_factor`` times (decision 0035). A backlog's batches then carry their fixed
+    costs (the commit, the state and checkpoint rows, the registrations, the lookups' scans) over up to 10x
+    as many records; the first batch that ends neither full nor on a full page goes back to the settings'
+    bounds, so a table followed at its tip commits as often as before. A batch whose records' ``SizeBytes``
+    reached ``GROW_BYTES`` does not grow the next one: large items bound a batch's memory, not its count."""
+
+    records: int
+    seconds: float
+    factor: int
+    scale: int = 1
+
+    @classmethod
+    def of(cls, settings: "SyncSettings") -> "BatchSize":
+        return cls(settings.batch_records, settings.batch_seconds, max(1, settings.backlog_batch_factor))
+
+    @property
+    def most_records(self) -> int:
+        return self.records * self.scale
+
+    @property
+    def most_seconds(self) -> float:
+        return self.seconds * self.scale
+
+    def after(self, changes: int, full_page: bool, size_bytes: int = 0) -> None:
+        """The batch just committed held ``changes`` changes of ``size_bytes`` record bytes; ``full_page``: its
+        last pass met a full page."""
+        if not (changes >= self.most_records or full_page):
+            self.scale = 1
+        elif size_bytes < GROW_BYTES:
+            self.scale = min(self.factor, self.scale * 2)
+
+
+GROW_BYTES = 16 << 20
+"""A batch whose records' ``SizeBytes`` add up to this does not make the next one larger. A batch costs about
+7 KB of memory per record plus several times its bytes while it is shaped (100 000 records of 120 bytes:
+~0.75 GB over the sync's own), so records of 200 bytes stop growing batches at ~80 000 and of 2 KB at the
+settings' 10 000; only the settings bound a batch of larger items (10 000 of 400 KB, DynamoDB's largest)."""
+
+
 @dataclass
 class ShardRead:
     records: list[dict]
@@ -234,8 +287,9 @@ class TableSync:
         self.at_timestamp = settings.at_timestamp  # cleared if the endpoint refuses AT_TIMESTAMP iterators
         self.get_records = (settings.lean_get_records and lean_get_records(streams)) or streams.get_records
         self.files_since_fold = True  # a fold check lists files only after files were written (or a run began)
+        self.batch_size = BatchSize.of(settings)
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
-                      "expired_iterators": 0, "flushes": 0, "folds": 0, "full_describes": 0}
+                      "expired_iterators": 0, "flushes": 0, "folds": 0, "full_describes": 0, "largest_batch": 0}
 
     # ------------------------------------------------------------- discovery
     def refresh(self) -> None:
@@ -402,13 +456,13 @@ class TableSync:
         if c.iterator is None:
             c.iterator = self._iterator(c)
         try:
-            page = _call(self.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
+            page = _call(self.get_records, self.settings, ShardIterator=c.iterator, Limit=PAGE_LIMIT)
         except Exception as exc:
             code = error_code(exc)
             if code == "ExpiredIteratorException":
                 expired = 1
                 c.iterator = self._iterator(c)
-                page = _call(self.get_records, self.settings, ShardIterator=c.iterator, Limit=1000)
+                page = _call(self.get_records, self.settings, ShardIterator=c.iterator, Limit=PAGE_LIMIT)
             elif code == "TrimmedDataAccessException":
                 raise Gap(f"records of shard {c.info.shard_id} after {c.sequence_number} were trimmed") from exc
             else:
@@ -449,14 +503,19 @@ class TableSync:
             batch_started = time.time()
             progressed = False
             at_tip = False  # a whole pass over at least one readable shard returned nothing
-            while len(changes) < self.settings.batch_records and time.time() - batch_started < self.settings.batch_seconds:
+            full_page = False  # the last pass met a shard that answered a full page: it holds more
+            size_bytes = 0  # the batch's records' SizeBytes (what DynamoDB counts of each)
+            most_records, most_seconds = self.batch_size.most_records, self.batch_size.most_seconds
+            while len(changes) < most_records and time.time() - batch_started < most_seconds:
                 pass_records = 0
+                full_page = False
                 ended_now: list[ShardCursor] = []
                 readable = self.readable()
                 # reading is concurrent (one read per shard); converting and applying stay in this thread
                 for c, got in zip(readable, readers.read_pass(self.read, readable)):
                     records, finished = got.records, got.finished
                     self.stats["expired_iterators"] += got.expired
+                    full_page |= len(records) >= PAGE_LIMIT
                     for rec, (change, is_ttl) in zip(records, record_changes(records, c.info.shard_id)):
                         self.stats["records"] += 1
                         c.sequence_number = rec["dynamodb"]["SequenceNumber"]
@@ -465,6 +524,7 @@ class TableSync:
                             continue
                         changes.append(change)
                         ttl += is_ttl
+                        size_bytes += rec["dynamodb"].get("SizeBytes", 0)
                     if records or finished:
                         touched[c.info.shard_id] = c
                         progressed = True
@@ -486,6 +546,8 @@ class TableSync:
                 self.stats["applied"] += result["upserts"] + result["deletes"]
                 self.stats["ttl_deletes"] += ttl
                 self.stats["batches"] += 1
+                self.stats["largest_batch"] = max(self.stats["largest_batch"], len(changes))
+                self.batch_size.after(len(changes), full_page, size_bytes)
                 # a batch over the inline limit wrote a file per index; an inlined one wrote none
                 self.files_since_fold |= result["upserts"] > lake_module.INLINE_ROWS
                 every = self.settings.flush_every_batches
@@ -551,6 +613,12 @@ class TableSync:
                 last_refresh = time.time()
 
 
+def _add_stats(total: dict, one: dict) -> None:
+    """One ``TableSync``'s figures added to the run's (the largest batch is the largest of either)."""
+    for k, v in one.items():
+        total[k] = max(total.get(k, 0), v) if k == "largest_batch" else total.get(k, 0) + v
+
+
 def sync_table(store: Store, table: str, ddb, streams, s3, *, seconds: float = 0.0, settings: SyncSettings | None = None,
                should_stop=None, group: ShardGroup = WHOLE) -> dict:
     """Sync ``table`` for ``seconds`` (0 or less: until caught up), or until ``should_stop()`` (asked between
@@ -569,8 +637,7 @@ def _sync_table(store: Store, table: str, ddb, streams, s3, seconds: float, sett
         sync = TableSync(store, table, ddb, streams, s3, settings, group)
         try:
             result = sync.run(until, until_caught_up=once, should_stop=should_stop)
-            for k, v in result.items():
-                stats[k] = stats.get(k, 0) + v
+            _add_stats(stats, result)
             stats["caught_up"] = sync.caught_up
             return stats
         except Gap as gap:
@@ -578,8 +645,7 @@ def _sync_table(store: Store, table: str, ddb, streams, s3, seconds: float, sett
                 raise GapInGroup(f"{table}: shard group {group} met a gap ({gap.reason}); recovery rewrites the "
                                  "whole table's position: stop the groups, run `dynadex sync` once without "
                                  "--group (it recovers), then start the groups again") from gap
-            for k, v in sync.stats.items():
-                stats[k] = stats.get(k, 0) + v
+            _add_stats(stats, sync.stats)
             log.warning("%s: gap detected: %s", table, gap.reason)
             stats["recoveries"] = stats.get("recoveries", 0) + 1
             stats.setdefault("recovered", []).append(recover(store, table, ddb, s3, reason=gap.reason, settings=settings))

@@ -231,3 +231,18 @@ def test_falling_back_to_the_reference_keeps_nothing_alive():
     while tb is not None:
         depth, tb = depth + 1, tb.tb_next
     assert depth < 10  # the last raise's own frames only
+
+
+@pytest.mark.parametrize("text", ["", "AA==", "AAE=", "AAEC", "aGVsbG8=", "aGVsbG8", "aGVsbG8==", "aGVs bG8=",
+                                  "aGVs\nbG8=", "AB==", "A===", "====", "é", "aGVsbG8=\n", "-_8=", "/+8=", "QQ"])
+def test_wire_binaries_convert_as_the_reference_does(text):
+    """B as base64 text (the wire's form): canonical text stays as it is, anything else is the reference's."""
+    image = {"b": {"B": text}, "m": {"M": {"b": {"B": text}}}, "l": {"L": [{"B": text}]}}
+    try:
+        want = canonical_item(image)
+    except AttributeValueError as exc:
+        with pytest.raises(AttributeValueError) as got:
+            canonical_image(image)
+        assert (got.value.path, got.value.reason) == (exc.path, exc.reason)
+    else:
+        assert canonical_image(image) == want

@@ -1,0 +1,73 @@
+"""Batches grow while the sync is behind and shrink back at the tip (decision 0035; a fake stream, a real store)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynadex.store import PublishSpec, Store
+from dynadex.stream.sync import GROW_BYTES, BatchSize, SyncSettings, TableSync
+from dynadex.types import canonical_item
+from tests.support.fake_streams import ARN, ChainStream, Table
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(str(tmp_path), read_only=False) as st:
+        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
+        w.add(canonical_item({"pk": {"S": "seed"}}), 1, "test")
+        w.finish()
+        st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=1, stream_arn=ARN, stream_start_micros=0))
+        yield st
+
+
+def test_bounds_double_while_behind_and_reset_at_the_tip():
+    size = BatchSize.of(SyncSettings(batch_records=100, batch_seconds=0.5, backlog_batch_factor=5))
+    assert (size.most_records, size.most_seconds) == (100, 0.5)
+    size.after(100, full_page=False)  # filled up: behind
+    assert (size.most_records, size.most_seconds) == (200, 1.0)
+    size.after(3, full_page=True)  # a shard answered a full page: behind
+    size.after(400, full_page=False)
+    assert size.most_records == 500  # capped at 5x
+    size.after(500, full_page=False)
+    assert size.most_records == 500
+    size.after(499, full_page=False)  # neither full nor a full page: at the tip again
+    assert (size.most_records, size.most_seconds) == (100, 0.5)
+
+
+def test_large_items_do_not_grow_a_batch():
+    size = BatchSize.of(SyncSettings(batch_records=100, backlog_batch_factor=5))
+    size.after(100, full_page=True, size_bytes=GROW_BYTES)
+    assert size.most_records == 100
+    size.after(100, full_page=True, size_bytes=GROW_BYTES - 1)
+    size.after(200, full_page=True, size_bytes=GROW_BYTES)  # stays where it is, neither grows nor resets
+    assert size.most_records == 200
+
+
+def test_factor_one_keeps_batches_fixed():
+    size = BatchSize.of(SyncSettings(batch_records=100, backlog_batch_factor=1))
+    size.after(100, full_page=True)
+    assert size.most_records == 100
+    assert BatchSize.of(SyncSettings(batch_records=100, backlog_batch_factor=0)).factor == 1
+
+
+@pytest.mark.parametrize("factor, batches", [(1, [1000] * 8), (4, [1000, 2000, 4000, 1000])])
+def test_a_backlog_commits_in_growing_batches_each_with_its_checkpoint(store, factor, batches):
+    streams = ChainStream(1, 1, per_shard=8000, filters=True)
+    committed = []
+    apply = store.apply
+
+    def counting(table, changes, checkpoints, **kw):
+        committed.append((len(changes), [c.sequence_number for c in checkpoints]))
+        return apply(table, changes, checkpoints, **kw)
+
+    store.apply = counting
+    sync = TableSync(store, "T", Table(), streams, None, SyncSettings(
+        batch_seconds=60, batch_records=1000, backlog_batch_factor=factor, overlap_seconds=0))
+    stats = sync.run(until=0, until_caught_up=True)
+    assert [n for n, _ in committed] == batches
+    assert stats["largest_batch"] == max(batches) and stats["records"] == 8000
+    # each batch committed the checkpoint of its last record, so a crash between two repeats nothing
+    ends = [sum(batches[:i + 1]) for i in range(len(batches))]
+    assert [cps for _, cps in committed] == [[f"{n:021d}"] for n in ends]
+    assert store.query("SELECT count(*) FROM row_index.T")[1] == [(8001,)]
+    assert sync.batch_size.most_records == 1000  # the last batch ended at the tip: back to the setting
