@@ -27,7 +27,7 @@ from dynadex.store.bulk.fastbuild import build_chunk_fast
 from dynadex.store.bulk.plan import plan_chunks
 from dynadex.store.catalog.extensions import connect
 from dynadex.types import canonical_json
-from tests.store.bulk.test_fastbuild import EXPORT_ID, KEY, compare, line, rich_item
+from tests.support.fast_builds import EXPORT_ID, KEY, compare, line, rich_item
 
 sys.path.insert(0, str(REPO / "bench"))
 import gen_export  # noqa: E402  (the benchmarks' export writer: the real S3 layout)
