@@ -4,8 +4,8 @@ AWS writes an ION export one item a line, ``$ion_1_0 {Item:{name:value,…}}``,
 in a small subset of Ion text: strings, decimals (``103.``, ``12.5``),
 ``true``/``false``, ``null``, blobs ``{{base64}}``, structs for maps, lists,
 and lists annotated ``$dynamodb_SS::``/``$dynamodb_NS::``/``$dynamodb_BS::``
-for sets. ``ion_as_json_sql`` is one SQL expression giving the line's
-DynamoDB JSON (``{"Item":{"name":{"S":"…"},…}}``); the DuckDB path
+for sets. ``ion_lines_sql`` is one SQL query giving each line's DynamoDB
+JSON (``{"Item":{"name":{"S":"…"},…}}``) or NULL; the DuckDB path
 (``fastbuild``) then reads it exactly as it reads a JSON export's line, with
 the same guard, and hands every line it refuses, in its Ion text, to the
 exact Python parser (``export.records.parse_ion_line``).
