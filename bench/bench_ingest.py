@@ -9,10 +9,14 @@ For a generated export of ITEMS items in CHUNKS files (one chunk per file), prin
     and publish(ITEMS) / publish(ITEMS/10): publish grows with files, not items;
   - with --baseline-code DIR: the same ingest by another checkout's code (``git worktree add DIR <commit>``),
     in the same run, and both stores' point reads (`get` p50/p99, `find`) with their data file counts;
-  - --reads: the point reads of the store this run's ingest built.
+  - --reads: the point reads of the store this run's ingest built;
+  - --ion: the same items as an ION export (same seed), ingested in the same run: items/s and build CPU
+    seconds against the JSON ingest; with --ion-python-items N, also N of them as ION through the exact
+    Python path (``DYNADEX_BUILD=python``: how every ION export was built before it took the DuckDB path).
 
     .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --publish-scaling
     .venv/bin/python bench/bench_ingest.py --items 10000000 --chunks 64 --baseline-files 4
+    .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --baseline-files 2 --ion --ion-python-items 100000
 """
 
 from __future__ import annotations
@@ -40,24 +44,27 @@ class Subset:
         self.files = export.files[:n]
 
 
-def export_at(work: Path, items: int, files: int) -> Path:
+def export_at(work: Path, items: int, files: int, output_format: str = "DYNAMODB_JSON") -> Path:
     summary = work / "bench" / "AWSDynamoDB" / EXPORT_ID / "manifest-summary.json"
     if summary.exists():
         doc = json.loads(summary.read_text())
         lines = (summary.parent / "manifest-files.json").read_text().splitlines()
-        if doc["itemCount"] == items and len(lines) == files:
+        if doc["itemCount"] == items and len(lines) == files and doc["outputFormat"] == output_format:
             return summary
     shutil.rmtree(work / "bench", ignore_errors=True)
     t = time.time()
-    generate(work, items, files)
-    print(f"generated {items} items in {files} files in {time.time() - t:.0f}s", flush=True)
+    generate(work, items, files, output_format=output_format)
+    print(f"generated {items} items in {files} files ({output_format}) in {time.time() - t:.0f}s", flush=True)
     return summary
 
 
-def ingest(summary: Path, store: Path, chunks: int, code: str | None = None) -> dict:
-    """`dynadex ingest-export` in a new process; ``code``: another checkout's root whose include/ it runs."""
+def ingest(summary: Path, store: Path, chunks: int, code: str | None = None, build: str | None = None) -> dict:
+    """`dynadex ingest-export` in a new process; ``code``: another checkout's root whose include/ it runs;
+    ``build``: DYNADEX_BUILD for it."""
     shutil.rmtree(store, ignore_errors=True)
     env = dict(os.environ)
+    if build:
+        env["DYNADEX_BUILD"] = build
     if code:
         env["PYTHONPATH"] = str(Path(code) / "include")
     from dynadex.export import read_export
@@ -116,6 +123,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--baseline-code", default=None, help="another checkout's root: its ingest, in the same run")
     ap.add_argument("--reads", action="store_true", help="point reads of the built store(s)")
+    ap.add_argument("--ion", action="store_true", help="the same items as ION, ingested in the same run")
+    ap.add_argument("--ion-python-items", type=int, default=0, help="with --ion: this many as ION, Python path")
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="dynadex-bench-"))
     from dynadex.export import read_export
@@ -142,6 +151,21 @@ def main() -> None:
                 (("this code", work / "store-ingest"),):
             print(f"{name}:")
             print(reads(store, a.items))
+    if a.ion:
+        ion_doc = ingest(export_at(work / "ion", a.items, a.chunks, "ION"), work / "store-ion", a.chunks)
+        report(f"dynadex ingest-export, the same {a.items:,} items as ION", ion_doc, base, duck)
+        json_rate, ion_rate = a.items / big["wall"], a.items / ion_doc["wall"]
+        print(f"  ION / JSON: {ion_rate / json_rate:.2f}x the items/s (wall); build CPU seconds "
+              f"{ion_doc['cpu_seconds']['build']:.1f} vs {big['cpu_seconds']['build']:.1f} = "
+              f"{big['cpu_seconds']['build'] / ion_doc['cpu_seconds']['build']:.2f}x the JSON build's items per CPU second")
+        if a.ion_python_items:
+            n = a.ion_python_items
+            py = ingest(export_at(work / "ion-python", n, a.chunks, "ION"), work / "store-ion-python", a.chunks,
+                        build="python")
+            report(f"ION through the exact Python path (the release before), {n:,} items", py, base, duck)
+            print(f"  DuckDB-path ION / Python-path ION: {ion_rate / (n / py['wall']):.2f}x the items/s (wall); "
+                  f"{(py['cpu_seconds']['build'] / n) / (ion_doc['cpu_seconds']['build'] / a.items):.2f}x "
+                  "the items per build CPU second")
     if a.publish_scaling:
         small_work = work / "small"
         small = ingest(export_at(small_work, a.items // 10, a.chunks), small_work / "store", a.chunks)

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import json
 import random
+import re
 import time
 from pathlib import Path
 
@@ -39,8 +40,44 @@ def item(i: int, rnd: random.Random) -> dict:
     }
 
 
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def ion_value(av: dict) -> str:
+    """One attribute value as AWS writes it in an ION export: decimals with a point ("103.", "12.5"), blobs
+    as {{base64}}, sets as lists annotated $dynamodb_SS/NS/BS, maps as structs."""
+    ((tag, v),) = av.items()
+    if tag == "S":
+        return json.dumps(v, ensure_ascii=False)
+    if tag == "N":
+        return v if "." in v else v + "."
+    if tag == "B":
+        return "{{" + v + "}}"
+    if tag == "BOOL":
+        return "true" if v else "false"
+    if tag == "NULL":
+        return "null"
+    if tag in ("SS", "NS", "BS"):
+        inner = tag[0]
+        return f"$dynamodb_{tag}::[" + ",".join(ion_value({inner: m}) for m in v) + "]"
+    if tag == "L":
+        return "[" + ",".join(ion_value(x) for x in v) + "]"
+    return ion_struct(v)
+
+
+def ion_struct(fields: dict) -> str:
+    return "{" + ",".join((k if _IDENT.fullmatch(k) and k not in ("true", "false", "null", "nan") else
+                           "'" + k.replace("\\", "\\\\").replace("'", "\\'") + "'") + ":" + ion_value(v)
+                          for k, v in fields.items()) + "}"
+
+
+def ion_line(item: dict) -> str:
+    """One full-export line of an ION export, as AWS writes it."""
+    return "$ion_1_0 {Item:" + ion_struct(item) + "}"
+
+
 def write_export(root: Path, files, *, prefix: str = "bench", export_id: str = EXPORT_ID, table: str = "Bench",
-                 export_time: str = "2023-11-14T22:13:20.000Z") -> Path:
+                 export_time: str = "2023-11-14T22:13:20.000Z", output_format: str = "DYNAMODB_JSON") -> Path:
     """A full export of the given data lines (an iterable of one list of lines per file) in the real S3
     layout under ``root`` (a folder standing for the bucket root); returns the manifest-summary path."""
     folder = root / prefix / "AWSDynamoDB" / export_id
@@ -48,7 +85,7 @@ def write_export(root: Path, files, *, prefix: str = "bench", export_id: str = E
     manifest, items = [], 0
     for f, lines in enumerate(files):
         body = gzip.compress("".join(line + "\n" for line in lines).encode(), compresslevel=6, mtime=0)
-        key = f"{prefix}/AWSDynamoDB/{export_id}/data/{f:026d}.json.gz"
+        key = f"{prefix}/AWSDynamoDB/{export_id}/data/{f:026d}.{'ion' if output_format == 'ION' else 'json'}.gz"
         (root / key).write_bytes(body)
         digest = hashlib.md5(body).digest()
         manifest.append({"itemCount": len(lines), "md5Checksum": base64.b64encode(digest).decode(),
@@ -60,13 +97,14 @@ def write_export(root: Path, files, *, prefix: str = "bench", export_id: str = E
                "startTime": export_time, "endTime": export_time, "tableArn": arn, "tableId": table.lower(),
                "exportTime": export_time, "s3Bucket": prefix, "s3Prefix": prefix, "s3SseAlgorithm": "AES256",
                "s3SseKmsKeyId": None, "manifestFilesS3Key": f"{prefix}/AWSDynamoDB/{export_id}/manifest-files.json",
-               "billedSizeBytes": 0, "itemCount": items, "outputFormat": "DYNAMODB_JSON"}
+               "billedSizeBytes": 0, "itemCount": items, "outputFormat": output_format}
     (folder / "manifest-summary.json").write_text(json.dumps(summary))
     return folder / "manifest-summary.json"
 
 
 def generate(root: Path, items: int, files: int, sizes: str = "even", seed: int = 1,
-             export_time: str | None = None) -> Path:
+             export_time: str | None = None, output_format: str = "DYNAMODB_JSON") -> Path:
+    """The same items (same seed) whatever the format: an ION export and a JSON one hold equal tables."""
     rnd = random.Random(seed)
     weights = [rnd.lognormvariate(0, 1) for _ in range(files)] if sizes == "lognormal" else [1.0] * files
     total_w = sum(weights)
@@ -75,9 +113,10 @@ def generate(root: Path, items: int, files: int, sizes: str = "even", seed: int 
     starts = [sum(counts[:f]) for f in range(files)]
 
     def file_lines(f: int) -> list[str]:  # one file at a time: memory stays one file's lines
-        return [json.dumps({"Item": item(n, rnd)}, separators=(",", ":")) for n in range(starts[f], starts[f] + counts[f])]
+        render = ion_line if output_format == "ION" else (lambda i: json.dumps({"Item": i}, separators=(",", ":")))
+        return [render(item(n, rnd)) for n in range(starts[f], starts[f] + counts[f])]
 
-    return write_export(root, (file_lines(f) for f in range(files)),
+    return write_export(root, (file_lines(f) for f in range(files)), output_format=output_format,
                         **({"export_time": export_time} if export_time else {}))
 
 
@@ -87,6 +126,7 @@ if __name__ == "__main__":
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=32)
     ap.add_argument("--sizes", choices=["even", "lognormal"], default="even")
+    ap.add_argument("--format", choices=["DYNAMODB_JSON", "ION"], default="DYNAMODB_JSON")
     a = ap.parse_args()
     t = time.time()
-    print(generate(Path(a.root), a.items, a.files, a.sizes), f"{time.time() - t:.1f}s")
+    print(generate(Path(a.root), a.items, a.files, a.sizes, output_format=a.format), f"{time.time() - t:.1f}s")

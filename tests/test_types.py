@@ -182,6 +182,9 @@ def test_ion_lines_decode_to_the_same_values():
     }
     with pytest.raises(AttributeValueError, match="not exact"):
         item_from_ion(simpleion.loads("{p:1.5e0}", single_value=True))
+    # a typed null is NULL, as null is (it once became the text of its Python object)
+    assert item_from_ion(simpleion.loads("{p:null.string, q:null.int}", single_value=True)) == {
+        "p": {"NULL": True}, "q": {"NULL": True}}
 
 
 def test_encode_rejects_what_dynamodb_cannot_hold():

@@ -407,9 +407,11 @@ _ION_SET_TAGS = {"$dynamodb_SS": "SS", "$dynamodb_NS": "NS", "$dynamodb_BS": "BS
 
 def _from_ion(value: Any, path: str) -> dict:
     from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyNull
 
     ion_type = getattr(value, "ion_type", None)
-    if value is None or ion_type is IonType.NULL or getattr(value, "is_null", False):
+    # a typed null (null.string) is an IonPyNull whose ion_type is the type's: NULL too, not the text "<IonPyNull…>"
+    if value is None or ion_type is IonType.NULL or isinstance(value, IonPyNull):
         return {"NULL": True}
     if ion_type is IonType.BOOL or isinstance(value, bool):
         return {"BOOL": bool(value)}

@@ -4,7 +4,7 @@ store stays exactly as it was: same rows, same published build, no new snapshot.
 Each case writes an export whose one fault is described by the table below, over a store that already holds
 a good snapshot of the same table, and ingests it with the exact Python build (``DYNADEX_BUILD=python``)
 and with the default DuckDB build; both must refuse with the same message. Item-level faults are tried in
-both export formats (the DuckDB path declines ION, so there the two runs cover the same path twice).
+both export formats (an ION line the DuckDB path refuses reaches the Ion parser from its Ion text).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Building one chunk: stream its data files, verify them, write its final index files.
 
-Two paths write the same files: ``fastbuild`` (DuckDB; DYNAMODB_JSON lines
-in its proven domain, which is what AWS writes) and the exact Python path
+Two paths write the same files: ``fastbuild`` (DuckDB; DYNAMODB_JSON lines,
+and ION lines converted to them, in its proven domain, which is what AWS
+writes) and the exact Python path
 below, which takes every chunk the fast path declines and owns every error
 message. ``DYNADEX_BUILD=python`` forces the Python path.
 

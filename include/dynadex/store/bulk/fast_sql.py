@@ -224,9 +224,10 @@ def _concat(lists: list) -> str:
 # ------------------------------------------------------------- the statements
 
 
-def typed_table_sql(structure: dict, key_names, key_types) -> str:
+def typed_table_sql(structure: dict, key_names, key_types, *, raw: bool = False) -> str:
     """CREATE the temp table ``typed(j, key, item, ok, bad_line)`` from ``lines``: each line parsed with the
-    structure, its canonical key and item text, and whether it passes every guard."""
+    structure, its canonical key and item text, and whether it passes every guard. ``raw``: ``lines`` also
+    holds each line's Ion text (``fast_ion``), kept as ``bad_raw`` where the guard refuses the line."""
     gen = _Gen()
     i = "j.Item"
     item_text = gen.map_text(i, structure)
@@ -248,10 +249,12 @@ def typed_table_sql(structure: dict, key_names, key_types) -> str:
          f"NOT regexp_matches(line, {lit(wrong_json_type(like_tags))})",
          "item IS NOT NULL", "strlen(item) = strlen(line) - 9", *name_counts_equal(like_tags), *key_checks, *guards])
     return (
-        f"CREATE TEMP TABLE typed AS SELECT j, key, item, ok, CASE WHEN NOT ok THEN line END AS bad_line FROM "
+        f"CREATE TEMP TABLE typed AS SELECT j, key, item, ok, CASE WHEN NOT ok THEN line END AS bad_line"
+        f"{', CASE WHEN NOT ok THEN raw END AS bad_raw' if raw else ''} FROM "
         f"(SELECT *, coalesce({ok}, false) AS ok FROM "
-        f"(SELECT j, line, {key_text} AS key, {item_text} AS item FROM "
-        f"(SELECT line, from_json(line, {lit(json.dumps({'Item': duck_type(structure)}))}) AS j FROM lines)))")
+        f"(SELECT j, line{', raw' if raw else ''}, {key_text} AS key, {item_text} AS item FROM "
+        f"(SELECT line{', raw' if raw else ''}, from_json(line, {lit(json.dumps({'Item': duck_type(structure)}))}) AS j "
+        "FROM lines)))")
 
 
 def rows_sql(structure: dict, key_names, key_types, version: int, origin: str) -> str:

@@ -31,7 +31,15 @@ every line passes a guard that proves it lies in the domain where that holds:
   sets, fewer escapes), never lengthen, so equal length means nothing was
   dropped: no attribute outside the structure, no second type tag.
 
-Anything else (ION, a line outside the domain, a file DuckDB cannot read, an
+An ION export's lines are first converted to DynamoDB JSON lines inside
+DuckDB (``fast_ion``, which gives NULL for any line it cannot translate
+token for token); the guard then runs on the translation, and every line it
+refuses, or that has none, is shaped by the exact Ion parser from its Ion
+text. So an ION segment is byte-for-byte what the Python path writes for the
+same ION chunk, and the same as a JSON export of the same items gives
+(tests/store/bulk/test_fast_ion.py).
+
+Anything else (a line outside the domain, a file DuckDB cannot read, an
 MD5 or item-count mismatch) makes ``build_chunk_fast`` return ``None`` before
 any manifest is written, and the caller runs the exact Python path, which
 owns every error message. So errors name the file and line as before.
@@ -57,9 +65,9 @@ import pyarrow as pa
 
 from dynadex.errors import TransientError
 from dynadex.export.manifest import Export
-from dynadex.export.records import parse_json_line
+from dynadex.export.records import parse_ion_line, parse_json_line
 from dynadex.export.source import LocalSource
-from dynadex.store.bulk import fast_sql
+from dynadex.store.bulk import fast_ion, fast_sql
 from dynadex.store.bulk.chunk_manifest import ChunkManifest, ColumnStats, remove_manifest
 from dynadex.store.bulk.chunk_writer import add_stats, finish_chunk
 from dynadex.store.bulk.fast_structure import clean, merge, sampled_structure
@@ -127,18 +135,23 @@ def _local_files(export: Export, spec: ChunkSpec, tmp: str) -> tuple[list[str], 
     return paths, sizes
 
 
-def read_lines(con, files: list[str]) -> None:
+def read_lines(con, files: list[str], ion: bool = False) -> None:
     """Temp table ``lines(line, filename)``: every line of the gzip files, raw (the delimiter chr(1) cannot
-    appear unescaped in valid JSON, so each line is one value)."""
-    con.execute(
-        "CREATE TEMP TABLE lines AS SELECT line, filename FROM read_csv(?, columns = {'line': 'VARCHAR'}, "
-        "delim = chr(1), quote = '', escape = '', header = false, auto_detect = false, compression = 'gzip', "
-        "filename = true, new_line = '\\n')", [files])
+    appear unescaped in valid JSON, so each line is one value). Of an ION export, ``lines(line, raw,
+    filename)``: each Ion line as ``raw`` and its DynamoDB JSON (``fast_ion``; NULL where it has none) as
+    ``line``."""
+    read = ("SELECT {} FROM read_csv(?, columns = {{'{}': 'VARCHAR'}}, delim = chr(1), quote = '', escape = '', "
+            "header = false, auto_detect = false, compression = 'gzip', filename = true, new_line = '\\n')")
+    if not ion:
+        con.execute("CREATE TEMP TABLE lines AS " + read.format("line, filename", "line"), [files])
+        return
+    con.execute("CREATE TEMP TABLE lines AS SELECT json AS line, raw, filename FROM ("
+                + fast_ion.ion_lines_sql("(" + read.format("raw, filename", "raw") + ")") + ")", [files])
 
 
-def _check_counts(con, files: list[str], isizes: list[int], spec: ChunkSpec) -> int:
+def _check_counts(con, files: list[str], isizes: list[int], spec: ChunkSpec, text: str) -> int:
     counts = {name: (n, size) for name, n, size in
-              con.execute("SELECT filename, count(*), sum(strlen(line) + 1) FROM lines GROUP BY ALL").fetchall()}
+              con.execute(f"SELECT filename, count(*), sum(strlen({text}) + 1) FROM lines GROUP BY ALL").fetchall()}
     for path, isize, f in zip(files, isizes, spec.files):
         n, size = counts.get(path, (0, 0))
         if n != f.item_count:
@@ -150,7 +163,7 @@ def _check_counts(con, files: list[str], isizes: list[int], spec: ChunkSpec) -> 
     return sum(n for n, _ in counts.values())
 
 
-def _parse(con, structure: dict, key_names, key_types, total: int, steps: Steps) -> tuple[dict, int]:
+def _parse(con, structure: dict, key_names, key_types, total: int, steps: Steps, ion: bool) -> tuple[dict, int]:
     """Parse every line (temp table ``typed``), refining the structure from lines the sample missed; returns
     the structure and how many lines are still outside the domain."""
     bad = 0
@@ -159,7 +172,7 @@ def _parse(con, structure: dict, key_names, key_types, total: int, steps: Steps)
             if t not in structure.get(name, {}):
                 raise OutsideFastPath(f"key {name} never has type {t}")
         con.execute("DROP TABLE IF EXISTS typed")
-        con.execute(fast_sql.typed_table_sql(structure, key_names, key_types))
+        con.execute(fast_sql.typed_table_sql(structure, key_names, key_types, raw=ion))
         bad = con.execute("SELECT count(*) FROM typed WHERE NOT ok").fetchone()[0]
         steps("parse+check")
         if not bad:
@@ -194,15 +207,16 @@ def _column_stats(con, exprs: dict) -> list[ColumnStats]:
     return out
 
 
-def _python_share(con, key_names, key_types, version, origin, stats: dict) -> int:
-    """Shape the lines the guard refused with the exact Python code, registered as ``py_rows``, ``py_cols``
-    and ``py_inv`` beside the DuckDB-staged rows.
+def _python_share(con, key_names, key_types, version, origin, stats: dict, ion: bool) -> int:
+    """Shape the lines the guard refused with the exact Python code (an ION export's from their Ion text),
+    registered as ``py_rows``, ``py_cols`` and ``py_inv`` beside the DuckDB-staged rows.
 
     Any error declines the whole chunk (the caller's except): the Python path then reads the chunk and
     raises its own message, with file and line."""
     shaped = Shaped()
-    for (text,) in con.execute("SELECT bad_line FROM typed WHERE NOT ok").fetchall():
-        shaped.add(parse_json_line(text, "", 0).item, key_names, version, origin, key_types)
+    parse = parse_ion_line if ion else parse_json_line
+    for (text,) in con.execute(f"SELECT {'bad_raw' if ion else 'bad_line'} FROM typed WHERE NOT ok").fetchall():
+        shaped.add(parse(text, "", 0).item, key_names, version, origin, key_types)
     con.register("py_rows", rows_arrow(shaped, key_types))
     con.register("py_cols", columns_arrow(shaped) if len(shaped) else pa.table({"_key": pa.array([], pa.string())}))
     con.register("py_inv", inverted_arrow(shaped))
@@ -214,8 +228,10 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
                      key_names: tuple[str, ...], key_types: tuple[str, ...], version: int, origin: str,
                      *, threads: int | None = None) -> ChunkManifest | None:
     """Write the chunk's final files and manifest, or return ``None`` when the chunk needs the Python path."""
-    if export.summary.output_format != "DYNAMODB_JSON" or export.summary.export_type != "FULL_EXPORT":
+    if export.summary.output_format not in ("DYNAMODB_JSON", "ION") or export.summary.export_type != "FULL_EXPORT":
         return None
+    ion = export.summary.output_format == "ION"
+    text = "raw" if ion else "line"  # the file's own text: its sizes, and what the Python share reads
     remove_manifest(location, table, build_id, spec.chunk_id)
     tmp = tempfile.mkdtemp(prefix="dynadex-fast-")
     con = connect(threads=threads, memory_limit=BUILD_MEMORY)
@@ -227,13 +243,13 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
         steps = Steps(spec.chunk_id)
         files, isizes = _local_files(export, spec, tmp)
         steps("md5")
-        read_lines(con, files)
-        steps("read")
-        total = _check_counts(con, files, isizes, spec)
-        json_bytes = con.execute("SELECT coalesce(sum(strlen(line) + 1), 0) FROM lines").fetchone()[0]
+        read_lines(con, files, ion)
+        steps("read" + (" and convert" if ion else ""))
+        total = _check_counts(con, files, isizes, spec, text)
+        json_bytes = con.execute(f"SELECT coalesce(sum(strlen({text}) + 1), 0) FROM lines").fetchone()[0]
         structure = sampled_structure(con)
         steps("sample")
-        structure, bad = _parse(con, structure, key_names, key_types, total, steps)
+        structure, bad = _parse(con, structure, key_names, key_types, total, steps, ion)
         con.execute("DROP TABLE lines")
         exprs = fast_sql.column_exprs(structure)
         stats_list = _column_stats(con, exprs)
@@ -244,7 +260,7 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
         cols = fast_sql.cols_sql(exprs, filled)
         inv = fast_sql.inv_sql(structure)
         if bad:
-            shaped = _python_share(con, key_names, key_types, version, origin, stats)
+            shaped = _python_share(con, key_names, key_types, version, origin, stats, ion)
             steps(f"python share ({shaped} lines)")
             rows = f"({rows}) UNION ALL BY NAME (SELECT * FROM py_rows)"
             cols = f"({cols}) UNION ALL BY NAME (SELECT * FROM py_cols)"
