@@ -238,14 +238,16 @@ def _aws_clients():
 def _cmd_sync(args: argparse.Namespace) -> int:
     from dynadex.store import Store
     from dynadex.store.catalog import contention
-    from dynadex.stream import sync_table
+    from dynadex.stream import SyncSettings, sync_table
     from dynadex.stream.shard_groups import WHOLE, ShardGroup
 
     _logging("INFO")
     group = ShardGroup.parse(args.group) if args.group else WHOLE
     ddb, streams, s3 = _aws_clients()
-    with Store(args.store, data_path=args.data_path, read_only=False) as st:
-        stats = sync_table(st, args.table, ddb, streams, s3, seconds=0 if args.once else args.seconds, group=group)
+    sync_settings = SyncSettings()
+    with Store(args.store, data_path=args.data_path, read_only=False, threads=sync_settings.threads or None) as st:
+        stats = sync_table(st, args.table, ddb, streams, s3, seconds=0 if args.once else args.seconds,
+                           settings=sync_settings, group=group)
     print(json.dumps({**stats, "store_writes": contention.snapshot().as_dict()}, default=str))
     return 0
 

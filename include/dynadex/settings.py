@@ -241,6 +241,11 @@ BACKLOG_BATCH_FACTOR = _declare("DYNADEX_BACKLOG_BATCH_FACTOR", INT, 10, "While 
                                 "tip batches shrink back at once; 1 keeps them fixed (decision 0035).",
                                 group="sync")
 
+SYNC_THREADS = _declare("DYNADEX_SYNC_THREADS", INT, 1, "DuckDB threads of a stream sync's store (its batches, "
+                        "flushes and folds). One: a sync's statements gain little from more, several syncs share "
+                        "a worker's cores, and the flush crashed now and then on several under load (decision "
+                        "0033); 0: DuckDB's default (one per core).", group="sync")
+
 SHARD_READERS = _declare("DYNADEX_SHARD_READERS", INT, 16, "GetRecords calls in flight at once over a table's "
                          "readable shards, one per shard at most (decision 0014); 1 reads them one after another.",
                          group="sync")

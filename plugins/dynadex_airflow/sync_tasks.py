@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from dynadex.store import Store
 from dynadex.store.errors import StoreError
 from dynadex.store.reads import lag
-from dynadex.stream import sync_table
+from dynadex.stream import SyncSettings, sync_table
 from dynadex.stream.errors import NeedsBootstrap
 from dynadex_airflow import stores as followed
 from dynadex_airflow.dag_defaults import sync_run_seconds
@@ -171,9 +171,11 @@ def sync(target: dict) -> dict:
     ddb, streams, s3 = (client(name, t.aws_conn_id) for name in ("dynamodb", "dynamodbstreams", "s3"))
     again = None
     should_stop = waiting_run()
-    with Store(store_location(t.store, t.aws_conn_id), read_only=False) as st:
+    sync_settings = SyncSettings()
+    with Store(store_location(t.store, t.aws_conn_id), read_only=False, threads=sync_settings.threads or None) as st:
         try:
-            stats = sync_table(st, t.table, ddb, streams, s3, seconds=t.run_seconds, should_stop=should_stop)
+            stats = sync_table(st, t.table, ddb, streams, s3, seconds=t.run_seconds, should_stop=should_stop,
+                               settings=sync_settings)
         except NeedsBootstrap as exc:
             log.error("store %s table %s: %s", t.store or "(default)", t.table, exc)
             state = st.table_state(t.table)

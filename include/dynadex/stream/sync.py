@@ -82,6 +82,9 @@ class SyncSettings:
     backlog_batch_factor: int = _from(declared.BACKLOG_BATCH_FACTOR)
     """While behind, batches double up to this many times ``batch_records`` and ``batch_seconds`` (``BatchSize``);
     1 keeps them fixed."""
+    threads: int = _from(declared.SYNC_THREADS)
+    """DuckDB threads of the store a sync writes (``Store(..., threads=threads or None)``, opened by the caller):
+    1 by default (decision 0033)."""
     shard_readers: int = _from(declared.SHARD_READERS)
     """GetRecords calls in flight at once over a table's readable shards (one per shard at most); 1 reads
     the shards one after another in the sync's own thread."""
