@@ -1,6 +1,9 @@
 """Never a partial snapshot: 16 clients read over HTTP while a writer in another process commits batches,
-flushes inlined rows, folds small files and runs maintenance. No request fails, and a count that only grows
-never goes down between two reads of one client (nor does the snapshot a client is answered from).
+flushes inlined rows, folds small files and runs maintenance. No request fails, a count that only grows
+never goes down between two reads of one client (nor does the snapshot a client is answered from), and it
+never exceeds what was committed: the writer marks each batch in a file before it applies it, so a count
+read is at most the items published plus the batches begun by the time its answer arrived (a row shown twice,
+or a batch seen before it committed, would exceed it).
 
 Without the guard (``reads.read_whole_snapshot`` running a read again when a flush or merge landed during
 it), reads beside such a writer saw the rows being flushed vanish: 40 dips in 5 874 reads (decision 0031)."""
@@ -13,7 +16,7 @@ import threading
 
 import pytest
 
-from tests.support.serve import ROOT, Served, make_store
+from tests.support.serve import ITEMS, ROOT, Served, make_store
 
 CLIENTS = 16
 BATCHES = 80
@@ -22,8 +25,10 @@ WRITER = """
 import sys
 from dynadex.store import Change, Checkpoint, Store
 from dynadex.types import canonical_item
+begun = open(sys.argv[2], "ab", buffering=0)
 with Store(sys.argv[1], read_only=False) as st:
     for b in range({batches}):
+        begun.write(b"x")  # before the batch commits: readers bound their counts by this file's size
         key = {{"pk": {{"S": f"new{{b:04d}}"}}}}
         st.apply("Orders", [Change(key, canonical_item({{**key, "n": {{"N": str(b)}}, "tag": {{"S": "new"}}}}), 10 + b,
                                    "s")], [Checkpoint("s1", str(b))])
@@ -42,9 +47,11 @@ def test_sixteen_clients_never_see_a_count_go_down_while_a_writer_flushes(tmp_pa
     server = Served(make_store(tmp_path / "store"))
     try:
         key = server.key("reader")
-        writer = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", WRITER.format(batches=BATCHES), str(server.store)],
-                                  cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        failures, dips, reads, attempts = [], [], [], []
+        begun = tmp_path / "begun"
+        begun.write_bytes(b"")
+        writer = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", WRITER.format(batches=BATCHES),
+                                   str(server.store), str(begun)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        failures, dips, excess, reads, attempts, counts = [], [], [], [], [], set()
         lock = threading.Lock()
 
         def client(i: int) -> None:
@@ -59,12 +66,16 @@ def test_sixteen_clients_never_see_a_count_go_down_while_a_writer_flushes(tmp_pa
                     with lock:
                         failures.append(r.text)
                     continue
+                committed_at_most = len(ITEMS) + begun.stat().st_size  # read after the answer arrived
                 doc = r.json()
                 count, snapshot = doc["results"][0]["c"], doc["dynadex"]["snapshot"]
                 with lock:
                     attempts.append(doc["dynadex"]["attempts"])
+                    counts.add(count)
                     if count < last_count or snapshot < last_snapshot:
                         dips.append((i, last_count, count, last_snapshot, snapshot))
+                    if count > committed_at_most:
+                        excess.append((i, count, committed_at_most, snapshot))
                 last_count, last_snapshot = max(last_count, count), max(last_snapshot, snapshot)
             with lock:
                 reads.append(n)
@@ -77,9 +88,11 @@ def test_sixteen_clients_never_see_a_count_go_down_while_a_writer_flushes(tmp_pa
         assert writer.wait(timeout=60) == 0, writer.stderr.read()
         assert not failures, failures[:3]
         assert not dips, dips[:5]
+        assert not excess, excess[:5]  # (client, count read, items committed at most, snapshot)
         assert len(reads) == CLIENTS and min(reads) >= 5
+        assert len(counts) > 2, counts  # the reads did overlap the writes
         final = server.query(key, "SELECT count(*) AS c FROM Orders").json()["results"]
-        assert final == [{"c": 20 + BATCHES}]
+        assert final == [{"c": len(ITEMS) + BATCHES}]
         print(f"{sum(reads)} reads; {sum(a > 1 for a in attempts)} ran again after a flush or merge landed")
     finally:
         assert server.stop()[0] == 0

@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import time
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -30,35 +31,46 @@ def _table(service: Service, request: Request, key) -> str:
     return table
 
 
-def _known(reader, table: str) -> None:
-    if table not in reader.tables():
+def _known(service: Service, reader, table: str) -> None:
+    if service.readers.state(reader, table) is None:  # cached per snapshot: a get pays no catalog lookup for it
         raise NotFound(f"no table {table!r} in the store")
+
+
+def server_timing(timing: dict) -> str:
+    """The ``Server-Timing`` header: milliseconds per phase (``Readers.read``'s, and ``key`` for the key check)."""
+    return ", ".join(f"{name};dur={ms:.2f}" for name, ms in timing.items())
 
 
 async def get_item(request: Request):
     service: Service = request.app.state.service
+    started = time.monotonic()
     key = service.key(request)
+    timing = {"key": (time.monotonic() - started) * 1000}
     table = _table(service, request, key)
     item_key = request.query_params.get("key")
     if not item_key:
         raise BadRequest('give the key in DynamoDB JSON: ?key={"pk":{"S":"a"}}')
 
     def work(reader):
-        _known(reader, table)
+        _known(service, reader, table)
         return reader.get(table, item_key)
 
     item, snapshot, fresh = await run_in_threadpool(service.readers.read, work, timeout=service.limits.seconds,
-                                                    tables=[table])
+                                                    tables=[table], timing=timing)
     about = {**snapshot.as_dict(), "tables": fresh}
+    timing["total"] = (time.monotonic() - started) * 1000
     if item is None:
         return JSONResponse({"message": f"no item with key {item_key} in {table}", "type": "NOTFOUND",
-                             "dynadex": about}, status_code=404)
-    return JSONResponse({"item": json.loads(item), "dynadex": about}, headers={"X-Dynadex-Snapshot": str(snapshot.id)})
+                             "dynadex": about}, status_code=404, headers={"Server-Timing": server_timing(timing)})
+    return JSONResponse({"item": json.loads(item), "dynadex": about},
+                        headers={"X-Dynadex-Snapshot": str(snapshot.id), "Server-Timing": server_timing(timing)})
 
 
 async def find_items(request: Request):
     service: Service = request.app.state.service
+    started = time.monotonic()
     key = service.key(request)
+    timing = {"key": (time.monotonic() - started) * 1000}
     table = _table(service, request, key)
     q = request.query_params
     if "path" not in q or "value" not in q:
@@ -70,14 +82,15 @@ async def find_items(request: Request):
     expression = q["path"].replace("=", "\\=") + "=" + q["value"]
 
     def work(reader):
-        _known(reader, table)
+        _known(service, reader, table)
         return reader.find(table, expression, limit + 1)
 
     items, snapshot, fresh = await run_in_threadpool(service.readers.read, work, timeout=service.limits.seconds,
-                                                     tables=[table])
+                                                     tables=[table], timing=timing)
     about = {**snapshot.as_dict(), "tables": fresh, "rows_cut_at": limit if len(items) > limit else None}
+    timing["total"] = (time.monotonic() - started) * 1000
     return JSONResponse({"items": [json.loads(i) for i in items[:limit]], "dynadex": about},
-                        headers={"X-Dynadex-Snapshot": str(snapshot.id)})
+                        headers={"X-Dynadex-Snapshot": str(snapshot.id), "Server-Timing": server_timing(timing)})
 
 
 async def list_tables(request: Request):
@@ -102,17 +115,22 @@ def _parameters(given) -> list[dict] | None:
 
 async def query(request: Request):
     service: Service = request.app.state.service
+    started = time.monotonic()
     key = service.key(request)
+    timing = {"key": (time.monotonic() - started) * 1000}
     fmt = formats.chosen(request)
     body = await body_of(request)
     if not isinstance(body.get("sql"), str):
         raise BadRequest('the body needs sql: {"sql": "SELECT ...", "parameters": {"name": value}}')
     limits = service.limits.narrowed(body.get("timeout_ms"), body.get("row_limit"))
     answer = await run_in_threadpool(queries.run, service.readers, key, body["sql"], _parameters(body.get("parameters")),
-                                     service.workspace, limits)
+                                     service.workspace, limits, timing)
     service.metrics.answered(answer)
-    return formats.render(fmt, answer.result, {**answer.about(), "warnings": answer.warnings,
-                                               "elapsed_ms": answer.elapsed_ms})
+    response = formats.render(fmt, answer.result, {**answer.about(), "warnings": answer.warnings,
+                                                   "elapsed_ms": answer.elapsed_ms})
+    timing["total"] = (time.monotonic() - started) * 1000
+    response.headers["Server-Timing"] = server_timing(timing)
+    return response
 
 
 routes = [

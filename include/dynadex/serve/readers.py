@@ -44,18 +44,25 @@ class Readers:
         self._states: OrderedDict = OrderedDict()
         self._states_lock = threading.Lock()
 
-    def read(self, work, *, timeout: float, tables=()):
+    def read(self, work, *, timeout: float, tables=(), timing: dict | None = None):
         """``(work(reader), snapshot, freshness)`` on a free connection: ``freshness`` maps each of ``tables``
-        (and whatever ``work`` read in ``reader.tables_read``) to its lag at the snapshot read."""
-        deadline = time.monotonic() + timeout
+        (and whatever ``work`` read in ``reader.tables_read``) to its lag at the snapshot read. ``timing``, if
+        given, gets the milliseconds spent waiting for a connection (``wait``), in ``work`` (``work``, its last
+        attempt) and in the whole read (``read``: the snapshot's transaction and checks too)."""
+        started = time.monotonic()
+        deadline = started + timeout
         try:
             st = self._free.get(timeout=timeout)
         except queue.Empty as exc:
             raise Busy(f"every one of the server's {self.connections} connections stayed busy for {timeout:g} s") from exc
+        got = time.monotonic()
+        spent = {}
         try:
             def run(reader):
+                t = time.monotonic()
                 result = work(reader)
-                return result, {t: self._state(reader, t) for t in tables}
+                spent["work"] = time.monotonic() - t
+                return result, {t: self.state(reader, t) for t in tables}
 
             (result, states), snapshot = st.read_snapshot(run, timeout=max(0.001, deadline - time.monotonic()))
         except QueryTimeout as exc:
@@ -66,12 +73,17 @@ class Readers:
             raise QueryFailed(str(exc)) from exc
         finally:
             self._free.put(st)
+        if timing is not None:
+            timing.update(wait=(got - started) * 1000, work=spent.get("work", 0.0) * 1000,
+                          read=(time.monotonic() - got) * 1000)
         now = int(time.time() * 1e6)
         freshness = {t: (None if s is None else {**lag(s, now), "applied_through": _iso_micros(s.last_change_micros)})
                      for t, s in states.items()}
         return result, snapshot, freshness
 
-    def _state(self, reader, table: str):
+    def state(self, reader, table: str):
+        """``table``'s sync state at the snapshot ``reader`` reads (None: no such table); looked up once per
+        snapshot and table (a commit makes a new snapshot)."""
         key = (reader.snapshot.id, table)
         with self._states_lock:
             if key in self._states:

@@ -394,10 +394,29 @@ class SnapshotReader:
 
 
 def _moving_commits(lake: Lake, since: int) -> list[int]:
-    """Snapshots after ``since`` whose changes move rows existing before them (``ROW_KEEPING_CHANGES``)."""
+    """Snapshots after ``since`` whose changes move rows existing before them (``ROW_KEEPING_CHANGES``). Most
+    reads end before the next commit: then one look at the current snapshot answers (~1 ms, where listing the
+    snapshots takes several)."""
+    if lake.current_snapshot() == since:
+        return []
     rows = lake.con.execute(f"SELECT snapshot_id, changes FROM {ALIAS}.snapshots() WHERE snapshot_id > ?",
                             [since]).fetchall()
     return [sid for sid, changes in rows if set(changes or {}) - ROW_KEEPING_CHANGES]
+
+
+SNAPSHOT_TIMES = 256  # snapshot id -> its commit time, per connection: fixed once committed
+
+
+def _commit_time(lake: Lake, sid: int):
+    """When snapshot ``sid`` was committed; looked up once per connection (listing snapshots costs a scan of the
+    catalog's snapshot table, each request would pay it)."""
+    cache = lake.__dict__.setdefault("_snapshot_times", {})
+    if sid not in cache:
+        cache[sid] = lake.con.execute(f"SELECT snapshot_time FROM {ALIAS}.snapshots() WHERE snapshot_id = ?",
+                                      [sid]).fetchone()[0]
+        while len(cache) > SNAPSHOT_TIMES:
+            cache.pop(next(iter(cache)))
+    return cache[sid]
 
 
 def _rollback(lake: Lake) -> None:
@@ -434,9 +453,8 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None):
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    sid, at = con.execute(f"SELECT snapshot_id, snapshot_time FROM {ALIAS}.snapshots() WHERE "
-                                          f"snapshot_id = (SELECT id FROM {ALIAS}.current_snapshot())").fetchone()
-                    snapshot = Snapshot(sid, at, attempt)
+                    sid = lake.current_snapshot()  # the transaction's: every statement in it reads this one
+                    snapshot = Snapshot(sid, _commit_time(lake, sid), attempt)
                     result = work(SnapshotReader(lake, snapshot))
                 finally:
                     _rollback(lake)

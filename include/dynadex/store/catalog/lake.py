@@ -398,11 +398,18 @@ class Lake:
         ).fetchone()
         return bool(row[0])
 
+    def _has_state(self) -> bool:
+        """Schema ``dynadex`` exists. Nothing drops it once made, so it is looked up (``duckdb_tables()``, a few ms
+        on a SQLite catalog) only until it is found."""
+        if not self.__dict__.get("_state_found"):
+            self._state_found = self.table_exists(STATE_SCHEMA, "tables")
+        return self._state_found
+
     def source_tables(self) -> list[str]:
-        return state.table_names(self.con) if self.table_exists(STATE_SCHEMA, "tables") else []
+        return state.table_names(self.con) if self._has_state() else []
 
     def table_state(self, table: str) -> state.TableState | None:
-        return state.read_table(self.con, table) if self.table_exists(STATE_SCHEMA, "tables") else None
+        return state.read_table(self.con, table) if self._has_state() else None
 
     def require_table(self, table: str) -> state.TableState:
         found = self.table_state(table)
