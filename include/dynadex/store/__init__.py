@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from dynadex.store import reads
-from dynadex.store.apply.changes import Change, apply_changes
+from dynadex.store.apply.changes import Change, apply_changes, preshape
 from dynadex.store.bulk.chunk_writer import ChunkWriter
 from dynadex.store.bulk.prepare import PublishPlan
 from dynadex.store.bulk.publish import PublishSpec, publish
@@ -87,9 +87,12 @@ class Store:
 
     def apply(self, table: str, changes: list[Change], checkpoints=(), *, event=None, force: bool = False,
               state_updates: dict | None = None, replace_checkpoints: bool = False) -> dict:
+        # shaped before the writer lock is taken (the transaction shapes again only if a change lost)
+        shaped = preshape(self.lake, table, changes) if len(changes) > 1 else None
         return self.lake.retrying(f"{table}: batch of {len(changes)} changes", lambda: apply_changes(
             self.lake, table, changes, list(checkpoints), event=event, force=force, state_updates=state_updates,
-            replace_checkpoints=replace_checkpoints), commits=1)  # one transaction, always a change (sync state)
+            replace_checkpoints=replace_checkpoints, preshaped=shaped), commits=1)  # one transaction, always a
+        # change (sync state)
 
     def checkpoints(self, table: str) -> dict[str, Checkpoint]:
         """Shard id -> where the sync has read that shard up to."""

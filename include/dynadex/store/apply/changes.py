@@ -56,16 +56,45 @@ class Change:
     origin: str
 
 
+@dataclass(frozen=True)
+class Preshaped:
+    """A batch's upserts (the last change of each key) shaped before its transaction, so outside the writer
+    lock (shard groups, decision 0034): the transaction uses it when none of them lost the version check."""
+
+    keys: tuple[str, ...]
+    shaped: Shaped
+
+
+def preshape(lake: Lake, table: str, changes: list[Change]) -> Preshaped | None:
+    """Shape ``changes``' upserts now; None where that fails (a bad image, an unknown table): the transaction
+    then shapes what wins as before, and raises what it raised before (or skips a losing change's error)."""
+    try:
+        key_names, key_types = lake.key_spec(table)
+        last: dict[str, Change] = {}
+        for ch in changes:
+            last[key_text(ch.keys, key_names)] = ch
+        upserts = []
+        for key, ch in last.items():
+            if ch.item is not None:
+                check_keys(ch.item, ch.keys, key_names, key)
+                upserts.append((key, ch.item, ch.version, ch.origin))
+        with quiet():
+            return Preshaped(tuple(u[0] for u in upserts), shape_batch(upserts, key_names, key_types))
+    except Exception:  # noqa: BLE001 - the transaction's own path meets the same error, where it belongs
+        return None
+
+
 def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: list[Checkpoint] = (),
                   *, event: tuple[str, dict] | None = None, force: bool = False,
                   state_updates: dict | None = None, replace_checkpoints: bool = False,
-                  reference: bool = False) -> dict:
+                  reference: bool = False, preshaped: Preshaped | None = None) -> dict:
     """Apply ``changes`` and store ``checkpoints`` atomically; return counts.
 
     ``force`` applies without the version check (recovery images are authoritative as of their window's
     end); ``state_updates`` sets columns of the table's sync state in the same transaction;
     ``replace_checkpoints`` drops every other checkpoint of the table (a new stream after recovery).
     ``reference`` shapes item by item with ``Shaped.add`` (the code the batch shaper must equal; decision 0019).
+    ``preshaped`` (``preshape`` of the same changes) is used when every upsert won the version check.
     """
     settle()
     key_names, key_types = lake.key_spec(table)
@@ -130,8 +159,11 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
                         check_keys(ch.item, ch.keys, key_names, key)
                         upserts.append((key, ch.item, ch.version, ch.origin))
                 applied["upserts"] = len(upserts)
-                with quiet():
-                    shaped = shape_batch(upserts, key_names, key_types)
+                if preshaped is not None and preshaped.keys == tuple(u[0] for u in upserts):
+                    shaped = preshaped.shaped  # shaped before the transaction: nothing lost the version check
+                else:
+                    with quiet():
+                        shaped = shape_batch(upserts, key_names, key_types)
             if len(shaped):
                 if registry is None:
                     registry = state.load_registry(con, table)
