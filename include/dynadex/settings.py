@@ -107,6 +107,8 @@ GROUPS: dict[str, str] = {
     "library": "the library and the `dynadex` command: stores, chunk builds, DuckDB, AWS calls",
     "exports": "waiting for DynamoDB exports: the ingest DAG's full export and the sync's incremental ones",
     "sync": "the stream sync (`SyncSettings`, read when a sync starts; callers may override each field)",
+    "fleet": "many tables followed by one process, a table probed while quiet (`stream.fleet.FleetSettings`; the "
+             "stream DAG's sync groups and their trigger)",
     "serve": "`dynadex serve`, the HTTP API (read when the server starts)",
     "airflow": "the DAGs and their tasks (`plugins/dynadex_airflow`, `dags/`; read when a DAG file is parsed "
                "or a task runs)",
@@ -280,16 +282,16 @@ STOP_CHECK_SECONDS = _declare("DYNADEX_STOP_CHECK_SECONDS", FLOAT, 15.0, "How of
 QUIET_AFTER_SECONDS = _declare("DYNADEX_QUIET_AFTER_SECONDS", FLOAT, 30.0, "A table followed with others "
                                "(`stream.fleet`, the stream DAG) stops being read after this long at its tip and "
                                "is probed instead; a group whose tables are all quiet defers (no slot, no "
-                               "process).", group="sync")
+                               "process).", group="fleet")
 
 QUIET_POLL_SECONDS = _declare("DYNADEX_QUIET_POLL_SECONDS", FLOAT, 0.5, "How often a quiet table's open shards "
                               "are probed for records (GetRecords Limit 1 after each checkpoint): the longest "
                               "a first write after a quiet spell waits before its table is read again.",
-                              group="sync")
+                              group="fleet")
 
 QUIET_DESCRIBE_SECONDS = _declare("DYNADEX_QUIET_DESCRIBE_SECONDS", FLOAT, 30.0, "How often a quiet table's "
                                   "stream is listed (DescribeStream) for shards its checkpoints do not know.",
-                                  group="sync")
+                                  group="fleet")
 
 # ---- Airflow: plugins/dynadex_airflow and dags/ --------------------------------------------------------
 
