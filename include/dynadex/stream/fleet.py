@@ -6,12 +6,13 @@ elsewhere (the Airflow trigger) with the ``QuietTable`` of each: no thread, no s
 
 Invariants:
 
-* A table is either synced (one thread running ``sync_table`` with ``idle_end_seconds``, its own ``Store``)
-  or probed (``probe.TableProbe`` from its checkpoints as last stored), never both at once: a probe is only
+* A table is either synced (one thread running ``sync_table`` with ``idle_end_seconds``) or probed (``probe.TableProbe`` from its checkpoints as last stored), never both at once: a probe is only
   ever built from the checkpoints a finished sync left, so it never asks about records the sync has
   committed, and it never commits anything itself.
 * Every batch commits through ``sync_table``, with its shards' checkpoints, in one transaction: exactly once
-  is the sync's, unchanged (invariant 2); tables of one store take turns at the writer lock as before.
+  is the sync's, unchanged (invariant 2). The tables of one store share one open ``Store`` (``SharedStore``:
+  one call at a time, as the store's writer lock already made its writes), so a group opens each store
+  once, not once per table (opening one costs about a second of CPU here, and its memory).
 * ``follow`` returns when ``until`` passes, when ``should_stop()`` says so (asked every
   ``stop_check_seconds``; running syncs are asked to stop too and end at a batch boundary), or, with
   ``quiet_ends``, as soon as no table is being synced and no probe has news. Every sync it started has
@@ -96,12 +97,44 @@ def catch_up(keys, locate: Callable, ddb, streams, s3, settings: SyncSettings | 
     return out
 
 
+class SharedStore:
+    """One open ``Store`` used by the syncs of several tables, each call under one lock (a call is a whole
+    transaction, so the writer lock and the held catalog connection are taken and left by the same thread)."""
+
+    def __init__(self, store: Store):
+        self._store, self._lock = store, threading.RLock()
+
+    def __getattr__(self, name):
+        value = getattr(self._store, name)
+        if not callable(value):
+            return value
+
+        def locked(*args, **kwargs):
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return locked
+
+
 class Fleet:
     def __init__(self, tables: list[QuietTable], locate: Callable, ddb, streams, s3, settings: FleetSettings):
         self.locate, self.ddb, self.streams, self.s3, self.settings = locate, ddb, streams, s3, settings
         self.probes = {q.key: self._probe(q) for q in tables}
         self.stop = threading.Event()
         self.result = FleetResult()
+        self.stores: dict = {}  # store -> SharedStore, opened at a table's first sync, closed when follow ends
+        self.opening = threading.Lock()
+
+    def _store(self, store):
+        with self.opening:
+            if store not in self.stores:
+                self.stores[store] = SharedStore(Store(self.locate(store), read_only=False))
+            return self.stores[store]
+
+    def close(self) -> None:
+        for shared in self.stores.values():
+            shared.close()
+        self.stores = {}
 
     def _probe(self, q: QuietTable) -> TableProbe:
         return TableProbe(q, self.streams, describe_seconds=self.settings.describe_seconds)
@@ -109,13 +142,13 @@ class Fleet:
     def _sync_one(self, key: Key, until: float):
         store, table = key
         sync_settings = replace(self.settings.sync, idle_end_seconds=self.settings.quiet_after_seconds)
-        with Store(self.locate(store), read_only=False) as st:
-            try:
-                stats = sync_table(st, table, self.ddb, self.streams, self.s3, seconds=max(0.01, until - time.time()),
-                                   settings=sync_settings, should_stop=self.stop.is_set)
-            except NeedsBootstrap as exc:
-                return {"needs_bootstrap": str(exc)}, None
-            return stats, QuietTable.from_store(st, store, table, sync_settings.overlap_seconds, self.streams)
+        st = self._store(store)
+        try:
+            stats = sync_table(st, table, self.ddb, self.streams, self.s3, seconds=max(0.01, until - time.time()),
+                               settings=sync_settings, should_stop=self.stop.is_set)
+        except NeedsBootstrap as exc:
+            return {"needs_bootstrap": str(exc)}, None
+        return stats, QuietTable.from_store(st, store, table, sync_settings.overlap_seconds, self.streams)
 
     def follow(self, until: float, *, should_stop=None, quiet_ends: bool = True) -> FleetResult:
         active: dict[Key, Future] = {}
@@ -195,5 +228,8 @@ def follow(tables: list[QuietTable], locate: Callable, ddb, streams, s3, *, unti
            settings: FleetSettings | None = None, should_stop=None, quiet_ends: bool = True) -> FleetResult:
     """Follow ``tables`` (probed first; a table with news is synced until quiet) until ``until``, a stop, or,
     with ``quiet_ends``, until all are quiet. ``locate(store)`` names the store to open for a table's sync."""
-    return Fleet(tables, locate, ddb, streams, s3, settings or FleetSettings()).follow(
-        until, should_stop=should_stop, quiet_ends=quiet_ends)
+    fleet = Fleet(tables, locate, ddb, streams, s3, settings or FleetSettings())
+    try:
+        return fleet.follow(until, should_stop=should_stop, quiet_ends=quiet_ends)
+    finally:
+        fleet.close()
