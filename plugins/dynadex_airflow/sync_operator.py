@@ -89,13 +89,16 @@ class StreamSyncOperator(BaseOperator):
         keys = [(t.store, t.table) for t in group.targets]
         sync_settings = SyncSettings()
         tables = quiet or fleet.quiet_tables(keys, locate, streams, sync_settings.overlap_seconds)
+        should_stop = waiting_run()
         result = fleet.follow(tables, locate, ddb, streams, s3, until=state["window_end"],
-                              settings=fleet.FleetSettings(sync=sync_settings), should_stop=waiting_run())
+                              settings=fleet.FleetSettings(sync=sync_settings), should_stop=should_stop)
         for key, stats in result.stats.items():
             fleet.merge(state["stats"].setdefault(_name(key), {}), stats)
         now = time.time()
         if result.stopped or now >= state["window_end"] - 0.5 or not result.quiet:
             return self._finish(group, state, stopped=result.stopped)
+        if fleet.asked(should_stop):  # a run already waits: end now rather than defer (the trigger asks too)
+            return self._finish(group, state, stopped=True)
         until = min(state["window_end"], now + settings.QUIET_NOTE_SECONDS.read())
         self.log.info("all %d table(s) quiet: deferred until one has news (or %.0fs)", len(result.quiet), until - now)
         self.defer(

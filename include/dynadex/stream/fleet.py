@@ -167,7 +167,7 @@ class Fleet:
                         self.stop.set()
                     elif should_stop is not None and now - last_stop_check >= self.settings.sync.stop_check_seconds:
                         last_stop_check = now
-                        if _asked(should_stop):
+                        if asked(should_stop):
                             log.info("ending this group's run early: another run is waiting")
                             self.result.stopped = True
                             self.stop.set()
@@ -216,7 +216,7 @@ def _news(probe: TableProbe):
         return exc
 
 
-def _asked(should_stop) -> bool:
+def asked(should_stop) -> bool:
     try:
         return bool(should_stop())
     except Exception as exc:  # noqa: BLE001 - a failed question is not a reason to stop following
