@@ -157,7 +157,7 @@ def main() -> None:
         for p in procs.values():
             p.terminate()
             p.wait()
-        lags, missing, steady = [], 0, []  # steady: writes sent 10 s or more into the busy phase
+        lags, missing, steady, last = [], 0, [], []  # steady: writes sent 10 s or more into the busy phase
         busy_start = busy_end - args.seconds
         with Store(store) as st:
             for n in names:
@@ -170,17 +170,22 @@ def main() -> None:
                         lags.append(got[k] / 1e9 - t0)
                         if t0 >= busy_start + 10:
                             steady.append(lags[-1])
+                        if t0 >= busy_end - 60:
+                            last.append(lags[-1])
                     else:
                         missing += 1
         lags.sort()
         steady.sort()
+        last.sort()
         out = {"tables": len(names), "rate_per_table": args.rate, "seconds": args.seconds, "groups": len(groups),
                "idle_slots_max": samples["idle"]["slots"], "idle_slots_at_end": idle_slots_at_end,
                "busy_slots_max": samples["busy"]["slots"], "busy_rss_max_mb": round(samples["busy"]["rss"] / 2**20),
                "writes": len(sent), "missing": missing, "task_starts": starts["n"],
                "lag_p50_s": round(pct(lags, 0.5), 3), "lag_p99_s": round(pct(lags, 0.99), 3),
                "lag_max_s": round(lags[-1], 3) if lags else None,
-               "steady_lag_p50_s": round(pct(steady, 0.5), 3), "steady_lag_p99_s": round(pct(steady, 0.99), 3)}
+               "steady_lag_p50_s": round(pct(steady, 0.5), 3), "steady_lag_p99_s": round(pct(steady, 0.99), 3),
+               "last_60s_lag_p50_s": round(pct(last, 0.5), 3), "last_60s_lag_p99_s": round(pct(last, 0.99), 3),
+               "last_60s_writes": len([1 for (n, k), t0 in sent.items() if t0 >= busy_end - 60])}
         print(json.dumps(out))
 
 
