@@ -6,18 +6,21 @@ while it is paused nothing follows the tables and the index falls behind them. `
 its first publish when it can reach the REST API (connection `airflow_api`), and warns loudly in
 `start_stream_sync`'s log when it cannot.
 
-Continuous (one run at a time): `list_tables` lists the tables the run follows, then one mapped `sync` task per
-(store, table), named after its table, follows that table alone for the whole `run_seconds`, all at once (so a
-table's lag does not depend on how many tables are followed), then ends; the next run resumes from the stored
-shard checkpoints. Within a table, its shards are read concurrently (`DYNADEX_SHARD_READERS`, default 16), parents
+Continuous (one run at a time): `list_tables` lists the tables the run follows and groups them: a busy table
+(its last run read more than `DYNADEX_BUSY_RECORDS_PER_SECOND` records/s) gets a `sync` task of its own, quiet
+ones share one per store (up to `DYNADEX_SYNC_GROUP_TABLES`). Each mapped `sync` task follows its tables for the
+whole `run_seconds`: a table with records is read by its own sync until it has been at its tip for
+`DYNADEX_QUIET_AFTER_SECONDS`, then probed; while every table of the task is quiet, the task is **deferred** to
+the triggerer (no worker slot, no process) until one has records or its shards change. The next run resumes
+from the stored shard checkpoints. Within a table, its shards are read concurrently (`DYNADEX_SHARD_READERS`, default 16), parents
 before children; each batch of changes commits with its shard checkpoints in one transaction. The runs sync
 every table with a stream in every
 store an ingest has published into (Airflow Variable `dynadex_stores`; delete an entry to stop following a store),
 or just `table_name` / `store` when given. A run an ingest triggers (its handover) follows them all too, the new
 store included. Gaps (trimmed records, pruned shards, a new stream) are recovered
 through incremental exports inside the table's task; a gap beyond the PITR window starts a fresh `dynamodb_ingest`
-for that table (`bootstrap_again`). Each table's task holds a worker slot for the run: size the executor's
-parallelism (or give the task a pool) for the number of tables followed.
+for that table (`bootstrap_again`). A task holds a worker slot only while one of its tables is being read
+(docs/decisions 0037).
 
 **Params**: `table_name` (one table, or empty: every table), `store` (one store, or empty: every followed
 store), `aws_conn_id`, `run_seconds` (1-86400; default `$DYNADEX_SYNC_RUN_SECONDS` or 3600).
@@ -31,7 +34,8 @@ this DAG is queued behind it: an ingest's handover queues one, so a new table is
 returns the same figures; `report` gathers them all into XCom (key `health`). Lag means what `dynadex status` means: how far behind the table the
 index was when the run last looked (0: every shard was read to its tip).
 
-Wiring only: the work is in `plugins/dynadex_airflow/sync_tasks.py` -> `include/dynadex/stream`.
+Wiring only: the work is in `plugins/dynadex_airflow/sync_groups.py`, `sync_operator.py` and `triggers.py` ->
+`include/dynadex/stream` (`fleet.py`, `probe.py`, `sync.py`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from dynadex.bootstrap import PARAMS_SCHEMA
-from dynadex_airflow import labels, sync_tasks
+from dynadex_airflow import labels, sync_groups, sync_tasks
+from dynadex_airflow.sync_operator import StreamSyncOperator
 from dynadex_airflow.dag_defaults import default_args, sync_run_seconds, timeout
 
 
@@ -75,11 +80,8 @@ from dynadex_airflow.dag_defaults import default_args, sync_run_seconds, timeout
 def dynamodb_stream_sync():
     @task
     def list_tables(params=None) -> list:
-        return sync_tasks.targets(params, dict(get_current_context()["dag_run"].conf or {}))  # SyncTarget dicts
-
-    @task(map_index_template=labels.SYNC_TEMPLATE)
-    def sync(target: dict) -> dict:
-        return sync_tasks.sync(target)  # a SyncOutcome dict: the table's health, a bootstrap conf or none
+        context = get_current_context()
+        return sync_groups.plan(params, dict(context["dag_run"].conf or {}), context["ti"])  # SyncGroup dicts
 
     @task
     def report(outcomes: list) -> list:
@@ -87,7 +89,9 @@ def dynamodb_stream_sync():
         get_current_context()["ti"].xcom_push(key="health", value=result["health"])  # per table: lag, applied, ...
         return result["needs_bootstrap"]  # what bootstrap_again maps over
 
-    needs = report(sync.expand(target=list_tables()))
+    # one task per group of tables: a busy table alone, quiet ones together; deferred while all are quiet
+    sync = StreamSyncOperator.partial(task_id="sync", map_index_template=labels.SYNC_GROUP_TEMPLATE)
+    needs = report(sync.expand(sync_group=list_tables()).output)
     TriggerDagRunOperator.partial(task_id="bootstrap_again", trigger_dag_id="dynamodb_ingest",
                                   wait_for_completion=False).expand(conf=needs)
 

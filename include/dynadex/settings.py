@@ -107,6 +107,8 @@ GROUPS: dict[str, str] = {
     "library": "the library and the `dynadex` command: stores, chunk builds, DuckDB, AWS calls",
     "exports": "waiting for DynamoDB exports: the ingest DAG's full export and the sync's incremental ones",
     "sync": "the stream sync (`SyncSettings`, read when a sync starts; callers may override each field)",
+    "fleet": "many tables followed by one process, a table probed while quiet (`stream.fleet.FleetSettings`; the "
+             "stream DAG's sync groups and their trigger)",
     "serve": "`dynadex serve`, the HTTP API (read when the server starts)",
     "airflow": "the DAGs and their tasks (`plugins/dynadex_airflow`, `dags/`; read when a DAG file is parsed "
                "or a task runs)",
@@ -289,6 +291,20 @@ STOP_CHECK_SECONDS = _declare("DYNADEX_STOP_CHECK_SECONDS", FLOAT, 15.0, "How of
                               "stop asks (after a batch): a run another run waits behind ends at that batch.",
                               group="sync")
 
+QUIET_AFTER_SECONDS = _declare("DYNADEX_QUIET_AFTER_SECONDS", FLOAT, 30.0, "A table followed with others "
+                               "(`stream.fleet`, the stream DAG) stops being read after this long at its tip and "
+                               "is probed instead; a group whose tables are all quiet defers (no slot, no "
+                               "process).", group="fleet")
+
+QUIET_POLL_SECONDS = _declare("DYNADEX_QUIET_POLL_SECONDS", FLOAT, 0.5, "How often a quiet table's open shards "
+                              "are probed for records (GetRecords Limit 1 after each checkpoint): the longest "
+                              "a first write after a quiet spell waits before its table is read again.",
+                              group="fleet")
+
+QUIET_DESCRIBE_SECONDS = _declare("DYNADEX_QUIET_DESCRIBE_SECONDS", FLOAT, 30.0, "How often a quiet table's "
+                                  "stream is listed (DescribeStream) for shards its checkpoints do not know.",
+                                  group="fleet")
+
 # ---- Airflow: plugins/dynadex_airflow and dags/ --------------------------------------------------------
 
 OWNER = _declare("DYNADEX_OWNER", STR, "dynadex", "The owner of every dynadex DAG (`default_args`).", group="airflow")
@@ -325,6 +341,19 @@ MAX_ACTIVE_CHUNKS = _declare("DYNADEX_MAX_ACTIVE_CHUNKS", INT, 16, "Chunks of on
 SYNC_RUN_SECONDS = _declare("DYNADEX_SYNC_RUN_SECONDS", FLOAT, 3600.0, "How long one `dynamodb_stream_sync` run "
                             "follows its tables before the next run takes over: the default of its `run_seconds` "
                             "(decision 0020).", group="airflow")
+
+SYNC_GROUP_TABLES = _declare("DYNADEX_SYNC_GROUP_TABLES", INT, 64, "At most this many quiet tables share one "
+                             "`sync` task of `dynamodb_stream_sync` (one process while any is read; deferred to "
+                             "the triggerer while all are quiet); 1 gives every table its own task.",
+                             group="airflow")
+
+BUSY_RECORDS_PER_SECOND = _declare("DYNADEX_BUSY_RECORDS_PER_SECOND", FLOAT, 100.0, "A table whose last sync "
+                                   "run read more records a second than this is busy: the next run gives it a "
+                                   "`sync` task of its own.", group="airflow")
+
+QUIET_NOTE_SECONDS = _declare("DYNADEX_QUIET_NOTE_SECONDS", FLOAT, 3600.0, "A deferred sync group resumes at "
+                              "least this often to note its quiet tables caught up (far below the stream's 24 h "
+                              "retention, so idleness is never taken for a gap).", group="airflow")
 
 MAINTENANCE_SCHEDULE = _declare("DYNADEX_MAINTENANCE_SCHEDULE", STR, "@daily", "The schedule of "
                                 "`dynadex_maintenance` (an Airflow schedule: cron or preset).", group="airflow")

@@ -191,6 +191,7 @@ def sync(target: dict) -> dict:
 
 
 def gather(outcomes) -> dict:
-    """The mapped syncs' outcomes -> every table's health, and the confs ``bootstrap_again`` maps over."""
-    got = [SyncOutcome.from_dict(o) for o in outcomes or []]
+    """The mapped syncs' outcomes (one per table, or a list per group of tables) -> every table's health, and the confs ``bootstrap_again`` maps over."""
+    flat = [o for group in outcomes or [] for o in (group if isinstance(group, list) else [group])]  # groups' lists
+    got = [SyncOutcome.from_dict(o) for o in flat]
     return {"health": [o.health for o in got], "needs_bootstrap": [o.bootstrap for o in got if o.bootstrap]}

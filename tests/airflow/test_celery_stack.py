@@ -122,6 +122,10 @@ def test_ingest_runs_on_celery_with_postgres_redis_and_s3(postgres_server, redis
             "DYNADEX_TASK_RETRIES": "0",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",  # 8 slots: six sync tasks at once, plus list_tables
             "DYNADEX_SYNC_RUN_SECONDS": "8",
+            # one task per table, reading all run (decision 0037 would share one deferred task among these six
+            # quiet tables; tests/airflow/test_quiet_tables.py covers that)
+            "DYNADEX_SYNC_GROUP_TABLES": "1",
+            "DYNADEX_QUIET_AFTER_SECONDS": "3600",
             "DYNADEX_BUILD_THREADS": "2",
         }
         airflow("db", "migrate", env=env, timeout=300)

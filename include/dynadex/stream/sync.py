@@ -133,6 +133,10 @@ class SyncSettings:
     """GetRecords through ``stream.get_records`` (botocore's signer, pool and retry rules, without its per-call
     pipeline: ~0.5 ms less CPU per empty answer, 3x less on a page of records; decision 0024); 0 calls the
     boto3 client's method."""
+    idle_end_seconds: float = 0.0
+    """A run ends once it has found nothing new for this long, on a pass at the tip (``stats["quiet"]``): a
+    table followed with others (``stream.fleet``) is then probed instead of read. 0 (the command's default):
+    the run lasts its window."""
     stop_check_seconds: float = _from(declared.STOP_CHECK_SECONDS)
     """How often a run with a ``should_stop`` asks it (after a batch): a run that is no longer wanted (another
     run waits to follow a new table) ends at that batch boundary, not at its window's end."""
@@ -499,6 +503,7 @@ class TableSync:
         last_refresh = run_started = time.time()
         last_stop_check = last_refresh
         last_note = 0.0
+        last_news = time.time()  # the last pass that read something (idle_end_seconds counts from it)
         while True:
             changes: list[Change] = []
             touched: dict[str, ShardCursor] = {}
@@ -594,6 +599,13 @@ class TableSync:
                     self._note_final(at_tip, batch_started, last_note)
                     return self.stats
             elif not until_caught_up and now >= until:
+                self._note_final(at_tip, batch_started, last_note)
+                return self.stats
+            if progressed:
+                last_news = now
+            elif (self.settings.idle_end_seconds > 0 and at_tip and not until_caught_up
+                  and now - last_news >= self.settings.idle_end_seconds):
+                self.stats["quiet"] = 1  # nothing new for idle_end_seconds: the caller probes it from now on
                 self._note_final(at_tip, batch_started, last_note)
                 return self.stats
             if should_stop is not None and now - last_stop_check >= self.settings.stop_check_seconds:
