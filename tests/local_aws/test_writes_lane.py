@@ -139,7 +139,8 @@ def _script(endpoint: str) -> tuple[list[tuple], list, list]:
     ddb.create_table(TableName="Indexed", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                                            {"AttributeName": "g", "AttributeType": "N"}],
-                     GlobalSecondaryIndexes=[{"IndexName": "byG", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                     GlobalSecondaryIndexes=[{"IndexName": "byG",
+                                              "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
                                               "Projection": {"ProjectionType": "ALL"}}],
                      BillingMode="PAY_PER_REQUEST")
     host = urlparse(endpoint)
@@ -162,7 +163,8 @@ def _script(endpoint: str) -> tuple[list[tuple], list, list]:
 
     call({"RequestItems": {"Lane": [put(f"a{i}", n={"N": f"{i}.50"}, s={"SS": ["y", "x"]}) for i in range(25)]}})
     call({"RequestItems": {"Lane": [put("a1", n={"N": "1.5"}, s={"SS": ["x", "y"]}), delete("a2"), delete("zz"),
-                                    put("b", bin={"B": "AP8="}, bs={"BS": ["AQ==", "AA=="]}, m={"M": {"": {"N": "1E+2"}}})],
+                                    put("b", bin={"B": "AP8="}, bs={"BS": ["AQ==", "AA=="]},
+                                        m={"M": {"": {"N": "1E+2"}}})],
                            "Other": [put("o", l={"L": [{"NULL": True}, {"BOOL": False}]})]},
           "ReturnConsumedCapacity": "TOTAL"})
     call({"RequestItems": {"Lane": [put("c", n={"N": "-0"}), put("d", n={"N": "123456789012345678901234567890.5"})]},
