@@ -23,6 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 import uuid
@@ -39,6 +40,16 @@ SERVICE_IDENTITY = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
 MAX_RECORDS = 1000
 MAX_BYTES = 1 << 20
 _EVENT_IDS = random.Random()  # event ids need not be secret, only distinct: cheaper than uuid4's os.urandom
+
+
+def _seq(record) -> int:
+    return record.seq
+
+
+def _holds(shard, n: int) -> bool:
+    """Does the shard hold a record of sequence number ``n``? (its records are in sequence order)"""
+    i = bisect.bisect_left(shard.records, n, key=_seq)
+    return i < len(shard.records) and shard.records[i].seq == n
 
 
 def _error(code: str, message: str) -> JsonRESTError:
@@ -252,7 +263,7 @@ class Stream:
             if n < shard.start_seq or (shard.end_seq is not None and n > shard.end_seq) or (
                     shard.end_seq is None and shard.records and n > shard.records[-1].seq) or (
                     shard.records and shard.records[0].seq <= n <= shard.records[-1].seq
-                    and n not in {r.seq for r in shard.records}):
+                    and not _holds(shard, n)):
                 # a number this shard never gave out (another shard's, or a made-up one)
                 raise _error("ValidationException", f"Invalid SequenceNumber {seq} for shard {shard_id}")
         elif kind == "AT_TIMESTAMP":
@@ -275,9 +286,11 @@ class Stream:
         if it.position < shard.trimmed_before:
             raise _error("TrimmedDataAccessException", f"Records of shard {it.shard_id} at this iterator were trimmed")
         out, size, last = [], 0, None
-        for rec in shard.records:
-            if rec.seq < it.position:
-                continue
+        # records are in sequence order: start at the first at or after the position (a scan from the shard's
+        # start made each GetRecords cost the shard's length: 82 us per record served at 2 M records)
+        records = shard.records
+        for k in range(bisect.bisect_left(records, it.position, key=_seq), len(records)):
+            rec = records[k]
             if len(out) >= limit or (out and size + rec.size > MAX_BYTES):
                 break
             out.append(rec.body)
