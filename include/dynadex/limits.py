@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from decimal import Decimal, InvalidOperation
 
 from dynadex.errors import AttributeValueError
@@ -28,6 +29,7 @@ MAX_ITEM_BYTES = 400 * 1024  # "400 KB": names and values included
 MAX_DEPTH = 32  # nested levels of maps and lists
 MAX_NAME_BYTES = 65535  # attribute names are 1 byte to 64 KB
 _TAGS = ("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL")
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # no exponent: its significant digits are its digits
 
 
 def _binary_size(v) -> int:
@@ -40,6 +42,9 @@ def _binary_size(v) -> int:
 
 
 def _number_size(text) -> int:
+    if type(text) is str and _PLAIN_NUMBER.fullmatch(text):  # the common case, without a Decimal
+        digits = text.lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
     try:
         value = Decimal(str(text))
     except InvalidOperation:
@@ -53,11 +58,25 @@ def _number_size(text) -> int:
 
 def value_size(av: dict) -> int:
     """DynamoDB's size of one attribute value."""
-    ((tag, v),) = ((t, x) for t, x in av.items() if t in _TAGS and x is not None)
+    if len(av) == 1:  # the common case: one tag, read without a generator
+        for tag, v in av.items():
+            pass
+    else:
+        ((tag, v),) = ((t, x) for t, x in av.items() if t in _TAGS and x is not None)
     if tag == "S":
-        return len(v.encode())
+        return len(v) if v.isascii() else len(v.encode())
     if tag == "N":
         return _number_size(v)
+    if tag == "M":
+        total = 3
+        for k, x in v.items():
+            total += (len(k) if k.isascii() else len(k.encode())) + value_size(x) + 1
+        return total
+    if tag == "L":
+        total = 3
+        for x in v:
+            total += value_size(x) + 1
+        return total
     if tag == "B":
         return _binary_size(v)
     if tag in ("BOOL", "NULL"):
@@ -66,16 +85,15 @@ def value_size(av: dict) -> int:
         return sum(len(m.encode()) for m in v)
     if tag == "NS":
         return sum(_number_size(m) for m in v)
-    if tag == "BS":
-        return sum(_binary_size(m) for m in v)
-    if tag == "L":
-        return 3 + sum(value_size(x) + 1 for x in v)
-    return 3 + sum(len(k.encode()) + value_size(x) + 1 for k, x in v.items())
+    return sum(_binary_size(m) for m in v)  # BS
 
 
 def item_size(image: dict) -> int:
     """Bytes DynamoDB counts for an item: every attribute name (UTF-8) plus its value."""
-    return sum(len(k.encode()) + value_size(v) for k, v in image.items())
+    total = 0
+    for k, v in image.items():
+        total += (len(k) if k.isascii() else len(k.encode())) + value_size(v)
+    return total
 
 
 def _too_deep(av: dict, level: int) -> list | None:

@@ -418,6 +418,10 @@ LOCAL_AWS_TTL_INTERVAL_SECONDS = _declare("DYNADEX_LOCAL_AWS_TTL_INTERVAL_SECOND
 LOCAL_AWS_STREAMS_LANE = _declare("DYNADEX_LOCAL_AWS_STREAMS_LANE", INT, 1, "1: DynamoDB Streams' reads are "
                                   "answered without moto's dispatch; 0: through moto.", group="emulator")
 
+LOCAL_AWS_WRITES_LANE = _declare("DYNADEX_LOCAL_AWS_WRITES_LANE", INT, 1, "1: BatchWriteItem (and the bulk "
+                                  "`POST /_dynadex/batch-writes`) is answered without moto's dispatch "
+                                  "(`local_aws/writes_lane.py`); 0: through moto (no bulk path).", group="emulator")
+
 LOCAL_AWS_KEEP_ALIVE = _declare("DYNADEX_LOCAL_AWS_KEEP_ALIVE", INT, 1, "1: HTTP connections stay open between "
                                 "requests, as AWS keeps them; 0: closed after each answer.", group="emulator")
 

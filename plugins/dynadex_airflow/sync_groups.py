@@ -56,11 +56,21 @@ def busy_tables(health: list | None, above: float | None = None) -> set:
     """(store, table) of each table a run's health says read more than ``above`` records a second."""
     above = settings.BUSY_RECORDS_PER_SECOND.read() if above is None else above
     out = set()
-    for h in health or []:
+    for h in _entries(health):
         seconds = h.get("followed_seconds")
         if seconds and h.get("records_read", 0) / seconds > above:
             out.add((h.get("store_given"), h["table"]))
     return out
+
+
+def _entries(health) -> list[dict]:
+    """The per-table health dicts in what ``xcom_pull`` returned: one run's list, or (Airflow 3 with
+    ``include_prior_dates``) a list of several runs' lists, nested as it comes; anything else is left out."""
+    if isinstance(health, dict):
+        return [health]
+    if isinstance(health, (list, tuple)):
+        return [h for item in health for h in _entries(item)]
+    return []
 
 
 def pack(work: list[SyncTarget], busy: set, size: int | None = None) -> list[SyncGroup]:

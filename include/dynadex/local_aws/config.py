@@ -30,6 +30,7 @@ class Knobs:
     pitr_window_seconds: float = _knob(settings.LOCAL_AWS_PITR_WINDOW_SECONDS)  # how far back PITR reaches
     ttl_interval_seconds: float = _knob(settings.LOCAL_AWS_TTL_INTERVAL_SECONDS)  # how often the TTL sweeper runs
     streams_lane: int = _knob(settings.LOCAL_AWS_STREAMS_LANE)  # Streams' reads without moto's dispatch (0: moto)
+    writes_lane: int = _knob(settings.LOCAL_AWS_WRITES_LANE)  # BatchWriteItem without moto's dispatch (0: moto)
     keep_alive: int = _knob(settings.LOCAL_AWS_KEEP_ALIVE)  # keep HTTP connections open (0: close after each)
     test_clock: int = _knob(settings.LOCAL_AWS_TEST_CLOCK)  # 1: tests may move its clock forward (clock.py)
 
@@ -47,6 +48,7 @@ class Knobs:
         knobs.stream_shards = int(knobs.stream_shards)
         knobs.rollover_records = int(knobs.rollover_records)
         knobs.streams_lane = int(knobs.streams_lane)
+        knobs.writes_lane = int(knobs.writes_lane)
         knobs.keep_alive = int(knobs.keep_alive)
         knobs.test_clock = int(knobs.test_clock)
         return knobs

@@ -12,3 +12,8 @@ class ValidationException(JsonRESTError):
 
     def __init__(self, message: str):
         super().__init__("ValidationException", message)
+
+
+class NotInLane(Exception):
+    """A request the writes lane hands on to moto's path untouched (moto answers it, its errors word for word,
+    or does what the lane does not handle); a refused bulk line reports its text."""

@@ -189,6 +189,11 @@ class ChangeFeed:
             if self.stream is not None and self.stream.enabled:
                 self.stream.append(keys, old_img, new_img, t, service)
 
+    def current_image(self, key: str) -> dict | None:
+        """The item's image after its last recorded write (None: deleted, or never written through the feed)."""
+        hist = self.history.get(key)
+        return hist[-1][1] if hist else None
+
     # exports
     def image_at(self, key: str, t: float) -> dict | None:
         """The item's image as of instant ``t`` (writes at or before ``t``)."""

@@ -15,7 +15,9 @@ We hook moto's classes from here (no fork, no vendored copy):
   (only with the test-only knob ``test_clock``);
 * ``strict.install`` wraps the DynamoDB handler's writes and reads so the
   emulator refuses what DynamoDB refuses (``validate``) and answers numbers
-  as DynamoDB does; ``patches`` holds small named fixes that belong in moto.
+  as DynamoDB does; ``patches`` holds small named fixes that belong in moto;
+* ``writes_lane`` answers BatchWriteItem (and the bulk ``/_dynadex/batch-writes``)
+  against moto's tables without moto's dispatch, exactly as moto's path would.
 
 Invariant: one lock serialises requests, the sweeper and export snapshots,
 so the history, the stream and moto's tables never disagree.
@@ -214,6 +216,10 @@ def make_app(knobs: Knobs, faults: Faults | None = None):
         from dynadex.local_aws.streams_lane import StreamsLane
 
         app = StreamsLane(app, _installed["streams"])
+    if knobs.writes_lane:
+        from dynadex.local_aws.writes_lane import WritesLane
+
+        app = WritesLane(app)
     return ClockApp(FaultsApp(app, faults or Faults()), movable=bool(knobs.test_clock))
 
 

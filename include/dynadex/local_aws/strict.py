@@ -35,6 +35,7 @@ from decimal import Decimal
 from moto.core.exceptions import JsonRESTError
 from werkzeug.exceptions import HTTPException
 
+from dynadex.gcpause import quiet
 from dynadex.local_aws import feed as feedmod
 from dynadex.local_aws import validate
 from dynadex.local_aws.errors import ValidationException
@@ -55,22 +56,37 @@ READS = {"get_item": "GetItem", "batch_get_item": "BatchGetItem", "query": "Quer
 
 
 def normal_value(av):
+    """``av`` with its numbers as DynamoDB stores them; ``av`` itself when they already are (no copy)."""
     if not isinstance(av, dict) or len(av) != 1:
         return av
     ((tag, v),) = av.items()
     if tag == "N" and isinstance(v, str):
-        return {"N": validate.normal_number(v)}
+        n = validate.normal_number(v)
+        return av if n == v else {"N": n}
     if tag == "NS" and isinstance(v, list):
-        return {"NS": [validate.normal_number(m) for m in v]}
+        ns = [validate.normal_number(m) for m in v]
+        return av if ns == v else {"NS": ns}
     if tag == "M" and isinstance(v, dict):
-        return {"M": {k: normal_value(x) for k, x in v.items()}}
+        m = normal_item(v)
+        return av if m is v else {"M": m}
     if tag == "L" and isinstance(v, list):
-        return {"L": [normal_value(x) for x in v]}
+        items = [normal_value(x) for x in v]
+        return av if all(a is b for a, b in zip(items, v)) else {"L": items}
     return av
 
 
 def normal_item(item):
-    return {k: normal_value(v) for k, v in item.items()} if isinstance(item, dict) else item
+    """An attribute map with its numbers as DynamoDB stores them; ``item`` itself when they already are."""
+    if not isinstance(item, dict):
+        return item
+    out = None
+    for k, v in item.items():
+        n = normal_value(v)
+        if n is not v:
+            if out is None:
+                out = dict(item)
+            out[k] = n
+    return item if out is None else out
 
 
 def normalise_result(body) -> None:
@@ -261,7 +277,7 @@ def _cancelled(body: dict, refused, exc):
 def _write(method, action: str):
     @functools.wraps(method)
     def wrapper(self):
-        with LOCK:
+        with LOCK, quiet():  # no collection walking the emulator's history and streams inside a write
             backend = self.dynamodb_backend
             validate.check_request(action, self.body, backend)
             normalise_request(self.body)

@@ -28,6 +28,8 @@ from dynadex.local_aws.errors import ValidationException
 HASH_KEY_MAX = 2048
 RANGE_KEY_MAX = 1024
 TAGS = ("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL")
+# at most 36 significant digits, magnitude 1E-18 .. 1E+18: always within DynamoDB's limits
+_SMALL_NUMBER = re.compile(r"-?\d{1,18}(?:\.\d{1,18})?")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 INVALID = "One or more parameter values were invalid: "
@@ -40,6 +42,9 @@ NESTING = ("Nesting Levels have exceeded supported limits: "
 ITEM_TOO_LARGE = "Item size has exceeded the maximum allowed size"
 UPDATE_TOO_LARGE = "Item size to update has exceeded the maximum allowed size"
 EMPTY_VALUE = "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"
+TOO_MANY_WRITES = "Too many items requested for the BatchWriteItem call"
+DUPLICATE_KEYS = "Provided list of item keys contains duplicates"
+BATCH_WRITE_MAX = 25
 MANY_TYPES = "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
 
 
@@ -127,7 +132,8 @@ def check_value(av, depth: int = 0) -> None:
     tag = tags[0]
     v = av[tag]
     if tag == "N":
-        number(v)
+        if type(v) is not str or not _SMALL_NUMBER.fullmatch(v):
+            number(v)
     elif tag == "S":
         if not isinstance(v, str):
             fail(f"{INVALID}A value provided for S is not a string")
@@ -261,7 +267,8 @@ def _check_put(body: dict, backend) -> None:
     table = _table(backend, body.get("TableName"))
     if table is not None:
         check_key(item, table, item=True)
-    check_image(item)
+    if item_size(item) > MAX_ITEM_BYTES:  # check_image, its values already checked by check_attributes
+        fail(ITEM_TOO_LARGE)
     _check_common(body)
 
 
@@ -279,6 +286,31 @@ def _check_keyed(body: dict, backend) -> None:
             check_value(update["Value"])
 
 
+def _key_value(av: dict):
+    ((tag, v),) = av.items()
+    return tag, (_raw_binary(v) if tag == "B" else Decimal(v) if tag == "N" else v)
+
+
+def _check_distinct_keys(requests, table) -> None:
+    """A BatchWriteItem may write each item of a table once: two puts, or a put and a delete, of one key are
+    refused (compared by value: ``1`` and ``1.0`` are one key)."""
+    if table is None or not isinstance(requests, list):
+        return
+    names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+    seen = set()
+    for request in requests:
+        if not isinstance(request, dict):
+            continue
+        inner = (request.get("PutRequest") or {}).get("Item") if "PutRequest" in request else (
+            (request.get("DeleteRequest") or {}).get("Key"))
+        if not isinstance(inner, dict):
+            continue
+        key = tuple(_key_value(inner[n]) for n in names)
+        if key in seen:
+            fail(DUPLICATE_KEYS)
+        seen.add(key)
+
+
 def check_request(action: str, body: dict, backend) -> None:
     """Every attribute value of a write request, before moto runs it."""
     if action == "PutItem":
@@ -286,12 +318,16 @@ def check_request(action: str, body: dict, backend) -> None:
     elif action in ("UpdateItem", "DeleteItem"):
         _check_keyed(body, backend)
     elif action == "BatchWriteItem":
-        for table_name, requests in (body.get("RequestItems") or {}).items():
+        batches = body.get("RequestItems") or {}
+        if sum(len(r) for r in batches.values() if isinstance(r, list)) > BATCH_WRITE_MAX:
+            fail(TOO_MANY_WRITES)
+        for table_name, requests in batches.items():
             for request in requests or []:
                 if "PutRequest" in request:
                     _check_put({"TableName": table_name, **(request["PutRequest"] or {})}, backend)
                 elif "DeleteRequest" in request:
                     _check_keyed({"TableName": table_name, **(request["DeleteRequest"] or {})}, backend)
+            _check_distinct_keys(requests, _table(backend, table_name))
     elif action == "TransactWriteItems":
         for entry in body.get("TransactItems") or []:
             for kind, op in entry.items():
