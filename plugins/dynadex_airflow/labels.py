@@ -23,5 +23,4 @@ def chunk_label(spec) -> str:
 FILTERS = {"dynadex_chunk_label": chunk_label}
 CHUNK_TEMPLATE = "{{ task.op_kwargs['spec'] | dynadex_chunk_label }}"
 JOB_TEMPLATE = "{{ task.op_kwargs['job']['label'] }}"  # a check job carries its label (prepare_publish)
-SYNC_TEMPLATE = "{{ task.op_kwargs['target']['label'] }}"  # a sync target carries its label (SyncTarget)
 SYNC_GROUP_TEMPLATE = "{{ task.sync_group['label'] }}"  # a sync group carries its label (SyncGroup)

@@ -28,7 +28,7 @@ from dynadex.stream.sync import SyncSettings
 from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client, store_location
 from dynadex_airflow.sync_groups import SyncGroup
-from dynadex_airflow.sync_tasks import SyncOutcome, _line, health, waiting_run
+from dynadex_airflow.sync_tasks import SyncOutcome, health, health_line, waiting_run
 from dynadex_airflow.triggers import QuietTablesTrigger
 
 
@@ -133,6 +133,6 @@ class StreamSyncOperator(BaseOperator):
                     if s.export_bucket:
                         again.update(s3_bucket=s.export_bucket, s3_prefix=s.export_prefix or "dynadex")
             h.update(store_given=t.store, followed_seconds=round(followed, 3), syncs=stats.get("syncs", 0))
-            self.log.info("%s", _line(h))
+            self.log.info("%s", health_line(h))
             out.append(SyncOutcome(h, again).to_dict())
         return out

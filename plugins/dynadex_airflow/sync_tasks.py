@@ -1,15 +1,14 @@
-"""Bodies of the dynamodb_stream_sync tasks: list the followed tables, sync ONE table for a bounded window
-(one mapped task per table, all at once), gather what they report.
+"""Bodies of the dynamodb_stream_sync tasks around the sync itself: list the followed tables, a table's
+health, gather what the sync tasks report (the sync task is ``sync_operator.StreamSyncOperator``, which
+follows a group of tables: ``sync_groups``).
 
 Invariants:
 
 * ``targets`` lists every (store, table) a run follows: a run with a store
   (a triggered one) that store, a run without (the continuous ones) every
   store an ingest has published into (``stores``), or just ``table_name``.
-  Each becomes one mapped ``sync`` task that follows only its table for the
-  whole ``run_seconds``: a table's lag does not depend on how many tables
-  are followed (before, one task followed them in turn, ``run_seconds /
-  tables`` each).
+  ``sync_groups.plan`` packs them into the mapped ``sync`` tasks: a busy
+  table alone, quiet ones of a store together (decision 0037).
 * Tasks of different tables of one store commit into one DuckLake catalog;
   each batch and its checkpoints stay one transaction, which the store runs
   again when another writer's commit got in the way (docs/decisions 0009,
@@ -19,7 +18,7 @@ Invariants:
 * A run an ingest's handover triggers (conf ``handover``) follows every
   followed store, the handed-over one included: never just the new table,
   which would leave the others unfollowed for a whole run.
-* A table's task ends early, between batches, once another run of this
+* A sync task ends early, between batches, once another run of this
   DAG is queued behind its run (``waiting_run``): with one active run at a
   time, that run starts only when this one ends.
 
@@ -39,12 +38,9 @@ from dataclasses import asdict, dataclass, field
 from dynadex.store import Store
 from dynadex.store.errors import StoreError
 from dynadex.store.reads import lag
-from dynadex.stream import SyncSettings, sync_table
-from dynadex.stream.errors import NeedsBootstrap
 from dynadex_airflow import stores as followed
 from dynadex_airflow.dag_defaults import sync_run_seconds
-from dynadex_airflow.failures import fail_fast
-from dynadex_airflow.hooks import client, store_location
+from dynadex_airflow.hooks import store_location
 
 log = logging.getLogger("dynadex.sync")
 
@@ -88,7 +84,7 @@ def health(st: Store, store: str | None, table: str, stats: dict) -> dict:
     }
 
 
-def _line(h: dict) -> str:
+def health_line(h: dict) -> str:
     lag_text = "-" if h["lag_seconds"] is None else f"{h['lag_seconds']:.3f} s"
     return (f"store {h['store']} table {h['table']}: applied {h['applied']} changes ({h['records_read']} records read, "
             f"{h['batches']} batches), lag {lag_text}{' (at the tip)' if h['caught_up'] else ''}, "
@@ -162,32 +158,6 @@ def waiting_run():
     ti = get_current_context()["ti"]
     dag_id = ti.dag_id
     return lambda: ti.get_dr_count(dag_id=dag_id, states=["queued"]) > 0
-
-
-@fail_fast
-def sync(target: dict) -> dict:
-    """Follow one table for its whole window (or until another run waits); a ``SyncOutcome`` dict."""
-    t = SyncTarget.from_dict(target)
-    ddb, streams, s3 = (client(name, t.aws_conn_id) for name in ("dynamodb", "dynamodbstreams", "s3"))
-    again = None
-    should_stop = waiting_run()
-    sync_settings = SyncSettings()
-    with Store(store_location(t.store, t.aws_conn_id), read_only=False, threads=sync_settings.threads or None) as st:
-        try:
-            stats = sync_table(st, t.table, ddb, streams, s3, seconds=t.run_seconds, should_stop=should_stop,
-                               settings=sync_settings)
-        except NeedsBootstrap as exc:
-            log.error("store %s table %s: %s", t.store or "(default)", t.table, exc)
-            state = st.table_state(t.table)
-            again = {"table_name": t.table, "store": t.store, "aws_conn_id": t.aws_conn_id}
-            if state.export_bucket:
-                again.update(s3_bucket=state.export_bucket, s3_prefix=state.export_prefix or "dynadex")
-            stats = {"needs_bootstrap": str(exc)}
-        h = health(st, t.store, t.table, stats)
-    if "needs_bootstrap" in stats:
-        h["needs_bootstrap"] = stats["needs_bootstrap"]
-    log.info("%s", _line(h))
-    return SyncOutcome(h, again).to_dict()
 
 
 def gather(outcomes) -> dict:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dynadex.store import PublishSpec, Store
 from dynadex.stream.sync import GROW_BYTES, BatchSize, SyncSettings, TableSync
-from dynadex.types import canonical_item
-from tests.support.fake_streams import ARN, ChainStream, Table
+from tests.support.fake_streams import ChainStream, Table, followed_store
 
 
 @pytest.fixture
 def store(tmp_path):
-    with Store(str(tmp_path), read_only=False) as st:
-        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
-        w.add(canonical_item({"pk": {"S": "seed"}}), 1, "test")
-        w.finish()
-        st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=1, stream_arn=ARN, stream_start_micros=0))
+    with followed_store(str(tmp_path)) as st:
         yield st
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2024-01-01T00:00:00.000"
 
@@ -85,3 +86,19 @@ class Table:
     def describe_table(self, TableName):
         return {"Table": {"TableName": TableName, "LatestStreamArn": ARN,
                           "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}}}
+
+
+@contextmanager
+def followed_store(path: str):
+    """An open writer ``Store`` at ``path`` with table ``T`` (key pk S, one seed item) published to follow the
+    stream ``ARN`` from its start: what the unit tests of the sync run it on."""
+    from dynadex.store import PublishSpec, Store
+    from dynadex.types import canonical_item
+
+    with Store(path, read_only=False) as st:
+        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
+        w.add(canonical_item({"pk": {"S": "seed"}}), 1, "test")
+        w.finish()
+        st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=1, stream_arn=ARN,
+                               stream_start_micros=0))
+        yield st

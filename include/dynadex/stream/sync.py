@@ -586,16 +586,16 @@ class TableSync:
             if until_caught_up and not progressed:
                 self.refresh()
                 if not any(c.iterator is None for c in self.readable()):  # every readable shard read to its tip
-                    if self.waiting_on_others() and now - run_started < PARENT_WAIT_SECONDS:
-                        # a shard group: a child of ours waits on another group's parent, not caught up yet
-                        time.sleep(PARENT_POLL_SECONDS)
+                    waiting = self.waiting_on_others()  # a shard group: children of ours on others' parents
+                    if waiting and now - run_started < PARENT_WAIT_SECONDS:
+                        time.sleep(PARENT_POLL_SECONDS)  # not caught up yet: the other group ends the parent
                         self.parents_elsewhere()
                         continue
-                    if self.waiting_on_others():
-                        self.stats["waiting_on_other_groups"] = len(self.waiting_on_others())
-                        log.warning("%s: group %s ends with %d shard(s) waiting on parents other groups read; "
-                                    "are the other groups of %d running?", self.table, self.group,
-                                    self.stats["waiting_on_other_groups"], self.group.count)
+                    if waiting:
+                        self.stats["waiting_on_other_groups"] = len(waiting)
+                        log.warning("%s: group %s ends with %d parent shard(s) other groups read still open; are "
+                                    "the other groups of %d running?", self.table, self.group, len(waiting),
+                                    self.group.count)
                     self._note_final(at_tip, batch_started, last_note)
                     return self.stats
             elif not until_caught_up and now >= until:

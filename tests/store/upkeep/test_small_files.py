@@ -15,7 +15,7 @@ from dynadex.store.layout.names import row_table
 from dynadex.store.upkeep import small_files
 from dynadex.stream.sync import record_changes
 from dynadex.types import canonical_item
-from tests.support.fake_streams import ARN, ChainStream, Table
+from tests.support.fake_streams import ChainStream, Table, followed_store
 from tests.support.records import key_of, rand_records
 from tests.support.store import Hooked, dump, new_store
 
@@ -362,16 +362,10 @@ def test_the_sync_folds_its_small_files_as_it_goes(tmp_path, monkeypatch):
     """A run of batches over the inline limit (one file per index each): every ``fold_every_batches`` batches
     the sync folds each index holding ``FOLD_AT_FILES`` small files, so a run never piles them up, and every
     entry is still found."""
-    from dynadex.store import PublishSpec
     from dynadex.stream.sync import SyncSettings, TableSync
 
     monkeypatch.setattr(small_files, "FOLD_AT_FILES", 3)
-    with Store(str(tmp_path), read_only=False) as st:
-        w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
-        w.add(canonical_item({"pk": {"S": "seed"}}), 1, "test")
-        w.finish()
-        st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=1, stream_arn=ARN,
-                               stream_start_micros=0))
+    with followed_store(str(tmp_path)) as st:
         sync = TableSync(st, "T", Table(), ChainStream(1, 1, per_shard=12_000, filters=True), None,
                          SyncSettings(batch_seconds=60, batch_records=1_500, overlap_seconds=0, fold_every_batches=2,
                                       backlog_batch_factor=1))  # fixed batches: 8 of them, folds between
