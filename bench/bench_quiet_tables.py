@@ -42,7 +42,8 @@ def child(store: str, tables: list[str], until: float) -> None:
     ddb, streams, s3 = client("dynamodb"), client("dynamodbstreams"), client("s3")
     keys = [(store, t) for t in tables]
     quiet = fleet.quiet_tables(keys, lambda s: s, streams, 300.0)
-    result = fleet.follow(quiet, lambda s: s, ddb, streams, s3, until=until)
+    settings = fleet.FleetSettings(group_commit=os.environ.get("BENCH_GROUP_COMMIT", "1") != "0")
+    result = fleet.follow(quiet, lambda s: s, ddb, streams, s3, until=until, settings=settings)
     print(json.dumps({"applied": sum(s.get("applied", 0) for s in result.stats.values()),
                       "syncs": sum(s.get("syncs", 0) for s in result.stats.values())}))
 
@@ -158,6 +159,7 @@ def main() -> None:
             p.terminate()
             p.wait()
         lags, missing, steady, last = [], 0, [], []  # steady: writes sent 10 s or more into the busy phase
+        windows: dict[int, list] = {}  # 10 s of the busy phase -> lags of the writes sent in it (None: missing)
         busy_start = busy_end - args.seconds
         with Store(store) as st:
             for n in names:
@@ -166,6 +168,8 @@ def main() -> None:
                 for (table, k), t0 in sent.items():
                     if table != n:
                         continue
+                    windows.setdefault(int((t0 - busy_start) // 10), []).append(
+                        got[k] / 1e9 - t0 if k in got else None)
                     if k in got:
                         lags.append(got[k] / 1e9 - t0)
                         if t0 >= busy_start + 10:
@@ -185,7 +189,11 @@ def main() -> None:
                "lag_max_s": round(lags[-1], 3) if lags else None,
                "steady_lag_p50_s": round(pct(steady, 0.5), 3), "steady_lag_p99_s": round(pct(steady, 0.99), 3),
                "last_60s_lag_p50_s": round(pct(last, 0.5), 3), "last_60s_lag_p99_s": round(pct(last, 0.99), 3),
-               "last_60s_writes": len([1 for (n, k), t0 in sent.items() if t0 >= busy_end - 60])}
+               "last_60s_writes": len([1 for (n, k), t0 in sent.items() if t0 >= busy_end - 60]),
+               # per 10 s of sending: p99 of the applied writes' lag, and how many were never applied
+               "p99_by_10s": [round(pct(sorted(x for x in w if x is not None), 0.99), 1)
+                              for _, w in sorted(windows.items())],
+               "missing_by_10s": [sum(x is None for x in w) for _, w in sorted(windows.items())]}
         print(json.dumps(out))
 
 

@@ -8,9 +8,10 @@ type-conflict rule, ``publish`` and ``changes`` for the two ways data gets in.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 from dynadex.store import reads
-from dynadex.store.apply.changes import Change, apply_changes, preshape
+from dynadex.store.apply.changes import Change, TableBatch, apply_batches, apply_changes, preshape
 from dynadex.store.bulk.chunk_writer import ChunkWriter
 from dynadex.store.bulk.prepare import PublishPlan
 from dynadex.store.bulk.publish import PublishSpec, publish
@@ -94,6 +95,15 @@ class Store:
             replace_checkpoints=replace_checkpoints, preshaped=shaped), commits=1)  # one transaction, always a
         # change (sync state)
 
+    def apply_many(self, batches: list[TableBatch]) -> list[dict]:
+        """Several tables' batches in one transaction, one commit (decision 0039): what ``apply`` does for each,
+        all or none of them. Counts per batch, in order."""
+        batches = [b if b.preshaped is not None or len(b.changes) < 2
+                   else replace(b, preshaped=preshape(self.lake, b.table, b.changes)) for b in batches]
+        tables = ", ".join(b.table for b in batches)
+        return self.lake.retrying(f"{tables}: {len(batches)} batches in one commit",
+                                  lambda: apply_batches(self.lake, batches), commits=1)
+
     def checkpoints(self, table: str) -> dict[str, Checkpoint]:
         """Shard id -> where the sync has read that shard up to."""
         return state.read_checkpoints(self.lake.con, table)
@@ -121,9 +131,11 @@ class Store:
 
         return self.lake.retrying(f"{table}: group {index}/{count} at its tip", note)
 
-    def flush_inlined(self) -> None:
-        """Small batches' inlined rows into files (the sync calls it every ``flush_every_batches`` batches)."""
+    def flush_inlined(self) -> bool:
+        """Small batches' inlined rows into files (the sync calls it every ``flush_every_batches`` batches); True:
+        flushed (a store several syncs share may skip one, ``stream.shared_store``)."""
         self.lake.retrying("flush of inlined rows", lambda: maintenance.flush_inlined(self.lake))
+        return True
 
     def fold_small_files(self, table: str, at_files: int | None = None, indexes=small_files.INDEXES, *,
                          rewrite_worn: bool = False, flush_first: bool = True) -> dict:
@@ -180,6 +192,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLocation",
+    "TableBatch",
     "TableState",
     "resolve",
 ]

@@ -12,7 +12,8 @@ Invariants:
 * Every batch commits through ``sync_table``, with its shards' checkpoints, in one transaction: exactly once
   is the sync's, unchanged (invariant 2). The tables of one store share one open ``Store`` (``SharedStore``:
   one call at a time, as the store's writer lock already made its writes), so a group opens each store
-  once, not once per table (opening one costs about a second of CPU here, and its memory).
+  once, not once per table (opening one costs about a second of CPU here, and its memory); batches of
+  several tables that are ready at once share one commit (group commit, decision 0039).
 * ``follow`` returns when ``until`` passes, when ``should_stop()`` says so (asked every
   ``stop_check_seconds``; running syncs are asked to stop too and end at a batch boundary), or, with
   ``quiet_ends``, as soon as no table is being synced and no probe has news. Every sync it started has
@@ -33,6 +34,7 @@ from dynadex import settings as declared
 from dynadex.store import Store
 from dynadex.stream.errors import NeedsBootstrap
 from dynadex.stream.probe import QuietTable, TableProbe
+from dynadex.stream.shared_store import SharedStore
 from dynadex.stream.sync import SyncSettings, sync_table
 
 log = logging.getLogger("dynadex.sync")
@@ -49,6 +51,7 @@ class FleetSettings:
     poll_seconds: float = field(default_factory=declared.QUIET_POLL_SECONDS.read)
     describe_seconds: float = field(default_factory=declared.QUIET_DESCRIBE_SECONDS.read)
     sync: SyncSettings = field(default_factory=SyncSettings)
+    group_commit: bool = True  # batches of a store's tables ready at once share a commit (decision 0039)
 
 
 @dataclass
@@ -98,25 +101,6 @@ def catch_up(keys, locate: Callable, ddb, streams, s3, settings: SyncSettings | 
     return out
 
 
-class SharedStore:
-    """One open ``Store`` used by the syncs of several tables, each call under one lock (a call is a whole
-    transaction, so the writer lock and the held catalog connection are taken and left by the same thread)."""
-
-    def __init__(self, store: Store):
-        self._store, self._lock = store, threading.RLock()
-
-    def __getattr__(self, name):
-        value = getattr(self._store, name)
-        if not callable(value):
-            return value
-
-        def locked(*args, **kwargs):
-            with self._lock:
-                return value(*args, **kwargs)
-
-        return locked
-
-
 class Fleet:
     def __init__(self, tables: list[QuietTable], locate: Callable, ddb, streams, s3, settings: FleetSettings):
         self.locate, self.ddb, self.streams, self.s3, self.settings = locate, ddb, streams, s3, settings
@@ -130,7 +114,9 @@ class Fleet:
         with self.opening:
             if store not in self.stores:
                 self.stores[store] = SharedStore(Store(self.locate(store), read_only=False,
-                                                       threads=self.settings.sync.threads or None))
+                                                       threads=self.settings.sync.threads or None),
+                                                 flush_every=self.settings.sync.flush_every_batches,
+                                                 group_commit=self.settings.group_commit)
             return self.stores[store]
 
     def close(self) -> None:
@@ -143,7 +129,8 @@ class Fleet:
 
     def _sync_one(self, key: Key, until: float):
         store, table = key
-        sync_settings = replace(self.settings.sync, idle_end_seconds=self.settings.quiet_after_seconds)
+        sync_settings = replace(self.settings.sync, idle_end_seconds=self.settings.quiet_after_seconds,
+                                refresh_seconds=max(self.settings.sync.refresh_seconds, self.settings.describe_seconds))
         st = self._store(store)
         try:
             stats = sync_table(st, table, self.ddb, self.streams, self.s3, seconds=max(0.01, until - time.time()),

@@ -84,19 +84,69 @@ def preshape(lake: Lake, table: str, changes: list[Change]) -> Preshaped | None:
         return None
 
 
+@dataclass(frozen=True)
+class TableBatch:
+    """One table's batch: its changes, the checkpoints they reach, and what else its transaction records.
+
+    ``force`` applies without the version check (recovery images are authoritative as of their window's
+    end); ``state_updates`` sets columns of the table's sync state in the same transaction;
+    ``replace_checkpoints`` drops every other checkpoint of the table (a new stream after recovery);
+    ``preshaped`` (``preshape`` of the same changes) is used when every upsert won the version check."""
+
+    table: str
+    changes: list[Change]
+    checkpoints: list[Checkpoint] = ()
+    event: tuple[str, dict] | None = None
+    force: bool = False
+    state_updates: dict | None = None
+    replace_checkpoints: bool = False
+    preshaped: Preshaped | None = None
+
+
 def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: list[Checkpoint] = (),
                   *, event: tuple[str, dict] | None = None, force: bool = False,
                   state_updates: dict | None = None, replace_checkpoints: bool = False,
                   reference: bool = False, preshaped: Preshaped | None = None) -> dict:
-    """Apply ``changes`` and store ``checkpoints`` atomically; return counts.
+    """Apply ``changes`` and store ``checkpoints`` atomically (``TableBatch`` says what each option does);
+    return counts. ``reference`` shapes item by item with ``Shaped.add`` (the code the batch shaper must
+    equal; decision 0019)."""
+    batch = TableBatch(table, changes, list(checkpoints), event, force, state_updates, replace_checkpoints, preshaped)
+    return apply_batches(lake, [batch], reference=reference)[0]
 
-    ``force`` applies without the version check (recovery images are authoritative as of their window's
-    end); ``state_updates`` sets columns of the table's sync state in the same transaction;
-    ``replace_checkpoints`` drops every other checkpoint of the table (a new stream after recovery).
-    ``reference`` shapes item by item with ``Shaped.add`` (the code the batch shaper must equal; decision 0019).
-    ``preshaped`` (``preshape`` of the same changes) is used when every upsert won the version check.
-    """
+
+def apply_batches(lake: Lake, batches: list[TableBatch], *, reference: bool = False) -> list[dict]:
+    """Apply several tables' batches in ONE transaction (one commit for all: decision 0039), each as
+    ``apply_changes`` would alone; counts per batch. A table appears at most once: its batch's version
+    checks read what the index held before the transaction."""
+    tables = [b.table for b in batches]
+    if len(set(tables)) != len(tables):
+        raise ValueError(f"one batch per table in a transaction, got {tables}")
     settle()
+    # the cached registries only where Lake.retrying checked that no other writer committed since this
+    # connection's last write
+    registries = {t: (Registry(list(lake.registries[t])) if lake.fresh and t in lake.registries else None)
+                  for t in tables}
+    # alone, a batch records its checkpoints and sync state with its own statements; several batches record
+    # theirs together (state.note_batches), except one that also replaces checkpoints or sets state
+    alone = [len(batches) < 2 or bool(b.replace_checkpoints or b.state_updates) for b in batches]
+    together = [b for b, own in zip(batches, alone) if not own]
+    with lake.transaction(keep_registries=True):
+        applied = [_apply_in_transaction(lake, b, registries, reference, own) for b, own in zip(batches, alone)]
+        if together:
+            state.note_batches(lake.con, [(b.table, list(b.checkpoints),
+                                           max((c.version for c in b.changes), default=None)) for b in together])
+    # committed: each registry as it now is serves this connection's next batch (loading it costs one
+    # DuckLake statement, ~7-20 ms of a small batch); a fresh connection after another writer's commit
+    # (Lake.retrying) or any other kind of transaction drops them
+    for table, registry in registries.items():
+        if registry is not None:
+            lake.registries[table] = tuple(registry.columns)
+    return applied
+
+
+def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference: bool, record_state: bool) -> dict:
+    table, changes, checkpoints, force, preshaped = b.table, b.changes, b.checkpoints, b.force, b.preshaped
+    registry = registries[table]
     key_names, key_types = lake.key_spec(table)
     prefix = lake.key_prefix(table)  # None: published before the indexes held key order numbers
     last: dict[str, Change] = {}
@@ -105,82 +155,74 @@ def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: li
     con = lake.con
     applied = {"upserts": 0, "deletes": 0, "stale": 0, "columns_added": 0}
     newest = max((c.version for c in changes), default=None)
-    # the cached registry only where Lake.retrying checked that no other writer committed since this
-    # connection's last write; taken before the transaction, which empties the cache
-    cached = lake.registries.get(table) if lake.fresh else None
-    registry = Registry(list(cached)) if cached is not None else None
-    with lake.transaction():
-        _ensure_write_ids(lake, table)
-        if last and (reference or len(last) <= IN_LIST_KEYS):
-            # the reference path keeps the plain statements (tests, bench); small tables gain nothing
-            rows = 0 if reference or len(last) < 2 else lake.rows_estimate(table)
-            narrow = not reference and len(last) > 1 and worth_it(rows)
-            most = order_keys(rows)  # key order numbers prune exactly: more keys than the key columns
-            stored = dict(_keyed(con, f"SELECT r.key, r.version FROM {row_table(table)} r", "r.key", list(last),
-                                 _row_narrowing(key_names, prefix, list(last), [c.keys for c in last.values()], "r",
-                                                most) if narrow else None))
-            winners = {}
-            for key, ch in last.items():
-                old = stored.get(key)
-                if old is not None and ch.version < old and not force:
-                    applied["stale"] += 1
-                    continue
-                winners[key] = ch
-            if winners:
-                # only keys the index holds have rows to remove; their inverted entries stay, superseded by
-                # the new write id (store/layout/writes.py), until maintenance prunes them
-                present = [k for k in winners if k in stored]
-                if present:
-                    keys = [winners[k].keys for k in present]
-                    _keyed(con, f"DELETE FROM {row_table(table)} AS t", "t.key", present,
-                           _row_narrowing(key_names, prefix, present, keys, "t", most) if narrow else None)
-                    _keyed(con, f"DELETE FROM {column_table(table)} AS t", f"t.{quote(KEY_COLUMN)}", present,
-                           _column_narrowing(key_names, prefix, present, keys, registry, most) if narrow else None)
-        elif last:
-            winners = _replace_many(con, table, last, force)
-            applied["stale"] = len(last) - len(winners)
-        if last and winners:
-            if reference:  # the item-by-item path the fast one must equal (tests, bench)
-                shaped = Shaped()
-                for key, ch in winners.items():
-                    if ch.item is None:
-                        applied["deletes"] += 1
-                    else:
-                        if any(ch.item.get(k) != ch.keys.get(k) for k in key_names):
-                            raise KeyError_(f"change for key {key} carries an item with another key")
-                        shaped.add(ch.item, key_names, ch.version, ch.origin, key_types, key=key)
-                        applied["upserts"] += 1
-            else:
-                upserts = []
-                for key, ch in winners.items():
-                    if ch.item is None:
-                        applied["deletes"] += 1
-                    else:
-                        check_keys(ch.item, ch.keys, key_names, key)
-                        upserts.append((key, ch.item, ch.version, ch.origin))
-                applied["upserts"] = len(upserts)
-                if preshaped is not None and preshaped.keys == tuple(u[0] for u in upserts):
-                    shaped = preshaped.shaped  # shaped before the transaction: nothing lost the version check
+    _ensure_write_ids(lake, table)
+    if last and (reference or len(last) <= IN_LIST_KEYS):
+        # the reference path keeps the plain statements (tests, bench); small tables gain nothing
+        rows = 0 if reference or len(last) < 2 else lake.rows_estimate(table)
+        narrow = not reference and len(last) > 1 and worth_it(rows)
+        most = order_keys(rows)  # key order numbers prune exactly: more keys than the key columns
+        stored = dict(_keyed(con, f"SELECT r.key, r.version FROM {row_table(table)} r", "r.key", list(last),
+                             _row_narrowing(key_names, prefix, list(last), [c.keys for c in last.values()], "r",
+                                            most) if narrow else None))
+        winners = {}
+        for key, ch in last.items():
+            old = stored.get(key)
+            if old is not None and ch.version < old and not force:
+                applied["stale"] += 1
+                continue
+            winners[key] = ch
+        if winners:
+            # only keys the index holds have rows to remove; their inverted entries stay, superseded by
+            # the new write id (store/layout/writes.py), until maintenance prunes them
+            present = [k for k in winners if k in stored]
+            if present:
+                keys = [winners[k].keys for k in present]
+                _keyed(con, f"DELETE FROM {row_table(table)} AS t", "t.key", present,
+                       _row_narrowing(key_names, prefix, present, keys, "t", most) if narrow else None)
+                _keyed(con, f"DELETE FROM {column_table(table)} AS t", f"t.{quote(KEY_COLUMN)}", present,
+                       _column_narrowing(key_names, prefix, present, keys, registry, most) if narrow else None)
+    elif last:
+        winners = _replace_many(con, table, last, force)
+        applied["stale"] = len(last) - len(winners)
+    if last and winners:
+        if reference:  # the item-by-item path the fast one must equal (tests, bench)
+            shaped = Shaped()
+            for key, ch in winners.items():
+                if ch.item is None:
+                    applied["deletes"] += 1
                 else:
-                    with quiet():
-                        shaped = shape_batch(upserts, key_names, key_types)
-            if len(shaped):
-                if registry is None:
-                    registry = state.load_registry(con, table)
-                applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id(), registry,
-                                                   reference=reference)
-        if replace_checkpoints:
+                    if any(ch.item.get(k) != ch.keys.get(k) for k in key_names):
+                        raise KeyError_(f"change for key {key} carries an item with another key")
+                    shaped.add(ch.item, key_names, ch.version, ch.origin, key_types, key=key)
+                    applied["upserts"] += 1
+        else:
+            upserts = []
+            for key, ch in winners.items():
+                if ch.item is None:
+                    applied["deletes"] += 1
+                else:
+                    check_keys(ch.item, ch.keys, key_names, key)
+                    upserts.append((key, ch.item, ch.version, ch.origin))
+            applied["upserts"] = len(upserts)
+            if preshaped is not None and preshaped.keys == tuple(u[0] for u in upserts):
+                shaped = preshaped.shaped  # shaped before the transaction: nothing lost the version check
+            else:
+                with quiet():
+                    shaped = shape_batch(upserts, key_names, key_types)
+        if len(shaped):
+            if registry is None:
+                registry = state.load_registry(con, table)
+            applied["columns_added"] = _insert(lake, table, key_types, shaped, next_write_id(), registry,
+                                               reference=reference)
+    if record_state:  # else apply_batches records it with the other tables' (state.note_batches)
+        if b.replace_checkpoints:
             state.replace_checkpoints(con, table, checkpoints)
         elif checkpoints:
             state.store_checkpoints(con, table, checkpoints)
-        state.note_batch(con, table, newest, state_updates)
-        if event is not None:
-            state.record_event(con, table, event[0], event[1])
-    # committed: the registry as it now is serves this connection's next batch (loading it costs one
-    # DuckLake statement, ~15-20 ms of a small batch); any other transaction, or a fresh connection after
-    # another writer's commit (Lake.retrying), drops it
-    if registry is not None:
-        lake.registries[table] = tuple(registry.columns)
+        state.note_batch(con, table, newest, b.state_updates)
+    if b.event is not None:
+        state.record_event(con, table, b.event[0], b.event[1])
+    registries[table] = registry
     return applied
 
 

@@ -259,6 +259,41 @@ def note_batch(con, table: str, newest_micros: int | None, updates: dict | None 
     con.execute(f"UPDATE {TABLES} SET {', '.join(sets)} WHERE table_name = ?", [*values, table])
 
 
+def note_batches(con, batches: list[tuple[str, list[Checkpoint], int | None]]) -> None:
+    """Several tables' stream batches committed in one transaction (decision 0039), each as ``store_checkpoints``
+    then ``note_batch`` (no ``updates``) would record it alone, in three statements for all of them rather than
+    three per table: at 50 tables a commit, 12 ms of each table's 40 went to these statements."""
+    cps = [(table, c) for table, checkpoints, _ in batches for c in checkpoints]
+    if cps:
+        con.register("dynadex_cps", pa.table({
+            "table_name": pa.array([t for t, _ in cps], pa.string()),
+            "shard_id": pa.array([c.shard_id for _, c in cps], pa.string()),
+            "parent_shard_id": pa.array([c.parent_shard_id for _, c in cps], pa.string()),
+            "sequence_number": pa.array([c.sequence_number for _, c in cps], pa.string()),
+            "ended": pa.array([c.ended for _, c in cps], pa.bool_()),
+        }))
+        try:
+            con.execute(f"DELETE FROM {CHECKPOINTS} WHERE (table_name, shard_id) IN "
+                        "(SELECT (table_name, shard_id) FROM dynadex_cps)")
+            con.execute(f"INSERT INTO {CHECKPOINTS} (table_name, shard_id, parent_shard_id, sequence_number, "
+                        "ended, updated_at) SELECT table_name, shard_id, parent_shard_id, sequence_number, ended, "
+                        "now() FROM dynadex_cps")
+        finally:
+            con.unregister("dynadex_cps")
+    con.register("dynadex_batches", pa.table({
+        "table_name": pa.array([t for t, _, _ in batches], pa.string()),
+        "newest": pa.array([n for _, _, n in batches], pa.int64()),
+    }))
+    try:
+        con.execute(f"UPDATE {TABLES} SET synced_at = now(), "
+                    "last_applied_at = CASE WHEN b.newest IS NULL THEN last_applied_at ELSE now() END, "
+                    "last_change_micros = CASE WHEN b.newest IS NULL THEN last_change_micros "
+                    "ELSE greatest(coalesce(last_change_micros, 0), b.newest) END "
+                    f"FROM dynadex_batches b WHERE {TABLES}.table_name = b.table_name")
+    finally:
+        con.unregister("dynadex_batches")
+
+
 def note_group_tip(con, table: str, index: int, count: int, micros: int) -> int | None:
     """Shard group ``index`` of ``count`` found its shards at their tip at ``micros``. When every group of that
     count has said so, the table is caught up to the oldest of their instants: noted (``note_caught_up``) and
