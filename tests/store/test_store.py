@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from dynadex.store import Change, Store
+from dynadex.store import Change, Checkpoint, Store
 from dynadex.store.errors import QueryError, StoreError
 from dynadex.store.layout.names import name_text
 from dynadex.types import canonical_item, canonical_json
@@ -155,3 +155,17 @@ def test_number_and_binary_keys(tmp_path):
             w.add(canonical_item({"id": {"S": "x"}, "ts": {"B": "AQ=="}}), 1, "t")
         with pytest.raises(ValueError, match="no key attribute 'ts'"):
             w.add(canonical_item({"id": {"N": "1"}}), 1, "t")
+
+
+def test_the_followed_tables_are_read_together_as_each_alone(tmp_path):
+    for t in ("A", "B"):
+        publish_items(tmp_path, t, [{"pk": {"S": "a"}}])
+    with Store(str(tmp_path), read_only=False) as st:
+        st.apply("A", [], [Checkpoint("shard-1", "5"), Checkpoint("shard-2", "6", "shard-1", True)])
+        held = st.followed(["B", "A"])
+        assert list(held) == ["B", "A"]
+        for t in ("A", "B"):
+            assert held[t] == (st.table_state(t), st.checkpoints(t))
+        assert len(held["A"][1]) == 2 and held["B"][1] == {}
+        with pytest.raises(StoreError, match="unknown table 'C'"):
+            st.followed(["A", "C"])

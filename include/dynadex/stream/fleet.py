@@ -80,7 +80,10 @@ def quiet_tables(keys, locate: Callable, streams, overlap_seconds: float) -> lis
     out = []
     for store in dict.fromkeys(k[0] for k in keys):
         with Store(locate(store)) as st:
-            out += [QuietTable.from_store(st, store, t, overlap_seconds, streams) for s, t in keys if s == store]
+            held = st.followed([t for s, t in keys if s == store])
+        with ThreadPoolExecutor(PROBE_THREADS) as describing:  # one DescribeStream per table
+            out += describing.map(lambda t: QuietTable.from_state(store, held[t][0], held[t][1], overlap_seconds,
+                                                                   streams), list(held))
     return out
 
 

@@ -69,8 +69,13 @@ class QuietTable:
         """The table as ``store`` (a ``Store``) holds it now: its stream ARN and every checkpoint, plus each shard
         the stream lists that has none yet (a shard no record was ever read from: probed from the stream
         start, as the sync would read it)."""
-        state = store.table_state(table)
-        cps = store.checkpoints(table)
+        return cls.from_state(location, store.table_state(table), store.checkpoints(table), overlap_seconds, streams)
+
+    @classmethod
+    def from_state(cls, location: str | None, state, cps: dict, overlap_seconds: float, streams) -> "QuietTable":
+        """``from_store`` from a ``TableState`` and its checkpoints already read (``fleet.quiet_tables`` reads every
+        table's of a store in two statements)."""
+        table = state.table_name
         marks = {s: ShardMark(c.shard_id, c.sequence_number, bool(c.ended)) for s, c in cps.items()}
         if state.stream_arn:
             _, listed = describe_all(streams, state.stream_arn)

@@ -130,6 +130,23 @@ def read_table(con, table: str) -> TableState | None:
     return None if row is None else TableState.from_row([d[0] for d in cur.description], row)
 
 
+def read_tables(con, tables: list[str]) -> dict[str, TableState]:
+    """``read_table`` of several tables in one statement (those the store holds)."""
+    cur = con.execute(f"SELECT * FROM {TABLES} WHERE list_contains(?, table_name)", [list(tables)])
+    names = [d[0] for d in cur.description]
+    states = [TableState.from_row(names, r) for r in cur.fetchall()]
+    return {s.table_name: s for s in states}
+
+
+def read_checkpoints_of(con, tables: list[str]) -> dict[str, dict[str, Checkpoint]]:
+    """``read_checkpoints`` of several tables in one statement: table -> its checkpoints (every table named)."""
+    out: dict[str, dict[str, Checkpoint]] = {t: {} for t in tables}
+    for t, s, p, q, e in con.execute(f"SELECT table_name, shard_id, parent_shard_id, sequence_number, ended "
+                                     f"FROM {CHECKPOINTS} WHERE list_contains(?, table_name)", [list(tables)]).fetchall():
+        out[t][s] = Checkpoint(s, q, p, bool(e))
+    return out
+
+
 def read_checkpoints(con, table: str) -> dict[str, Checkpoint]:
     rows = con.execute(f"SELECT shard_id, parent_shard_id, sequence_number, ended FROM {CHECKPOINTS} "
                        "WHERE table_name = ?", [table]).fetchall()
