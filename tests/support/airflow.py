@@ -126,6 +126,84 @@ def resume(sdk_dag, run):
     return dr
 
 
+def forget_runs(dag_id: str) -> None:
+    """Remove ``dag_id``'s runs and task instances (earlier tests of this process ran it in the same DB)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id).delete(synchronize_session=False)
+        session.query(DagRun).filter(DagRun.dag_id == dag_id).delete(synchronize_session=False)
+
+
+def run_one(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    """Run one task instance of a run in this process, as ``dag.test()`` runs each; its state after."""
+    from airflow import settings
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.sdk import timezone
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.state import TaskInstanceState
+
+    sdk_dag = dag(dag_id)
+    session = settings.Session()
+    ti = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id,
+                                            TaskInstance.task_id == task_id,
+                                            TaskInstance.map_index == map_index).one()
+    ti.try_number += 1
+    ti.state = TaskInstanceState.SCHEDULED
+    ti.scheduled_dttm = timezone.utcnow()
+    session.commit()
+    _run_task(ti=ti, task=sdk_dag.task_dict[task_id], run_triggerer=True)
+    session.expire_all()
+    return str(session.query(TaskInstance).filter(TaskInstance.id == ti.id).one().state)
+
+
+def start_mapped_at_once(run, task_id: str) -> dict:
+    """Start every (cleared) mapped instance of ``task_id`` in ``run`` at once, each in a process of its own, as
+    workers run them (``dag.test()`` runs them one after another): the processes, by map index (``finish``)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    with create_session() as session:
+        dr = session.query(DagRun).filter(DagRun.dag_id == run.dag_id, DagRun.run_id == run.run_id).one()
+        dr.state = DagRunState.RUNNING
+        indexes = sorted(ti.map_index for ti in dr.get_task_instances(session=session) if ti.task_id == task_id)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (ROOT / "include", ROOT / "plugins", ROOT))}
+    return {i: subprocess.Popen([sys.executable, "-c", "import sys; from tests.support.airflow import run_one; "
+                                 "print('state', run_one(*sys.argv[1:4], int(sys.argv[4])))",
+                                 run.dag_id, run.run_id, task_id, str(i)], env=env, cwd=str(ROOT),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for i in indexes}
+
+
+def finish(procs: dict, timeout: float = 300) -> dict:
+    """Wait for ``start_mapped_at_once``'s processes (killed after ``timeout``): their output, by map index."""
+    out = {}
+    for i, proc in procs.items():
+        try:
+            out[i] = proc.communicate(timeout=timeout)[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return out
+
+
+def queue_another_run(dag_id: str) -> None:
+    """A run of ``dag_id`` queued behind the running one (what an ingest's handover queues): the stream DAG's
+    tasks end early for it."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    with create_session() as session:
+        session.add(DagRun(dag_id=dag_id, run_id="queued_behind", run_type=DagRunType.MANUAL, state=DagRunState.QUEUED,
+                           conf={}))
+
+
 def get(url, token=None):
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     with urllib.request.urlopen(req, timeout=10) as resp:
