@@ -70,22 +70,22 @@ def test_a_table_with_two_shard_groups_is_applied_by_two_tasks_at_once_and_a_pla
     assert sorted(g["label"] for g in planned) == ["Plain · " + store, "Split · " + store + " · group 0/2",
                                                    "Split · " + store + " · group 1/2"]
     af.clear(run, lambda ti: ti.task_id != "list_tables")
-    procs = af.start_mapped_at_once(run, "sync")
+    tasks = af.MappedAtOnce(dag, run, "sync")
 
     def applied() -> bool:  # while the tasks run: the index equals both tables
-        if any(p.poll() is not None for p in procs.values()):
-            return True  # a task ended early: failed (its output below)
+        if tasks.ended():
+            return True  # a task ended early: failed (its state below)
         with Store(store) as st:
             return all(verify(st, table, ddb).ok for table in ("Split", "Plain"))
 
     try:
-        wait_until(applied, "both tables applied by the running sync tasks", timeout=120, every=0.5)
+        wait_until(applied, "both tables applied by the running sync tasks", timeout=120, every=2)
     finally:
         af.queue_another_run(DAG_ID)  # the tasks end at a batch boundary, as for an ingest's handover
-        outputs = af.finish(procs)
+        ended = tasks.finish()
     run = af.resume(dag, run)
-    assert run.state == "success", (af.states(run), {i: o[-3000:] for i, o in outputs.items()})
-    assert all(o.strip().endswith("state success") for o in outputs.values()), outputs
+    assert ended == {0: "success", 1: "success", 2: "success"}, ended
+    assert run.state == "success", af.states(run)
 
     health = [h for i in range(3) for h in [o["health"] for o in af.xcom(run, "sync", map_index=i)]]
     split = sorted((h for h in health if h["table"] == "Split"), key=lambda h: h["shard_group"])
