@@ -16,7 +16,7 @@ from dynadex.stream.verify import verify
 from tests.support import airflow as af
 from tests.support.emulator import BUCKET
 from tests.support.poll import wait_until
-from tests.support.sync import churn, filled, no_duplicates
+from tests.support.sync import churn, converge, filled, no_duplicates
 
 pytestmark = pytest.mark.emulator(bucket=BUCKET, airflow=True, export_seconds=0.3, export_files=2, stream_shards=4,
                                   rollover_records=30, iterator_seconds=60)
@@ -107,3 +107,57 @@ def test_a_table_with_two_shard_groups_is_applied_by_two_tasks_at_once_and_a_pla
         assert report.ok, (table, report.missing[:2], report.extra[:2], report.different[:2])
         no_duplicates(store, table)
     assert through >= churned  # both groups noted their tip: the table is applied through the backlog's end
+
+
+def test_a_group_task_rerun_alone_reads_only_its_shards_and_one_of_an_old_count_reads_nothing(aws, tmp_path,
+                                                                                             monkeypatch):
+    """The count from the Variable (what the continuous runs read). A group task cleared and run again alone reads
+    its own shards only; after the count changed, a task of the old count reads nothing (two counts at once
+    would read a shard twice); a sync without groups then picks up where the groups left."""
+    from dynadex_airflow.shard_counts import VARIABLE
+
+    for k, v in SETTINGS.items():
+        monkeypatch.setenv(k, v)
+    store = str(tmp_path / "store")
+    ddb = filled(aws, "Again")
+    bootstrap.run(ddb, "Again", bucket=BUCKET, store=store, poll_seconds=0.1)
+    churn(ddb, "Again", 0, 200)
+    dag = af.dag(DAG_ID)
+    af.forget_runs(DAG_ID)
+    af.set_variable(VARIABLE, {"Again": 2})
+    try:
+        run = dag.test(run_conf={"store": store, "table_name": "Again", "run_seconds": 300},
+                       mark_success_pattern="sync|report|bootstrap_again")  # planned, not run
+        assert sorted(g["label"] for g in af.xcom(run, "list_tables")) == [f"Again · {store} · group 0/2",
+                                                                           f"Again · {store} · group 1/2"]
+        af.queue_another_run(DAG_ID)  # each task below ends at its first stop check (0.5 s)
+
+        def rerun_alone(map_index: int) -> dict:
+            af.clear(run, lambda ti: (ti.task_id, ti.map_index) == ("sync", map_index)
+                     or ti.task_id in ("report", "bootstrap_again"))
+            done = af.resume(dag, run)
+            assert done.state == "success", af.states(done)
+            [outcome] = af.xcom(done, "sync", map_index=map_index)
+            return outcome["health"]
+
+        def read_shards() -> dict:
+            with Store(store) as st:
+                return {s: cp.sequence_number for s, cp in st.checkpoints("Again").items() if cp.sequence_number}
+
+        af.set_variable(VARIABLE, {"Again": 3})  # the count changed after the run was planned
+        stale = rerun_alone(0)
+        assert stale["shard_group"] == "0/2" and stale["stale_count"] and stale["records_read"] == 0, stale
+        assert read_shards() == {}
+
+        af.set_variable(VARIABLE, {"Again": 2})
+        alone = rerun_alone(1)
+        assert alone["shard_group"] == "1/2" and alone["records_read"] > 0, alone
+        read = read_shards()
+        assert read and all(ShardGroup(1, 2).owns(s) for s in read), read  # its own shards, none of group 0's
+    finally:
+        af.set_variable(VARIABLE, None)
+        af.forget_runs(DAG_ID)
+
+    _, report = converge(store, "Again", rounds=2)  # one sync without groups: from where the group left
+    assert report.ok, (report.missing[:2], report.extra[:2], report.different[:2])
+    no_duplicates(store, "Again")

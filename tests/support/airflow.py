@@ -230,6 +230,16 @@ class MappedAtOnce:
         return dict(self.states)
 
 
+def set_variable(key: str, value) -> None:
+    """Set the Airflow Variable ``key`` to ``value`` (JSON), or delete it (None), in the metadata DB."""
+    from airflow.models.variable import Variable
+
+    if value is None:
+        Variable.delete(key)
+    else:
+        Variable.set(key, value, serialize_json=True)
+
+
 def queue_another_run(dag_id: str) -> None:
     """A run of ``dag_id`` queued behind the running one (what an ingest's handover queues): the stream DAG's
     tasks end early for it."""
