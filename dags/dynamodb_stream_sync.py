@@ -12,23 +12,22 @@ ones share one per store (up to `DYNADEX_SYNC_GROUP_TABLES`). Each mapped `sync`
 whole `run_seconds`: a table with records is read by its own sync until it has been at its tip for
 `DYNADEX_QUIET_AFTER_SECONDS`, then probed; while every table of the task is quiet, the task is **deferred** to
 the triggerer (no worker slot, no process) until one has records or its shards change. The next run resumes
-from the stored shard checkpoints.
+from the stored shard checkpoints. Within a table, its shards are read concurrently (`DYNADEX_SHARD_READERS`,
+default 16), parents before children; each batch of changes commits with its shard checkpoints in one
+transaction. The runs sync every table with a stream in every store an ingest has published into (Airflow
+Variable `dynadex_stores`; delete an entry to stop following a store), or just `table_name` / `store` when
+given. A run an ingest triggers (its handover) follows them all too, the new store included. Gaps (trimmed
+records, pruned shards, a new stream) are recovered through incremental exports inside the table's task; a gap
+beyond the PITR window starts a fresh `dynamodb_ingest` for that table (`bootstrap_again`). A task holds a
+worker slot only while one of its tables is being read (docs/decisions 0037).
 
 **Big tables: shard groups** (docs/decisions/0034, amendment). A table named in the Airflow Variable
 `dynadex_shard_groups` (a JSON object, table name -> count, e.g. `{"Orders": 4}`; or a run's `shard_groups`
 param) gets that many `sync` tasks, group `i/n` each reading the shards with `crc32(shard id) % n == i`, on
-any worker, each with its own slot, all ending at one window. A child shard whose parent another group reads
-waits for that group's commit of the parent's end. Change the count by editing the Variable: the next run
-maps the new count (a task of the old count retried later reads nothing). A gap met by a group is recovered by
-the next run, which follows that table whole once. Within a table, its shards are read concurrently (`DYNADEX_SHARD_READERS`, default 16), parents
-before children; each batch of changes commits with its shard checkpoints in one transaction. The runs sync
-every table with a stream in every
-store an ingest has published into (Airflow Variable `dynadex_stores`; delete an entry to stop following a store),
-or just `table_name` / `store` when given. A run an ingest triggers (its handover) follows them all too, the new
-store included. Gaps (trimmed records, pruned shards, a new stream) are recovered
-through incremental exports inside the table's task; a gap beyond the PITR window starts a fresh `dynamodb_ingest`
-for that table (`bootstrap_again`). A task holds a worker slot only while one of its tables is being read
-(docs/decisions 0037).
+any worker, each with its own slot for the whole run, all ending at one window. A child shard whose parent
+another group reads waits for that group's commit of the parent's end. Change the count by editing the
+Variable: the next run maps the new count (a task of the old count retried later reads nothing). A gap met by
+a group is recovered by the next run, which follows that table whole once.
 
 **Params**: `table_name` (one table, or empty: every table), `store` (one store, or empty: every followed
 store), `aws_conn_id`, `shard_groups` (table -> count, over the Variable `dynadex_shard_groups`), `run_seconds`

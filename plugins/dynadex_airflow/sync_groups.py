@@ -11,9 +11,9 @@ Invariants:
 * The shard-group tasks of one table share one window, ``ends_at``, set when the run is planned: they end
   together, so a later run (one active at a time) may change the count. A group task retried or cleared
   late ends at that window too (one pass when it is past).
-* A table whose shard group met a gap in the last run (its health says ``needs_recovery``) is followed
-  whole for one run: the whole sync recovers gaps, which one group of several may not (``GapInGroup``);
-  the run after maps its groups again.
+* A table whose shard group met a gap in the last run (its health says ``needs_recovery``; that run's health
+  only, ``latest_health``) is followed whole for one run: the whole sync recovers gaps, which one group of
+  several may not (``GapInGroup``); the run after maps its groups again.
 * A table whose last run read more than ``DYNADEX_BUSY_RECORDS_PER_SECOND`` records a second (that run's
   ``report`` health, XCom ``health``) is busy: alone in its group, so its lag does not depend on the others.
   The others are packed by store, at most ``DYNADEX_SYNC_GROUP_TABLES`` a group. A table no run has
@@ -141,13 +141,22 @@ def previous_health(ti) -> list:
         return []
 
 
+def latest_health(ti) -> list:
+    """The health the latest earlier run's ``report`` pushed, that run's only (``previous_health`` may hold every
+    kept run's): a gap a group met a week ago was recovered since (empty when there is none)."""
+    try:
+        return ti.xcom_pull(task_ids="report", key="health", include_prior_dates=True, map_indexes=-1) or []
+    except Exception as exc:  # noqa: BLE001 - without it no table is taken as recovering: its groups meet the gap again
+        log.info("no health of the last run (%s): no table is followed whole to recover a group's gap", exc)
+        return []
+
+
 def plan(params: dict, conf: dict, ti=None) -> list[dict]:
     """The groups this run's ``sync`` maps over (``SyncGroup`` dicts)."""
     work = [SyncTarget.from_dict(t) for t in targets(params, conf)]
-    health = previous_health(ti) if ti is not None else []
-    busy = busy_tables(health)
+    busy = busy_tables(previous_health(ti) if ti is not None else [])
     counts = shard_counts.counts(params, conf)
-    again = recovering(health)
+    again = recovering(latest_health(ti) if ti is not None else [])
     for t in work:
         if counts.get(t.table, 1) > 1 and (t.store, t.table) in again:
             log.warning("%s: a shard group met a gap in the last run: followed whole this run (it recovers), in "
