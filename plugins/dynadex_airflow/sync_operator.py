@@ -9,6 +9,11 @@ Hook thin, operator orchestrates, trigger only waits (the Amazon provider's patt
   (``fleet.catch_up``) and wait again, or end at the run's window; stop (another run queued), end.
 * Exactly once is unchanged: every batch commits with its checkpoints through ``sync_table``; the trigger
   reads from copies of the stored checkpoints and commits nothing.
+* A shard-group task (one table's group ``i/n``, ``SyncGroup.shard_group``; decision 0034, amendment) runs
+  ``sync_table(..., group=ShardGroup(i, n))`` until the window its table's groups share (``ends_at``), never
+  deferred: a table split in groups is busy by configuration. It reads nothing when the table's configured
+  count is no longer its own (a stale task retried or cleared after the count changed), and reports a gap
+  (``GapInGroup``) as ``needs_recovery`` so that the next run follows the table whole, which recovers.
 * It returns one ``SyncOutcome`` dict per table (health, and a bootstrap conf when a gap is beyond
   incremental export), as the one-table task did; ``sync_tasks.gather`` flattens the groups' lists.
 """
@@ -23,8 +28,10 @@ from airflow.sdk import BaseOperator
 from dynadex import settings
 from dynadex.store import Store
 from dynadex.stream import fleet
+from dynadex.stream.errors import GapInGroup, NeedsBootstrap
 from dynadex.stream.probe import QuietTable
-from dynadex.stream.sync import SyncSettings
+from dynadex.stream.sync import SyncSettings, sync_table
+from dynadex_airflow import shard_counts
 from dynadex_airflow.failures import fail_fast
 from dynadex_airflow.hooks import client, store_location
 from dynadex_airflow.sync_groups import SyncGroup
@@ -65,6 +72,8 @@ class StreamSyncOperator(BaseOperator):
     def execute(self, context):
         group = self._group()
         started = time.time()
+        if group.shard_group is not None:
+            return self._follow_shards(context, group, started)
         return self._follow(context, group, {"started": started, "window_end": started + group.run_seconds,
                                              "stats": {}}, None)
 
@@ -110,6 +119,34 @@ class StreamSyncOperator(BaseOperator):
             timeout=timedelta(seconds=max(60.0, until - now + 600)),
         )
 
+    def _follow_shards(self, context, group: SyncGroup, started: float) -> list:
+        """One shard group of one table until the window its table's groups share, with its own store."""
+        t, own = group.targets[0], group.shard_group
+        state: dict = {"started": started, "stats": {}}
+        configured = shard_counts.counts(context.get("params"), dict(context["dag_run"].conf or {})).get(t.table, 1)
+        if configured != own.count:
+            self.log.warning("%s: %s is now configured with %d shard group(s), not %d: this task of the old count "
+                             "reads nothing (two counts at once would read a shard twice); the next run follows "
+                             "it with the new count", t.table, shard_counts.VARIABLE, configured, own.count)
+            state["stats"][_name((t.store, t.table))] = {"stale_count": own.count}
+            return self._finish(group, state)
+        until = group.ends_at or started + t.run_seconds
+        self.log.info("%s: shard group %s until %.0fs from now", t.table, own, until - started)
+        ddb, streams, s3 = self._clients(group)
+        sync_settings = SyncSettings()
+        with Store(store_location(t.store, t.aws_conn_id), read_only=False,
+                   threads=sync_settings.threads or None) as st:
+            try:  # past the window (a late retry or clear): one pass, so the groups of a count end together
+                stats = sync_table(st, t.table, ddb, streams, s3, seconds=max(0.01, until - time.time()),
+                                   settings=sync_settings, should_stop=waiting_run(), group=own)
+            except GapInGroup as exc:
+                self.log.error("%s; the next run follows %s whole, which recovers", exc, t.table)
+                stats = {"needs_recovery": str(exc)}
+            except NeedsBootstrap as exc:
+                stats = {"needs_bootstrap": str(exc)}
+        state["stats"][_name((t.store, t.table))] = {**stats, "syncs": 1}
+        return self._finish(group, state)
+
     def _catch_up(self, group: SyncGroup, state: dict) -> None:
         ddb, streams, s3 = self._clients(group)
         done = fleet.catch_up([(t.store, t.table) for t in group.targets], self._locate(group), ddb, streams, s3)
@@ -133,6 +170,11 @@ class StreamSyncOperator(BaseOperator):
                     if s.export_bucket:
                         again.update(s3_bucket=s.export_bucket, s3_prefix=s.export_prefix or "dynadex")
             h.update(store_given=t.store, followed_seconds=round(followed, 3), syncs=stats.get("syncs", 0))
+            if not t.shard_group.whole:
+                h.update(shard_group=str(t.shard_group), stale_count=bool(stats.get("stale_count")),
+                         waiting_on_other_groups=stats.get("waiting_on_other_groups", 0))
+            if "needs_recovery" in stats:
+                h["needs_recovery"] = stats["needs_recovery"]
             self.log.info("%s", health_line(h))
             out.append(SyncOutcome(h, again).to_dict())
         return out

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from dynadex.store import Store
 from dynadex.store.errors import StoreError
 from dynadex.store.reads import lag
+from dynadex.stream.shard_groups import WHOLE, ShardGroup
 from dynadex_airflow import stores as followed
 from dynadex_airflow.dag_defaults import sync_run_seconds
 from dynadex_airflow.hooks import store_location
@@ -88,29 +89,36 @@ def health_line(h: dict) -> str:
     lag_text = "-" if h["lag_seconds"] is None else f"{h['lag_seconds']:.3f} s"
     return (f"store {h['store']} table {h['table']}: applied {h['applied']} changes ({h['records_read']} records read, "
             f"{h['batches']} batches), lag {lag_text}{' (at the tip)' if h['caught_up'] else ''}, "
-            f"shards {h['shards_open']} open / {h['shards']}, recoveries {h['recoveries']}")
+            f"shards {h['shards_open']} open / {h['shards']}, recoveries {h['recoveries']}"
+            + (f", shard group {h['shard_group']}" if h.get("shard_group") else "")
+            + (f"; needs a sync without groups: {h['needs_recovery']}" if h.get("needs_recovery") else ""))
 
 
 @dataclass(frozen=True)
 class SyncTarget:
-    """One mapped sync task's work: follow ``table`` of ``store`` (None: the default store) for ``run_seconds``."""
+    """One mapped sync task's work: follow ``table`` of ``store`` (None: the default store) for ``run_seconds``;
+    only ``shard_group``'s share of its shards when that is one group of several (``shard_counts``)."""
 
     store: str | None
     table: str
     aws_conn_id: str = "aws_default"
     run_seconds: float = field(default_factory=sync_run_seconds)
+    shard_group: ShardGroup = WHOLE
 
     @property
     def label(self) -> str:
-        return f"{self.table} · {self.store or 'default store'}"
+        own = "" if self.shard_group.whole else f" · group {self.shard_group}"
+        return f"{self.table} · {self.store or 'default store'}{own}"
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "label": self.label}  # the label names the mapped task in the UI
+    def to_dict(self) -> dict:  # the label names the mapped task in the UI
+        return {"store": self.store, "table": self.table, "aws_conn_id": self.aws_conn_id,
+                "run_seconds": self.run_seconds, "shard_group": str(self.shard_group), "label": self.label}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SyncTarget":
         return cls(d.get("store") or None, d["table"], d.get("aws_conn_id") or "aws_default",
-                   float(d.get("run_seconds") or sync_run_seconds()))
+                   float(d.get("run_seconds") or sync_run_seconds()),
+                   ShardGroup.parse(d["shard_group"]) if d.get("shard_group") else WHOLE)
 
 
 @dataclass(frozen=True)
@@ -164,4 +172,8 @@ def gather(outcomes) -> dict:
     """The mapped syncs' outcomes (one per table, or a list per group of tables) -> every table's health, and the confs ``bootstrap_again`` maps over."""
     flat = [o for group in outcomes or [] for o in (group if isinstance(group, list) else [group])]  # groups' lists
     got = [SyncOutcome.from_dict(o) for o in flat]
-    return {"health": [o.health for o in got], "needs_bootstrap": [o.bootstrap for o in got if o.bootstrap]}
+    again: dict = {}  # one bootstrap per table: each shard-group task of a table reports the same one
+    for o in got:
+        if o.bootstrap:
+            again.setdefault((o.bootstrap.get("store"), o.bootstrap.get("table_name")), o.bootstrap)
+    return {"health": [o.health for o in got], "needs_bootstrap": list(again.values())}

@@ -30,29 +30,6 @@ def sync_states(dag_id: str) -> list[str]:
                                                                       TaskInstance.task_id == "sync")]
 
 
-def forget_runs(dag_id: str) -> None:
-    """Remove ``dag_id``'s runs and task instances: this test counts the ``sync`` task instances it sees."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id).delete(synchronize_session=False)
-        session.query(DagRun).filter(DagRun.dag_id == dag_id).delete(synchronize_session=False)
-
-
-def queue_another_run(dag_id: str) -> None:
-    """A run of ``dag_id`` queued behind the running one (what an ingest's handover queues)."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-    from airflow.utils.types import DagRunType
-
-    with create_session() as session:
-        session.add(DagRun(dag_id=dag_id, run_id="queued_behind", run_type=DagRunType.MANUAL, state=DagRunState.QUEUED,
-                           conf={}))
-
-
 def test_quiet_tables_share_one_deferred_task_and_every_write_shows(aws, tmp_path, monkeypatch):
     store = str(tmp_path / "store")
     published_empty(aws, store, TABLES)
@@ -90,11 +67,11 @@ def test_quiet_tables_share_one_deferred_task_and_every_write_shows(aws, tmp_pat
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             failures.append(exc)
         finally:
-            queue_another_run("dynamodb_stream_sync")  # the run ends early for it (asked between batches and
+            af.queue_another_run("dynamodb_stream_sync")  # the run ends early for it (asked between batches and
             # by the trigger), as for an ingest's handover: the test need not wait out the window
 
     dag = af.dag("dynamodb_stream_sync")
-    forget_runs("dynamodb_stream_sync")  # earlier tests of this process ran the DAG in the same metadata DB
+    af.forget_runs("dynamodb_stream_sync")  # earlier tests of this process ran the DAG in the same metadata DB
     assert sync_states("dynamodb_stream_sync") == []  # Airflow imported here first: not by two threads at once
     th = threading.Thread(target=writer)
     th.start()

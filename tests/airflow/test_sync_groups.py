@@ -3,7 +3,7 @@ quiet ones by store, busy read from the last run's health however Airflow hands 
 
 from __future__ import annotations
 
-from dynadex_airflow.sync_groups import SyncTarget, busy_tables, pack
+from dynadex_airflow.sync_groups import SyncGroup, SyncTarget, busy_tables, pack, recovering
 
 
 def _health(table: str, records: int, seconds: float = 10.0, store: str | None = "s1") -> dict:
@@ -25,3 +25,43 @@ def test_busy_tables_get_a_task_each_and_quiet_ones_share_by_store():
     assert [([t.table for t in g.targets], g.busy) for g in groups] == [(["Hot"], True), (["A", "B"], False),
                                                                           (["C"], False)]
     assert [len(g.targets) for g in pack(work, set(), size=2)] == [2, 1, 1]
+
+
+def test_a_table_with_shard_groups_gets_a_task_per_group_sharing_one_window_and_never_the_quiet_task():
+    from dynadex.stream.shard_groups import ShardGroup
+
+    work = [SyncTarget(table=t, store="s1", run_seconds=60) for t in ("Big", "A", "Hot")]
+    groups = pack(work, {("s1", "Hot"), ("s1", "Big")}, size=64, counts={"Big": 3, "A": 1}, now=1000.0)
+    split = [g for g in groups if g.shard_group is not None]
+    assert [g.shard_group for g in split] == [ShardGroup(0, 3), ShardGroup(1, 3), ShardGroup(2, 3)]
+    assert all(g.busy and g.ends_at == 1060.0 and [t.table for t in g.targets] == ["Big"] for g in split)
+    assert [([t.table for t in g.targets], g.shard_group) for g in groups if g not in split] == [(["Hot"], None),
+                                                                                              (["A"], None)]
+    assert SyncGroup.from_dict(split[1].to_dict()) == split[1]
+    assert split[1].to_dict()["label"] == "Big · s1 · group 1/3"
+    # quiet with a count: still split; a table a group's gap marked for recovery: whole (and quiet) this run
+    assert len(pack(work, set(), counts={"Big": 2})) == 3
+    whole = pack(work, set(), counts={"Big": 2}, unsplit={("s1", "Big")})
+    assert [[t.table for t in g.targets] for g in whole] == [["Big", "A", "Hot"]] and whole[0].shard_group is None
+
+
+def test_a_group_that_met_a_gap_marks_its_table_for_a_whole_run():
+    health = [[{"table": "Big", "store_given": "s1", "shard_group": "0/2", "needs_recovery": "gap"},
+               {"table": "Big", "store_given": "s1", "shard_group": "1/2"}, {"table": "A", "store_given": None}]]
+    assert recovering(health) == {("s1", "Big")}
+    assert recovering(None) == set()
+
+
+def test_shard_counts_take_the_runs_param_over_the_variable_and_refuse_bad_counts():
+    import pytest
+
+    from dynadex.stream.errors import BadShardGroup
+    from dynadex_airflow.shard_counts import counts, parse
+
+    assert counts({"shard_groups": None}, {}, variable={"Big": 4}) == {"Big": 4}
+    assert counts({"shard_groups": {"Big": 2}}, {"shard_groups": {"Other": 3}}, variable={"Big": 4}) == {
+        "Big": 2, "Other": 3}
+    assert parse({"Big": 2.0}, "x") == {"Big": 2}
+    for bad in ({"Big": 0}, {"Big": 65}, {"Big": 1.5}, {"Big": "two"}, {"Big": True}, {"Big": None}, ["Big"]):
+        with pytest.raises(BadShardGroup, match="shard groups"):
+            parse(bad, "param shard_groups")

@@ -22,3 +22,21 @@ def test_gather_keeps_every_health_and_only_the_bootstraps_asked_for():
     assert [h["table"] for h in got["health"]] == ["A", "B"]
     assert got["needs_bootstrap"] == [b.bootstrap]
     assert gather([]) == {"health": [], "needs_bootstrap": []}
+
+
+def test_a_shard_group_target_round_trips_and_names_its_group():
+    from dynadex.stream.shard_groups import ShardGroup
+
+    t = SyncTarget("/data/store", "Orders", "aws_prod", 30.0, ShardGroup(1, 4))
+    d = t.to_dict()
+    assert d["shard_group"] == "1/4" and d["label"] == "Orders · /data/store · group 1/4"
+    assert SyncTarget.from_dict(d) == t
+    assert SyncTarget.from_dict(SyncTarget(None, "T").to_dict()).shard_group.whole  # and old dicts without one
+    assert SyncTarget.from_dict({"table": "T"}).shard_group.whole
+
+
+def test_gather_asks_one_bootstrap_per_table_when_each_of_its_shard_groups_asks():
+    again = {"table_name": "Big", "store": "/s", "aws_conn_id": "aws_default"}
+    groups = [[SyncOutcome({"table": "Big", "shard_group": f"{i}/3"}, dict(again)).to_dict()] for i in range(3)]
+    got = gather(groups)
+    assert len(got["health"]) == 3 and got["needs_bootstrap"] == [again]

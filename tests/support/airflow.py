@@ -56,10 +56,11 @@ def use_emulator(endpoint: str) -> None:
     )
 
 
-def dag(dag_id: str):
+def dag(dag_id: str, only_its_file: bool = False):
+    """The DAG ``dag_id`` as Airflow parses our DAG folder (``only_its_file``: just ``dags/<dag_id>.py``)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    bag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py" if only_its_file else ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
     return bag.get_dag(dag_id)
 
@@ -124,6 +125,132 @@ def resume(sdk_dag, run):
                 pass
     session.expire_all()
     return dr
+
+
+def forget_runs(dag_id: str) -> None:
+    """Remove ``dag_id``'s runs and task instances (earlier tests of this process ran it in the same DB)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id).delete(synchronize_session=False)
+        session.query(DagRun).filter(DagRun.dag_id == dag_id).delete(synchronize_session=False)
+
+
+def run_one(sdk_dag, run_id: str, task_id: str, map_index: int) -> str:
+    """Run one task instance of a run of ``sdk_dag`` in this process, as ``dag.test()`` runs each; its state."""
+    from airflow import settings
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.sdk import timezone
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.state import TaskInstanceState
+
+    session = settings.Session()
+    ti = session.query(TaskInstance).filter(TaskInstance.dag_id == sdk_dag.dag_id, TaskInstance.run_id == run_id,
+                                            TaskInstance.task_id == task_id,
+                                            TaskInstance.map_index == map_index).one()
+    ti.try_number += 1
+    ti.state = TaskInstanceState.SCHEDULED
+    ti.scheduled_dttm = timezone.utcnow()
+    session.commit()
+    _run_task(ti=ti, task=sdk_dag.task_dict[task_id], run_triggerer=True)
+    session.expire_all()
+    return str(session.query(TaskInstance).filter(TaskInstance.id == ti.id).one().state)
+
+
+def in_process_api(app=None):
+    """The in-process execution API ``dag.test()``'s task runs talk to (cached by Airflow); given ``app`` (an
+    app built before a fork), a new one around it, whose event loop thread runs in this process."""
+    from airflow.sdk.execution_time import supervisor
+
+    if app is not None:
+        supervisor.in_process_api_server.cache_clear()
+        supervisor.in_process_api_server()._app = app
+    return supervisor.in_process_api_server()
+
+
+class MappedAtOnce:
+    """Every (cleared) mapped instance of ``task_id`` in ``run`` run at once, each in a process of its own, as
+    workers run them (``dag.test()`` runs them one after another). The processes are forks of this one, which
+    has Airflow loaded already (a fresh interpreter took 20-30 s per task to start here). ``ended()``: the map
+    indexes whose process has ended; ``finish()`` waits for all, and returns each one's task state."""
+
+    def __init__(self, sdk_dag, run, task_id: str):
+        from airflow import settings
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from airflow.utils.state import DagRunState
+
+        with create_session() as session:
+            dr = session.query(DagRun).filter(DagRun.dag_id == run.dag_id, DagRun.run_id == run.run_id).one()
+            dr.state = DagRunState.RUNNING
+            indexes = sorted(ti.map_index for ti in dr.get_task_instances(session=session) if ti.task_id == task_id)
+        settings.engine.dispose()  # no pooled connection shared with the children
+        built = in_process_api().app  # the task runner's execution API: built once here, shared by the forks
+        self.states: dict = {}
+        self.pids = {}
+        for i in indexes:
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: run the task instance, say its state, leave without Python's exit handlers
+                os.close(read)
+                state = "crashed"
+                try:
+                    in_process_api(built)  # its event loop thread did not survive the fork: a new one
+                    state = run_one(sdk_dag, run.run_id, task_id, i)
+                finally:
+                    os.write(write, state.encode())
+                    os._exit(0)
+            os.close(write)
+            self.pids[i] = (pid, read)
+
+    def ended(self) -> list:
+        return [i for i, (pid, _) in self.pids.items() if i in self.states or self._reap(i, os.WNOHANG)]
+
+    def _reap(self, i: int, flags: int) -> bool:
+        pid, read = self.pids[i]
+        if os.waitpid(pid, flags)[0] == 0:
+            return False
+        self.states[i] = os.read(read, 100).decode() or "crashed"
+        os.close(read)
+        return True
+
+    def finish(self, timeout: float = 300) -> dict:
+        from tests.support.poll import wait_until
+
+        try:
+            wait_until(lambda: len(self.ended()) == len(self.pids), "the task processes to end", timeout=timeout,
+                       every=0.05)
+        finally:
+            for i, (pid, _) in self.pids.items():
+                if i not in self.states:
+                    os.kill(pid, signal.SIGKILL)
+                    self._reap(i, 0)
+        return dict(self.states)
+
+
+def set_variable(key: str, value) -> None:
+    """Set the Airflow Variable ``key`` to ``value`` (JSON), or delete it (None), in the metadata DB."""
+    from airflow.models.variable import Variable
+
+    if value is None:
+        Variable.delete(key)
+    else:
+        Variable.set(key, value, serialize_json=True)
+
+
+def queue_another_run(dag_id: str) -> None:
+    """A run of ``dag_id`` queued behind the running one (what an ingest's handover queues): the stream DAG's
+    tasks end early for it."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    with create_session() as session:
+        session.add(DagRun(dag_id=dag_id, run_id="queued_behind", run_type=DagRunType.MANUAL, state=DagRunState.QUEUED,
+                           conf={}))
 
 
 def get(url, token=None):
