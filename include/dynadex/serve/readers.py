@@ -7,6 +7,8 @@ Invariants:
   ``Store.read_snapshot``: one whole snapshot, the newest at its start, with a deadline.
 * A connection serves one request at a time; a request that finds none free within its deadline is refused
   (``Busy``), never queued without end.
+* A ``get`` reads the row index's Parquet files itself where it can (``store/point_reads.py``: the same answer
+  as through DuckLake, at the same snapshot); ``DYNADEX_POINT_READS=0`` turns that off.
 * Each answer carries its snapshot (id, commit time) and, for each table it read, how far behind its
   DynamoDB table that snapshot is (``reads.lag``), as the sync recorded it in that same snapshot.
 """
@@ -19,8 +21,10 @@ import threading
 import time
 from collections import OrderedDict
 
+from dynadex import settings
 from dynadex.serve.errors import Busy, QueryFailed, QueryTimedOut
 from dynadex.store import QueryError, QueryTimeout, SnapshotBusy, Store
+from dynadex.store.point_reads import PointReads
 from dynadex.store.reads import lag
 
 STATE_CACHE = 256  # (snapshot, table) -> the table's sync state in it: fixed once committed
@@ -41,6 +45,8 @@ class Readers:
             self.close()
             raise
         self.location = self._all[0].location
+        self.point_reads = (PointReads(self.location.data_path)
+                            if settings.POINT_READS.read() and not self.location.is_s3 else None)
         self._states: OrderedDict = OrderedDict()
         self._states_lock = threading.Lock()
 
@@ -64,7 +70,8 @@ class Readers:
                 spent["work"] = time.monotonic() - t
                 return result, {t: self.state(reader, t) for t in tables}
 
-            (result, states), snapshot = st.read_snapshot(run, timeout=max(0.001, deadline - time.monotonic()))
+            (result, states), snapshot = st.read_snapshot(run, timeout=max(0.001, deadline - time.monotonic()),
+                                                          point_reads=self.point_reads)
         except QueryTimeout as exc:
             raise QueryTimedOut(str(exc)) from exc
         except SnapshotBusy as exc:

@@ -355,9 +355,11 @@ class QueryResult:
 class SnapshotReader:
     """Reads inside one read transaction: every statement sees the same snapshot (``snapshot``)."""
 
-    def __init__(self, lake: Lake, snapshot: Snapshot):
+    def __init__(self, lake: Lake, snapshot: Snapshot, point_reads=None):
         self.lake = lake
         self.snapshot = snapshot
+        self.point_reads = point_reads  # a ``point_reads.PointReads``: gets read the Parquet files themselves
+        self.plans: list = []  # point-read plans made by this read, kept once its snapshot is checked whole
 
     def query(self, sql: str, params=None, *, max_rows: int | None = None, batch_rows: int = 2048) -> QueryResult:
         """A read-only statement with bound ``params`` (a list for ``?``/``$1``, a dict for ``$name``), at most
@@ -377,6 +379,13 @@ class SnapshotReader:
         return QueryResult(table.slice(0, max_rows) if truncated else table, truncated)
 
     def get(self, table: str, key_json: str) -> str | None:
+        if self.point_reads is not None:
+            from dynadex.store.point_reads import UNANSWERED
+
+            found = self.point_reads.get(self.lake, self.snapshot.id, table, parse_key(self.lake, table, key_json),
+                                         self.plans)
+            if found is not UNANSWERED:
+                return found
         return get(self.lake, table, key_json)
 
     def find(self, table: str, expression: str, limit: int | None = None) -> list[str]:
@@ -391,6 +400,55 @@ class SnapshotReader:
 
     def table_state(self, table: str) -> TableState | None:
         return self.lake.table_state(table)
+
+
+class NeedsTransaction(Exception):
+    """A read without DuckLake's transaction (``DetachedReader``) met what only DuckLake answers."""
+
+
+class DetachedReader(SnapshotReader):
+    """Reads a snapshot that a checked read already read whole, without a DuckLake transaction: only gets that
+    a kept point-read plan of that snapshot answers (``point_reads.py``); anything else raises
+    ``NeedsTransaction`` and the read runs through DuckLake instead."""
+
+    def get(self, table: str, key_json: str) -> str | None:
+        from dynadex.store.point_reads import UNANSWERED
+
+        if not self.point_reads.kept(table, self.snapshot.id):
+            raise NeedsTransaction(f"no plan of {table} at snapshot {self.snapshot.id}")
+        found = self.point_reads.get(self.lake, self.snapshot.id, table, parse_key(self.lake, table, key_json),
+                                     self.plans)
+        if found is UNANSWERED:
+            raise NeedsTransaction("the point read did not answer")
+        return found
+
+    def _needs(self, *args, **kwargs):
+        raise NeedsTransaction("only DuckLake answers this")
+
+    query = find = tables = items = table_state = _needs
+
+
+def _detached(lake: Lake, work, point_reads):
+    """``(work(reader), snapshot)`` read at the catalog's newest snapshot without a DuckLake transaction, when
+    a checked read has read that snapshot before (its commit time is known) and ``work`` needs nothing but
+    gets a kept plan answers; else None. No check for commits after it is needed: what it reads (the kept
+    plan's files) was read whole once and is never rewritten."""
+    from dynadex.store import point_reads as points
+
+    try:
+        sid = points.newest(lake)
+    except duckdb.Error:
+        return None  # the catalog stayed locked: the read through DuckLake waits its turn
+    known, committed_at = point_reads.committed_at(sid)
+    if not known:
+        return None
+    snapshot = Snapshot(sid, committed_at)
+    try:
+        result = work(DetachedReader(lake, snapshot, point_reads))
+    except NeedsTransaction:
+        return None
+    point_reads.count("detached")
+    return result, snapshot
 
 
 def _moving_commits(lake: Lake, since: int) -> list[int]:
@@ -426,13 +484,16 @@ def _rollback(lake: Lake) -> None:
         pass  # no transaction left (DuckDB ended it with the failure being raised)
 
 
-def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None):
+def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None, point_reads=None):
     """``(work(reader), snapshot)``: ``work`` reads through a ``SnapshotReader`` inside one read transaction,
     pinned at the snapshot newest at its start. When a commit that moves rows landed after that snapshot while
     ``work`` ran, the answer may miss those rows (module docstring): it is thrown away and ``work`` runs again
     in a new transaction, up to ``WHOLE_SNAPSHOT_ATTEMPTS`` times (``SnapshotBusy`` after). A connection whose
     DuckLake cache went stale under another process's flush is reopened first (``Lake.reading``).
-    ``timeout``: seconds for every attempt together; past it DuckDB is interrupted (``QueryTimeout``)."""
+    ``timeout``: seconds for every attempt together; past it DuckDB is interrupted (``QueryTimeout``).
+    ``point_reads`` (a ``point_reads.PointReads``): gets read the row index's files themselves; the plans they
+    make are kept only from an attempt that passed the check, and a later read of the same snapshot whose
+    work is only such gets runs without a DuckLake transaction (``_detached``)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     guard = threading.Lock()
     state = {"done": False, "fired": False}
@@ -448,6 +509,10 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None):
         timer.daemon = True
         timer.start()
     try:
+        if point_reads is not None:
+            got = _detached(lake, work, point_reads)
+            if got is not None:
+                return got
         for attempt in range(1, WHOLE_SNAPSHOT_ATTEMPTS + 1):
             con = lake.con
             try:
@@ -455,10 +520,13 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None):
                 try:
                     sid = lake.current_snapshot()  # the transaction's: every statement in it reads this one
                     snapshot = Snapshot(sid, _commit_time(lake, sid), attempt)
-                    result = work(SnapshotReader(lake, snapshot))
+                    reader = SnapshotReader(lake, snapshot, point_reads)
+                    result = work(reader)
                 finally:
                     _rollback(lake)
                 if not _moving_commits(lake, sid):
+                    if point_reads is not None:
+                        point_reads.keep(reader.plans, snapshot)  # later reads of it need no transaction
                     return result, snapshot
             except duckdb.Error as exc:
                 if state["fired"] or isinstance(exc, duckdb.InterruptException):

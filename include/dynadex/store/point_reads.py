@@ -1,0 +1,328 @@
+"""Get by key from the row index without DuckLake's per-statement catalog reads (decision 0039).
+
+Invariants:
+
+* A point read answers exactly what ``reads.get`` answers at the same snapshot, or does not answer
+  (``UNANSWERED``): the caller then runs ``reads.get``. Anything this module does not know (a catalog version
+  other than ``CATALOG_VERSION``, an encrypted or S3 store, a file with rows of a later snapshot, a file
+  without the ``key`` and ``item`` columns, a file gone, a key found twice) is not answered, never guessed.
+* A ``Plan`` describes one table's row index at one snapshot: its data files, the positions deleted in each
+  (delete files and DuckLake's inlined deletions) and its inlined rows, all read from catalog rows filtered
+  to that snapshot (``begin_snapshot <= s < end_snapshot``). A plan is built inside a read that
+  ``reads.read_whole_snapshot`` checks (no commit that moves rows landed after its snapshot before the check:
+  then every catalog row of that snapshot was there to be read), and is kept for later reads only once that
+  check passed (``keep``). Parquet files are never rewritten in place, so a kept plan stays true of its
+  snapshot for as long as its files exist.
+* Only files under the store's data path are opened (the sandbox of ``dynadex serve``).
+* ``DYNADEX_POINT_READS=0`` turns it off (every get reads through DuckLake, as before).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+import duckdb
+
+from dynadex.store.catalog.lake import ALIAS, Lake, ReadRetrying
+from dynadex.store.layout.names import ROW_SCHEMA, quote
+
+META = quote(f"__ducklake_metadata_{ALIAS}")  # the catalog's own tables, as DuckLake attaches them
+CATALOG_VERSION = "1.0"  # the DuckLake catalog layout read here (its spec's table names and columns)
+PLANS = 64  # (table, snapshot) plans kept: a snapshot's plan serves every get until the next commit
+FOOTERS = 4096  # Parquet footers (key statistics per row group) kept, by file path
+DELETES = 4096  # delete files' positions kept, by file path
+
+
+class _Unanswered:
+    def __repr__(self) -> str:
+        return "UNANSWERED"
+
+
+UNANSWERED = _Unanswered()
+
+
+class Unusual(Exception):
+    """What this module does not read (the module docstring): the get goes through DuckLake instead."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: str
+    deleted: frozenset  # positions (row numbers in the file) deleted at the plan's snapshot
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One table's row index at one snapshot (the module docstring)."""
+
+    table: str
+    snapshot: int
+    files: tuple[DataFile, ...]
+    inlined: dict = field(hash=False)  # key -> [item, ...] of the inlined rows live at the snapshot
+
+
+@dataclass(frozen=True)
+class _Footer:
+    groups: tuple  # (first row, rows, min key or None, max key or None) per row group
+
+
+class PointReads:
+    """Plans per (table, snapshot), Parquet footers and delete files per path, shared by a process's readers
+    (thread-safe); ``counts`` says how gets were answered (``fast``, ``fallback``, ``plans``, and each reason
+    not to answer)."""
+
+    def __init__(self, data_path: str):
+        self.data_path = os.path.realpath(data_path)
+        self._plans: OrderedDict = OrderedDict()
+        self._footers: OrderedDict = OrderedDict()
+        self._deletes: OrderedDict = OrderedDict()
+        self._snapshots: dict = {}  # snapshot id -> commit time, of snapshots read whole through DuckLake
+        self._lock = threading.Lock()
+        self.counts: Counter = Counter()
+
+    # ------------------------------------------------------------------ the get
+
+    def get(self, lake: Lake, snapshot: int, table: str, key: str, pending: list) -> object:
+        """The item stored under ``key`` (a key text, ``parse_key``'s) in ``table`` at ``snapshot``, None when
+        absent, or ``UNANSWERED``. A plan built here is appended to ``pending`` (kept by ``keep`` once the read's
+        snapshot is checked whole)."""
+        try:
+            plan = self._plan(lake, snapshot, table, pending)
+            found = self._lookup(plan, key)
+        except Unusual as exc:
+            self.count("fallback", f"fallback: {exc}")
+            return UNANSWERED
+        except (duckdb.Error, OSError) as exc:  # a catalog locked, a file gone (merged, expired): DuckLake answers
+            self.count("fallback", f"fallback: {type(exc).__name__}")
+            with self._lock:
+                self._plans.pop((table, snapshot), None)  # made again by the next read of that snapshot
+            return UNANSWERED
+        self.count("fast")
+        return found
+
+    def count(self, *names: str) -> None:
+        with self._lock:
+            for n in names:
+                self.counts[n] += 1
+
+    def keep(self, plans: list, snapshot=None) -> None:
+        """Plans built during a read whose snapshot was checked whole: later reads of that snapshot use them.
+        ``snapshot`` (a ``reads.Snapshot``): that read's, remembered with its commit time (``known``)."""
+        with self._lock:
+            if snapshot is not None:
+                self._snapshots[snapshot.id] = snapshot.committed_at
+                while len(self._snapshots) > PLANS:
+                    self._snapshots.pop(next(iter(self._snapshots)))
+            for plan in plans:
+                self._plans[(plan.table, plan.snapshot)] = plan
+                self._plans.move_to_end((plan.table, plan.snapshot))
+            while len(self._plans) > PLANS:
+                self._plans.popitem(last=False)
+
+    def committed_at(self, snapshot: int):
+        """``(True, commit time)`` of a snapshot a checked read has read, else ``(False, None)``."""
+        with self._lock:
+            return (True, self._snapshots[snapshot]) if snapshot in self._snapshots else (False, None)
+
+    def kept(self, table: str, snapshot: int) -> bool:
+        with self._lock:
+            return (table, snapshot) in self._plans
+
+    def _plan(self, lake: Lake, snapshot: int, table: str, pending: list) -> Plan:
+        with self._lock:
+            plan = self._plans.get((table, snapshot))
+        if plan is not None:
+            return plan
+        for p in pending:
+            if p.table == table and p.snapshot == snapshot:
+                return p
+        plan = self._build(lake, snapshot, table)
+        pending.append(plan)
+        self.count("plans")
+        return plan
+
+    def _lookup(self, plan: Plan, key: str):
+        found = list(plan.inlined.get(key, ()))
+        for f in plan.files:
+            found += self._in_file(f, key)
+        if len(found) > 1:
+            raise Unusual("key stored twice")
+        return found[0] if found else None
+
+    # ------------------------------------------------------------------ the files
+
+    def _in_file(self, f: DataFile, key: str) -> list[str]:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        footer, meta = self._footer(f.path)
+        out: list[str] = []
+        pf = None
+        for g, (first, _rows, lo, hi) in enumerate(footer.groups):
+            if lo is not None and (key < lo or key > hi):
+                continue
+            if pf is None:
+                pf = pq.ParquetFile(f.path, metadata=meta)
+            keys = pf.read_row_group(g, columns=["key"], use_threads=False).column(0)
+            at = pc.indices_nonzero(pc.equal(keys, key)).to_pylist()
+            live = [i for i in at if first + i not in f.deleted]
+            if live:
+                items = pf.read_row_group(g, columns=["item"], use_threads=False).column(0)
+                out += [items[i].as_py() for i in live]
+        return out
+
+    def _footer(self, path: str):
+        with self._lock:
+            got = self._footers.get(path)
+        if got is not None:
+            return got
+        import pyarrow.parquet as pq
+
+        meta = pq.read_metadata(path)
+        names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        if "key" not in names or "item" not in names:
+            raise Unusual("a row file without key and item columns")
+        k = names.index("key")
+        groups, first = [], 0
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            st = rg.column(k).statistics
+            lo = hi = None
+            if st is not None and st.has_min_max and isinstance(st.min, str) and isinstance(st.max, str):
+                lo, hi = st.min, st.max
+            groups.append((first, rg.num_rows, lo, hi))
+            first += rg.num_rows
+        got = (_Footer(tuple(groups)), meta)
+        with self._lock:
+            self._footers[path] = got
+            while len(self._footers) > FOOTERS:
+                self._footers.popitem(last=False)
+        return got
+
+    def _deleted_in(self, path: str) -> frozenset:
+        with self._lock:
+            got = self._deletes.get(path)
+        if got is not None:
+            return got
+        import pyarrow.parquet as pq
+
+        got = frozenset(pq.read_table(path, columns=["pos"], use_threads=False).column(0).to_pylist())
+        with self._lock:
+            self._deletes[path] = got
+            while len(self._deletes) > DELETES:
+                self._deletes.popitem(last=False)
+        return got
+
+    def _inside(self, path: str) -> str:
+        real = os.path.realpath(path)
+        if not real.startswith(self.data_path + os.sep):
+            raise Unusual("a file outside the data path")
+        return real
+
+    # ------------------------------------------------------------------ the catalog
+
+    def _build(self, lake: Lake, s: int, table: str) -> Plan:
+        """``table``'s row index at snapshot ``s``, from the catalog's rows (DuckLake's spec, version 1.0), read
+        on a cursor of ``lake``'s connection: its own transaction, so a failure leaves the read's alone."""
+        if lake.location.is_s3:
+            raise Unusual("an S3 data path")
+        con = _cursor(lake)
+        live = "begin_snapshot <= $s AND (end_snapshot IS NULL OR end_snapshot > $s)"
+        version = con.execute(f"SELECT value FROM {META}.ducklake_metadata WHERE key = 'version'").fetchall()
+        if version != [(CATALOG_VERSION,)]:
+            raise Unusual(f"catalog version {version}")
+        found = con.execute(
+            f"SELECT t.table_id, s.path, s.path_is_relative, t.path, t.path_is_relative "
+            f"FROM (SELECT * FROM {META}.ducklake_table WHERE {live}) t "
+            f"JOIN (SELECT * FROM {META}.ducklake_schema WHERE {live}) s USING (schema_id) "
+            "WHERE s.schema_name = $schema AND t.table_name = $table",
+            {"s": s, "schema": ROW_SCHEMA, "table": table}).fetchall()
+        if len(found) != 1:
+            raise Unusual("no such table")
+        table_id, schema_path, schema_rel, table_path, table_rel = found[0]
+        data_path = con.execute(f"SELECT value FROM {META}.ducklake_metadata WHERE key = 'data_path'").fetchall()
+        if len(data_path) != 1:
+            raise Unusual("no data path")
+        base = data_path[0][0]
+        table_base = ((base + schema_path) if schema_rel else schema_path) if schema_path is not None else base
+        table_base = (table_base + table_path) if table_rel else table_path
+
+        def full(path: str, relative) -> str:
+            return self._inside(table_base + path if relative else path)
+
+        files = con.execute(
+            f"SELECT d.data_file_id, d.path, d.path_is_relative, d.partial_max, d.encryption_key, d.file_format, "
+            f"x.path, x.path_is_relative, x.partial_max, x.encryption_key, x.format "
+            f"FROM (SELECT * FROM {META}.ducklake_data_file WHERE table_id = $t AND {live}) d "
+            f"LEFT JOIN (SELECT * FROM {META}.ducklake_delete_file WHERE table_id = $t AND {live}) x "
+            "USING (data_file_id) ORDER BY d.data_file_id", {"s": s, "t": table_id}).fetchall()
+        ids = [r[0] for r in files]
+        if len(set(ids)) != len(ids):
+            raise Unusual("two delete files for one data file")
+        inlined_deletes = _inlined_deletes(con, table_id, s)
+        out = []
+        for fid, path, rel, partial, key, fmt, dpath, drel, dpartial, dkey, dfmt in files:
+            if key is not None or dkey is not None:
+                raise Unusual("an encrypted file")
+            if (fmt or "parquet") != "parquet" or (dpath is not None and (dfmt or "parquet") != "parquet"):
+                raise Unusual("a file not in Parquet")
+            if (partial is not None and partial > s) or (dpartial is not None and dpartial > s):
+                raise Unusual("a file holding rows of a later snapshot")
+            deleted = set(inlined_deletes.get(fid, ()))
+            if dpath is not None:
+                deleted |= self._deleted_in(full(dpath, drel))
+            out.append(DataFile(full(path, rel), frozenset(deleted)))
+        return Plan(table, s, tuple(out), _inlined_rows(con, table_id, s))
+
+
+def _cursor(lake: Lake):
+    """A second connection to ``lake``'s database (same attachments, same locked settings), kept with the lake
+    (which serves one read at a time) until it reopens; its reads wait out a catalog locked by a commit."""
+    raw = lake.con._con if isinstance(lake.con, ReadRetrying) else lake.con
+    got = lake.__dict__.get("_point_cursor")
+    if got is None or got[0] is not raw:
+        got = (raw, ReadRetrying(raw.cursor()))
+        lake.__dict__["_point_cursor"] = got
+    return got[1]
+
+
+def newest(lake: Lake) -> int:
+    """The id of the catalog's newest snapshot, read from the catalog's own table (a third of the cost of
+    DuckLake's ``current_snapshot()``, which reads more of the catalog)."""
+    return _cursor(lake).execute(f"SELECT max(snapshot_id) FROM {META}.ducklake_snapshot").fetchone()[0]
+
+
+def _inlined_deletes(con, table_id: int, s: int) -> dict:
+    """data file id -> positions deleted at ``s`` by DuckLake's inlined deletions (its table
+    ``ducklake_inlined_delete_<table id>``, made at the table's first one; its ``row_id`` is the position in the
+    file, as DuckLake's delete filter reads it)."""
+    out: dict = {}
+    for fid, row in _rows(con, f"SELECT file_id, row_id FROM {META}.{quote(f'ducklake_inlined_delete_{int(table_id)}')} "
+                               "WHERE begin_snapshot <= $s", s):
+        out.setdefault(fid, set()).add(row)
+    return out
+
+
+def _inlined_rows(con, table_id: int, s: int) -> dict:
+    """key -> items of the table's inlined rows live at ``s``, from every inlined-data table of the table (one
+    per schema version that held inlined rows)."""
+    names = [r[0] for r in con.execute(f"SELECT table_name FROM {META}.ducklake_inlined_data_tables WHERE table_id = ?",
+                                       [table_id]).fetchall()]
+    out: dict = {}
+    for name in names:
+        for key, item in _rows(con, f"SELECT key, item FROM {META}.{quote(name)} WHERE begin_snapshot <= $s "
+                                    "AND (end_snapshot IS NULL OR end_snapshot > $s)", s):
+            out.setdefault(key, []).append(item)
+    return out
+
+
+def _rows(con, sql: str, s: int) -> list:
+    """``sql``'s rows at snapshot ``s``; none when the catalog has no such table (DuckLake makes its inlined-data
+    and inlined-deletion tables at their first row, and may drop them)."""
+    try:
+        return con.execute(sql, {"s": s}).fetchall()
+    except duckdb.CatalogException:
+        return []
