@@ -50,11 +50,12 @@ class Readers:
         self._states: OrderedDict = OrderedDict()
         self._states_lock = threading.Lock()
 
-    def read(self, work, *, timeout: float, tables=(), timing: dict | None = None):
+    def read(self, work, *, timeout: float, tables=(), timing: dict | None = None, gets: bool = False):
         """``(work(reader), snapshot, freshness)`` on a free connection: ``freshness`` maps each of ``tables``
         (and whatever ``work`` read in ``reader.tables_read``) to its lag at the snapshot read. ``timing``, if
         given, gets the milliseconds spent waiting for a connection (``wait``), in ``work`` (``work``, its last
-        attempt) and in the whole read (``read``: the snapshot's transaction and checks too)."""
+        attempt) and in the whole read (``read``: the snapshot's transaction and checks too). ``gets``: ``work``
+        only gets items by key (``reader.get``), which point reads then answer (``store/point_reads.py``)."""
         started = time.monotonic()
         deadline = started + timeout
         try:
@@ -71,7 +72,7 @@ class Readers:
                 return result, {t: self.state(reader, t) for t in tables}
 
             (result, states), snapshot = st.read_snapshot(run, timeout=max(0.001, deadline - time.monotonic()),
-                                                          point_reads=self.point_reads)
+                                                          point_reads=self.point_reads if gets else None)
         except QueryTimeout as exc:
             raise QueryTimedOut(str(exc)) from exc
         except SnapshotBusy as exc:

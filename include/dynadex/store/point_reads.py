@@ -52,6 +52,8 @@ class Unusual(Exception):
 class DataFile:
     path: str
     deleted: frozenset  # positions (row numbers in the file) deleted at the plan's snapshot
+    file_id: int = -1
+    in_delete_file: frozenset = frozenset()  # those of ``deleted`` its delete file holds (the rest are inlined)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Plan:
     snapshot: int
     files: tuple[DataFile, ...]
     inlined: dict = field(hash=False)  # key -> [item, ...] of the inlined rows live at the snapshot
+    table_id: int = -1
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class PointReads:
         self._footers: OrderedDict = OrderedDict()
         self._deletes: OrderedDict = OrderedDict()
         self._snapshots: dict = {}  # snapshot id -> commit time, of snapshots read whole through DuckLake
+        self._warming: dict = {}  # snapshot id -> an event set once the read reading it first is done
         self._lock = threading.Lock()
         self.counts: Counter = Counter()
 
@@ -127,6 +131,22 @@ class PointReads:
         with self._lock:
             return (True, self._snapshots[snapshot]) if snapshot in self._snapshots else (False, None)
 
+    def warming(self, snapshot: int):
+        """``(event, mine)``: ``mine`` when this read is the first to read ``snapshot`` (through DuckLake); the
+        others wait on ``event``, set by ``warmed``."""
+        with self._lock:
+            event = self._warming.get(snapshot)
+            if event is not None:
+                return event, False
+            event = self._warming[snapshot] = threading.Event()
+            return event, True
+
+    def warmed(self, snapshot: int) -> None:
+        with self._lock:
+            event = self._warming.pop(snapshot, None)
+        if event is not None:
+            event.set()
+
     def kept(self, table: str, snapshot: int) -> bool:
         with self._lock:
             return (table, snapshot) in self._plans
@@ -139,7 +159,14 @@ class PointReads:
         for p in pending:
             if p.table == table and p.snapshot == snapshot:
                 return p
-        plan = self._build(lake, snapshot, table)
+        with self._lock:
+            before = max((p for (t, s), p in self._plans.items() if t == table and s < snapshot),
+                         key=lambda p: p.snapshot, default=None)
+        plan = before is not None and self._follow(lake, before, snapshot)
+        if plan:
+            self.count("followed")
+        else:
+            plan = self._build(lake, snapshot, table)
         pending.append(plan)
         self.count("plans")
         return plan
@@ -224,6 +251,30 @@ class PointReads:
 
     # ------------------------------------------------------------------ the catalog
 
+    def _follow(self, lake: Lake, before: Plan, s: int) -> Plan | None:
+        """``before``'s table at snapshot ``s``, made from ``before`` when every commit since changed the table
+        only by inlined rows and inlined deletions (a stream batch of a few rows): its files and delete files
+        are then the same, and only the inlined rows and deletions are read again. None: build it whole."""
+        con = _cursor(lake)
+        rows = con.execute(f"SELECT snapshot_id, changes_made FROM {META}.ducklake_snapshot_changes "
+                           "WHERE snapshot_id > $b AND snapshot_id <= $s", {"b": before.snapshot, "s": s}).fetchall()
+        if len(rows) != s - before.snapshot:
+            return None  # snapshots missing from the list (expired between): build it whole
+        mine, inlined = str(before.table_id), False
+        for _, changes in rows:
+            for change in (changes or "").split(","):
+                kind, _, of = change.partition(":")
+                if kind in ("inlined_insert", "inlined_delete"):
+                    inlined = inlined or of == mine
+                elif kind not in ("inserted_into_table", "deleted_from_table") or of == mine:
+                    return None  # files of this table changed, or a change of any other kind
+        if not inlined:
+            return Plan(before.table, s, before.files, before.inlined, before.table_id)
+        deletes = _inlined_deletes(con, before.table_id, s)
+        files = tuple(DataFile(f.path, frozenset(f.in_delete_file | deletes.get(f.file_id, set())), f.file_id,
+                               f.in_delete_file) for f in before.files)
+        return Plan(before.table, s, files, _inlined_rows(con, before.table_id, s), before.table_id)
+
     def _build(self, lake: Lake, s: int, table: str) -> Plan:
         """``table``'s row index at snapshot ``s``, from the catalog's rows (DuckLake's spec, version 1.0), read
         on a cursor of ``lake``'s connection: its own transaction, so a failure leaves the read's alone."""
@@ -231,9 +282,10 @@ class PointReads:
             raise Unusual("an S3 data path")
         con = _cursor(lake)
         live = "begin_snapshot <= $s AND (end_snapshot IS NULL OR end_snapshot > $s)"
-        version = con.execute(f"SELECT value FROM {META}.ducklake_metadata WHERE key = 'version'").fetchall()
-        if version != [(CATALOG_VERSION,)]:
-            raise Unusual(f"catalog version {version}")
+        meta = dict(con.execute(f"SELECT key, value FROM {META}.ducklake_metadata WHERE scope IS NULL "
+                                "AND key IN ('version', 'data_path')").fetchall())
+        if meta.get("version") != CATALOG_VERSION or not meta.get("data_path"):
+            raise Unusual(f"catalog version {meta.get('version')}")
         found = con.execute(
             f"SELECT t.table_id, s.path, s.path_is_relative, t.path, t.path_is_relative "
             f"FROM (SELECT * FROM {META}.ducklake_table WHERE {live}) t "
@@ -243,10 +295,7 @@ class PointReads:
         if len(found) != 1:
             raise Unusual("no such table")
         table_id, schema_path, schema_rel, table_path, table_rel = found[0]
-        data_path = con.execute(f"SELECT value FROM {META}.ducklake_metadata WHERE key = 'data_path'").fetchall()
-        if len(data_path) != 1:
-            raise Unusual("no data path")
-        base = data_path[0][0]
+        base = meta["data_path"]
         table_base = ((base + schema_path) if schema_rel else schema_path) if schema_path is not None else base
         table_base = (table_base + table_path) if table_rel else table_path
 
@@ -271,11 +320,9 @@ class PointReads:
                 raise Unusual("a file not in Parquet")
             if (partial is not None and partial > s) or (dpartial is not None and dpartial > s):
                 raise Unusual("a file holding rows of a later snapshot")
-            deleted = set(inlined_deletes.get(fid, ()))
-            if dpath is not None:
-                deleted |= self._deleted_in(full(dpath, drel))
-            out.append(DataFile(full(path, rel), frozenset(deleted)))
-        return Plan(table, s, tuple(out), _inlined_rows(con, table_id, s))
+            in_file = self._deleted_in(full(dpath, drel)) if dpath is not None else frozenset()
+            out.append(DataFile(full(path, rel), frozenset(in_file | inlined_deletes.get(fid, set())), fid, in_file))
+        return Plan(table, s, tuple(out), _inlined_rows(con, table_id, s), table_id)
 
 
 def _cursor(lake: Lake):

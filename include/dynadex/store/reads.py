@@ -428,27 +428,39 @@ class DetachedReader(SnapshotReader):
     query = find = tables = items = table_state = _needs
 
 
+WARM_WAIT_SECONDS = 0.25  # how long a get waits for another get reading the same new snapshot through DuckLake
+
+
 def _detached(lake: Lake, work, point_reads):
-    """``(work(reader), snapshot)`` read at the catalog's newest snapshot without a DuckLake transaction, when
-    a checked read has read that snapshot before (its commit time is known) and ``work`` needs nothing but
-    gets a kept plan answers; else None. No check for commits after it is needed: what it reads (the kept
-    plan's files) was read whole once and is never rewritten."""
+    """``((work(reader), snapshot), None)`` read at the catalog's newest snapshot without a DuckLake transaction,
+    when a checked read has read that snapshot before (its commit time is known) and ``work`` needs nothing
+    but gets a kept plan answers. Else ``(None, warming)``: ``warming`` is the snapshot this read is the first
+    to read (``point_reads.warmed`` it when done), or None. A read that finds another already reading the
+    same new snapshot through DuckLake waits for it (at most ``WARM_WAIT_SECONDS``) rather than do the same
+    work beside it. No check for commits after the snapshot is needed: what it reads (a kept plan's files)
+    was read whole once and is never rewritten."""
     from dynadex.store import point_reads as points
 
     try:
         sid = points.newest(lake)
     except duckdb.Error:
-        return None  # the catalog stayed locked: the read through DuckLake waits its turn
+        return None, None  # the catalog stayed locked: the read through DuckLake waits its turn
     known, committed_at = point_reads.committed_at(sid)
     if not known:
-        return None
+        event, mine = point_reads.warming(sid)
+        if mine:
+            return None, sid
+        event.wait(WARM_WAIT_SECONDS)
+        known, committed_at = point_reads.committed_at(sid)
+        if not known:
+            return None, None
     snapshot = Snapshot(sid, committed_at)
     try:
         result = work(DetachedReader(lake, snapshot, point_reads))
     except NeedsTransaction:
-        return None
+        return None, None
     point_reads.count("detached")
-    return result, snapshot
+    return (result, snapshot), None
 
 
 def _moving_commits(lake: Lake, since: int) -> list[int]:
@@ -508,9 +520,10 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None, point
     if timer is not None:
         timer.daemon = True
         timer.start()
+    warming = None
     try:
         if point_reads is not None:
-            got = _detached(lake, work, point_reads)
+            got, warming = _detached(lake, work, point_reads)
             if got is not None:
                 return got
         for attempt in range(1, WHOLE_SNAPSHOT_ATTEMPTS + 1):
@@ -543,3 +556,5 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None, point
             state["done"] = True
         if timer is not None:
             timer.cancel()
+        if warming is not None:
+            point_reads.warmed(warming)
