@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dynadex.store.catalog.lake import ALIAS, Lake, ReadRetrying
+from dynadex.store.errors import UnusualPointRead
 from dynadex.store.layout.names import ROW_SCHEMA, quote
 
 META = quote(f"__ducklake_metadata_{ALIAS}")  # the catalog's own tables, as DuckLake attaches them
@@ -42,10 +43,6 @@ class _Unanswered:
 
 
 UNANSWERED = _Unanswered()
-
-
-class Unusual(Exception):
-    """What this module does not read (the module docstring): the get goes through DuckLake instead."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ class PointReads:
         try:
             plan = self._plan(lake, snapshot, table, pending)
             found = self._lookup(plan, key)
-        except Unusual as exc:
+        except UnusualPointRead as exc:
             self.count("fallback", f"fallback: {exc}")
             return UNANSWERED
         except (duckdb.Error, OSError) as exc:  # a catalog locked, a file gone (merged, expired): DuckLake answers
@@ -176,7 +173,7 @@ class PointReads:
         for f in plan.files:
             found += self._in_file(f, key)
         if len(found) > 1:
-            raise Unusual("key stored twice")
+            raise UnusualPointRead("key stored twice")
         return found[0] if found else None
 
     # ------------------------------------------------------------------ the files
@@ -211,7 +208,7 @@ class PointReads:
         meta = pq.read_metadata(path)
         names = [meta.schema.column(i).path for i in range(meta.num_columns)]
         if "key" not in names or "item" not in names:
-            raise Unusual("a row file without key and item columns")
+            raise UnusualPointRead("a row file without key and item columns")
         k = names.index("key")
         groups, first = [], 0
         for g in range(meta.num_row_groups):
@@ -246,7 +243,7 @@ class PointReads:
     def _inside(self, path: str) -> str:
         real = os.path.realpath(path)
         if not real.startswith(self.data_path + os.sep):
-            raise Unusual("a file outside the data path")
+            raise UnusualPointRead("a file outside the data path")
         return real
 
     # ------------------------------------------------------------------ the catalog
@@ -279,13 +276,13 @@ class PointReads:
         """``table``'s row index at snapshot ``s``, from the catalog's rows (DuckLake's spec, version 1.0), read
         on a cursor of ``lake``'s connection: its own transaction, so a failure leaves the read's alone."""
         if lake.location.is_s3:
-            raise Unusual("an S3 data path")
+            raise UnusualPointRead("an S3 data path")
         con = _cursor(lake)
         live = "begin_snapshot <= $s AND (end_snapshot IS NULL OR end_snapshot > $s)"
         meta = dict(con.execute(f"SELECT key, value FROM {META}.ducklake_metadata WHERE scope IS NULL "
                                 "AND key IN ('version', 'data_path')").fetchall())
         if meta.get("version") != CATALOG_VERSION or not meta.get("data_path"):
-            raise Unusual(f"catalog version {meta.get('version')}")
+            raise UnusualPointRead(f"catalog version {meta.get('version')}")
         found = con.execute(
             f"SELECT t.table_id, s.path, s.path_is_relative, t.path, t.path_is_relative "
             f"FROM (SELECT * FROM {META}.ducklake_table WHERE {live}) t "
@@ -293,7 +290,7 @@ class PointReads:
             "WHERE s.schema_name = $schema AND t.table_name = $table",
             {"s": s, "schema": ROW_SCHEMA, "table": table}).fetchall()
         if len(found) != 1:
-            raise Unusual("no such table")
+            raise UnusualPointRead("no such table")
         table_id, schema_path, schema_rel, table_path, table_rel = found[0]
         base = meta["data_path"]
         table_base = ((base + schema_path) if schema_rel else schema_path) if schema_path is not None else base
@@ -310,16 +307,16 @@ class PointReads:
             "USING (data_file_id) ORDER BY d.data_file_id", {"s": s, "t": table_id}).fetchall()
         ids = [r[0] for r in files]
         if len(set(ids)) != len(ids):
-            raise Unusual("two delete files for one data file")
+            raise UnusualPointRead("two delete files for one data file")
         inlined_deletes = _inlined_deletes(con, table_id, s)
         out = []
         for fid, path, rel, partial, key, fmt, dpath, drel, dpartial, dkey, dfmt in files:
             if key is not None or dkey is not None:
-                raise Unusual("an encrypted file")
+                raise UnusualPointRead("an encrypted file")
             if (fmt or "parquet") != "parquet" or (dpath is not None and (dfmt or "parquet") != "parquet"):
-                raise Unusual("a file not in Parquet")
+                raise UnusualPointRead("a file not in Parquet")
             if (partial is not None and partial > s) or (dpartial is not None and dpartial > s):
-                raise Unusual("a file holding rows of a later snapshot")
+                raise UnusualPointRead("a file holding rows of a later snapshot")
             in_file = self._deleted_in(full(dpath, drel)) if dpath is not None else frozenset()
             out.append(DataFile(full(path, rel), frozenset(in_file | inlined_deletes.get(fid, set())), fid, in_file))
         return Plan(table, s, tuple(out), _inlined_rows(con, table_id, s), table_id)
@@ -347,8 +344,8 @@ def _inlined_deletes(con, table_id: int, s: int) -> dict:
     ``ducklake_inlined_delete_<table id>``, made at the table's first one; its ``row_id`` is the position in the
     file, as DuckLake's delete filter reads it)."""
     out: dict = {}
-    for fid, row in _rows(con, f"SELECT file_id, row_id FROM {META}.{quote(f'ducklake_inlined_delete_{int(table_id)}')} "
-                               "WHERE begin_snapshot <= $s", s):
+    name = quote(f"ducklake_inlined_delete_{int(table_id)}")
+    for fid, row in _rows(con, f"SELECT file_id, row_id FROM {META}.{name} WHERE begin_snapshot <= $s", s):
         out.setdefault(fid, set()).add(row)
     return out
 

@@ -34,7 +34,7 @@ from dynadex.errors import AttributeValueError
 from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import ALIAS, Lake, stale_cache
 from dynadex.store.catalog.state import TableState
-from dynadex.store.errors import QueryError, QueryTimeout, SnapshotBusy
+from dynadex.store.errors import NeedsTransaction, QueryError, QueryTimeout, SnapshotBusy
 from dynadex.store.layout.names import inverted_table, row_table
 from dynadex.store.layout.shape import key_text
 from dynadex.types import canonical, canonical_item, canonical_number
@@ -400,10 +400,6 @@ class SnapshotReader:
 
     def table_state(self, table: str) -> TableState | None:
         return self.lake.table_state(table)
-
-
-class NeedsTransaction(Exception):
-    """A read without DuckLake's transaction (``DetachedReader``) met what only DuckLake answers."""
 
 
 class DetachedReader(SnapshotReader):
