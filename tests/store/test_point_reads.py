@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from dynadex.store import Change, Checkpoint, Store
+from dynadex.store import Change, Checkpoint, Store, reads
 from dynadex.store import point_reads as points
 from dynadex.store.point_reads import PointReads
 from dynadex.types import canonical_item
@@ -80,9 +80,15 @@ def test_point_reads_answer_as_ducklake_through_batches_flushes_folds_and_mainte
             _batch(w, "T", changes(6, deletes=2, new=2), n)
             stage(f"inlined rows {n}")  # each plan made from the last one (``PointReads._follow``)
         assert pr.counts["followed"] >= 4
+        before = w.lake.current_snapshot()
+        _batch(w, "T", changes(3), 6)
+        with Store(str(store), sandbox=True) as st:  # a batch keeps rows where they are, a flush moves them
+            assert not points.moving_since(st.lake, before) and not reads._moving_commits(st.lake, before)
         w.flush_inlined()
+        with Store(str(store), sandbox=True) as st:
+            assert points.moving_since(st.lake, before) and reads._moving_commits(st.lake, before)
         stage("flushed")
-        for n in range(6, 9):
+        for n in range(7, 9):
             _batch(w, "T", changes(6, deletes=2, new=2), n)
         _batch(w, "T", changes(1200, deletes=100, new=100), 9)
         w.fold_small_files("T", at_files=2)
@@ -125,6 +131,7 @@ def test_a_second_read_of_a_snapshot_needs_no_transaction(tmp_path):
         first, s1 = st.read_snapshot(lambda r: r.get("T", '{"pk":{"S":"k7"}}'), point_reads=pr)
         second, s2 = st.read_snapshot(lambda r: r.get("T", '{"pk":{"S":"k8"}}'), point_reads=pr)
         assert (first, second) == ('{"pk":{"S":"k7"}}', '{"pk":{"S":"k8"}}') and s1 == s2
+        assert s1.committed_at == reads._commit_time(st.lake, s1.id)  # read from the catalog's table: the same
         assert pr.counts["plans"] == 1 and pr.counts["detached"] == 1 and pr.counts["fast"] == 2
         # a read that needs DuckLake (a query) runs in a transaction at the same snapshot
         (n, item), s3 = st.read_snapshot(lambda r: (r.items("T"), r.get("T", '{"pk":{"S":"k9"}}')), point_reads=pr)

@@ -111,7 +111,7 @@ class PointReads:
 
     def keep(self, plans: list, snapshot=None) -> None:
         """Plans built during a read whose snapshot was checked whole: later reads of that snapshot use them.
-        ``snapshot`` (a ``reads.Snapshot``): that read's, remembered with its commit time (``known``)."""
+        ``snapshot`` (a ``reads.Snapshot``): that read's, remembered (``read_whole``)."""
         with self._lock:
             if snapshot is not None:
                 self._snapshots[snapshot.id] = snapshot.committed_at
@@ -123,10 +123,10 @@ class PointReads:
             while len(self._plans) > PLANS:
                 self._plans.popitem(last=False)
 
-    def committed_at(self, snapshot: int):
-        """``(True, commit time)`` of a snapshot a checked read has read, else ``(False, None)``."""
+    def read_whole(self, snapshot: int) -> bool:
+        """Whether a checked read has read ``snapshot`` (through DuckLake, with point reads)."""
         with self._lock:
-            return (True, self._snapshots[snapshot]) if snapshot in self._snapshots else (False, None)
+            return snapshot in self._snapshots
 
     def warming(self, snapshot: int):
         """``(event, mine)``: ``mine`` when this read is the first to read ``snapshot`` (through DuckLake); the
@@ -333,10 +333,34 @@ def _cursor(lake: Lake):
     return got[1]
 
 
-def newest(lake: Lake) -> int:
-    """The id of the catalog's newest snapshot, read from the catalog's own table (a third of the cost of
-    DuckLake's ``current_snapshot()``, which reads more of the catalog)."""
-    return _cursor(lake).execute(f"SELECT max(snapshot_id) FROM {META}.ducklake_snapshot").fetchone()[0]
+def newest(lake: Lake) -> tuple[int, object]:
+    """(id, commit time) of the catalog's newest snapshot, read from the catalog's own table (a third of the
+    cost of DuckLake's ``current_snapshot()``, which reads more of the catalog)."""
+    return tuple(_cursor(lake).execute(f"SELECT snapshot_id, CAST(snapshot_time AS TIMESTAMPTZ) FROM "
+                                       f"{META}.ducklake_snapshot ORDER BY snapshot_id DESC LIMIT 1").fetchone())
+
+
+def commit_time(lake: Lake, snapshot: int):
+    """When ``snapshot`` was committed (the value DuckLake's ``snapshots()`` shows), from the catalog's table."""
+    return _cursor(lake).execute(f"SELECT CAST(snapshot_time AS TIMESTAMPTZ) FROM {META}.ducklake_snapshot "
+                                 "WHERE snapshot_id = ?", [snapshot]).fetchone()[0]
+
+
+# DuckLake's names in ``ducklake_snapshot_changes`` of the changes ``reads.ROW_KEEPING_CHANGES`` names as
+# ``snapshots()`` shows them (its ``tables_inserted_into`` is ``inserted_into_table`` here, and so on)
+ROW_KEEPING_KINDS = frozenset({"inlined_insert", "inlined_delete", "inserted_into_table", "deleted_from_table",
+                               "altered_table"})
+
+
+def moving_since(lake: Lake, snapshot: int) -> bool:
+    """Whether a snapshot after ``snapshot`` moved rows (``reads._moving_commits``, read from the catalog's own
+    tables: one scan when none came after, two when some did; a change of a kind not known moves rows)."""
+    if newest(lake)[0] == snapshot:
+        return False
+    rows = _cursor(lake).execute(f"SELECT changes_made FROM {META}.ducklake_snapshot_changes WHERE snapshot_id > ?",
+                                 [snapshot]).fetchall()
+    return any(change.partition(":")[0] not in ROW_KEEPING_KINDS
+               for (changes,) in rows for change in (changes or "").split(",") if change)
 
 
 def _inlined_deletes(con, table_id: int, s: int) -> dict:

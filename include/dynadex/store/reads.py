@@ -438,17 +438,15 @@ def _detached(lake: Lake, work, point_reads):
     from dynadex.store import point_reads as points
 
     try:
-        sid = points.newest(lake)
+        sid, committed_at = points.newest(lake)
     except duckdb.Error:
         return None, None  # the catalog stayed locked: the read through DuckLake waits its turn
-    known, committed_at = point_reads.committed_at(sid)
-    if not known:
+    if not point_reads.read_whole(sid):
         event, mine = point_reads.warming(sid)
         if mine:
             return None, sid
         event.wait(WARM_WAIT_SECONDS)
-        known, committed_at = point_reads.committed_at(sid)
-        if not known:
+        if not point_reads.read_whole(sid):
             return None, None
     snapshot = Snapshot(sid, committed_at)
     try:
@@ -512,28 +510,31 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None, point
                 state["fired"] = True
                 lake.con.interrupt()
 
+    from dynadex.store import point_reads as points
+
+    warming = None
+    if point_reads is not None:  # a few ms of Parquet reads: no DuckDB statement to interrupt, no timer
+        got, warming = _detached(lake, work, point_reads)
+        if got is not None:
+            return got
     timer = threading.Timer(timeout, interrupt) if timeout is not None else None
     if timer is not None:
         timer.daemon = True
         timer.start()
-    warming = None
     try:
-        if point_reads is not None:
-            got, warming = _detached(lake, work, point_reads)
-            if got is not None:
-                return got
         for attempt in range(1, WHOLE_SNAPSHOT_ATTEMPTS + 1):
             con = lake.con
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
                     sid = lake.current_snapshot()  # the transaction's: every statement in it reads this one
-                    snapshot = Snapshot(sid, _commit_time(lake, sid), attempt)
+                    snapshot = Snapshot(sid, _commit_time(lake, sid) if point_reads is None
+                                        else points.commit_time(lake, sid), attempt)
                     reader = SnapshotReader(lake, snapshot, point_reads)
                     result = work(reader)
                 finally:
                     _rollback(lake)
-                if not _moving_commits(lake, sid):
+                if not (_moving_commits(lake, sid) if point_reads is None else points.moving_since(lake, sid)):
                     if point_reads is not None:
                         point_reads.keep(reader.plans, snapshot)  # later reads of it need no transaction
                     return result, snapshot
