@@ -173,21 +173,3 @@ def test_a_file_outside_the_data_path_is_never_opened(tmp_path):
         fast, slow = _both(st, pr, "T", [{"pk": {"S": "a"}}])
         assert fast == slow and pr.counts["fallback"] == 1
         assert any("outside the data path" in k for k in pr.counts)
-
-
-@pytest.mark.parametrize("value", ["1", "0"])
-def test_the_setting_turns_point_reads_off(tmp_path, monkeypatch, value):
-    from dynadex.serve.readers import Readers
-
-    store = tmp_path / "store"
-    publish_items(store, "T", [{"pk": {"S": "a"}}])
-    monkeypatch.setenv("DYNADEX_POINT_READS", value)
-    readers = Readers(str(store), connections=1)
-    try:
-        item, _, _ = readers.read(lambda r: r.get("T", '{"pk":{"S":"a"}}'), timeout=30, tables=["T"], gets=True)
-        assert item == '{"pk":{"S":"a"}}'
-        assert (readers.point_reads is not None) == (value == "1")
-        if value == "1":
-            assert readers.point_reads.counts["fast"] == 1
-    finally:
-        readers.close()
