@@ -81,6 +81,8 @@ class Readers:
             raise QueryFailed(str(exc)) from exc
         finally:
             self._free.put(st)
+        for t, s in states.items():  # read in the snapshot the answer comes from, checked whole
+            self._remember((snapshot.id, t), s)
         if timing is not None:
             timing.update(wait=(got - started) * 1000, work=spent.get("work", 0.0) * 1000,
                           read=(time.monotonic() - got) * 1000)
@@ -91,17 +93,24 @@ class Readers:
 
     def state(self, reader, table: str):
         """``table``'s sync state at the snapshot ``reader`` reads (None: no such table); looked up once per
-        snapshot and table (a commit makes a new snapshot)."""
+        snapshot and table (a commit makes a new snapshot) and read. What a read without DuckLake's transaction
+        found (``reads.DetachedReader``) is kept only once that read is checked whole (``read``)."""
         key = (reader.snapshot.id, table)
         with self._states_lock:
             if key in self._states:
                 return self._states[key]
-        found = reader.table_state(table)
+        mine = reader.__dict__.setdefault("states_read", {})
+        if table not in mine:
+            mine[table] = reader.table_state(table)
+            if not getattr(reader, "unchecked", False):
+                self._remember(key, mine[table])
+        return mine[table]
+
+    def _remember(self, key, found) -> None:
         with self._states_lock:
             self._states[key] = found
             while len(self._states) > STATE_CACHE:
                 self._states.popitem(last=False)
-        return found
 
     def close(self) -> None:
         for st in self._all:

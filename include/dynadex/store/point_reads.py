@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dynadex.store.catalog.lake import ALIAS, Lake, ReadRetrying
+from dynadex.store.catalog.state import TableState
 from dynadex.store.errors import UnusualPointRead
-from dynadex.store.layout.names import ROW_SCHEMA, quote
+from dynadex.store.layout.names import ROW_SCHEMA, STATE_SCHEMA, literal, quote
 
 META = quote(f"__ducklake_metadata_{ALIAS}")  # the catalog's own tables, as DuckLake attaches them
 CATALOG_VERSION = "1.0"  # the DuckLake catalog layout read here (its spec's table names and columns)
+STATE_TABLE = "\x00dynadex.tables"  # the plans' name for ``dynadex.tables`` (no source table is named so)
 PLANS = 64  # (table, snapshot) plans kept: a snapshot's plan serves every get until the next commit
 FOOTERS = 4096  # Parquet footers (key statistics per row group) kept, by file path
 DELETES = 4096  # delete files' positions kept, by file path
@@ -62,6 +64,8 @@ class Plan:
     files: tuple[DataFile, ...]
     inlined: dict = field(hash=False)  # key -> [item, ...] of the inlined rows live at the snapshot
     table_id: int = -1
+    columns: tuple = ()  # (name, DuckLake type) of the table's columns (read for dynadex.tables): fixed until
+    # an ALTER, after which no plan follows this one
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class PointReads:
         self._plans: OrderedDict = OrderedDict()
         self._footers: OrderedDict = OrderedDict()
         self._deletes: OrderedDict = OrderedDict()
+        self._columns: OrderedDict = OrderedDict()  # Parquet file -> its column names
+        self._unusual: OrderedDict = OrderedDict()  # (table, snapshot) whose plan could not be made
+        self._changes: OrderedDict = OrderedDict()  # (snapshot, later snapshot) -> the changes between
+        self._inlined_columns: dict = {}  # an inlined-data table -> its columns (its name holds its version)
         self._snapshots: dict = {}  # snapshot id -> commit time, of snapshots read whole through DuckLake
         self._warming: dict = {}  # snapshot id -> an event set once the read reading it first is done
         self._lock = threading.Lock()
@@ -90,14 +98,22 @@ class PointReads:
         """The item stored under ``key`` (a key text, ``parse_key``'s) in ``table`` at ``snapshot``, None when
         absent, or ``UNANSWERED``. A plan built here is appended to ``pending`` (kept by ``keep`` once the read's
         snapshot is checked whole)."""
+        if (table, snapshot) in self._unusual:  # known not to be read here: no second try at the catalog
+            self.count("fallback")
+            return UNANSWERED
         try:
             plan = self._plan(lake, snapshot, table, pending)
             found = self._lookup(plan, key)
         except UnusualPointRead as exc:
             self.count("fallback", f"fallback: {exc}")
+            if str(exc) != "key stored twice":
+                with self._lock:
+                    self._unusual[(table, snapshot)] = True
+                    while len(self._unusual) > PLANS:
+                        self._unusual.popitem(last=False)
             return UNANSWERED
         except (duckdb.Error, OSError) as exc:  # a catalog locked, a file gone (merged, expired): DuckLake answers
-            self.count("fallback", f"fallback: {type(exc).__name__}")
+            self.count("fallback", f"fallback: {type(exc).__name__}: {str(exc)[:120]}")
             with self._lock:
                 self._plans.pop((table, snapshot), None)  # made again by the next read of that snapshot
             return UNANSWERED
@@ -176,6 +192,63 @@ class PointReads:
             raise UnusualPointRead("key stored twice")
         return found[0] if found else None
 
+    # ------------------------------------------------------------------ the table's sync state
+
+    def state(self, lake: Lake, snapshot: int, table: str, pending: list):
+        """``table``'s row of ``dynadex.tables`` at ``snapshot`` as a ``TableState`` (None: no such table), read as
+        DuckLake would (its files, less deleted positions, and its live inlined rows, each value cast by DuckDB
+        to the column's type), or ``UNANSWERED``. The plan of ``dynadex.tables`` it makes joins ``pending``."""
+        try:
+            plan = self._state_plan(lake, snapshot, pending)
+            found = _state_rows(_cursor(lake), plan, snapshot, table, self._names, self._inlined_columns)
+        except UnusualPointRead as exc:
+            self.count("fallback", f"fallback: {exc}")
+            return UNANSWERED
+        except (duckdb.Error, OSError) as exc:
+            self.count("fallback", f"fallback: {type(exc).__name__}: {str(exc)[:120]}")
+            return UNANSWERED
+        if len(found) > 1:
+            self.count("fallback", "fallback: two state rows")
+            return UNANSWERED
+        self.count("states")
+        return TableState.from_row(*found[0]) if found else None
+
+    def _state_plan(self, lake: Lake, snapshot: int, pending: list) -> Plan:
+        key = (STATE_TABLE, snapshot)
+        with self._lock:
+            plan = self._plans.get(key)
+            older = [p for (t, s), p in self._plans.items() if t == STATE_TABLE and s < snapshot]
+            before = None if plan else max(older, key=lambda p: p.snapshot, default=None)
+        if plan is not None:
+            return plan
+        for p in pending:
+            if p.table == STATE_TABLE and p.snapshot == snapshot:
+                return p
+        plan = before is not None and self._follow(lake, before, snapshot, with_rows=False)
+        if not plan:
+            built = self._build(lake, snapshot, "tables", STATE_SCHEMA)
+            columns = _cursor(lake).execute(
+                f"SELECT column_name, column_type FROM {META}.ducklake_column WHERE table_id = $t AND "
+                "parent_column IS NULL AND begin_snapshot <= $s AND (end_snapshot IS NULL OR end_snapshot > $s) "
+                "ORDER BY column_order", {"t": built.table_id, "s": snapshot}).fetchall()
+            plan = Plan(STATE_TABLE, snapshot, built.files, {}, built.table_id, tuple(columns))
+        pending.append(plan)
+        return plan
+
+    def _names(self, path: str) -> list[str]:
+        """The column names of a Parquet file (footers cached by path: files are never rewritten)."""
+        with self._lock:
+            got = self._columns.get(path)
+        if got is None:
+            import pyarrow.parquet as pq
+
+            got = pq.read_schema(path).names
+            with self._lock:
+                self._columns[path] = got
+                while len(self._columns) > FOOTERS:
+                    self._columns.popitem(last=False)
+        return got
+
     # ------------------------------------------------------------------ the files
 
     def _in_file(self, f: DataFile, key: str) -> list[str]:
@@ -248,13 +321,21 @@ class PointReads:
 
     # ------------------------------------------------------------------ the catalog
 
-    def _follow(self, lake: Lake, before: Plan, s: int) -> Plan | None:
+    def _follow(self, lake: Lake, before: Plan, s: int, with_rows: bool = True) -> Plan | None:
         """``before``'s table at snapshot ``s``, made from ``before`` when every commit since changed the table
         only by inlined rows and inlined deletions (a stream batch of a few rows): its files and delete files
         are then the same, and only the inlined rows and deletions are read again. None: build it whole."""
         con = _cursor(lake)
-        rows = con.execute(f"SELECT snapshot_id, changes_made FROM {META}.ducklake_snapshot_changes "
-                           "WHERE snapshot_id > $b AND snapshot_id <= $s", {"b": before.snapshot, "s": s}).fetchall()
+        with self._lock:
+            rows = self._changes.get((before.snapshot, s))
+        if rows is None:
+            rows = con.execute(f"SELECT snapshot_id, changes_made FROM {META}.ducklake_snapshot_changes "
+                               "WHERE snapshot_id > $b AND snapshot_id <= $s",
+                               {"b": before.snapshot, "s": s}).fetchall()
+            with self._lock:  # the state's plan and the row index's follow the same snapshots
+                self._changes[(before.snapshot, s)] = rows
+                while len(self._changes) > 8:
+                    self._changes.popitem(last=False)
         if len(rows) != s - before.snapshot:
             return None  # snapshots missing from the list (expired between): build it whole
         mine, inlined = str(before.table_id), False
@@ -266,15 +347,17 @@ class PointReads:
                 elif kind not in ("inserted_into_table", "deleted_from_table") or of == mine:
                     return None  # files of this table changed, or a change of any other kind
         if not inlined:
-            return Plan(before.table, s, before.files, before.inlined, before.table_id)
+            return Plan(before.table, s, before.files, before.inlined, before.table_id, before.columns)
         deletes = _inlined_deletes(con, before.table_id, s)
         files = tuple(DataFile(f.path, frozenset(f.in_delete_file | deletes.get(f.file_id, set())), f.file_id,
                                f.in_delete_file) for f in before.files)
-        return Plan(before.table, s, files, _inlined_rows(con, before.table_id, s), before.table_id)
+        return Plan(before.table, s, files, _inlined_rows(con, before.table_id, s) if with_rows else {},
+                    before.table_id, before.columns)
 
-    def _build(self, lake: Lake, s: int, table: str) -> Plan:
-        """``table``'s row index at snapshot ``s``, from the catalog's rows (DuckLake's spec, version 1.0), read
-        on a cursor of ``lake``'s connection: its own transaction, so a failure leaves the read's alone."""
+    def _build(self, lake: Lake, s: int, table: str, schema: str = ROW_SCHEMA) -> Plan:
+        """``table``'s row index (or table ``schema.table``) at snapshot ``s``, from the catalog's rows (DuckLake's
+        spec, version 1.0), read on a cursor of ``lake``'s connection: its own transaction, so a failure leaves
+        the read's alone. Inlined rows are read (``key`` and ``item``) for the row index only."""
         if lake.location.is_s3:
             raise UnusualPointRead("an S3 data path")
         con = _cursor(lake)
@@ -288,7 +371,7 @@ class PointReads:
             f"FROM (SELECT * FROM {META}.ducklake_table WHERE {live}) t "
             f"JOIN (SELECT * FROM {META}.ducklake_schema WHERE {live}) s USING (schema_id) "
             "WHERE s.schema_name = $schema AND t.table_name = $table",
-            {"s": s, "schema": ROW_SCHEMA, "table": table}).fetchall()
+            {"s": s, "schema": schema, "table": table}).fetchall()
         if len(found) != 1:
             raise UnusualPointRead("no such table")
         table_id, schema_path, schema_rel, table_path, table_rel = found[0]
@@ -319,7 +402,7 @@ class PointReads:
                 raise UnusualPointRead("a file holding rows of a later snapshot")
             in_file = self._deleted_in(full(dpath, drel)) if dpath is not None else frozenset()
             out.append(DataFile(full(path, rel), frozenset(in_file | inlined_deletes.get(fid, set())), fid, in_file))
-        return Plan(table, s, tuple(out), _inlined_rows(con, table_id, s), table_id)
+        return Plan(table, s, tuple(out), _inlined_rows(con, table_id, s) if schema == ROW_SCHEMA else {}, table_id)
 
 
 def _cursor(lake: Lake):
@@ -384,6 +467,44 @@ def _inlined_rows(con, table_id: int, s: int) -> dict:
         for key, item in _rows(con, f"SELECT key, item FROM {META}.{quote(name)} WHERE begin_snapshot <= $s "
                                     "AND (end_snapshot IS NULL OR end_snapshot > $s)", s):
             out.setdefault(key, []).append(item)
+    return out
+
+
+# DuckLake's column types (``ducklake_column.column_type``) of ``dynadex.tables`` -> DuckDB's
+DUCKDB_TYPES = {"varchar": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "timestamptz": "TIMESTAMPTZ",
+                "boolean": "BOOLEAN", "float64": "DOUBLE"}
+
+
+def _state_rows(con, plan: Plan, s: int, table: str, names_of, inlined_columns: dict) -> list[tuple[list[str], tuple]]:
+    """(column names, row) of ``plan``'s table (``dynadex.tables``) whose ``table_name`` is ``table``, at ``s``.
+    ``inlined_columns`` caches each inlined-data table's columns."""
+    columns = plan.columns
+    if not columns or any(t not in DUCKDB_TYPES for _, t in columns):
+        raise UnusualPointRead(f"state columns {columns}")
+    names = [n for n, _ in columns]
+
+    def select(have) -> str:
+        return ", ".join(f"CAST({quote(n)} AS {DUCKDB_TYPES[t]})" if n in have else f"CAST(NULL AS {DUCKDB_TYPES[t]})"
+                         for n, t in columns)
+
+    out = []
+    for f in plan.files:
+        rows = con.execute(f"SELECT file_row_number, {select(set(names_of(f.path)))} FROM "
+                           f"read_parquet({literal(f.path)}, file_row_number = true) WHERE table_name = ?",
+                           [table]).fetchall()
+        out += [(names, row[1:]) for row in rows if row[0] not in f.deleted]
+    for (name,) in con.execute(f"SELECT table_name FROM {META}.ducklake_inlined_data_tables WHERE table_id = ?",
+                               [plan.table_id]).fetchall():
+        have = inlined_columns.get(name)
+        if have is None:
+            try:
+                have = {d[0] for d in con.execute(f"SELECT * FROM {META}.{quote(name)} LIMIT 0").description}
+            except duckdb.CatalogException:
+                continue
+            inlined_columns[name] = have
+        out += [(names, row) for row in con.execute(
+            f"SELECT {select(have)} FROM {META}.{quote(name)} WHERE table_name = $n AND begin_snapshot <= $s "
+            "AND (end_snapshot IS NULL OR end_snapshot > $s)", {"n": table, "s": s}).fetchall()]
     return out
 
 

@@ -403,56 +403,77 @@ class SnapshotReader:
 
 
 class DetachedReader(SnapshotReader):
-    """Reads a snapshot that a checked read already read whole, without a DuckLake transaction: only gets that
-    a kept point-read plan of that snapshot answers (``point_reads.py``); anything else raises
-    ``NeedsTransaction`` and the read runs through DuckLake instead."""
+    """Reads a snapshot without a DuckLake transaction: gets by point reads (``point_reads.py``) and the
+    tables' sync state read from the catalog as DuckLake would; anything else raises ``NeedsTransaction`` and
+    the read runs through DuckLake instead. ``unchecked``: it read what only a check that no flush or merge
+    landed after its snapshot makes whole (a plan it made, a state), so ``_detached`` checks before answering."""
+
+    def __init__(self, lake: Lake, snapshot: Snapshot, point_reads):
+        super().__init__(lake, snapshot, point_reads)
+        self.unchecked = False
 
     def get(self, table: str, key_json: str) -> str | None:
         from dynadex.store.point_reads import UNANSWERED
 
         if not self.point_reads.kept(table, self.snapshot.id):
-            raise NeedsTransaction(f"no plan of {table} at snapshot {self.snapshot.id}")
+            self.unchecked = True  # the plan made here is the catalog's as read now
         found = self.point_reads.get(self.lake, self.snapshot.id, table, parse_key(self.lake, table, key_json),
                                      self.plans)
         if found is UNANSWERED:
             raise NeedsTransaction("the point read did not answer")
         return found
 
+    def table_state(self, table: str) -> TableState | None:
+        from dynadex.store.point_reads import UNANSWERED
+
+        self.unchecked = True
+        found = self.point_reads.state(self.lake, self.snapshot.id, table, self.plans)
+        if found is UNANSWERED:
+            raise NeedsTransaction("the state was not read")
+        return found
+
     def _needs(self, *args, **kwargs):
         raise NeedsTransaction("only DuckLake answers this")
 
-    query = find = tables = items = table_state = _needs
+    query = find = tables = items = _needs
 
 
-WARM_WAIT_SECONDS = 0.25  # how long a get waits for another get reading the same new snapshot through DuckLake
+WARM_WAIT_SECONDS = 0.25  # how long a get waits for another get reading the same new snapshot
 
 
 def _detached(lake: Lake, work, point_reads):
-    """``((work(reader), snapshot), None)`` read at the catalog's newest snapshot without a DuckLake transaction,
-    when a checked read has read that snapshot before (its commit time is known) and ``work`` needs nothing
-    but gets a kept plan answers. Else ``(None, warming)``: ``warming`` is the snapshot this read is the first
-    to read (``point_reads.warmed`` it when done), or None. A read that finds another already reading the
-    same new snapshot through DuckLake waits for it (at most ``WARM_WAIT_SECONDS``) rather than do the same
-    work beside it. No check for commits after the snapshot is needed: what it reads (a kept plan's files)
-    was read whole once and is never rewritten."""
+    """``((work(reader), snapshot), None)``: ``work`` read at the catalog's newest snapshot without a DuckLake
+    transaction (``DetachedReader``), or ``(None, warming)`` when it cannot be: ``warming`` is the snapshot
+    this read was the first to read (``point_reads.warmed`` it when done), or None. A read that finds another
+    reading the same new snapshot waits for it (at most ``WARM_WAIT_SECONDS``) rather than do the same work
+    beside it. A read that made a plan or read a state (``unchecked``) answers only if no commit that moves
+    rows landed after its snapshot meanwhile (``point_reads.moving_since``), and its plans are kept then; one
+    that used only kept plans and cached states needs no check: a kept plan's files were read whole once and
+    are never rewritten."""
     from dynadex.store import point_reads as points
 
     try:
         sid, committed_at = points.newest(lake)
     except duckdb.Error:
         return None, None  # the catalog stayed locked: the read through DuckLake waits its turn
+    mine = False
     if not point_reads.read_whole(sid):
         event, mine = point_reads.warming(sid)
-        if mine:
-            return None, sid
-        event.wait(WARM_WAIT_SECONDS)
-        if not point_reads.read_whole(sid):
-            return None, None
+        if not mine:
+            event.wait(WARM_WAIT_SECONDS)
     snapshot = Snapshot(sid, committed_at)
+    reader = DetachedReader(lake, snapshot, point_reads)
     try:
-        result = work(DetachedReader(lake, snapshot, point_reads))
-    except NeedsTransaction:
-        return None, None
+        result = work(reader)
+        whole = not reader.unchecked or not points.moving_since(lake, sid)
+    except (NeedsTransaction, duckdb.Error):
+        whole = False
+    if not whole:
+        return None, (sid if mine else None)
+    if reader.unchecked:
+        point_reads.keep(reader.plans, snapshot)
+    if mine:
+        point_reads.warmed(sid)
     point_reads.count("detached")
     return (result, snapshot), None
 
