@@ -12,6 +12,7 @@ import pytest
 
 from dynadex.store import Change, Checkpoint, Store, reads
 from dynadex.store import point_reads as points
+from dynadex.store.errors import NeedsTransaction
 from dynadex.store.point_reads import PointReads
 from dynadex.types import canonical_item
 from tests.support.store import publish_items
@@ -143,7 +144,9 @@ def test_a_second_read_of_a_snapshot_needs_no_transaction(tmp_path):
         # the table's sync state, read without DuckLake, is DuckLake's
         (state, ducklake), _ = st.read_snapshot(lambda r: (r.table_state("T"), st.lake.table_state("T")))
         assert reads.DetachedReader(st.lake, s1, pr).table_state("T") == ducklake == state
-        assert reads.DetachedReader(st.lake, s1, pr).table_state("Nope") is None
+        assert pr.state(st.lake, s1.id, "Nope", []) is None
+        with pytest.raises(NeedsTransaction):  # a table that is not there: DuckLake says so
+            reads.DetachedReader(st.lake, s1, pr).table_state("Nope")
 
 
 def test_what_it_cannot_read_goes_through_ducklake(tmp_path, monkeypatch):

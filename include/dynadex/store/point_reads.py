@@ -9,10 +9,13 @@ Invariants:
 * A ``Plan`` describes one table's row index at one snapshot: its data files, the positions deleted in each
   (delete files and DuckLake's inlined deletions) and its inlined rows, all read from catalog rows filtered
   to that snapshot (``begin_snapshot <= s < end_snapshot``). A plan is built inside a read that
-  ``reads.read_whole_snapshot`` checks (no commit that moves rows landed after its snapshot before the check:
-  then every catalog row of that snapshot was there to be read), and is kept for later reads only once that
-  check passed (``keep``). Parquet files are never rewritten in place, so a kept plan stays true of its
-  snapshot for as long as its files exist.
+  ``reads.read_whole_snapshot`` (or ``reads._detached``) checks (no commit that moves rows landed after its
+  snapshot before the check: then every catalog row of that snapshot was there to be read), and is kept for
+  later reads only once that check passed (``keep``). Parquet files are never rewritten in place, so a kept
+  plan stays true of its snapshot for as long as its files exist.
+* ``state`` reads a table's row of ``dynadex.tables`` the same way (a plan of that table, its inlined rows
+  cast by DuckDB to the column types), equal to ``Lake.table_state`` at the same snapshot; it too is
+  trusted only by a read checked whole.
 * Only files under the store's data path are opened (the sandbox of ``dynadex serve``).
 * ``DYNADEX_POINT_READS=0`` turns it off (every get reads through DuckLake, as before).
 """

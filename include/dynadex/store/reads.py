@@ -428,8 +428,8 @@ class DetachedReader(SnapshotReader):
 
         self.unchecked = True
         found = self.point_reads.state(self.lake, self.snapshot.id, table, self.plans)
-        if found is UNANSWERED:
-            raise NeedsTransaction("the state was not read")
+        if found is UNANSWERED or found is None:  # no such table: DuckLake says so (an error ends the read
+            raise NeedsTransaction("the state was not read")  # before any check that it was whole)
         return found
 
     def _needs(self, *args, **kwargs):
@@ -468,6 +468,10 @@ def _detached(lake: Lake, work, point_reads):
         whole = not reader.unchecked or not points.moving_since(lake, sid)
     except (NeedsTransaction, duckdb.Error):
         whole = False
+    except BaseException:  # the caller's own error (a bad key, say): the snapshot is no one's to read now
+        if mine:
+            point_reads.warmed(sid)
+        raise
     if not whole:
         return None, (sid if mine else None)
     if reader.unchecked:
@@ -518,9 +522,10 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None, point
     in a new transaction, up to ``WHOLE_SNAPSHOT_ATTEMPTS`` times (``SnapshotBusy`` after). A connection whose
     DuckLake cache went stale under another process's flush is reopened first (``Lake.reading``).
     ``timeout``: seconds for every attempt together; past it DuckDB is interrupted (``QueryTimeout``).
-    ``point_reads`` (a ``point_reads.PointReads``): gets read the row index's files themselves; the plans they
-    make are kept only from an attempt that passed the check, and a later read of the same snapshot whose
-    work is only such gets runs without a DuckLake transaction (``_detached``)."""
+    ``point_reads`` (a ``point_reads.PointReads``): ``work`` that only gets items by key (and reads the tables'
+    sync state) runs first without a DuckLake transaction (``_detached``, checked the same way); otherwise
+    gets in the transaction read the row index's files themselves, and the plans they make are kept only
+    from an attempt that passed the check."""
     deadline = None if timeout is None else time.monotonic() + timeout
     guard = threading.Lock()
     state = {"done": False, "fired": False}
