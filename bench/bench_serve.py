@@ -17,6 +17,9 @@ The run, all on this box:
   6. write-to-visible: for --probes writes, the time from the emulator's acknowledgement of the put to the
      first `get` through the API that returns the item with that write's value (polled every 10 ms).
 
+With --get-baseline a second server, started with DYNADEX_POINT_READS=0 (every get through DuckLake, as before
+decision 0039), answers the same `get` figures right before the first one's, so both come from the same run.
+
 Server-side time per phase comes from the server's ``Server-Timing`` header (key check, snapshot read, work,
 row check, answer): the medians are printed next to each figure.
 
@@ -139,7 +142,7 @@ class Server:
         from dynadex.store.catalog.location import resolve
 
         ring = KeyRing(StateFile(state_path(resolve(str(store)))))
-        self.key = ring.create(f"bench{os.getpid()}")
+        self.key = ring.create(f"bench{os.getpid()}-{self.port}")
         ring.state.close()
 
     def stop(self) -> None:
@@ -323,6 +326,9 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=100, help="writes whose write-to-visible is measured")
     ap.add_argument("--sync-env", nargs="*", default=["DYNADEX_BATCH_SECONDS=0.1", "DYNADEX_IDLE_MAX_SECONDS=0.2"],
                     help="settings of the sync process (default: bench_stream's freshness bench's)")
+    ap.add_argument("--get-baseline", action="store_true", help="also measure `get` on a second server with "
+                                                                    "DYNADEX_POINT_READS=0 (through DuckLake)")
+    ap.add_argument("--ops", default="get,find,aggregate", help="which reads to measure")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument("--build-only", action="store_true", help="only generate and load the store (kept in --workdir)")
     a = ap.parse_args()
@@ -350,6 +356,10 @@ def main() -> None:
             procs.append(sync)
             server = Server(run / "store", env)
             procs.append(server.proc)
+            baseline = None
+            if a.get_baseline:
+                baseline = Server(run / "store", {**env, "DYNADEX_POINT_READS": "0"})
+                procs.append(baseline.proc)
             writer = Writer(ddb, a.items, a.write_rate)
             writer.thread.start()
             first = write_to_visible(server, writer, 3)  # the sync follows the stream before the clock starts
@@ -361,14 +371,18 @@ def main() -> None:
                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                              "load_before": os.getloadavg(), "reads": []}
             cpu0 = {"sync": process_cpu(sync.pid), "serve": process_cpu(server.proc.pid),
+                    "baseline": process_cpu(baseline.proc.pid) if baseline is not None else 0.0,
                     "emulator": process_cpu(aws.process.pid), "bench": time.process_time(), "t": time.time()}
-            ops = operations(a.items)
+            ops = {k: v for k, v in operations(a.items).items() if k in a.ops.split(",")}
             for clients in [int(c) for c in a.clients.split(",")]:
-                for name, op in ops.items():
-                    cpu = process_cpu(server.proc.pid)
-                    r = load(server, op, clients, seconds)
+                runs = [(name, op, server) for name, op in ops.items()]
+                if baseline is not None and "get" in ops:
+                    runs.insert(0, ("get-ducklake", ops["get"], baseline))
+                for name, op, srv in runs:
+                    cpu = process_cpu(srv.proc.pid)
+                    r = load(srv, op, clients, seconds)
                     r.update(op=name, clients=clients,
-                             server_cpu_ms=(process_cpu(server.proc.pid) - cpu) * 1000 / max(1, r["requests"]))
+                             server_cpu_ms=(process_cpu(srv.proc.pid) - cpu) * 1000 / max(1, r["requests"]))
                     results["reads"].append(r)
                     print(f"  {name:9} {clients:2} client{'s' if clients > 1 else ' '}: p50 {r['p50']:7.1f} ms  "
                           f"p99 {r['p99']:7.1f} ms  {r['per_second']:7.1f} req/s  ({r['requests']} requests, "
@@ -376,11 +390,17 @@ def main() -> None:
                           + " ".join(f"{k} {v:g}" for k, v in r["server_ms_p50"].items()), flush=True)
                     if r["errors"]:
                         print("    errors:", r["first_errors"])
+            status, body, _ = Client(server).call("GET", "/metrics")
+            results["point_reads"] = {line.split('"')[1]: float(line.split()[-1]) for line in body.decode().splitlines()
+                                      if line.startswith("dynadex_serve_point_reads_total{")}
+            print(f"  point reads: {results['point_reads']}", flush=True)
             vis = write_to_visible(server, writer, a.probes)
             results["write_to_visible"] = vis
             span = time.time() - cpu0["t"]
             results["cores"] = {"sync": (process_cpu(sync.pid) - cpu0["sync"]) / span,
                                 "serve": (process_cpu(server.proc.pid) - cpu0["serve"]) / span,
+                                **({"serve (DuckLake gets)": (process_cpu(baseline.proc.pid) - cpu0["baseline"]) / span}
+                                   if baseline is not None else {}),
                                 "emulator": (process_cpu(aws.process.pid) - cpu0["emulator"]) / span,
                                 "bench clients": (time.process_time() - cpu0["bench"]) / span}
             writer.stop.set()

@@ -17,6 +17,12 @@ def test_get_by_key_answers_the_item_exactly(served, reader):
     r = served.call("GET", "/v1/dynadex/tables/Orders/item", reader, params={"key": '{"pk":{"S":"k3"}}'})
     assert r.status_code == 200 and r.json()["item"] == {"n": {"N": "3"}, "pk": {"S": "k3"}, "tag": {"S": "odd"}}
     assert r.json()["dynadex"]["snapshot"] == int(r.headers["X-Dynadex-Snapshot"])
+    again = served.call("GET", "/v1/dynadex/tables/Orders/item", reader, params={"key": '{"pk":{"S":"k4"}}'})
+    assert again.json()["item"]["n"] == {"N": "4"}
+    assert again.json()["dynadex"]["snapshot"] == r.json()["dynadex"]["snapshot"]
+    metrics = served.call("GET", "/metrics").text  # both read the row index's files (store/point_reads.py)
+    fast = next(line for line in metrics.splitlines() if line.startswith('dynadex_serve_point_reads_total{how="fast"}'))
+    assert int(fast.split()[-1]) >= 2
     assert served.call("GET", "/v1/dynadex/tables/Orders/item", reader,
                        params={"key": '{"pk":{"S":"nope"}}'}).status_code == 404
     bad = served.call("GET", "/v1/dynadex/tables/Orders/item", reader, params={"key": '{"id":{"S":"x"}}'})

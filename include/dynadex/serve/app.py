@@ -69,7 +69,8 @@ async def metrics(request: Request):
         await run_in_threadpool(service.tables, Key("metrics", None, False))
     except ApiError as exc:  # a busy store: the last lags read are shown
         log.warning("metrics: the tables' lag was not read: %s", exc)
-    return PlainTextResponse(service.metrics.text(),
+    points = service.readers.point_reads
+    return PlainTextResponse(service.metrics.text(None if points is None else dict(points.counts)),
                              media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

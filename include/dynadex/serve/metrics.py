@@ -43,7 +43,9 @@ class Metrics:
         with self._lock:
             self.lags[table] = seconds
 
-    def text(self) -> str:
+    def text(self, point_reads=None) -> str:
+        """``point_reads``: ``PointReads.counts`` (how gets were answered: ``fast``, ``fallback``, ``detached``,
+        ``plans``), shown as ``dynadex_serve_point_reads_total``."""
         def label(v: str) -> str:
             return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -70,4 +72,11 @@ class Metrics:
             for table, seconds in sorted(self.lags.items()):  # NaN: no stream sync has run yet
                 out.append(f'dynadex_table_lag_seconds{{table="{label(table)}"}} '
                            f'{"NaN" if seconds is None else seconds}')
+        if point_reads is not None:
+            out += ["# HELP dynadex_serve_point_reads_total Gets by how they were read: fast (the row index's files "
+                    "read directly), fallback (through DuckLake), detached (no DuckLake transaction at all), plans "
+                    "(snapshots whose files were listed).",
+                    "# TYPE dynadex_serve_point_reads_total counter"]
+            for how in ("fast", "fallback", "detached", "plans"):
+                out.append(f'dynadex_serve_point_reads_total{{how="{how}"}} {point_reads.get(how, 0)}')
         return "\n".join(out) + "\n"

@@ -56,7 +56,7 @@ async def get_item(request: Request):
         return reader.get(table, item_key)
 
     item, snapshot, fresh = await run_in_threadpool(service.readers.read, work, timeout=service.limits.seconds,
-                                                    tables=[table], timing=timing)
+                                                    tables=[table], timing=timing, gets=True)
     about = {**snapshot.as_dict(), "tables": fresh}
     timing["total"] = (time.monotonic() - started) * 1000
     if item is None:

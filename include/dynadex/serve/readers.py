@@ -7,6 +7,8 @@ Invariants:
   ``Store.read_snapshot``: one whole snapshot, the newest at its start, with a deadline.
 * A connection serves one request at a time; a request that finds none free within its deadline is refused
   (``Busy``), never queued without end.
+* A ``get`` reads the row index's Parquet files itself where it can (``store/point_reads.py``: the same answer
+  as through DuckLake, at the same snapshot); ``DYNADEX_POINT_READS=0`` turns that off.
 * Each answer carries its snapshot (id, commit time) and, for each table it read, how far behind its
   DynamoDB table that snapshot is (``reads.lag``), as the sync recorded it in that same snapshot.
 """
@@ -19,8 +21,10 @@ import threading
 import time
 from collections import OrderedDict
 
+from dynadex import settings
 from dynadex.serve.errors import Busy, QueryFailed, QueryTimedOut
 from dynadex.store import QueryError, QueryTimeout, SnapshotBusy, Store
+from dynadex.store.point_reads import PointReads
 from dynadex.store.reads import lag
 
 STATE_CACHE = 256  # (snapshot, table) -> the table's sync state in it: fixed once committed
@@ -41,14 +45,17 @@ class Readers:
             self.close()
             raise
         self.location = self._all[0].location
+        self.point_reads = (PointReads(self.location.data_path)
+                            if settings.POINT_READS.read() and not self.location.is_s3 else None)
         self._states: OrderedDict = OrderedDict()
         self._states_lock = threading.Lock()
 
-    def read(self, work, *, timeout: float, tables=(), timing: dict | None = None):
+    def read(self, work, *, timeout: float, tables=(), timing: dict | None = None, gets: bool = False):
         """``(work(reader), snapshot, freshness)`` on a free connection: ``freshness`` maps each of ``tables``
         (and whatever ``work`` read in ``reader.tables_read``) to its lag at the snapshot read. ``timing``, if
         given, gets the milliseconds spent waiting for a connection (``wait``), in ``work`` (``work``, its last
-        attempt) and in the whole read (``read``: the snapshot's transaction and checks too)."""
+        attempt) and in the whole read (``read``: the snapshot's transaction and checks too). ``gets``: ``work``
+        only gets items by key (``reader.get``), which point reads then answer (``store/point_reads.py``)."""
         started = time.monotonic()
         deadline = started + timeout
         try:
@@ -64,7 +71,8 @@ class Readers:
                 spent["work"] = time.monotonic() - t
                 return result, {t: self.state(reader, t) for t in tables}
 
-            (result, states), snapshot = st.read_snapshot(run, timeout=max(0.001, deadline - time.monotonic()))
+            (result, states), snapshot = st.read_snapshot(run, timeout=max(0.001, deadline - time.monotonic()),
+                                                          point_reads=self.point_reads if gets else None)
         except QueryTimeout as exc:
             raise QueryTimedOut(str(exc)) from exc
         except SnapshotBusy as exc:
@@ -73,6 +81,8 @@ class Readers:
             raise QueryFailed(str(exc)) from exc
         finally:
             self._free.put(st)
+        for t, s in states.items():  # read in the snapshot the answer comes from, checked whole
+            self._remember((snapshot.id, t), s)
         if timing is not None:
             timing.update(wait=(got - started) * 1000, work=spent.get("work", 0.0) * 1000,
                           read=(time.monotonic() - got) * 1000)
@@ -83,17 +93,24 @@ class Readers:
 
     def state(self, reader, table: str):
         """``table``'s sync state at the snapshot ``reader`` reads (None: no such table); looked up once per
-        snapshot and table (a commit makes a new snapshot)."""
+        snapshot and table (a commit makes a new snapshot) and read. What a read without DuckLake's transaction
+        found (``reads.DetachedReader``) is kept only once that read is checked whole (``read``)."""
         key = (reader.snapshot.id, table)
         with self._states_lock:
             if key in self._states:
                 return self._states[key]
-        found = reader.table_state(table)
+        mine = reader.__dict__.setdefault("states_read", {})
+        if table not in mine:
+            mine[table] = reader.table_state(table)
+            if not getattr(reader, "unchecked", False):
+                self._remember(key, mine[table])
+        return mine[table]
+
+    def _remember(self, key, found) -> None:
         with self._states_lock:
             self._states[key] = found
             while len(self._states) > STATE_CACHE:
                 self._states.popitem(last=False)
-        return found
 
     def close(self) -> None:
         for st in self._all:

@@ -71,11 +71,13 @@ class Store:
     def tables(self) -> list[str]:
         return self.lake.source_tables()
 
-    def read_snapshot(self, work, *, timeout: float | None = None):
+    def read_snapshot(self, work, *, timeout: float | None = None, point_reads=None):
         """``(work(reader), snapshot)``: ``work`` reads one whole snapshot through a ``reads.SnapshotReader``
         (``query``, ``get``, ``find``), run again if a flush or merge landed meanwhile; ``timeout`` in seconds
-        interrupts it (``QueryTimeout``). What ``dynadex serve`` answers each request with."""
-        return reads.read_whole_snapshot(self.lake, work, timeout=timeout)
+        interrupts it (``QueryTimeout``); ``point_reads`` (a ``point_reads.PointReads``, shared by a process's
+        stores) answers gets from the row index's files (decision 0039). What ``dynadex serve`` answers each
+        request with."""
+        return reads.read_whole_snapshot(self.lake, work, timeout=timeout, point_reads=point_reads)
 
     # writes
     def chunk_writer(self, table: str, build_id: str, chunk_id: str, key_names, key_types, **kw) -> ChunkWriter:

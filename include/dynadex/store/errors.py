@@ -37,5 +37,14 @@ class KeyError_(DynadexError, ValueError):
     """An item without its key attributes, or with a key of the wrong type."""
 
 
+class UnusualPointRead(Exception):
+    """A get the point read does not answer (``point_reads.py``): it goes through DuckLake instead. Never shown."""
+
+
+class NeedsTransaction(Exception):
+    """A read without DuckLake's transaction met what only DuckLake answers (``reads.DetachedReader``): it runs
+    again through DuckLake. Never shown."""
+
+
 class OutsideFastPath(Exception):
     """The chunk needs the exact Python path (never shown to users: ``bulk/fastbuild.py`` falls back on it)."""

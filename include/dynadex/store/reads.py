@@ -34,7 +34,7 @@ from dynadex.errors import AttributeValueError
 from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import ALIAS, Lake, stale_cache
 from dynadex.store.catalog.state import TableState
-from dynadex.store.errors import QueryError, QueryTimeout, SnapshotBusy
+from dynadex.store.errors import NeedsTransaction, QueryError, QueryTimeout, SnapshotBusy
 from dynadex.store.layout.names import inverted_table, row_table
 from dynadex.store.layout.shape import key_text
 from dynadex.types import canonical, canonical_item, canonical_number
@@ -355,9 +355,11 @@ class QueryResult:
 class SnapshotReader:
     """Reads inside one read transaction: every statement sees the same snapshot (``snapshot``)."""
 
-    def __init__(self, lake: Lake, snapshot: Snapshot):
+    def __init__(self, lake: Lake, snapshot: Snapshot, point_reads=None):
         self.lake = lake
         self.snapshot = snapshot
+        self.point_reads = point_reads  # a ``point_reads.PointReads``: gets read the Parquet files themselves
+        self.plans: list = []  # point-read plans made by this read, kept once its snapshot is checked whole
 
     def query(self, sql: str, params=None, *, max_rows: int | None = None, batch_rows: int = 2048) -> QueryResult:
         """A read-only statement with bound ``params`` (a list for ``?``/``$1``, a dict for ``$name``), at most
@@ -377,6 +379,13 @@ class SnapshotReader:
         return QueryResult(table.slice(0, max_rows) if truncated else table, truncated)
 
     def get(self, table: str, key_json: str) -> str | None:
+        if self.point_reads is not None:
+            from dynadex.store.point_reads import UNANSWERED
+
+            found = self.point_reads.get(self.lake, self.snapshot.id, table, parse_key(self.lake, table, key_json),
+                                         self.plans)
+            if found is not UNANSWERED:
+                return found
         return get(self.lake, table, key_json)
 
     def find(self, table: str, expression: str, limit: int | None = None) -> list[str]:
@@ -391,6 +400,86 @@ class SnapshotReader:
 
     def table_state(self, table: str) -> TableState | None:
         return self.lake.table_state(table)
+
+
+class DetachedReader(SnapshotReader):
+    """Reads a snapshot without a DuckLake transaction: gets by point reads (``point_reads.py``) and the
+    tables' sync state read from the catalog as DuckLake would; anything else raises ``NeedsTransaction`` and
+    the read runs through DuckLake instead. ``unchecked``: it read what only a check that no flush or merge
+    landed after its snapshot makes whole (a plan it made, a state), so ``_detached`` checks before answering."""
+
+    def __init__(self, lake: Lake, snapshot: Snapshot, point_reads):
+        super().__init__(lake, snapshot, point_reads)
+        self.unchecked = False
+
+    def get(self, table: str, key_json: str) -> str | None:
+        from dynadex.store.point_reads import UNANSWERED
+
+        if not self.point_reads.kept(table, self.snapshot.id):
+            self.unchecked = True  # the plan made here is the catalog's as read now
+        found = self.point_reads.get(self.lake, self.snapshot.id, table, parse_key(self.lake, table, key_json),
+                                     self.plans)
+        if found is UNANSWERED:
+            raise NeedsTransaction("the point read did not answer")
+        return found
+
+    def table_state(self, table: str) -> TableState | None:
+        from dynadex.store.point_reads import UNANSWERED
+
+        self.unchecked = True
+        found = self.point_reads.state(self.lake, self.snapshot.id, table, self.plans)
+        if found is UNANSWERED or found is None:  # no such table: DuckLake says so (an error ends the read
+            raise NeedsTransaction("the state was not read")  # before any check that it was whole)
+        return found
+
+    def _needs(self, *args, **kwargs):
+        raise NeedsTransaction("only DuckLake answers this")
+
+    query = find = tables = items = _needs
+
+
+WARM_WAIT_SECONDS = 0.25  # how long a get waits for another get reading the same new snapshot
+
+
+def _detached(lake: Lake, work, point_reads):
+    """``((work(reader), snapshot), None)``: ``work`` read at the catalog's newest snapshot without a DuckLake
+    transaction (``DetachedReader``), or ``(None, warming)`` when it cannot be: ``warming`` is the snapshot
+    this read was the first to read (``point_reads.warmed`` it when done), or None. A read that finds another
+    reading the same new snapshot waits for it (at most ``WARM_WAIT_SECONDS``) rather than do the same work
+    beside it. A read that made a plan or read a state (``unchecked``) answers only if no commit that moves
+    rows landed after its snapshot meanwhile (``point_reads.moving_since``), and its plans are kept then; one
+    that used only kept plans and cached states needs no check: a kept plan's files were read whole once and
+    are never rewritten."""
+    from dynadex.store import point_reads as points
+
+    try:
+        sid, committed_at = points.newest(lake)
+    except duckdb.Error:
+        return None, None  # the catalog stayed locked: the read through DuckLake waits its turn
+    mine = False
+    if not point_reads.read_whole(sid):
+        event, mine = point_reads.warming(sid)
+        if not mine:
+            event.wait(WARM_WAIT_SECONDS)
+    snapshot = Snapshot(sid, committed_at)
+    reader = DetachedReader(lake, snapshot, point_reads)
+    try:
+        result = work(reader)
+        whole = not reader.unchecked or not points.moving_since(lake, sid)
+    except (NeedsTransaction, duckdb.Error):
+        whole = False
+    except BaseException:  # the caller's own error (a bad key, say): the snapshot is no one's to read now
+        if mine:
+            point_reads.warmed(sid)
+        raise
+    if not whole:
+        return None, (sid if mine else None)
+    if reader.unchecked:
+        point_reads.keep(reader.plans, snapshot)
+    if mine:
+        point_reads.warmed(sid)
+    point_reads.count("detached")
+    return (result, snapshot), None
 
 
 def _moving_commits(lake: Lake, since: int) -> list[int]:
@@ -426,13 +515,17 @@ def _rollback(lake: Lake) -> None:
         pass  # no transaction left (DuckDB ended it with the failure being raised)
 
 
-def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None):
+def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None, point_reads=None):
     """``(work(reader), snapshot)``: ``work`` reads through a ``SnapshotReader`` inside one read transaction,
     pinned at the snapshot newest at its start. When a commit that moves rows landed after that snapshot while
     ``work`` ran, the answer may miss those rows (module docstring): it is thrown away and ``work`` runs again
     in a new transaction, up to ``WHOLE_SNAPSHOT_ATTEMPTS`` times (``SnapshotBusy`` after). A connection whose
     DuckLake cache went stale under another process's flush is reopened first (``Lake.reading``).
-    ``timeout``: seconds for every attempt together; past it DuckDB is interrupted (``QueryTimeout``)."""
+    ``timeout``: seconds for every attempt together; past it DuckDB is interrupted (``QueryTimeout``).
+    ``point_reads`` (a ``point_reads.PointReads``): ``work`` that only gets items by key (and reads the tables'
+    sync state) runs first without a DuckLake transaction (``_detached``, checked the same way); otherwise
+    gets in the transaction read the row index's files themselves, and the plans they make are kept only
+    from an attempt that passed the check."""
     deadline = None if timeout is None else time.monotonic() + timeout
     guard = threading.Lock()
     state = {"done": False, "fired": False}
@@ -443,6 +536,13 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None):
                 state["fired"] = True
                 lake.con.interrupt()
 
+    from dynadex.store import point_reads as points
+
+    warming = None
+    if point_reads is not None:  # a few ms of Parquet reads: no DuckDB statement to interrupt, no timer
+        got, warming = _detached(lake, work, point_reads)
+        if got is not None:
+            return got
     timer = threading.Timer(timeout, interrupt) if timeout is not None else None
     if timer is not None:
         timer.daemon = True
@@ -454,11 +554,15 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None):
                 con.execute("BEGIN TRANSACTION")
                 try:
                     sid = lake.current_snapshot()  # the transaction's: every statement in it reads this one
-                    snapshot = Snapshot(sid, _commit_time(lake, sid), attempt)
-                    result = work(SnapshotReader(lake, snapshot))
+                    snapshot = Snapshot(sid, _commit_time(lake, sid) if point_reads is None
+                                        else points.commit_time(lake, sid), attempt)
+                    reader = SnapshotReader(lake, snapshot, point_reads)
+                    result = work(reader)
                 finally:
                     _rollback(lake)
-                if not _moving_commits(lake, sid):
+                if not (_moving_commits(lake, sid) if point_reads is None else points.moving_since(lake, sid)):
+                    if point_reads is not None:
+                        point_reads.keep(reader.plans, snapshot)  # later reads of it need no transaction
                     return result, snapshot
             except duckdb.Error as exc:
                 if state["fired"] or isinstance(exc, duckdb.InterruptException):
@@ -475,3 +579,5 @@ def read_whole_snapshot(lake: Lake, work, *, timeout: float | None = None):
             state["done"] = True
         if timer is not None:
             timer.cancel()
+        if warming is not None:
+            point_reads.warmed(warming)

@@ -1,0 +1,520 @@
+"""Get by key from the row index without DuckLake's per-statement catalog reads (decision 0039).
+
+Invariants:
+
+* A point read answers exactly what ``reads.get`` answers at the same snapshot, or does not answer
+  (``UNANSWERED``): the caller then runs ``reads.get``. Anything this module does not know (a catalog version
+  other than ``CATALOG_VERSION``, an encrypted or S3 store, a file with rows of a later snapshot, a file
+  without the ``key`` and ``item`` columns, a file gone, a key found twice) is not answered, never guessed.
+* A ``Plan`` describes one table's row index at one snapshot: its data files, the positions deleted in each
+  (delete files and DuckLake's inlined deletions) and its inlined rows, all read from catalog rows filtered
+  to that snapshot (``begin_snapshot <= s < end_snapshot``). A plan is built inside a read that
+  ``reads.read_whole_snapshot`` (or ``reads._detached``) checks (no commit that moves rows landed after its
+  snapshot before the check: then every catalog row of that snapshot was there to be read), and is kept for
+  later reads only once that check passed (``keep``). Parquet files are never rewritten in place, so a kept
+  plan stays true of its snapshot for as long as its files exist.
+* ``state`` reads a table's row of ``dynadex.tables`` the same way (a plan of that table, its inlined rows
+  cast by DuckDB to the column types), equal to ``Lake.table_state`` at the same snapshot; it too is
+  trusted only by a read checked whole.
+* Only files under the store's data path are opened (the sandbox of ``dynadex serve``).
+* ``DYNADEX_POINT_READS=0`` turns it off (every get reads through DuckLake, as before).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+import duckdb
+
+from dynadex.store.catalog.lake import ALIAS, Lake, ReadRetrying
+from dynadex.store.catalog.state import TableState
+from dynadex.store.errors import UnusualPointRead
+from dynadex.store.layout.names import ROW_SCHEMA, STATE_SCHEMA, literal, quote
+
+META = quote(f"__ducklake_metadata_{ALIAS}")  # the catalog's own tables, as DuckLake attaches them
+CATALOG_VERSION = "1.0"  # the DuckLake catalog layout read here (its spec's table names and columns)
+STATE_TABLE = "\x00dynadex.tables"  # the plans' name for ``dynadex.tables`` (no source table is named so)
+PLANS = 64  # (table, snapshot) plans kept: a snapshot's plan serves every get until the next commit
+FOOTERS = 4096  # Parquet footers (key statistics per row group) kept, by file path
+DELETES = 4096  # delete files' positions kept, by file path
+
+
+class _Unanswered:
+    def __repr__(self) -> str:
+        return "UNANSWERED"
+
+
+UNANSWERED = _Unanswered()
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: str
+    deleted: frozenset  # positions (row numbers in the file) deleted at the plan's snapshot
+    file_id: int = -1
+    in_delete_file: frozenset = frozenset()  # those of ``deleted`` its delete file holds (the rest are inlined)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One table's row index at one snapshot (the module docstring)."""
+
+    table: str
+    snapshot: int
+    files: tuple[DataFile, ...]
+    inlined: dict = field(hash=False)  # key -> [item, ...] of the inlined rows live at the snapshot
+    table_id: int = -1
+    columns: tuple = ()  # (name, DuckLake type) of the table's columns (read for dynadex.tables): fixed until
+    # an ALTER, after which no plan follows this one
+
+
+@dataclass(frozen=True)
+class _Footer:
+    groups: tuple  # (first row, rows, min key or None, max key or None) per row group
+
+
+class PointReads:
+    """Plans per (table, snapshot), Parquet footers and delete files per path, shared by a process's readers
+    (thread-safe); ``counts`` says how gets were answered (``fast``, ``fallback``, ``plans``, and each reason
+    not to answer)."""
+
+    def __init__(self, data_path: str):
+        self.data_path = os.path.realpath(data_path)
+        self._plans: OrderedDict = OrderedDict()
+        self._footers: OrderedDict = OrderedDict()
+        self._deletes: OrderedDict = OrderedDict()
+        self._columns: OrderedDict = OrderedDict()  # Parquet file -> its column names
+        self._unusual: OrderedDict = OrderedDict()  # (table, snapshot) whose plan could not be made
+        self._changes: OrderedDict = OrderedDict()  # (snapshot, later snapshot) -> the changes between
+        self._inlined_columns: dict = {}  # an inlined-data table -> its columns (its name holds its version)
+        self._snapshots: dict = {}  # snapshot id -> commit time, of snapshots read whole through DuckLake
+        self._warming: dict = {}  # snapshot id -> an event set once the read reading it first is done
+        self._lock = threading.Lock()
+        self.counts: Counter = Counter()
+
+    # ------------------------------------------------------------------ the get
+
+    def get(self, lake: Lake, snapshot: int, table: str, key: str, pending: list) -> object:
+        """The item stored under ``key`` (a key text, ``parse_key``'s) in ``table`` at ``snapshot``, None when
+        absent, or ``UNANSWERED``. A plan built here is appended to ``pending`` (kept by ``keep`` once the read's
+        snapshot is checked whole)."""
+        if (table, snapshot) in self._unusual:  # known not to be read here: no second try at the catalog
+            self.count("fallback")
+            return UNANSWERED
+        try:
+            plan = self._plan(lake, snapshot, table, pending)
+            found = self._lookup(plan, key)
+        except UnusualPointRead as exc:
+            self.count("fallback", f"fallback: {exc}")
+            if str(exc) != "key stored twice":
+                with self._lock:
+                    self._unusual[(table, snapshot)] = True
+                    while len(self._unusual) > PLANS:
+                        self._unusual.popitem(last=False)
+            return UNANSWERED
+        except (duckdb.Error, OSError) as exc:  # a catalog locked, a file gone (merged, expired): DuckLake answers
+            self.count("fallback", f"fallback: {type(exc).__name__}: {str(exc)[:120]}")
+            with self._lock:
+                self._plans.pop((table, snapshot), None)  # made again by the next read of that snapshot
+            return UNANSWERED
+        self.count("fast")
+        return found
+
+    def count(self, *names: str) -> None:
+        with self._lock:
+            for n in names:
+                self.counts[n] += 1
+
+    def keep(self, plans: list, snapshot=None) -> None:
+        """Plans built during a read whose snapshot was checked whole: later reads of that snapshot use them.
+        ``snapshot`` (a ``reads.Snapshot``): that read's, remembered (``read_whole``)."""
+        with self._lock:
+            if snapshot is not None:
+                self._snapshots[snapshot.id] = snapshot.committed_at
+                while len(self._snapshots) > PLANS:
+                    self._snapshots.pop(next(iter(self._snapshots)))
+            for plan in plans:
+                self._plans[(plan.table, plan.snapshot)] = plan
+                self._plans.move_to_end((plan.table, plan.snapshot))
+            while len(self._plans) > PLANS:
+                self._plans.popitem(last=False)
+
+    def read_whole(self, snapshot: int) -> bool:
+        """Whether a checked read has read ``snapshot`` (through DuckLake, with point reads)."""
+        with self._lock:
+            return snapshot in self._snapshots
+
+    def warming(self, snapshot: int):
+        """``(event, mine)``: ``mine`` when this read is the first to read ``snapshot`` (through DuckLake); the
+        others wait on ``event``, set by ``warmed``."""
+        with self._lock:
+            event = self._warming.get(snapshot)
+            if event is not None:
+                return event, False
+            event = self._warming[snapshot] = threading.Event()
+            return event, True
+
+    def warmed(self, snapshot: int) -> None:
+        with self._lock:
+            event = self._warming.pop(snapshot, None)
+        if event is not None:
+            event.set()
+
+    def kept(self, table: str, snapshot: int) -> bool:
+        with self._lock:
+            return (table, snapshot) in self._plans
+
+    def _plan(self, lake: Lake, snapshot: int, table: str, pending: list) -> Plan:
+        with self._lock:
+            plan = self._plans.get((table, snapshot))
+        if plan is not None:
+            return plan
+        for p in pending:
+            if p.table == table and p.snapshot == snapshot:
+                return p
+        with self._lock:
+            before = max((p for (t, s), p in self._plans.items() if t == table and s < snapshot),
+                         key=lambda p: p.snapshot, default=None)
+        plan = before is not None and self._follow(lake, before, snapshot)
+        if plan:
+            self.count("followed")
+        else:
+            plan = self._build(lake, snapshot, table)
+        pending.append(plan)
+        self.count("plans")
+        return plan
+
+    def _lookup(self, plan: Plan, key: str):
+        found = list(plan.inlined.get(key, ()))
+        for f in plan.files:
+            found += self._in_file(f, key)
+        if len(found) > 1:
+            raise UnusualPointRead("key stored twice")
+        return found[0] if found else None
+
+    # ------------------------------------------------------------------ the table's sync state
+
+    def state(self, lake: Lake, snapshot: int, table: str, pending: list):
+        """``table``'s row of ``dynadex.tables`` at ``snapshot`` as a ``TableState`` (None: no such table), read as
+        DuckLake would (its files, less deleted positions, and its live inlined rows, each value cast by DuckDB
+        to the column's type), or ``UNANSWERED``. The plan of ``dynadex.tables`` it makes joins ``pending``."""
+        try:
+            plan = self._state_plan(lake, snapshot, pending)
+            found = _state_rows(_cursor(lake), plan, snapshot, table, self._names, self._inlined_columns)
+        except UnusualPointRead as exc:
+            self.count("fallback", f"fallback: {exc}")
+            return UNANSWERED
+        except (duckdb.Error, OSError) as exc:
+            self.count("fallback", f"fallback: {type(exc).__name__}: {str(exc)[:120]}")
+            return UNANSWERED
+        if len(found) > 1:
+            self.count("fallback", "fallback: two state rows")
+            return UNANSWERED
+        self.count("states")
+        return TableState.from_row(*found[0]) if found else None
+
+    def _state_plan(self, lake: Lake, snapshot: int, pending: list) -> Plan:
+        key = (STATE_TABLE, snapshot)
+        with self._lock:
+            plan = self._plans.get(key)
+            older = [p for (t, s), p in self._plans.items() if t == STATE_TABLE and s < snapshot]
+            before = None if plan else max(older, key=lambda p: p.snapshot, default=None)
+        if plan is not None:
+            return plan
+        for p in pending:
+            if p.table == STATE_TABLE and p.snapshot == snapshot:
+                return p
+        plan = before is not None and self._follow(lake, before, snapshot, with_rows=False)
+        if not plan:
+            built = self._build(lake, snapshot, "tables", STATE_SCHEMA)
+            columns = _cursor(lake).execute(
+                f"SELECT column_name, column_type FROM {META}.ducklake_column WHERE table_id = $t AND "
+                "parent_column IS NULL AND begin_snapshot <= $s AND (end_snapshot IS NULL OR end_snapshot > $s) "
+                "ORDER BY column_order", {"t": built.table_id, "s": snapshot}).fetchall()
+            plan = Plan(STATE_TABLE, snapshot, built.files, {}, built.table_id, tuple(columns))
+        pending.append(plan)
+        return plan
+
+    def _names(self, path: str) -> list[str]:
+        """The column names of a Parquet file (footers cached by path: files are never rewritten)."""
+        with self._lock:
+            got = self._columns.get(path)
+        if got is None:
+            import pyarrow.parquet as pq
+
+            got = pq.read_schema(path).names
+            with self._lock:
+                self._columns[path] = got
+                while len(self._columns) > FOOTERS:
+                    self._columns.popitem(last=False)
+        return got
+
+    # ------------------------------------------------------------------ the files
+
+    def _in_file(self, f: DataFile, key: str) -> list[str]:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        footer, meta = self._footer(f.path)
+        out: list[str] = []
+        pf = None
+        for g, (first, _rows, lo, hi) in enumerate(footer.groups):
+            if lo is not None and (key < lo or key > hi):
+                continue
+            if pf is None:
+                pf = pq.ParquetFile(f.path, metadata=meta)
+            keys = pf.read_row_group(g, columns=["key"], use_threads=False).column(0)
+            at = pc.indices_nonzero(pc.equal(keys, key)).to_pylist()
+            live = [i for i in at if first + i not in f.deleted]
+            if live:
+                items = pf.read_row_group(g, columns=["item"], use_threads=False).column(0)
+                out += [items[i].as_py() for i in live]
+        return out
+
+    def _footer(self, path: str):
+        with self._lock:
+            got = self._footers.get(path)
+        if got is not None:
+            return got
+        import pyarrow.parquet as pq
+
+        meta = pq.read_metadata(path)
+        names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        if "key" not in names or "item" not in names:
+            raise UnusualPointRead("a row file without key and item columns")
+        k = names.index("key")
+        groups, first = [], 0
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            st = rg.column(k).statistics
+            lo = hi = None
+            if st is not None and st.has_min_max and isinstance(st.min, str) and isinstance(st.max, str):
+                lo, hi = st.min, st.max
+            groups.append((first, rg.num_rows, lo, hi))
+            first += rg.num_rows
+        got = (_Footer(tuple(groups)), meta)
+        with self._lock:
+            self._footers[path] = got
+            while len(self._footers) > FOOTERS:
+                self._footers.popitem(last=False)
+        return got
+
+    def _deleted_in(self, path: str) -> frozenset:
+        with self._lock:
+            got = self._deletes.get(path)
+        if got is not None:
+            return got
+        import pyarrow.parquet as pq
+
+        got = frozenset(pq.read_table(path, columns=["pos"], use_threads=False).column(0).to_pylist())
+        with self._lock:
+            self._deletes[path] = got
+            while len(self._deletes) > DELETES:
+                self._deletes.popitem(last=False)
+        return got
+
+    def _inside(self, path: str) -> str:
+        real = os.path.realpath(path)
+        if not real.startswith(self.data_path + os.sep):
+            raise UnusualPointRead("a file outside the data path")
+        return real
+
+    # ------------------------------------------------------------------ the catalog
+
+    def _follow(self, lake: Lake, before: Plan, s: int, with_rows: bool = True) -> Plan | None:
+        """``before``'s table at snapshot ``s``, made from ``before`` when every commit since changed the table
+        only by inlined rows and inlined deletions (a stream batch of a few rows): its files and delete files
+        are then the same, and only the inlined rows and deletions are read again. None: build it whole."""
+        con = _cursor(lake)
+        with self._lock:
+            rows = self._changes.get((before.snapshot, s))
+        if rows is None:
+            rows = con.execute(f"SELECT snapshot_id, changes_made FROM {META}.ducklake_snapshot_changes "
+                               "WHERE snapshot_id > $b AND snapshot_id <= $s",
+                               {"b": before.snapshot, "s": s}).fetchall()
+            with self._lock:  # the state's plan and the row index's follow the same snapshots
+                self._changes[(before.snapshot, s)] = rows
+                while len(self._changes) > 8:
+                    self._changes.popitem(last=False)
+        if len(rows) != s - before.snapshot:
+            return None  # snapshots missing from the list (expired between): build it whole
+        mine, inlined = str(before.table_id), False
+        for _, changes in rows:
+            for change in (changes or "").split(","):
+                kind, _, of = change.partition(":")
+                if kind in ("inlined_insert", "inlined_delete"):
+                    inlined = inlined or of == mine
+                elif kind not in ("inserted_into_table", "deleted_from_table") or of == mine:
+                    return None  # files of this table changed, or a change of any other kind
+        if not inlined:
+            return Plan(before.table, s, before.files, before.inlined, before.table_id, before.columns)
+        deletes = _inlined_deletes(con, before.table_id, s)
+        files = tuple(DataFile(f.path, frozenset(f.in_delete_file | deletes.get(f.file_id, set())), f.file_id,
+                               f.in_delete_file) for f in before.files)
+        return Plan(before.table, s, files, _inlined_rows(con, before.table_id, s) if with_rows else {},
+                    before.table_id, before.columns)
+
+    def _build(self, lake: Lake, s: int, table: str, schema: str = ROW_SCHEMA) -> Plan:
+        """``table``'s row index (or table ``schema.table``) at snapshot ``s``, from the catalog's rows (DuckLake's
+        spec, version 1.0), read on a cursor of ``lake``'s connection: its own transaction, so a failure leaves
+        the read's alone. Inlined rows are read (``key`` and ``item``) for the row index only."""
+        if lake.location.is_s3:
+            raise UnusualPointRead("an S3 data path")
+        con = _cursor(lake)
+        live = "begin_snapshot <= $s AND (end_snapshot IS NULL OR end_snapshot > $s)"
+        meta = dict(con.execute(f"SELECT key, value FROM {META}.ducklake_metadata WHERE scope IS NULL "
+                                "AND key IN ('version', 'data_path')").fetchall())
+        if meta.get("version") != CATALOG_VERSION or not meta.get("data_path"):
+            raise UnusualPointRead(f"catalog version {meta.get('version')}")
+        found = con.execute(
+            f"SELECT t.table_id, s.path, s.path_is_relative, t.path, t.path_is_relative "
+            f"FROM (SELECT * FROM {META}.ducklake_table WHERE {live}) t "
+            f"JOIN (SELECT * FROM {META}.ducklake_schema WHERE {live}) s USING (schema_id) "
+            "WHERE s.schema_name = $schema AND t.table_name = $table",
+            {"s": s, "schema": schema, "table": table}).fetchall()
+        if len(found) != 1:
+            raise UnusualPointRead("no such table")
+        table_id, schema_path, schema_rel, table_path, table_rel = found[0]
+        base = meta["data_path"]
+        table_base = ((base + schema_path) if schema_rel else schema_path) if schema_path is not None else base
+        table_base = (table_base + table_path) if table_rel else table_path
+
+        def full(path: str, relative) -> str:
+            return self._inside(table_base + path if relative else path)
+
+        files = con.execute(
+            f"SELECT d.data_file_id, d.path, d.path_is_relative, d.partial_max, d.encryption_key, d.file_format, "
+            f"x.path, x.path_is_relative, x.partial_max, x.encryption_key, x.format "
+            f"FROM (SELECT * FROM {META}.ducklake_data_file WHERE table_id = $t AND {live}) d "
+            f"LEFT JOIN (SELECT * FROM {META}.ducklake_delete_file WHERE table_id = $t AND {live}) x "
+            "USING (data_file_id) ORDER BY d.data_file_id", {"s": s, "t": table_id}).fetchall()
+        ids = [r[0] for r in files]
+        if len(set(ids)) != len(ids):
+            raise UnusualPointRead("two delete files for one data file")
+        inlined_deletes = _inlined_deletes(con, table_id, s)
+        out = []
+        for fid, path, rel, partial, key, fmt, dpath, drel, dpartial, dkey, dfmt in files:
+            if key is not None or dkey is not None:
+                raise UnusualPointRead("an encrypted file")
+            if (fmt or "parquet") != "parquet" or (dpath is not None and (dfmt or "parquet") != "parquet"):
+                raise UnusualPointRead("a file not in Parquet")
+            if (partial is not None and partial > s) or (dpartial is not None and dpartial > s):
+                raise UnusualPointRead("a file holding rows of a later snapshot")
+            in_file = self._deleted_in(full(dpath, drel)) if dpath is not None else frozenset()
+            out.append(DataFile(full(path, rel), frozenset(in_file | inlined_deletes.get(fid, set())), fid, in_file))
+        return Plan(table, s, tuple(out), _inlined_rows(con, table_id, s) if schema == ROW_SCHEMA else {}, table_id)
+
+
+def _cursor(lake: Lake):
+    """A second connection to ``lake``'s database (same attachments, same locked settings), kept with the lake
+    (which serves one read at a time) until it reopens; its reads wait out a catalog locked by a commit."""
+    raw = lake.con._con if isinstance(lake.con, ReadRetrying) else lake.con
+    got = lake.__dict__.get("_point_cursor")
+    if got is None or got[0] is not raw:
+        got = (raw, ReadRetrying(raw.cursor()))
+        lake.__dict__["_point_cursor"] = got
+    return got[1]
+
+
+def newest(lake: Lake) -> tuple[int, object]:
+    """(id, commit time) of the catalog's newest snapshot, read from the catalog's own table (a third of the
+    cost of DuckLake's ``current_snapshot()``, which reads more of the catalog)."""
+    return tuple(_cursor(lake).execute(f"SELECT snapshot_id, CAST(snapshot_time AS TIMESTAMPTZ) FROM "
+                                       f"{META}.ducklake_snapshot ORDER BY snapshot_id DESC LIMIT 1").fetchone())
+
+
+def commit_time(lake: Lake, snapshot: int):
+    """When ``snapshot`` was committed (the value DuckLake's ``snapshots()`` shows), from the catalog's table."""
+    return _cursor(lake).execute(f"SELECT CAST(snapshot_time AS TIMESTAMPTZ) FROM {META}.ducklake_snapshot "
+                                 "WHERE snapshot_id = ?", [snapshot]).fetchone()[0]
+
+
+# DuckLake's names in ``ducklake_snapshot_changes`` of the changes ``reads.ROW_KEEPING_CHANGES`` names as
+# ``snapshots()`` shows them (its ``tables_inserted_into`` is ``inserted_into_table`` here, and so on)
+ROW_KEEPING_KINDS = frozenset({"inlined_insert", "inlined_delete", "inserted_into_table", "deleted_from_table",
+                               "altered_table"})
+
+
+def moving_since(lake: Lake, snapshot: int) -> bool:
+    """Whether a snapshot after ``snapshot`` moved rows (``reads._moving_commits``, read from the catalog's own
+    tables: one scan when none came after, two when some did; a change of a kind not known moves rows)."""
+    if newest(lake)[0] == snapshot:
+        return False
+    rows = _cursor(lake).execute(f"SELECT changes_made FROM {META}.ducklake_snapshot_changes WHERE snapshot_id > ?",
+                                 [snapshot]).fetchall()
+    return any(change.partition(":")[0] not in ROW_KEEPING_KINDS
+               for (changes,) in rows for change in (changes or "").split(",") if change)
+
+
+def _inlined_deletes(con, table_id: int, s: int) -> dict:
+    """data file id -> positions deleted at ``s`` by DuckLake's inlined deletions (its table
+    ``ducklake_inlined_delete_<table id>``, made at the table's first one; its ``row_id`` is the position in the
+    file, as DuckLake's delete filter reads it)."""
+    out: dict = {}
+    name = quote(f"ducklake_inlined_delete_{int(table_id)}")
+    for fid, row in _rows(con, f"SELECT file_id, row_id FROM {META}.{name} WHERE begin_snapshot <= $s", s):
+        out.setdefault(fid, set()).add(row)
+    return out
+
+
+def _inlined_rows(con, table_id: int, s: int) -> dict:
+    """key -> items of the table's inlined rows live at ``s``, from every inlined-data table of the table (one
+    per schema version that held inlined rows)."""
+    names = [r[0] for r in con.execute(f"SELECT table_name FROM {META}.ducklake_inlined_data_tables WHERE table_id = ?",
+                                       [table_id]).fetchall()]
+    out: dict = {}
+    for name in names:
+        for key, item in _rows(con, f"SELECT key, item FROM {META}.{quote(name)} WHERE begin_snapshot <= $s "
+                                    "AND (end_snapshot IS NULL OR end_snapshot > $s)", s):
+            out.setdefault(key, []).append(item)
+    return out
+
+
+# DuckLake's column types (``ducklake_column.column_type``) of ``dynadex.tables`` -> DuckDB's
+DUCKDB_TYPES = {"varchar": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "timestamptz": "TIMESTAMPTZ",
+                "boolean": "BOOLEAN", "float64": "DOUBLE"}
+
+
+def _state_rows(con, plan: Plan, s: int, table: str, names_of, inlined_columns: dict) -> list[tuple[list[str], tuple]]:
+    """(column names, row) of ``plan``'s table (``dynadex.tables``) whose ``table_name`` is ``table``, at ``s``.
+    ``inlined_columns`` caches each inlined-data table's columns."""
+    columns = plan.columns
+    if not columns or any(t not in DUCKDB_TYPES for _, t in columns):
+        raise UnusualPointRead(f"state columns {columns}")
+    names = [n for n, _ in columns]
+
+    def select(have) -> str:
+        return ", ".join(f"CAST({quote(n)} AS {DUCKDB_TYPES[t]})" if n in have else f"CAST(NULL AS {DUCKDB_TYPES[t]})"
+                         for n, t in columns)
+
+    out = []
+    for f in plan.files:
+        rows = con.execute(f"SELECT file_row_number, {select(set(names_of(f.path)))} FROM "
+                           f"read_parquet({literal(f.path)}, file_row_number = true) WHERE table_name = ?",
+                           [table]).fetchall()
+        out += [(names, row[1:]) for row in rows if row[0] not in f.deleted]
+    for (name,) in con.execute(f"SELECT table_name FROM {META}.ducklake_inlined_data_tables WHERE table_id = ?",
+                               [plan.table_id]).fetchall():
+        have = inlined_columns.get(name)
+        if have is None:
+            try:
+                have = {d[0] for d in con.execute(f"SELECT * FROM {META}.{quote(name)} LIMIT 0").description}
+            except duckdb.CatalogException:
+                continue
+            inlined_columns[name] = have
+        out += [(names, row) for row in con.execute(
+            f"SELECT {select(have)} FROM {META}.{quote(name)} WHERE table_name = $n AND begin_snapshot <= $s "
+            "AND (end_snapshot IS NULL OR end_snapshot > $s)", {"n": table, "s": s}).fetchall()]
+    return out
+
+
+def _rows(con, sql: str, s: int) -> list:
+    """``sql``'s rows at snapshot ``s``; none when the catalog has no such table (DuckLake makes its inlined-data
+    and inlined-deletion tables at their first row, and may drop them)."""
+    try:
+        return con.execute(sql, {"s": s}).fetchall()
+    except duckdb.CatalogException:
+        return []
