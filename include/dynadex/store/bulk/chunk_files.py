@@ -9,7 +9,10 @@ Invariants:
 
 * Rows are sorted by key (row groups of ``ROW_GROUP_ROWS``: a point lookup
   reads one small group per file), columns by key, inverted entries by
-  (path, value); every row and entry carries ``BULK_WRITE_ID``.
+  (path, value) in groups of ``ENTRY_GROUP_ROWS`` (a build of up to
+  ``MERGE_ENTRIES_ABOVE_CHUNKS`` chunks registers them as they are, and a
+  ``find`` reads one group of each); every row and entry carries
+  ``BULK_WRITE_ID``.
 * Column names and types are those the type-conflict rule (``registry``)
   gives for this chunk's own statistics. Numbers are cast from their exact
   text, so the only rounding is into a DOUBLE column. Where chunks disagree
@@ -26,7 +29,7 @@ from dynadex.store.bulk.chunk_manifest import ColumnStats
 from dynadex.store.layout.names import KEY_COLUMN, literal, quote, staging_name
 from dynadex.store.layout.registry import Registry
 from dynadex.store.layout.row_groups import CHUNK_ROW_GROUP_ROWS as ROW_GROUP_ROWS
-from dynadex.store.layout.row_groups import PARQUET
+from dynadex.store.layout.row_groups import ENTRY_GROUP_ROWS, PARQUET
 from dynadex.store.layout.writes import BULK_WRITE_ID
 
 BOUNDS = 32
@@ -79,7 +82,7 @@ def write_columns(con, cols_sql: str, columns: list[ColumnStats], target: str) -
 def write_inverted(con, inv_sql: str, target: str) -> int:
     """Returns the number of entries written."""
     rows = con.execute(f"COPY (SELECT path, kind, value, key, {BULK_WRITE_ID}::BIGINT AS write_id FROM ({inv_sql}) "
-                       f"ORDER BY path, value) TO {literal(target)} ({PARQUET})").fetchone()
+                       f"ORDER BY path, value) TO {literal(target)} ({PARQUET}, ROW_GROUP_SIZE {ENTRY_GROUP_ROWS})").fetchone()
     return int(rows[0]) if rows else 0
 
 
