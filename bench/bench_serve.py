@@ -18,7 +18,7 @@ The run, all on this box:
      first `get` through the API that returns the item with that write's value (polled every 10 ms).
 
 With --get-baseline a second server, started with DYNADEX_POINT_READS=0 (every get through DuckLake, as before
-decision 0039), answers the same `get` figures right before the first one's, so both come from the same run.
+decision 0040), answers the same `get` figures right before the first one's, so both come from the same run.
 
 Server-side time per phase comes from the server's ``Server-Timing`` header (key check, snapshot read, work,
 row check, answer): the medians are printed next to each figure.

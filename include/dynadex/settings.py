@@ -205,7 +205,7 @@ SERVE_CONNECTIONS = _declare("DYNADEX_SERVE_CONNECTIONS", INT, 4, "Sandboxed sto
                              group="serve")
 
 POINT_READS = _declare("DYNADEX_POINT_READS", BOOL, True, "A served `get` reads the row index's Parquet files "
-                       "itself, from a plan of the snapshot's files made once per snapshot (decision 0039); off: "
+                       "itself, from a plan of the snapshot's files made once per snapshot (decision 0040); off: "
                        "every `get` reads through DuckLake (slower, the same answers).", group="serve")
 
 SERVE_WORKSPACE = _declare("DYNADEX_SERVE_WORKSPACE", STR, "commons", "The one Rockset workspace the server "

@@ -75,7 +75,7 @@ class Store:
         """``(work(reader), snapshot)``: ``work`` reads one whole snapshot through a ``reads.SnapshotReader``
         (``query``, ``get``, ``find``), run again if a flush or merge landed meanwhile; ``timeout`` in seconds
         interrupts it (``QueryTimeout``); ``point_reads`` (a ``point_reads.PointReads``, shared by a process's
-        stores) answers gets from the row index's files (decision 0039). What ``dynadex serve`` answers each
+        stores) answers gets from the row index's files (decision 0040). What ``dynadex serve`` answers each
         request with."""
         return reads.read_whole_snapshot(self.lake, work, timeout=timeout, point_reads=point_reads)
 

@@ -1,4 +1,4 @@
-"""Get by key from the row index without DuckLake's per-statement catalog reads (decision 0039).
+"""Get by key from the row index without DuckLake's per-statement catalog reads (decision 0040).
 
 Invariants:
 
