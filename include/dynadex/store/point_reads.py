@@ -42,6 +42,14 @@ FOOTERS = 4096  # Parquet footers (key statistics per row group) kept, by file p
 DELETES = 4096  # delete files' positions kept, by file path
 
 
+def _keep(cache: OrderedDict, key, value, most: int) -> None:
+    """``cache[key] = value`` as its newest entry, the oldest dropped past ``most`` (the caller holds the lock)."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > most:
+        cache.popitem(last=False)
+
+
 class _Unanswered:
     def __repr__(self) -> str:
         return "UNANSWERED"
@@ -111,9 +119,7 @@ class PointReads:
             self.count("fallback", f"fallback: {exc}")
             if str(exc) != "key stored twice":
                 with self._lock:
-                    self._unusual[(table, snapshot)] = True
-                    while len(self._unusual) > PLANS:
-                        self._unusual.popitem(last=False)
+                    _keep(self._unusual, (table, snapshot), True, PLANS)
             return UNANSWERED
         except (duckdb.Error, OSError) as exc:  # a catalog locked, a file gone (merged, expired): DuckLake answers
             self.count("fallback", f"fallback: {type(exc).__name__}: {str(exc)[:120]}")
@@ -137,10 +143,7 @@ class PointReads:
                 while len(self._snapshots) > PLANS:
                     self._snapshots.pop(next(iter(self._snapshots)))
             for plan in plans:
-                self._plans[(plan.table, plan.snapshot)] = plan
-                self._plans.move_to_end((plan.table, plan.snapshot))
-            while len(self._plans) > PLANS:
-                self._plans.popitem(last=False)
+                _keep(self._plans, (plan.table, plan.snapshot), plan, PLANS)
 
     def read_whole(self, snapshot: int) -> bool:
         """Whether a checked read has read ``snapshot`` (through DuckLake, with point reads)."""
@@ -247,9 +250,7 @@ class PointReads:
 
             got = pq.read_schema(path).names
             with self._lock:
-                self._columns[path] = got
-                while len(self._columns) > FOOTERS:
-                    self._columns.popitem(last=False)
+                _keep(self._columns, path, got, FOOTERS)
         return got
 
     # ------------------------------------------------------------------ the files
@@ -297,9 +298,7 @@ class PointReads:
             first += rg.num_rows
         got = (_Footer(tuple(groups)), meta)
         with self._lock:
-            self._footers[path] = got
-            while len(self._footers) > FOOTERS:
-                self._footers.popitem(last=False)
+            _keep(self._footers, path, got, FOOTERS)
         return got
 
     def _deleted_in(self, path: str) -> frozenset:
@@ -311,9 +310,7 @@ class PointReads:
 
         got = frozenset(pq.read_table(path, columns=["pos"], use_threads=False).column(0).to_pylist())
         with self._lock:
-            self._deletes[path] = got
-            while len(self._deletes) > DELETES:
-                self._deletes.popitem(last=False)
+            _keep(self._deletes, path, got, DELETES)
         return got
 
     def _inside(self, path: str) -> str:
@@ -336,9 +333,7 @@ class PointReads:
                                "WHERE snapshot_id > $b AND snapshot_id <= $s",
                                {"b": before.snapshot, "s": s}).fetchall()
             with self._lock:  # the state's plan and the row index's follow the same snapshots
-                self._changes[(before.snapshot, s)] = rows
-                while len(self._changes) > 8:
-                    self._changes.popitem(last=False)
+                _keep(self._changes, (before.snapshot, s), rows, 8)
         if len(rows) != s - before.snapshot:
             return None  # snapshots missing from the list (expired between): build it whole
         mine, inlined = str(before.table_id), False
