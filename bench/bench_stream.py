@@ -207,41 +207,49 @@ class ReplayedStream:
         return {"Records": recs, "NextShardIterator": f"{sid}|{int(pos) + len(recs)}"}
 
 
-def backlog_bench(records: int, keys: int, factors: list[int], shards: int = 4, rounds: int = 1) -> None:
+def backlog_bench(records: int, keys: int, factors: list[int], shards: int = 4, rounds: int = 1,
+                  ahead: tuple[bool, ...] = (True,), store_threads: int = 1) -> None:
     """A backlog of ``records`` wire records on ``shards`` shards applied by the sync's own loop
     (``TableSync.run`` to the tip, its flushes and folds included) onto ``keys`` published items, once per
     ``backlog_batch_factor`` (1: fixed 10 000-record batches, as before decision 0035), in turn, in one
-    process. Prints records/s of CPU and of wall time, the batches and the largest, and the ratio against
-    the first factor."""
+    process; each factor with each of ``ahead`` (``commit_ahead``: a batch commits on its own thread while
+    the next is read, decision 0042). Prints records/s of CPU and of wall time, the batches and the largest,
+    and the ratio against the first variant."""
     from dynadex.stream.sync import SyncSettings, TableSync
 
     rnd = random.Random(5)
     backlog = [wire_record(page_record(i, rnd.randrange(keys), rnd)) for i in range(records)]
     for r in backlog:
         r["dynamodb"]["SizeBytes"] = len(json.dumps(r["dynamodb"].get("NewImage", r["dynamodb"]["Keys"])))
-    cpu = {f: [] for f in factors}
+    variants = [(f, a) for f in factors for a in ahead]
+    cpu = {v: [] for v in variants}
+    walls = {v: [] for v in variants}
     for r in range(rounds):
-        for f in factors[r % len(factors):] + factors[:r % len(factors)]:
+        for f, a in variants[r % len(variants):] + variants[:r % len(variants)]:
             store = apply_store(keys, stream_arn=ReplayedStream.ARN)
             try:
-                with Store(store, read_only=False, threads=1) as st:
+                with Store(store, read_only=False, threads=store_threads) as st:
                     streams = ReplayedStream(backlog, shards)
                     sync = TableSync(st, "S", streams, streams, None, SyncSettings(
-                        backlog_batch_factor=f, overlap_seconds=0, shard_readers=1, lean_get_records=False))
+                        backlog_batch_factor=f, overlap_seconds=0, shard_readers=1, lean_get_records=False,
+                        commit_ahead=a))
                     w, c = time.perf_counter(), time.process_time()
                     stats = sync.run(until=0, until_caught_up=True)
                     used, wall = time.process_time() - c, time.perf_counter() - w
-                cpu[f].append(used)
-                print(f"backlog, factor {f:2d}, round {r + 1}: {records / used:7,.0f} records/s of CPU "
-                      f"({records / wall:,.0f}/s wall), {stats['batches']} batches (largest {stats['largest_batch']:,}), "
+                cpu[(f, a)].append(used)
+                walls[(f, a)].append(wall)
+                print(f"backlog, factor {f:2d}, commit ahead {int(a)}, round {r + 1}: {records / wall:7,.0f} records/s "
+                      f"wall ({records / used:,.0f}/s of CPU), {stats['batches']} batches (largest "
+                      f"{stats['largest_batch']:,}, {stats.get('commits_ahead', 0)} committed ahead), "
                       f"{stats['folds']} folds, {stats['flushes']} flushes", flush=True)
             finally:
                 shutil.rmtree(store, ignore_errors=True)
-    base = factors[0]
-    print(f"backlog: {records:,} records on {shards} shards onto {keys:,} items, the sync's loop, 1 core (CPU), "
-          f"median of {rounds}: " + ", ".join(
-              f"factor {f} {records / median(cpu[f]):,.0f} records/s ({median(cpu[base]) / median(cpu[f]):.2f}x)"
-              for f in factors), flush=True)
+    base = variants[0]
+    print(f"backlog: {records:,} records on {shards} shards onto {keys:,} items, the sync's loop, median of "
+          f"{rounds}: " + ", ".join(
+              f"factor {f} ahead {int(a)}: {records / median(walls[(f, a)]):,.0f} records/s wall "
+              f"({median(walls[base]) / median(walls[(f, a)]):.2f}x), {records / median(cpu[(f, a)]):,.0f} of CPU "
+              f"({median(cpu[base]) / median(cpu[(f, a)]):.2f}x)" for f, a in variants), flush=True)
 
 
 STEADY = {
@@ -760,6 +768,8 @@ if __name__ == "__main__":
                     help="apply: the fast path gets records as the lean GetRecords hands them (epoch times, base64)")
     ap.add_argument("--backlog", type=int,
                     help="only the backlog through the sync's loop: this many records onto --keys items, per --factors")
+    ap.add_argument("--ahead", default="1",
+                    help="with --backlog: commit_ahead values to compare, e.g. 0,1 (decision 0042)")
     ap.add_argument("--factors", default="1,10",
                     help="with --backlog: DYNADEX_BACKLOG_BATCH_FACTOR values to compare (1: fixed batches, the old way)")
     ap.add_argument("--steady-batches", type=int,
@@ -799,7 +809,8 @@ if __name__ == "__main__":
     if a.call_cpu:
         call_cpu_bench()
     elif a.backlog:
-        backlog_bench(a.backlog, a.keys, [int(x) for x in a.factors.split(",")], rounds=a.rounds)
+        backlog_bench(a.backlog, a.keys, [int(x) for x in a.factors.split(",")], rounds=a.rounds,
+                      ahead=tuple(bool(int(x)) for x in a.ahead.split(",")))
     elif a.steady_batches:
         steady_apply(a.steady_batches, a.keys, out=a.steady_out, variants=tuple(a.steady_compare.split(",")))
     elif a.idle:

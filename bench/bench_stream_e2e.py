@@ -233,7 +233,8 @@ def e2e(records: int, seed_items: int, shards: int, writer: str, verify: bool) -
               f"{write['emulator_us_per_item']:.0f} us/item", flush=True)
         env = child_env(**aws.env())
         emu0, t0 = process_cpu(aws.process.pid), time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "dynadex.cli", "sync", "E2E", "--store", store], env=env,
+        wrap = os.environ.get("BENCH_SYNC_WRAP", "").split()  # e.g. a profiler: "py-spy record -o F --"
+        proc = subprocess.Popen([*wrap, sys.executable, "-m", "dynadex.cli", "sync", "E2E", "--store", store], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)

@@ -252,6 +252,12 @@ SYNC_THREADS = _declare("DYNADEX_SYNC_THREADS", INT, 1, "DuckDB threads of a str
                         "a worker's cores, and the flush crashed now and then on several under load (decision "
                         "0033); 0: DuckDB's default (one per core).", group="sync")
 
+COMMIT_AHEAD = _declare("DYNADEX_COMMIT_AHEAD", BOOL, True, "While the sync is behind, each batch commits on its "
+                        "own thread while the next batch is read, converted and shaped: DuckDB releases Python's "
+                        "lock, so the two use both cores. Batches still commit one at a time, in order, each "
+                        "with its checkpoints; at the tip every batch commits before the next read (decision "
+                        "0042). 0: commit, then read.", group="sync")
+
 SHARD_READERS = _declare("DYNADEX_SHARD_READERS", INT, 16, "GetRecords calls in flight at once over a table's "
                          "readable shards, one per shard at most (decision 0014); 1 reads them one after another.",
                          group="sync")

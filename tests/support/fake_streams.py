@@ -12,7 +12,9 @@ class ChainStream:
     """A stream whose shards form chains of generations; a child appears only once its parent has been read
     to its end, as with a rollover after the last DescribeStream. Honours ShardFilter when ``filters``."""
 
-    def __init__(self, roots: int, generations: int, per_shard: int, *, filters: bool):
+    def __init__(self, roots: int, generations: int, per_shard: int, *, filters: bool, keys: int | None = None):
+        """``keys``: the records cycle over this many keys (later records overwrite earlier ones, so the order
+        batches commit in shows in the items); None: every record a key of its own."""
         self.filters = filters
         self.records: dict[str, list[dict]] = {}
         self.parent: dict[str, str | None] = {}
@@ -29,7 +31,7 @@ class ChainStream:
                 self.records[sid] = []
                 for i in range(per_shard):
                     seq += 1
-                    key = f"r{r}g{g}i{i}"
+                    key = f"r{r}g{g}i{i}" if keys is None else f"k{seq % keys}"
                     self.records[sid].append({"eventName": "INSERT", "dynamodb": {
                         "ApproximateCreationDateTime": dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
                         "Keys": {"pk": {"S": key}}, "NewImage": {"pk": {"S": key}, "n": {"N": str(seq)}},

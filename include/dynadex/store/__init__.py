@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import replace
 
 from dynadex.store import reads
-from dynadex.store.apply.changes import Change, TableBatch, apply_batches, apply_changes, preshape
+from dynadex.store.apply.changes import Change, Preshaped, TableBatch, apply_batches, apply_changes, preshape
 from dynadex.store.bulk.chunk_writer import ChunkWriter
 from dynadex.store.bulk.prepare import PublishPlan
 from dynadex.store.bulk.publish import PublishSpec, publish
@@ -88,10 +88,20 @@ class Store:
     def publish(self, spec: PublishSpec, prepared: PublishPlan | None = None) -> dict:
         return self.lake.retrying(f"publish of {spec.table}", lambda: publish(self.lake, spec, prepared))
 
+    def prepare(self, table: str, changes: list[Change]) -> Preshaped | None:
+        """``changes``' upserts shaped for the indexes, outside any transaction and the writer lock (None for a
+        batch of one, or where shaping fails: the transaction then shapes what wins, and raises what it raises).
+        Reads nothing from the store once the table's key is known (``Lake.key_spec``, cached), so a sync may
+        prepare its next batch while this store commits the last one on another thread."""
+        return preshape(self.lake, table, changes) if len(changes) > 1 else None
+
     def apply(self, table: str, changes: list[Change], checkpoints=(), *, event=None, force: bool = False,
-              state_updates: dict | None = None, replace_checkpoints: bool = False) -> dict:
-        # shaped before the writer lock is taken (the transaction shapes again only if a change lost)
-        shaped = preshape(self.lake, table, changes) if len(changes) > 1 else None
+              state_updates: dict | None = None, replace_checkpoints: bool = False,
+              preshaped: Preshaped | None | bool = True) -> dict:
+        """One batch and its checkpoints in one transaction. ``preshaped``: ``prepare``'s result for the same
+        changes, or True to shape them here, before the writer lock is taken (the transaction shapes again only
+        if a change lost the version check)."""
+        shaped = self.prepare(table, changes) if preshaped is True else preshaped
         return self.lake.retrying(f"{table}: batch of {len(changes)} changes", lambda: apply_changes(
             self.lake, table, changes, list(checkpoints), event=event, force=force, state_updates=state_updates,
             replace_checkpoints=replace_checkpoints, preshaped=shaped), commits=1)  # one transaction, always a

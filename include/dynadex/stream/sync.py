@@ -39,6 +39,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 from dynadex import settings as declared
 from dynadex.aws import error_code
@@ -48,6 +49,7 @@ from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, Store, TableState
 from dynadex.store.catalog import lake as lake_module
 from dynadex.stream.errors import Gap, GapInGroup, NeedsBootstrap
+from dynadex.stream.commit_ahead import CommitAhead
 from dynadex.stream.get_records import lean as lean_get_records
 from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
@@ -134,6 +136,9 @@ class SyncSettings:
     whole delete file again. The inlined rows are flushed first (the checkpoint and state rows of a backlog's
     batches slowed its statements too). The check is skipped while every batch since the last one was
     inlined. 0 never folds (maintenance still does)."""
+    commit_ahead: bool = _from(declared.COMMIT_AHEAD)
+    """While behind, a batch's commit runs on its own thread while the next batch is read and shaped
+    (``stream/commit_ahead.py``, decision 0042); 0 commits each batch before reading the next."""
     lean_get_records: bool = _from(declared.LEAN_GET_RECORDS)
     """GetRecords through ``stream.get_records`` (botocore's signer, pool and retry rules, without its per-call
     pipeline: ~0.5 ms less CPU per empty answer, 3x less on a page of records; decision 0024); 0 calls the
@@ -300,11 +305,13 @@ class TableSync:
         self.get_records = (settings.lean_get_records and lean_get_records(streams)) or streams.get_records
         self.files_since_fold = True  # a fold check lists files only after files were written (or a run began)
         self.batch_size = BatchSize.of(settings)
+        self.ahead = CommitAhead(False)  # run() gives each run its own (settled before it returns)
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
                       "expired_iterators": 0, "flushes": 0, "folds": 0, "full_describes": 0, "largest_batch": 0}
 
     # ------------------------------------------------------------- discovery
     def refresh(self) -> None:
+        self.ahead.settle()  # the store is this thread's again
         state = self.store.table_state(self.table)
         described = self.ddb.describe_table(TableName=self.table)["Table"]
         current = described.get("LatestStreamArn")
@@ -389,6 +396,7 @@ class TableSync:
         if not waiting:
             return False
         self.last_parent_poll = now
+        self.ahead.settle()
         stored = self.store.checkpoints(self.table)
         ended = [p for p in waiting if stored.get(p) is not None and stored[p].ended]
         for p in ended:
@@ -406,6 +414,7 @@ class TableSync:
     def _note_tip(self, micros: int) -> None:
         """Every readable shard of this sync was at its tip at ``micros``: the table's applied-through, or, for one
         shard group of several, this group's (the table's is the oldest of all groups')."""
+        self.ahead.settle()  # every batch read before this pass is committed before its time is noted
         if self.group.whole:
             self.store.note_caught_up(self.table, micros)
         else:
@@ -482,8 +491,45 @@ class TableSync:
         c.iterator = page.get("NextShardIterator")
         return ShardRead(page.get("Records", []), c.iterator is None, expired)
 
+    def _commit(self, changes: list[Change], cps: list[Checkpoint], ttl: int, prepared, read_started: float) -> None:
+        """One batch and its shards' checkpoints in one transaction, then the flush and fold checks that follow a
+        commit: on the run's thread, or on ``CommitAhead``'s while the run reads the next batch."""
+        t_apply = time.time()
+        result = self.store.apply(self.table, changes, cps, event=("ttl_deletes", {"count": ttl}) if ttl else None,
+                                  preshaped=prepared)
+        log.debug("batch of %d changes from %d shards: read %.3fs, applied in %.3fs", len(changes), len(cps),
+                  t_apply - read_started, time.time() - t_apply)
+        self.stats["applied"] += result["upserts"] + result["deletes"]
+        self.stats["ttl_deletes"] += ttl
+        self.stats["batches"] += 1
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(changes))
+        # a batch over the inline limit wrote a file per index; an inlined one wrote none
+        self.files_since_fold |= result["upserts"] > lake_module.INLINE_ROWS
+        every = self.settings.flush_every_batches
+        # a store shared by several tables' syncs flushes for all of them at most every ``every`` of its
+        # commits, and says whether it did (stream/shared_store.py)
+        t_flush = time.time()
+        flushed = bool(every) and self.stats["batches"] % every == 0 and self.store.flush_inlined()
+        if flushed:
+            self.stats["flushes"] += 1
+            self.files_since_fold = True
+            log.debug("flushed inlined rows in %.3fs", time.time() - t_flush)
+        every = self.settings.fold_every_batches
+        if every and self.stats["batches"] % every == 0 and self.files_since_fold:
+            t_fold = time.time()
+            # batches that write files are a backlog's: their inlined state rows (checkpoints, sync state)
+            # slowed each batch's statements until the 100-batch flush; flushed here as well, unless this
+            # batch's flush just ran (the fold flushes first unless told it just ran)
+            folded = self.store.fold_small_files(self.table, rewrite_worn=True, flush_first=not flushed)
+            self.stats["flushes"] += not flushed
+            self.files_since_fold = False
+            if folded:
+                self.stats["folds"] += 1
+                log.debug("folded small files %s in %.3fs", folded, time.time() - t_fold)
+
     def _note_final(self, at_tip: bool, pass_started: float, last_note: float) -> None:
         """A run that ends on a pass at the tip says so, whatever the note rate, so the lag it leaves reads 0."""
+        self.ahead.settle()  # a run never ends with a batch in flight
         if at_tip and last_note < pass_started:
             self._note_tip(int(pass_started * 1e6))
         self.caught_up = at_tip
@@ -492,8 +538,12 @@ class TableSync:
     def run(self, until: float, until_caught_up: bool = False, should_stop=None) -> dict:
         """Sync until ``until`` (epoch seconds), or, with ``until_caught_up``, until a pass finds nothing new;
         or until ``should_stop()`` (asked every ``stop_check_seconds``, between batches) says so."""
-        with ShardReaders(self.settings.shard_readers) as readers:
-            return self._run(readers, until, until_caught_up, should_stop)
+        with ShardReaders(self.settings.shard_readers) as readers, CommitAhead(self.settings.commit_ahead) as ahead:
+            self.ahead = ahead  # its exit waits for the batch in flight, and raises its error, whatever ends the run
+            try:
+                return self._run(readers, until, until_caught_up, should_stop)
+            finally:
+                self.stats["commits_ahead"] = ahead.overlapped
 
     def _stop_wanted(self, should_stop) -> bool:
         try:
@@ -551,39 +601,13 @@ class TableSync:
                     break
             if touched:
                 cps = [Checkpoint(c.info.shard_id, c.sequence_number, c.info.parent_id, c.ended) for c in touched.values()]
-                t_apply = time.time()
-                result = self.store.apply(self.table, changes, cps,
-                                          event=("ttl_deletes", {"count": ttl}) if ttl else None)
-                log.debug("batch of %d changes from %d shards: read %.3fs, applied in %.3fs", len(changes), len(touched),
-                          t_apply - batch_started, time.time() - t_apply)
-                self.stats["applied"] += result["upserts"] + result["deletes"]
-                self.stats["ttl_deletes"] += ttl
-                self.stats["batches"] += 1
-                self.stats["largest_batch"] = max(self.stats["largest_batch"], len(changes))
+                # shaped here, beside the batch in flight (if any); committed after it, in its own transaction
+                prepared = self.store.prepare(self.table, changes)
+                # behind (the batch filled up, or a shard answered a full page): the next batch is read while
+                # this one commits; the arguments are bound now, as the loop rebinds its names
+                behind = full_page or len(changes) >= most_records
+                self.ahead.submit(partial(self._commit, changes, cps, ttl, prepared, batch_started), ahead=behind)
                 self.batch_size.after(len(changes), full_page, size_bytes)
-                # a batch over the inline limit wrote a file per index; an inlined one wrote none
-                self.files_since_fold |= result["upserts"] > lake_module.INLINE_ROWS
-                every = self.settings.flush_every_batches
-                # a store shared by several tables' syncs flushes for all of them at most every ``every`` of
-                # its commits, and says whether it did (stream/shared_store.py)
-                t_flush = time.time()
-                flushed = bool(every) and self.stats["batches"] % every == 0 and self.store.flush_inlined()
-                if flushed:
-                    self.stats["flushes"] += 1
-                    self.files_since_fold = True
-                    log.debug("flushed inlined rows in %.3fs", time.time() - t_flush)
-                every = self.settings.fold_every_batches
-                if every and self.stats["batches"] % every == 0 and self.files_since_fold:
-                    t_fold = time.time()
-                    # batches that write files are a backlog's: their inlined state rows (checkpoints, sync
-                    # state) slowed each batch's statements until the 100-batch flush; flushed here as well,
-                    # unless this batch's flush just ran (the fold flushes first unless told it just ran)
-                    folded = self.store.fold_small_files(self.table, rewrite_worn=True, flush_first=not flushed)
-                    self.stats["flushes"] += not flushed
-                    self.files_since_fold = False
-                    if folded:
-                        self.stats["folds"] += 1
-                        log.debug("folded small files %s in %.3fs", folded, time.time() - t_fold)
             now = time.time()
             if at_tip and now - last_note >= self.settings.caught_up_note_seconds:
                 # a pass over every readable shard found nothing: all changes before it started are applied
