@@ -252,6 +252,11 @@ SYNC_THREADS = _declare("DYNADEX_SYNC_THREADS", INT, 1, "DuckDB threads of a str
                         "a worker's cores, and the flush crashed now and then on several under load (decision "
                         "0033); 0: DuckDB's default (one per core).", group="sync")
 
+READ_AHEAD = _declare("DYNADEX_READ_AHEAD", BOOL, True, "A shard that answered a full page of GetRecords has "
+                      "its next page fetched while the sync converts this one (at most one call in flight per "
+                      "shard, as without it; pages at the tip are never fetched ahead, decision 0042). 0: each "
+                      "pass is read after the last one is converted.", group="sync")
+
 COMMIT_AHEAD = _declare("DYNADEX_COMMIT_AHEAD", BOOL, True, "While the sync is behind, each batch commits on its "
                         "own thread while the next batch is read, converted and shaped: DuckDB releases Python's "
                         "lock, so the two use both cores. Batches still commit one at a time, in order, each "

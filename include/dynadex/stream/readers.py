@@ -16,11 +16,17 @@ Invariants:
 * Which shards are readable (parents before children) is the caller's
   decision (``TableSync.readable``): a child is never handed to a pass
   before its parent was read to its end in an earlier pass.
+* ``ahead`` starts the next page of a shard that answered a full page
+  while the caller converts this one (decision 0042): it only fetches the
+  page of an iterator the caller already holds and changes no cursor; the
+  caller's next read of that shard takes the page (or, if it failed, reads
+  again as usual) instead of sending a second GetRecords, so a shard still
+  has at most one in flight. Pages never taken are dropped with the pool.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 C = TypeVar("C")
@@ -31,6 +37,7 @@ class ShardReaders:
     def __init__(self, size: int):
         self.size = max(1, int(size))
         self._pool: ThreadPoolExecutor | None = None
+        self._ahead_pool: ThreadPoolExecutor | None = None  # its own: a pass's reads wait on these pages
 
     def read_pass(self, read: Callable[[C], R], cursors: Sequence[C]) -> list[R]:
         """``read(c)`` for every cursor, concurrently (at most ``size`` at once); results in cursor order."""
@@ -42,10 +49,19 @@ class ShardReaders:
         wait(futures)
         return [f.result() for f in futures]
 
+    def ahead(self, fetch: Callable[[], R]) -> Future | None:
+        """``fetch()`` started now on the read-ahead pool (None with ``size`` 1: reads stay in the caller's thread)."""
+        if self.size == 1:
+            return None
+        if self._ahead_pool is None:
+            self._ahead_pool = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="dynadex-read-ahead")
+        return self._ahead_pool.submit(fetch)
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._ahead_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._ahead_pool = None
 
     def __enter__(self) -> "ShardReaders":
         return self

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -136,6 +137,9 @@ class SyncSettings:
     whole delete file again. The inlined rows are flushed first (the checkpoint and state rows of a backlog's
     batches slowed its statements too). The check is skipped while every batch since the last one was
     inlined. 0 never folds (maintenance still does)."""
+    read_ahead: bool = _from(declared.READ_AHEAD)
+    """A shard that answered a full page has its next page fetched while the sync converts this one
+    (``ShardReaders.ahead``, decision 0042); 0 reads each pass after the last one is converted."""
     commit_ahead: bool = _from(declared.COMMIT_AHEAD)
     """While behind, a batch's commit runs on its own thread while the next batch is read and shaped
     (``stream/commit_ahead.py``, decision 0042); 0 commits each batch before reading the next."""
@@ -281,6 +285,7 @@ class ShardCursor:
     sequence_number: str | None
     ended: bool
     iterator: str | None = None
+    ahead: tuple[str, Future] | None = None  # (iterator, its next page in flight): ``TableSync.read_ahead``
 
 
 PARENT_POLL_SECONDS = 0.5
@@ -474,6 +479,15 @@ class TableSync:
     def read(self, c: ShardCursor) -> "ShardRead":
         """One GetRecords on a shard. Runs in a reader thread: touches only ``c`` (one read per shard per pass)."""
         expired = 0
+        ahead, c.ahead = c.ahead, None
+        if ahead is not None and ahead[0] == c.iterator and c.iterator is not None:
+            try:
+                page = ahead[1].result()
+            except Exception:  # noqa: BLE001 - read again below, where every error has its handling
+                pass
+            else:
+                c.iterator = page.get("NextShardIterator")
+                return ShardRead(page.get("Records", []), c.iterator is None, 0)
         if c.iterator is None:
             c.iterator = self._iterator(c)
         try:
@@ -490,6 +504,16 @@ class TableSync:
                 raise
         c.iterator = page.get("NextShardIterator")
         return ShardRead(page.get("Records", []), c.iterator is None, expired)
+
+    def read_ahead(self, readers: ShardReaders, c: ShardCursor) -> None:
+        """Start the next page of ``c``, whose last page was full, while this thread converts that one: its
+        next ``read`` takes it. Only a GetRecords of the iterator ``c`` holds; ``c`` changes when it is taken."""
+        if c.iterator is not None and c.ahead is None:
+            iterator = c.iterator
+            future = readers.ahead(partial(_call, self.get_records, self.settings, ShardIterator=iterator,
+                                           Limit=PAGE_LIMIT))
+            if future is not None:
+                c.ahead = (iterator, future)
 
     def _commit(self, changes: list[Change], cps: list[Checkpoint], ttl: int, prepared, read_started: float) -> None:
         """One batch and its shards' checkpoints in one transaction, then the flush and fold checks that follow a
@@ -575,7 +599,12 @@ class TableSync:
                 ended_now: list[ShardCursor] = []
                 readable = self.readable()
                 # reading is concurrent (one read per shard); converting and applying stay in this thread
-                for c, got in zip(readable, readers.read_pass(self.read, readable)):
+                pages = readers.read_pass(self.read, readable)
+                if self.settings.read_ahead:
+                    for c, got in zip(readable, pages):
+                        if len(got.records) >= PAGE_LIMIT:  # it holds more: fetched while this pass converts
+                            self.read_ahead(readers, c)
+                for c, got in zip(readable, pages):
                     records, finished = got.records, got.finished
                     self.stats["expired_iterators"] += got.expired
                     full_page |= len(records) >= PAGE_LIMIT
