@@ -252,6 +252,85 @@ def backlog_bench(records: int, keys: int, factors: list[int], shards: int = 4, 
               f"({median(cpu[base]) / median(cpu[(f, a)]):.2f}x)" for f, a in variants), flush=True)
 
 
+class PagedStream(ReplayedStream):
+    """``ReplayedStream`` over pages kept as the JSON bytes GetRecords answers (msgspec-encoded, 1 000 records a
+    page), decoded at each call as the lean GetRecords decodes an answer: a backlog of millions of records fits
+    in a few GB (a dict a record would not)."""
+
+    PAGE = 1000
+
+    def __init__(self, records: int, keys: int, shards: int, seed: int = 5):
+        import msgspec
+
+        encode = msgspec.json.Encoder().encode
+        self._decode = msgspec.json.Decoder().decode
+        rnd = random.Random(seed)
+        self.pages: dict[str, list[bytes]] = {}
+        self.first: dict[str, str] = {}
+        self.count = 0
+        for s in range(shards):
+            sid = f"shardId-{s:05d}"
+            pages, page = [], []
+            for i in range(s, records, shards):
+                r = wire_record(page_record(i, rnd.randrange(keys), rnd))
+                page.append(r)
+                if len(page) == self.PAGE:
+                    pages.append(encode({"Records": page}))
+                    page = []
+            if page:
+                pages.append(encode({"Records": page}))
+            self.pages[sid] = pages
+            self.first[sid] = str(10**20 + s)
+            self.count += (records - s + shards - 1) // shards
+        self.records = {sid: [{"dynamodb": {"SequenceNumber": self.first[sid]}}] for sid in self.pages}  # describe
+
+    def get_shard_iterator(self, StreamArn, ShardId, ShardIteratorType, SequenceNumber=None, Timestamp=None):  # noqa: N803
+        if ShardIteratorType == "AFTER_SEQUENCE_NUMBER":
+            raise NotImplementedError("PagedStream replays a backlog from its start only")
+        return {"ShardIterator": f"{ShardId}|0"}
+
+    def get_records(self, ShardIterator, Limit=1000):  # noqa: N803
+        sid, page = ShardIterator.split("|")
+        if int(page) >= len(self.pages[sid]):  # an open shard read to its tip: nothing yet
+            return {"Records": [], "NextShardIterator": ShardIterator}
+        answer = self._decode(self.pages[sid][int(page)])
+        nxt = int(page) + 1
+        return {"Records": answer["Records"], "NextShardIterator": f"{sid}|{nxt}"}
+
+
+def catch_up_bench(records: int, keys: int, shards: int, variants: list[str]) -> None:
+    """Time from a backlog of ``records`` replayed records (``PagedStream``, ``shards`` shards) to lag 0 through
+    the sync's own loop on a store of ``keys`` items, with the sync's default settings (shard readers,
+    growing batches, flushes and folds), per variant ("before": no read- or commit-ahead; "now"), one after the
+    other in this process on the same pages. Prints the wall time, records/s of wall and CPU, and the ratio."""
+    from dynadex.stream.sync import SyncSettings, TableSync
+
+    t = time.perf_counter()
+    streams = PagedStream(records, keys, shards)
+    print(f"catch-up: {streams.count:,} records in {sum(len(p) for p in streams.pages.values()):,} pages, "
+          f"{sum(map(len, (b for p in streams.pages.values() for b in p))) / 1e9:.2f} GB, made in "
+          f"{time.perf_counter() - t:.0f} s", flush=True)
+    ahead = {"before": False, "now": True}
+    walls = {}
+    for v in variants:
+        store = apply_store(keys, stream_arn=ReplayedStream.ARN)
+        try:
+            with Store(store, read_only=False, threads=1) as st:
+                sync = TableSync(st, "S", streams, streams, None, SyncSettings(
+                    overlap_seconds=0, lean_get_records=False, read_ahead=ahead[v], commit_ahead=ahead[v]))
+                w, c = time.perf_counter(), time.process_time()
+                stats = sync.run(until=0, until_caught_up=True)
+                used, wall = time.process_time() - c, time.perf_counter() - w
+            walls[v] = wall
+            print(f"catch-up, {v}: {stats['records']:,} records to lag 0 in {wall:.1f} s = {stats['records'] / wall:,.0f}"
+                  f" records/s ({stats['records'] / used:,.0f}/s of CPU, {used / wall:.2f} cores); {stats['batches']} "
+                  f"batches (largest {stats['largest_batch']:,}, {stats.get('commits_ahead', 0)} committed ahead), "
+                  f"{stats['flushes']} flushes, {stats['folds']} folds; {walls[variants[0]] / wall:.2f}x "
+                  f"{variants[0]}", flush=True)
+        finally:
+            shutil.rmtree(store, ignore_errors=True)
+
+
 STEADY = {
     "fold": "as the sync runs: every fold_every_batches a flush, a fold of the three indexes and a rewrite "
             "of the worn files (a quarter deleted, the bulk load's included)",
@@ -766,6 +845,10 @@ if __name__ == "__main__":
                         f"{k}: {v}" for k, v in APPLY_PATHS.items()))
     ap.add_argument("--wire", action="store_true",
                     help="apply: the fast path gets records as the lean GetRecords hands them (epoch times, base64)")
+    ap.add_argument("--catch-up", type=int, default=0,
+                    help="only the catch-up: a backlog of this many replayed records to lag 0 (10000000: issue 29's)")
+    ap.add_argument("--shards-for-catch-up", type=int, default=4, help="shards of the --catch-up backlog")
+    ap.add_argument("--variants", default="before,now", help="with --catch-up: before (no read/commit-ahead), now")
     ap.add_argument("--backlog", type=int,
                     help="only the backlog through the sync's loop: this many records onto --keys items, per --factors")
     ap.add_argument("--ahead", default="1",
@@ -808,6 +891,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.call_cpu:
         call_cpu_bench()
+    elif a.catch_up:
+        catch_up_bench(a.catch_up, a.keys, a.shards_for_catch_up, a.variants.split(","))
     elif a.backlog:
         backlog_bench(a.backlog, a.keys, [int(x) for x in a.factors.split(",")], rounds=a.rounds,
                       ahead=tuple(bool(int(x)) for x in a.ahead.split(",")))

@@ -211,7 +211,48 @@ def compare_writes(n: int, shards: int, baseline: str | None = None) -> list[dic
     return rows
 
 
-def e2e(records: int, seed_items: int, shards: int, writer: str, verify: bool) -> dict:
+def parse_variants(text: str) -> list[tuple[str, dict]]:
+    """'LABEL:VAR=V,VAR=V;LABEL:' -> [(label, {VAR: V})]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        label, _, assigns = part.partition(":")
+        out.append((label, dict(a.split("=", 1) for a in assigns.split(",") if a)))
+    return out
+
+
+def run_sync(aws, store: str, env: dict, label: str) -> dict:
+    """``dynadex sync E2E`` (until caught up) in its own process with ``env``: its wall time, records/s and CPU
+    (rusage), and the emulator's CPU meanwhile (psutil)."""
+    emu0, t0 = process_cpu(aws.process.pid), time.perf_counter()
+    wrap = os.environ.get("BENCH_SYNC_WRAP", "").split()  # e.g. a profiler: "py-spy record -o F --"
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([*wrap, sys.executable, "-m", "dynadex.cli", "sync", "E2E", "--store", store],
+                                env=env, stdout=subprocess.PIPE, stderr=err)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        err.seek(0)
+        errors = err.read()[-3000:]
+    returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    emu = process_cpu(aws.process.pid) - emu0
+    if returncode:
+        raise RuntimeError(f"dynadex sync failed ({returncode}): {out[-2000:]!r} {errors.decode(errors='replace')}")
+    stats = json.loads([line for line in out.decode().strip().splitlines() if line.startswith("{")][-1])
+    sync_cpu = usage.ru_utime + usage.ru_stime
+    row = {"sync_seconds": wall, "sync_records": stats["records"], "sync_applied": stats["applied"],
+           "batches": stats["batches"], "records_per_second": stats["records"] / wall, "sync_cpu_s": sync_cpu,
+           "sync_cores": sync_cpu / wall, "emulator_cpu_s_during_sync": emu, "emulator_cores_during_sync": emu / wall,
+           "sync_us_per_record": 1e6 * sync_cpu / stats["records"],
+           "emulator_us_per_record_served": 1e6 * emu / stats["records"]}
+    print(f"e2e: dynadex sync ({label}): {stats['records']:,} records in {wall:.1f} s = "
+          f"{row['records_per_second']:,.0f} records/s ({stats['batches']} batches); CPU: sync {sync_cpu:.1f} s "
+          f"({row['sync_cores']:.2f} cores), emulator {emu:.1f} s ({row['emulator_cores_during_sync']:.2f} cores) "
+          "meanwhile", flush=True)
+    return row
+
+
+def e2e(records: int, seed_items: int, shards: int, writer: str, verify: bool,
+        variants: list[tuple[str, dict]] = (("now", {}),)) -> dict:
     from dynadex import bootstrap
     from dynadex.local_aws import running
 
@@ -222,43 +263,33 @@ def e2e(records: int, seed_items: int, shards: int, writer: str, verify: bool) -
         ddb = aws.client("dynamodb")
         w = Writes("E2E")
         send_bulk(aws.endpoint, w.seed(seed_items))
-        store = tempfile.mkdtemp(prefix="dynadex-e2e-")
-        t = time.perf_counter()
-        result = bootstrap.run(ddb, "E2E", bucket=BUCKET, store=store, poll_seconds=0.2)
-        assert result["publish"]["published"], result
-        boot = time.perf_counter() - t
+        stores = {}
+        for label, _ in variants:  # one store a variant, each bootstrapped before the writes: the same backlog
+            stores[label] = tempfile.mkdtemp(prefix=f"dynadex-e2e-{label}-")
+            t = time.perf_counter()
+            result = bootstrap.run(ddb, "E2E", bucket=BUCKET, store=stores[label], poll_seconds=0.2)
+            assert result["publish"]["published"], result
+            boot = time.perf_counter() - t
         write = timed_writes(aws, w.mixed(records), writer)
         print(f"e2e: bootstrap of {seed_items:,} items {boot:.1f} s; {write['items']:,} writes ({w.counts}) by "
               f"{writer} in {write['seconds']:.1f} s = {write['per_second']:,.0f}/s, emulator CPU "
               f"{write['emulator_us_per_item']:.0f} us/item", flush=True)
         env = child_env(**aws.env())
-        emu0, t0 = process_cpu(aws.process.pid), time.perf_counter()
-        wrap = os.environ.get("BENCH_SYNC_WRAP", "").split()  # e.g. a profiler: "py-spy record -o F --"
-        proc = subprocess.Popen([*wrap, sys.executable, "-m", "dynadex.cli", "sync", "E2E", "--store", store], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - t0
-        emu = process_cpu(aws.process.pid) - emu0
-        if proc.returncode:
-            raise RuntimeError(f"dynadex sync failed ({proc.returncode}): {out[-2000:]!r}")
-        stats = json.loads(out.decode().strip().splitlines()[-1])
-        sync_cpu = usage.ru_utime + usage.ru_stime
-        row = {"records_written": write["items"], "writer": writer, "write": write, "sync_seconds": wall,
-               "sync_records": stats["records"], "sync_applied": stats["applied"], "batches": stats["batches"],
-               "records_per_second": stats["records"] / wall, "sync_cpu_s": sync_cpu,
-               "sync_cores": sync_cpu / wall, "emulator_cpu_s_during_sync": emu,
-               "emulator_cores_during_sync": emu / wall,
-               "caught_up": stats.get("caught_up")}
-        print(f"e2e: dynadex sync: {stats['records']:,} records in {wall:.1f} s = {row['records_per_second']:,.0f} "
-              f"records/s ({stats['batches']} batches); CPU: sync {sync_cpu:.1f} s ({row['sync_cores']:.2f} cores), "
-              f"emulator {emu:.1f} s ({row['emulator_cores_during_sync']:.2f} cores) meanwhile", flush=True)
-        if verify:
-            check = subprocess.run([sys.executable, "-m", "dynadex.cli", "verify", "E2E", "--store", store], env=env,
-                                   capture_output=True, text=True)
-            row["verify"] = check.stdout.strip().splitlines()[-1] if check.stdout.strip() else check.stderr[-500:]
-            print(f"e2e: verify: {row['verify']}", flush=True)
+        rows = []
+        for label, extra in variants:
+            row = {"records_written": write["items"], "writer": writer, "write": write, "variant": label,
+                   "variant_env": extra, **run_sync(aws, stores[label], {**env, **extra}, label)}
+            if verify:
+                check = subprocess.run([sys.executable, "-m", "dynadex.cli", "verify", "E2E", "--store",
+                                        stores[label]], env=env, capture_output=True, text=True)
+                row["verify"] = check.stdout.strip().splitlines()[-1] if check.stdout.strip() else check.stderr[-500:]
+                print(f"e2e: verify ({label}): {row['verify']}", flush=True)
+            rows.append(row)
+        if len(rows) > 1:
+            base = rows[0]["records_per_second"]
+            print("e2e: " + ", ".join(f"{r['variant']} {r['records_per_second']:,.0f} records/s "
+                                      f"({r['records_per_second'] / base:.2f}x)" for r in rows), flush=True)
+        row = rows[-1] if len(rows) == 1 else {"variants": rows}
         return row
 
 
@@ -274,6 +305,10 @@ def main() -> None:
                     "tar -x -C DIR`: the release before), first in the comparison")
     ap.add_argument("--skip-sync", action="store_true", help="only the write-path comparison")
     ap.add_argument("--verify", action="store_true", help="then `dynadex verify` the table against the index")
+    ap.add_argument("--sync-variants", default="now:",
+                    help="syncs of the same filled stream, each on its own store bootstrapped before the writes, one after the "
+                         "other: 'LABEL:VAR=V,VAR=V;LABEL:...', e.g. 'before:DYNADEX_READ_AHEAD=0,"
+                         "DYNADEX_COMMIT_AHEAD=0;now:' (decision 0042); the first is the ratios' baseline")
     ap.add_argument("--out", help="write the figures here (JSON)")
     args = ap.parse_args()
     doc = {"date": time.strftime("%Y-%m-%d %H:%M"), "load": os.getloadavg()}
@@ -281,7 +316,8 @@ def main() -> None:
     if args.compare_writes:
         doc["writes"] = compare_writes(args.compare_writes, args.shards, args.baseline_tree)
     if not args.skip_sync:
-        doc["e2e"] = e2e(args.records, args.seed_items, args.shards, args.writer, args.verify)
+        doc["e2e"] = e2e(args.records, args.seed_items, args.shards, args.writer, args.verify,
+                         parse_variants(args.sync_variants))
     doc["load_after"] = os.getloadavg()
     print(f"load average after: {doc['load_after']}", flush=True)
     if args.out:
