@@ -19,6 +19,9 @@ The run, all on this box:
 
 With --get-baseline a second server, started with DYNADEX_POINT_READS=0 (every get through DuckLake, as before
 decision 0040), answers the same `get` figures right before the first one's, so both come from the same run.
+With --baseline-code DIR a second server runs the code of DIR (a checkout of another commit, e.g. made with
+``git archive COMMIT | tar -x -C DIR``) against the same store, sync and writes, and its `get` figures are
+measured right before this code's (``get-before``).
 
 Server-side time per phase comes from the server's ``Server-Timing`` header (key check, snapshot read, work,
 row check, answer): the medians are printed next to each figure.
@@ -328,6 +331,8 @@ def main() -> None:
                     help="settings of the sync process (default: bench_stream's freshness bench's)")
     ap.add_argument("--get-baseline", action="store_true", help="also measure `get` on a second server with "
                                                                     "DYNADEX_POINT_READS=0 (through DuckLake)")
+    ap.add_argument("--baseline-code", default=None, help="also measure `get` on a second server running the code "
+                                                              "of this folder (a checkout of another commit)")
     ap.add_argument("--ops", default="get,find,aggregate", help="which reads to measure")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument("--build-only", action="store_true", help="only generate and load the store (kept in --workdir)")
@@ -360,6 +365,11 @@ def main() -> None:
             if a.get_baseline:
                 baseline = Server(run / "store", {**env, "DYNADEX_POINT_READS": "0"})
                 procs.append(baseline.proc)
+            before = None
+            if a.baseline_code:
+                code = Path(a.baseline_code).resolve()
+                before = Server(run / "store", {**env, "PYTHONPATH": f"{code / 'include'}:{code / 'plugins'}"})
+                procs.append(before.proc)
             writer = Writer(ddb, a.items, a.write_rate)
             writer.thread.start()
             first = write_to_visible(server, writer, 3)  # the sync follows the stream before the clock starts
@@ -372,10 +382,13 @@ def main() -> None:
                              "load_before": os.getloadavg(), "reads": []}
             cpu0 = {"sync": process_cpu(sync.pid), "serve": process_cpu(server.proc.pid),
                     "baseline": process_cpu(baseline.proc.pid) if baseline is not None else 0.0,
+                    "before": process_cpu(before.proc.pid) if before is not None else 0.0,
                     "emulator": process_cpu(aws.process.pid), "bench": time.process_time(), "t": time.time()}
             ops = {k: v for k, v in operations(a.items).items() if k in a.ops.split(",")}
             for clients in [int(c) for c in a.clients.split(",")]:
                 runs = [(name, op, server) for name, op in ops.items()]
+                if before is not None and "get" in ops:
+                    runs.insert(0, ("get-before", ops["get"], before))
                 if baseline is not None and "get" in ops:
                     runs.insert(0, ("get-ducklake", ops["get"], baseline))
                 for name, op, srv in runs:
@@ -401,6 +414,8 @@ def main() -> None:
                                 "serve": (process_cpu(server.proc.pid) - cpu0["serve"]) / span,
                                 **({"serve (DuckLake gets)": (process_cpu(baseline.proc.pid) - cpu0["baseline"]) / span}
                                    if baseline is not None else {}),
+                                **({"serve (code before)": (process_cpu(before.proc.pid) - cpu0["before"]) / span}
+                                   if before is not None else {}),
                                 "emulator": (process_cpu(aws.process.pid) - cpu0["emulator"]) / span,
                                 "bench clients": (time.process_time() - cpu0["bench"]) / span}
             writer.stop.set()

@@ -185,3 +185,44 @@ def test_a_file_outside_the_data_path_is_never_opened(tmp_path):
         fast, slow = _both(st, pr, "T", [{"pk": {"S": "a"}}])
         assert fast == slow and pr.counts["fallback"] >= 1 and not pr.counts["fast"]
         assert any("outside the data path" in k for k in pr.counts)
+
+
+def test_row_groups_found_by_bisection_are_those_the_statistics_allow():
+    rnd = random.Random(4)
+    bounds = sorted(f"k{rnd.randrange(10**6):07d}" for _ in range(40))
+    ordered = points._Footer(tuple((i * 10, 10, bounds[2 * i], bounds[2 * i + 1]) for i in range(20)),
+                             tuple(bounds[2 * i + 1] for i in range(20)))
+    # a key on the boundary of two groups (one's max, the next's min) is in both
+    edge = points._Footer(((0, 2, "a", "c"), (2, 2, "c", "c"), (4, 2, "c", "e")), ("c", "c", "e"))
+    unordered = points._Footer(((0, 5, "m", "p"), (5, 5, "a", "z"), (10, 5, None, None)))
+    for footer in (ordered, edge, unordered):
+        for key in bounds + ["", "a", "b", "c", "d", "e", "f", "k", "zz", "k05"]:
+            allowed = [g for g, (_, _, lo, hi) in enumerate(footer.groups) if lo is None or lo <= key <= hi]
+            assert footer.candidates(key) == allowed, (footer, key)
+    assert edge.candidates("c") == [0, 1, 2] and unordered.candidates("b") == [1, 2]
+
+
+def test_a_get_reads_the_newest_snapshot_while_batches_commit_and_flush(tmp_path):
+    """Each read starts at the catalog's newest snapshot (``point_reads.newest``, asked of SQLite itself): it
+    never answers from before a batch whose commit returned before it started, never goes back, and is DuckLake's
+    answer at that snapshot, while the writer commits batches and flushes inlined rows between the reads."""
+    store = tmp_path / "store"
+    publish_items(store, "T", [{"pk": {"S": "c"}, "n": {"N": "0"}}] + [{"pk": {"S": f"k{i}"}} for i in range(300)])
+    key = _key_json({"pk": {"S": "c"}})
+    pr = PointReads(str(store / "data"))
+    with Store(str(store), read_only=False) as w, Store(str(store), sandbox=True) as st:
+        assert points.newest(st.lake) == (st.lake.current_snapshot(), reads._commit_time(st.lake, st.lake.current_snapshot()))
+        last_snapshot = 0
+        for n in range(1, 13):
+            _batch(w, "T", [Change({"pk": {"S": "c"}}, canonical_item({"pk": {"S": "c"}, "n": {"N": str(n)}}),
+                                   100 + n, "s")], n)
+            if n % 4 == 0:
+                w.flush_inlined()  # the rows move from the catalog to a file: the next read must find them there
+            committed = w.lake.current_snapshot()
+            assert points.newest(st.lake)[0] == committed
+            item, snap = st.read_snapshot(lambda r: r.get("T", key), point_reads=pr)
+            assert snap.id == committed >= last_snapshot and json.loads(item)["n"] == {"N": str(n)}, (n, snap)
+            slow, at = st.read_snapshot(lambda r: r.get("T", key))
+            assert (slow, at.id) == (item, snap.id)
+            last_snapshot = snap.id
+        assert pr.counts["detached"] >= 12 and not pr.counts["fallback"], pr.counts
