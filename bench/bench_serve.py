@@ -252,9 +252,13 @@ def load(server: Server, op, clients: int, seconds: float, expect: int = 200) ->
         t.join()
     span = time.perf_counter() - t0
     names = sorted({n for p in phases for n in p})
+    cut = pct(lat, 0.99)
+    tail = [p for ms, p in zip(lat, phases) if ms >= cut]  # where the slowest 1% spent their time
     return {"requests": len(lat), "per_second": len(lat) / span, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99),
             "max": max(lat), "errors": len(errors), "first_errors": errors[:3],
-            "server_ms_p50": {n: round(statistics.median(p.get(n, 0.0) for p in phases), 2) for n in names}}
+            "server_ms_p50": {n: round(statistics.median(p.get(n, 0.0) for p in phases), 2) for n in names},
+            "tail_ms": {"client": round(statistics.median(ms for ms in lat if ms >= cut), 2),
+                        **{n: round(statistics.median(p.get(n, 0.0) for p in tail), 2) for n in names}}}
 
 
 class Writer:
@@ -400,7 +404,9 @@ def main() -> None:
                     print(f"  {name:9} {clients:2} client{'s' if clients > 1 else ' '}: p50 {r['p50']:7.1f} ms  "
                           f"p99 {r['p99']:7.1f} ms  {r['per_second']:7.1f} req/s  ({r['requests']} requests, "
                           f"{r['errors']} errors)  server CPU {r['server_cpu_ms']:.1f} ms/request; server p50 ms: "
-                          + " ".join(f"{k} {v:g}" for k, v in r["server_ms_p50"].items()), flush=True)
+                          + " ".join(f"{k} {v:g}" for k, v in r["server_ms_p50"].items())
+                          + "; slowest 1%, median ms: " + " ".join(f"{k} {v:g}" for k, v in r["tail_ms"].items()),
+                          flush=True)
                     if r["errors"]:
                         print("    errors:", r["first_errors"])
             status, body, _ = Client(server).call("GET", "/metrics")

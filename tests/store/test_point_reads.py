@@ -40,7 +40,11 @@ def _batch(st: Store, table: str, changes: list[Change], n: int) -> None:
     st.apply(table, changes, [Checkpoint("s1", str(n))])
 
 
-def test_point_reads_answer_as_ducklake_through_batches_flushes_folds_and_maintenance(tmp_path):
+@pytest.mark.parametrize("small_rows", [points.SMALL_FILE_ROWS, 0], ids=["key-maps", "row-groups"])
+def test_point_reads_answer_as_ducklake_through_batches_flushes_folds_and_maintenance(tmp_path, monkeypatch,
+                                                                                     small_rows):
+    # every file of this store is small: read through the kept key maps, and (0) through the row groups
+    monkeypatch.setattr(points, "SMALL_FILE_ROWS", small_rows)
     rnd = random.Random(30)
     store = tmp_path / "store"
     publish_items(store, "T", [{"pk": {"S": f"k{i:05d}"}, "n": {"N": str(i)}} for i in range(ITEMS)], chunks=2)

@@ -42,6 +42,10 @@ STATE_TABLE = "\x00dynadex.tables"  # the plans' name for ``dynadex.tables`` (no
 PLANS = 64  # (table, snapshot) plans kept: a snapshot's plan serves every get until the next commit
 FOOTERS = 4096  # Parquet footers (key statistics per row group) kept, by file path
 DELETES = 4096  # delete files' positions kept, by file path
+SMALL_FILE_ROWS = 65536  # a row file of at most this many rows has its keys kept as a map (``_keys_of``): the
+# sync's flushed and folded files hold keys from the whole key range, so nearly every get would read their key
+# column (at 10 M items with ten such files: two thirds of a get's Parquet reads)
+KEY_MAP_ROWS = 262144  # keys kept in those maps, all files together (the oldest file's dropped first)
 
 
 def _keep(cache: OrderedDict, key, value, most: int) -> None:
@@ -109,6 +113,8 @@ class PointReads:
         self._plans: OrderedDict = OrderedDict()
         self._footers: OrderedDict = OrderedDict()
         self._deletes: OrderedDict = OrderedDict()
+        self._key_maps: OrderedDict = OrderedDict()  # small row file -> key -> positions (``_keys_of``)
+        self._key_map_rows = 0
         self._columns: OrderedDict = OrderedDict()  # Parquet file -> its column names
         self._unusual: OrderedDict = OrderedDict()  # (table, snapshot) whose plan could not be made
         self._changes: OrderedDict = OrderedDict()  # (snapshot, later snapshot) -> the changes between
@@ -277,6 +283,15 @@ class PointReads:
         footer, meta = self._footer(f.path)
         out: list[str] = []
         pf = None
+        if meta.num_rows <= SMALL_FILE_ROWS:
+            live = [p for p in self._keys_of(f.path).get(key, ()) if p not in f.deleted]
+            for p in live:
+                g = bisect.bisect_right([first for first, *_ in footer.groups], p) - 1
+                if pf is None:
+                    pf = pq.ParquetFile(f.path, metadata=meta)
+                items = pf.read_row_group(g, columns=["item"], use_threads=False).column(0)
+                out.append(items[p - footer.groups[g][0]].as_py())
+            return out
         for g in footer.candidates(key):
             first = footer.groups[g][0]
             if pf is None:
@@ -315,6 +330,28 @@ class PointReads:
         got = (_Footer(tuple(groups), tuple(g[3] for g in groups) if ordered else None), meta)
         with self._lock:
             _keep(self._footers, path, got, FOOTERS)
+        return got
+
+    def _keys_of(self, path: str) -> dict:
+        """key -> its positions (row numbers) in the small row file ``path``, read once (files are never
+        rewritten); kept for ``KEY_MAP_ROWS`` keys in all."""
+        with self._lock:
+            got = self._key_maps.get(path)
+        if got is not None:
+            return got
+        import pyarrow.parquet as pq
+
+        got: dict = {}
+        for p, k in enumerate(pq.read_table(path, columns=["key"], use_threads=False).column(0).to_pylist()):
+            got.setdefault(k, []).append(p)
+        with self._lock:
+            if path in self._key_maps:  # another read made it meanwhile
+                return self._key_maps[path]
+            self._key_maps[path] = got
+            self._key_map_rows += sum(len(v) for v in got.values())
+            while self._key_map_rows > KEY_MAP_ROWS and len(self._key_maps) > 1:
+                _, dropped = self._key_maps.popitem(last=False)
+                self._key_map_rows -= sum(len(v) for v in dropped.values())
         return got
 
     def _deleted_in(self, path: str) -> frozenset:
