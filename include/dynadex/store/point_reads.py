@@ -115,6 +115,7 @@ class PointReads:
         self._deletes: OrderedDict = OrderedDict()
         self._key_maps: OrderedDict = OrderedDict()  # small row file -> key -> positions (``_keys_of``)
         self._key_map_rows = 0
+        self._state_files: OrderedDict = OrderedDict()  # (file of dynadex.tables, table, columns) -> its rows
         self._columns: OrderedDict = OrderedDict()  # Parquet file -> its column names
         self._unusual: OrderedDict = OrderedDict()  # (table, snapshot) whose plan could not be made
         self._changes: OrderedDict = OrderedDict()  # (snapshot, later snapshot) -> the changes between
@@ -227,7 +228,8 @@ class PointReads:
         to the column's type), or ``UNANSWERED``. The plan of ``dynadex.tables`` it makes joins ``pending``."""
         try:
             plan = self._state_plan(lake, snapshot, pending)
-            found = _state_rows(_cursor(lake), plan, snapshot, table, self._names, self._inlined_columns)
+            found = _state_rows(_cursor(lake), plan, snapshot, table, self._names, self._inlined_columns,
+                                self._state_file_rows)
         except UnusualPointRead as exc:
             self.count("fallback", f"fallback: {exc}")
             return UNANSWERED
@@ -261,6 +263,17 @@ class PointReads:
             plan = Plan(STATE_TABLE, snapshot, built.files, {}, built.table_id, tuple(columns))
         pending.append(plan)
         return plan
+
+    def _state_file_rows(self, key: tuple, read):
+        """The rows of one file of ``dynadex.tables`` for one table (``key``: path, table, columns), ``read()``
+        once (files are never rewritten)."""
+        with self._lock:
+            got = self._state_files.get(key)
+        if got is None:
+            got = read()
+            with self._lock:
+                _keep(self._state_files, key, got, FOOTERS)
+        return got
 
     def _names(self, path: str) -> list[str]:
         """The column names of a Parquet file (footers cached by path: files are never rewritten)."""
@@ -537,9 +550,12 @@ DUCKDB_TYPES = {"varchar": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "ti
                 "boolean": "BOOLEAN", "float64": "DOUBLE"}
 
 
-def _state_rows(con, plan: Plan, s: int, table: str, names_of, inlined_columns: dict) -> list[tuple[list[str], tuple]]:
+def _state_rows(con, plan: Plan, s: int, table: str, names_of, inlined_columns: dict,
+                file_rows=None) -> list[tuple[list[str], tuple]]:
     """(column names, row) of ``plan``'s table (``dynadex.tables``) whose ``table_name`` is ``table``, at ``s``.
-    ``inlined_columns`` caches each inlined-data table's columns."""
+    ``inlined_columns`` caches each inlined-data table's columns; ``file_rows(key, read)``, if given, each file's
+    rows of ``table`` (files are never rewritten: a snapshot whose batches changed only inlined rows reads no
+    file again)."""
     columns = plan.columns
     if not columns or any(t not in DUCKDB_TYPES for _, t in columns):
         raise UnusualPointRead(f"state columns {columns}")
@@ -551,9 +567,12 @@ def _state_rows(con, plan: Plan, s: int, table: str, names_of, inlined_columns: 
 
     out = []
     for f in plan.files:
-        rows = con.execute(f"SELECT file_row_number, {select(set(names_of(f.path)))} FROM "
-                           f"read_parquet({literal(f.path)}, file_row_number = true) WHERE table_name = ?",
-                           [table]).fetchall()
+        def read(path=f.path):
+            return con.execute(f"SELECT file_row_number, {select(set(names_of(path)))} FROM "
+                               f"read_parquet({literal(path)}, file_row_number = true) WHERE table_name = ?",
+                               [table]).fetchall()
+
+        rows = read() if file_rows is None else file_rows((f.path, table, columns), read)
         out += [(names, row[1:]) for row in rows if row[0] not in f.deleted]
     for (name,) in con.execute(f"SELECT table_name FROM {META}.ducklake_inlined_data_tables WHERE table_id = ?",
                                [plan.table_id]).fetchall():
