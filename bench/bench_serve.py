@@ -337,6 +337,8 @@ def main() -> None:
                                                                     "DYNADEX_POINT_READS=0 (through DuckLake)")
     ap.add_argument("--baseline-code", default=None, help="also measure `get` on a second server running the code "
                                                               "of this folder (a checkout of another commit)")
+    ap.add_argument("--rounds", type=int, default=1, help="measure every figure this many times, the servers "
+                                                           "taking turns (then the medians are printed too)")
     ap.add_argument("--ops", default="get,find,aggregate", help="which reads to measure")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument("--build-only", action="store_true", help="only generate and load the store (kept in --workdir)")
@@ -389,7 +391,7 @@ def main() -> None:
                     "before": process_cpu(before.proc.pid) if before is not None else 0.0,
                     "emulator": process_cpu(aws.process.pid), "bench": time.process_time(), "t": time.time()}
             ops = {k: v for k, v in operations(a.items).items() if k in a.ops.split(",")}
-            for clients in [int(c) for c in a.clients.split(",")]:
+            for rnd, clients in [(r, int(c)) for r in range(a.rounds) for c in a.clients.split(",")]:
                 runs = [(name, op, server) for name, op in ops.items()]
                 if before is not None and "get" in ops:
                     runs.insert(0, ("get-before", ops["get"], before))
@@ -398,7 +400,7 @@ def main() -> None:
                 for name, op, srv in runs:
                     cpu = process_cpu(srv.proc.pid)
                     r = load(srv, op, clients, seconds)
-                    r.update(op=name, clients=clients,
+                    r.update(op=name, clients=clients, round=rnd,
                              server_cpu_ms=(process_cpu(srv.proc.pid) - cpu) * 1000 / max(1, r["requests"]))
                     results["reads"].append(r)
                     print(f"  {name:9} {clients:2} client{'s' if clients > 1 else ' '}: p50 {r['p50']:7.1f} ms  "
@@ -409,6 +411,14 @@ def main() -> None:
                           flush=True)
                     if r["errors"]:
                         print("    errors:", r["first_errors"])
+            if a.rounds > 1:
+                for key in sorted({(r["op"], r["clients"]) for r in results["reads"]}, key=lambda k: (k[1], k[0])):
+                    rs = [r for r in results["reads"] if (r["op"], r["clients"]) == key]
+                    med = {m: statistics.median(r[m] for r in rs) for m in ("p50", "p99", "per_second", "server_cpu_ms")}
+                    results.setdefault("medians", []).append({"op": key[0], "clients": key[1], **med})
+                    print(f"  median of {len(rs)}: {key[0]:10} {key[1]:2} clients: p50 {med['p50']:6.1f} ms  p99 "
+                          f"{med['p99']:6.1f} ms  {med['per_second']:6.1f} req/s  server CPU "
+                          f"{med['server_cpu_ms']:.2f} ms/request", flush=True)
             status, body, _ = Client(server).call("GET", "/metrics")
             results["point_reads"] = {line.split('"')[1]: float(line.split()[-1]) for line in body.decode().splitlines()
                                       if line.startswith("dynadex_serve_point_reads_total{")}

@@ -230,3 +230,33 @@ def test_a_get_reads_the_newest_snapshot_while_batches_commit_and_flush(tmp_path
             assert (slow, at.id) == (item, snap.id)
             last_snapshot = snap.id
         assert pr.counts["detached"] >= 12 and not pr.counts["fallback"], pr.counts
+
+
+def test_the_catalog_read_by_sqlite_itself_is_what_duckdbs_scan_reads(tmp_path):
+    """``_catalog_rows`` answers through ``sqlite_query`` on a SQLite catalog and through DuckDB's scan of the
+    attached catalog otherwise (a PostgreSQL catalog): both give the same plans, states and checks."""
+    store = tmp_path / "store"
+    publish_items(store, "T", [{"pk": {"S": f"k{i}"}, "n": {"N": "0"}} for i in range(100)])
+    with Store(str(store), read_only=False) as w:
+        before = w.lake.current_snapshot()
+        for n in range(1, 4):  # inlined rows, inlined deletions of the bulk file, a new state row each
+            _batch(w, "T", [Change({"pk": {"S": f"k{n}"}}, canonical_item({"pk": {"S": f"k{n}"}, "n": {"N": str(n)}}),
+                                   10 + n, "s"), Change({"pk": {"S": f"k{50 + n}"}}, None, 10 + n, "s")], n)
+        w.flush_inlined()
+        _batch(w, "T", [Change({"pk": {"S": "new"}}, canonical_item({"pk": {"S": "new"}}), 20, "s")], 4)
+    with Store(str(store), sandbox=True) as st:
+        cursor, s = points._cursor(st.lake), st.lake.current_snapshot()
+        assert cursor.sqlite
+        got = {}
+        for sqlite in (True, False):
+            cursor.sqlite = sqlite
+            pr = PointReads(str(store / "data"))
+            plan = pr._build(st.lake, s, "T")
+            state = pr.state(st.lake, s, "T", [])
+            got[sqlite] = (points.newest(st.lake), sorted((f.path, f.deleted) for f in plan.files), plan.inlined,
+                           state, points.moving_since(st.lake, before), points.moving_since(st.lake, s - 1),
+                           points._inlined_tables(cursor, plan.table_id))
+        cursor.sqlite = True
+        assert got[True] == got[False]
+        assert got[True][2] == {'{"pk":{"S":"new"}}': ['{"pk":{"S":"new"}}']} and got[True][4] and not got[True][5]
+        assert any(f[1] for f in got[True][1])  # the bulk file's deleted positions
