@@ -16,6 +16,11 @@ Invariants:
 * ``state`` reads a table's row of ``dynadex.tables`` the same way (a plan of that table, its inlined rows
   cast by DuckDB to the column types), equal to ``Lake.table_state`` at the same snapshot; it too is
   trusted only by a read checked whole.
+* What is kept by file path (footers, delete files' positions, a small file's key -> positions map, the rows
+  of ``dynadex.tables``' files) is read from the file alone, and files are never rewritten in place: it stays
+  true for as long as the file exists; what a snapshot sees of it is the plan's.
+* The catalog is read by SQLite itself on a SQLite catalog (``_catalog_rows``, ``newest``), by DuckDB's scan
+  of the attached catalog otherwise: the same rows either way.
 * Only files under the store's data path are opened (the sandbox of ``dynadex serve``).
 * ``DYNADEX_POINT_READS=0`` turns it off (every get reads through DuckLake, as before).
 """
