@@ -19,6 +19,9 @@ The run, all on this box:
 
 With --get-baseline a second server, started with DYNADEX_POINT_READS=0 (every get through DuckLake, as before
 decision 0040), answers the same `get` figures right before the first one's, so both come from the same run.
+With --baseline-code DIR a second server runs the code of DIR (a checkout of another commit, e.g. made with
+``git archive COMMIT | tar -x -C DIR``) against the same store, sync and writes, and its `get` figures are
+measured right before this code's (``get-before``).
 
 Server-side time per phase comes from the server's ``Server-Timing`` header (key check, snapshot read, work,
 row check, answer): the medians are printed next to each figure.
@@ -249,9 +252,13 @@ def load(server: Server, op, clients: int, seconds: float, expect: int = 200) ->
         t.join()
     span = time.perf_counter() - t0
     names = sorted({n for p in phases for n in p})
+    cut = pct(lat, 0.99)
+    tail = [p for ms, p in zip(lat, phases) if ms >= cut]  # where the slowest 1% spent their time
     return {"requests": len(lat), "per_second": len(lat) / span, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99),
             "max": max(lat), "errors": len(errors), "first_errors": errors[:3],
-            "server_ms_p50": {n: round(statistics.median(p.get(n, 0.0) for p in phases), 2) for n in names}}
+            "server_ms_p50": {n: round(statistics.median(p.get(n, 0.0) for p in phases), 2) for n in names},
+            "tail_ms": {"client": round(statistics.median(ms for ms in lat if ms >= cut), 2),
+                        **{n: round(statistics.median(p.get(n, 0.0) for p in tail), 2) for n in names}}}
 
 
 class Writer:
@@ -328,6 +335,10 @@ def main() -> None:
                     help="settings of the sync process (default: bench_stream's freshness bench's)")
     ap.add_argument("--get-baseline", action="store_true", help="also measure `get` on a second server with "
                                                                     "DYNADEX_POINT_READS=0 (through DuckLake)")
+    ap.add_argument("--baseline-code", default=None, help="also measure `get` on a second server running the code "
+                                                              "of this folder (a checkout of another commit)")
+    ap.add_argument("--rounds", type=int, default=1, help="measure every figure this many times, the servers "
+                                                           "taking turns (then the medians are printed too)")
     ap.add_argument("--ops", default="get,find,aggregate", help="which reads to measure")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument("--build-only", action="store_true", help="only generate and load the store (kept in --workdir)")
@@ -360,6 +371,11 @@ def main() -> None:
             if a.get_baseline:
                 baseline = Server(run / "store", {**env, "DYNADEX_POINT_READS": "0"})
                 procs.append(baseline.proc)
+            before = None
+            if a.baseline_code:
+                code = Path(a.baseline_code).resolve()
+                before = Server(run / "store", {**env, "PYTHONPATH": f"{code / 'include'}:{code / 'plugins'}"})
+                procs.append(before.proc)
             writer = Writer(ddb, a.items, a.write_rate)
             writer.thread.start()
             first = write_to_visible(server, writer, 3)  # the sync follows the stream before the clock starts
@@ -372,24 +388,37 @@ def main() -> None:
                              "load_before": os.getloadavg(), "reads": []}
             cpu0 = {"sync": process_cpu(sync.pid), "serve": process_cpu(server.proc.pid),
                     "baseline": process_cpu(baseline.proc.pid) if baseline is not None else 0.0,
+                    "before": process_cpu(before.proc.pid) if before is not None else 0.0,
                     "emulator": process_cpu(aws.process.pid), "bench": time.process_time(), "t": time.time()}
             ops = {k: v for k, v in operations(a.items).items() if k in a.ops.split(",")}
-            for clients in [int(c) for c in a.clients.split(",")]:
+            for rnd, clients in [(r, int(c)) for r in range(a.rounds) for c in a.clients.split(",")]:
                 runs = [(name, op, server) for name, op in ops.items()]
+                if before is not None and "get" in ops:
+                    runs.insert(0, ("get-before", ops["get"], before))
                 if baseline is not None and "get" in ops:
                     runs.insert(0, ("get-ducklake", ops["get"], baseline))
                 for name, op, srv in runs:
                     cpu = process_cpu(srv.proc.pid)
                     r = load(srv, op, clients, seconds)
-                    r.update(op=name, clients=clients,
+                    r.update(op=name, clients=clients, round=rnd,
                              server_cpu_ms=(process_cpu(srv.proc.pid) - cpu) * 1000 / max(1, r["requests"]))
                     results["reads"].append(r)
                     print(f"  {name:9} {clients:2} client{'s' if clients > 1 else ' '}: p50 {r['p50']:7.1f} ms  "
                           f"p99 {r['p99']:7.1f} ms  {r['per_second']:7.1f} req/s  ({r['requests']} requests, "
                           f"{r['errors']} errors)  server CPU {r['server_cpu_ms']:.1f} ms/request; server p50 ms: "
-                          + " ".join(f"{k} {v:g}" for k, v in r["server_ms_p50"].items()), flush=True)
+                          + " ".join(f"{k} {v:g}" for k, v in r["server_ms_p50"].items())
+                          + "; slowest 1%, median ms: " + " ".join(f"{k} {v:g}" for k, v in r["tail_ms"].items()),
+                          flush=True)
                     if r["errors"]:
                         print("    errors:", r["first_errors"])
+            if a.rounds > 1:
+                for key in sorted({(r["op"], r["clients"]) for r in results["reads"]}, key=lambda k: (k[1], k[0])):
+                    rs = [r for r in results["reads"] if (r["op"], r["clients"]) == key]
+                    med = {m: statistics.median(r[m] for r in rs) for m in ("p50", "p99", "per_second", "server_cpu_ms")}
+                    results.setdefault("medians", []).append({"op": key[0], "clients": key[1], **med})
+                    print(f"  median of {len(rs)}: {key[0]:10} {key[1]:2} clients: p50 {med['p50']:6.1f} ms  p99 "
+                          f"{med['p99']:6.1f} ms  {med['per_second']:6.1f} req/s  server CPU "
+                          f"{med['server_cpu_ms']:.2f} ms/request", flush=True)
             status, body, _ = Client(server).call("GET", "/metrics")
             results["point_reads"] = {line.split('"')[1]: float(line.split()[-1]) for line in body.decode().splitlines()
                                       if line.startswith("dynadex_serve_point_reads_total{")}
@@ -401,6 +430,8 @@ def main() -> None:
                                 "serve": (process_cpu(server.proc.pid) - cpu0["serve"]) / span,
                                 **({"serve (DuckLake gets)": (process_cpu(baseline.proc.pid) - cpu0["baseline"]) / span}
                                    if baseline is not None else {}),
+                                **({"serve (code before)": (process_cpu(before.proc.pid) - cpu0["before"]) / span}
+                                   if before is not None else {}),
                                 "emulator": (process_cpu(aws.process.pid) - cpu0["emulator"]) / span,
                                 "bench clients": (time.process_time() - cpu0["bench"]) / span}
             writer.stop.set()

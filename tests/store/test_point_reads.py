@@ -40,7 +40,11 @@ def _batch(st: Store, table: str, changes: list[Change], n: int) -> None:
     st.apply(table, changes, [Checkpoint("s1", str(n))])
 
 
-def test_point_reads_answer_as_ducklake_through_batches_flushes_folds_and_maintenance(tmp_path):
+@pytest.mark.parametrize("small_rows", [points.SMALL_FILE_ROWS, 0], ids=["key-maps", "row-groups"])
+def test_point_reads_answer_as_ducklake_through_batches_flushes_folds_and_maintenance(tmp_path, monkeypatch,
+                                                                                     small_rows):
+    # every file of this store is small: read through the kept key maps, and (0) through the row groups
+    monkeypatch.setattr(points, "SMALL_FILE_ROWS", small_rows)
     rnd = random.Random(30)
     store = tmp_path / "store"
     publish_items(store, "T", [{"pk": {"S": f"k{i:05d}"}, "n": {"N": str(i)}} for i in range(ITEMS)], chunks=2)
@@ -185,3 +189,74 @@ def test_a_file_outside_the_data_path_is_never_opened(tmp_path):
         fast, slow = _both(st, pr, "T", [{"pk": {"S": "a"}}])
         assert fast == slow and pr.counts["fallback"] >= 1 and not pr.counts["fast"]
         assert any("outside the data path" in k for k in pr.counts)
+
+
+def test_row_groups_found_by_bisection_are_those_the_statistics_allow():
+    rnd = random.Random(4)
+    bounds = sorted(f"k{rnd.randrange(10**6):07d}" for _ in range(40))
+    ordered = points._Footer(tuple((i * 10, 10, bounds[2 * i], bounds[2 * i + 1]) for i in range(20)),
+                             tuple(bounds[2 * i + 1] for i in range(20)))
+    # a key on the boundary of two groups (one's max, the next's min) is in both
+    edge = points._Footer(((0, 2, "a", "c"), (2, 2, "c", "c"), (4, 2, "c", "e")), ("c", "c", "e"))
+    unordered = points._Footer(((0, 5, "m", "p"), (5, 5, "a", "z"), (10, 5, None, None)))
+    for footer in (ordered, edge, unordered):
+        for key in bounds + ["", "a", "b", "c", "d", "e", "f", "k", "zz", "k05"]:
+            allowed = [g for g, (_, _, lo, hi) in enumerate(footer.groups) if lo is None or lo <= key <= hi]
+            assert footer.candidates(key) == allowed, (footer, key)
+    assert edge.candidates("c") == [0, 1, 2] and unordered.candidates("b") == [1, 2]
+
+
+def test_a_get_reads_the_newest_snapshot_while_batches_commit_and_flush(tmp_path):
+    """Each read starts at the catalog's newest snapshot (``point_reads.newest``, asked of SQLite itself): it
+    never answers from before a batch whose commit returned before it started, never goes back, and is DuckLake's
+    answer at that snapshot, while the writer commits batches and flushes inlined rows between the reads."""
+    store = tmp_path / "store"
+    publish_items(store, "T", [{"pk": {"S": "c"}, "n": {"N": "0"}}] + [{"pk": {"S": f"k{i}"}} for i in range(300)])
+    key = _key_json({"pk": {"S": "c"}})
+    pr = PointReads(str(store / "data"))
+    with Store(str(store), read_only=False) as w, Store(str(store), sandbox=True) as st:
+        assert points.newest(st.lake) == (st.lake.current_snapshot(), reads._commit_time(st.lake, st.lake.current_snapshot()))
+        last_snapshot = 0
+        for n in range(1, 13):
+            _batch(w, "T", [Change({"pk": {"S": "c"}}, canonical_item({"pk": {"S": "c"}, "n": {"N": str(n)}}),
+                                   100 + n, "s")], n)
+            if n % 4 == 0:
+                w.flush_inlined()  # the rows move from the catalog to a file: the next read must find them there
+            committed = w.lake.current_snapshot()
+            assert points.newest(st.lake)[0] == committed
+            item, snap = st.read_snapshot(lambda r: r.get("T", key), point_reads=pr)
+            assert snap.id == committed >= last_snapshot and json.loads(item)["n"] == {"N": str(n)}, (n, snap)
+            slow, at = st.read_snapshot(lambda r: r.get("T", key))
+            assert (slow, at.id) == (item, snap.id)
+            last_snapshot = snap.id
+        assert pr.counts["detached"] >= 12 and not pr.counts["fallback"], pr.counts
+
+
+def test_the_catalog_read_by_sqlite_itself_is_what_duckdbs_scan_reads(tmp_path):
+    """``_catalog_rows`` answers through ``sqlite_query`` on a SQLite catalog and through DuckDB's scan of the
+    attached catalog otherwise (a PostgreSQL catalog): both give the same plans, states and checks."""
+    store = tmp_path / "store"
+    publish_items(store, "T", [{"pk": {"S": f"k{i}"}, "n": {"N": "0"}} for i in range(100)])
+    with Store(str(store), read_only=False) as w:
+        before = w.lake.current_snapshot()
+        for n in range(1, 4):  # inlined rows, inlined deletions of the bulk file, a new state row each
+            _batch(w, "T", [Change({"pk": {"S": f"k{n}"}}, canonical_item({"pk": {"S": f"k{n}"}, "n": {"N": str(n)}}),
+                                   10 + n, "s"), Change({"pk": {"S": f"k{50 + n}"}}, None, 10 + n, "s")], n)
+        w.flush_inlined()
+        _batch(w, "T", [Change({"pk": {"S": "new"}}, canonical_item({"pk": {"S": "new"}}), 20, "s")], 4)
+    with Store(str(store), sandbox=True) as st:
+        cursor, s = points._cursor(st.lake), st.lake.current_snapshot()
+        assert cursor.sqlite
+        got = {}
+        for sqlite in (True, False):
+            cursor.sqlite = sqlite
+            pr = PointReads(str(store / "data"))
+            plan = pr._build(st.lake, s, "T")
+            state = pr.state(st.lake, s, "T", [])
+            got[sqlite] = (points.newest(st.lake), sorted((f.path, f.deleted) for f in plan.files), plan.inlined,
+                           state, points.moving_since(st.lake, before), points.moving_since(st.lake, s - 1),
+                           points._inlined_tables(cursor, plan.table_id))
+        cursor.sqlite = True
+        assert got[True] == got[False]
+        assert got[True][2] == {'{"pk":{"S":"new"}}': ['{"pk":{"S":"new"}}']} and got[True][4] and not got[True][5]
+        assert any(f[1] for f in got[True][1])  # the bulk file's deleted positions

@@ -18,7 +18,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Match, Route
@@ -78,27 +77,45 @@ def build(service: Service) -> Starlette:
     routes = [Route("/health", health, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
               *rockset_api.routes, *native_api.routes, *console.routes]
 
-    async def count(request: Request, call_next):
-        started = time.monotonic()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            service.metrics.request(_template(app, request), request.method, status, time.monotonic() - started)
-
     app = Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error,
                                                        Exception: internal_error},
-                    middleware=[Middleware(BaseHTTPMiddleware, dispatch=count)])
+                    middleware=[Middleware(Counted, metrics=service.metrics)])
     app.state.service = service
     return app
 
 
-def _template(app: Starlette, request: Request) -> str:
-    """The route a request matched, as written (``/v1/orgs/self/ws/{workspace}/lambdas``), else ``other``."""
-    for route in app.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "other")
-    return "other"
+class Counted:
+    """Counts every HTTP request (``Metrics.request``) by the route it matched, its method and the status
+    answered (500 when it failed before answering). A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware``
+    runs each request in a task of its own and streams the answer through a memory channel, a few hundred
+    microseconds a request."""
+
+    def __init__(self, app, metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = [500]
+
+        async def sent(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            self.metrics.request(_template(scope), scope["method"], status[0], time.monotonic() - started)
+
+
+def _template(scope) -> str:
+    """The route a request matched, as written (``/v1/orgs/self/ws/{workspace}/lambdas``), else ``other`` (the
+    router leaves the route it handed the request to in the scope; a partial match, a 405, is ``other``)."""
+    route = scope.get("route")
+    if route is None or route.matches(scope)[0] != Match.FULL:
+        return "other"
+    return getattr(route, "path", "other")
