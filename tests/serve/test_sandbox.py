@@ -37,6 +37,42 @@ def test_the_sandbox_refuses(served, admin, outside, sql, kind):
     assert served.query(admin, "SELECT count(*) AS c FROM Orders").json()["results"] == [{"c": 20}]
 
 
+@pytest.fixture(scope="module")
+def outside_sqlite(tmp_path_factory):
+    import sqlite3
+
+    path = tmp_path_factory.mktemp("outside") / "outside.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE secret (who TEXT)")
+    con.execute("INSERT INTO secret VALUES ('secret-outside')")
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize("sql", [
+    # the SQLite scanner (loaded for DuckLake's SQLite catalog) opens files past DuckDB's own checks
+    "SELECT * FROM sqlite_scan('{db}', 'secret')",
+    "SELECT * FROM sqlite_query('{db}', 'SELECT * FROM secret')",
+    "SELECT * FROM SQLite_Attach('{db}')",
+    "SELECT count(*) AS c FROM sqlite_query('__ducklake_metadata_lake', 'SELECT * FROM ducklake_snapshot')",
+    # hidden in a CTE, a subquery, a join
+    "WITH s AS (SELECT * FROM sqlite_scan('{db}', 'secret')) SELECT * FROM s",
+    "SELECT (SELECT max(who) FROM sqlite_scan('{db}', 'secret')) AS who",
+    "SELECT o.pk, s.who FROM Orders o, sqlite_scan('{db}', 'secret') s",
+    # SQL run from a string, which no parse sees into
+    "SELECT * FROM query('SELECT * FROM sqlite_scan(''{db}'', ''secret'')')",
+    "SELECT * FROM query_table('Orders')",
+])
+def test_the_sandbox_refuses_table_functions_that_read_past_it(served, admin, outside_sqlite, sql):
+    r = served.query(admin, sql.format(db=outside_sqlite))
+    assert r.status_code == 400 and r.json()["type"] == "QUERY_ERROR", r.text
+    assert "the sandbox refuses the table function" in r.json()["message"]
+    assert "secret-outside" not in r.text
+    ok = served.query(admin, "SELECT count(*) AS c FROM range(3)")  # a harmless table function still runs
+    assert ok.json()["results"] == [{"c": 3}], ok.text
+
+
 def test_a_parameter_carrying_sql_stays_a_value(served, admin):
     for value in ["k1' OR '1'='1", "k1'; DROP TABLE Orders; --", "$$ OR true --", ":tag"]:
         r = served.query(admin, "SELECT count(*) AS c, :v AS v FROM Orders WHERE pk = :v",

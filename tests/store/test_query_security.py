@@ -116,3 +116,29 @@ def test_the_secret_is_temporary_and_redacted_in_duckdb():
 def test_store_errors_mask_passwords():
     assert mask("postgresql://dynadex:hunter2@db:5432/x") == "postgresql://dynadex:***@db:5432/x"
     assert mask("connection to host=db password=hunter2 failed") == "connection to host=db password=*** failed"
+
+
+def test_the_sandbox_refuses_the_sqlite_scanner_and_sql_in_strings(store):
+    """The SQLite scanner DuckLake's catalog loads opens any file through SQLite's own calls, past DuckDB's
+    ``allowed_directories``: a sandboxed query may not call it (nor ``query()``, whose SQL no parse sees)."""
+    import sqlite3
+
+    db = store / "outside.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE secret (who TEXT)")
+    con.execute("INSERT INTO secret VALUES ('secret-outside')")
+    con.commit()
+    con.close()
+    scan = f"SELECT * FROM sqlite_scan('{db}', 'secret')"
+    with Store(str(store / "store")) as st:  # not sandboxed: the user's own files, as documented
+        assert st.query(scan)[1] == [("secret-outside",)]
+    with Store(str(store / "store"), sandbox=True) as st:
+        for sql in [scan, f"EXPLAIN ANALYZE {scan}", f"WITH s AS ({scan}) SELECT * FROM s",
+                    f"SELECT * FROM T, LATERAL (SELECT * FROM sqlite_query('{db}', 'SELECT * FROM secret'))",
+                    "SELECT * FROM sqlite_query('__ducklake_metadata_lake', 'SELECT * FROM ducklake_snapshot')",
+                    f"SELECT * FROM sqlite_attach('{db}')", "SELECT * FROM query('SELECT 1')"]:
+            with pytest.raises(QueryError, match="the sandbox refuses the table function"):
+                st.query(sql)
+        assert st.query("SELECT count(*) FROM T, range(2)")[1] == [(2,)]
+    done = cli(store / "store", "query", scan, "--sandbox")
+    assert done.returncode == 1 and "secret-outside" not in done.stdout + done.stderr

@@ -44,6 +44,48 @@ READ_PRAGMAS = {"table_info", "show", "show_tables", "show_tables_expanded", "da
                 "storage_info", "version", "platform", "functions", "collations", "metadata_info"}
 
 
+SANDBOX_REFUSED_PREFIXES = ("sqlite_",)
+"""Table functions a sandboxed query may not call: the SQLite scanner (loaded for DuckLake's SQLite catalog) opens
+files through SQLite's own calls, past DuckDB's ``allowed_directories`` and ``enable_external_access``
+(`sqlite_scan('/any/file.db', 't')` read a file outside the store), and reads the raw catalog, other tables'
+inlined rows included."""
+SANDBOX_REFUSED_FUNCTIONS = {"query", "query_table"}
+"""Table functions that run SQL given as a string, which no parse of the query can see into."""
+
+
+def check_sandboxed(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """A sandboxed store's query calls no refused table function (``SANDBOX_REFUSED_*``), anywhere in it:
+    subqueries, CTEs and joins included, from DuckDB's own parse (``json_serialize_sql``)."""
+    for st in con.extract_statements(sql):
+        kind = st.type.name if hasattr(st.type, "name") else str(st.type)
+        if kind == "PRAGMA":
+            continue  # READ_PRAGMAS only (check_read_only): none calls a table function
+        text = re.sub(r"^\s*explain(\s+analyze)?\s+", "", st.query, flags=re.I) if kind == "EXPLAIN" else st.query
+        doc = json.loads(con.execute("SELECT json_serialize_sql(?)", [text]).fetchone()[0])
+        if doc.get("error"):
+            raise QueryError(f"query does not parse: {doc.get('error_message')}")
+        refused = sorted({f for f in _table_functions(doc.get("statements"))
+                          if f in SANDBOX_REFUSED_FUNCTIONS or f.startswith(SANDBOX_REFUSED_PREFIXES)})
+        if refused:
+            raise QueryError(f"the sandbox refuses the table function{'s' if len(refused) > 1 else ''} "
+                             f"{', '.join(refused)}: a sandboxed query reads the store's tables and nothing else")
+
+
+def _table_functions(node) -> list[str]:
+    """The (lower-cased) names of every table function in a ``json_serialize_sql`` tree."""
+    out: list[str] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            if n.get("type") == "TABLE_FUNCTION":
+                out.append(str((n.get("function") or {}).get("function_name", "?")).lower())
+            stack.extend(n.values())
+        elif isinstance(n, list):
+            stack.extend(n)
+    return out
+
+
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
@@ -83,6 +125,8 @@ def jsonable(value):
 
 def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple]]:
     check_read_only(lake.con, sql)
+    if lake.sandbox:
+        check_sandboxed(lake.con, sql)
 
     def run():
         cur = lake.con.execute(sql)
@@ -367,6 +411,8 @@ class SnapshotReader:
         import pyarrow as pa
 
         check_read_only(self.lake.con, sql)
+        if self.lake.sandbox:
+            check_sandboxed(self.lake.con, sql)
         reader = self.lake.con.execute(sql, params if params is not None else []).to_arrow_reader(batch_rows)
         batches, count, truncated = [], 0, False
         for batch in reader:
