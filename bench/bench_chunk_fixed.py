@@ -11,7 +11,7 @@ and the chunk size at which the fixed seconds are 10% of the chunk (fixed = 0.1 
 per_MB), in MB of JSON and of gzip. It also prints what a worker pays once: its process start and imports,
 and a DuckDB connection as a build opens it.
 
-    PYTHONPATH=$PWD/include .venv/bin/python bench/bench_chunk_fixed.py SUMMARY --files 1 2 4 8 --rounds 2 \
+    PYTHONPATH=$PWD/include .venv/bin/python bench/bench_chunk_fixed.py SUMMARY --files 1 2 4 6 --rounds 2 \
         --baseline-code BASE     # BASE: `git worktree add BASE <the release before>`
 
 With --sample-rows R [R ...] it instead builds the first file with each size of structure sample (the
@@ -122,29 +122,36 @@ def step_seconds(steps: list[str]) -> dict[str, float]:
 
 
 def report(label: str, runs: dict[int, list[dict]], imports: list[float], connects: list[float]) -> dict:
-    best = {n: min(rs, key=lambda r: r["cpu"]) for n, rs in runs.items()}
-    a, b = fit([(r["json_mb"], r["cpu"]) for r in best.values()])
-    wa, wb = fit([(r["json_mb"], r["wall"]) for r in best.values()])
-    gz_per_json = sum(r["gzip_mb"] for r in best.values()) / sum(r["json_mb"] for r in best.values())
+    """Per code: each size's best build; the fixed seconds (the line through the two smallest sizes, where the
+    cost is still linear), the marginal seconds per MB from each size to the next (a chunk's cost grows
+    faster than linearly once DuckDB's memory limit makes it spill), the chunk size at which the fixed
+    seconds are 10%, and the same split per step."""
+    best = {n: min(rs, key=lambda r: r["cpu"]) for n, rs in sorted(runs.items())}
+    sizes = list(best.values())
+    a, b = fit([(r["json_mb"], r["cpu"]) for r in sizes[:2]])
+    gz_per_json = sum(r["gzip_mb"] for r in sizes) / sum(r["json_mb"] for r in sizes)
     ten = 9 * a / b if b > 0 else float("nan")
     print(f"{label}:")
-    for n, r in sorted(best.items()):
-        print(f"  {n:>2} files, {r['items']:>9,} items, {r['json_mb']:7.1f} MB JSON: CPU {r['cpu']:6.2f} s "
-              f"(fixed share {100 * a / r['cpu']:4.1f}%), wall {r['wall']:6.2f} s, {r['engine']}")
-    print(f"  fit: CPU s per chunk = {a:.3f} fixed + {b * 1000:.1f} ms per MB of JSON "
-          f"(wall: {wa:.3f} + {wb * 1000:.1f} ms/MB); fixed under 10% from {ten:,.0f} MB of JSON "
-          f"({ten * gz_per_json:,.1f} MB of gzip) a chunk")
-    names = sorted({k for r in best.values() for k in step_seconds(r["steps"])})
+    for i, r in enumerate(sizes):
+        marginal = ""
+        if i:
+            p = sizes[i - 1]
+            marginal = f", {1000 * (r['cpu'] - p['cpu']) / (r['json_mb'] - p['json_mb']):5.1f} ms/MB from the last size"
+        print(f"  {r['files']:>2} files, {r['items']:>9,} items, {r['json_mb']:7.1f} MB JSON, {r['gzip_mb']:5.1f} MB gzip: "
+              f"CPU {r['cpu']:6.2f} s ({1000 * r['cpu'] / r['json_mb']:5.1f} ms/MB; fixed {100 * a / r['cpu']:4.1f}%), "
+              f"wall {r['wall']:6.2f} s{marginal}")
+    print(f"  CPU s per chunk = {a:.3f} fixed + {b * 1000:.1f} ms per MB of JSON (two smallest sizes); fixed under 10% "
+          f"from {ten:,.1f} MB of JSON ({ten * gz_per_json:,.2f} MB of gzip) a chunk")
     parts = []
-    for name in names:
-        sa, sb = fit([(r["json_mb"], step_seconds(r["steps"]).get(name, 0.0)) for r in best.values()])
-        parts.append(f"{name} {sa:.3f} + {sb * 1000:.2f}/MB")
-    print("  per step (wall s, fixed + ms per MB): " + "; ".join(parts))
+    for name in sorted({k for r in sizes for k in step_seconds(r["steps"])}):
+        sa, sb = fit([(r["json_mb"], step_seconds(r["steps"]).get(name, 0.0)) for r in sizes[:2]])
+        parts.append(f"{name} {sa:.3f} + {sb * 1000:.2f}")
+    print("  per step (wall s: fixed + ms per MB, two smallest sizes): " + "; ".join(parts))
     print(f"  a worker's process start and imports: {min(imports):.2f} s CPU (once per process); "
           f"a DuckDB connection as a build opens it: {1000 * min(connects):.0f} ms CPU")
-    return {"fixed_cpu_s": a, "cpu_s_per_mb": b, "fixed_wall_s": wa, "wall_s_per_mb": wb, "mb_json_for_10pct": ten,
-            "mb_gzip_for_10pct": ten * gz_per_json, "runs": best, "imports_cpu_s": min(imports),
-            "connect_cpu_s": min(connects)}
+    return {"fixed_cpu_s": a, "cpu_s_per_mb": b, "mb_json_for_10pct": ten, "mb_gzip_for_10pct": ten * gz_per_json,
+            "runs": best, "imports_cpu_s": min(imports), "connect_cpu_s": min(connects),
+            "imports": imports, "connects": connects, "all_runs": runs}
 
 
 def sample_sizes(summary: str, key: str, rows_list: list[int]) -> None:
@@ -177,13 +184,20 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("summary")
-    ap.add_argument("--files", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--files", type=int, nargs="+", default=[1, 2, 4, 6])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--baseline-code", default=None, help="another checkout's root, measured alternately")
     ap.add_argument("--key", default="pk:S,sk:N")
     ap.add_argument("--sample-rows", type=int, nargs="+", default=None)
     ap.add_argument("--json", default=None, help="write the figures here")
+    ap.add_argument("--report", default=None, help="print the figures a run saved with --json, measure nothing")
     a = ap.parse_args()
+    if a.report:
+        saved = json.loads(Path(a.report).read_text())
+        for label, doc in saved.items():
+            runs = {int(n): rs for n, rs in doc["all_runs"].items()}
+            report(label, runs, doc["imports"], doc["connects"])
+        return
     if a.sample_rows:
         sample_sizes(a.summary, a.key, a.sample_rows)
         return
