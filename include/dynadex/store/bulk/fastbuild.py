@@ -31,6 +31,11 @@ every line passes a guard that proves it lies in the domain where that holds:
   sets, fewer escapes), never lengthen, so equal length means nothing was
   dropped: no attribute outside the structure, no second type tag.
 
+The structure a chunk parses with comes from a sample of its lines, seeded by
+what the build's earlier chunks found (``structure_seed``: a seeded chunk
+samples a tenth as many lines). It only decides how lines are parsed, never
+what a segment holds: the guard above refuses any line it does not cover.
+
 An ION export's lines are first converted to DynamoDB JSON lines inside
 DuckDB (``fast_ion``, which gives NULL for any line it cannot translate
 token for token); the guard then runs on the translation, and every line it
