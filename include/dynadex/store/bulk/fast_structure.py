@@ -21,6 +21,9 @@ from dynadex.store.errors import OutsideFastPath
 from dynadex.store.layout.names import literal, quote
 
 SAMPLE_HEAD, SAMPLE_ROWS = 1_000, 20_000  # the structure comes from the first lines plus a seeded sample
+# A chunk that starts from what the build's earlier chunks found (``structure_seed``) samples this many rows
+# beyond its head: what the seed and this smaller sample miss costs a parse round (the guard), not a wrong file
+SEEDED_SAMPLE_ROWS = 2_000
 _SCALAR = {"S": "VARCHAR", "N": "VARCHAR", "B": "VARCHAR", "BOOL": "BOOLEAN", "NULL": "BOOLEAN"}
 SETS = ("SS", "NS", "BS")
 # Deeper structures take DuckDB time that doubles every level or two past ~20 (measured: 2 s at 18 levels,
@@ -168,12 +171,23 @@ def duck_type(spec):
     return spec
 
 
-def sampled_structure(con) -> dict:
-    """The item structure of ``lines`` from its first lines plus a seeded reservoir (deterministic), pruned."""
+def sampled_structure(con, seed: dict | None = None) -> dict:
+    """The item structure of ``lines`` from its first lines plus a seeded reservoir (deterministic), pruned.
+
+    With a ``seed`` (a structure the build's earlier chunks found, ``structure_seed``) the reservoir is
+    ``SEEDED_SAMPLE_ROWS`` and the result is the union of both (the sample alone where they conflict). Any
+    structure only decides how lines are parsed: fields a line lacks are NULL and write nothing, and what
+    the structure misses makes a line regenerate shorter than it is, so the guard refines or refuses it."""
+    rows = SAMPLE_ROWS if seed is None else min(SAMPLE_ROWS, SEEDED_SAMPLE_ROWS)
     sample = con.execute(
         "SELECT json_group_structure(json_extract(line, '$.Item')) FROM "
         f"((SELECT line FROM lines LIMIT {SAMPLE_HEAD}) UNION ALL "
-        f"(SELECT line FROM lines USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (7)))"
+        f"(SELECT line FROM lines USING SAMPLE reservoir({rows} ROWS) REPEATABLE (7)))"
     ).fetchone()[0]
-    return clean(json.loads(sample) if sample else "NULL")
-
+    found = clean(json.loads(sample) if sample else "NULL")
+    if not seed:
+        return found
+    try:
+        return clean(merge(seed, found))
+    except OutsideFastPath:
+        return found

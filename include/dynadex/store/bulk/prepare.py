@@ -240,10 +240,14 @@ def is_published(location: StoreLocation, table: str, build_id: str) -> bool:
     return found is not None and found.build_id == build_id
 
 
-def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: int | None = None) -> JobRecord:
+def run_job(location: StoreLocation, plan: PublishPlan, job: Job, *, threads: int | None = None,
+            published: bool | None = None) -> JobRecord:
     """Run one job of the plan and record its result (refusing on a duplicate key). A job of a published build
-    (a task cleared after publish) returns its record and reads nothing."""
-    if is_published(location, plan.table, plan.build_id):
+    (a task cleared after publish) returns its record and reads nothing. ``published``: whether the build is
+    published, when the caller asked the catalog once for all its jobs (None: the job asks)."""
+    if published is None:
+        published = is_published(location, plan.table, plan.build_id)
+    if published:
         kept = read_json(location, plan.table, plan.build_id, job.name)
         return JobRecord.from_dict(kept) if kept else JobRecord(plan.digest, job, published=True)
     manifests = [read_manifest(location, plan.table, plan.build_id, c) for c in plan.chunk_ids]
