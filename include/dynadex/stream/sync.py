@@ -604,19 +604,24 @@ class TableSync:
                     for c, got in zip(readable, pages):
                         if len(got.records) >= PAGE_LIMIT:  # it holds more: fetched while this pass converts
                             self.read_ahead(readers, c)
+                skip_before = self.skip_before
                 for c, got in zip(readable, pages):
                     records, finished = got.records, got.finished
                     self.stats["expired_iterators"] += got.expired
                     full_page |= len(records) >= PAGE_LIMIT
-                    for rec, (change, is_ttl) in zip(records, record_changes(records, c.info.shard_id)):
-                        self.stats["records"] += 1
-                        c.sequence_number = rec["dynamodb"]["SequenceNumber"]
-                        if change.version < self.skip_before:
-                            self.stats["skipped_old"] += 1
+                    converted = record_changes(records, c.info.shard_id)  # raises before the cursor moves
+                    if records:
+                        self.stats["records"] += len(records)
+                        c.sequence_number = records[-1]["dynamodb"]["SequenceNumber"]
+                    skipped = 0
+                    for rec, (change, is_ttl) in zip(records, converted):
+                        if change.version < skip_before:
+                            skipped += 1
                             continue
                         changes.append(change)
                         ttl += is_ttl
                         size_bytes += rec["dynamodb"].get("SizeBytes", 0)
+                    self.stats["skipped_old"] += skipped
                     if records or finished:
                         touched[c.info.shard_id] = c
                         progressed = True

@@ -18,7 +18,7 @@ Invariants:
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -63,6 +63,11 @@ class Preshaped:
 
     keys: tuple[str, ...]
     shaped: Shaped
+    last: dict | None = field(default=None, compare=False, repr=False)
+    """Key text -> the last change of that key in ``source``, every upsert's key already checked: the transaction
+    takes it instead of computing it again (a batch's key texts cost about 1.5 µs a record)."""
+    source: list | None = field(default=None, compare=False, repr=False)
+    """The change list this was made from (``last`` is used only for that very list)."""
 
 
 def preshape(lake: Lake, table: str, changes: list[Change]) -> Preshaped | None:
@@ -79,7 +84,7 @@ def preshape(lake: Lake, table: str, changes: list[Change]) -> Preshaped | None:
                 check_keys(ch.item, ch.keys, key_names, key)
                 upserts.append((key, ch.item, ch.version, ch.origin))
         with quiet():
-            return Preshaped(tuple(u[0] for u in upserts), shape_batch(upserts, key_names, key_types))
+            return Preshaped(tuple(u[0] for u in upserts), shape_batch(upserts, key_names, key_types), last, changes)
     except Exception:  # noqa: BLE001 - the transaction's own path meets the same error, where it belongs
         return None
 
@@ -149,9 +154,13 @@ def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference
     registry = registries[table]
     key_names, key_types = lake.key_spec(table)
     prefix = lake.key_prefix(table)  # None: published before the indexes held key order numbers
-    last: dict[str, Change] = {}
-    for ch in changes:
-        last[key_text(ch.keys, key_names)] = ch  # later wins
+    reuse = preshaped is not None and preshaped.source is changes and preshaped.last is not None
+    if reuse:
+        last = preshaped.last  # the same changes' last change per key, their keys checked (preshape)
+    else:
+        last = {}
+        for ch in changes:
+            last[key_text(ch.keys, key_names)] = ch  # later wins
     con = lake.con
     applied = {"upserts": 0, "deletes": 0, "stale": 0, "columns_added": 0}
     newest = max((c.version for c in changes), default=None)
@@ -201,7 +210,8 @@ def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference
                 if ch.item is None:
                     applied["deletes"] += 1
                 else:
-                    check_keys(ch.item, ch.keys, key_names, key)
+                    if not reuse:
+                        check_keys(ch.item, ch.keys, key_names, key)
                     upserts.append((key, ch.item, ch.version, ch.origin))
             applied["upserts"] = len(upserts)
             if preshaped is not None and preshaped.keys == tuple(u[0] for u in upserts):
