@@ -93,7 +93,8 @@ def test_waits_for_the_lock_are_counted_only_when_another_writer_held_it(tmp_pat
     t.join(30)
     got = contention.snapshot()
     assert got.lock_acquisitions == 3 and got.lock_waits == 1
-    assert 0.3 <= got.lock_wait_seconds == got.lock_wait_max_seconds < 30
+    # held at least 0.3 s after the second said it was trying; its own clock starts a moment later (CI: 0.2997)
+    assert 0.2 <= got.lock_wait_seconds == got.lock_wait_max_seconds < 30
 
 
 def test_retried_attempts_are_counted_by_reason():

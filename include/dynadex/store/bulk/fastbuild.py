@@ -256,7 +256,6 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
         structure = sampled_structure(con, seed)
         steps("sample" + (" (seeded)" if seed else ""))
         structure, bad = _parse(con, structure, key_names, key_types, total, steps, ion)
-        structure_seed.add_to_seed(location, table, build_id, structure, seed)
         con.execute("DROP TABLE lines")
         exprs = fast_sql.column_exprs(structure)
         stats_list = _column_stats(con, exprs)
@@ -278,6 +277,8 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
                                          json_bytes=int(json_bytes),
                                          gzip_bytes=sum(os.path.getsize(p) for p in files)),
             rows_sql=rows, cols_sql=cols, inv_sql=inv, stats=list(stats.values()), steps=steps)
+        # only a chunk that was built seeds the next ones: a failed one leaves nothing in the store's folder
+        structure_seed.add_to_seed(location, table, build_id, structure, seed)
         log.info("%s: %d items, %.0f MB in %.1fs in DuckDB (%d files): %s", spec.chunk_id, total, json_bytes / 1e6,
                  time.monotonic() - started, len(files), ", ".join(steps.spent))
         return manifest
