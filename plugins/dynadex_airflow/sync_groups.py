@@ -132,31 +132,24 @@ def pack(work: list[SyncTarget], busy: set, size: int | None = None, counts: dic
     return groups
 
 
-def previous_health(ti) -> list:
-    """The health the last run's ``report`` pushed (empty when there is none or it cannot be read)."""
-    try:
-        return ti.xcom_pull(task_ids="report", key="health", include_prior_dates=True) or []
-    except Exception as exc:  # noqa: BLE001 - without it every table is taken as quiet: still followed
-        log.info("no health of an earlier run (%s): every table is taken as quiet", exc)
-        return []
-
-
 def latest_health(ti) -> list:
-    """The health the latest earlier run's ``report`` pushed, that run's only (``previous_health`` may hold every
-    kept run's): a gap a group met a week ago was recovered since (empty when there is none)."""
+    """The health the latest earlier run's ``report`` pushed, that run's only (``include_prior_dates`` alone
+    answers every kept run's): a table busy or a gap met a week ago says nothing of now (empty when there is
+    none)."""
     try:
         return ti.xcom_pull(task_ids="report", key="health", include_prior_dates=True, map_indexes=-1) or []
     except Exception as exc:  # noqa: BLE001 - without it no table is taken as recovering: its groups meet the gap again
-        log.info("no health of the last run (%s): no table is followed whole to recover a group's gap", exc)
+        log.info("no health of the last run (%s): every table is taken as quiet, none as recovering", exc)
         return []
 
 
 def plan(params: dict, conf: dict, ti=None) -> list[dict]:
     """The groups this run's ``sync`` maps over (``SyncGroup`` dicts)."""
     work = [SyncTarget.from_dict(t) for t in targets(params, conf)]
-    busy = busy_tables(previous_health(ti) if ti is not None else [])
+    last = latest_health(ti) if ti is not None else []
+    busy = busy_tables(last)  # busy in the last run: one busy a week ago is quiet now (it is probed)
     counts = shard_counts.counts(params, conf)
-    again = recovering(latest_health(ti) if ti is not None else [])
+    again = recovering(last)
     for t in work:
         if counts.get(t.table, 1) > 1 and (t.store, t.table) in again:
             log.warning("%s: a shard group met a gap in the last run: followed whole this run (it recovers), in "

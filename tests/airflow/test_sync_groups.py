@@ -3,7 +3,8 @@ quiet ones by store, busy read from the last run's health however Airflow hands 
 
 from __future__ import annotations
 
-from dynadex_airflow.sync_groups import SyncGroup, SyncTarget, busy_tables, pack, recovering
+from dynadex_airflow import shard_counts, sync_groups
+from dynadex_airflow.sync_groups import SyncGroup, SyncTarget, busy_tables, pack, plan, recovering
 
 
 def _health(table: str, records: int, seconds: float = 10.0, store: str | None = "s1") -> dict:
@@ -65,3 +66,23 @@ def test_shard_counts_take_the_runs_param_over_the_variable_and_refuse_bad_count
     for bad in ({"Big": 0}, {"Big": 65}, {"Big": 1.5}, {"Big": "two"}, {"Big": True}, {"Big": None}, ["Big"]):
         with pytest.raises(BadShardGroup, match="shard groups"):
             parse(bad, "param shard_groups")
+
+
+def test_a_run_plans_from_the_last_runs_health_only(monkeypatch):
+    """A table busy a week ago and quiet in the last run joins the quiet task (it was kept busy, a slot of its
+    own, until its old runs were pruned). ``map_indexes=-1`` with ``include_prior_dates`` answers the latest
+    run's health only: the stream DAG's gap test shows it in real Airflow (tests/airflow/test_shard_group_tasks.py)."""
+    monkeypatch.setattr(sync_groups, "targets", lambda params, conf: [
+        SyncTarget(table=t, store="s1").to_dict() for t in ("Once", "Now", "Cold")])
+    monkeypatch.setattr(shard_counts, "configured", lambda: {})
+    monkeypatch.setenv("DYNADEX_BUSY_RECORDS_PER_SECOND", "100")
+    week_ago = [_health("Once", 50_000), _health("Now", 5), _health("Cold", 1)]
+    last_run = [_health("Once", 3), _health("Now", 50_000), _health("Cold", 1)]
+
+    class Ti:
+        def xcom_pull(self, task_ids, key, include_prior_dates=False, map_indexes=None):
+            assert (task_ids, key, include_prior_dates) == ("report", "health", True)
+            return last_run if map_indexes == -1 else [week_ago, last_run]
+
+    groups = [SyncGroup.from_dict(g) for g in plan({}, {}, Ti())]
+    assert [([t.table for t in g.targets], g.busy) for g in groups] == [(["Now"], True), (["Once", "Cold"], False)]
