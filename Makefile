@@ -32,9 +32,9 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
-# README's settings table (between <!-- settings:begin --> and <!-- settings:end -->) from include/dynadex/settings.py
+# docs/settings.md: the settings table (between <!-- settings:begin --> and <!-- settings:end -->) from include/dynadex/settings.py
 settings-doc: $(STAMP)
-	$(PY) -m dynadex.settings --readme README.md
+	$(PY) -m dynadex.settings --readme docs/settings.md
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

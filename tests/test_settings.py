@@ -1,5 +1,5 @@
 """Settings declared once (``dynadex.settings``): every ``DYNADEX_`` name the source mentions is declared and
-read somewhere, README's table is the generated one, a bad value fails naming the variable and the value,
+read somewhere, docs/settings.md's table is the generated one, a bad value fails naming the variable and the value,
 and ``SyncSettings`` and the emulator's ``Knobs`` take their defaults from the declarations."""
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def test_every_declaration_is_read_somewhere():
 
 
 def test_readme_holds_the_generated_table():
-    readme = (ROOT / "README.md").read_text()
-    assert settings.block(readme) == settings.readme_block(), "README's settings table is stale: make settings-doc"
+    readme = (ROOT / "docs" / "settings.md").read_text()
+    assert settings.block(readme) == settings.readme_block(), "docs/settings.md's table is stale: make settings-doc"
     assert settings.with_table(readme) == readme
 
 

@@ -2,7 +2,7 @@
 
 Invariant: nothing in ``include/``, ``plugins/`` or ``dags/`` reads a ``DYNADEX_*`` variable but through a
 ``Setting`` declared here, library and Airflow side alike (tests/test_layering.py checks the source;
-tests/test_settings.py that every ``DYNADEX_*`` name the source mentions is declared, and that README's
+tests/test_settings.py that every ``DYNADEX_*`` name the source mentions is declared, and that docs/settings.md's
 table is ``python -m dynadex.settings --markdown``, which ``make settings-doc`` writes there).
 
 The declarations come in groups (``GROUPS``): the library and its command, the export waits, the stream
@@ -453,7 +453,7 @@ def _cell(text: str) -> str:
 
 
 def markdown() -> str:
-    """Every setting, a table per group: variable, type, default, what it does (README's settings block)."""
+    """Every setting, a table per group: variable, type, default, what it does (docs/settings.md's block)."""
     out = []
     for name, what in GROUPS.items():
         out += [f"**{name}**: {what}.", "", "| variable | type | default | what it does |", "|---|---|---|---|"]
