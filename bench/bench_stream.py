@@ -43,6 +43,7 @@ from statistics import median
 from dynadex.gcpause import settle
 from dynadex.store import Checkpoint, PublishSpec, Store
 from dynadex.store.errors import QueryError
+from dynadex.stream.get_records import decode_page
 from dynadex.stream.sync import record_changes
 from dynadex.types import canonical_item
 
@@ -283,6 +284,7 @@ class PagedStream(ReplayedStream):
             self.first[sid] = str(10**20 + s)
             self.count += (records - s + shards - 1) // shards
         self.records = {sid: [{"dynamodb": {"SequenceNumber": self.first[sid]}}] for sid in self.pages}  # describe
+        self.raw_images = False  # pages decoded as the lean GetRecords decodes them with DYNADEX_SQL_SHAPE
 
     def get_shard_iterator(self, StreamArn, ShardId, ShardIteratorType, SequenceNumber=None, Timestamp=None):  # noqa: N803
         if ShardIteratorType == "AFTER_SEQUENCE_NUMBER":
@@ -293,16 +295,24 @@ class PagedStream(ReplayedStream):
         sid, page = ShardIterator.split("|")
         if int(page) >= len(self.pages[sid]):  # an open shard read to its tip: nothing yet
             return {"Records": [], "NextShardIterator": ShardIterator}
-        answer = self._decode(self.pages[sid][int(page)])
+        answer = decode_page(self.pages[sid][int(page)], self.raw_images)
         nxt = int(page) + 1
         return {"Records": answer["Records"], "NextShardIterator": f"{sid}|{nxt}"}
+
+
+def _shaped(st) -> str:
+    """How the store's batches were shaped (decision 0044's counters)."""
+    return ", ".join(f"{s.shaped} batches ({s.python_lines} images in Python), {s.declined} declined"
+                     for s in st.shapers.values()) or "none"
 
 
 def catch_up_bench(records: int, keys: int, shards: int, variants: list[str]) -> None:
     """Time from a backlog of ``records`` replayed records (``PagedStream``, ``shards`` shards) to lag 0 through
     the sync's own loop on a store of ``keys`` items, with the sync's default settings (shard readers,
     growing batches, flushes and folds), per variant ("before": no read- or commit-ahead; "now"), one after the
-    other in this process on the same pages. Prints the wall time, records/s of wall and CPU, and the ratio."""
+    other in this process on the same pages. Prints the wall time, records/s of wall and CPU, and the ratio.
+    Variants: "noahead" (decision 0042 off), "before" (the release before decision 0044: images decoded and
+    shaped in Python), "now" (images shaped inside DuckDB)."""
     from dynadex.stream.sync import SyncSettings, TableSync
 
     t = time.perf_counter()
@@ -310,23 +320,26 @@ def catch_up_bench(records: int, keys: int, shards: int, variants: list[str]) ->
     print(f"catch-up: {streams.count:,} records in {sum(len(p) for p in streams.pages.values()):,} pages, "
           f"{sum(map(len, (b for p in streams.pages.values() for b in p))) / 1e9:.2f} GB, made in "
           f"{time.perf_counter() - t:.0f} s", flush=True)
-    ahead = {"before": False, "now": True}
+    variant_settings = {"noahead": dict(read_ahead=False, commit_ahead=False, sql_shape=False),
+                        "before": dict(sql_shape=False), "now": dict(sql_shape=True)}
     walls = {}
     for v in variants:
         store = apply_store(keys, stream_arn=ReplayedStream.ARN)
         try:
             with Store(store, read_only=False, threads=1) as st:
+                streams.raw_images = variant_settings[v]["sql_shape"]
                 sync = TableSync(st, "S", streams, streams, None, SyncSettings(
-                    overlap_seconds=0, lean_get_records=False, read_ahead=ahead[v], commit_ahead=ahead[v]))
+                    overlap_seconds=0, lean_get_records=False, **variant_settings[v]))
                 w, c = time.perf_counter(), time.process_time()
                 stats = sync.run(until=0, until_caught_up=True)
                 used, wall = time.process_time() - c, time.perf_counter() - w
+                shaped = _shaped(st)
             walls[v] = wall
             print(f"catch-up, {v}: {stats['records']:,} records to lag 0 in {wall:.1f} s = {stats['records'] / wall:,.0f}"
                   f" records/s ({stats['records'] / used:,.0f}/s of CPU, {used / wall:.2f} cores); {stats['batches']} "
                   f"batches (largest {stats['largest_batch']:,}, {stats.get('commits_ahead', 0)} committed ahead), "
                   f"{stats['flushes']} flushes, {stats['folds']} folds; {walls[variants[0]] / wall:.2f}x "
-                  f"{variants[0]}", flush=True)
+                  f"{variants[0]}; shaped in DuckDB: {shaped}", flush=True)
         finally:
             shutil.rmtree(store, ignore_errors=True)
 
@@ -848,7 +861,8 @@ if __name__ == "__main__":
     ap.add_argument("--catch-up", type=int, default=0,
                     help="only the catch-up: a backlog of this many replayed records to lag 0 (10000000: issue 29's)")
     ap.add_argument("--shards-for-catch-up", type=int, default=4, help="shards of the --catch-up backlog")
-    ap.add_argument("--variants", default="before,now", help="with --catch-up: before (no read/commit-ahead), now")
+    ap.add_argument("--variants", default="before,now",
+                    help="with --catch-up: noahead (no read/commit-ahead), before (images shaped in Python), now")
     ap.add_argument("--backlog", type=int,
                     help="only the backlog through the sync's loop: this many records onto --keys items, per --factors")
     ap.add_argument("--ahead", default="1",

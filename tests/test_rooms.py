@@ -25,7 +25,7 @@ MAY_IMPORT = {
     "layout": {"errors"},
     "catalog": {"errors", "layout"},
     "bulk": {"errors", "layout", "catalog"},
-    "apply": {"errors", "layout", "catalog"},
+    "apply": {"errors", "layout", "catalog", "bulk"},  # the stream batch shaped with the bulk build's SQL (0044)
     "upkeep": {"errors", "layout", "catalog"},
     "point_reads": {"errors", "layout", "catalog"},
     "reads": {"errors", "layout", "catalog", "point_reads"},

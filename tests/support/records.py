@@ -108,3 +108,23 @@ def rand_records(rnd: random.Random, n: int, batch: int, composite: bool, pool: 
             dyn["NewImage"] = rand_image(rnd, keys, batch == 0)
         out.append(record)
     return out
+
+
+def wire_page(records: list[dict], *, ascii_only: bool = False) -> bytes:
+    """``records`` (boto3's GetRecords shapes: datetimes, raw bytes) as the JSON a GetRecords answer carries:
+    creation times in epoch seconds, binaries in base64, compact and UTF-8 as DynamoDB Streams writes it
+    (``ascii_only``: every non-ASCII character escaped, as some emulators write)."""
+    import json
+
+    from dynadex.aws import from_client
+
+    out = []
+    for record in records:
+        dyn = dict(record["dynamodb"])
+        when = dyn["ApproximateCreationDateTime"]
+        dyn["ApproximateCreationDateTime"] = when.timestamp() if hasattr(when, "timestamp") else when
+        for part in ("Keys", "NewImage", "OldImage"):
+            if part in dyn:
+                dyn[part] = from_client(dyn[part])
+        out.append({**record, "dynamodb": dyn})
+    return json.dumps({"Records": out}, separators=(",", ":"), ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")

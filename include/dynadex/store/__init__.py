@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from dynadex.store import reads
 from dynadex.store.apply.changes import Change, Preshaped, TableBatch, apply_batches, apply_changes, preshape
+from dynadex.store.apply.sql_shape import RawImage, SqlShaper
 from dynadex.store.bulk.chunk_writer import ChunkWriter
 from dynadex.store.bulk.prepare import PublishPlan
 from dynadex.store.bulk.publish import PublishSpec, publish
@@ -42,8 +43,12 @@ class Store:
         self.location = spec if isinstance(spec, StoreLocation) else resolve(spec, data_path, credentials=credentials)
         self.lake = Lake(self.location, read_only=read_only, threads=threads, sandbox=sandbox,
                          memory_limit=memory_limit)
+        self.shapers: dict[tuple, SqlShaper] = {}  # (table, key names, key types) -> its DuckDB shaping (0044)
 
     def close(self) -> None:
+        for shaper in self.shapers.values():
+            shaper.close()
+        self.shapers.clear()
         self.lake.close()
 
     def __enter__(self) -> "Store":
@@ -93,7 +98,20 @@ class Store:
         batch of one, or where shaping fails: the transaction then shapes what wins, and raises what it raises).
         Reads nothing from the store once the table's key is known (``Lake.key_spec``, cached), so a sync may
         prepare its next batch while this store commits the last one on another thread."""
-        return preshape(self.lake, table, changes) if len(changes) > 1 else None
+        return preshape(self.lake, table, changes, self._shaper(table)) if len(changes) > 1 else None
+
+    def _shaper(self, table: str) -> SqlShaper | None:
+        """The table's DuckDB shaping of batches that came as wire JSON (``sql_shape``); None if the table has no
+        key yet (the transaction then meets that error)."""
+        try:
+            names, types = self.lake.key_spec(table)
+        except Exception:  # noqa: BLE001 - not published: the transaction raises its error
+            return None
+        ident = (table, tuple(names), tuple(types))
+        shaper = self.shapers.get(ident)
+        if shaper is None:
+            shaper = self.shapers[ident] = SqlShaper(names, types)
+        return shaper
 
     def apply(self, table: str, changes: list[Change], checkpoints=(), *, event=None, force: bool = False,
               state_updates: dict | None = None, replace_checkpoints: bool = False,
@@ -111,7 +129,8 @@ class Store:
         """Several tables' batches in one transaction, one commit (decision 0039): what ``apply`` does for each,
         all or none of them. Counts per batch, in order."""
         batches = [b if b.preshaped is not None or len(b.changes) < 2
-                   else replace(b, preshaped=preshape(self.lake, b.table, b.changes)) for b in batches]
+                   else replace(b, preshaped=preshape(self.lake, b.table, b.changes, self._shaper(b.table)))
+                   for b in batches]
         tables = ", ".join(b.table for b in batches)
         return self.lake.retrying(f"{tables}: {len(batches)} batches in one commit",
                                   lambda: apply_batches(self.lake, batches), commits=1)
@@ -210,6 +229,7 @@ __all__ = [
     "QueryError",
     "QueryResult",
     "QueryTimeout",
+    "RawImage",
     "Snapshot",
     "SnapshotBusy",
     "SnapshotReader",

@@ -29,6 +29,10 @@ Invariants:
   ``sync.record_change`` take both forms and give the same change.
 * ``lean(client)`` is None when ``client`` is not a plain botocore client
   (a test's wrapper, another SDK): the caller then uses ``client.get_records``.
+* With ``raw_images`` (decision 0044) each record is a ``WireRecord``: its
+  new image stays the bytes the wire carried (``msgspec.Raw``), for the
+  apply to shape inside DuckDB; the rest is decoded as before. A page is
+  decoded about 12x faster so (1.2 against 14 µs a record).
 """
 
 from __future__ import annotations
@@ -44,16 +48,61 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
+class _Fields:
+    """``record["dynamodb"]["SequenceNumber"]`` and ``.get("SizeBytes", 0)``, as on the dicts the loop reads."""
+
+    def __getitem__(self, name: str):
+        return getattr(self, name)
+
+    def get(self, name: str, default=None):
+        value = getattr(self, name, default)
+        return default if value is None else value
+
+
+class WireStreamRecord(msgspec.Struct, _Fields):
+    """A record's ``dynamodb`` part: what the sync reads of it, the new image left as its wire JSON."""
+
+    Keys: dict
+    SequenceNumber: str
+    ApproximateCreationDateTime: float
+    NewImage: msgspec.Raw = msgspec.Raw()  # empty: the record has none (a REMOVE, or a KEYS_ONLY stream)
+    SizeBytes: int = 0
+
+
+class WireRecord(msgspec.Struct, _Fields):
+    eventName: str
+    dynamodb: WireStreamRecord
+    userIdentity: dict | None = None
+
+
+class _WirePage(msgspec.Struct):
+    Records: list[WireRecord] = []
+    NextShardIterator: str | None = None
+
+
+_decode_wire = msgspec.json.Decoder(_WirePage).decode
+
+
+def decode_page(body: bytes, raw_images: bool = False) -> dict:
+    """A GetRecords answer's JSON -> ``{"Records": [...], "NextShardIterator": ...}``: records as dicts, or with
+    ``raw_images`` as ``WireRecord``s (their new images undecoded)."""
+    if not raw_images:
+        return _decode(body)
+    page = _decode_wire(body)
+    return {"Records": page.Records, "NextShardIterator": page.NextShardIterator}
+
+
 class GetRecords:
     """``client.get_records(ShardIterator=..., Limit=...)``, answering the same dict (records as DynamoDB JSON)."""
 
     __name__ = "get_records"  # named in the sync's throttling error, as the client's method is
 
-    def __init__(self, client, max_attempts: int = MAX_ATTEMPTS):
+    def __init__(self, client, max_attempts: int = MAX_ATTEMPTS, raw_images: bool = False):
         from botocore.retries import standard
         from botocore.configprovider import NEW_RETRIES_ENABLED
 
         self._client = client
+        self.raw_images = raw_images
         self._credentials = client._request_signer._credentials
         self._http = client._endpoint.http_session
         self._url = client.meta.endpoint_url.rstrip("/") + "/"
@@ -99,7 +148,7 @@ class GetRecords:
                 caught = exc
             if response is not None:
                 if response.status_code == 200:
-                    return _decode(response.content)
+                    return decode_page(response.content, self.raw_images)
                 error = _error(response)
             context = RetryContext(attempt_number=attempt, operation_model=self._operation, parsed_response=error,
                                    http_response=response, caught_exception=caught)
@@ -128,7 +177,7 @@ def _error(response) -> dict:
                                  "HTTPHeaders": dict(response.headers)}}
 
 
-def lean(client) -> GetRecords | None:
+def lean(client, raw_images: bool = False) -> GetRecords | None:
     """The lean GetRecords of a botocore DynamoDB Streams client, or None for anything else."""
     try:
         from botocore.client import BaseClient
@@ -136,6 +185,6 @@ def lean(client) -> GetRecords | None:
         if not isinstance(client, BaseClient) or client.meta.service_model.service_name != "dynamodbstreams":
             return None
         attempts = (client.meta.config.retries or {}).get("total_max_attempts") or MAX_ATTEMPTS
-        return GetRecords(client, max_attempts=int(attempts))
+        return GetRecords(client, max_attempts=int(attempts), raw_images=raw_images)
     except (AttributeError, ImportError, KeyError):
         return None

@@ -47,10 +47,11 @@ from dynadex.aws import error_code
 from dynadex.errors import AwsThrottled
 from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
-from dynadex.store import Change, Checkpoint, Store, TableState
+from dynadex.store import Change, Checkpoint, RawImage, Store, TableState
 from dynadex.store.catalog import lake as lake_module
 from dynadex.stream.errors import Gap, GapInGroup, NeedsBootstrap
 from dynadex.stream.commit_ahead import CommitAhead
+from dynadex.stream.get_records import WireRecord
 from dynadex.stream.get_records import lean as lean_get_records
 from dynadex.stream.images import canonical_image
 from dynadex.stream.readers import ShardReaders
@@ -143,6 +144,10 @@ class SyncSettings:
     commit_ahead: bool = _from(declared.COMMIT_AHEAD)
     """While behind, a batch's commit runs on its own thread while the next batch is read and shaped
     (``stream/commit_ahead.py``, decision 0042); 0 commits each batch before reading the next."""
+    sql_shape: bool = _from(declared.SQL_SHAPE)
+    """The lean GetRecords hands records on with their new images undecoded (``WireRecord``), and the store
+    shapes a large batch of them inside DuckDB (``store/apply/sql_shape.py``, decision 0044); 0 decodes and
+    shapes every image in Python."""
     lean_get_records: bool = _from(declared.LEAN_GET_RECORDS)
     """GetRecords through ``stream.get_records`` (botocore's signer, pool and retry rules, without its per-call
     pipeline: ~0.5 ms less CPU per empty answer, 3x less on a page of records; decision 0024); 0 calls the
@@ -220,9 +225,28 @@ def record_change(record: dict, shard_id: str, *, canonical=canonical_item) -> t
     return Change(keys, canonical(dyn["NewImage"]), version, f"stream:{shard_id}:{seq}"), False
 
 
-def record_changes(records: list[dict], shard_id: str) -> list[tuple[Change, bool]]:
-    """A page of stream records -> (change, TTL delete?) pairs, in order (``record_change`` of each)."""
+def wire_record_change(record: WireRecord, shard_id: str) -> tuple[Change, bool]:
+    """``record_change`` of a record whose new image came undecoded (``get_records.WireRecord``): the same
+    change, its item the image's wire JSON (``RawImage``), which the store shapes or decodes."""
+    dyn = record.dynamodb
+    version = int(dyn.ApproximateCreationDateTime) * 1_000_000 + 999_999
+    keys = canonical_image(dyn.Keys)
+    seq = dyn.SequenceNumber
+    if record.eventName == "REMOVE":
+        ident = {k.lower(): v for k, v in (record.userIdentity or {}).items()}
+        ttl = str(ident.get("principalid", "")).lower() == "dynamodb.amazonaws.com" and str(ident.get("type", "")).lower() == "service"
+        return Change(keys, None, version, f"{'ttl' if ttl else 'stream'}:{shard_id}:{seq}"), ttl
+    if not len(dyn.NewImage):
+        raise NeedsBootstrap(f"stream record {seq} has no NewImage: the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
+    return Change(keys, RawImage(bytes(dyn.NewImage)), version, f"stream:{shard_id}:{seq}"), False
+
+
+def record_changes(records: list, shard_id: str) -> list[tuple[Change, bool]]:
+    """A page of stream records -> (change, TTL delete?) pairs, in order (``record_change`` of each, or
+    ``wire_record_change`` of a page the lean GetRecords left undecoded)."""
     with quiet():
+        if records and type(records[0]) is WireRecord:
+            return [wire_record_change(r, shard_id) for r in records]
         return [record_change(r, shard_id, canonical=canonical_image) for r in records]
 
 
@@ -307,7 +331,8 @@ class TableSync:
         self.childless: dict[str, float] = {}  # ended shards whose children DescribeStream did not list yet
         self.last_child_poll = 0.0
         self.at_timestamp = settings.at_timestamp  # cleared if the endpoint refuses AT_TIMESTAMP iterators
-        self.get_records = (settings.lean_get_records and lean_get_records(streams)) or streams.get_records
+        self.get_records = ((settings.lean_get_records and lean_get_records(streams, raw_images=settings.sql_shape))
+                            or streams.get_records)
         self.files_since_fold = True  # a fold check lists files only after files were written (or a run began)
         self.batch_size = BatchSize.of(settings)
         self.ahead = CommitAhead(False)  # run() gives each run its own (settled before it returns)

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from dynadex.gcpause import quiet, settle
 from dynadex.store.apply.batch_shape import check_keys, shape_batch
+from dynadex.store.apply.sql_shape import ArrowShaped, RawImage, SqlShaper, item_of
 from dynadex.store.apply.key_pruning import column_filter, order_filter, order_keys, row_filter, worth_it
 from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import ALIAS, NUL_GUARD_ROWS, Lake
@@ -51,7 +52,7 @@ from dynadex.store.layout.writes import next_write_id
 @dataclass(frozen=True)
 class Change:
     keys: dict  # canonical key attributes
-    item: dict | None  # canonical new image; None deletes
+    item: dict | RawImage | None  # canonical new image, or its wire JSON (``sql_shape.RawImage``); None deletes
     version: int  # change time in microseconds
     origin: str
 
@@ -62,7 +63,7 @@ class Preshaped:
     lock (shard groups, decision 0034): the transaction uses it when none of them lost the version check."""
 
     keys: tuple[str, ...]
-    shaped: Shaped
+    shaped: Shaped | ArrowShaped
     last: dict | None = field(default=None, compare=False, repr=False)
     """Key text -> the last change of that key in ``source``, every upsert's key already checked: the transaction
     takes it instead of computing it again (a batch's key texts cost about 1.5 µs a record)."""
@@ -70,23 +71,48 @@ class Preshaped:
     """The change list this was made from (``last`` is used only for that very list)."""
 
 
-def preshape(lake: Lake, table: str, changes: list[Change]) -> Preshaped | None:
+def preshape(lake: Lake, table: str, changes: list[Change], shaper: SqlShaper | None = None) -> Preshaped | None:
     """Shape ``changes``' upserts now; None where that fails (a bad image, an unknown table): the transaction
-    then shapes what wins as before, and raises what it raised before (or skips a losing change's error)."""
+    then shapes what wins as before, and raises what it raised before (or skips a losing change's error).
+
+    With a ``shaper``, a batch whose upserts all carry their wire JSON (``RawImage``) and number at least
+    ``SQL_SHAPE_MIN`` is shaped inside DuckDB (``sql_shape``, decision 0044); it checks their keys itself."""
     try:
         key_names, key_types = lake.key_spec(table)
         last: dict[str, Change] = {}
         for ch in changes:
             last[key_text(ch.keys, key_names)] = ch
         upserts = []
+        raw = 0
         for key, ch in last.items():
             if ch.item is not None:
-                check_keys(ch.item, ch.keys, key_names, key)
                 upserts.append((key, ch.item, ch.version, ch.origin))
+                raw += type(ch.item) is RawImage
+        keys = tuple(u[0] for u in upserts)
+        if shaper is not None and raw == len(upserts) >= SQL_SHAPE_MIN:
+            staged = shaper.shape(upserts)
+            if staged is not None:
+                return Preshaped(keys, staged, last, changes)
+        upserts = _decoded(upserts, last, key_names)
         with quiet():
-            return Preshaped(tuple(u[0] for u in upserts), shape_batch(upserts, key_names, key_types), last, changes)
+            return Preshaped(keys, shape_batch(upserts, key_names, key_types), last, changes)
     except Exception:  # noqa: BLE001 - the transaction's own path meets the same error, where it belongs
         return None
+
+
+SQL_SHAPE_MIN = 1000
+"""Fewer upserts than this are shaped in Python: DuckDB's statements cost about 10-20 ms a batch whatever its
+size, and a batch at the tip holds a few records (measured: bench_stream.py --sql-shape-sizes)."""
+
+
+def _decoded(upserts: list, last: dict, key_names) -> list:
+    """``upserts`` with every item a canonical dict (a ``RawImage`` decoded), each checked to carry its key."""
+    out = []
+    for key, item, version, origin in upserts:
+        item = item_of(item)
+        check_keys(item, last[key].keys, key_names, key)
+        out.append((key, item, version, origin))
+    return out
 
 
 @dataclass(frozen=True)
@@ -200,9 +226,10 @@ def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference
                 if ch.item is None:
                     applied["deletes"] += 1
                 else:
-                    if any(ch.item.get(k) != ch.keys.get(k) for k in key_names):
+                    item = item_of(ch.item)
+                    if any(item.get(k) != ch.keys.get(k) for k in key_names):
                         raise KeyError_(f"change for key {key} carries an item with another key")
-                    shaped.add(ch.item, key_names, ch.version, ch.origin, key_types, key=key)
+                    shaped.add(item, key_names, ch.version, ch.origin, key_types, key=key)
                     applied["upserts"] += 1
         else:
             upserts = []
@@ -210,13 +237,14 @@ def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference
                 if ch.item is None:
                     applied["deletes"] += 1
                 else:
-                    if not reuse:
+                    if not reuse and type(ch.item) is not RawImage:
                         check_keys(ch.item, ch.keys, key_names, key)
                     upserts.append((key, ch.item, ch.version, ch.origin))
             applied["upserts"] = len(upserts)
             if preshaped is not None and preshaped.keys == tuple(u[0] for u in upserts):
                 shaped = preshaped.shaped  # shaped before the transaction: nothing lost the version check
             else:
+                upserts = _decoded(upserts, winners, key_names)
                 with quiet():
                     shaped = shape_batch(upserts, key_names, key_types)
         if len(shaped):
@@ -309,6 +337,13 @@ def _key_columns(registry: Registry) -> dict[tuple[str, str], str]:
     return {(c.path[0], c.kind): quote(c.name) for c in registry.columns if len(c.path) == 1}
 
 
+def _nul_escaped(shaped) -> bool:
+    """Some item text of the batch holds an escaped U+0000."""
+    if isinstance(shaped, ArrowShaped):
+        return shaped.nul_escaped
+    return any("\\u0000" in text for text in shaped.items)
+
+
 def _ensure_write_ids(lake: Lake, table: str) -> None:
     """Stores published before write ids existed get the columns (NULL for what is there)."""
     done = lake.write_id_tables
@@ -343,6 +378,8 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
             # some number may not fit the column: route value by value (when the batch's figures fit the
             # column's type, every value does, and all stay in the column)
             base = column.sql_type.removesuffix("[]")
+            if not isinstance(values, list):
+                values = values.to_pylist()  # staged by DuckDB (sql_shape): routed value by value as well
             main_vals, over_vals = [None] * n, [None] * n
             overflowed = False
             for i, v in enumerate(values):
@@ -369,7 +406,7 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
     # an item text holding an escaped U+0000 (some string, name or key holds one) goes to files: DuckLake
     # cannot inline every such value (Lake.not_inlined); any larger batch writes files anyway
     with (lake.not_inlined([(s, table) for s in (ROW_SCHEMA, COLUMN_SCHEMA, INVERTED_SCHEMA)])
-          if n <= NUL_GUARD_ROWS and any("\\u0000" in text for text in shaped.items) else nullcontext()):
+          if n <= NUL_GUARD_ROWS and _nul_escaped(shaped) else nullcontext()):
         _write_indexes(con, table, key_types, shaped, out, write_id, lake.key_prefix(table))
     return len(new_columns)
 
@@ -378,7 +415,8 @@ def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, 
                    prefix: str | None) -> None:
     """Insert the shaped items into the three indexes; with the table's key ``prefix`` (None: a table published
     before decision 0027) each row and column-index row gets its key order number (store/layout/key_order.py)."""
-    con.register("dynadex_rows", rows_arrow(shaped, key_types))
+    staged = isinstance(shaped, ArrowShaped)
+    con.register("dynadex_rows", shaped.rows if staged else rows_arrow(shaped, key_types))
     key_cols = "key, pk" + (", sk" if len(key_types) > 1 else "")
     order_col, order = ((f", {ROW_KEY_ORDER}", f", {order_number_sql('key', prefix)}") if prefix is not None
                         else ("", ""))
@@ -386,22 +424,22 @@ def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, 
                 f"SELECT {key_cols}, item, version, origin, ?{order} FROM dynadex_rows", [write_id])
     con.unregister("dynadex_rows")
 
-    arrays = {KEY_COLUMN: pa.array(shaped.keys, pa.string())}
-    staged = []
+    arrays = {KEY_COLUMN: shaped.keys if staged else pa.array(shaped.keys, pa.string())}
+    aliases = []
     for i, (name, (column, values)) in enumerate(out.items()):
         alias = f"c{i}"
-        arrays[alias] = pa.array(values, KIND_ARROW[column.base_kind])
-        staged.append((name, alias, column.sql_type))
+        arrays[alias] = pa.array(values, KIND_ARROW[column.base_kind]) if isinstance(values, list) else values
+        aliases.append((name, alias, column.sql_type))
     con.register("dynadex_cols", pa.table(arrays))
-    names = [quote(KEY_COLUMN)] + [quote(name) for name, _, _ in staged]
-    select = [quote(KEY_COLUMN)] + [f"CAST({alias} AS {t})" for _, alias, t in staged]
+    names = [quote(KEY_COLUMN)] + [quote(name) for name, _, _ in aliases]
+    select = [quote(KEY_COLUMN)] + [f"CAST({alias} AS {t})" for _, alias, t in aliases]
     if prefix is not None:
         names.append(quote(KEY_ORDER_COLUMN))
         select.append(order_number_sql(quote(KEY_COLUMN), prefix))
     con.execute(f"INSERT INTO {column_table(table)} ({', '.join(names)}) SELECT {', '.join(select)} FROM dynadex_cols")
     con.unregister("dynadex_cols")
 
-    con.register("dynadex_inv", inverted_arrow(shaped))
+    con.register("dynadex_inv", shaped.inv if staged else inverted_arrow(shaped))
     con.execute(f"INSERT INTO {inverted_table(table)} (path, kind, value, key, write_id) "
                 f"SELECT path, kind, value, key, ? FROM dynadex_inv", [write_id])
     con.unregister("dynadex_inv")

@@ -224,11 +224,13 @@ def _concat(lists: list) -> str:
 # ------------------------------------------------------------- the statements
 
 
-def typed_table_sql(structure: dict, key_names, key_types, *, raw: bool = False) -> str:
+def typed_table_sql(structure: dict, key_names, key_types, *, raw: bool = False, carry: tuple[str, ...] = ()) -> str:
     """CREATE the temp table ``typed(j, key, item, ok, bad_line)`` from ``lines``: each line parsed with the
     structure, its canonical key and item text, and whether it passes every guard. ``raw``: ``lines`` also
-    holds each line's Ion text (``fast_ion``), kept as ``bad_raw`` where the guard refuses the line."""
+    holds each line's Ion text (``fast_ion``), kept as ``bad_raw`` where the guard refuses the line. ``carry``:
+    columns of ``lines`` that ``typed`` keeps as they are (the stream apply's key, version and origin per line)."""
     gen = _Gen()
+    kept = "".join(f", {ident(c)}" for c in carry)
     i = "j.Item"
     item_text = gen.map_text(i, structure)
     guards = [gen.guard(f"{i}.{ident(name)}", av) for name, av in sorted(structure.items())]
@@ -250,21 +252,24 @@ def typed_table_sql(structure: dict, key_names, key_types, *, raw: bool = False)
          "item IS NOT NULL", "strlen(item) = strlen(line) - 9", *name_counts_equal(like_tags), *key_checks, *guards])
     return (
         f"CREATE TEMP TABLE typed AS SELECT j, key, item, ok, CASE WHEN NOT ok THEN line END AS bad_line"
-        f"{', CASE WHEN NOT ok THEN raw END AS bad_raw' if raw else ''} FROM "
+        f"{', CASE WHEN NOT ok THEN raw END AS bad_raw' if raw else ''}{kept} FROM "
         f"(SELECT *, coalesce({ok}, false) AS ok FROM "
-        f"(SELECT j, line{', raw' if raw else ''}, {key_text} AS key, {item_text} AS item FROM "
-        f"(SELECT line{', raw' if raw else ''}, from_json(line, {lit(json.dumps({'Item': duck_type(structure)}))}) AS j "
+        f"(SELECT j, line{', raw' if raw else ''}{kept}, {key_text} AS key, {item_text} AS item FROM "
+        f"(SELECT line{', raw' if raw else ''}{kept}, from_json(line, {lit(json.dumps({'Item': duck_type(structure)}))}) AS j "
         "FROM lines)))")
 
 
-def rows_sql(structure: dict, key_names, key_types, version: int, origin: str) -> str:
+def rows_sql(structure: dict, key_names, key_types, version: int | None, origin: str | None) -> str:
+    """The staged row index of the lines the guard admits; ``version`` and ``origin`` None: each line's own,
+    carried in ``typed`` (``typed_table_sql``'s ``carry``)."""
     i = "j.Item"
     key_cols = []
     for col, name, t in zip(("pk", "sk"), key_names, key_types):
         f = f"{i}.{ident(name)}.{ident(t)}"
         key_cols.append(f"{'from_base64(' + f + ')' if t == 'B' else f} AS {col}")
-    return (f"SELECT key, {', '.join(key_cols)}, item, {int(version)}::BIGINT AS version, {lit(origin)} AS origin "
-            "FROM typed WHERE ok")
+    v = "version" if version is None else f"{int(version)}::BIGINT AS version"
+    o = "origin" if origin is None else f"{lit(origin)} AS origin"
+    return f"SELECT key, {', '.join(key_cols)}, item, {v}, {o} FROM typed WHERE ok"
 
 
 def column_exprs(structure: dict) -> dict[str, tuple[tuple, str, str, str]]:

@@ -168,16 +168,18 @@ def _check_counts(con, files: list[str], isizes: list[int], spec: ChunkSpec, tex
     return sum(n for n, _ in counts.values())
 
 
-def _parse(con, structure: dict, key_names, key_types, total: int, steps: Steps, ion: bool) -> tuple[dict, int]:
-    """Parse every line (temp table ``typed``), refining the structure from lines the sample missed; returns
-    the structure and how many lines are still outside the domain."""
+def parse_lines(con, structure: dict, key_names, key_types, total: int, steps, ion: bool = False,
+                carry: tuple[str, ...] = ()) -> tuple[dict, int]:
+    """Parse every line (temp table ``typed``, keeping the ``carry`` columns of ``lines``), refining the
+    structure from lines the sample missed; returns the structure and how many lines are still outside the
+    domain (``OutsideFastPath`` when they are too many). ``steps(name)`` is told when each round ends."""
     bad = 0
     for _round in range(ROUNDS):
         for name, t in zip(key_names, key_types):
             if t not in structure.get(name, {}):
                 raise OutsideFastPath(f"key {name} never has type {t}")
         con.execute("DROP TABLE IF EXISTS typed")
-        con.execute(fast_sql.typed_table_sql(structure, key_names, key_types, raw=ion))
+        con.execute(fast_sql.typed_table_sql(structure, key_names, key_types, raw=ion, carry=carry))
         bad = con.execute("SELECT count(*) FROM typed WHERE NOT ok").fetchone()[0]
         steps("parse+check")
         if not bad:
@@ -196,7 +198,7 @@ def _parse(con, structure: dict, key_names, key_types, total: int, steps: Steps,
     return structure, bad
 
 
-def _column_stats(con, exprs: dict) -> list[ColumnStats]:
+def column_stats(con, exprs: dict) -> list[ColumnStats]:
     """Counts and number figures of every column, from the parsed fields (cheap)."""
     sql = fast_sql.figures_sql(exprs)
     figures = iter(con.execute(sql).fetchone() if sql else ())
@@ -255,10 +257,10 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
         seed = structure_seed.read_seed(location, table, build_id)
         structure = sampled_structure(con, seed)
         steps("sample" + (" (seeded)" if seed else ""))
-        structure, bad = _parse(con, structure, key_names, key_types, total, steps, ion)
+        structure, bad = parse_lines(con, structure, key_names, key_types, total, steps, ion)
         con.execute("DROP TABLE lines")
         exprs = fast_sql.column_exprs(structure)
-        stats_list = _column_stats(con, exprs)
+        stats_list = column_stats(con, exprs)
         filled = [n for n, s in zip(sorted(exprs), stats_list) if s.count]
         stats = {(s.path, s.kind): s for s in stats_list if s.count}
         steps("column figures")
