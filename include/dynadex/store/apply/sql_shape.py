@@ -16,7 +16,7 @@ Invariant: ``SqlShaper.shape(upserts)`` stages exactly the rows, column values a
   structure does not cover after its refinements...) is decoded and shaped by ``shape_batch`` (the Python
   share), its key checked by ``check_keys``;
 * anything else answers None and the caller shapes the whole batch in Python, which owns every error
-  message: too many refused images, a key type the structure lacks, an image whose key is not its record's
+  message: a key type the structure lacks, an image whose key is not its record's
   ``Keys``, DuckDB failing.
 
 Each table's structure is kept across its batches, grown from what a batch's guard refused; it only decides
@@ -179,7 +179,8 @@ class SqlShaper:
             "origin": pa.array([u[3] for u in upserts], pa.string()),
         }))
         structure = self.structure if self.structure is not None else sampled_structure(con)
-        structure, bad = parse_lines(con, structure, self.key_names, self.key_types, n, _no_steps, carry=_CARRY)
+        structure, bad = parse_lines(con, structure, self.key_names, self.key_types, n, _no_steps, carry=_CARRY,
+                                        bounded=False)
         self.structure = structure
         if con.execute("SELECT count(*) FROM typed WHERE ok AND key <> dx_key").fetchone()[0]:
             return None  # an image whose key is not its record's: the Python path raises the error

@@ -169,10 +169,11 @@ def _check_counts(con, files: list[str], isizes: list[int], spec: ChunkSpec, tex
 
 
 def parse_lines(con, structure: dict, key_names, key_types, total: int, steps, ion: bool = False,
-                carry: tuple[str, ...] = ()) -> tuple[dict, int]:
+                carry: tuple[str, ...] = (), bounded: bool = True) -> tuple[dict, int]:
     """Parse every line (temp table ``typed``, keeping the ``carry`` columns of ``lines``), refining the
     structure from lines the sample missed; returns the structure and how many lines are still outside the
-    domain (``OutsideFastPath`` when they are too many). ``steps(name)`` is told when each round ends."""
+    domain (``OutsideFastPath`` when they are too many, unless not ``bounded``: a stream batch's Python
+    share is never more than the Python path would shape). ``steps(name)`` is told when each round ends."""
     bad = 0
     for _round in range(ROUNDS):
         for name, t in zip(key_names, key_types):
@@ -193,7 +194,7 @@ def parse_lines(con, structure: dict, key_names, key_types, total: int, steps, i
         if merged == structure:
             break  # the structure covers them; they are outside the domain for another reason
         structure = merged
-    if bad > max(MIXED_MIN_LINES, total * MIXED_FRACTION) or bad > MIXED_MAX_LINES:
+    if bounded and (bad > max(MIXED_MIN_LINES, total * MIXED_FRACTION) or bad > MIXED_MAX_LINES):
         raise OutsideFastPath(f"{bad} lines outside the fast path's domain")
     return structure, bad
 
