@@ -299,7 +299,7 @@ FOLD_EVERY_BATCHES = _declare("DYNADEX_FOLD_EVERY_BATCHES", INT, 10, "Every this
                               "0028); 0 never (maintenance still does).", group="sync")
 
 SQL_SHAPE = _declare("DYNADEX_SQL_SHAPE", BOOL, True, "The lean GetRecords keeps each record's new image as "
-                     "the JSON the wire carried, and a batch of at least 1 000 upserts is shaped inside DuckDB "
+                     "the JSON the wire carried, and a batch of at least 2 000 upserts is shaped inside DuckDB "
                      "with the bulk build's SQL, on DuckDB's threads; images its guard refuses are shaped in "
                      "Python (decision 0044). 0: every image decoded and shaped in Python.", group="sync")
 
