@@ -2,7 +2,8 @@
 
 ``layout`` (what the indexes look like) <- ``catalog`` (opening and committing) <- ``bulk``, ``apply``,
 ``upkeep`` and ``reads`` (the ways data gets in, stays fast and gets out; ``point_reads``, a served get's
-files read directly, lies below ``reads``) <- ``store/__init__`` (the
+files read directly, lies below ``reads``; ``apply`` shapes a large stream batch with ``bulk``'s SQL, decision
+0044) <- ``store/__init__`` (the
 ``Store`` facade). ``errors`` (the store's exception classes) lies below them all: every room may raise
 them, and it imports no room. ``export`` reads exports and knows nothing of the store. No module imports another's
 private names. The rules are read from the code's own imports (``ast``), so a new module obeys them too.
