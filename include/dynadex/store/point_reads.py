@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from dynadex import settings
 from dynadex.store.catalog.lake import ALIAS, Lake, ReadRetrying
+from dynadex.store.catalog.wal_index import wal_index
 from dynadex.store.catalog.state import TableState
 from dynadex.store.errors import UnusualPointRead
 from dynadex.store.layout.names import ROW_SCHEMA, STATE_SCHEMA, literal, quote
@@ -482,6 +484,8 @@ def _cursor(lake: Lake):
     if got is None or got[0] is not raw:
         cursor = ReadRetrying(raw.cursor())
         cursor.sqlite = lake.location.catalog.startswith("sqlite:")  # ``_catalog_rows`` asks SQLite itself
+        cursor.wal_index = (wal_index(lake.location.catalog[len("sqlite:"):])
+                            if cursor.sqlite and settings.CATALOG_WAL_INDEX.read() else None)  # ``newest``
         got = (raw, cursor)
         lake.__dict__["_point_cursor"] = got
     return got[1]
@@ -515,12 +519,32 @@ NEWEST_SCAN = (f"SELECT snapshot_id, CAST(snapshot_time AS TIMESTAMPTZ) FROM {ME
                "ORDER BY snapshot_id DESC LIMIT 1")
 
 
+_NEWEST: dict = {}  # WAL index -> (its token, the newest snapshot read after that token was taken)
+_NEWEST_LOCK = threading.Lock()
+
+
 def newest(lake: Lake) -> tuple[int, object]:
     """(id, commit time) of the catalog's newest snapshot, read from the catalog's own table (a third of the
     cost of DuckLake's ``current_snapshot()``, which reads more of the catalog): on a SQLite catalog by SQLite
-    itself (``NEWEST_SQLITE``, half the scan's cost), else through DuckDB's scan of the catalog's table."""
+    itself (``NEWEST_SQLITE``, half the scan's cost), else through DuckDB's scan of the catalog's table. On a
+    SQLite catalog in WAL mode the read is skipped while the WAL index's header is the one taken right before
+    the last read (``catalog.wal_index``: no commit since, so that read's snapshot is still the newest; a
+    pread and a stat, where the read costs 0.8-0.9 ms of CPU)."""
     cursor = _cursor(lake)
-    return tuple(cursor.execute(NEWEST_SQLITE if cursor.sqlite else NEWEST_SCAN).fetchone())
+    if not cursor.sqlite:
+        return tuple(cursor.execute(NEWEST_SCAN).fetchone())
+    index = cursor.wal_index
+    token = index.token() if index is not None else None
+    if token is not None:
+        with _NEWEST_LOCK:
+            seen = _NEWEST.get(index)
+        if seen is not None and seen[0] == token:
+            return seen[1]
+    got = tuple(cursor.execute(NEWEST_SQLITE).fetchone())  # read after the token: at least as new as it
+    if token is not None:
+        with _NEWEST_LOCK:
+            _NEWEST[index] = (token, got)
+    return got
 
 
 def commit_time(lake: Lake, snapshot: int):
