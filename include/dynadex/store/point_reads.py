@@ -138,12 +138,24 @@ class PointReads:
         """The item stored under ``key`` (a key text, ``parse_key``'s) in ``table`` at ``snapshot``, None when
         absent, or ``UNANSWERED``. A plan built here is appended to ``pending`` (kept by ``keep`` once the read's
         snapshot is checked whole)."""
+        found = self._guarded(table, snapshot, lambda: self._lookup(self._plan(lake, snapshot, table, pending), key))
+        if found is not UNANSWERED:
+            self.count("fast")
+        return found
+
+    def prepare(self, lake: Lake, snapshot: int, table: str, pending: list) -> bool:
+        """Make ``table``'s plan at ``snapshot`` as a get would (appended to ``pending``, kept by ``keep``), with
+        no lookup: a read that warms a new snapshot before the gets meet it (``serve.readers``). False: not made
+        (a get at that snapshot then goes through DuckLake, or tries again)."""
+        return self._guarded(table, snapshot, lambda: self._plan(lake, snapshot, table, pending)) is not UNANSWERED
+
+    def _guarded(self, table: str, snapshot: int, read):
+        """``read()``, or ``UNANSWERED`` (counted as a fallback) where the point read does not answer."""
         if (table, snapshot) in self._unusual:  # known not to be read here: no second try at the catalog
             self.count("fallback")
             return UNANSWERED
         try:
-            plan = self._plan(lake, snapshot, table, pending)
-            found = self._lookup(plan, key)
+            return read()
         except UnusualPointRead as exc:
             self.count("fallback", f"fallback: {exc}")
             if str(exc) != "key stored twice":
@@ -155,8 +167,6 @@ class PointReads:
             with self._lock:
                 self._plans.pop((table, snapshot), None)  # made again by the next read of that snapshot
             return UNANSWERED
-        self.count("fast")
-        return found
 
     def count(self, *names: str) -> None:
         with self._lock:
