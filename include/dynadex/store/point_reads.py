@@ -90,6 +90,8 @@ class Plan:
     table_id: int = -1
     columns: tuple = ()  # (name, DuckLake type) of the table's columns (read for dynadex.tables): fixed until
     # an ALTER, after which no plan follows this one
+    inlined_tables: tuple | None = None  # its inlined-data tables as listed with the changes that made it
+    # (``_changes_since``); None: listed when read
 
 
 @dataclass(frozen=True)
@@ -410,13 +412,12 @@ class PointReads:
         are then the same, and only the inlined rows and deletions are read again. None: build it whole."""
         con = _cursor(lake)
         with self._lock:
-            rows = self._changes.get((before.snapshot, s))
-        if rows is None:
-            rows = _catalog_rows(con, lambda t: f"SELECT snapshot_id, changes_made FROM {t}ducklake_snapshot_changes "
-                                 f"WHERE snapshot_id > {int(before.snapshot)} AND snapshot_id <= {int(s)}",
-                                 "CAST(snapshot_id AS BIGINT), CAST(changes_made AS VARCHAR)")
+            got = self._changes.get((before.snapshot, s))
+        if got is None:
+            got = _changes_since(con, before.snapshot, s)
             with self._lock:  # the state's plan and the row index's follow the same snapshots
-                _keep(self._changes, (before.snapshot, s), rows, 8)
+                _keep(self._changes, (before.snapshot, s), got, 8)
+        rows, listed, present = got
         if len(rows) != s - before.snapshot:
             return None  # snapshots missing from the list (expired between): build it whole
         mine, inlined = str(before.table_id), False
@@ -427,13 +428,15 @@ class PointReads:
                     inlined = inlined or of == mine
                 elif kind not in ("inserted_into_table", "deleted_from_table") or of == mine:
                     return None  # files of this table changed, or a change of any other kind
+        tables = None if listed is None else tuple(listed.get(before.table_id, ()))
         if not inlined:
-            return Plan(before.table, s, before.files, before.inlined, before.table_id, before.columns)
-        deletes = _inlined_deletes(con, before.table_id, s)
+            return Plan(before.table, s, before.files, before.inlined, before.table_id, before.columns, tables)
+        deletes = (_inlined_deletes(con, before.table_id, s) if present is None
+                   or f"ducklake_inlined_delete_{int(before.table_id)}" in present else {})
         files = tuple(DataFile(f.path, frozenset(f.in_delete_file | deletes.get(f.file_id, set())), f.file_id,
                                f.in_delete_file) for f in before.files)
-        return Plan(before.table, s, files, _inlined_rows(con, before.table_id, s) if with_rows else {},
-                    before.table_id, before.columns)
+        return Plan(before.table, s, files, _inlined_rows(con, before.table_id, s, tables) if with_rows else {},
+                    before.table_id, before.columns, tables)
 
     def _build(self, lake: Lake, s: int, table: str, schema: str = ROW_SCHEMA) -> Plan:
         """``table``'s row index (or table ``schema.table``) at snapshot ``s``, from the catalog's rows (DuckLake's
@@ -592,16 +595,45 @@ def _inlined_deletes(con, table_id: int, s: int) -> dict:
     return out
 
 
-def _inlined_rows(con, table_id: int, s: int) -> dict:
+def _inlined_rows(con, table_id: int, s: int, tables=None) -> dict:
     """key -> items of the table's inlined rows live at ``s``, from every inlined-data table of the table (one
-    per schema version that held inlined rows)."""
+    per schema version that held inlined rows; ``tables``, when listed already)."""
     out: dict = {}
-    for name in _inlined_tables(con, table_id):
+    for name in _inlined_tables(con, table_id) if tables is None else tables:
         for key, item in _catalog_rows(con, lambda t: f"SELECT key, item FROM {t}{quote(name)} WHERE begin_snapshot "
                                        f"<= {int(s)} AND (end_snapshot IS NULL OR end_snapshot > {int(s)})",
                                        "CAST(key AS VARCHAR), CAST(item AS VARCHAR)", missing_ok=True):
             out.setdefault(key, []).append(item)
     return out
+
+
+def _changes_since(con, b: int, s: int) -> tuple[list, dict | None, set | None]:
+    """``(changes, listed, present)``: (snapshot id, changes) of each snapshot after ``b`` up to ``s``; on a SQLite
+    catalog, read in the same statement (one SQLite read where three were), every table's inlined-data tables
+    (table id -> names, ``ducklake_inlined_data_tables``) and the inlined-deletion tables there; else None and
+    None (each read when needed). Listed after ``s`` was committed: a table holding rows of ``s`` was there
+    when it committed, and one dropped since went with a commit that moved rows, which fails the read's
+    check (``moving_since``), as when each is read on its own."""
+    if not getattr(con, "sqlite", False):
+        rows = _catalog_rows(con, lambda t: f"SELECT snapshot_id, changes_made FROM {t}ducklake_snapshot_changes "
+                             f"WHERE snapshot_id > {int(b)} AND snapshot_id <= {int(s)}",
+                             "CAST(snapshot_id AS BIGINT), CAST(changes_made AS VARCHAR)")
+        return rows, None, None
+    rows, listed, present = [], {}, set()
+    for kind, n, text in _catalog_rows(
+            con, lambda t: f"SELECT 'c' AS kind, snapshot_id AS n, changes_made AS v FROM ducklake_snapshot_changes "
+                           f"WHERE snapshot_id > {int(b)} AND snapshot_id <= {int(s)} "
+                           "UNION ALL SELECT 't', table_id, table_name FROM ducklake_inlined_data_tables "
+                           "UNION ALL SELECT 'd', NULL, name FROM sqlite_master WHERE type = 'table' AND "
+                           "substr(name, 1, 24) = 'ducklake_inlined_delete_'",
+            "CAST(kind AS VARCHAR), CAST(n AS BIGINT), CAST(v AS VARCHAR)"):
+        if kind == "c":
+            rows.append((n, text))
+        elif kind == "t":
+            listed.setdefault(n, []).append(text)
+        else:
+            present.add(text)
+    return rows, listed, present
 
 
 def _inlined_tables(con, table_id: int) -> list[str]:
@@ -640,7 +672,7 @@ def _state_rows(con, plan: Plan, s: int, table: str, names_of, inlined_columns: 
 
         rows = read() if file_rows is None else file_rows((f.path, table, columns), read)
         out += [(names, row[1:]) for row in rows if row[0] not in f.deleted]
-    for name in _inlined_tables(con, plan.table_id):
+    for name in _inlined_tables(con, plan.table_id) if plan.inlined_tables is None else plan.inlined_tables:
         have = inlined_columns.get(name)
         if have is None:
             try:
