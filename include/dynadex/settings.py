@@ -213,7 +213,7 @@ CATALOG_WAL_INDEX = _declare("DYNADEX_CATALOG_WAL_INDEX", BOOL, True, "A served 
                              "(a commit writes a new one); off: it reads the catalog at every `get` (decision "
                              "0040).", group="serve")
 
-SERVE_WARM_SECONDS = _declare("DYNADEX_SERVE_WARM_SECONDS", FLOAT, 0.005, "How often the server looks whether "
+SERVE_WARM_SECONDS = _declare("DYNADEX_SERVE_WARM_SECONDS", FLOAT, 0.001, "How often the server looks whether "
                               "the SQLite catalog committed (its WAL index header): at a new snapshot it makes the "
                               "point-read plans and sync states of the tables recently got before a `get` needs "
                               "them (decision 0040); 0: off, the first `get` of a snapshot makes them.",
