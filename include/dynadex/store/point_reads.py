@@ -431,12 +431,14 @@ class PointReads:
         tables = None if listed is None else tuple(listed.get(before.table_id, ()))
         if not inlined:
             return Plan(before.table, s, before.files, before.inlined, before.table_id, before.columns, tables)
-        deletes = (_inlined_deletes(con, before.table_id, s) if present is None
-                   or f"ducklake_inlined_delete_{int(before.table_id)}" in present else {})
+        if present is None:
+            deletes = _inlined_deletes(con, before.table_id, s)
+            rows = _inlined_rows(con, before.table_id, s) if with_rows else {}
+        else:
+            deletes, rows = _inlined_listed(con, before.table_id, s, present, tables if with_rows else ())
         files = tuple(DataFile(f.path, frozenset(f.in_delete_file | deletes.get(f.file_id, set())), f.file_id,
                                f.in_delete_file) for f in before.files)
-        return Plan(before.table, s, files, _inlined_rows(con, before.table_id, s, tables) if with_rows else {},
-                    before.table_id, before.columns, tables)
+        return Plan(before.table, s, files, rows, before.table_id, before.columns, tables)
 
     def _build(self, lake: Lake, s: int, table: str, schema: str = ROW_SCHEMA) -> Plan:
         """``table``'s row index (or table ``schema.table``) at snapshot ``s``, from the catalog's rows (DuckLake's
@@ -634,6 +636,28 @@ def _changes_since(con, b: int, s: int) -> tuple[list, dict | None, set | None]:
         else:
             present.add(text)
     return rows, listed, present
+
+
+def _inlined_listed(con, table_id: int, s: int, present: set, tables) -> tuple[dict, dict]:
+    """``(deletes, rows)`` as ``_inlined_deletes`` and ``_inlined_rows`` give them, read in one statement from the
+    tables ``_changes_since`` listed (the inlined-deletion table if ``present``, the inlined-data ``tables``): a
+    listed table gone since fails the statement (the read goes through DuckLake), never answers no rows."""
+    deletion = f"ducklake_inlined_delete_{int(table_id)}"
+    parts = [f"SELECT 'd' AS kind, CAST(file_id AS TEXT) AS a, CAST(row_id AS TEXT) AS b FROM {quote(deletion)} "
+             f"WHERE begin_snapshot <= {int(s)}"] if deletion in present else []
+    parts += [f"SELECT 'r', key, item FROM {quote(name)} WHERE begin_snapshot <= {int(s)} AND (end_snapshot IS NULL "
+              f"OR end_snapshot > {int(s)})" for name in tables]
+    deletes: dict = {}
+    rows: dict = {}
+    if not parts:
+        return deletes, rows
+    for kind, a, b in _catalog_rows(con, lambda t: " UNION ALL ".join(parts),
+                                    "CAST(kind AS VARCHAR), CAST(a AS VARCHAR), CAST(b AS VARCHAR)"):
+        if kind == "d":
+            deletes.setdefault(int(a), set()).add(int(b))
+        else:
+            rows.setdefault(a, []).append(b)
+    return deletes, rows
 
 
 def _inlined_tables(con, table_id: int) -> list[str]:
