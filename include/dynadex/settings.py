@@ -208,6 +208,17 @@ POINT_READS = _declare("DYNADEX_POINT_READS", BOOL, True, "A served `get` reads 
                        "itself, from a plan of the snapshot's files made once per snapshot (decision 0040); off: "
                        "every `get` reads through DuckLake (slower, the same answers).", group="serve")
 
+CATALOG_WAL_INDEX = _declare("DYNADEX_CATALOG_WAL_INDEX", BOOL, True, "A served `get` looks for the newest "
+                             "snapshot only when the SQLite catalog's WAL index header changed since its last look "
+                             "(a commit writes a new one); off: it reads the catalog at every `get` (decision "
+                             "0040).", group="serve")
+
+SERVE_WARM_SECONDS = _declare("DYNADEX_SERVE_WARM_SECONDS", FLOAT, 0.001, "How often the server looks whether "
+                              "the SQLite catalog committed (its WAL index header): at a new snapshot it makes the "
+                              "point-read plans and sync states of the tables recently got before a `get` needs "
+                              "them (decision 0040); 0: off, the first `get` of a snapshot makes them.",
+                              group="serve")
+
 SERVE_WORKSPACE = _declare("DYNADEX_SERVE_WORKSPACE", STR, "commons", "The one Rockset workspace the server "
                            "answers for: its collections are the store's tables (`commons.Orders`).",
                            group="serve")

@@ -13,8 +13,11 @@ import threading
 
 import pytest
 
+from dynadex.serve import readers as readers_module
 from dynadex.serve.readers import Readers
-from dynadex.store import Store
+from dynadex.store import Change, Checkpoint, Store
+from dynadex.types import canonical_item
+from tests.support.poll import wait_until
 from tests.support.serve import ROOT
 from tests.support.store import publish_items
 
@@ -120,4 +123,52 @@ def test_gets_read_whole_snapshots_while_a_writer_flushes_folds_and_compacts(tmp
     finally:
         if writer.poll() is None:
             writer.kill()
+        readers.close()
+
+
+def test_the_warmer_reads_a_new_snapshot_before_a_get_meets_it(tmp_path, monkeypatch):
+    """A commit to the catalog, then no get: the warmer makes the plan and the sync state of the table got
+    before, at the new snapshot, kept as a checked read keeps them; the next get makes no plan and answers the
+    new item. A table never found is not warmed."""
+    monkeypatch.setenv("DYNADEX_SERVE_WARM_SECONDS", "0.005")
+    monkeypatch.setattr(readers_module, "IDLE_AFTER_SECONDS", 3600.0)  # a slow commit here is no idle server
+    store = tmp_path / "store"
+    publish_items(store, "T", [{"pk": {"S": f"k{i}"}, "n": {"N": "0"}} for i in range(20)])
+    readers = Readers(str(store), connections=2)
+    try:
+        get = lambda r: r.get("T", '{"pk":{"S":"k3"}}')  # noqa: E731
+        _, first, _ = readers.read(get, timeout=30, tables=["T"], gets=True)
+        with pytest.raises(Exception):
+            readers.read(lambda r: r.get("Nope", '{"pk":{"S":"k3"}}'), timeout=30, tables=["Nope"], gets=True)
+        assert list(readers._hot) == ["T"]
+        got_at = readers._last_get
+        pr = readers.point_reads
+        with Store(str(store), read_only=False) as w:
+            for b in range(1, 4):
+                key = {"pk": {"S": "k3"}}
+                w.apply("T", [Change(key, canonical_item({**key, "n": {"N": str(b)}}), 100 + b, "s")],
+                        [Checkpoint("s1", str(b))])
+                sid = w.lake.current_snapshot()
+                assert sid > first.id
+                wait_until(lambda: pr.kept("T", sid) and (sid, "T") in readers._states, f"snapshot {sid} warmed",
+                           timeout=30)
+                assert readers._last_get == got_at  # the warmer's reads are no client's gets
+                plans = pr.counts["plans"]
+                item, snapshot, fresh = readers.read(get, timeout=30, tables=["T"], gets=True)
+                assert snapshot.id == sid and json.loads(item)["n"] == {"N": str(b)}
+                assert pr.counts["plans"] == plans and fresh["T"] is not None
+                got_at = readers._last_get
+    finally:
+        readers.close()
+    assert not readers._warmer.is_alive()
+
+
+def test_no_warmer_when_set_to_0(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNADEX_SERVE_WARM_SECONDS", "0")
+    store = tmp_path / "store"
+    publish_items(store, "T", [{"pk": {"S": "a"}}])
+    readers = Readers(str(store), connections=1)
+    try:
+        assert readers._warmer is None
+    finally:
         readers.close()

@@ -434,6 +434,12 @@ class SnapshotReader:
                 return found
         return get(self.lake, table, key_json)
 
+    def warm(self, table: str) -> None:
+        """Make ``table``'s point-read plan at this snapshot, as a get would, without getting anything (kept with
+        the plans of this read once it is checked whole)."""
+        if self.point_reads is not None:
+            self.point_reads.prepare(self.lake, self.snapshot.id, table, self.plans)
+
     def find(self, table: str, expression: str, limit: int | None = None) -> list[str]:
         return find(self.lake, table, expression, limit)
 
@@ -468,6 +474,12 @@ class DetachedReader(SnapshotReader):
         if found is UNANSWERED:
             raise NeedsTransaction("the point read did not answer")
         return found
+
+    def warm(self, table: str) -> None:
+        if not self.point_reads.kept(table, self.snapshot.id):
+            self.unchecked = True
+            if not self.point_reads.prepare(self.lake, self.snapshot.id, table, self.plans):
+                raise NeedsTransaction("the plan was not made")
 
     def table_state(self, table: str) -> TableState | None:
         from dynadex.store.point_reads import UNANSWERED
