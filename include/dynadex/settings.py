@@ -251,7 +251,7 @@ BATCH_RECORDS = _declare("DYNADEX_BATCH_RECORDS", INT, 10000, "A batch commits o
 BATCH_SECONDS = _declare("DYNADEX_BATCH_SECONDS", FLOAT, 0.5, "A batch commits at the end of the pass that "
                          "outlived this (or at the tip).", group="sync")
 
-BACKLOG_BATCH_FACTOR = _declare("DYNADEX_BACKLOG_BATCH_FACTOR", INT, 10, "While the sync is behind (a batch filled "
+BACKLOG_BATCH_FACTOR = _declare("DYNADEX_BACKLOG_BATCH_FACTOR", INT, 20, "While the sync is behind (a batch filled "
                                 "up, or a shard answered a full page), each next batch may hold twice as many "
                                 "changes and take twice as long, up to this many times `DYNADEX_BATCH_RECORDS` "
                                 "and `DYNADEX_BATCH_SECONDS`: a backlog's fixed costs per batch amortize. At the "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynadex.stream.sync import GROW_BYTES, BatchSize, SyncSettings, TableSync
+from dynadex.stream.sync import GROW_BYTES, GROW_BYTES_SQL, BatchSize, SyncSettings, TableSync
 from tests.support.fake_streams import ChainStream, Table, followed_store
 
 
@@ -34,6 +34,15 @@ def test_large_items_do_not_grow_a_batch():
     assert size.most_records == 100
     size.after(100, full_page=True, size_bytes=GROW_BYTES - 1)
     size.after(200, full_page=True, size_bytes=GROW_BYTES)  # stays where it is, neither grows nor resets
+    assert size.most_records == 200
+
+
+def test_images_shaped_in_duckdb_grow_batches_of_larger_records():
+    """Decision 0044: a record shaped inside DuckDB costs a few times its bytes, not 7 KB of Python."""
+    size = BatchSize.of(SyncSettings(batch_records=100, backlog_batch_factor=5), wire_images=True)
+    size.after(100, full_page=True, size_bytes=GROW_BYTES)  # would stop a sync that shapes in Python
+    assert size.most_records == 200
+    size.after(200, full_page=True, size_bytes=GROW_BYTES_SQL)
     assert size.most_records == 200
 
 

@@ -267,10 +267,13 @@ class BatchSize:
     seconds: float
     factor: int
     scale: int = 1
+    grow_bytes: int = 16 << 20  # GROW_BYTES, or GROW_BYTES_SQL where images are shaped inside DuckDB
 
     @classmethod
-    def of(cls, settings: "SyncSettings") -> "BatchSize":
-        return cls(settings.batch_records, settings.batch_seconds, max(1, settings.backlog_batch_factor))
+    def of(cls, settings: "SyncSettings", wire_images: bool = False) -> "BatchSize":
+        """``wire_images``: the reader hands images undecoded, for DuckDB to shape (decision 0044)."""
+        return cls(settings.batch_records, settings.batch_seconds, max(1, settings.backlog_batch_factor),
+                   grow_bytes=GROW_BYTES_SQL if wire_images else GROW_BYTES)
 
     @property
     def most_records(self) -> int:
@@ -285,7 +288,7 @@ class BatchSize:
         last pass met a full page."""
         if not (changes >= self.most_records or full_page):
             self.scale = 1
-        elif size_bytes < GROW_BYTES:
+        elif size_bytes < self.grow_bytes:
             self.scale = min(self.factor, self.scale * 2)
 
 
@@ -293,7 +296,16 @@ GROW_BYTES = 16 << 20
 """A batch whose records' ``SizeBytes`` add up to this does not make the next one larger. A batch costs about
 7 KB of memory per record plus several times its bytes while it is shaped (100 000 records of 120 bytes:
 ~0.75 GB over the sync's own), so records of 200 bytes stop growing batches at ~80 000 and of 2 KB at the
-settings' 10 000; only the settings bound a batch of larger items (10 000 of 400 KB, DynamoDB's largest)."""
+settings' 10 000; only the settings bound a batch of larger items (10 000 of 400 KB, DynamoDB's largest).
+Shaped inside DuckDB (decision 0044) a record costs far less (a 1 M-record catch-up of 120-byte records peaked at
+1.6 GB with batches of 160 000, against 2.3 GB with batches of 100 000: the store's build is the peak), hence
+``GROW_BYTES_SQL``."""
+
+GROW_BYTES_SQL = 64 << 20
+"""``GROW_BYTES`` of a sync whose images are shaped inside DuckDB (decision 0044): a record there costs its bytes
+a few times over (its wire JSON, DuckDB's parse, the staged Arrow tables) and about 1 KB of Python, so 200 000
+records of 320 bytes stay well under 1 GB; records of up to about 320 bytes then grow batches to the factor's
+200 000."""
 
 
 @dataclass
@@ -334,7 +346,7 @@ class TableSync:
         self.get_records = ((settings.lean_get_records and lean_get_records(streams, raw_images=settings.sql_shape))
                             or streams.get_records)
         self.files_since_fold = True  # a fold check lists files only after files were written (or a run began)
-        self.batch_size = BatchSize.of(settings)
+        self.batch_size = BatchSize.of(settings, wire_images=getattr(self.get_records, "raw_images", False))
         self.ahead = CommitAhead(False)  # run() gives each run its own (settled before it returns)
         self.stats = {"records": 0, "applied": 0, "skipped_old": 0, "ttl_deletes": 0, "batches": 0, "recoveries": 0,
                       "expired_iterators": 0, "flushes": 0, "folds": 0, "full_describes": 0, "largest_batch": 0}
