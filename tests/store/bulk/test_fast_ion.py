@@ -119,6 +119,8 @@ INVALID = [
     '$ion_1_0 {Item:{pk:"x",sk:1.,t:"unterminated}}',
     '$ion_1_0 {Item:{pk:"x",sk:1.,t:[1.,2.}}',
     '$ion_1_0 {Item:{pk:"x",sk:1.,t:(a b)}}',  # an s-expression
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:$dynamodb_NS::[12.5.,3.]}}',  # a number with two points in a set
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:$dynamodb_NS::[1.,,3.]}}',
 ]
 
 
