@@ -85,13 +85,16 @@ def _set_members(o: str, tag: str, members) -> str:
             f"{opened} || {members(m)} || {rest} END), '')")
 
 
-def _places(place: str, marker: str):
-    """An NS's or BS's members: only places of its values, each then a quoted ``marker`` (the value goes there
-    later), where the set holds nothing else; else chr(0), invalid JSON."""
+def _places(place: str, marker: str, quoted: bool = True):
+    """A set's members: only places of its kind of value, each then ``marker`` (the value goes there later;
+    ``quoted``: in quotes, a number's or a blob's), where the set holds nothing else; else chr(0), invalid JSON.
+    So every set the conversion writes holds strings only."""
     def members(m: str) -> str:
         whole = literal(f"(?:{place}(?:,{place})*)?")
-        return (f"CASE WHEN {m} = '' THEN '' WHEN NOT regexp_full_match({m}, {whole}) THEN chr(0) ELSE '\"' || "
-                f"replace(replace({m}, {_chr(place)}, {_chr(marker)}), ',', '\",\"') || '\"' END")
+        rewritten = f"replace({m}, {_chr(place)}, {_chr(marker)})"
+        if quoted:
+            rewritten = f"'\"' || replace({rewritten}, ',', '\",\"') || '\"'"
+        return f"CASE WHEN {m} = '' THEN '' WHEN NOT regexp_full_match({m}, {whole}) THEN chr(0) ELSE {rewritten} END"
     return members
 
 
@@ -102,6 +105,7 @@ def _when(needle: str, rewritten: str) -> str:
 
 _S_VALUE = '{"S":"' + _SLOT + '"}'
 _S_PLAIN = '"' + _SLOT + '"'
+_ITEM = literal('{"Item":')
 _N_VALUE = '{"N":"' + _VALUE + '"}'
 _B_VALUE = '{"B":"' + _VALUE + '"}'
 # the skeleton's own check: a control character other than the places' markers, a keyword or symbol id as a name
@@ -118,8 +122,8 @@ def rewrite_steps() -> list[str]:
              f"regexp_replace(o, '{_VALUE}[dD][+-]?0+', {_chr(_VALUE)}, 'g')"]
     # brackets first: a value's own braces, added later, must stay as they are
     steps += [f"replace(o, {_sql_str(a)}, {_sql_str(b)})" for a, b in _BRACKETS]
-    for tag, members in (("SS", lambda m: f"replace({m}, {_chr(_SLOT)}, {_chr(_PLAIN)})"),
-                         ("NS", _places(_VALUE, _NS_VALUE)), ("BS", _places(_BLOB, _BS_VALUE))):
+    for tag, members in (("SS", _places(_SLOT, _PLAIN, quoted=False)), ("NS", _places(_VALUE, _NS_VALUE)),
+                         ("BS", _places(_BLOB, _BS_VALUE))):
         steps.append(_when(f"$dynamodb_{tag}::", _set_members("o", tag, members)))
     steps.append(_when("'", "regexp_replace(o, '([{,])''([^''{}\\[\\],:\\x01]*)'':', '\\1\"\\2\":', 'g')"))
     steps.append("regexp_replace(o, '([{,])([A-Za-z_$][A-Za-z0-9_$]*):', '\\1\"\\2\":', 'g')")  # name:
@@ -158,7 +162,8 @@ def skeletons_sql(lines: str) -> str:
     sql = f"SELECT skel, skel AS o FROM (SELECT DISTINCT skel FROM {lines} WHERE skel IS NOT NULL)"
     for step in rewrite_steps():
         sql = f"SELECT * REPLACE ({step} AS o) FROM ({sql})"
-    return f"SELECT skel, string_split(o, {_chr(_VALUE)}) AS pieces FROM ({sql})"
+    item = f"{_ITEM} || o[{len(_BRACKETS[0][1])}:-2] || '}}'"  # {"M":{…}} -> {"Item":{…}}
+    return f"SELECT skel, string_split({item}, {_chr(_VALUE)}) AS pieces FROM ({sql})"
 
 
 def ion_lines_sql(source: str) -> str:
@@ -190,5 +195,4 @@ def ion_lines_sql(source: str) -> str:
     sql = f"SELECT * EXCLUDE (o, strs), {joined} AS j FROM ({sql})"
     restored = (f"CASE WHEN contains(raw, '\\') THEN replace(replace(j, {_chr(_BSL)}, {literal(BSL2)}), "
                 f"{_chr(_QUOTE)}, {literal(ESC_QUOTE)}) ELSE j END")  # and put back
-    sql = f"SELECT * EXCLUDE (j), '{{\"Item\":' || ({restored})[6:-2] || '}}' AS c FROM ({sql})"
-    return f"SELECT * EXCLUDE (c), CASE WHEN json_valid(c) THEN c END AS json FROM ({sql})"
+    return f"SELECT * EXCLUDE (j), CASE WHEN json_valid({restored}) THEN {restored} END AS json FROM ({sql})"
