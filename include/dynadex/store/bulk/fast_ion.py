@@ -116,7 +116,9 @@ _SKELETON_OK = ("NOT regexp_matches(o, '[\\x00\\x02-\\x04\\x06-\\x1f]|"
 def rewrite_steps() -> list[str]:
     """The rewrites of a skeleton, column ``o`` (each string a _SLOT, each number a _VALUE after the character
     before it, each blob ``_VALUE{``), in order, each an expression of ``o`` (see the module)."""
-    steps = [f"CASE WHEN {_SKELETON_OK} THEN o END",
+    frame = f"starts_with(o, {literal(PREFIX + '{')}) AND ends_with(o, {literal(SUFFIX + '}')})"
+    steps = [f"CASE WHEN {frame} THEN o[{len(PREFIX) + 1}:-{len(SUFFIX) + 1}] END",  # the item, {…}
+             f"CASE WHEN {_SKELETON_OK} THEN o END",
              f"replace(o, {_sql_str('{' + _VALUE)}, {_chr(_BLOB)})",  # a blob's place
              # a zero exponent after a number's place is dropped ("7d0", the emulator's integers); any other stays
              f"regexp_replace(o, '{_VALUE}[dD][+-]?0+', {_chr(_VALUE)}, 'g')"]
@@ -169,24 +171,22 @@ def skeletons_sql(lines: str) -> str:
 def ion_lines_sql(source: str) -> str:
     """SELECT every column of ``source`` plus ``json``: the DynamoDB JSON line ``{"Item":{…}}`` of the Ion line
     in its column ``raw``, or NULL (see the module)."""
-    item = f"raw[{len(PREFIX) + 1}:-{len(SUFFIX) + 1}]"
-    # escapes set aside; a line holding a marker they could be mistaken for has none (NULL)
-    body = (f"CASE WHEN NOT contains(raw, '\\') THEN {item} WHEN NOT (contains(raw, {_chr(_BSL)}) OR "
-            f"contains(raw, {_chr(_QUOTE)})) THEN replace(replace({item}, {literal(BSL2)}, {_chr(_BSL)}), "
+    # escapes set aside; a line holding a marker they could be mistaken for has none (NULL). The frame stays in
+    # the skeleton (checked and taken off there, once per skeleton)
+    body = (f"CASE WHEN NOT contains(raw, '\\') THEN raw WHEN NOT (contains(raw, {_chr(_BSL)}) OR "
+            f"contains(raw, {_chr(_QUOTE)})) THEN replace(replace(raw, {literal(BSL2)}, {_chr(_BSL)}), "
             f"{literal(ESC_QUOTE)}, {_chr(_QUOTE)}) END")
-    frame = " AND ".join([f"starts_with(raw, {literal(PREFIX + '{')})", f"ends_with(raw, {literal(SUFFIX + '}')})"]
-                         + [f"NOT contains(raw, {_chr(c)})" for c in _EXTRACTED])
+    frame = " AND ".join(f"NOT contains(raw, {_chr(c)})" for c in _EXTRACTED)
+    # a value's text: a blob's base64, or a number without the character before it and a last point ("103.")
+    value = "CASE WHEN starts_with(v, '{') THEN v[3:-3] WHEN suffix(v, '.') THEN v[2:-2] ELSE v[2:] END"
     values = literal(VALUES)
-    lines = (f"SELECT * EXCLUDE (o), regexp_extract_all(o, {values}) AS vals, "
+    lines = (f"SELECT * EXCLUDE (o), list_transform(regexp_extract_all(o, {values}), v -> {value}) AS vals, "
              f"regexp_replace(o, {values}, '\\2\\1' || {_chr(_VALUE)}, 'g') AS skel FROM ("
              f"SELECT * EXCLUDE (parts), CASE WHEN len(parts) % 2 = 1 THEN array_to_string("
              f"list_slice(parts, 1, -1, 2), {_chr(_SLOT)}) END AS o, "
              f"list_slice(parts, 2, -1, 2) AS strs FROM ("
              f"SELECT *, CASE WHEN {frame} THEN string_split({body}, '\"') END AS parts FROM {source}))")
-    # a value's text: a blob's base64, or a number without the character before it and a last point ("103.")
-    value = "CASE WHEN starts_with(vals[i], '{') THEN vals[i][3:-3] WHEN suffix(vals[i], '.') THEN vals[i][2:-2] " \
-            "ELSE vals[i][2:] END"
-    with_values = f"array_to_string(list_transform(s.pieces, (p, i) -> p || coalesce({value}, '')), '')"
+    with_values = "array_to_string(list_transform(s.pieces, (p, i) -> p || coalesce(l.vals[i], '')), '')"
     sql = (f"WITH ion_lines AS MATERIALIZED ({lines}), ion_skeletons AS ({skeletons_sql('ion_lines')}) "
            f"SELECT l.* EXCLUDE (skel, vals), CASE WHEN len(l.vals) = len(s.pieces) - 1 THEN {with_values} END AS o "
            "FROM ion_lines l LEFT JOIN ion_skeletons s ON l.skel = s.skel")
@@ -195,4 +195,5 @@ def ion_lines_sql(source: str) -> str:
     sql = f"SELECT * EXCLUDE (o, strs), {joined} AS j FROM ({sql})"
     restored = (f"CASE WHEN contains(raw, '\\') THEN replace(replace(j, {_chr(_BSL)}, {literal(BSL2)}), "
                 f"{_chr(_QUOTE)}, {literal(ESC_QUOTE)}) ELSE j END")  # and put back
-    return f"SELECT * EXCLUDE (j), CASE WHEN json_valid({restored}) THEN {restored} END AS json FROM ({sql})"
+    sql = f"SELECT * EXCLUDE (j), {restored} AS c FROM ({sql})"
+    return f"SELECT * EXCLUDE (c), CASE WHEN json_valid(c) THEN c END AS json FROM ({sql})"
