@@ -12,39 +12,44 @@ exact Python parser (``export.records.parse_ion_line``).
 
 How: the line is split at its double quotes (escaped quotes and backslashes
 set aside first), so the odd pieces are the strings and the even ones the
-text between them. In that text, one RE2 pass takes out every number (where
-a value can be: after ``:``, ``[`` or ``,``) and every blob, leaving a
-marker in its place: what is left, the line's *skeleton*, holds its names,
-brackets, keywords and sets, and no value but ``true``/``false``/``null``,
-so the lines of an export have few distinct skeletons (the benchmark's
-1 M items: 16). Each distinct skeleton is rewritten once, by a few RE2
+text between them. In that text one RE2 pattern (``VALUES``) finds every
+number where a value can be (after ``:``, ``[`` or ``,``) and every blob:
+their texts go to the line's list, a marker takes each one's place. What is
+left, the line's *skeleton*, holds its frame, names, brackets, keywords and
+sets, and no value but ``true``/``false``/``null``, so the lines of an
+export have few distinct skeletons (the benchmark's 1 M items: 16; a line
+of its own skeleton costs what rewriting it would, plus the reassembly).
+Each distinct skeleton is checked and rewritten once, by a few RE2
 replacements that see no value: ``{`` becomes ``{"M":{`` and so on, a name
 gets its quotes, a number's place ``{"N":"…"}``, a set's members plain
-strings, and so on; then each line's strings and numbers go back in their
-places (``103.`` losing its point, ``7d0`` its zero exponent), each string
-as ``{"S":…}`` or, in a set, as it is. A string's text is never rewritten:
-only escapes JSON shares with Ion mean the same in both (others make the
-JSON invalid, or hold ``\\u``, which the guard refuses). Each pass over a
-line costs about a microsecond whatever it finds, a regexp match about 0.2
-more (decision 0036): a line pays for the split, the one pass and the
-reassembly, about a third of rewriting every line.
+strings (only where the set holds nothing else), and so on; then each
+line's numbers and strings go back in their places (``103.`` losing its
+point, ``7d0`` its zero exponent), each string as ``{"S":…}`` or, in a set,
+as it is. A string's text is never rewritten: only escapes JSON shares with
+Ion mean the same in both (others make the JSON invalid, or hold ``\\u``,
+which the guard refuses). A pass over a line costs about a microsecond
+whatever it finds, a regexp match about 0.2 more (decision 0036): a line
+pays for the split, the pattern's two passes and the reassembly, a third of
+rewriting every line.
 
 Invariant: the expression gives NULL or valid JSON; valid JSON is the
 translation of the Ion line token for token, because each rewrite turns one
 Ion token in its own place into one JSON token (a name into a name, a value
-into a value, a bracket into a bracket pair of the same kind), and a value
-taken out goes back into the place it left, checked to be a place of its
-kind (a number followed by ``{``, which reads like a blob's place, is not
-put back). Anything else left in the text (a symbol value, a float, a
-timestamp, an annotation other than a set's, a string as a field name, a
-keyword or ``$`` symbol id as a name, a comment, a stray quote from a quoted
-symbol holding one, a number with two points) leaves JSON that is invalid,
-so NULL. Lines of the wrong frame or holding a control character (the
-markers) are NULL too: outside the strings by a check of the skeleton (and of
-the raw line for the markers themselves), inside them by ``json_valid``,
-which refuses any. The guard then proves the rest as for JSON (canonical
-numbers and binaries, types, lengths), so a line is indexed from its
-translation only where the Python parser would give the same item.
+into a value, a bracket into a bracket pair of the same kind), and every
+value taken out goes back into the place it left (a blob's place, ``{`` and
+a marker, is no number's: a number's follows ``:``, ``[`` or ``,``). A type
+tag is only ever written with a value of its JSON type, so the guard's type
+scan is not needed (``fast_sql``). Anything else left in the text (a symbol
+value, a float, a timestamp, an annotation other than a set's, a string as a
+field name, a keyword or ``$`` symbol id as a name, a comment, a stray quote
+from a quoted symbol holding one, a number with two points, a set member of
+another type) leaves JSON that is invalid, so NULL. Lines of the wrong frame
+or holding a control character (the markers) are NULL too: outside the
+strings by a check of the skeleton (and of the raw line for the markers
+themselves), inside them by ``json_valid``, which refuses any. The guard
+then proves the rest as for JSON (canonical numbers and binaries, lengths),
+so a line is indexed from its translation only where the Python parser
+would give the same item.
 """
 
 from __future__ import annotations
@@ -191,7 +196,8 @@ def ion_lines_sql(source: str) -> str:
            f"SELECT l.* EXCLUDE (skel, vals), CASE WHEN len(l.vals) = len(s.pieces) - 1 THEN {with_values} END AS o "
            "FROM ion_lines l LEFT JOIN ion_skeletons s ON l.skel = s.skel")
     # the strings last: a string's text is never split
-    joined = f"array_to_string(list_transform(string_split(o, {_chr(_SLOT)}), (p, i) -> p || coalesce(strs[i], '')), '')"
+    joined = (f"array_to_string(list_transform(string_split(o, {_chr(_SLOT)}), "
+              "(p, i) -> p || coalesce(strs[i], '')), '')")
     sql = f"SELECT * EXCLUDE (o, strs), {joined} AS j FROM ({sql})"
     restored = (f"CASE WHEN contains(raw, '\\') THEN replace(replace(j, {_chr(_BSL)}, {literal(BSL2)}), "
                 f"{_chr(_QUOTE)}, {literal(ESC_QUOTE)}) ELSE j END")  # and put back
