@@ -61,7 +61,7 @@ PREFIX, SUFFIX = "$ion_1_0 {Item:", "}"  # the frame of every line AWS writes; t
 # markers (control characters: a line holding one is refused, outside its strings by the skeleton's check, in
 # them by json_valid)
 _SLOT, _PLAIN, _BSL, _QUOTE = "\x01", "\x04", "\x02", "\x03"  # a string's place, a set member's, escapes
-_VALUE, _BLOB = "\x05", "\x07"  # a value's place (in the skeleton a number's: after ":", "[" or ","), a blob's
+_VALUE, _BLOB = "\x05", "\x07"  # a number's place (after the rewrites any value's), a blob's in the skeleton
 _NS_VALUE, _BS_VALUE = "\x06", "\x08"  # a set member's place, until the values' rewrite has passed
 _EXTRACTED = (_VALUE, _SLOT)  # in the raw line: they would be taken for places
 # A number where a value can be: "103." or "12.5" (a point after a fraction stays, so the line stays invalid), its
@@ -120,7 +120,8 @@ _SKELETON_OK = ("NOT regexp_matches(o, '[\\x00\\x02-\\x04\\x06-\\x1f]|"
 
 def rewrite_steps() -> list[str]:
     """The rewrites of a skeleton, column ``o`` (each string a _SLOT, each number a _VALUE after the character
-    before it, each blob ``_VALUE{``), in order, each an expression of ``o`` (see the module)."""
+    before it, each blob ``{`` and a _VALUE), in order, each an expression of ``o`` (see the module); every value
+    place ends as a _VALUE, in the order of the line's list of values."""
     frame = f"starts_with(o, {literal(PREFIX + '{')}) AND ends_with(o, {literal(SUFFIX + '}')})"
     steps = [f"CASE WHEN {frame} THEN o[{len(PREFIX) + 1}:-{len(SUFFIX) + 1}] END",  # the item, {…}
              f"CASE WHEN {_SKELETON_OK} THEN o END",
