@@ -24,6 +24,7 @@ from dynadex.store.bulk.build import build_chunk
 from dynadex.store.bulk.chunk_manifest import read_manifest
 from dynadex.store.bulk.fast_ion import ion_lines_sql
 from dynadex.store.bulk.fastbuild import build_chunk_fast
+from dynadex.store.bulk.fast_structure import TAGS, wrong_json_type
 from dynadex.store.bulk.plan import plan_chunks
 from dynadex.store.catalog.extensions import connect
 from dynadex.types import canonical_json
@@ -119,6 +120,14 @@ INVALID = [
     '$ion_1_0 {Item:{pk:"x",sk:1.,t:"unterminated}}',
     '$ion_1_0 {Item:{pk:"x",sk:1.,t:[1.,2.}}',
     '$ion_1_0 {Item:{pk:"x",sk:1.,t:(a b)}}',  # an s-expression
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:$dynamodb_NS::[12.5.,3.]}}',  # a number with two points in a set
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:$dynamodb_NS::[1.,,3.]}}',
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:$dynamodb_SS::["a",1.]}}',  # a set member of another type
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:$dynamodb_NS::["1"]}}',
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:$dynamodb_BS::["x"]}}',
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:1234.{}}}',  # a number before a brace: its place reads like a blob's
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:[1234.{{aGk=}}]}}',
+    '$ion_1_0 {Item:{pk:"x",sk:1.,t:{{aGk=}}1.}}',
 ]
 
 
@@ -178,3 +187,56 @@ def test_invalid_ion_lines_get_the_python_paths_error_with_file_and_line(tmp_pat
     assert str(fast_err.value) == str(py_err.value)
     assert "line 41" in str(fast_err.value) and "00000000000000000000000000.ion.gz" in str(fast_err.value)
     assert read_manifest(loc, "T", "b1", spec.chunk_id) is None
+
+
+# Tokens for random Ion lines: every shape the conversion handles, and its near misses
+_ODD_VALUES = ['"s"', '"a,b:{}[]"', '"q\\"q"', '"b\\\\"', '""', '"tab\\t"', "1.", "12.5", "-3.", "0.", "7d0", "1.50",
+               "true", "false", "null", "{{aGk=}}", "{{}}", "'sym'", "1234.{}", "{{aGk=}}1."]
+_ODD_NAMES = ["a", "b_1", "S", "M", "'q n'", "'true'", "$x", "'a:b'", "x1"]
+_SET_MEMBERS = {"SS": ['"a"', '"b"', '"a,b]"', '""', "1."], "NS": ["1.", "2.5", "-3.", "1.50", "7d0", '"1"', "12.5."],
+                "BS": ["{{aGk=}}", "{{AB==}}", '"x"', "{{YQ==}}"]}
+
+
+def _odd_value(rnd: random.Random, depth: int = 0) -> str:
+    r = rnd.random()
+    if depth > 2 or r < 0.5:
+        return rnd.choice(_ODD_VALUES)
+    if r < 0.65:
+        return "{" + ",".join(f"{rnd.choice(_ODD_NAMES)}:{_odd_value(rnd, depth + 1)}"
+                              for _ in range(rnd.randint(0, 3))) + "}"
+    if r < 0.8:
+        return "[" + ",".join(_odd_value(rnd, depth + 1) for _ in range(rnd.randint(0, 3))) + "]"
+    tag = rnd.choice(sorted(_SET_MEMBERS))
+    return f"$dynamodb_{tag}::[" + ",".join(rnd.choice(_SET_MEMBERS[tag]) for _ in range(rnd.randint(0, 3))) + "]"
+
+
+def test_random_ion_lines_the_python_parser_takes_build_exactly_as_the_python_path(tmp_path, monkeypatch):
+    """Lines drawn from the conversion's tokens and their near misses (two points in a number, sets of mixed
+    members, a number before a brace, …): of those the Python parser takes, the fast build writes what the
+    Python path writes; no translation has a value of another JSON type than its tag's (the guard's type
+    scan is left out for ION lines; a name like a tag, "S":{, is still counted)."""
+    rnd = random.Random(31)
+    drawn, kept = [], []
+    for i in range(3000):
+        names = rnd.sample(_ODD_NAMES, rnd.randint(1, 4))
+        drawn.append(f'$ion_1_0 {{Item:{{pk:"u{i}",sk:{i}.,' + ",".join(f"{n}:{_odd_value(rnd)}" for n in names) + "}}")
+    for text in drawn:
+        try:
+            item = parse_ion_line(text, "", 0).item
+        except Exception:
+            continue
+        if "S" in item.get("pk", {}) and "N" in item.get("sk", {}):
+            kept.append(text)
+    con = connect()
+    con.execute("CREATE TEMP TABLE src AS SELECT unnest(?) AS raw", [drawn])
+    translated = [out for _raw, out in con.execute(ion_lines_sql("src")).fetchall() if out is not None]
+    assert len(kept) > 300 and len(translated) > 300
+    # "S":{ is a name S's (the guard counts those against the regenerated text), an empty set is refused by
+    # the guard's own set check; no tag has a value of another type
+    wrong = wrong_json_type(frozenset(TAGS))
+    assert not [out for out in translated if re.search(wrong, re.sub(r'"(SS|NS|BS)":\[\]', "", out))]
+    fast_loc, fast = build(tmp_path, "fast", [kept[: len(kept) // 2], kept[len(kept) // 2:]], "ION", monkeypatch)
+    assert fast is not None and fast.built_by == "duckdb" and 0 < fast.python_lines < len(kept) // 2
+    py_loc, py = build(tmp_path, "py", [kept[: len(kept) // 2], kept[len(kept) // 2:]], "ION", monkeypatch,
+                       python=True)
+    compare(fast_loc, fast, py_loc, py)

@@ -24,7 +24,8 @@ every line passes a guard that proves it lies in the domain where that holds:
   NULL is ``true``, the key attributes have the table's key types;
 * every value has its JSON type (strings for S, N, B and set members, true
   or false for BOOL and NULL, an object for M, an array for L), checked by
-  one RE2 scan of the raw line (``WRONG_JSON_TYPE``);
+  one RE2 scan of the raw line (``WRONG_JSON_TYPE``; an ION line's translation has
+  them by construction, ``fast_ion``);
 * the canonical item text regenerated from the parsed struct is exactly as
   long as the item text in the line. With types checked and numbers and
   binaries canonical, regeneration can only shorten (sorted keys, sorted
