@@ -210,35 +210,34 @@ def record_change(record: dict, shard_id: str, *, canonical=canonical_item) -> t
     told otherwise; ``record_changes`` passes ``images.canonical_image``, which returns the same."""
     dyn = record["dynamodb"]
     when = dyn["ApproximateCreationDateTime"]
-    seconds = when.timestamp() if hasattr(when, "timestamp") else float(when)
+    image = dyn.get("NewImage")
+    return _change(record["eventName"], record.get("userIdentity"), when.timestamp() if hasattr(when, "timestamp")
+                   else float(when), canonical(dyn["Keys"]),  # canonical() takes boto3's raw-bytes B values as they are
+                   dyn["SequenceNumber"], None if image is None else lambda: canonical(image), shard_id)
+
+
+def _change(event: str, identity: dict | None, seconds: float, keys: dict, seq: str, image, shard_id: str
+            ) -> tuple[Change, bool]:
+    """The change of a record, whatever shape it came in: ``image()`` gives its item (None: it has none)."""
     # Creation times are whole seconds: version a record by the END of its second, so it applies over
     # snapshot or recovery images taken within that second (stream order then decides).
     version = int(seconds) * 1_000_000 + 999_999
-    keys = canonical(dyn["Keys"])  # canonical() takes boto3's raw-bytes B values as they are
-    seq = dyn["SequenceNumber"]
-    if record["eventName"] == "REMOVE":
-        ident = {k.lower(): v for k, v in (record.get("userIdentity") or {}).items()}
+    if event == "REMOVE":
+        ident = {k.lower(): v for k, v in (identity or {}).items()}
         ttl = str(ident.get("principalid", "")).lower() == "dynamodb.amazonaws.com" and str(ident.get("type", "")).lower() == "service"
         return Change(keys, None, version, f"{'ttl' if ttl else 'stream'}:{shard_id}:{seq}"), ttl
-    if "NewImage" not in dyn:
+    if image is None:
         raise NeedsBootstrap(f"stream record {seq} has no NewImage: the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
-    return Change(keys, canonical(dyn["NewImage"]), version, f"stream:{shard_id}:{seq}"), False
+    return Change(keys, image(), version, f"stream:{shard_id}:{seq}"), False
 
 
 def wire_record_change(record: WireRecord, shard_id: str) -> tuple[Change, bool]:
     """``record_change`` of a record whose new image came undecoded (``get_records.WireRecord``): the same
     change, its item the image's wire JSON (``RawImage``), which the store shapes or decodes."""
     dyn = record.dynamodb
-    version = int(dyn.ApproximateCreationDateTime) * 1_000_000 + 999_999
-    keys = canonical_image(dyn.Keys)
-    seq = dyn.SequenceNumber
-    if record.eventName == "REMOVE":
-        ident = {k.lower(): v for k, v in (record.userIdentity or {}).items()}
-        ttl = str(ident.get("principalid", "")).lower() == "dynamodb.amazonaws.com" and str(ident.get("type", "")).lower() == "service"
-        return Change(keys, None, version, f"{'ttl' if ttl else 'stream'}:{shard_id}:{seq}"), ttl
-    if not len(dyn.NewImage):
-        raise NeedsBootstrap(f"stream record {seq} has no NewImage: the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
-    return Change(keys, RawImage(bytes(dyn.NewImage)), version, f"stream:{shard_id}:{seq}"), False
+    wire = dyn.NewImage
+    return _change(record.eventName, record.userIdentity, dyn.ApproximateCreationDateTime, canonical_image(dyn.Keys),
+                   dyn.SequenceNumber, (lambda: RawImage(bytes(wire))) if len(wire) else None, shard_id)
 
 
 def record_changes(records: list, shard_id: str) -> list[tuple[Change, bool]]:

@@ -338,13 +338,6 @@ def _key_columns(registry: Registry) -> dict[tuple[str, str], str]:
     return {(c.path[0], c.kind): quote(c.name) for c in registry.columns if len(c.path) == 1}
 
 
-def _nul_escaped(shaped) -> bool:
-    """Some item text of the batch holds an escaped U+0000."""
-    if isinstance(shaped, ArrowShaped):
-        return shaped.nul_escaped
-    return any("\\u0000" in text for text in shaped.items)
-
-
 def _ensure_write_ids(lake: Lake, table: str) -> None:
     """Stores published before write ids existed get the columns (NULL for what is there)."""
     done = lake.write_id_tables
@@ -407,7 +400,7 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
     # an item text holding an escaped U+0000 (some string, name or key holds one) goes to files: DuckLake
     # cannot inline every such value (Lake.not_inlined); any larger batch writes files anyway
     with (lake.not_inlined([(s, table) for s in (ROW_SCHEMA, COLUMN_SCHEMA, INVERTED_SCHEMA)])
-          if n <= NUL_GUARD_ROWS and _nul_escaped(shaped) else nullcontext()):
+          if n <= NUL_GUARD_ROWS and shaped.nul_escaped else nullcontext()):
         _write_indexes(con, table, key_types, shaped, out, write_id, lake.key_prefix(table))
     return len(new_columns)
 

@@ -14,7 +14,7 @@ Invariant: ``SqlShaper.shape(upserts)`` stages exactly the rows, column values a
   code writes (tests/store/bulk/test_fastbuild.py; here tests/store/apply/test_sql_shape.py);
 * an image the guard refuses (a ``\\u`` escape, a number or binary not in canonical form, an attribute the
   structure does not cover after its refinements...) is decoded and shaped by ``shape_batch`` (the Python
-  share), its key checked by ``check_keys``;
+  share), its key text checked against its record's, as ``check_keys`` checks the key;
 * anything else answers None and the caller shapes the whole batch in Python, which owns every error
   message: a key type the structure lacks, an image whose key is not its record's
   ``Keys``, DuckDB failing.
@@ -28,21 +28,23 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dynadex.store.apply.batch_shape import shape_batch
 from dynadex.store.bulk import fast_sql
-from dynadex.store.bulk.chunk_manifest import ColumnStats
 from dynadex.store.bulk.chunk_writer import add_stats
 from dynadex.store.bulk.fast_structure import sampled_structure
 from dynadex.store.bulk.fastbuild import column_stats, parse_lines
 from dynadex.store.catalog.extensions import connect
+from dynadex.store.errors import KeyError_
 from dynadex.store.layout.arrow import columns_arrow, inverted_arrow, rows_arrow
 from dynadex.store.layout.names import KEY_COLUMN, staging_name
-from dynadex.store.errors import KeyError_
 from dynadex.store.layout.shape import NumberStats, key_text
+from dynadex.types import canonical_item
 
 log = logging.getLogger("dynadex.apply")
 
@@ -67,10 +69,6 @@ class RawImage:
 
     def item(self) -> dict:
         if self._item is None:
-            import msgspec
-
-            from dynadex.types import canonical_item
-
             self._item = canonical_item(msgspec.json.decode(self.wire))
         return self._item
 
@@ -102,11 +100,11 @@ class ArrowShaped:
     def keys(self):
         return self.cols.column(KEY_COLUMN)
 
-    @property
+    @cached_property
     def columns(self) -> dict:
         return {pk: self.cols.column(staging_name(*pk)) for pk in self.stats}
 
-    @property
+    @cached_property
     def number_stats(self) -> dict[tuple, NumberStats]:
         return {pk: s.number for pk, s in self.stats.items() if s.number is not None}
 
@@ -223,4 +221,4 @@ def _table(con, sql: str) -> pa.Table:
     return con.execute(sql).to_arrow_table()
 
 
-__all__ = ["ArrowShaped", "ColumnStats", "RawImage", "SqlShaper", "item_of"]
+__all__ = ["ArrowShaped", "RawImage", "SqlShaper", "item_of"]

@@ -237,6 +237,11 @@ class Shaped:
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def nul_escaped(self) -> bool:
+        """Some item text holds an escaped U+0000 (DuckLake cannot inline every such value)."""
+        return any("\\u0000" in text for text in self.items)
+
     def add(self, item: dict, key_names: tuple[str, ...], version: int, origin: str,
             key_types: tuple[str, ...] = (), key: str | None = None) -> str:
         if key is None:
