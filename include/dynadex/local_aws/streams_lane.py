@@ -28,6 +28,7 @@ import json
 import uuid
 
 from dynadex.local_aws.faults import status_line
+from dynadex.local_aws.streams import RecordsPage, encode
 
 PREFIX = "DynamoDBStreams_20120810"
 
@@ -49,16 +50,13 @@ def get_shard_iterator(registry, body: dict) -> dict:
         None if seq is None else str(seq), None if stamp is None else seconds(stamp))}
 
 
-def json_body(doc: dict) -> bytes:
-    """An answer as DynamoDB Streams writes it: compact JSON, UTF-8 (the sync shapes new images from these very
-    bytes, decision 0044). A string no UTF-8 can hold (a lone surrogate some test wrote) is escaped instead."""
-    try:
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return json.dumps(doc, separators=(",", ":")).encode()
+def json_body(doc: dict | RecordsPage) -> bytes:
+    """An answer as DynamoDB Streams writes it: compact JSON, UTF-8 (``streams.encode``); a page of records is
+    joined from the records' own JSON, encoded when they were written."""
+    return doc.json() if isinstance(doc, RecordsPage) else encode(doc)
 
 
-def get_records(registry, body: dict) -> dict:
+def get_records(registry, body: dict) -> RecordsPage:
     return registry.get_records(body.get("ShardIterator"), body.get("Limit"))
 
 
