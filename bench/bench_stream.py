@@ -312,7 +312,9 @@ def catch_up_bench(records: int, keys: int, shards: int, variants: list[str]) ->
     growing batches, flushes and folds), per variant ("before": no read- or commit-ahead; "now"), one after the
     other in this process on the same pages. Prints the wall time, records/s of wall and CPU, and the ratio.
     Variants: "noahead" (decision 0042 off), "before" (the release before decision 0044: images decoded and
-    shaped in Python, batches growing to 100 000), "now" (images shaped inside DuckDB, batches to 200 000)."""
+    shaped in Python, batches growing to 100 000), "onethread" (the release before decision 0045: images shaped
+    inside DuckDB, batches to 200 000, every commit on the store's one DuckDB thread), "now" (large batches'
+    commits on two threads), "store2" (every statement of the store on two threads, flushes on one)."""
     from dynadex.stream.sync import SyncSettings, TableSync
 
     t = time.perf_counter()
@@ -320,13 +322,15 @@ def catch_up_bench(records: int, keys: int, shards: int, variants: list[str]) ->
     print(f"catch-up: {streams.count:,} records in {sum(len(p) for p in streams.pages.values()):,} pages, "
           f"{sum(map(len, (b for p in streams.pages.values() for b in p))) / 1e9:.2f} GB, made in "
           f"{time.perf_counter() - t:.0f} s", flush=True)
-    variant_settings = {"noahead": dict(read_ahead=False, commit_ahead=False, sql_shape=False),
-                        "before": dict(sql_shape=False, backlog_batch_factor=10), "now": dict(sql_shape=True)}
+    variant_settings = {"noahead": dict(read_ahead=False, commit_ahead=False, sql_shape=False, batch_threads=1),
+                        "before": dict(sql_shape=False, backlog_batch_factor=10, batch_threads=1),
+                        "onethread": dict(sql_shape=True, batch_threads=1), "now": dict(sql_shape=True),
+                        "store2": dict(sql_shape=True, threads=2)}
     walls = {}
     for v in variants:
         store = apply_store(keys, stream_arn=ReplayedStream.ARN)
         try:
-            with Store(store, read_only=False, threads=1) as st:
+            with Store(store, read_only=False, threads=variant_settings[v].get("threads", 1)) as st:
                 streams.raw_images = variant_settings[v]["sql_shape"]
                 sync = TableSync(st, "S", streams, streams, None, SyncSettings(
                     overlap_seconds=0, lean_get_records=False, **variant_settings[v]))
@@ -862,7 +866,8 @@ if __name__ == "__main__":
                     help="only the catch-up: a backlog of this many replayed records to lag 0 (10000000: issue 29's)")
     ap.add_argument("--shards-for-catch-up", type=int, default=4, help="shards of the --catch-up backlog")
     ap.add_argument("--variants", default="before,now",
-                    help="with --catch-up: noahead (no read/commit-ahead), before (images shaped in Python), now")
+                    help="with --catch-up: noahead (no read/commit-ahead), before (images shaped in Python), "
+                         "onethread (large batches committed on one DuckDB thread), now, store2 (the store on two threads)")
     ap.add_argument("--backlog", type=int,
                     help="only the backlog through the sync's loop: this many records onto --keys items, per --factors")
     ap.add_argument("--ahead", default="1",

@@ -263,6 +263,11 @@ SYNC_THREADS = _declare("DYNADEX_SYNC_THREADS", INT, 1, "DuckDB threads of a str
                         "a worker's cores, and the flush crashed now and then on several under load (decision "
                         "0033); 0: DuckDB's default (one per core).", group="sync")
 
+SYNC_BATCH_THREADS = _declare("DYNADEX_SYNC_BATCH_THREADS", INT, 2, "DuckDB threads for the commit of a large "
+                              "stream batch (2 000 changes or more: a backlog's, or a busy table's); the store's "
+                              "own `DYNADEX_SYNC_THREADS` is back after it, and flushes keep one thread. 1 or 0: "
+                              "every statement on the store's own setting (decision 0045).", group="sync")
+
 READ_AHEAD = _declare("DYNADEX_READ_AHEAD", BOOL, True, "A shard that answered a full page of GetRecords has "
                       "its next page fetched while the sync converts this one (at most one call in flight per "
                       "shard, as without it; pages at the tip are never fetched ahead, decision 0042). 0: each "

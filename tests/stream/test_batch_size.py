@@ -6,6 +6,7 @@ import pytest
 
 from dynadex.stream.sync import GROW_BYTES, GROW_BYTES_SQL, BatchSize, SyncSettings, TableSync
 from tests.support.fake_streams import ChainStream, Table, followed_store
+from tests.support.store import Hooked
 
 
 @pytest.fixture
@@ -74,3 +75,33 @@ def test_a_backlog_commits_in_growing_batches_each_with_its_checkpoint(store, fa
     assert [cps for _, cps in committed] == [[f"{n:021d}"] for n in ends]
     assert store.query("SELECT count(*) FROM row_index.T")[1] == [(8001,)]
     assert sync.batch_size.most_records == 1000  # the last batch ended at the tip: back to the setting
+
+
+@pytest.mark.parametrize("batch_threads", [2, 1])
+def test_a_backlogs_large_batches_commit_on_the_batch_threads(tmp_path, batch_threads):
+    """Batches of 2 000 changes or more (a backlog's) run their statements on ``batch_threads`` DuckDB threads,
+    the others on the store's own one; the store has its one thread again after each (decision 0045)."""
+    with followed_store(str(tmp_path), threads=1) as store:
+        con, statements, committed = store.lake.con, [], []
+
+        def threads() -> int:
+            return int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+
+        store.lake.con = Hooked(con, before=lambda sql: sql.lstrip().upper().startswith(("INSERT", "DELETE"))
+                                and statements.append(threads()))
+        apply = store.apply
+
+        def watching(table, changes, checkpoints, **kw):
+            statements.clear()
+            out = apply(table, changes, checkpoints, **kw)
+            committed.append((len(changes), set(statements), threads()))
+            return out
+
+        store.apply = watching
+        sync = TableSync(store, "T", Table(), ChainStream(1, 1, per_shard=8000, filters=True), None, SyncSettings(
+            batch_seconds=60, batch_records=1000, backlog_batch_factor=4, overlap_seconds=0,
+            batch_threads=batch_threads))
+        sync.run(until=0, until_caught_up=True)
+        store.lake.con = con
+        assert committed == [(1000, {1}, 1), (2000, {batch_threads}, 1), (4000, {batch_threads}, 1), (1000, {1}, 1)]
+        assert store.query("SELECT count(*) FROM row_index.T")[1] == [(8001,)]

@@ -91,13 +91,13 @@ class Table:
 
 
 @contextmanager
-def followed_store(path: str):
-    """An open writer ``Store`` at ``path`` with table ``T`` (key pk S, one seed item) published to follow the
-    stream ``ARN`` from its start: what the unit tests of the sync run it on."""
+def followed_store(path: str, threads: int | None = None):
+    """An open writer ``Store`` at ``path`` (on ``threads`` DuckDB threads) with table ``T`` (key pk S, one seed
+    item) published to follow the stream ``ARN`` from its start: what the unit tests of the sync run it on."""
     from dynadex.store import PublishSpec, Store
     from dynadex.types import canonical_item
 
-    with Store(path, read_only=False) as st:
+    with Store(path, read_only=False, threads=threads) as st:
         w = st.chunk_writer("T", "b1", "c0", ("pk",), ("S",))
         w.add(canonical_item({"pk": {"S": "seed"}}), 1, "test")
         w.finish()

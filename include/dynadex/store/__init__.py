@@ -115,15 +115,21 @@ class Store:
 
     def apply(self, table: str, changes: list[Change], checkpoints=(), *, event=None, force: bool = False,
               state_updates: dict | None = None, replace_checkpoints: bool = False,
-              preshaped: Preshaped | None | bool = True) -> dict:
+              preshaped: Preshaped | None | bool = True, threads: int | None = None) -> dict:
         """One batch and its checkpoints in one transaction. ``preshaped``: ``prepare``'s result for the same
         changes, or True to shape them here, before the writer lock is taken (the transaction shapes again only
-        if a change lost the version check)."""
+        if a change lost the version check). ``threads``: DuckDB threads for this batch's statements (a
+        backlog's large batch, decision 0045); the store's own setting is back after it."""
         shaped = self.prepare(table, changes) if preshaped is True else preshaped
-        return self.lake.retrying(f"{table}: batch of {len(changes)} changes", lambda: apply_changes(
-            self.lake, table, changes, list(checkpoints), event=event, force=force, state_updates=state_updates,
-            replace_checkpoints=replace_checkpoints, preshaped=shaped), commits=1)  # one transaction, always a
-        # change (sync state)
+
+        def work() -> dict:
+            with self.lake.threads(threads):
+                return apply_changes(self.lake, table, changes, list(checkpoints), event=event, force=force,
+                                     state_updates=state_updates, replace_checkpoints=replace_checkpoints,
+                                     preshaped=shaped)
+
+        # one transaction, always a change (sync state)
+        return self.lake.retrying(f"{table}: batch of {len(changes)} changes", work, commits=1)
 
     def apply_many(self, batches: list[TableBatch]) -> list[dict]:
         """Several tables' batches in one transaction, one commit (decision 0039): what ``apply`` does for each,
@@ -182,7 +188,7 @@ class Store:
         return True
 
     def fold_small_files(self, table: str, at_files: int | None = None, indexes=small_files.INDEXES, *,
-                         rewrite_worn: bool = False, flush_first: bool = True) -> dict:
+                         rewrite_worn: bool = False, flush_first: bool = True, threads: int | None = None) -> dict:
         """Fold ``table``'s small stream files into one sorted file per index where one of ``indexes`` (default:
         all three) holds at least ``at_files`` of them (default ``small_files.FOLD_AT_FILES``), and with
         ``rewrite_worn`` rewrite alone each file of the row and column indexes that lost a quarter of its rows,
@@ -191,12 +197,17 @@ class Store:
 
         The inlined rows are flushed first unless ``flush_first`` is False (a caller that has just flushed): the
         DuckLake we run fails the fold's commit, every retry alike, when a batch that added a column still has
-        rows inlined ("Referenced column ... not found", decision 0032)."""
+        rows inlined ("Referenced column ... not found", decision 0032). ``threads``: DuckDB threads for the
+        fold (a backlog's, decision 0045); the flush keeps one."""
         at = small_files.FOLD_AT_FILES if at_files is None else at_files
         if flush_first:
             self.flush_inlined()
-        return self.lake.retrying(f"{table}: fold of small files",
-                                  lambda: small_files.fold(self.lake, table, at, indexes, rewrite_worn=rewrite_worn))
+
+        def work() -> dict:
+            with self.lake.threads(threads):
+                return small_files.fold(self.lake, table, at, indexes, rewrite_worn=rewrite_worn)
+
+        return self.lake.retrying(f"{table}: fold of small files", work)
 
     def compact(self) -> dict:
         """Prune, flush, fold, rewrite worn files and merge (store/upkeep/maintenance.py). A worn file larger than one

@@ -48,6 +48,7 @@ from dynadex.errors import AwsThrottled
 from dynadex.gcpause import quiet
 from dynadex.reach import unreachable
 from dynadex.store import Change, Checkpoint, RawImage, Store, TableState
+from dynadex.store.apply.changes import SQL_SHAPE_MIN as LARGE_BATCH
 from dynadex.store.catalog import lake as lake_module
 from dynadex.stream.errors import Gap, GapInGroup, NeedsBootstrap
 from dynadex.stream.commit_ahead import CommitAhead
@@ -89,6 +90,9 @@ class SyncSettings:
     threads: int = _from(declared.SYNC_THREADS)
     """DuckDB threads of the store a sync writes (``Store(..., threads=threads or None)``, opened by the caller):
     1 by default (decision 0033)."""
+    batch_threads: int = _from(declared.SYNC_BATCH_THREADS)
+    """DuckDB threads for the commit of a batch of ``LARGE_BATCH`` changes or more (``Store.apply(threads=)``) and
+    the fold that follows it, the store's own ``threads`` back after them (decision 0045)."""
     shard_readers: int = _from(declared.SHARD_READERS)
     """GetRecords calls in flight at once over a table's readable shards (one per shard at most); 1 reads
     the shards one after another in the sync's own thread."""
@@ -555,8 +559,9 @@ class TableSync:
         """One batch and its shards' checkpoints in one transaction, then the flush and fold checks that follow a
         commit: on the run's thread, or on ``CommitAhead``'s while the run reads the next batch."""
         t_apply = time.time()
+        threads = self.settings.batch_threads if len(changes) >= LARGE_BATCH else None  # a backlog's (0045)
         result = self.store.apply(self.table, changes, cps, event=("ttl_deletes", {"count": ttl}) if ttl else None,
-                                  preshaped=prepared)
+                                  preshaped=prepared, threads=threads)
         log.debug("batch of %d changes from %d shards: read %.3fs, applied in %.3fs", len(changes), len(cps),
                   t_apply - read_started, time.time() - t_apply)
         self.stats["applied"] += result["upserts"] + result["deletes"]
@@ -580,7 +585,8 @@ class TableSync:
             # batches that write files are a backlog's: their inlined state rows (checkpoints, sync state)
             # slowed each batch's statements until the 100-batch flush; flushed here as well, unless this
             # batch's flush just ran (the fold flushes first unless told it just ran)
-            folded = self.store.fold_small_files(self.table, rewrite_worn=True, flush_first=not flushed)
+            folded = self.store.fold_small_files(self.table, rewrite_worn=True, flush_first=not flushed,
+                                                 threads=threads)
             self.stats["flushes"] += not flushed
             self.files_since_fold = False
             if folded:

@@ -351,6 +351,23 @@ class Lake:
             self.con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', {INLINE_ROWS})")
 
     @contextmanager
+    def threads(self, n: int | None):
+        """What runs inside uses ``n`` DuckDB threads (None or 0: the connection's own); the connection's own
+        setting is back after it, also when it fails. A stream sync's store runs on one thread, its large
+        batches' commits on two and its flushes on one (decisions 0033, 0045)."""
+        before = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0]) if n else n
+        if n == before:
+            yield
+            return
+        con = self.con
+        con.execute(f"SET threads = {int(n)}")
+        try:
+            yield
+        finally:
+            if con is self.con:  # a connection reopened meanwhile was opened with the store's own setting
+                con.execute(f"SET threads = {before}")
+
+    @contextmanager
     def not_inlined(self, tables: list[tuple[str, str]]):
         """Inside a transaction: inserts into these (schema, table) pairs write files, not inlined rows.
 

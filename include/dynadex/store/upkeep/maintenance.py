@@ -40,12 +40,8 @@ def flush_inlined(lake: Lake) -> None:
     whose schema had grown (the writer died of SIGSEGV or "double free or corruption", about 1 run in 7 of
     40 batches under load); on one, never in the same runs. A flush writes a few small files: one thread
     costs it little."""
-    threads = int(lake.con.execute("SELECT current_setting('threads')").fetchone()[0])
-    lake.con.execute("SET threads = 1")
-    try:
+    with lake.threads(1):
         lake.con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
-    finally:
-        lake.con.execute(f"SET threads = {threads}")
 
 
 MERGE_BELOW_BYTES = small_files.FOLD_BELOW_BYTES
