@@ -138,8 +138,13 @@ class Store:
                    else replace(b, preshaped=preshape(self.lake, b.table, b.changes, self._shaper(b.table)))
                    for b in batches]
         tables = ", ".join(b.table for b in batches)
-        return self.lake.retrying(f"{tables}: {len(batches)} batches in one commit",
-                                  lambda: apply_batches(self.lake, batches), commits=1)
+        threads = max((b.threads or 0 for b in batches), default=0) or None
+
+        def work() -> list[dict]:
+            with self.lake.threads(threads):
+                return apply_batches(self.lake, batches)
+
+        return self.lake.retrying(f"{tables}: {len(batches)} batches in one commit", work, commits=1)
 
     def checkpoints(self, table: str) -> dict[str, Checkpoint]:
         """Shard id -> where the sync has read that shard up to."""

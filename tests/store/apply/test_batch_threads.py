@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dynadex.store import Change, Checkpoint, Store
+from dynadex.store import Change, Checkpoint, Store, TableBatch
 from dynadex.types import canonical_item
 from tests.support.store import Hooked, publish_items
 
@@ -17,8 +17,9 @@ def _changes(n: int, version: int) -> list[Change]:
                    version, "s") for i in range(n)]
 
 
-def _threads_seen(st, n: int, threads: int | None, version: int) -> set[int]:
-    """The DuckDB threads each INSERT and DELETE of one batch of ``n`` changes ran on."""
+def _threads_seen(st, n: int, threads: int | None, version: int, *, many: bool = False) -> set[int]:
+    """The DuckDB threads each INSERT and DELETE of one batch of ``n`` changes ran on (``many``: committed by
+    ``apply_many`` beside a small batch of table U that asks for nothing)."""
     con, seen = st.lake.con, set()
 
     def before(sql: str) -> None:
@@ -27,7 +28,12 @@ def _threads_seen(st, n: int, threads: int | None, version: int) -> set[int]:
 
     st.lake.con = Hooked(con, before=before)
     try:
-        st.apply("T", _changes(n, version), [Checkpoint("s1", str(version))], threads=threads)
+        if many:
+            st.apply_many([TableBatch("U", _changes(3, version), [Checkpoint("s1", str(version))]),
+                           TableBatch("T", _changes(n, version), [Checkpoint("s1", str(version))],
+                                      threads=threads)])
+        else:
+            st.apply("T", _changes(n, version), [Checkpoint("s1", str(version))], threads=threads)
     finally:
         st.lake.con = con
     return seen
@@ -46,6 +52,16 @@ def test_a_batch_runs_on_the_threads_asked_and_the_store_gets_its_own_back(tmp_p
         assert _threads_seen(st, 100, 1, version=12) == {1}
         assert _threads(st) == 1
         assert json.loads(st.get("T", '{"pk":{"S":"k7"}}'))["v"] == {"N": "12"}
+
+
+def test_a_shared_commit_runs_on_the_most_threads_any_of_its_batches_asks(tmp_path):
+    for table in ("T", "U"):
+        publish_items(tmp_path, table, [{"pk": {"S": f"k{i}"}} for i in range(5)])
+    with Store(str(tmp_path), read_only=False, threads=1) as st:
+        assert _threads_seen(st, 100, 2, version=10, many=True) == {2}
+        assert _threads(st) == 1
+        assert _threads_seen(st, 100, None, version=11, many=True) == {1}
+        assert json.loads(st.get("U", '{"pk":{"S":"k2"}}'))["v"] == {"N": "11"}
 
 
 def test_a_failed_batch_gives_the_store_its_threads_back_and_commits_nothing(tmp_path):

@@ -123,7 +123,9 @@ class TableBatch:
     ``force`` applies without the version check (recovery images are authoritative as of their window's
     end); ``state_updates`` sets columns of the table's sync state in the same transaction;
     ``replace_checkpoints`` drops every other checkpoint of the table (a new stream after recovery);
-    ``preshaped`` (``preshape`` of the same changes) is used when every upsert won the version check."""
+    ``preshaped`` (``preshape`` of the same changes) is used when every upsert won the version check;
+    ``threads``: DuckDB threads for its statements (a backlog's large batch; a shared commit runs on the most
+    any of its batches asks, decision 0045)."""
 
     table: str
     changes: list[Change]
@@ -133,6 +135,7 @@ class TableBatch:
     state_updates: dict | None = None
     replace_checkpoints: bool = False
     preshaped: Preshaped | None = None
+    threads: int | None = None
 
 
 def apply_changes(lake: Lake, table: str, changes: list[Change], checkpoints: list[Checkpoint] = (),
