@@ -241,6 +241,7 @@ class Lake:
         self.close()
         self.write_id_tables.clear()
         self.registries.clear()
+        self.__dict__.pop("_known_keys", None)  # store/apply/known_keys.py (decision 0045)
         self.__dict__.pop("_key_specs", None)
         self.__dict__.pop("_key_prefixes", None)
         self.__dict__.pop("_rows_estimates", None)
