@@ -105,3 +105,31 @@ def test_without_group_commit_each_batch_commits_alone(tmp_path):
         for t in TABLES[:2]:
             assert shared.apply(t, [_put(t, "b", 1)])["upserts"] == 1
         assert st.lake.current_snapshot() == before + 2 and shared.commits == 2
+
+
+def test_a_batch_is_shaped_while_another_tables_commit_runs(shared):
+    """A sync shapes its batch without waiting for the commit in flight, so the batch waits for the next commit
+    ready, with the others (waiting in ``prepare`` as well made the batches trickle in, two a commit)."""
+    changes = [_put("T1", "a", 3), _put("T1", "b", 4)]
+    assert shared.prepare("T1", changes) is not None  # the table's key is read once, under the lock
+    holding, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def commit_in_flight():
+        with shared._lock:
+            holding.set()
+            release.wait(timeout=10)
+        released.set()
+
+    holder = threading.Thread(target=commit_in_flight)
+    holder.start()
+    holding.wait(timeout=60)
+    try:
+        shaped = shared.prepare("T1", changes)
+        assert not released.is_set()  # shaped while the lock was held
+    finally:
+        release.set()
+        holder.join(timeout=60)
+    assert shaped is not None and set(shaped.keys) == set(shaped.last)
+    out = shared.apply("T1", changes, [Checkpoint("T1-shard", "7")], preshaped=shaped)
+    assert out["upserts"] == 2
+    assert shared.get("T1", '{"pk":{"S":"b"}}') == '{"n":{"N":"4"},"pk":{"S":"b"}}'

@@ -93,18 +93,21 @@ class Store:
     def publish(self, spec: PublishSpec, prepared: PublishPlan | None = None) -> dict:
         return self.lake.retrying(f"publish of {spec.table}", lambda: publish(self.lake, spec, prepared))
 
-    def prepare(self, table: str, changes: list[Change]) -> Preshaped | None:
+    def prepare(self, table: str, changes: list[Change], key: tuple | None = None) -> Preshaped | None:
         """``changes``' upserts shaped for the indexes, outside any transaction and the writer lock (None for a
         batch of one, or where shaping fails: the transaction then shapes what wins, and raises what it raises).
-        Reads nothing from the store once the table's key is known (``Lake.key_spec``, cached), so a sync may
-        prepare its next batch while this store commits the last one on another thread."""
-        return preshape(self.lake, table, changes, self._shaper(table)) if len(changes) > 1 else None
+        Reads nothing from the store once the table's key is known (``Lake.key_spec``, cached; or ``key``, the
+        table's (names, types), given), so a sync may prepare its next batch while this store commits the last
+        one on another thread. With ``key`` it never touches the store's connection (a reopen drops the cache)."""
+        if len(changes) < 2:
+            return None
+        return preshape(self.lake, table, changes, self._shaper(table, key), key)
 
-    def _shaper(self, table: str) -> SqlShaper | None:
+    def _shaper(self, table: str, key: tuple | None = None) -> SqlShaper | None:
         """The table's DuckDB shaping of batches that came as wire JSON (``sql_shape``); None if the table has no
         key yet (the transaction then meets that error)."""
         try:
-            names, types = self.lake.key_spec(table)
+            names, types = key or self.lake.key_spec(table)
         except Exception:  # noqa: BLE001 - not published: the transaction raises its error
             return None
         ident = (table, tuple(names), tuple(types))

@@ -9,6 +9,10 @@ Invariants:
   commit carries every batch waiting by then, one per table, in ONE transaction (``Store.apply_many``). Each
   batch still commits with its own shards' checkpoints (invariant 2), all of them or none; each caller gets
   its own batch's counts, or the exception that stopped it.
+* ``prepare`` shapes a batch WITHOUT the lock (a sync shapes its next batch while another table's commit runs,
+  so its batch is waiting when that commit ends and joins the next one): it is given the table's key, read once
+  under the lock, so it never touches the store's connection. Taking the lock there made every sync wait for
+  one commit to prepare and for another to commit, and the batches trickled in: two a commit, not fifty.
 * One table's bad batch never fails the others': when a shared commit fails, each of its batches is applied
   again alone, and only the one that fails alone gets the error.
 * ``flush_inlined`` flushes the whole store, so the tables' requests are one: a flush runs only once at least
@@ -23,7 +27,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from dynadex.store import Store, TableBatch
+from dynadex.store import Preshaped, Store, TableBatch
 
 
 @dataclass
@@ -45,6 +49,20 @@ class SharedStore:
         self.commits = 0  # commits of batches (one per shared commit)
         self.batches = 0  # batches committed: batches / commits is how many tables a commit carried
         self._since_flush: int | None = None  # commits since this process last flushed; None: never
+        self._keys: dict[str, tuple] = {}  # table -> (key names, key types), read under the lock
+
+    def prepare(self, table: str, changes) -> Preshaped | None:
+        """``Store.prepare``, without waiting for a commit in flight (its key read once, under the lock)."""
+        if len(changes) < 2:
+            return None  # a batch of one is shaped in its transaction (``Store.prepare``)
+        key = self._keys.get(table)
+        if key is None:
+            with self._lock:
+                try:
+                    key = self._keys[table] = self._store.lake.key_spec(table)
+                except Exception:  # noqa: BLE001 - not published: its transaction raises the error, as alone
+                    return None
+        return self._store.prepare(table, changes, key)
 
     def __getattr__(self, name):
         value = getattr(self._store, name)

@@ -72,14 +72,16 @@ class Preshaped:
     """The change list this was made from (``last`` is used only for that very list)."""
 
 
-def preshape(lake: Lake, table: str, changes: list[Change], shaper: SqlShaper | None = None) -> Preshaped | None:
+def preshape(lake: Lake, table: str, changes: list[Change], shaper: SqlShaper | None = None,
+             key: tuple | None = None) -> Preshaped | None:
     """Shape ``changes``' upserts now; None where that fails (a bad image, an unknown table): the transaction
     then shapes what wins as before, and raises what it raised before (or skips a losing change's error).
 
     With a ``shaper``, a batch whose upserts all carry their wire JSON (``RawImage``) and number at least
-    ``SQL_SHAPE_MIN`` is shaped inside DuckDB (``sql_shape``, decision 0044); it checks their keys itself."""
+    ``SQL_SHAPE_MIN`` is shaped inside DuckDB (``sql_shape``, decision 0044); it checks their keys itself.
+    ``key``: the table's (names, types), so the store's connection is not read (another thread may be using it)."""
     try:
-        key_names, key_types = lake.key_spec(table)
+        key_names, key_types = key or lake.key_spec(table)
         last: dict[str, Change] = {}
         for ch in changes:
             last[key_text(ch.keys, key_names)] = ch
