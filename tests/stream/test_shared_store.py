@@ -133,3 +133,14 @@ def test_a_batch_is_shaped_while_another_tables_commit_runs(shared):
     out = shared.apply("T1", changes, [Checkpoint("T1-shard", "7")], preshaped=shaped)
     assert out["upserts"] == 2
     assert shared.get("T1", '{"pk":{"S":"b"}}') == '{"n":{"N":"4"},"pk":{"S":"b"}}'
+
+
+def test_a_groups_first_reads_come_from_one_read_until_a_commit(shared):
+    own = {t: (shared._store.table_state(t), shared._store.checkpoints(t)) for t in TABLES}
+    shared.warm(TABLES)
+    assert shared.lake.key_spec("T0") == (("pk",), ("S",))
+    assert shared.table_state("T0") == own["T0"][0] and shared.checkpoints("T0") == own["T0"][1]
+    shared.apply("T1", [_put("T1", "c", 5)], [Checkpoint("T1-shard", "9")])  # a commit: T1's warm read is stale
+    assert shared.checkpoints("T1")["T1-shard"].sequence_number == "9"
+    assert shared.table_state("T2").last_change_micros == shared._store.table_state("T2").last_change_micros
+    assert shared._warm is None  # dropped at the first read after the commit

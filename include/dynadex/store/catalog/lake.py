@@ -440,6 +440,15 @@ class Lake:
             cache[table] = self.require_table(table).key_prefix
         return cache[table]
 
+    def know_tables(self, states: dict) -> None:
+        """Cache the key spec and key prefix of tables whose ``TableState`` was just read (many at once,
+        ``Store.followed``): what ``key_spec`` and ``key_prefix`` would read, one statement for all."""
+        specs = self.__dict__.setdefault("_key_specs", {})
+        prefixes = self.__dict__.setdefault("_key_prefixes", {})
+        for table, found in states.items():
+            specs.setdefault(table, (found.key_names, found.key_types))
+            prefixes.setdefault(table, found.key_prefix)
+
     def published(self, table: str) -> None:
         """This connection published ``table`` anew: forget what it cached of the table before (its key prefix)."""
         self.__dict__.get("_key_prefixes", {}).pop(table, None)
