@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from dynadex.store import Change, Checkpoint, Store
+from dynadex.store.catalog import state
 from dynadex.stream.shared_store import SharedStore
 from dynadex.types import canonical_item
 from tests.support.poll import wait_until
@@ -137,10 +138,14 @@ def test_a_batch_is_shaped_while_another_tables_commit_runs(shared):
 
 def test_a_groups_first_reads_come_from_one_read_until_a_commit(shared):
     own = {t: (shared._store.table_state(t), shared._store.checkpoints(t)) for t in TABLES}
+    registry = tuple(state.load_registry(shared.lake.con, "T0").columns)
     shared.warm(TABLES)
     assert shared.lake.key_spec("T0") == (("pk",), ("S",))
+    assert shared.lake.registries["T0"] == registry and set(TABLES) <= shared.lake.write_id_tables
     assert shared.table_state("T0") == own["T0"][0] and shared.checkpoints("T0") == own["T0"][1]
     shared.apply("T1", [_put("T1", "c", 5)], [Checkpoint("T1-shard", "9")])  # a commit: T1's warm read is stale
     assert shared.checkpoints("T1")["T1-shard"].sequence_number == "9"
     assert shared.table_state("T2").last_change_micros == shared._store.table_state("T2").last_change_micros
     assert shared._warm is None  # dropped at the first read after the commit
+    shared.apply("T3", [Change({"pk": {"S": "d"}}, canonical_item({"pk": {"S": "d"}, "city": {"S": "Lima"}}), 11, "T3")])
+    assert shared.query("SELECT pk, city FROM T3 WHERE city IS NOT NULL")[1] == [("d", "Lima")]  # a column added

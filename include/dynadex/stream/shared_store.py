@@ -61,8 +61,7 @@ class SharedStore:
         """Every table's state and checkpoints at once (``Store.followed``), for each table's first reads."""
         with self._lock:
             snapshot = self._store.lake.current_snapshot()
-            held = self._store.followed(tables)
-            self._store.lake.know_tables({t: found for t, (found, _) in held.items()})
+            held = self._store.warm(tables)
             self._warm = (snapshot, {t: [found, cps] for t, (found, cps) in held.items()})
 
     def _warmed(self, table: str, i: int):
