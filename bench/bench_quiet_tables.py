@@ -43,9 +43,15 @@ def child(store: str, tables: list[str], until: float) -> None:
     keys = [(store, t) for t in tables]
     quiet = fleet.quiet_tables(keys, lambda s: s, streams, 300.0)
     settings = fleet.FleetSettings(group_commit=os.environ.get("BENCH_GROUP_COMMIT", "1") != "0")
-    result = fleet.follow(quiet, lambda s: s, ddb, streams, s3, until=until, settings=settings)
+    group = fleet.Fleet(quiet, lambda s: s, ddb, streams, s3, settings)  # what fleet.follow runs
+    try:
+        result = group.follow(until)
+        shared = list(group.stores.values())  # how many tables' batches a commit carried
+    finally:
+        group.close()
     print(json.dumps({"applied": sum(s.get("applied", 0) for s in result.stats.values()),
-                      "syncs": sum(s.get("syncs", 0) for s in result.stats.values())}))
+                      "syncs": sum(s.get("syncs", 0) for s in result.stats.values()),
+                      "commits": sum(s.commits for s in shared), "batches": sum(s.batches for s in shared)}))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -94,6 +100,7 @@ def main() -> None:
 
         streams = client("dynamodbstreams")
         procs: dict[int, subprocess.Popen] = {}
+        reports: list[str] = []  # what each group's process printed (its applied, syncs, commits, batches)
         probes: dict[int, list] = {}
         samples = {"idle": {"slots": 0, "rss": 0}, "busy": {"slots": 0, "rss": 0}}
         starts = {"n": 0}
@@ -115,7 +122,7 @@ def main() -> None:
                         continue
                     if p is not None:
                         procs.pop(g)
-                        p.communicate()
+                        reports.append(p.communicate()[0])
                         probes[g] = [TableProbe(q, streams) for q in
                                      fleet.quiet_tables([(store, n) for n in members[g]], lambda s: s, streams, 300.0)]
                     if g not in probes:
@@ -155,9 +162,14 @@ def main() -> None:
         time.sleep(5)  # noqa: let the last writes be applied before the groups end
         stop.set()
         sup.join()
-        for p in procs.values():
-            p.terminate()
-            p.wait()
+        for p in procs.values():  # each group's process ends at ``end``, its syncs at a batch boundary
+            try:
+                reports.append(p.communicate(timeout=60)[0])
+            except subprocess.TimeoutExpired:
+                p.terminate()
+                reports.append(p.communicate()[0])
+        told = [json.loads(line) for r in reports for line in (r or "").splitlines() if line.startswith("{")]
+        commits, batches = sum(t.get("commits", 0) for t in told), sum(t.get("batches", 0) for t in told)
         lags, missing, steady, last = [], 0, [], []  # steady: writes sent 10 s or more into the busy phase
         windows: dict[int, list] = {}  # 10 s of the busy phase -> lags of the writes sent in it (None: missing)
         busy_start = busy_end - args.seconds
@@ -185,6 +197,7 @@ def main() -> None:
                "idle_slots_max": samples["idle"]["slots"], "idle_slots_at_end": idle_slots_at_end,
                "busy_slots_max": samples["busy"]["slots"], "busy_rss_max_mb": round(samples["busy"]["rss"] / 2**20),
                "writes": len(sent), "missing": missing, "task_starts": starts["n"],
+               "commits": commits, "batches_per_commit": round(batches / commits, 1) if commits else None,
                "lag_p50_s": round(pct(lags, 0.5), 3), "lag_p99_s": round(pct(lags, 0.99), 3),
                "lag_max_s": round(lags[-1], 3) if lags else None,
                "steady_lag_p50_s": round(pct(steady, 0.5), 3), "steady_lag_p99_s": round(pct(steady, 0.99), 3),

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from dynadex.store import Change, Checkpoint, Store
+from dynadex.store.catalog import state
 from dynadex.stream.shared_store import SharedStore
 from dynadex.types import canonical_item
 from tests.support.poll import wait_until
@@ -105,3 +106,46 @@ def test_without_group_commit_each_batch_commits_alone(tmp_path):
         for t in TABLES[:2]:
             assert shared.apply(t, [_put(t, "b", 1)])["upserts"] == 1
         assert st.lake.current_snapshot() == before + 2 and shared.commits == 2
+
+
+def test_a_batch_is_shaped_while_another_tables_commit_runs(shared):
+    """A sync shapes its batch without waiting for the commit in flight, so the batch waits for the next commit
+    ready, with the others (waiting in ``prepare`` as well made the batches trickle in, two a commit)."""
+    changes = [_put("T1", "a", 3), _put("T1", "b", 4)]
+    assert shared.prepare("T1", changes) is not None  # the table's key is read once, under the lock
+    holding, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def commit_in_flight():
+        with shared._lock:
+            holding.set()
+            release.wait(timeout=10)
+        released.set()
+
+    holder = threading.Thread(target=commit_in_flight)
+    holder.start()
+    holding.wait(timeout=60)
+    try:
+        shaped = shared.prepare("T1", changes)
+        assert not released.is_set()  # shaped while the lock was held
+    finally:
+        release.set()
+        holder.join(timeout=60)
+    assert shaped is not None and set(shaped.keys) == set(shaped.last)
+    out = shared.apply("T1", changes, [Checkpoint("T1-shard", "7")], preshaped=shaped)
+    assert out["upserts"] == 2
+    assert shared.get("T1", '{"pk":{"S":"b"}}') == '{"n":{"N":"4"},"pk":{"S":"b"}}'
+
+
+def test_a_groups_first_reads_come_from_one_read_until_a_commit(shared):
+    own = {t: (shared._store.table_state(t), shared._store.checkpoints(t)) for t in TABLES}
+    registry = tuple(state.load_registry(shared.lake.con, "T0").columns)
+    shared.warm(TABLES)
+    assert shared.lake.key_spec("T0") == (("pk",), ("S",))
+    assert shared.lake.registries["T0"] == registry and set(TABLES) <= shared.lake.write_id_tables
+    assert shared.table_state("T0") == own["T0"][0] and shared.checkpoints("T0") == own["T0"][1]
+    shared.apply("T1", [_put("T1", "c", 5)], [Checkpoint("T1-shard", "9")])  # a commit: T1's warm read is stale
+    assert shared.checkpoints("T1")["T1-shard"].sequence_number == "9"
+    assert shared.table_state("T2").last_change_micros == shared._store.table_state("T2").last_change_micros
+    assert shared._warm is None  # dropped at the first read after the commit
+    shared.apply("T3", [Change({"pk": {"S": "d"}}, canonical_item({"pk": {"S": "d"}, "city": {"S": "Lima"}}), 11, "T3")])
+    assert shared.query("SELECT pk, city FROM T3 WHERE city IS NOT NULL")[1] == [("d", "Lima")]  # a column added

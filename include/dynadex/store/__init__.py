@@ -17,7 +17,7 @@ from dynadex.store.bulk.chunk_writer import ChunkWriter
 from dynadex.store.bulk.prepare import PublishPlan
 from dynadex.store.bulk.publish import PublishSpec, publish
 from dynadex.store.catalog import state
-from dynadex.store.catalog.lake import Lake
+from dynadex.store.catalog.lake import ALIAS, Lake
 from dynadex.store.catalog.location import StoreLocation, resolve
 from dynadex.store.catalog.state import Checkpoint, TableState
 from dynadex.store.errors import (  # the facade's errors: public API
@@ -27,6 +27,8 @@ from dynadex.store.errors import (  # the facade's errors: public API
     SnapshotBusy,
     StoreError,
 )
+from dynadex.store.layout.names import INVERTED_SCHEMA, ROW_SCHEMA
+from dynadex.store.layout.registry import Registry
 from dynadex.store.reads import QueryResult, Snapshot, SnapshotReader
 from dynadex.store.upkeep import maintenance, small_files
 
@@ -93,18 +95,21 @@ class Store:
     def publish(self, spec: PublishSpec, prepared: PublishPlan | None = None) -> dict:
         return self.lake.retrying(f"publish of {spec.table}", lambda: publish(self.lake, spec, prepared))
 
-    def prepare(self, table: str, changes: list[Change]) -> Preshaped | None:
+    def prepare(self, table: str, changes: list[Change], key: tuple | None = None) -> Preshaped | None:
         """``changes``' upserts shaped for the indexes, outside any transaction and the writer lock (None for a
         batch of one, or where shaping fails: the transaction then shapes what wins, and raises what it raises).
-        Reads nothing from the store once the table's key is known (``Lake.key_spec``, cached), so a sync may
-        prepare its next batch while this store commits the last one on another thread."""
-        return preshape(self.lake, table, changes, self._shaper(table)) if len(changes) > 1 else None
+        Reads nothing from the store once the table's key is known (``Lake.key_spec``, cached; or ``key``, the
+        table's (names, types), given), so a sync may prepare its next batch while this store commits the last
+        one on another thread. With ``key`` it never touches the store's connection (a reopen drops the cache)."""
+        if len(changes) < 2:
+            return None
+        return preshape(self.lake, table, changes, self._shaper(table, key), key)
 
-    def _shaper(self, table: str) -> SqlShaper | None:
+    def _shaper(self, table: str, key: tuple | None = None) -> SqlShaper | None:
         """The table's DuckDB shaping of batches that came as wire JSON (``sql_shape``); None if the table has no
         key yet (the transaction then meets that error)."""
         try:
-            names, types = self.lake.key_spec(table)
+            names, types = key or self.lake.key_spec(table)
         except Exception:  # noqa: BLE001 - not published: the transaction raises its error
             return None
         ident = (table, tuple(names), tuple(types))
@@ -165,6 +170,27 @@ class Store:
             return {t: (states[t], cps[t]) for t in tables}
 
         return self.lake.reading(read)
+
+    def warm(self, tables: list[str]) -> dict[str, tuple[TableState, dict[str, Checkpoint]]]:
+        """``followed(tables)``, and what this connection's first batch of each would read on its own, read for
+        all at once (a group of quiet tables starting, decision 0046): their keys and column registries (one
+        statement each per table: about 1 s for 50 tables here). The registries serve a batch only where
+        ``Lake.retrying`` finds no other writer committed since (as after this connection's own batch)."""
+        held = self.followed(tables)
+
+        def read():
+            self.lake.know_tables({t: found for t, (found, _) in held.items()})
+            for t, columns in state.read_columns_of(self.lake.con, tables).items():
+                self.lake.registries.setdefault(t, tuple(Registry.of(columns).columns))
+            # the tables whose row and inverted indexes have write ids (changes._ensure_write_ids asks per table)
+            rows = self.lake.con.execute(
+                "SELECT table_name FROM duckdb_columns() WHERE database_name = ? AND schema_name IN (?, ?) "
+                "AND column_name = 'write_id' GROUP BY table_name HAVING count(DISTINCT schema_name) = 2",
+                [ALIAS, ROW_SCHEMA, INVERTED_SCHEMA]).fetchall()
+            self.lake.write_id_tables.update(t for (t,) in rows if t in held)
+
+        self.lake.reading(read)
+        return held
 
     def note_caught_up(self, table: str, micros: int) -> None:
         """The sync found every shard at its tip at ``micros``: every change made before then is applied.

@@ -120,6 +120,10 @@ class Fleet:
                                                        threads=self.settings.sync.threads or None),
                                                  flush_every=self.settings.sync.flush_every_batches,
                                                  group_commit=self.settings.group_commit)
+                try:  # every table's state and checkpoints in two statements, for their syncs' first reads
+                    self.stores[store].warm([t for s, t in self.probes if s == store])
+                except Exception as exc:  # noqa: BLE001 - each sync then reads its own, and meets the error there
+                    log.warning("could not read the group's tables at once (%s); each reads its own", exc)
             return self.stores[store]
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from dynadex.gcpause import quiet, settle
 from dynadex.store.apply.batch_shape import check_keys, shape_batch
 from dynadex.store.apply.sql_shape import ArrowShaped, RawImage, SqlShaper, item_of
 from dynadex.store.apply.key_pruning import column_filter, order_filter, order_keys, row_filter, worth_it
+from dynadex.store.apply.known_keys import GONE, kept_by
 from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import ALIAS, NUL_GUARD_ROWS, Lake
 from dynadex.store.catalog.state import Checkpoint
@@ -71,14 +72,16 @@ class Preshaped:
     """The change list this was made from (``last`` is used only for that very list)."""
 
 
-def preshape(lake: Lake, table: str, changes: list[Change], shaper: SqlShaper | None = None) -> Preshaped | None:
+def preshape(lake: Lake, table: str, changes: list[Change], shaper: SqlShaper | None = None,
+             key: tuple | None = None) -> Preshaped | None:
     """Shape ``changes``' upserts now; None where that fails (a bad image, an unknown table): the transaction
     then shapes what wins as before, and raises what it raised before (or skips a losing change's error).
 
     With a ``shaper``, a batch whose upserts all carry their wire JSON (``RawImage``) and number at least
-    ``SQL_SHAPE_MIN`` is shaped inside DuckDB (``sql_shape``, decision 0044); it checks their keys itself."""
+    ``SQL_SHAPE_MIN`` is shaped inside DuckDB (``sql_shape``, decision 0044); it checks their keys itself.
+    ``key``: the table's (names, types), so the store's connection is not read (another thread may be using it)."""
     try:
-        key_names, key_types = lake.key_spec(table)
+        key_names, key_types = key or lake.key_spec(table)
         last: dict[str, Change] = {}
         for ch in changes:
             last[key_text(ch.keys, key_names)] = ch
@@ -165,11 +168,16 @@ def apply_batches(lake: Lake, batches: list[TableBatch], *, reference: bool = Fa
     # theirs together (state.note_batches), except one that also replaces checkpoints or sets state
     alone = [len(batches) < 2 or bool(b.replace_checkpoints or b.state_updates) for b in batches]
     together = [b for b, own in zip(batches, alone) if not own]
+    written: dict[str, dict | None] = {}  # table -> what its row index got (known_keys.KnownKeys.committed)
     with lake.transaction(keep_registries=True):
-        applied = [_apply_in_transaction(lake, b, registries, reference, own) for b, own in zip(batches, alone)]
+        # the snapshot this transaction reads: the tables' kept keys answer its lookups only if they are as of it
+        start = None if reference else lake.con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0]
+        applied = [_apply_in_transaction(lake, b, registries, reference, own, start, written)
+                   for b, own in zip(batches, alone)]
         if together:
             state.note_batches(lake.con, [(b.table, list(b.checkpoints),
                                            max((c.version for c in b.changes), default=None)) for b in together])
+    kept_by(lake).committed(start, written)  # committed: the kept keys move to the snapshot it made
     # committed: each registry as it now is serves this connection's next batch (loading it costs one
     # DuckLake statement, ~7-20 ms of a small batch); a fresh connection after another writer's commit
     # (Lake.retrying) or any other kind of transaction drops them
@@ -179,7 +187,8 @@ def apply_batches(lake: Lake, batches: list[TableBatch], *, reference: bool = Fa
     return applied
 
 
-def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference: bool, record_state: bool) -> dict:
+def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference: bool, record_state: bool,
+                          start: int | None = None, written: dict | None = None) -> dict:
     table, changes, checkpoints, force, preshaped = b.table, b.changes, b.checkpoints, b.force, b.preshaped
     registry = registries[table]
     key_names, key_types = lake.key_spec(table)
@@ -195,14 +204,20 @@ def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference
     applied = {"upserts": 0, "deletes": 0, "stale": 0, "columns_added": 0}
     newest = max((c.version for c in changes), default=None)
     _ensure_write_ids(lake, table)
+    known = None
     if last and (reference or len(last) <= IN_LIST_KEYS):
         # the reference path keeps the plain statements (tests, bench); small tables gain nothing
         rows = 0 if reference or len(last) < 2 else lake.rows_estimate(table)
         narrow = not reference and len(last) > 1 and worth_it(rows)
         most = order_keys(rows)  # key order numbers prune exactly: more keys than the key columns
-        stored = dict(_keyed(con, f"SELECT r.key, r.version FROM {row_table(table)} r", "r.key", list(last),
-                             _row_narrowing(key_names, prefix, list(last), [c.keys for c in last.values()], "r",
-                                            most) if narrow else None))
+        # a small table's keys as of this transaction's snapshot, kept by this connection (known_keys): no lookup
+        known = None if reference else kept_by(lake).at(con, table, start)
+        if known is not None:
+            stored = {k: known[k] for k in last if k in known}
+        else:
+            stored = dict(_keyed(con, f"SELECT r.key, r.version FROM {row_table(table)} r", "r.key", list(last),
+                                 _row_narrowing(key_names, prefix, list(last), [c.keys for c in last.values()],
+                                                "r", most) if narrow else None))
         winners = {}
         for key, ch in last.items():
             old = stored.get(key)
@@ -223,6 +238,9 @@ def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference
     elif last:
         winners = _replace_many(con, table, last, force)
         applied["stale"] = len(last) - len(winners)
+    if last and written is not None:  # what the row index now holds for these keys, or forgotten (None)
+        written[table] = ({k: GONE if ch.item is None else ch.version for k, ch in winners.items()}
+                          if known is not None else None)
     if last and winners:
         if reference:  # the item-by-item path the fast one must equal (tests, bench)
             shaped = Shaped()

@@ -241,6 +241,7 @@ class Lake:
         self.close()
         self.write_id_tables.clear()
         self.registries.clear()
+        self.__dict__.pop("_known_keys", None)  # store/apply/known_keys.py (decision 0046)
         self.__dict__.pop("_key_specs", None)
         self.__dict__.pop("_key_prefixes", None)
         self.__dict__.pop("_rows_estimates", None)
@@ -455,6 +456,15 @@ class Lake:
         if table not in cache:
             cache[table] = self.require_table(table).key_prefix
         return cache[table]
+
+    def know_tables(self, states: dict) -> None:
+        """Cache the key spec and key prefix of tables whose ``TableState`` was just read (many at once,
+        ``Store.followed``): what ``key_spec`` and ``key_prefix`` would read, one statement for all."""
+        specs = self.__dict__.setdefault("_key_specs", {})
+        prefixes = self.__dict__.setdefault("_key_prefixes", {})
+        for table, found in states.items():
+            specs.setdefault(table, (found.key_names, found.key_types))
+            prefixes.setdefault(table, found.key_prefix)
 
     def published(self, table: str) -> None:
         """This connection published ``table`` anew: forget what it cached of the table before (its key prefix)."""

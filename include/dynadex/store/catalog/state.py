@@ -172,6 +172,17 @@ def read_columns(con, table: str) -> list[tuple[tuple[str, ...], str, str, str]]
     return [(tuple(json.loads(p)), k, n, t) for p, k, n, t in rows]
 
 
+def read_columns_of(con, tables: list[str]) -> dict[str, list[tuple[tuple[str, ...], str, str, str]]]:
+    """``read_columns`` of each of ``tables``, in one statement."""
+    out: dict[str, list] = {t: [] for t in tables}
+    if tables:
+        rows = con.execute(f"SELECT table_name, path, kind, column_name, sql_type FROM {COLUMNS} WHERE table_name IN "
+                           f"({', '.join('?' for _ in tables)}) ORDER BY rowid", list(tables)).fetchall()
+        for table, p, k, n, t in rows:
+            out[table].append((tuple(json.loads(p)), k, n, t))
+    return out
+
+
 def load_registry(con, table: str) -> Registry:
     """The table's column registry as stored (one catalog statement)."""
     return Registry.of(read_columns(con, table))
