@@ -211,7 +211,7 @@ def _apply_in_transaction(lake: Lake, b: TableBatch, registries: dict, reference
         narrow = not reference and len(last) > 1 and worth_it(rows)
         most = order_keys(rows)  # key order numbers prune exactly: more keys than the key columns
         # a small table's keys as of this transaction's snapshot, kept by this connection (known_keys): no lookup
-        known = None if reference else kept_by(lake).at(con, table, start)
+        known = None if reference else kept_by(lake).at(con, table, start, lake.rows_estimate(table))
         if known is not None:
             stored = {k: known[k] for k in last if k in known}
         else:

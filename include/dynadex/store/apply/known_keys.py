@@ -37,9 +37,13 @@ class KnownKeys:
         self._tables: dict[str, tuple[int, dict]] = {}  # table -> (snapshot, {key text: version})
         self._too_big: set[str] = set()
 
-    def at(self, con, table: str, snapshot: int | None) -> dict | None:
+    def at(self, con, table: str, snapshot: int | None, rows: int = 0) -> dict | None:
         """``table``'s stored keys -> versions as of ``snapshot`` (this transaction's), scanned now if not kept;
-        None where not kept (too many keys, no snapshot): the caller looks its keys up as before."""
+        None where not kept (too many keys, no snapshot): the caller looks its keys up as before. ``rows``: the
+        table's estimated rows (``Lake.rows_estimate``); above ``MOST_KEYS`` the table is not scanned at all (a
+        large table's first batch would read 50 000 rows for nothing, and its lookup prunes row groups)."""
+        if rows > MOST_KEYS:
+            self._too_big.add(table)
         if snapshot is None or table in self._too_big:
             return None
         entry = self._tables.get(table)
