@@ -65,6 +65,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--idle-seconds", type=float, default=20.0)
     ap.add_argument("--workdir")
+    ap.add_argument("--store", help="the store (default WORKDIR/store); a Postgres catalog URI takes its data "
+                                    "path from DYNADEX_DATA_PATH (default WORKDIR/data)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("STORE", "TABLES", "UNTIL"))
@@ -85,7 +87,9 @@ def main() -> None:
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dynadex-quiet-"))
-    store = str(work / "store")
+    store = args.store or str(work / "store")
+    if store.startswith(("postgres:", "postgresql:")):
+        os.environ.setdefault("DYNADEX_DATA_PATH", str(work / "data"))
     names = [f"Quiet{i:02d}" for i in range(args.tables)]
     with running(stream_shards=1) as aws:
         env = {**os.environ, **aws.env(), "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT)])}
