@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dynadex.serve.errors import BadRequest, QueryFailed
+from dynadex.store.reads import sql_nodes
 
 INDEX_SCHEMAS = ("main", "row_index", "inverted_index")
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -155,8 +156,10 @@ def _parse(sql: str) -> dict:
     return doc
 
 
-def _walk(node, found: dict) -> None:
-    if isinstance(node, dict):
+def _walk(tree, found: dict) -> None:
+    """What ``prepare`` needs of a parsed query, into ``found``: its base tables, table functions, column
+    references and the names of its CTEs."""
+    for node in sql_nodes(tree):
         kind = node.get("type")
         if kind == "BASE_TABLE":
             found["tables"].append(node)
@@ -167,11 +170,6 @@ def _walk(node, found: dict) -> None:
         cte = node.get("cte_map")
         if isinstance(cte, dict):
             found["ctes"].update(str(e.get("key", "")).lower() for e in cte.get("map", []))
-        for value in node.values():
-            _walk(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _walk(value, found)
 
 
 NO_LOCATION = 2**64 - 1

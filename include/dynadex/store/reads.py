@@ -71,19 +71,23 @@ def check_sandboxed(con: duckdb.DuckDBPyConnection, sql: str) -> None:
                              f"{', '.join(refused)}: a sandboxed query reads the store's tables and nothing else")
 
 
-def _table_functions(node) -> list[str]:
+def _table_functions(tree) -> list[str]:
     """The (lower-cased) names of every table function in a ``json_serialize_sql`` tree."""
-    out: list[str] = []
-    stack = [node]
+    return [str((n.get("function") or {}).get("function_name", "?")).lower()
+            for n in sql_nodes(tree) if n.get("type") == "TABLE_FUNCTION"]
+
+
+def sql_nodes(tree):
+    """Every object (dict) of a ``json_serialize_sql`` tree, parents before children, in the tree's order: what
+    the sandbox and the server's reading of a query (``serve.sql``) look for is always a node of some type."""
+    stack = [tree]
     while stack:
         n = stack.pop()
         if isinstance(n, dict):
-            if n.get("type") == "TABLE_FUNCTION":
-                out.append(str((n.get("function") or {}).get("function_name", "?")).lower())
-            stack.extend(n.values())
+            yield n
+            stack.extend(reversed(list(n.values())))
         elif isinstance(n, list):
-            stack.extend(n)
-    return out
+            stack.extend(reversed(n))
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
