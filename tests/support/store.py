@@ -5,10 +5,22 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from dynadex.store import PublishSpec, Store
+from dynadex.store import Change, PublishSpec, Store
 from dynadex.store.layout.names import column_table, inverted_table, row_table
 from dynadex.store.layout.writes import LIVE
 from dynadex.types import canonical_item
+
+
+def random_change(rnd, table: str, r: int, *, keys: int, delete_share: float, extra=None) -> Change:
+    """A change to one of ``keys`` random keys of ``table`` in round ``r`` of a randomized test: a delete
+    (``delete_share`` of them) or a put of ``n`` and ``extra(rnd, r)``'s attributes. Its version is one of the
+    round's two, or 0, older than anything stored (a stale change)."""
+    k = f"{table}{rnd.randrange(keys)}"
+    version = rnd.choice([0, 10 * r + 5, 10 * r + 6])
+    if rnd.random() < delete_share:
+        return Change({"pk": {"S": k}}, None, version, f"{table}-del-{r}")
+    item = {"pk": {"S": k}, "n": {"N": str(rnd.randrange(100))}, **(extra(rnd, r) if extra else {})}
+    return Change({"pk": {"S": k}}, canonical_item(item), version, f"{table}-put-{r}")
 
 
 def publish_items(store_dir, table, items, *, key=("pk",), types=("S",), build="b1", chunks=1, version=1):

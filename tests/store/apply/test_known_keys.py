@@ -15,7 +15,7 @@ from dynadex.store.apply.known_keys import kept_by
 from dynadex.store.layout.names import row_table
 from dynadex.store.layout.shape import key_text
 from dynadex.types import canonical_item
-from tests.support.store import publish_items
+from tests.support.store import publish_items, random_change
 
 TABLES = ("A", "B")
 
@@ -39,14 +39,7 @@ def _rounds(seed: int) -> list[list[TableBatch]]:
         for t in TABLES:
             if rnd.random() < 0.2:
                 continue
-            changes = []
-            for _ in range(rnd.randrange(1, 6)):
-                k = f"{t}{rnd.randrange(16)}"
-                version = rnd.choice([0, 10 * r + 5, 10 * r + 6])  # 0 is older than everything stored: stale
-                if rnd.random() < 0.25:
-                    changes.append(Change({"pk": {"S": k}}, None, version, f"del-{r}"))
-                else:
-                    changes.append(_put(k, version, rnd.randrange(100)))
+            changes = [random_change(rnd, t, r, keys=16, delete_share=0.25) for _ in range(rnd.randrange(1, 6))]
             batches.append(TableBatch(t, changes, [Checkpoint(f"{t}-s", str(r), None, False)]))
         out.append(batches)
     return out

@@ -9,7 +9,7 @@ import pytest
 
 from dynadex.store import Change, Checkpoint, Store, TableBatch
 from dynadex.types import canonical_item
-from tests.support.store import publish_items
+from tests.support.store import publish_items, random_change
 
 TABLES = ("A", "B", "C")
 
@@ -21,6 +21,12 @@ def _published(path) -> str:
     return str(path)
 
 
+def _extra(rnd, r: int) -> dict:
+    """New attributes and kinds for a put: a value found, a set, a round's own column, a number turned string."""
+    return rnd.choice([{"city": {"S": rnd.choice(["Paris", "Lima"])}}, {"tags": {"SS": ["x", "y"]}},
+                       {f"new{r}": {"BOOL": True}}, {"n": {"S": "a string now"}}])
+
+
 def _rounds(seed: int) -> list[list[TableBatch]]:
     """Five rounds of one batch per table: updates, deletes, new keys, new attributes and kinds, stale changes,
     and rounds where a table has nothing to apply but its checkpoints."""
@@ -29,17 +35,8 @@ def _rounds(seed: int) -> list[list[TableBatch]]:
     for r in range(5):
         batches = []
         for t in TABLES:
-            changes = []
-            for _ in range(rnd.randrange(0, 12)):
-                k = f"{t}{rnd.randrange(30)}"
-                version = rnd.choice([0, 10 * r + 5, 10 * r + 6])  # 0 is older than everything stored: stale
-                if rnd.random() < 0.2:
-                    changes.append(Change({"pk": {"S": k}}, None, version, f"{t}-del-{r}"))
-                else:
-                    extra = rnd.choice([{"city": {"S": rnd.choice(["Paris", "Lima"])}}, {"tags": {"SS": ["x", "y"]}},
-                                        {f"new{r}": {"BOOL": True}}, {"n": {"S": "a string now"}}])
-                    item = canonical_item({"pk": {"S": k}, "n": {"N": str(rnd.randrange(100))}, **extra})
-                    changes.append(Change({"pk": {"S": k}}, item, version, f"{t}-put-{r}"))
+            changes = [random_change(rnd, t, r, keys=30, delete_share=0.2, extra=_extra)
+                       for _ in range(rnd.randrange(0, 12))]
             cps = [Checkpoint(f"{t}-shard-{s}", str(100 * r + s), None, r == 4 and s == 0) for s in range(2)]
             batches.append(TableBatch(t, changes, cps, event=("ttl_deletes", {"count": r}) if t == "B" else None))
         out.append(batches)
