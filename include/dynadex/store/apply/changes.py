@@ -31,7 +31,7 @@ from dynadex.store.catalog import state
 from dynadex.store.catalog.lake import ALIAS, NUL_GUARD_ROWS, Lake
 from dynadex.store.catalog.state import Checkpoint
 from dynadex.store.errors import KeyError_
-from dynadex.store.layout.arrow import KIND_ARROW, inverted_arrow, rows_arrow
+from dynadex.store.layout.arrow import arrow_values, python_values
 from dynadex.store.layout.key_order import order_number_sql
 from dynadex.store.layout.names import (
     COLUMN_SCHEMA,
@@ -393,8 +393,7 @@ def _insert(lake: Lake, table: str, key_types: tuple[str, ...], shaped: Shaped, 
             # some number may not fit the column: route value by value (when the batch's figures fit the
             # column's type, every value does, and all stay in the column)
             base = column.sql_type.removesuffix("[]")
-            if not isinstance(values, list):
-                values = values.to_pylist()  # staged by DuckDB (sql_shape): routed value by value as well
+            values = python_values(values)  # staged by DuckDB (sql_shape): routed value by value as well
             main_vals, over_vals = [None] * n, [None] * n
             overflowed = False
             for i, v in enumerate(values):
@@ -430,8 +429,8 @@ def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, 
                    prefix: str | None) -> None:
     """Insert the shaped items into the three indexes; with the table's key ``prefix`` (None: a table published
     before decision 0027) each row and column-index row gets its key order number (store/layout/key_order.py)."""
-    staged = isinstance(shaped, ArrowShaped)
-    con.register("dynadex_rows", shaped.rows if staged else rows_arrow(shaped, key_types))
+    parts = shaped.arrow(key_types)
+    con.register("dynadex_rows", parts.rows)
     key_cols = "key, pk" + (", sk" if len(key_types) > 1 else "")
     order_col, order = ((f", {ROW_KEY_ORDER}", f", {order_number_sql('key', prefix)}") if prefix is not None
                         else ("", ""))
@@ -439,11 +438,11 @@ def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, 
                 f"SELECT {key_cols}, item, version, origin, ?{order} FROM dynadex_rows", [write_id])
     con.unregister("dynadex_rows")
 
-    arrays = {KEY_COLUMN: shaped.keys if staged else pa.array(shaped.keys, pa.string())}
+    arrays = {KEY_COLUMN: parts.keys}
     aliases = []
     for i, (name, (column, values)) in enumerate(out.items()):
         alias = f"c{i}"
-        arrays[alias] = pa.array(values, KIND_ARROW[column.base_kind]) if isinstance(values, list) else values
+        arrays[alias] = arrow_values(values, column.base_kind)
         aliases.append((name, alias, column.sql_type))
     con.register("dynadex_cols", pa.table(arrays))
     names = [quote(KEY_COLUMN)] + [quote(name) for name, _, _ in aliases]
@@ -454,7 +453,7 @@ def _write_indexes(con, table: str, key_types: tuple[str, ...], shaped: Shaped, 
     con.execute(f"INSERT INTO {column_table(table)} ({', '.join(names)}) SELECT {', '.join(select)} FROM dynadex_cols")
     con.unregister("dynadex_cols")
 
-    con.register("dynadex_inv", shaped.inv if staged else inverted_arrow(shaped))
+    con.register("dynadex_inv", parts.inv)
     con.execute(f"INSERT INTO {inverted_table(table)} (path, kind, value, key, write_id) "
                 f"SELECT path, kind, value, key, ? FROM dynadex_inv", [write_id])
     con.unregister("dynadex_inv")

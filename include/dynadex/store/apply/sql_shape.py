@@ -41,7 +41,7 @@ from dynadex.store.bulk.fast_structure import sampled_structure
 from dynadex.store.bulk.fastbuild import column_stats, parse_lines
 from dynadex.store.catalog.extensions import connect
 from dynadex.store.errors import KeyError_
-from dynadex.store.layout.arrow import columns_arrow, inverted_arrow, rows_arrow
+from dynadex.store.layout.arrow import ArrowParts, columns_arrow, inverted_arrow, rows_arrow
 from dynadex.store.layout.names import KEY_COLUMN, staging_name
 from dynadex.store.layout.shape import NumberStats, key_text
 from dynadex.types import canonical_item
@@ -99,6 +99,10 @@ class ArrowShaped:
     @property
     def keys(self):
         return self.cols.column(KEY_COLUMN)
+
+    def arrow(self, key_types: tuple[str, ...]) -> ArrowParts:
+        """The staged tables themselves (``Shaped.arrow``'s contract)."""
+        return ArrowParts(self.rows, self.keys, self.inv)
 
     @cached_property
     def columns(self) -> dict:

@@ -7,10 +7,15 @@ hand DuckDB the same shapes and a part never rounds a value.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
 from dynadex.store.layout.names import KEY_COLUMN, staging_name
-from dynadex.store.layout.shape import Shaped
+
+if TYPE_CHECKING:
+    from dynadex.store.layout.shape import Shaped
 
 KIND_ARROW = {
     "S": pa.string(),
@@ -22,6 +27,28 @@ KIND_ARROW = {
     "BS": pa.list_(pa.binary()),
     "L": pa.list_(pa.string()),
 }
+
+
+@dataclass(frozen=True)
+class ArrowParts:
+    """What the stream apply inserts a batch's upserts from, whichever way they were shaped (``Shaped.arrow``, in
+    Python; ``sql_shape.ArrowShaped.arrow``, in DuckDB): the row index's rows (key, pk[, sk], item, version,
+    origin), the column index's keys in row order, and the inverted entries (path, kind, value, key)."""
+
+    rows: pa.Table
+    keys: pa.Array | pa.ChunkedArray
+    inv: pa.Table
+
+
+def arrow_values(values, kind: str) -> pa.Array | pa.ChunkedArray:
+    """One column's values as Arrow: a Python list (``Shaped``, or routed value by value) converted to its
+    kind's type, an Arrow column (staged by DuckDB) as it is."""
+    return pa.array(values, KIND_ARROW[kind]) if isinstance(values, list) else values
+
+
+def python_values(values) -> list:
+    """One column's values as a Python list, whichever of the two forms ``arrow_values`` takes."""
+    return values if isinstance(values, list) else values.to_pylist()
 
 
 def rows_arrow(shaped: Shaped, key_types: tuple[str, ...]) -> pa.Table:

@@ -22,7 +22,10 @@ import base64
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _json_str  # what json.dumps(ensure_ascii=False) does to a str
 
+import pyarrow as pa
+
 from dynadex.store.errors import KeyError_
+from dynadex.store.layout.arrow import ArrowParts, inverted_arrow, rows_arrow
 from dynadex.store.layout.names import child_text
 from dynadex.types import canonical_json
 
@@ -241,6 +244,10 @@ class Shaped:
     def nul_escaped(self) -> bool:
         """Some item text holds an escaped U+0000 (DuckLake cannot inline every such value)."""
         return any("\\u0000" in text for text in self.items)
+
+    def arrow(self, key_types: tuple[str, ...]) -> ArrowParts:
+        """The rows, keys and inverted entries as Arrow, as the stream apply inserts them."""
+        return ArrowParts(rows_arrow(self, key_types), pa.array(self.keys, pa.string()), inverted_arrow(self))
 
     def add(self, item: dict, key_names: tuple[str, ...], version: int, origin: str,
             key_types: tuple[str, ...] = (), key: str | None = None) -> str:
