@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.fake_streams import ARN, ChainStream, Table  # noqa: E402 - the repository's root, just added
+
 
 def records_for(shard: int, generation: int, per_shard: int, keys: int, seed: int) -> list[dict]:
     """One shard's records: mixed inserts, updates and deletes of ``keys`` keys, images as boto3 hands them."""
@@ -53,54 +55,12 @@ def records_for(shard: int, generation: int, per_shard: int, keys: int, seed: in
     return out
 
 
-class Backlog:
+def backlog(roots: int, generations: int, per_shard: int, keys: int, seed: int):
     """An in-memory Streams endpoint whose ``roots`` lineages each rolled over ``generations`` times, every
-    shard listed (a backlog: the rollovers happened before the sync started)."""
-
-    ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2030-01-01T00:00:00.000"
-
-    def __init__(self, roots: int, generations: int, per_shard: int, keys: int, seed: int):
-        self.shards: dict[str, dict] = {}
-        self.records: dict[str, list[dict]] = {}
-        for r in range(roots):
-            parent = None
-            for g in range(generations):
-                sid = f"shardId-{r:05d}-{g:05d}-{seed:08x}"
-                self.records[sid] = records_for(r, g, per_shard, keys, seed)
-                rng = {"StartingSequenceNumber": self.records[sid][0]["dynamodb"]["SequenceNumber"]}
-                if g < generations - 1:
-                    rng["EndingSequenceNumber"] = self.records[sid][-1]["dynamodb"]["SequenceNumber"]
-                self.shards[sid] = {"ShardId": sid, "SequenceNumberRange": rng,
-                                    **({"ParentShardId": parent} if parent else {})}
-                parent = sid
-        self.open = {sid for sid, s in self.shards.items() if "EndingSequenceNumber" not in s["SequenceNumberRange"]}
-
-    def describe_stream(self, StreamArn, Limit=100, ExclusiveStartShardId=None, ShardFilter=None):  # noqa: N803
-        shards = list(self.shards.values())
-        if ShardFilter:
-            shards = [s for s in shards if s.get("ParentShardId") == ShardFilter["ShardId"]]
-        return {"StreamDescription": {"StreamArn": StreamArn, "Shards": shards}}
-
-    def get_shard_iterator(self, StreamArn, ShardId, ShardIteratorType, SequenceNumber=None, **_):  # noqa: N803
-        pos = 0
-        if ShardIteratorType == "AFTER_SEQUENCE_NUMBER":
-            pos = [r["dynamodb"]["SequenceNumber"] for r in self.records[ShardId]].index(SequenceNumber) + 1
-        return {"ShardIterator": f"{ShardId}|{pos}"}
-
-    def get_records(self, ShardIterator, Limit=1000):  # noqa: N803
-        sid, pos = ShardIterator.split("|")
-        pos = int(pos)
-        recs = self.records[sid][pos:pos + Limit]
-        page = {"Records": recs}
-        if pos + len(recs) < len(self.records[sid]) or sid in self.open:
-            page["NextShardIterator"] = f"{sid}|{pos + len(recs)}"
-        return page
-
-
-class Table:
-    def describe_table(self, TableName):  # noqa: N803
-        return {"Table": {"TableName": TableName, "LatestStreamArn": Backlog.ARN,
-                          "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}}}
+    shard listed (a backlog: the rollovers happened before the sync started), records from ``records_for``."""
+    return ChainStream(roots, generations, per_shard, filters=True, listed=True,
+                       records=lambda r, g: records_for(r, g, per_shard, keys, seed),
+                       shard_id=lambda r, g: f"shardId-{r:05d}-{g:05d}-{seed:08x}")
 
 
 def make_store(path: str, items: int) -> None:
@@ -112,7 +72,7 @@ def make_store(path: str, items: int) -> None:
         for k in range(items):
             w.add(canonical_item({"pk": {"S": f"k{k:08d}"}, "n": {"N": str(k)}, "city": {"S": "Oslo"}}), 1, "bulk")
         w.finish()
-        st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=items, stream_arn=Backlog.ARN,
+        st.publish(PublishSpec("T", "b1", ["c0"], ("pk",), ("S",), total_items=items, stream_arn=ARN,
                                stream_start_micros=0))
 
 
@@ -123,7 +83,7 @@ def run_group(a) -> None:
     from dynadex.stream.shard_groups import ShardGroup
     from dynadex.stream.sync import SyncSettings, TableSync
 
-    streams = Backlog(a.roots, a.generations, a.records // (a.roots * a.generations), a.items * 2, a.seed)
+    streams = backlog(a.roots, a.generations, a.records // (a.roots * a.generations), a.items * 2, a.seed)
     group = ShardGroup.parse(a.group)
     with Store(a.store, read_only=False, threads=1) as st:
         sync = TableSync(st, "T", Table(), streams, None,

@@ -30,7 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-QUIET = Path("/work/plan/QUIET")
 
 
 # ---------------------------------------------------------------- dynadex engine
@@ -224,8 +223,9 @@ def phase(name: str, b: int) -> None:
             f.write(f"{name} {b}\n")
 
 
-def wait_quiet() -> None:
-    while QUIET.exists():
+def wait_quiet(pause_file: str | None) -> None:
+    """Before each run, wait while ``pause_file`` exists (someone else is measuring on the same box)."""
+    while pause_file and Path(pause_file).exists():
         time.sleep(20)
 
 
@@ -248,7 +248,7 @@ def orchestrate(a) -> None:
     outcomes = []
     label = a.label or f"{a.engine} readers={a.readers}/{a.reader} flush={a.flush_every}"
     for run in range(a.runs):
-        wait_quiet()
+        wait_quiet(a.pause_while)
         seed = a.seed + run
         root = tempfile.mkdtemp(prefix="repro-flush-")
         store = str(Path(root, "store"))
@@ -318,6 +318,7 @@ def main() -> None:
     p.add_argument("--writer-threads", type=int, default=0, help="DuckDB threads of the writer (0: DuckDB's)")
     p.add_argument("--pd-hold", action="store_true", help="duckdb engine: also hold the catalog as dynadex does")
     p.add_argument("--label")
+    p.add_argument("--pause-while", metavar="FILE", help="before each run, wait while FILE exists")
     p.add_argument("--logs", default="bench/results/repro-flush-crash")
     a = p.parse_args()
     PHASE_FILE = os.environ.get("REPRO_PHASE_FILE")

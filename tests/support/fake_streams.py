@@ -12,9 +12,13 @@ class ChainStream:
     """A stream whose shards form chains of generations; a child appears only once its parent has been read
     to its end, as with a rollover after the last DescribeStream. Honours ShardFilter when ``filters``."""
 
-    def __init__(self, roots: int, generations: int, per_shard: int, *, filters: bool, keys: int | None = None):
+    def __init__(self, roots: int, generations: int, per_shard: int, *, filters: bool, keys: int | None = None,
+                 records=None, listed: bool = False, shard_id=None):
         """``keys``: the records cycle over this many keys (later records overwrite earlier ones, so the order
-        batches commit in shows in the items); None: every record a key of its own."""
+        batches commit in shows in the items); None: every record a key of its own. ``records(root, generation)``,
+        if given, makes each shard's records instead (sequence numbers rising along a lineage). ``listed``: every
+        shard is listed from the start (a backlog: the rollovers happened before the sync started).
+        ``shard_id(root, generation)`` names the shards."""
         self.filters = filters
         self.records: dict[str, list[dict]] = {}
         self.parent: dict[str, str | None] = {}
@@ -26,17 +30,17 @@ class ChainStream:
         for r in range(roots):
             prev = None
             for g in range(generations):
-                sid = f"shardId-{r:03d}-{g:05d}"
+                sid = shard_id(r, g) if shard_id else f"shardId-{r:03d}-{g:05d}"
                 self.parent[sid] = prev
-                self.records[sid] = []
-                for i in range(per_shard):
+                self.records[sid] = records(r, g) if records else []
+                for i in range(0 if records else per_shard):
                     seq += 1
                     key = f"r{r}g{g}i{i}" if keys is None else f"k{seq % keys}"
                     self.records[sid].append({"eventName": "INSERT", "dynamodb": {
                         "ApproximateCreationDateTime": dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
                         "Keys": {"pk": {"S": key}}, "NewImage": {"pk": {"S": key}, "n": {"N": str(seq)}},
                         "SequenceNumber": f"{seq:021d}"}})
-                if prev is None:
+                if prev is None or listed:
                     self.visible.add(sid)
                 prev = sid
             self.last_gen[r] = prev
