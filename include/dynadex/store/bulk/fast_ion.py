@@ -184,8 +184,8 @@ def _sql_str(text: str, prefix: str = "") -> str:
 
 def skeletons_sql(lines: str, marked: bool = False) -> str:
     """Each distinct skeleton of ``lines`` (column ``skel``) rewritten once: ``sid``, a number for it; ``line``,
-    its translation with each place (a value's or a string's) holding the index of its text in the line's
-    ``fills`` as a JSON string (values' places numbered first, then strings'), or NULL where the translation is
+    its translation with each place holding the index of its text as a JSON string (a value's place its
+    index in the line's ``vals``, a string's in its ``strs``), or NULL where the translation is
     invalid JSON or its rewrite did not keep every place, one for one and of its kind; ``fixed``, the length of
     a line's translation less the texts of its places; with ``marked``, also ``marked``, the translation with
     each place a marker (the text translation, ``ion_lines_sql``)."""
@@ -201,7 +201,7 @@ def skeletons_sql(lines: str, marked: bool = False) -> str:
     values = (f"array_to_string(list_transform(string_split(t, {_chr(_VALUE)}), "
               "(p, i) -> CASE WHEN i = 1 THEN p ELSE (i - 1)::VARCHAR || p END), '')")
     numbered = (f"array_to_string(list_transform(string_split({values}, {_chr(_SLOT)}), "
-                f"(p, i) -> CASE WHEN i = 1 THEN p ELSE (i - 1 + {nv})::VARCHAR || p END), '')")
+                "(p, i) -> CASE WHEN i = 1 THEN p ELSE (i - 1)::VARCHAR || p END), '')")
     sql = (f"SELECT skel, CASE WHEN {kept} THEN {numbered} END AS n, strlen(t) - {nv} - {ns} AS fixed, t AS marked "
            f"FROM (SELECT skel, {item} AS t FROM ({sql}))")
     return (f"SELECT row_number() OVER () AS sid, skel, CASE WHEN json_valid(n) THEN n END AS line, fixed"
@@ -209,9 +209,9 @@ def skeletons_sql(lines: str, marked: bool = False) -> str:
 
 
 def line_parts_sql(source: str) -> str:
-    """SELECT every column of ``source`` (Ion text in ``raw``) plus ``skel``, its skeleton, and ``fills``: its
-    values' texts as they go into the translation, then its strings' (escapes as markers); NULL both where
-    the line cannot be split (see the module)."""
+    """SELECT every column of ``source`` (Ion text in ``raw``) plus ``skel``, its skeleton, ``vals``, its
+    values' texts as they go into the translation, and ``strs``, its strings' (escapes as markers); NULL
+    where the line cannot be split (see the module)."""
     # escapes set aside; a line holding a marker they could be mistaken for has none (NULL). The frame stays in
     # the skeleton (checked and taken off there, once per skeleton)
     body = (f"CASE WHEN NOT contains(raw, '\\') THEN raw WHEN NOT (contains(raw, {_chr(_BSL)}) OR "
@@ -221,8 +221,8 @@ def line_parts_sql(source: str) -> str:
     # a value's text: a blob's base64, or a number without the character before it and a last point ("103.")
     value = "CASE WHEN starts_with(v, '{') THEN v[3:-3] WHEN suffix(v, '.') THEN v[2:-2] ELSE v[2:] END"
     values = literal(VALUES)
-    return (f"SELECT * EXCLUDE (o, strs), list_concat(list_transform(regexp_extract_all(o, {values}), v -> {value}), "
-            f"strs) AS fills, regexp_replace(o, {values}, '\\2\\1' || {_chr(_VALUE)}, 'g') AS skel FROM ("
+    return (f"SELECT * EXCLUDE (o), list_transform(regexp_extract_all(o, {values}), v -> {value}) AS vals, "
+            f"regexp_replace(o, {values}, '\\2\\1' || {_chr(_VALUE)}, 'g') AS skel FROM ("
             f"SELECT * EXCLUDE (parts), CASE WHEN len(parts) % 2 = 1 THEN array_to_string("
             f"list_slice(parts, 1, -1, 2), {_chr(_SLOT)}) END AS o, "
             f"list_slice(parts, 2, -1, 2) AS strs FROM ("
@@ -238,28 +238,29 @@ def _restored(text: str) -> str:
 def ion_tables_sql(source: str) -> list[str]:
     """Statements over ``source`` (Ion text in ``raw``; the first reads it): the temp tables ``ion_parts`` (each
     line's parts, ``line_parts_sql``), ``ion_skeletons`` (``skeletons_sql``), and a SELECT of every column of
-    ``source`` plus ``sid``, its skeleton's, ``vals``, the texts its places take (strings decoded),
+    ``source`` plus ``sid``, its skeleton's, ``vals``, its values' texts, ``strs``, its strings (decoded),
     ``strings_ok``, whether its strings are JSON strings once escaped back (no control character, only JSON's
-    escapes; else ``vals`` is NULL), and ``translen``, the length of its translation (``struct_sql`` builds
+    escapes; else ``strs`` is NULL), and ``translen``, the length of its translation (``struct_sql`` builds
     its typed struct from these), to run last; ``ion_parts`` can go after it."""
     create = [f"CREATE TEMP TABLE ion_parts AS {line_parts_sql(source)}",
               f"CREATE TEMP TABLE ion_skeletons AS {skeletons_sql('ion_parts')}"]
-    # the places' texts as one JSON array: valid exactly where every string is a JSON string (json_valid
-    # refuses control characters and escapes JSON lacks); decoded only where a line holds an escape
-    array = "'[\"' || " + _restored("array_to_string(l.fills, '\",\"')") + " || '\"]'"
-    select = (f"SELECT * EXCLUDE (q, fills), CASE WHEN strings_ok THEN CASE WHEN contains(raw, '\\') THEN "
-              "from_json(q, '[\"VARCHAR\"]') ELSE fills END END AS vals, "
-              "fixed + strlen(q) - 4 - 3 * greatest(len(fills) - 1, 0) AS translen FROM ("
-              "SELECT *, coalesce(json_valid(q), false) AS strings_ok FROM ("
+    # the strings as one JSON array: valid exactly where each is a JSON string (json_valid refuses control
+    # characters and escapes JSON lacks); decoded only where a line holds an escape
+    array = "'[\"' || " + _restored("array_to_string(l.strs, '\",\"')") + " || '\"]'"
+    select = (f"SELECT * EXCLUDE (q, strs), CASE WHEN strings_ok THEN CASE WHEN contains(raw, '\\') THEN "
+              "from_json(q, '[\"VARCHAR\"]') ELSE strs END END AS strs, "
+              "fixed + strlen(array_to_string(vals, '')) + strlen(q) - 4 - 3 * greatest(len(strs) - 1, 0) AS translen "
+              "FROM (SELECT *, coalesce(json_valid(q), false) AS strings_ok FROM ("
               f"SELECT l.* EXCLUDE (skel), s.sid, s.fixed, {array} AS q "
               "FROM ion_parts l LEFT JOIN ion_skeletons s ON l.skel = s.skel))")
     return [*create, select]
 
 
-def struct_sql(k: str, vals: str, structure: dict) -> str:
+def struct_sql(k: str, vals: str, strs: str, structure: dict) -> str:
     """The struct ``from_json`` gives for a line's translation with the item type of ``structure``, built from
-    ``k``, its skeleton's ``line`` parsed with ``index_type(structure)`` (each place's index), and ``vals``,
-    the line's places' texts: each index leaf takes its text. Two differences, which nothing reads: an absent
+    ``k``, its skeleton's ``line`` parsed with ``index_type(structure)`` (each place's index), and the line's
+    ``vals`` and ``strs``: each index leaf takes its text (an S or an SS member a string's, an N, a B or a
+    member of an NS or a BS a value's: the rewrites write no other). Two differences, which nothing reads: an absent
     attribute value is a struct of NULLs, not NULL (every expression of ``fast_sql`` reads a value through
     its tags' fields), and a list the structure has only ever seen empty keeps its elements' index text."""
     n = iter(range(1, 1 << 30))
@@ -269,9 +270,9 @@ def struct_sql(k: str, vals: str, structure: dict) -> str:
         for tag, sub in spec.items():
             f = f"{e}.{quote(tag)}"
             if tag in ("S", "N", "B"):
-                x = f"{vals}[{f}]"
+                x = f"{strs if tag == 'S' else vals}[{f}]"
             elif tag in ("SS", "NS", "BS"):
-                x = f"list_select({vals}, {f})"
+                x = f"list_select({strs if tag == 'SS' else vals}, {f})"
             elif tag == "M":
                 x = f"CASE WHEN {f} IS NOT NULL THEN {fields_sql(f, sub)} END"
             elif tag == "L" and sub[0] != "NULL":
@@ -320,11 +321,13 @@ def ion_lines_sql(source: str) -> str:
     # each place's index in the line's fills: its rank when the values' places sort before the strings'
     order = (f"list_grade_up(list_grade_up(list_transform(regexp_extract_all(marked, {places}), "
              f"(k, i) -> CASE WHEN k = {_chr(_VALUE)} THEN i ELSE i + 100000 END)))")
-    joined = "array_to_string(list_transform(s.pieces, (p, i) -> p || coalesce(l.fills[s.order[i]], '')), '')"
+    joined = ("array_to_string(list_transform(s.pieces, (p, i) -> p || "
+              "coalesce(list_concat(l.vals, l.strs)[s.order[i]], '')), '')")
     skeletons = skeletons_sql("ion_lines", marked=True)
     sql = (f"WITH ion_lines AS MATERIALIZED ({lines}), ion_skeletons AS (SELECT *, "
            f"string_split_regex(marked, {places}) AS pieces, {order} AS order FROM ({skeletons})) "
-           f"SELECT l.* EXCLUDE (skel, fills), CASE WHEN s.line IS NOT NULL AND len(l.fills) = len(s.pieces) - 1 "
+           "SELECT l.* EXCLUDE (skel, vals, strs), CASE WHEN s.line IS NOT NULL "
+           f"AND len(l.vals) + len(l.strs) = len(s.pieces) - 1 "
            f"THEN {joined} END AS j FROM ion_lines l LEFT JOIN ion_skeletons s ON l.skel = s.skel")
     sql = f"SELECT * EXCLUDE (j), {_restored('j')} AS c FROM ({sql})"
     return f"SELECT * EXCLUDE (c), CASE WHEN json_valid(c) THEN c END AS json FROM ({sql})"

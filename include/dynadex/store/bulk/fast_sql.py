@@ -264,7 +264,7 @@ def typed_table_sql(structure: dict, key_names, key_types, *, raw: bool = False,
     item_type = lit(json.dumps({"Item": duck_type(structure)}))
     if raw:  # the struct from_json would give the translation, from the skeleton's and the line's values
         parsed = (f"SELECT l.raw, l.translen, l.strings_ok{kept}, s.line, "
-                  f"{struct_sql('s.k', 'l.vals', structure)} AS j FROM lines l LEFT JOIN "
+                  f"{struct_sql('s.k', 'l.vals', 'l.strs', structure)} AS j FROM lines l LEFT JOIN "
                   f"(SELECT sid, line, from_json(line, {lit(json.dumps({'Item': index_type(structure)}))}) "
                   "AS k FROM ion_skeletons) s USING (sid)")
         inner = f"j, line, raw, translen, strings_ok{kept}"

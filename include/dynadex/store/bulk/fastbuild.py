@@ -263,8 +263,9 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
         total = _check_counts(con, files, isizes, spec, text)
         json_bytes = con.execute(f"SELECT coalesce(sum(strlen({text}) + 1), 0) FROM lines").fetchone()[0]
         seed = structure_seed.read_seed(location, table, build_id)
-        # an ION line's JSON shape is its skeleton's (fast_ion)
-        shapes = "(SELECT s.line FROM lines l JOIN ion_skeletons s USING (sid))" if ion else "lines"
+        # an ION line's JSON shape is its skeleton's (fast_ion): the sample is of the distinct skeletons (all of
+        # them when they are few, as in most exports)
+        shapes = "ion_skeletons" if ion else "lines"
         structure = sampled_structure(con, seed, shapes)
         steps("sample" + (" (seeded)" if seed else ""))
         structure, bad = parse_lines(con, structure, key_names, key_types, total, steps, ion)
