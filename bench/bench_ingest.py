@@ -13,12 +13,17 @@ For a generated export of ITEMS items in CHUNKS files (one chunk per file), prin
   - --ion: the same items as an ION export (same seed), ingested in the same run: items/s and build CPU
     seconds against the JSON ingest (with --baseline-code, the other code's ION ingest too); with
     --ion-python-items N, also N of them as ION through the exact Python path (``DYNADEX_BUILD=python``: how
-    every ION export was built before it took the DuckDB path).
+    every ION export was built before it took the DuckDB path);
+  - --ion --ion-rounds: only the ION target, robust to the box's drift: each of --rounds rounds ingests the
+    JSON export and the ION export (with --baseline-code, with both codes), the order reversed every other
+    round, and the ION / JSON ratio of build CPU seconds is taken within each round; prints each round's
+    figures, the ratios' median and their spread.
 
     .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --publish-scaling
     .venv/bin/python bench/bench_ingest.py --items 10000000 --chunks 64 --baseline-files 4
     .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --baseline-files 2 --ion --ion-python-items 100000
     .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --baseline-code BASE --rounds 3 [--default-chunks]
+    .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --ion --ion-rounds --rounds 5 --baseline-code BASE
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ How: the line is split at its double quotes (escaped quotes and backslashes
 set aside first), so the odd pieces are the strings and the even ones the
 text between them. In that text one RE2 pattern (``VALUES``) finds every
 number where a value can be (after ``:``, ``[`` or ``,``) and every blob:
-their texts go to the line's ``fills``, then its strings' texts, and a
+their texts go to the line's ``vals`` (its strings' to its ``strs``), and a
 marker takes each one's place. What is left, the line's *skeleton*, holds
 its frame, names, brackets, keywords and sets, and no value but
 ``true``/``false``/``null``, so the lines of an export have few distinct
@@ -25,13 +25,13 @@ and rewritten once (``skeletons_sql``), by a few RE2 replacements that see no
 value: ``{`` becomes ``{"M":{`` and so on, a name gets its quotes, a number's
 place ``{"N":"…"}``, a set's members plain strings (only where the set holds
 nothing else), and so on; then each place is written as the index of its
-text in the line's ``fills``, a JSON string (``"3"``). That is the
+text in the line's ``vals`` or ``strs``, a JSON string (``"3"``). That is the
 skeleton's ``line``: its translation with indexes for values. A chunk's
 structure is sampled from these, and ``from_json`` of a skeleton's ``line``
 with the structure's type, its places as INTEGER (``index_type``), is done
 once per skeleton; a line's struct then takes each index leaf's text from its
-``fills`` (``struct_sql``; strings decoded as JSON decodes them, where the
-line has an escape). The guard's length check uses the translation's length,
+lists (``struct_sql``; strings decoded as JSON decodes them, where the line
+has an escape). The guard's length check uses the translation's length,
 the skeleton's fixed part plus the line's texts (``translen``). A pass over a
 line costs about a microsecond whatever it finds, a regexp match about 0.2
 more, list lambdas about 0.1 µs an element (decision 0036): a line pays for
@@ -48,7 +48,7 @@ replaced by its place's text, a JSON string for a JSON string, so both parse
 to structs of one shape, every place at the same leaf (``from_json`` reads a
 value by its position in the document, never by its text); each skeleton
 keeps every place of its line, one for one and of its kind (else it has no
-``line``), so index ``i`` is the ``i``-th text of ``fills``. The translation
+``line``), so index ``i`` is the ``i``-th text of its kind. The translation
 itself is the Ion line token for token, because each rewrite turns one Ion
 token in its own place into one JSON token (a name into a name, a value into
 a value, a bracket into a bracket pair of the same kind), and every value
@@ -262,9 +262,10 @@ def struct_sql(k: str, vals: str, strs: str, structure: dict) -> str:
     """The struct ``from_json`` gives for a line's translation with the item type of ``structure``, built from
     ``k``, its skeleton's ``line`` parsed with ``index_type(structure)`` (each place's index), and the line's
     ``vals`` and ``strs``: each index leaf takes its text (an S or an SS member a string's, an N, a B or a
-    member of an NS or a BS a value's: the rewrites write no other). Two differences, which nothing reads: an absent
-    attribute value is a struct of NULLs, not NULL (every expression of ``fast_sql`` reads a value through
-    its tags' fields), and a list the structure has only ever seen empty keeps its elements' index text."""
+    member of an NS or a BS a value's: the rewrites write no other). Two differences, which nothing reads: an
+    absent attribute value is a struct of NULLs, not NULL (every expression of ``fast_sql`` reads a value
+    through its tags' fields), and a list the structure has only ever seen empty keeps its elements' index
+    text; and where ``k`` is NULL (no skeleton ``line``: the guard refuses the line) a struct of NULLs."""
     n = iter(range(1, 1 << 30))
 
     def av(e: str, spec: dict) -> str:
@@ -322,9 +323,9 @@ def ion_lines_sql(source: str) -> str:
     (``struct_sql`` builds its struct straight from the skeleton and the values); the tests read it."""
     lines = line_parts_sql(source)
     places = literal("[" + _VALUE + _SLOT + "]")
-    # each place's index in the line's fills: its rank when the values' places sort before the strings'
+    # each place's index in the line's values then strings: its rank when the values' places sort first
     order = (f"list_grade_up(list_grade_up(list_transform(regexp_extract_all(marked, {places}), "
-             f"(k, i) -> CASE WHEN k = {_chr(_VALUE)} THEN i ELSE i + 100000 END)))")
+             f"(k, i) -> CASE WHEN k = {_chr(_VALUE)} THEN i ELSE i + {1 << 30} END)))")
     joined = ("array_to_string(list_transform(s.pieces, (p, i) -> p || "
               "coalesce(list_concat(l.vals, l.strs)[s.order[i]], '')), '')")
     skeletons = skeletons_sql("ion_lines", marked=True)
