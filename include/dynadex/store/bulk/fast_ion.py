@@ -249,7 +249,7 @@ def ion_tables_sql(source: str) -> list[str]:
     # the strings as one JSON array: valid exactly where each is a JSON string (json_valid refuses control
     # characters and escapes JSON lacks); decoded only where a line holds an escape
     array = "'[\"' || " + _restored("array_to_string(l.strs, '\",\"')") + " || '\"]'"
-    select = (f"SELECT * EXCLUDE (q, strs), CASE WHEN strings_ok THEN CASE WHEN contains(raw, '\\') THEN "
+    select = (f"SELECT * EXCLUDE (q, strs, fixed), CASE WHEN strings_ok THEN CASE WHEN contains(raw, '\\') THEN "
               "from_json(q, '[\"VARCHAR\"]') ELSE strs END END AS strs, "
               "fixed + strlen(array_to_string(vals, '')) + strlen(q) - 4 - 3 * greatest(len(strs) - 1, 0) AS translen "
               "FROM (SELECT *, coalesce(json_valid(q), false) AS strings_ok FROM ("
