@@ -13,12 +13,17 @@ For a generated export of ITEMS items in CHUNKS files (one chunk per file), prin
   - --ion: the same items as an ION export (same seed), ingested in the same run: items/s and build CPU
     seconds against the JSON ingest (with --baseline-code, the other code's ION ingest too); with
     --ion-python-items N, also N of them as ION through the exact Python path (``DYNADEX_BUILD=python``: how
-    every ION export was built before it took the DuckDB path).
+    every ION export was built before it took the DuckDB path);
+  - --ion --ion-rounds: only the ION target, robust to the box's drift: each of --rounds rounds ingests the
+    JSON export and the ION export (with --baseline-code, with both codes), the order reversed every other
+    round, and the ION / JSON ratio of build CPU seconds is taken within each round; prints each round's
+    figures, the ratios' median and their spread.
 
     .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --publish-scaling
     .venv/bin/python bench/bench_ingest.py --items 10000000 --chunks 64 --baseline-files 4
     .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --baseline-files 2 --ion --ion-python-items 100000
     .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --baseline-code BASE --rounds 3 [--default-chunks]
+    .venv/bin/python bench/bench_ingest.py --items 1000000 --chunks 16 --ion --ion-rounds --rounds 5 --baseline-code BASE
 """
 
 from __future__ import annotations
@@ -118,6 +123,39 @@ def report(name: str, doc: dict, base: float, duck: float) -> None:
               f"publish {cpu['publish']:.1f}{start} | all {sum(cpu.values()):.1f}")
 
 
+def ion_rounds(a) -> None:
+    """--ion --ion-rounds: per round, this code's JSON ingest and each code's ION ingest of the same items, in an
+    order that alternates between rounds; the ION/JSON ratio of build CPU seconds within each round, so every
+    ratio compares ingests run minutes apart, then the median and the spread over the rounds."""
+    import statistics
+
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="dynadex-bench-"))
+    summary = export_at(work, a.items, a.chunks)
+    ion_summary = export_at(work / "ion", a.items, a.chunks, "ION")
+    runs = [("JSON", summary, work / "store-json", None)]
+    if a.baseline_code:
+        runs.append(("ION, baseline code", ion_summary, work / "store-ion-baseline", a.baseline_code))
+    runs.append(("ION, this code", ion_summary, work / "store-ion", None))
+    cpu: dict[str, list[float]] = {name: [] for name, *_ in runs}
+    for r in range(a.rounds):
+        for name, s, store, code in (runs if r % 2 == 0 else list(reversed(runs))):
+            doc = ingest(s, store, a.chunks, code)
+            cpu[name].append(doc["cpu_seconds"]["build"])
+            print(f"round {r + 1} {name}: build CPU {cpu[name][-1]:.1f} s, wall {doc['wall']:.1f} s "
+                  f"({os.getloadavg()[0]:.1f} load)", flush=True)
+    for name in cpu:
+        f = cpu[name]
+        print(f"{name}: build CPU s {', '.join(f'{x:.1f}' for x in f)}; median {statistics.median(f):.1f}")
+    for name in list(cpu)[1:]:
+        ratios = [j / i for j, i in zip(cpu["JSON"], cpu[name])]
+        print(f"{name} / JSON, items per build CPU second, per round: {', '.join(f'{x:.2f}' for x in ratios)}; "
+              f"median {statistics.median(ratios):.2f}x, {min(ratios):.2f}-{max(ratios):.2f}x")
+    if a.baseline_code:
+        ratios = [b / t for b, t in zip(cpu["ION, baseline code"], cpu["ION, this code"])]
+        print(f"ION build CPU, baseline / this code, per round: {', '.join(f'{x:.2f}' for x in ratios)}; "
+              f"median {statistics.median(ratios):.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=1_000_000)
@@ -132,7 +170,12 @@ def main() -> None:
     ap.add_argument("--default-chunks", action="store_true",
                     help="the ingest's own chunk size (two chunks per core) rather than one chunk per file")
     ap.add_argument("--rounds", type=int, default=1, help="ingests of each code, alternately (the best is shown)")
+    ap.add_argument("--ion-rounds", action="store_true",
+                    help="with --ion: only the ION target, each round a JSON ingest and the ION ingest of each code "
+                         "(order alternating), ratios of build CPU seconds per round, their median and spread")
     a = ap.parse_args()
+    if a.ion and a.ion_rounds:
+        return ion_rounds(a)
     work = Path(a.workdir or tempfile.mkdtemp(prefix="dynadex-bench-"))
     from dynadex.export import read_export
 

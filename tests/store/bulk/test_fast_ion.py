@@ -22,9 +22,10 @@ from dynadex.local_aws.exports import ion_line as emulator_ion_line
 from dynadex.store import resolve
 from dynadex.store.bulk.build import build_chunk
 from dynadex.store.bulk.chunk_manifest import read_manifest
-from dynadex.store.bulk.fast_ion import ion_lines_sql
+from dynadex.store.bulk import fast_ion, fast_sql
+from dynadex.store.bulk.fast_ion import ion_lines_sql, ion_tables_sql
 from dynadex.store.bulk.fastbuild import build_chunk_fast
-from dynadex.store.bulk.fast_structure import TAGS, wrong_json_type
+from dynadex.store.bulk.fast_structure import TAGS, clean, wrong_json_type
 from dynadex.store.bulk.plan import plan_chunks
 from dynadex.store.catalog.extensions import connect
 from dynadex.types import canonical_json
@@ -161,6 +162,65 @@ def test_the_conversion_gives_the_python_parsers_item_or_nothing():
         except Exception:
             continue  # the parser refuses it: the guard does too (the build tests below)
         assert out is None or canonical_json(json.loads(out)["Item"]) == canonical_json(item), raw
+
+
+def _typed_rows(con, structure: dict, raw: bool) -> dict:
+    con.execute("DROP TABLE IF EXISTS typed")
+    con.execute(fast_sql.typed_table_sql(structure, *KEY, raw=raw, carry=("n",)))
+    return {n: (ok, key if ok else None, item if ok else None)
+            for n, ok, key, item in con.execute("SELECT n, ok, key, item FROM typed").fetchall()}
+
+
+def test_each_line_is_typed_and_guarded_as_its_translation_would_be():
+    """The build never writes a line's translation: it types the line from its skeleton, parsed once, and its
+    values (``struct_sql``), and checks it with the translation's length. Over every kind of line (AWS's, odd
+    strings and names, lines outside the domain, invalid ones, random ones), the guard admits exactly the
+    lines it admits from their translations, with the same key and item text."""
+    rnd = random.Random(7)
+    tricky = ['a:1,b:[2]', '\\"}},{', '\\/\\b\\f\\n\\r\\t', '🎉', '', "x'y", '\\\\', 'tab\there', 'ctl\x01']
+    lines = [gen_export.ion_line(ion_item(i, rnd)) for i in range(60)]
+    lines += [f'$ion_1_0 {{Item:{{pk:"{s}",sk:1.,l:["{s}",$dynamodb_SS::["{s}","z{s}"],{{\'{n}\':"{s}"}}]}}}}'
+              for s in tricky for n in ("a b", "x")]
+    lines += VALID_BUT_OUTSIDE + INVALID + [plain(i) for i in range(3)]
+    for i in range(1500):
+        names = rnd.sample(_ODD_NAMES, rnd.randint(1, 4))
+        lines.append(f'$ion_1_0 {{Item:{{pk:"u{i}",sk:{i}.,' + ",".join(f"{n}:{_odd_value(rnd)}" for n in names) + "}}")
+    con = connect()
+    con.execute("CREATE TEMP TABLE src AS SELECT unnest(?) AS raw, generate_subscripts(?, 1) AS n", [lines, lines])
+    con.execute(f"CREATE TEMP TABLE translated AS SELECT n, json AS line FROM ({ion_lines_sql('src')})")
+    structure = clean(json.loads(con.execute(
+        "SELECT json_group_structure(json_extract(line, '$.Item')) FROM translated").fetchone()[0]))
+    con.execute("ALTER TABLE translated RENAME TO lines")
+    from_text = _typed_rows(con, structure, raw=False)
+    con.execute("DROP TABLE lines")
+    *tables, select = ion_tables_sql("src")
+    for statement in tables:
+        con.execute(statement)
+    con.execute(f"CREATE TEMP TABLE lines AS {select}")
+    direct = _typed_rows(con, structure, raw=True)
+    assert direct == from_text
+    admitted = sum(ok for ok, _k, _i in direct.values())
+    assert admitted > 150 and len(direct) - admitted > 100
+
+
+@pytest.mark.parametrize("fault", ["regexp_replace(o, chr(1), '')",  # a string's place lost: its text unplaced
+                                   "regexp_replace(o, chr(5), chr(5) || chr(5))",  # a value's place doubled
+                                   "regexp_replace(o, chr(5), chr(1))"])  # a value's place taken for a string's
+def test_a_skeleton_whose_rewrite_loses_or_adds_a_place_gives_no_translation(monkeypatch, fault):
+    """Each place of a skeleton is numbered by its rank (values first, then strings) and takes that text of the
+    line: a skeleton rewrite that did not keep every place, one for one and of its kind, leaves its lines
+    untranslated and untyped rather than shifting what follows into the wrong places."""
+    lines = [gen_export.ion_line(ion_item(i, random.Random(i))) for i in range(5)] + [plain(1), plain(2)]
+    con = connect()
+    con.execute("CREATE TEMP TABLE src AS SELECT unnest(?) AS raw", [lines])
+    assert all(out is not None for _raw, out in con.execute(ion_lines_sql("src")).fetchall())
+    steps = fast_ion.rewrite_steps()
+    monkeypatch.setattr(fast_ion, "rewrite_steps", lambda: [*steps, fault])
+    assert [out for _raw, out in con.execute(fast_ion.ion_lines_sql("src")).fetchall()] == [None] * len(lines)
+    *tables, _select = fast_ion.ion_tables_sql("src")
+    for statement in tables:
+        con.execute(statement)
+    assert con.execute("SELECT count(*), count(line) FROM ion_skeletons").fetchone() == (6, 0)  # plain lines share one
 
 
 @pytest.mark.parametrize("odd", VALID_BUT_OUTSIDE)

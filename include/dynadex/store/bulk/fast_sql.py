@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 from dynadex.limits import MAX_ITEM_BYTES
+from dynadex.store.bulk.fast_ion import index_type, struct_sql
 from dynadex.store.bulk.fast_structure import (
     SETS,
     TAGS,
@@ -226,10 +227,13 @@ def _concat(lists: list) -> str:
 
 def typed_table_sql(structure: dict, key_names, key_types, *, raw: bool = False, carry: tuple[str, ...] = ()) -> str:
     """CREATE the temp table ``typed(j, key, item, ok, bad_line)`` from ``lines``: each line parsed with the
-    structure, its canonical key and item text, and whether it passes every guard. ``raw``: ``lines`` also
-    holds each line's Ion text (``fast_ion``), kept as ``bad_raw`` where the guard refuses the line, and
-    ``line`` is its translation, whose values have their JSON types by construction (the RE2 type scan,
-    0.9 µs a line, is left out; tests/store/bulk/test_fast_ion.py). ``carry``: columns of ``lines`` that
+    structure, its canonical key and item text, and whether it passes every guard. ``raw``: ``lines`` holds
+    ION lines (``fast_ion.ion_tables_sql``: each line's Ion text, kept as ``bad_raw`` where the guard refuses
+    the line, its skeleton and its values): each is typed as ``from_json`` types its translation
+    (``fast_ion.struct_sql``) and checked as that translation would be, with its length ``translen`` and
+    its skeleton's ``line`` (the translation's JSON shape, frame and names; ``bad_line``, the structure's
+    refinements read it); its values have their JSON types by construction (the RE2 type scan, 0.9 µs a
+    line, is left out; tests/store/bulk/test_fast_ion.py). ``carry``: columns of ``lines`` that
     ``typed`` keeps as they are (the stream apply's key, version and origin per line)."""
     gen = _Gen()
     kept = "".join(f", {ident(c)}" for c in carry)
@@ -247,19 +251,31 @@ def typed_table_sql(structure: dict, key_names, key_types, *, raw: bool = False,
         key_checks.append(f"{f} IS NOT NULL")
     key_text = "'{' || " + " || ',' || ".join(key_parts) + " || '}'"
     like_tags = frozenset(names(structure, set()) & set(TAGS) - {"M"})
+    # an ION line: ``line`` is its skeleton's translation, places as indexes (``fast_ion``), whose JSON shape,
+    # frame and names are the translation's; its own length is ``translen``
+    length = "translen" if raw else "strlen(line)"
     ok = " AND ".join(
-        ["starts_with(line, '{\"Item\":{')", "ends_with(line, '}')", "NOT contains(line, '\\u')",
-         f"strlen(line) <= {MAX_ITEM_BYTES}",  # a line's bytes bound its item's size; longer ones: Python checks
+        ["starts_with(line, '{\"Item\":{')", "ends_with(line, '}')",
+         "NOT contains(raw, '\\u') AND strings_ok" if raw else "NOT contains(line, '\\u')",
+         f"{length} <= {MAX_ITEM_BYTES}",  # a line's bytes bound its item's size; longer ones: Python checks
          # an ION line's translation writes each type tag with a value of its JSON type (fast_ion): no scan there
          *([] if raw else [f"NOT regexp_matches(line, {lit(wrong_json_type(like_tags))})"]),
-         "item IS NOT NULL", "strlen(item) = strlen(line) - 9", *name_counts_equal(like_tags), *key_checks, *guards])
+         "item IS NOT NULL", f"strlen(item) = {length} - 9", *name_counts_equal(like_tags), *key_checks, *guards])
+    item_type = lit(json.dumps({"Item": duck_type(structure)}))
+    if raw:  # the struct from_json would give the translation, from the skeleton's and the line's values
+        parsed = (f"SELECT l.raw, l.translen, l.strings_ok{kept}, s.line, "
+                  f"{struct_sql('s.k', 'l.vals', 'l.strs', structure)} AS j FROM lines l LEFT JOIN "
+                  f"(SELECT sid, line, from_json(line, {lit(json.dumps({'Item': index_type(structure)}))}) "
+                  "AS k FROM ion_skeletons) s USING (sid)")
+        inner = f"j, line, raw, translen, strings_ok{kept}"
+    else:
+        parsed = f"SELECT line{kept}, from_json(line, {item_type}) AS j FROM lines"
+        inner = f"j, line{kept}"
     return (
         f"CREATE TEMP TABLE typed AS SELECT j, key, item, ok, CASE WHEN NOT ok THEN line END AS bad_line"
         f"{', CASE WHEN NOT ok THEN raw END AS bad_raw' if raw else ''}{kept} FROM "
         f"(SELECT *, coalesce({ok}, false) AS ok FROM "
-        f"(SELECT j, line{', raw' if raw else ''}{kept}, {key_text} AS key, {item_text} AS item FROM "
-        f"(SELECT line{', raw' if raw else ''}{kept}, from_json(line, {lit(json.dumps({'Item': duck_type(structure)}))}) AS j "
-        "FROM lines)))")
+        f"(SELECT {inner}, {key_text} AS key, {item_text} AS item FROM ({parsed})))")
 
 
 def rows_sql(structure: dict, key_names, key_types, version: int | None, origin: str | None) -> str:

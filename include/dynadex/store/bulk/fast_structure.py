@@ -171,8 +171,9 @@ def duck_type(spec):
     return spec
 
 
-def sampled_structure(con, seed: dict | None = None) -> dict:
-    """The item structure of ``lines`` from its first lines plus a seeded reservoir (deterministic), pruned.
+def sampled_structure(con, seed: dict | None = None, lines: str = "lines") -> dict:
+    """The item structure of ``lines`` (a table or subquery with a column ``line``) from its first lines plus a
+    seeded reservoir (deterministic), pruned.
 
     With a ``seed`` (a structure the build's earlier chunks found, ``structure_seed``) the reservoir is
     ``SEEDED_SAMPLE_ROWS`` and the result is the union of both (the sample alone where they conflict). Any
@@ -181,8 +182,8 @@ def sampled_structure(con, seed: dict | None = None) -> dict:
     rows = SAMPLE_ROWS if seed is None else min(SAMPLE_ROWS, SEEDED_SAMPLE_ROWS)
     sample = con.execute(
         "SELECT json_group_structure(json_extract(line, '$.Item')) FROM "
-        f"((SELECT line FROM lines LIMIT {SAMPLE_HEAD}) UNION ALL "
-        f"(SELECT line FROM lines USING SAMPLE reservoir({rows} ROWS) REPEATABLE (7)))"
+        f"((SELECT line FROM {lines} LIMIT {SAMPLE_HEAD}) UNION ALL "
+        f"(SELECT line FROM {lines} USING SAMPLE reservoir({rows} ROWS) REPEATABLE (7)))"
     ).fetchone()[0]
     found = clean(json.loads(sample) if sample else "NULL")
     if not seed:

@@ -37,11 +37,12 @@ what the build's earlier chunks found (``structure_seed``: a seeded chunk
 samples a tenth as many lines). It only decides how lines are parsed, never
 what a segment holds: the guard above refuses any line it does not cover.
 
-An ION export's lines are first converted to DynamoDB JSON lines inside
-DuckDB (``fast_ion``, which gives NULL for any line it cannot translate
-token for token); the guard then runs on the translation, and every line it
-refuses, or that has none, is shaped by the exact Ion parser from its Ion
-text. So an ION segment is byte-for-byte what the Python path writes for the
+An ION export's lines are typed inside DuckDB as their DynamoDB JSON
+translations would parse (``fast_ion``: from each distinct skeleton, parsed
+once, and each line's values; no JSON text per line, and no typing for a
+line it cannot translate token for token); the guard then runs as on the
+translation, and every line it refuses, or that has none, is shaped by the
+exact Ion parser from its Ion text. So an ION segment is byte-for-byte what the Python path writes for the
 same ION chunk, and the same as a JSON export of the same items gives
 (tests/store/bulk/test_fast_ion.py).
 
@@ -143,16 +144,21 @@ def _local_files(export: Export, spec: ChunkSpec, tmp: str) -> tuple[list[str], 
 
 def read_lines(con, files: list[str], ion: bool = False) -> None:
     """Temp table ``lines(line, filename)``: every line of the gzip files, raw (the delimiter chr(1) cannot
-    appear unescaped in valid JSON, so each line is one value). Of an ION export, ``lines(line, raw,
-    filename)``: each Ion line as ``raw`` and its DynamoDB JSON (``fast_ion``; NULL where it has none) as
-    ``line``."""
+    appear unescaped in valid JSON, so each line is one value). Of an ION export, ``lines(raw, filename, sid,
+    vals, strings_ok, translen)`` and ``ion_skeletons``: each Ion line as ``raw`` and the parts ``fast_ion``
+    builds its typed struct from (its skeleton, whose ``line`` is the translation's JSON shape, and its
+    values)."""
     read = ("SELECT {} FROM read_csv(?, columns = {{'{}': 'VARCHAR'}}, delim = chr(1), quote = '', escape = '', "
             "header = false, auto_detect = false, compression = 'gzip', filename = true, new_line = '\\n')")
     if not ion:
         con.execute("CREATE TEMP TABLE lines AS " + read.format("line, filename", "line"), [files])
         return
-    con.execute("CREATE TEMP TABLE lines AS SELECT json AS line, raw, filename FROM ("
-                + fast_ion.ion_lines_sql("(" + read.format("raw, filename", "raw") + ")") + ")", [files])
+    first, *rest, select = fast_ion.ion_tables_sql("(" + read.format("raw, filename", "raw") + ")")
+    con.execute(first, [files])
+    for statement in rest:
+        con.execute(statement)
+    con.execute("CREATE TEMP TABLE lines AS " + select)
+    con.execute("DROP TABLE ion_parts")
 
 
 def _check_counts(con, files: list[str], isizes: list[int], spec: ChunkSpec, text: str) -> int:
@@ -257,10 +263,14 @@ def build_chunk_fast(export: Export, spec: ChunkSpec, location: StoreLocation, t
         total = _check_counts(con, files, isizes, spec, text)
         json_bytes = con.execute(f"SELECT coalesce(sum(strlen({text}) + 1), 0) FROM lines").fetchone()[0]
         seed = structure_seed.read_seed(location, table, build_id)
-        structure = sampled_structure(con, seed)
+        # an ION line's JSON shape is its skeleton's (fast_ion): the sample is of the distinct skeletons (all of
+        # them when they are few, as in most exports)
+        shapes = "ion_skeletons" if ion else "lines"
+        structure = sampled_structure(con, seed, shapes)
         steps("sample" + (" (seeded)" if seed else ""))
         structure, bad = parse_lines(con, structure, key_names, key_types, total, steps, ion)
         con.execute("DROP TABLE lines")
+        con.execute("DROP TABLE IF EXISTS ion_skeletons")
         exprs = fast_sql.column_exprs(structure)
         stats_list = column_stats(con, exprs)
         filled = [n for n, s in zip(sorted(exprs), stats_list) if s.count]
