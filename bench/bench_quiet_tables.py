@@ -54,6 +54,23 @@ def child(store: str, tables: list[str], until: float) -> None:
                       "commits": sum(s.commits for s in shared), "batches": sum(s.batches for s in shared)}))
 
 
+def write_timeline(path: str, sent: dict, store: str, names: list[str], busy_start: float) -> None:
+    """Each second of the busy phase: the most and the mean lag of the writes sent in it, and how many landed."""
+    from dynadex.store import Store
+
+    seconds: dict[int, list] = {int(t0 - busy_start): [] for t0 in sent.values()}
+    with Store(store) as st:
+        for n in names:
+            got = dict(st.query(f'SELECT pk, write_id FROM row_index."{n}"')[1])
+            for (table, k), t0 in sent.items():
+                if table == n and k in got:
+                    seconds[int(t0 - busy_start)].append(got[k] / 1e9 - t0)
+    with open(path, "w") as f:
+        f.write("second,most_lag_s,mean_lag_s,writes_applied\n")
+        for sec, xs in sorted(seconds.items()):
+            f.write(f"{sec},{max(xs, default=0):.3f},{sum(xs) / len(xs) if xs else 0:.3f},{len(xs)}\n")
+
+
 def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
 
@@ -68,6 +85,8 @@ def main() -> None:
     ap.add_argument("--store", help="the store (default WORKDIR/store); a Postgres catalog URI takes its data "
                                     "path from DYNADEX_DATA_PATH (default WORKDIR/data)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--timeline", help="also write, for each second of sending, its writes' most and mean lag to "
+                                       "this CSV file (a stall shows as a run of seconds whose writes all wait)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("STORE", "TABLES", "UNTIL"))
     args = ap.parse_args()
@@ -211,6 +230,8 @@ def main() -> None:
                "p99_by_10s": [round(pct(sorted(x for x in w if x is not None), 0.99), 1)
                               for _, w in sorted(windows.items())],
                "missing_by_10s": [sum(x is None for x in w) for _, w in sorted(windows.items())]}
+        if args.timeline:
+            write_timeline(args.timeline, sent, store, names, busy_start)
         print(json.dumps(out))
 
 
