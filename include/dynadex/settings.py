@@ -213,6 +213,12 @@ CATALOG_WAL_INDEX = _declare("DYNADEX_CATALOG_WAL_INDEX", BOOL, True, "A served 
                              "(a commit writes a new one); off: it reads the catalog at every `get` (decision "
                              "0040).", group="serve")
 
+CATALOG_SIDE_READER = _declare("DYNADEX_CATALOG_SIDE_READER", BOOL, True, "A served `get` reads a SQLite "
+                               "catalog's rows (the newest snapshot, a new snapshot's changes, inlined rows and sync "
+                               "state) through Python's `sqlite3` in a child process, on one connection kept open "
+                               "(decision 0047); off: each read is a `sqlite_query` of DuckDB's, which opens a SQLite "
+                               "connection for each.", group="serve")
+
 SERVE_WARM_SECONDS = _declare("DYNADEX_SERVE_WARM_SECONDS", FLOAT, 0.001, "How often the server looks whether "
                               "the SQLite catalog committed (its WAL index header): at a new snapshot it makes the "
                               "point-read plans and sync states of the tables recently got before a `get` needs "

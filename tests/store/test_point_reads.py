@@ -233,8 +233,9 @@ def test_a_get_reads_the_newest_snapshot_while_batches_commit_and_flush(tmp_path
 
 
 def test_the_catalog_read_by_sqlite_itself_is_what_duckdbs_scan_reads(tmp_path):
-    """``_catalog_rows`` answers through ``sqlite_query`` on a SQLite catalog and through DuckDB's scan of the
-    attached catalog otherwise (a PostgreSQL catalog): both give the same plans, states and checks."""
+    """``_catalog_rows`` answers through the side reader (Python's sqlite3 in a child process) or ``sqlite_query``
+    on a SQLite catalog and through DuckDB's scan of the attached catalog otherwise (a PostgreSQL catalog): all
+    three give the same plans, states and checks."""
     store = tmp_path / "store"
     publish_items(store, "T", [{"pk": {"S": f"k{i}"}, "n": {"N": "0"}} for i in range(100)])
     with Store(str(store), read_only=False) as w:
@@ -246,17 +247,60 @@ def test_the_catalog_read_by_sqlite_itself_is_what_duckdbs_scan_reads(tmp_path):
         _batch(w, "T", [Change({"pk": {"S": "new"}}, canonical_item({"pk": {"S": "new"}}), 20, "s")], 4)
     with Store(str(store), sandbox=True) as st:
         cursor, s = points._cursor(st.lake), st.lake.current_snapshot()
-        assert cursor.sqlite
+        side = cursor.side
+        assert cursor.sqlite and side is not None
         got = {}
-        for sqlite in (True, False):
-            cursor.sqlite = sqlite
+        for way, sqlite, by in (("side", True, side), ("sqlite_query", True, None), ("scan", False, None)):
+            cursor.sqlite, cursor.side = sqlite, by
+            points._NEWEST.clear()  # each way reads the newest snapshot itself
             pr = PointReads(str(store / "data"))
             plan = pr._build(st.lake, s, "T")
             state = pr.state(st.lake, s, "T", [])
-            got[sqlite] = (points.newest(st.lake), sorted((f.path, f.deleted) for f in plan.files), plan.inlined,
-                           state, points.moving_since(st.lake, before), points.moving_since(st.lake, s - 1),
-                           points._inlined_tables(cursor, plan.table_id))
-        cursor.sqlite = True
-        assert got[True] == got[False]
-        assert got[True][2] == {'{"pk":{"S":"new"}}': ['{"pk":{"S":"new"}}']} and got[True][4] and not got[True][5]
-        assert any(f[1] for f in got[True][1])  # the bulk file's deleted positions
+            followed = pr._follow(st.lake, pr._build(st.lake, s - 1, "T"), s)  # inlined rows since
+            followed = followed and (followed.files, followed.inlined)  # (inlined_tables: listed by SQLite only)
+            got[way] = (points.newest(st.lake), sorted((f.path, f.deleted) for f in plan.files), plan.inlined,
+                        state, points.moving_since(st.lake, before), points.moving_since(st.lake, s - 1),
+                        points._inlined_tables(cursor, plan.table_id), followed)
+        cursor.sqlite, cursor.side = True, side
+        assert got["side"] == got["sqlite_query"] == got["scan"]
+        assert not cursor.__dict__.get("side_failures"), cursor.__dict__.get("side_failed")  # each read was its own
+        assert side.pid() is not None
+        found = got["side"]
+        assert found[2] == {'{"pk":{"S":"new"}}': ['{"pk":{"S":"new"}}']} and found[4] and not found[5]
+        assert any(f[1] for f in found[1])  # the bulk file's deleted positions
+        assert found[3] is not None and found[3].synced_at is not None  # a state row with its times cast
+        assert found[7] and found[7][1] == found[2]  # followed from the snapshot before
+
+
+def test_a_side_read_failing_mid_read_is_read_through_duckdbs_sqlite_and_the_next_starts_a_new_child(
+        tmp_path, monkeypatch):
+    """A fault injected in the side reader's reply (its pipe ending mid-read, as when the child dies) fails that
+    statement only: it is read again through ``sqlite_query``, the gets answer as DuckLake does, with no fallback
+    to DuckLake, and the next read starts a new child."""
+    from dynadex.store.catalog import side_reader as side_module
+
+    store = tmp_path / "store"
+    publish_items(store, "T", [{"pk": {"S": f"k{i}"}, "n": {"N": "0"}} for i in range(100)])
+    key = _key_json({"pk": {"S": "k1"}})
+    pr = PointReads(str(store / "data"))
+    with Store(str(store), read_only=False) as w, Store(str(store), sandbox=True) as st:
+        cursor = points._cursor(st.lake)
+        assert st.read_snapshot(lambda r: r.get("T", key), point_reads=pr)[0] is not None
+        started = cursor.side.started
+        real, faults = side_module._exactly, []
+
+        def dying(pipe, n):
+            if not faults:
+                faults.append(n)
+                raise EOFError("the side reader's pipe ended")  # the injected fault
+            return real(pipe, n)
+
+        monkeypatch.setattr(side_module, "_exactly", dying)
+        for n in range(1, 4):  # each batch a new snapshot whose plan and state are read from the catalog
+            _batch(w, "T", [Change({"pk": {"S": "k1"}}, canonical_item({"pk": {"S": "k1"}, "n": {"N": str(n)}}),
+                                   10 + n, "s")], n)
+            fast, at = st.read_snapshot(lambda r: r.get("T", key), point_reads=pr)
+            slow, at_slow = st.read_snapshot(lambda r: r.get("T", key))
+            assert (fast, at.id) == (slow, at_slow.id) and json.loads(fast)["n"] == {"N": str(n)}
+        assert faults and cursor.__dict__.get("side_failures") == 1, cursor.__dict__.get("side_failed")
+        assert cursor.side.started == started + 1 and not pr.counts["fallback"], pr.counts

@@ -14,6 +14,8 @@ Invariants:
   lookup: an ordinary ``read`` (checked whole like any other, kept only then), so a `get` finds them made or
   waits for the read making them. It answers nothing; it stops before the connections close; with no
   client's get for a second it warms nothing and wakes fifty times less often.
+* Closing the readers ends the catalog's side reader (``catalog/side_reader.py``), the child process the point
+  reads ask a SQLite catalog's rows of.
 * Each answer carries its snapshot (id, commit time) and, for each table it read, how far behind its
   DynamoDB table that snapshot is (``reads.lag``), as the sync recorded it in that same snapshot.
 """
@@ -30,6 +32,7 @@ from collections import OrderedDict
 from dynadex import settings
 from dynadex.serve.errors import Busy, QueryFailed, QueryTimedOut
 from dynadex.store import QueryError, QueryTimeout, SnapshotBusy, Store
+from dynadex.store.catalog.side_reader import close_side_reader
 from dynadex.store.catalog.wal_index import wal_index
 from dynadex.store.point_reads import PointReads
 from dynadex.store.reads import lag
@@ -49,6 +52,7 @@ class Readers:
         threads = max(1, (os.cpu_count() or 1) // self.connections)
         self._free: queue.Queue[Store] = queue.Queue()
         self._all: list[Store] = []
+        self.location = None
         try:
             for _ in range(self.connections):
                 st = Store(spec, data_path=data_path, sandbox=True, threads=threads, memory_limit=memory_limit)
@@ -171,6 +175,8 @@ class Readers:
         for st in self._all:
             st.close()
         self._all.clear()
+        if self.location is not None and self.location.catalog.startswith("sqlite:"):
+            close_side_reader(self.location.catalog[len("sqlite:"):])  # its child process (point_reads' reads)
 
 
 def _keep_newest(cache: OrderedDict, key, most: int) -> None:

@@ -48,3 +48,8 @@ class NeedsTransaction(Exception):
 
 class OutsideFastPath(Exception):
     """The chunk needs the exact Python path (never shown to users: ``bulk/fastbuild.py`` falls back on it)."""
+
+
+class SideReadFailed(Exception):
+    """The catalog's side reader did not answer (``catalog/side_reader.py``: SQLite's error, or its process gone):
+    the point reads read the catalog through DuckDB instead. Never shown."""

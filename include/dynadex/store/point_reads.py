@@ -20,7 +20,10 @@ Invariants:
   of ``dynadex.tables``' files) is read from the file alone, and files are never rewritten in place: it stays
   true for as long as the file exists; what a snapshot sees of it is the plan's.
 * The catalog is read by SQLite itself on a SQLite catalog (``_catalog_rows``, ``newest``), by DuckDB's scan
-  of the attached catalog otherwise: the same rows either way.
+  of the attached catalog otherwise: the same rows either way. On a SQLite catalog the statements that a new
+  snapshot needs go to the catalog's side reader (``catalog/side_reader.py``: Python's ``sqlite3`` in a child
+  process, one connection kept open; decision 0047) and, where it fails, to DuckDB's ``sqlite_query``; the
+  values come back cast as DuckDB casts them.
 * Only files under the store's data path are opened (the sandbox of ``dynadex serve``).
 * ``DYNADEX_POINT_READS=0`` turns it off (every get reads through DuckLake, as before).
 """
@@ -37,9 +40,10 @@ import duckdb
 
 from dynadex import settings
 from dynadex.store.catalog.lake import ALIAS, Lake, ReadRetrying
+from dynadex.store.catalog.side_reader import side_reader
 from dynadex.store.catalog.wal_index import wal_index
 from dynadex.store.catalog.state import TableState
-from dynadex.store.errors import UnusualPointRead
+from dynadex.store.errors import SideReadFailed, UnusualPointRead
 from dynadex.store.layout.names import ROW_SCHEMA, STATE_SCHEMA, literal, quote
 
 META_DB = f"__ducklake_metadata_{ALIAS}"  # the catalog's database, as DuckLake attaches it
@@ -501,19 +505,38 @@ def _cursor(lake: Lake):
         cursor.sqlite = lake.location.catalog.startswith("sqlite:")  # ``_catalog_rows`` asks SQLite itself
         cursor.wal_index = (wal_index(lake.location.catalog[len("sqlite:"):])
                             if cursor.sqlite and settings.CATALOG_WAL_INDEX.read() else None)  # ``newest``
+        cursor.side = (side_reader(lake.location.catalog[len("sqlite:"):])
+                       if cursor.sqlite and settings.CATALOG_SIDE_READER.read() else None)  # ``_catalog_rows``
         got = (raw, cursor)
         lake.__dict__["_point_cursor"] = got
     return got[1]
 
 
-def _catalog_rows(con, sql, select: str = "*", missing_ok: bool = False) -> list:
+def _catalog_rows(con, sql, select: str = "*", missing_ok: bool = False, kinds: tuple | None = None) -> list:
     """The rows of ``sql(prefix)``, a query over the catalog's tables, each named ``prefix + name`` (values in it
     are spliced literals: ints and quoted names only), as ``select`` (DuckDB SQL over its columns: casts). On a
-    SQLite catalog SQLite itself answers it (``sqlite_query``: the filter runs where the rows are, on SQLite's
-    indexes; about 0.3 ms less a statement than DuckDB's scan, which reads each table whole, and the more
-    snapshots the catalog holds the more less); else DuckDB's scan of the attached catalog does. ``missing_ok``:
-    no rows when a table named is not there (DuckLake makes its inlined-data and inlined-deletion tables at their
-    first row, and may drop them)."""
+    SQLite catalog SQLite itself answers it: through the side reader where there is one (``con.side``: Python's
+    ``sqlite3`` in a child process on a kept connection, some 20 us a statement plus the pipe, where a
+    ``sqlite_query`` costs 0.9-1.6 ms, most of it opening a SQLite connection and parsing the catalog's schema;
+    with ``kinds`` only),
+    else through ``sqlite_query`` (the filter runs where the rows are, on SQLite's indexes; about 0.3 ms less a
+    statement than DuckDB's scan, which reads each table whole, and the more snapshots the catalog holds the more
+    less); else DuckDB's scan of the attached catalog does. ``kinds``: what ``select`` makes of each column, in
+    order, done in Python to the side reader's values (``str`` for ``CAST(c AS VARCHAR)``, ``int`` for ``BIGINT``,
+    ``_cast_to``'s for the rest): a DuckDB statement to cast them would cost more than the read (every statement
+    on the store's connection starts a DuckLake transaction). ``missing_ok``: no rows when a table named is not
+    there (DuckLake makes its inlined-data and inlined-deletion tables at their first row, and may drop them)."""
+    side = getattr(con, "side", None)
+    if side is not None and kinds is not None:
+        try:
+            ((names, rows),) = side.read([sql("")])
+            return [tuple(None if v is None else kind(v) for kind, v in zip(kinds, row)) for row in rows]
+        except SideReadFailed as exc:
+            if missing_ok and "no such table" in str(exc).lower():
+                return []
+            _count_side_failure(con, exc)  # then read as without the side reader
+        except (duckdb.Error, ValueError, TypeError) as exc:  # a value DuckDB's cast or ``kinds`` does not take
+            _count_side_failure(con, exc)
     try:
         if getattr(con, "sqlite", False):
             return con.execute(f"SELECT {select} FROM sqlite_query({literal(META_DB)}, {literal(sql(''))})").fetchall()
@@ -524,12 +547,72 @@ def _catalog_rows(con, sql, select: str = "*", missing_ok: bool = False) -> list
         raise
 
 
+def _cast_to(con, duckdb_type: str):
+    """A function giving a SQLite value (the side reader's) as DuckDB's ``CAST(value AS duckdb_type)`` gives the
+    value ``sqlite_query`` reads (the catalog's columns are VARCHAR, BIGINT, DOUBLE, BOOLEAN: DuckLake keeps an
+    inlined TIMESTAMPTZ as its text); ``ValueError`` for a value it does not know, which is then read through
+    DuckDB instead. A time comes back in the connection's time zone, as DuckDB's do."""
+    if duckdb_type == "VARCHAR":
+        return lambda v: v if isinstance(v, str) else _plain(v, (int,), str)
+    if duckdb_type in ("BIGINT", "INTEGER"):
+        return lambda v: _plain(v, (int,), int)
+    if duckdb_type == "DOUBLE":
+        return lambda v: _plain(v, (int, float), float)
+    if duckdb_type == "BOOLEAN":
+        return _boolean
+    if duckdb_type == "TIMESTAMPTZ":
+        zone = _time_zone(con)
+        return lambda v: _timestamptz(v, zone)
+    raise ValueError(f"no cast to {duckdb_type}")
+
+
+def _boolean(v) -> bool:
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if v in ("true", "false"):
+        return v == "true"
+    raise ValueError(f"{v!r} where a boolean was expected")
+
+
+def _plain(v, types: tuple, kind):
+    if not isinstance(v, types) or isinstance(v, bool):
+        raise ValueError(f"a {type(v).__name__} where {kind.__name__} was expected")
+    return kind(v)
+
+
+def _timestamptz(v, zone):
+    import datetime as dt
+
+    if not isinstance(v, str):
+        raise ValueError(f"a {type(v).__name__} where a time was expected")
+    t = dt.datetime.fromisoformat(v)  # DuckDB's text of a TIMESTAMPTZ: 2026-12-07 17:03:26.23968+00
+    if t.tzinfo is None:
+        raise ValueError(f"a time without its offset: {v!r}")
+    return t.astimezone(zone)
+
+
+def _time_zone(con):
+    """The time zone of the TIMESTAMPTZ values DuckDB gives on ``con`` (looked at once per cursor)."""
+    zone = con.__dict__.get("time_zone")
+    if zone is None:
+        zone = con.__dict__["time_zone"] = con.execute(
+            "SELECT TIMESTAMPTZ '2000-01-01 00:00:00+00'").fetchone()[0].tzinfo
+    return zone
+
+
+def _count_side_failure(con, exc: BaseException) -> None:
+    """A side read that did not answer (its rows are read through DuckDB instead): counted on the cursor."""
+    con.__dict__["side_failures"] = con.__dict__.get("side_failures", 0) + 1
+    con.__dict__["side_failed"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
 # the newest snapshot asked of SQLite itself (``sqlite_query``: its primary key finds the row), where a read of
 # ``{META}.ducklake_snapshot`` has DuckDB's SQLite scanner read the whole table (one row per commit since the
 # last expiry) and sort it
 NEWEST_SQLITE = (f"SELECT CAST(snapshot_id AS BIGINT), CAST(snapshot_time AS TIMESTAMPTZ) FROM sqlite_query("
                  f"{literal(META_DB)}, 'SELECT snapshot_id, snapshot_time FROM ducklake_snapshot "
                  "ORDER BY snapshot_id DESC LIMIT 1')")
+NEWEST_SIDE = "SELECT snapshot_id, snapshot_time FROM ducklake_snapshot ORDER BY snapshot_id DESC LIMIT 1"
 NEWEST_SCAN = (f"SELECT snapshot_id, CAST(snapshot_time AS TIMESTAMPTZ) FROM {META}.ducklake_snapshot "
                "ORDER BY snapshot_id DESC LIMIT 1")
 
@@ -555,7 +638,12 @@ def newest(lake: Lake) -> tuple[int, object]:
             seen = _NEWEST.get(index)
         if seen is not None and seen[0] == token:
             return seen[1]
-    got = tuple(cursor.execute(NEWEST_SQLITE).fetchone())  # read after the token: at least as new as it
+    if cursor.side is not None:  # read after the token: at least as new as it (its time cast as DuckDB would)
+        got = tuple(_catalog_rows(cursor, lambda t: NEWEST_SIDE,
+                                  "CAST(snapshot_id AS BIGINT), CAST(snapshot_time AS TIMESTAMPTZ)",
+                                  kinds=(int, _cast_to(cursor, "TIMESTAMPTZ")))[0])
+    else:
+        got = tuple(cursor.execute(NEWEST_SQLITE).fetchone())  # read after the token: at least as new as it
     if token is not None:
         with _NEWEST_LOCK:
             _NEWEST[index] = (token, got)
@@ -580,7 +668,7 @@ def moving_since(lake: Lake, snapshot: int) -> bool:
     if newest(lake)[0] == snapshot:
         return False
     rows = _catalog_rows(_cursor(lake), lambda t: f"SELECT changes_made FROM {t}ducklake_snapshot_changes "
-                         f"WHERE snapshot_id > {int(snapshot)}", "CAST(changes_made AS VARCHAR)")
+                         f"WHERE snapshot_id > {int(snapshot)}", "CAST(changes_made AS VARCHAR)", kinds=(str,))
     return any(change.partition(":")[0] not in ROW_KEEPING_KINDS
                for (changes,) in rows for change in (changes or "").split(",") if change)
 
@@ -592,7 +680,7 @@ def _inlined_deletes(con, table_id: int, s: int) -> dict:
     out: dict = {}
     name = quote(f"ducklake_inlined_delete_{int(table_id)}")
     for fid, row in _catalog_rows(con, lambda t: f"SELECT file_id, row_id FROM {t}{name} WHERE begin_snapshot <= {int(s)}",
-                                  "CAST(file_id AS BIGINT), CAST(row_id AS BIGINT)", missing_ok=True):
+                                  "CAST(file_id AS BIGINT), CAST(row_id AS BIGINT)", missing_ok=True, kinds=(int, int)):
         out.setdefault(fid, set()).add(row)
     return out
 
@@ -604,7 +692,7 @@ def _inlined_rows(con, table_id: int, s: int, tables=None) -> dict:
     for name in _inlined_tables(con, table_id) if tables is None else tables:
         for key, item in _catalog_rows(con, lambda t: f"SELECT key, item FROM {t}{quote(name)} WHERE begin_snapshot "
                                        f"<= {int(s)} AND (end_snapshot IS NULL OR end_snapshot > {int(s)})",
-                                       "CAST(key AS VARCHAR), CAST(item AS VARCHAR)", missing_ok=True):
+                                       "CAST(key AS VARCHAR), CAST(item AS VARCHAR)", missing_ok=True, kinds=(str, str)):
             out.setdefault(key, []).append(item)
     return out
 
@@ -628,7 +716,7 @@ def _changes_since(con, b: int, s: int) -> tuple[list, dict | None, set | None]:
                            "UNION ALL SELECT 't', table_id, table_name FROM ducklake_inlined_data_tables "
                            "UNION ALL SELECT 'd', NULL, name FROM sqlite_master WHERE type = 'table' AND "
                            "substr(name, 1, 24) = 'ducklake_inlined_delete_'",
-            "CAST(kind AS VARCHAR), CAST(n AS BIGINT), CAST(v AS VARCHAR)"):
+            "CAST(kind AS VARCHAR), CAST(n AS BIGINT), CAST(v AS VARCHAR)", kinds=(str, int, str)):
         if kind == "c":
             rows.append((n, text))
         elif kind == "t":
@@ -645,14 +733,14 @@ def _inlined_listed(con, table_id: int, s: int, present: set, tables) -> tuple[d
     deletion = f"ducklake_inlined_delete_{int(table_id)}"
     parts = [f"SELECT 'd' AS kind, CAST(file_id AS TEXT) AS a, CAST(row_id AS TEXT) AS b FROM {quote(deletion)} "
              f"WHERE begin_snapshot <= {int(s)}"] if deletion in present else []
-    parts += [f"SELECT 'r', key, item FROM {quote(name)} WHERE begin_snapshot <= {int(s)} AND (end_snapshot IS NULL "
+    parts += [f"SELECT 'r' AS kind, key AS a, item AS b FROM {quote(name)} WHERE begin_snapshot <= {int(s)} AND (end_snapshot IS NULL "
               f"OR end_snapshot > {int(s)})" for name in tables]
     deletes: dict = {}
     rows: dict = {}
     if not parts:
         return deletes, rows
     for kind, a, b in _catalog_rows(con, lambda t: " UNION ALL ".join(parts),
-                                    "CAST(kind AS VARCHAR), CAST(a AS VARCHAR), CAST(b AS VARCHAR)"):
+                                    "CAST(kind AS VARCHAR), CAST(a AS VARCHAR), CAST(b AS VARCHAR)", kinds=(str, str, str)):
         if kind == "d":
             deletes.setdefault(int(a), set()).add(int(b))
         else:
@@ -664,7 +752,7 @@ def _inlined_tables(con, table_id: int) -> list[str]:
     """The names of the table's inlined-data tables (one per schema version that held inlined rows)."""
     return [r[0] for r in _catalog_rows(con, lambda t: "SELECT table_name FROM "
                                         f"{t}ducklake_inlined_data_tables WHERE table_id = {int(table_id)}",
-                                        "CAST(table_name AS VARCHAR)")]
+                                        "CAST(table_name AS VARCHAR)", kinds=(str,))]
 
 
 # DuckLake's column types (``ducklake_column.column_type``) of ``dynadex.tables`` -> DuckDB's
@@ -697,6 +785,26 @@ def _state_rows(con, plan: Plan, s: int, table: str, names_of, inlined_columns: 
         rows = read() if file_rows is None else file_rows((f.path, table, columns), read)
         out += [(names, row[1:]) for row in rows if row[0] not in f.deleted]
     for name in _inlined_tables(con, plan.table_id) if plan.inlined_tables is None else plan.inlined_tables:
+        def live(t: str, name=name) -> str:
+            return (f"SELECT * FROM {t}{quote(name)} WHERE table_name = {literal(table)} AND begin_snapshot <= "
+                    f"{int(s)} AND (end_snapshot IS NULL OR end_snapshot > {int(s)})")
+
+        if getattr(con, "side", None) is not None:  # its columns come with its rows, cast here as select's
+            try:
+                ((got, rows),) = con.side.read([live("")])
+                at = {n: i for i, n in enumerate(got)}
+                casts = [(at.get(n), _cast_to(con, DUCKDB_TYPES[t])) for n, t in columns]
+                rows = [tuple(None if i is None or row[i] is None else cast(row[i]) for i, cast in casts)
+                        for row in rows]
+            except SideReadFailed as exc:
+                if "no such table" in str(exc).lower():
+                    continue
+                _count_side_failure(con, exc)
+            except (duckdb.Error, ValueError, TypeError) as exc:
+                _count_side_failure(con, exc)
+            else:
+                out += [(names, row) for row in rows]
+                continue
         have = inlined_columns.get(name)
         if have is None:
             try:
@@ -704,8 +812,5 @@ def _state_rows(con, plan: Plan, s: int, table: str, names_of, inlined_columns: 
             except duckdb.CatalogException:
                 continue
             inlined_columns[name] = have
-        out += [(names, row) for row in _catalog_rows(
-            con, lambda t: f"SELECT * FROM {t}{quote(name)} WHERE table_name = {literal(table)} AND begin_snapshot <= "
-                           f"{int(s)} AND (end_snapshot IS NULL OR end_snapshot > {int(s)})", select(have),
-            missing_ok=True)]
+        out += [(names, row) for row in _catalog_rows(con, live, select(have), missing_ok=True)]
     return out
